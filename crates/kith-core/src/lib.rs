@@ -1,0 +1,18 @@
+//! kith-core: the hub and the domain it governs.
+//!
+//! The hub ([`Hub`]) is a deterministic state machine: inputs with the time
+//! passed in, outputs drained by the caller. It does no IO, reads no clock and
+//! spawns nothing; this crate does not depend on an async runtime, a socket
+//! library or a database, so the compiler holds that line.
+//!
+//! Wire messages become domain types once, at the edge ([`request::parse`]);
+//! past that point the types carry their own validity.
+
+pub mod hub;
+pub mod ids;
+pub mod request;
+pub mod store;
+pub mod text;
+
+pub use hub::{Frame, Hub, HubConfig, Input, Output, Read};
+pub use ids::{ChannelId, CommunityId, IdGen, MessageId, SessionId, Timestamp, TokenId, UserId};

@@ -1,0 +1,269 @@
+//! Wire → domain: every `ClientMessage` is turned into a validated request here,
+//! at the edge, once. The hub only ever sees these types.
+
+use kith_proto::v1::{self, ErrorCode, client_message::Request as Wire};
+
+use crate::ids::{ChannelId, CommunityId, MessageId, UserId};
+use crate::text::{
+    Body, ChannelName, CommunityName, DisplayName, Nonce, Password, TextError, Topic, Username,
+};
+
+/// SHA-256 of a login token. Only the hash is kept in memory and on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+/// A request as the edge receives it, before the edge's own work.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Needs password hashing or verification (slow, so done off the hub).
+    Auth(AuthRequest),
+    /// Ready for the hub.
+    Hub(Request),
+}
+
+/// Account requests that need the edge's cryptography before the hub.
+#[derive(Debug)]
+pub enum AuthRequest {
+    Register {
+        username: Username,
+        password: Password,
+        display_name: Option<DisplayName>,
+        credential: Credential,
+    },
+    /// The password is not length-checked here: a wrong length is simply
+    /// wrong, answered like any other bad password (after no hashing at all).
+    Login {
+        username_fold: String,
+        password: String,
+    },
+    Authenticate {
+        token: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    SetupCode(String),
+    Invite(String),
+}
+
+/// What the hub handles, all fields validated.
+#[derive(Debug)]
+pub enum Request {
+    /// The edge hashed the password and minted the token.
+    Register(Registration),
+    /// The edge verified the password of `user` and minted the token.
+    Login {
+        user: UserId,
+        token: String,
+        token_hash: TokenHash,
+    },
+    Authenticate {
+        token_hash: TokenHash,
+    },
+    Logout {
+        everywhere: bool,
+    },
+    CreateCommunity {
+        name: CommunityName,
+    },
+    CreateInvite {
+        community: CommunityId,
+        max_uses: Option<u32>,
+        expires_in_ms: Option<u64>,
+        code: String,
+    },
+    JoinCommunity {
+        code: String,
+    },
+    LeaveCommunity {
+        community: CommunityId,
+    },
+    CreateChannel {
+        community: CommunityId,
+        name: ChannelName,
+        topic: Topic,
+    },
+    UpdateChannel {
+        channel: ChannelId,
+        name: Option<ChannelName>,
+        topic: Option<Topic>,
+    },
+    DeleteChannel {
+        channel: ChannelId,
+    },
+    SendMessage {
+        channel: ChannelId,
+        body: Body,
+        nonce: Option<Nonce>,
+        reply_to: Option<MessageId>,
+    },
+    EditMessage {
+        channel: ChannelId,
+        message: MessageId,
+        body: Body,
+    },
+    DeleteMessage {
+        channel: ChannelId,
+        message: MessageId,
+    },
+    History(HistoryQuery),
+}
+
+#[derive(Debug)]
+pub struct Registration {
+    pub username: Username,
+    pub display_name: DisplayName,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// Returned to the client once; only the hash is kept.
+    pub token: String,
+    pub token_hash: TokenHash,
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub channel: ChannelId,
+    pub anchor: Anchor,
+    /// 1..=[`HistoryQuery::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl HistoryQuery {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 100;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Latest,
+    Before(MessageId),
+    After(MessageId),
+    Around(MessageId),
+}
+
+/// A request that failed validation at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
+impl From<TextError> for ParseError {
+    fn from(e: TextError) -> Self {
+        Self { code: ErrorCode::Invalid, reason: e.to_string() }
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> ParseError {
+    ParseError { code: ErrorCode::Invalid, reason: reason.into() }
+}
+
+fn required(id: u64, field: &str) -> Result<u64, ParseError> {
+    if id == 0 { Err(invalid(format!("{field} is required"))) } else { Ok(id) }
+}
+
+/// Invite codes and setup codes are short printable ASCII.
+fn code(raw: String, field: &str) -> Result<String, ParseError> {
+    if raw.is_empty() || raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(invalid(format!("{field} is malformed")));
+    }
+    Ok(raw)
+}
+
+/// Validates one request. `new_invite_code` supplies randomness (the hub has
+/// none of its own); it is called only for invite creation.
+pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) -> Result<Parsed, ParseError> {
+    let Some(request) = request else {
+        return Err(ParseError {
+            code: ErrorCode::Unsupported,
+            reason: "unknown or missing request kind".into(),
+        });
+    };
+    let hub = |r: Request| Ok(Parsed::Hub(r));
+    match request {
+        Wire::Register(r) => {
+            let username = Username::parse(&r.username)?;
+            let password = Password::parse(r.password)?;
+            let display_name = match r.display_name.as_str() {
+                "" => None,
+                d => Some(DisplayName::parse(d)?),
+            };
+            let credential = match r.credential {
+                None => Credential::None,
+                Some(v1::register_request::Credential::SetupCode(c)) => {
+                    Credential::SetupCode(code(c, "setup code")?)
+                }
+                Some(v1::register_request::Credential::InviteCode(c)) => {
+                    Credential::Invite(code(c, "invite code")?)
+                }
+            };
+            Ok(Parsed::Auth(AuthRequest::Register { username, password, display_name, credential }))
+        }
+        Wire::Login(r) => Ok(Parsed::Auth(AuthRequest::Login {
+            username_fold: Username::fold(&r.username),
+            password: r.password,
+        })),
+        Wire::Authenticate(r) => Ok(Parsed::Auth(AuthRequest::Authenticate { token: r.token })),
+        Wire::Logout(r) => hub(Request::Logout { everywhere: r.everywhere }),
+        Wire::CreateCommunity(r) => hub(Request::CreateCommunity { name: CommunityName::parse(&r.name)? }),
+        Wire::CreateInvite(r) => hub(Request::CreateInvite {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            max_uses: (r.max_uses > 0).then_some(r.max_uses),
+            expires_in_ms: (r.expires_in_ms > 0).then_some(r.expires_in_ms),
+            code: new_invite_code(),
+        }),
+        Wire::JoinCommunity(r) => hub(Request::JoinCommunity { code: code(r.code, "invite code")? }),
+        Wire::LeaveCommunity(r) => {
+            hub(Request::LeaveCommunity { community: CommunityId(required(r.community_id, "community_id")?) })
+        }
+        Wire::CreateChannel(r) => hub(Request::CreateChannel {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            name: ChannelName::parse(&r.name)?,
+            topic: Topic::parse(&r.topic)?,
+        }),
+        Wire::UpdateChannel(r) => hub(Request::UpdateChannel {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            name: r.name.as_deref().map(ChannelName::parse).transpose()?,
+            topic: r.topic.as_deref().map(Topic::parse).transpose()?,
+        }),
+        Wire::DeleteChannel(r) => {
+            hub(Request::DeleteChannel { channel: ChannelId(required(r.channel_id, "channel_id")?) })
+        }
+        Wire::SendMessage(r) => hub(Request::SendMessage {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            body: Body::parse(&r.body)?,
+            nonce: Nonce::parse(&r.nonce)?,
+            reply_to: (r.reply_to != 0).then_some(MessageId(r.reply_to)),
+        }),
+        Wire::EditMessage(r) => hub(Request::EditMessage {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            message: MessageId(required(r.message_id, "message_id")?),
+            body: Body::parse(&r.body)?,
+        }),
+        Wire::DeleteMessage(r) => hub(Request::DeleteMessage {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            message: MessageId(required(r.message_id, "message_id")?),
+        }),
+        Wire::History(r) => {
+            use v1::history_request::Anchor as A;
+            let anchor = match r.anchor {
+                None => Anchor::Latest,
+                Some(A::Before(id)) => Anchor::Before(MessageId(id)),
+                Some(A::After(id)) => Anchor::After(MessageId(id)),
+                Some(A::Around(id)) => Anchor::Around(MessageId(id)),
+            };
+            let limit = match r.limit {
+                0 => HistoryQuery::DEFAULT_LIMIT,
+                n => n.min(HistoryQuery::MAX_LIMIT),
+            };
+            hub(Request::History(HistoryQuery {
+                channel: ChannelId(required(r.channel_id, "channel_id")?),
+                anchor,
+                limit,
+            }))
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Validated text: usernames, names, message bodies. Constructing one of these
+//! types is the only validation; everything past the edge trusts them.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::{GeneralSecurityProfile, MixedScript, skeleton};
+
+/// Why a piece of text was refused. The message is shown to users as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct TextError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn refuse<T>(field: &'static str, problem: impl Into<String>) -> Result<T, TextError> {
+    Err(TextError { field, problem: problem.into() })
+}
+
+/// Characters that change how surrounding text is shown without being seen:
+/// bidi overrides and isolates, zero-width joiners and spaces, and the like.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// A registrable username. See `RegisterRequest` in proto/kith.proto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    /// NFKC-normalised, as the user typed it (case kept for display).
+    pub name: String,
+    /// Case-folded name: what login looks up.
+    pub fold: String,
+    /// UTS #39 confusable skeleton of the folded name: what must be unique.
+    pub skeleton: String,
+}
+
+impl Username {
+    pub const MIN_CHARS: usize = 2;
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        const F: &str = "username";
+        if raw.len() > Self::MAX_CHARS * 4 {
+            return refuse(F, format!("at most {} characters", Self::MAX_CHARS));
+        }
+        if raw.chars().any(|c| c.is_control() || is_invisible_or_bidi(c)) {
+            return refuse(F, "contains an invisible or control character");
+        }
+        let name: String = raw.nfkc().collect();
+        let count = name.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&count) {
+            return refuse(F, format!("must be {}-{} characters", Self::MIN_CHARS, Self::MAX_CHARS));
+        }
+        if let Some(c) = name.chars().find(|&c| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+            return refuse(F, format!("may contain letters, digits, '_', '.' and '-', not {c:?}"));
+        }
+        if !name.chars().all(GeneralSecurityProfile::identifier_allowed) {
+            return refuse(F, "contains a character not allowed in identifiers (UTS #39)");
+        }
+        let fold = Self::fold(&name);
+        let skeleton = skeleton(&fold).collect::<String>().to_lowercase();
+        Ok(Self { name, fold, skeleton })
+    }
+
+    /// True if the name mixes scripts (e.g. Latin with a Cyrillic look-alike).
+    /// Checked after uniqueness so that a look-alike of an existing name is
+    /// reported as taken.
+    pub fn is_mixed_script(&self) -> bool {
+        !self.name.is_single_script()
+    }
+
+    /// The case-folded form of a name as typed at login.
+    pub fn fold(raw: &str) -> String {
+        raw.nfkc().flat_map(char::to_lowercase).collect()
+    }
+}
+
+/// Checks free-form single-line text: display names, community names, topics.
+fn line(field: &'static str, raw: &str, max_chars: usize, allow_empty: bool) -> Result<String, TextError> {
+    if raw.len() > max_chars * 4 {
+        return refuse(field, format!("at most {max_chars} characters"));
+    }
+    let text: String = raw.nfc().collect();
+    let trimmed = text.trim();
+    let count = trimmed.chars().count();
+    if count > max_chars {
+        return refuse(field, format!("at most {max_chars} characters"));
+    }
+    if count == 0 && !allow_empty {
+        return refuse(field, "must not be empty");
+    }
+    if trimmed.chars().any(|c| c.is_control() || is_invisible_or_bidi(c)) {
+        return refuse(field, "contains a control, invisible or bidi-override character");
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A display name: 1-64 characters, one line, nothing invisible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(pub String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("display name", raw, 64, false).map(Self)
+    }
+}
+
+/// A community name: 1-64 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommunityName(pub String);
+
+impl CommunityName {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("community name", raw, 64, false).map(Self)
+    }
+}
+
+/// A channel topic: 0-1024 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic(pub String);
+
+impl Topic {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("topic", raw, 1024, true).map(Self)
+    }
+}
+
+/// A channel name: 1-32 of `a-z 0-9 - _`, like Discord's. Uppercase letters
+/// are lowered and spaces become dashes, so `General Chat` is `general-chat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelName(pub String);
+
+impl ChannelName {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        const F: &str = "channel name";
+        let name: String =
+            raw.trim().chars().map(|c| if c == ' ' { '-' } else { c.to_ascii_lowercase() }).collect();
+        if name.is_empty() || name.len() > 32 {
+            return refuse(F, "must be 1-32 characters");
+        }
+        if let Some(c) =
+            name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')))
+        {
+            return refuse(F, format!("may contain a-z, 0-9, '-' and '_', not {c:?}"));
+        }
+        Ok(Self(name))
+    }
+}
+
+/// A message body: 1-4000 characters; no control characters but newline and
+/// tab. Stored verbatim otherwise: rendering is the clients' job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body(pub String);
+
+impl Body {
+    pub const MAX_CHARS: usize = 4000;
+
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        const F: &str = "message";
+        if raw.len() > Self::MAX_CHARS * 4 || raw.chars().count() > Self::MAX_CHARS {
+            return refuse(F, format!("at most {} characters", Self::MAX_CHARS));
+        }
+        if raw.trim().is_empty() {
+            return refuse(F, "must not be empty");
+        }
+        if let Some(c) = raw.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+            return refuse(F, format!("contains the control character U+{:04X}", c as u32));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The `@name` words in the body, case-folded, in order, without repeats.
+    pub fn mention_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find('@') {
+            // An '@' inside a word (an e-mail address) is not a mention.
+            let before = self.0[..self.0.len() - rest.len() + at].chars().next_back();
+            rest = &rest[at + 1..];
+            if before.is_some_and(|c| c.is_alphanumeric()) {
+                continue;
+            }
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .unwrap_or(rest.len());
+            let name = Username::fold(rest[..end].trim_end_matches(['.', '-']));
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// A client's idempotency nonce: 1-64 bytes of printable ASCII.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nonce(pub String);
+
+impl Nonce {
+    /// `None` for the empty string (no deduplication asked for).
+    pub fn parse(raw: &str) -> Result<Option<Self>, TextError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return refuse("nonce", "must be 1-64 printable ASCII characters");
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
+}
+
+/// A password as received, before hashing: 8-1024 bytes.
+///
+/// The upper bound keeps argon2 cost independent of the attacker (A3); it is
+/// checked before any hashing work.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    pub const MIN_BYTES: usize = 8;
+    pub const MAX_BYTES: usize = 1024;
+
+    pub fn parse(raw: String) -> Result<Self, TextError> {
+        if raw.len() < Self::MIN_BYTES || raw.len() > Self::MAX_BYTES {
+            return refuse("password", format!("must be {}-{} bytes", Self::MIN_BYTES, Self::MAX_BYTES));
+        }
+        if raw.contains('\0') {
+            return refuse("password", "must not contain NUL");
+        }
+        Ok(Self(raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> String {
+        Username::parse(name).unwrap().skeleton
+    }
+
+    #[test]
+    fn confusable_usernames_share_a_skeleton() {
+        let alice = key("alice");
+        assert_eq!(key("ALICE"), alice);
+        assert_eq!(key("\u{0430}lice"), alice, "Cyrillic a");
+        assert_eq!(key("ａｌｉｃｅ"), alice, "fullwidth");
+        assert_eq!(key("a1ice"), key("alice"), "digit one as l");
+        assert_ne!(key("bob"), alice);
+    }
+
+    #[test]
+    fn invisible_and_control_characters_are_refused_in_usernames() {
+        for bad in ["alice\u{200D}", "al\u{202E}ice", "alice\0x", "al ice", "a", "x".repeat(33).as_str()] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mixed_script_is_detected() {
+        assert!(Username::parse("\u{0430}lice").unwrap().is_mixed_script());
+        assert!(!Username::parse("алиса").unwrap().is_mixed_script());
+        assert!(!Username::parse("alice_01").unwrap().is_mixed_script());
+    }
+
+    #[test]
+    fn body_refuses_control_characters_but_newline_and_tab() {
+        assert!(Body::parse("line one\n\tline two").is_ok());
+        for bad in ["\x1b[2J", "a\rb", "bell\x07", "\u{9b}31m", "", "  \n "] {
+            assert!(Body::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Body::parse(&"x".repeat(4000)).is_ok());
+        assert!(Body::parse(&"x".repeat(4001)).is_err());
+    }
+
+    #[test]
+    fn mentions_are_words_after_at() {
+        let body = Body::parse("hi @Alice and @bob, mail me@example.com @alice @carol.").unwrap();
+        assert_eq!(body.mention_names(), ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn channel_names_are_lowered_and_dashed() {
+        assert_eq!(ChannelName::parse("General Chat").unwrap().0, "general-chat");
+        assert!(ChannelName::parse("naïve").is_err());
+    }
+
+    #[test]
+    fn password_length_is_capped_before_hashing() {
+        assert!(Password::parse("x".repeat(1 << 20)).is_err());
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("long enough".into()).is_ok());
+    }
+}

@@ -1,0 +1,557 @@
+//! Specs for the hub, driven by hand: no network, no disk, no clock.
+
+use std::collections::HashMap;
+
+use kith_core::request::{Anchor, Credential, HistoryQuery, Registration, Request, TokenHash};
+use kith_core::store::{StoredState, Write};
+use kith_core::text::{Body, ChannelName, CommunityName, DisplayName, Nonce, Topic, Username};
+use kith_core::{
+    ChannelId, CommunityId, Frame, Hub, HubConfig, Input, MessageId, Output, Read, SessionId, Timestamp,
+};
+use kith_proto::v1::{self, ErrorCode, event::Body as Ev, reply::Result as R, server_message::Kind};
+use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, event_frame_header};
+use prost::Message;
+
+const SETUP: &str = "SETUP-CODE";
+
+/// A hub plus a recorder of everything it asked for.
+struct World {
+    hub: Hub,
+    now: Timestamp,
+    rid: u64,
+    auto_commit: bool,
+    issued: u64,
+    committed: u64,
+    writes: Vec<(u64, Write)>,
+    inbox: HashMap<SessionId, Vec<Kind>>,
+    reads: Vec<(SessionId, u64, Read)>,
+    closes: Vec<(SessionId, v1::CloseCode)>,
+    next_session: u64,
+}
+
+fn decode(frame: Frame) -> Kind {
+    let bytes = match frame {
+        Frame::Whole(b) => b.to_vec(),
+        Frame::Event { seq, body } => {
+            let (h, n) = event_frame_header(seq, body.len());
+            [&h[..n], &body[..]].concat()
+        }
+    };
+    let mut dec = FrameDecoder::new(MAX_SERVER_FRAME);
+    dec.extend(&bytes);
+    let frame = dec.next_frame().unwrap().unwrap();
+    assert!(!dec.in_frame(), "exactly one frame");
+    v1::ServerMessage::decode(frame).unwrap().kind.unwrap()
+}
+
+impl World {
+    fn new(config: HubConfig) -> Self {
+        World {
+            hub: Hub::new(StoredState::default(), config),
+            now: Timestamp(1_800_000_000_000),
+            rid: 0,
+            auto_commit: true,
+            issued: 0,
+            committed: 0,
+            writes: Vec::new(),
+            inbox: HashMap::new(),
+            reads: Vec::new(),
+            closes: Vec::new(),
+            next_session: 0,
+        }
+    }
+
+    fn default() -> Self {
+        Self::new(HubConfig { open_registration: false, setup_code: Some(SETUP.into()) })
+    }
+
+    fn input(&mut self, input: Input) {
+        self.now = self.now.plus_ms(1);
+        self.hub.handle(self.now, input);
+        self.drain();
+        if self.auto_commit {
+            self.commit();
+        }
+    }
+
+    fn commit(&mut self) {
+        if self.committed < self.issued {
+            self.committed = self.issued;
+            self.hub.handle(self.now, Input::Committed { ticket: self.issued });
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.hub.poll_output() {
+            match out {
+                Output::Persist { ticket, writes } => {
+                    assert_eq!(ticket, self.issued + 1, "tickets are consecutive");
+                    self.issued = ticket;
+                    self.writes.extend(writes.into_iter().map(|w| (ticket, w)));
+                }
+                Output::Send { to, frame } => self.inbox.entry(to).or_default().push(decode(frame)),
+                Output::Read { to, request_id, read } => self.reads.push((to, request_id, read)),
+                Output::Close { session, code, .. } => self.closes.push((session, code)),
+            }
+        }
+    }
+
+    fn connect(&mut self) -> SessionId {
+        self.next_session += 1;
+        let s = SessionId(self.next_session);
+        self.input(Input::Connected { session: s });
+        s
+    }
+
+    /// Sends a request and returns the request id.
+    fn send(&mut self, session: SessionId, request: Request) -> u64 {
+        self.rid += 1;
+        let rid = self.rid;
+        self.input(Input::Request { session, request_id: rid, request });
+        rid
+    }
+
+    /// Sends a request and returns its reply (or error).
+    fn call(&mut self, session: SessionId, request: Request) -> Result<R, (ErrorCode, String)> {
+        let rid = self.send(session, request);
+        self.take_answer(session, rid).expect("an answer")
+    }
+
+    fn take_answer(&mut self, session: SessionId, rid: u64) -> Option<Result<R, (ErrorCode, String)>> {
+        let inbox = self.inbox.entry(session).or_default();
+        let pos = inbox.iter().position(|k| match k {
+            Kind::Reply(r) => r.request_id == rid,
+            Kind::Error(e) => e.request_id == rid,
+            Kind::Event(_) => false,
+        })?;
+        Some(match inbox.remove(pos) {
+            Kind::Reply(r) => Ok(r.result.unwrap()),
+            Kind::Error(e) => Err((e.code(), e.reason)),
+            Kind::Event(_) => unreachable!(),
+        })
+    }
+
+    fn events(&mut self, session: SessionId) -> Vec<v1::Event> {
+        let inbox = self.inbox.entry(session).or_default();
+        let (events, rest): (Vec<_>, Vec<_>) = inbox.drain(..).partition(|k| matches!(k, Kind::Event(_)));
+        *inbox = rest;
+        events.into_iter().map(|k| if let Kind::Event(e) = k { e } else { unreachable!() }).collect()
+    }
+
+    fn register(&mut self, name: &str, credential: Credential) -> Result<(SessionId, v1::Ready), ErrorCode> {
+        let s = self.connect();
+        let reg = Registration {
+            username: Username::parse(name).unwrap(),
+            display_name: DisplayName::parse(name).unwrap(),
+            password_hash: "$argon2id$test".into(),
+            token: format!("token-{name}"),
+            token_hash: TokenHash(*blake(name)),
+            credential,
+        };
+        match self.call(s, Request::Register(reg)) {
+            Ok(R::Ready(ready)) => Ok((s, ready)),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err((code, _)) => Err(code),
+        }
+    }
+
+    fn owner(&mut self) -> SessionId {
+        self.register("owner", Credential::SetupCode(SETUP.into())).unwrap().0
+    }
+
+    fn community(&mut self, s: SessionId, name: &str) -> v1::Community {
+        match self.call(s, Request::CreateCommunity { name: CommunityName::parse(name).unwrap() }).unwrap() {
+            R::Community(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn invite(&mut self, s: SessionId, community: u64) -> String {
+        let code = format!("code{}", self.rid);
+        let req = Request::CreateInvite {
+            community: CommunityId(community),
+            max_uses: None,
+            expires_in_ms: None,
+            code: code.clone(),
+        };
+        match self.call(s, req).unwrap() {
+            R::Invite(i) => i.code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An owner with a community, and `n` members who joined it by invite.
+    fn family(&mut self, members: &[&str]) -> (SessionId, v1::Community, Vec<SessionId>) {
+        let owner = self.owner();
+        let c = self.community(owner, "Family");
+        let sessions = members
+            .iter()
+            .map(|m| {
+                let code = self.invite(owner, c.id);
+                self.register(m, Credential::Invite(code)).unwrap().0
+            })
+            .collect();
+        for s in [owner].iter().chain(&sessions) {
+            self.events(*s);
+        }
+        (owner, c, sessions)
+    }
+
+    fn say(
+        &mut self,
+        s: SessionId,
+        channel: u64,
+        text: &str,
+        nonce: Option<&str>,
+    ) -> Result<R, (ErrorCode, String)> {
+        self.call(
+            s,
+            Request::SendMessage {
+                channel: ChannelId(channel),
+                body: Body::parse(text).unwrap(),
+                nonce: nonce.map(|n| Nonce::parse(n).unwrap().unwrap()),
+                reply_to: None,
+            },
+        )
+    }
+}
+
+/// A distinct 32-byte value per name (the hub never inspects it).
+fn blake(name: &str) -> Box<[u8; 32]> {
+    let mut out = [0u8; 32];
+    for (i, b) in name.bytes().enumerate() {
+        out[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    out[31] = name.len() as u8;
+    Box::new(out)
+}
+
+fn message(r: R) -> v1::Message {
+    match r {
+        R::Message(m) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[test]
+fn first_registration_needs_the_setup_code_and_becomes_owner() {
+    let mut w = World::default();
+    assert_eq!(w.register("alice", Credential::None).unwrap_err(), ErrorCode::RegistrationClosed);
+    assert_eq!(
+        w.register("alice", Credential::SetupCode("WRONG".into())).unwrap_err(),
+        ErrorCode::RegistrationClosed
+    );
+    let (_, ready) = w.register("alice", Credential::SetupCode(SETUP.into())).unwrap();
+    assert!(ready.server_owner);
+    assert_eq!(ready.token, "token-alice");
+    // The code is one-time.
+    assert_eq!(
+        w.register("bob", Credential::SetupCode(SETUP.into())).unwrap_err(),
+        ErrorCode::RegistrationClosed
+    );
+}
+
+#[test]
+fn registration_after_the_owner_needs_an_invite_unless_open() {
+    let mut w = World::default();
+    w.owner();
+    assert_eq!(w.register("bob", Credential::None).unwrap_err(), ErrorCode::RegistrationClosed);
+
+    let mut open = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    open.owner();
+    let (_, ready) = open.register("bob", Credential::None).unwrap();
+    assert!(!ready.server_owner);
+}
+
+#[test]
+fn registering_with_an_invite_joins_its_community() {
+    let mut w = World::default();
+    let owner = w.owner();
+    let c = w.community(owner, "Family");
+    let code = w.invite(owner, c.id);
+    let (_, ready) = w.register("bob", Credential::Invite(code)).unwrap();
+    assert_eq!(ready.communities.len(), 1);
+    assert_eq!(ready.communities[0].name, "Family");
+    let joined = w.events(owner);
+    assert!(
+        matches!(&joined[..], [v1::Event { body: Some(Ev::MemberJoined(m)), .. }] if m.user.as_ref().unwrap().username == "bob")
+    );
+}
+
+#[test]
+fn confusable_usernames_are_taken() {
+    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    w.owner();
+    w.register("alice", Credential::None).unwrap();
+    for twin in ["ALICE", "\u{0430}lice", "ａｌｉｃｅ", "a1ice"] {
+        assert_eq!(w.register(twin, Credential::None).unwrap_err(), ErrorCode::Taken, "{twin}");
+    }
+    // A mixed-script name that collides with nobody is still refused.
+    assert_eq!(w.register("b\u{043E}b", Credential::None).unwrap_err(), ErrorCode::Invalid);
+}
+
+#[test]
+fn acknowledgement_and_fan_out_wait_for_the_commit() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    w.auto_commit = false;
+    let rid = w.send(
+        owner,
+        Request::SendMessage {
+            channel: ChannelId(general),
+            body: Body::parse("hello").unwrap(),
+            nonce: None,
+            reply_to: None,
+        },
+    );
+    assert!(w.take_answer(owner, rid).is_none(), "no ack before commit");
+    assert!(w.events(members[0]).is_empty(), "nobody sees an uncommitted message");
+    assert!(matches!(w.writes.last(), Some((_, Write::InsertMessage { .. }))));
+    w.commit();
+    let ack = message(w.take_answer(owner, rid).unwrap().unwrap());
+    let events = w.events(members[0]);
+    assert!(
+        matches!(&events[..], [v1::Event { seq: 1, body: Some(Ev::MessageCreated(m)) }] if m.id == ack.id && m.body == "hello")
+    );
+}
+
+#[test]
+fn a_quick_answer_never_overtakes_an_uncommitted_one() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    w.auto_commit = false;
+    let first = w.send(
+        owner,
+        Request::SendMessage {
+            channel: ChannelId(c.channels[0].id),
+            body: Body::parse("one").unwrap(),
+            nonce: None,
+            reply_to: None,
+        },
+    );
+    // A request that writes nothing still waits behind the pending write.
+    let second = w.send(owner, Request::LeaveCommunity { community: CommunityId(c.id) });
+    assert!(w.take_answer(owner, second).is_none());
+    w.commit();
+    let inbox = &w.inbox[&owner];
+    let order: Vec<u64> = inbox
+        .iter()
+        .map(|k| match k {
+            Kind::Reply(r) => r.request_id,
+            Kind::Error(e) => e.request_id,
+            Kind::Event(_) => 0,
+        })
+        .collect();
+    assert_eq!(order, [first, second]);
+}
+
+#[test]
+fn retry_with_the_same_nonce_returns_the_original_and_writes_nothing() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let original = message(w.say(owner, general, "hello", Some("n-1")).unwrap());
+    let writes_before = w.writes.len();
+    let rid = w.send(
+        owner,
+        Request::SendMessage {
+            channel: ChannelId(general),
+            body: Body::parse("different text").unwrap(),
+            nonce: Some(Nonce::parse("n-1").unwrap().unwrap()),
+            reply_to: None,
+        },
+    );
+    assert_eq!(w.writes.len(), writes_before, "no second message");
+    assert_eq!(w.reads.last(), Some(&(owner, rid, Read::Message(MessageId(original.id)))));
+}
+
+#[test]
+fn outsiders_get_not_found_and_change_nothing() {
+    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let msg = message(w.say(owner, general, "family only", None).unwrap());
+    let (eve, _) = w.register("eve", Credential::None).unwrap();
+    let writes_before = w.writes.len();
+
+    let attempts = [
+        Request::SendMessage {
+            channel: ChannelId(general),
+            body: Body::parse("hi").unwrap(),
+            nonce: None,
+            reply_to: None,
+        },
+        Request::History(HistoryQuery { channel: ChannelId(general), anchor: Anchor::Latest, limit: 50 }),
+        Request::EditMessage {
+            channel: ChannelId(general),
+            message: MessageId(msg.id),
+            body: Body::parse("x").unwrap(),
+        },
+        Request::DeleteMessage { channel: ChannelId(general), message: MessageId(msg.id) },
+        Request::CreateChannel {
+            community: CommunityId(c.id),
+            name: ChannelName::parse("x").unwrap(),
+            topic: Topic::parse("").unwrap(),
+        },
+        Request::DeleteChannel { channel: ChannelId(general) },
+        Request::LeaveCommunity { community: CommunityId(c.id) },
+    ];
+    for attempt in attempts {
+        let desc = format!("{attempt:?}");
+        let (code, _) = w.call(eve, attempt).unwrap_err();
+        assert_eq!(code, ErrorCode::NotFound, "{desc}");
+    }
+    // A missing channel answers exactly like an invisible one.
+    let (_, missing) = w.say(eve, 12345, "hi", None).unwrap_err();
+    let (_, hidden) = w.say(eve, general, "hi", None).unwrap_err();
+    assert_eq!(missing, hidden);
+    assert_eq!(w.writes.len(), writes_before);
+    assert!(w.reads.is_empty());
+}
+
+#[test]
+fn edits_and_replies_across_channels_are_not_found() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let other = match w
+        .call(
+            owner,
+            Request::CreateChannel {
+                community: CommunityId(c.id),
+                name: ChannelName::parse("other").unwrap(),
+                topic: Topic::parse("").unwrap(),
+            },
+        )
+        .unwrap()
+    {
+        R::Channel(ch) => ch.id,
+        r => panic!("{r:?}"),
+    };
+    let msg = message(w.say(owner, general, "in general", None).unwrap());
+    let reply = Request::SendMessage {
+        channel: ChannelId(other),
+        body: Body::parse("re").unwrap(),
+        nonce: None,
+        reply_to: Some(MessageId(msg.id)),
+    };
+    assert_eq!(w.call(owner, reply).unwrap_err().0, ErrorCode::NotFound);
+    let edit = Request::EditMessage {
+        channel: ChannelId(other),
+        message: MessageId(msg.id),
+        body: Body::parse("x").unwrap(),
+    };
+    assert_eq!(w.call(owner, edit).unwrap_err().0, ErrorCode::NotFound);
+    let ok = Request::SendMessage {
+        channel: ChannelId(general),
+        body: Body::parse("re").unwrap(),
+        nonce: None,
+        reply_to: Some(MessageId(msg.id)),
+    };
+    assert_eq!(message(w.call(owner, ok).unwrap()).reply_to, msg.id);
+}
+
+#[test]
+fn only_the_author_edits_and_the_owner_may_also_delete() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    let bobs = message(w.say(members[0], general, "bob's words", None).unwrap());
+    let edit = |text: &str| Request::EditMessage {
+        channel: ChannelId(general),
+        message: MessageId(bobs.id),
+        body: Body::parse(text).unwrap(),
+    };
+    assert_eq!(w.call(owner, edit("owner edit")).unwrap_err().0, ErrorCode::Forbidden);
+    let edited = message(w.call(members[0], edit("bob's better words")).unwrap());
+    assert!(edited.edited_at_ms > 0);
+    assert_eq!(edited.body, "bob's better words");
+    let events = w.events(owner);
+    assert!(
+        matches!(events.last(), Some(v1::Event { body: Some(Ev::MessageUpdated(m)), .. }) if m.body == "bob's better words")
+    );
+
+    let delete = Request::DeleteMessage { channel: ChannelId(general), message: MessageId(bobs.id) };
+    assert!(matches!(w.call(owner, delete).unwrap(), R::Empty(_)));
+    let events = w.events(members[0]);
+    assert!(
+        matches!(events.last(), Some(v1::Event { body: Some(Ev::MessageDeleted(d)), .. }) if d.message_id == bobs.id)
+    );
+}
+
+#[test]
+fn mentions_resolve_to_members_only() {
+    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let owner = w.owner();
+    let c = w.community(owner, "Family");
+    let code = w.invite(owner, c.id);
+    let (_, bob) = w.register("bob", Credential::Invite(code)).unwrap();
+    w.register("stranger", Credential::None).unwrap();
+    let m = message(w.say(owner, c.channels[0].id, "hi @Bob and @stranger", None).unwrap());
+    assert_eq!(m.mentions, [bob.user.unwrap().id]);
+}
+
+#[test]
+fn logout_revokes_the_token_and_closes_its_other_connections() {
+    let mut w = World::default();
+    let owner = w.owner();
+    let second = w.connect();
+    let hash = TokenHash(*blake("owner"));
+    assert!(matches!(w.call(second, Request::Authenticate { token_hash: hash }).unwrap(), R::Ready(_)));
+    assert!(matches!(w.call(owner, Request::Logout { everywhere: false }).unwrap(), R::Empty(_)));
+    assert!(w.closes.contains(&(second, v1::CloseCode::TokenRevoked)));
+    assert!(w.closes.contains(&(owner, v1::CloseCode::Normal)));
+    let third = w.connect();
+    assert_eq!(
+        w.call(third, Request::Authenticate { token_hash: hash }).unwrap_err().0,
+        ErrorCode::BadCredentials
+    );
+}
+
+#[test]
+fn requests_before_login_and_second_logins_are_refused() {
+    let mut w = World::default();
+    let s = w.connect();
+    let err = w.call(s, Request::CreateCommunity { name: CommunityName::parse("x").unwrap() }).unwrap_err();
+    assert_eq!(err.0, ErrorCode::NotAuthenticated);
+    let owner = w.owner();
+    let again = w.call(owner, Request::Authenticate { token_hash: TokenHash(*blake("owner")) });
+    assert_eq!(again.unwrap_err().0, ErrorCode::AlreadyAuthenticated);
+    assert!(w.writes.iter().all(|(_, wr)| !matches!(wr, Write::CreateCommunity { .. })));
+}
+
+#[test]
+fn invites_expire_and_run_out() {
+    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let owner = w.owner();
+    let c = w.community(owner, "Family");
+    let once = Request::CreateInvite {
+        community: CommunityId(c.id),
+        max_uses: Some(1),
+        expires_in_ms: None,
+        code: "once".into(),
+    };
+    w.call(owner, once).unwrap();
+    let brief = Request::CreateInvite {
+        community: CommunityId(c.id),
+        max_uses: None,
+        expires_in_ms: Some(10),
+        code: "brief".into(),
+    };
+    w.call(owner, brief).unwrap();
+
+    let (a, _) = w.register("aaa", Credential::None).unwrap();
+    let (b, _) = w.register("bbb", Credential::None).unwrap();
+    assert!(matches!(w.call(a, Request::JoinCommunity { code: "once".into() }).unwrap(), R::Community(_)));
+    assert_eq!(
+        w.call(b, Request::JoinCommunity { code: "once".into() }).unwrap_err().0,
+        ErrorCode::InviteInvalid
+    );
+    w.now = w.now.plus_ms(60_000);
+    assert_eq!(
+        w.call(b, Request::JoinCommunity { code: "brief".into() }).unwrap_err().0,
+        ErrorCode::InviteInvalid
+    );
+}

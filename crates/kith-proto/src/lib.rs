@@ -1,0 +1,28 @@
+//! The kith wire protocol: protobuf types generated from `proto/kith.proto`,
+//! the ALPN, and length-prefixed framing.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of one
+//! encoded protobuf message. [`FrameDecoder`] is sans-IO: feed it whatever the
+//! transport delivered and take whole frames out; it rejects an oversize
+//! length as soon as the 4 length bytes are in, before buffering the body.
+
+mod frame;
+
+pub use frame::{FrameDecoder, FrameError, encode_frame, event_body, event_frame_header};
+
+/// Generated protobuf types (package `kith.v1`).
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/kith.v1.rs"));
+}
+
+/// The QUIC ALPN protocol id of this protocol version.
+pub const ALPN: &[u8] = b"kith/1";
+
+/// Largest frame a client may send. A message body is at most 4000 characters
+/// (16000 bytes of UTF-8); 64 KiB leaves room for every other request.
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// Largest frame the server sends (a `Ready` snapshot of a big server, or a
+/// history page of 100 maximum-size messages, fits with room to spare).
+pub const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
