@@ -1,1 +1,309 @@
+//! kith-client: an async client for kith servers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kith_client::Error> {
+//! use kith_client::{Client, Trust};
+//! let (client, _seen) = Client::connect("127.0.0.1:7443", Trust::FirstUse).await?;
+//! let ready = client.login("alice", "correct horse battery").await?;
+//! println!("{} communities", ready.communities.len());
+//! # Ok(()) }
+//! ```
+//!
+//! One QUIC connection carries one control stream. Requests are matched to
+//! replies by id, so any number may be in flight from any task; pushed events
+//! arrive on [`Client::next_event`].
 
+mod trust;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult, server_message::Kind};
+use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, encode_frame};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+pub use kith_proto::v1 as proto;
+pub use trust::{Seen, Trust, fingerprint};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error(
+        "server identity changed for {addr}: pinned {pinned}, but the server presented {presented}. \
+             If the server's key was replaced on purpose, remove the pin and connect again"
+    )]
+    IdentityChanged { addr: String, pinned: String, presented: String },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// The server refused the request.
+    #[error("{reason}")]
+    Server { code: v1::ErrorCode, reason: String },
+    #[error("connection closed: {0}")]
+    Closed(String),
+    #[error("the server sent an unexpected answer")]
+    Unexpected,
+}
+
+impl Error {
+    /// The server's error code, if the server refused the request.
+    pub fn code(&self) -> Option<v1::ErrorCode> {
+        match self {
+            Error::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ReplyResult, Error>>>>>;
+
+/// Events buffered for the application before further ones are dropped (the
+/// gap then shows in `Event.seq`).
+const EVENT_BUFFER: usize = 16 * 1024;
+
+/// A connection to a kith server.
+#[derive(Debug)]
+pub struct Client {
+    conn: quinn::Connection,
+    /// Held only to write one whole frame; a tokio mutex because writing awaits.
+    send: tokio::sync::Mutex<quinn::SendStream>,
+    pending: Pending,
+    next_id: AtomicU64,
+    events: tokio::sync::Mutex<mpsc::Receiver<v1::Event>>,
+    endpoint: quinn::Endpoint,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`) and opens the control stream. Returns
+    /// what the handshake showed of the server's identity, for pinning.
+    pub async fn connect(addr: &str, trust: Trust) -> Result<(Client, Seen), Error> {
+        let remote: SocketAddr = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|_| Error::Resolve(addr.into()))?
+            .next()
+            .ok_or_else(|| Error::Resolve(addr.into()))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(trust::Verifier::new(trust.clone(), &provider));
+        let seen = verifier.seen.clone();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::Connect { addr: addr.into(), reason: e.to_string() })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![kith_proto::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| Error::Connect { addr: addr.into(), reason: e.to_string() })?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(15)));
+        transport.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("valid timeout")));
+        config.transport_config(Arc::new(transport));
+
+        let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
+        let connect_err = |reason: String| Error::Connect { addr: addr.into(), reason };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint.connect(remote, host).map_err(|e| connect_err(e.to_string()))?;
+        let conn = match connecting.await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let (Trust::Pin(pinned), Some(presented)) = (&trust, seen.fingerprint)
+                    && *pinned != presented
+                {
+                    return Err(Error::IdentityChanged {
+                        addr: addr.into(),
+                        pinned: pinned.clone(),
+                        presented,
+                    });
+                }
+                return Err(connect_err(e.to_string()));
+            }
+        };
+        let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
+        let pending: Pending = Arc::default();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx));
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = Client {
+            conn,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: tokio::sync::Mutex::new(events_rx),
+            endpoint,
+        };
+        Ok((client, seen))
+    }
+
+    /// Sends one request and waits for its answer.
+    pub async fn request(&self, request: Request) -> Result<ReplyResult, Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        let frame = encode_frame(&v1::ClientMessage { request_id: id, request: Some(request) });
+        let written = self.send.lock().await.write_all(&frame).await;
+        if written.is_err() {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            return Err(self.closed());
+        }
+        rx.await.unwrap_or_else(|_| Err(self.closed()))
+    }
+
+    /// Writes raw bytes on the control stream. For tests of hostile input.
+    pub async fn send_raw(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.send.lock().await.write_all(bytes).await.map_err(|_| self.closed())
+    }
+
+    /// The next pushed event, or `None` once the connection is closed.
+    pub async fn next_event(&self) -> Option<v1::Event> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Why the connection closed, if it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.conn.close_reason().map(|e| describe_close(&e))
+    }
+
+    fn closed(&self) -> Error {
+        Error::Closed(self.close_reason().unwrap_or_else(|| "connection lost".into()))
+    }
+
+    /// Closes the connection politely and waits briefly for the server to hear it.
+    pub async fn close(self) {
+        let _ = self.send.lock().await.finish();
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    // ----- typed helpers --------------------------------------------------------
+
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        credential: Option<v1::register_request::Credential>,
+    ) -> Result<v1::Ready, Error> {
+        let r = v1::RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+            display_name: String::new(),
+            credential,
+        };
+        expect_ready(self.request(Request::Register(r)).await?)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<v1::Ready, Error> {
+        let r = v1::LoginRequest { username: username.into(), password: password.into() };
+        expect_ready(self.request(Request::Login(r)).await?)
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<v1::Ready, Error> {
+        expect_ready(
+            self.request(Request::Authenticate(v1::AuthenticateRequest { token: token.into() })).await?,
+        )
+    }
+
+    pub async fn send_message(&self, channel_id: u64, body: &str, nonce: &str) -> Result<v1::Message, Error> {
+        let r = v1::SendMessageRequest { channel_id, body: body.into(), nonce: nonce.into(), reply_to: 0 };
+        match self.request(Request::SendMessage(r)).await? {
+            ReplyResult::Message(m) => Ok(m),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    pub async fn history(
+        &self,
+        channel_id: u64,
+        anchor: Option<v1::history_request::Anchor>,
+        limit: u32,
+    ) -> Result<Vec<v1::Message>, Error> {
+        let r = v1::HistoryRequest { channel_id, anchor, limit };
+        match self.request(Request::History(r)).await? {
+            ReplyResult::Messages(page) => Ok(page.messages),
+            _ => Err(Error::Unexpected),
+        }
+    }
+}
+
+fn expect_ready(result: ReplyResult) -> Result<v1::Ready, Error> {
+    match result {
+        ReplyResult::Ready(ready) => Ok(ready),
+        _ => Err(Error::Unexpected),
+    }
+}
+
+fn describe_close(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = u32::try_from(close.error_code.into_inner())
+                .ok()
+                .and_then(|c| v1::CloseCode::try_from(c as i32).ok());
+            let reason = String::from_utf8_lossy(&close.reason);
+            match code {
+                Some(code) => format!("{} ({reason})", code.as_str_name()),
+                None => reason.into_owned(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn read_loop(
+    mut recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    pending: Pending,
+    events: mpsc::Sender<v1::Event>,
+) {
+    let mut decoder = FrameDecoder::new(MAX_SERVER_FRAME);
+    'read: while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
+        decoder.extend(&chunk.bytes);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the server sent an oversize frame");
+                    break 'read;
+                }
+            };
+            let Ok(msg) = v1::ServerMessage::decode(frame) else {
+                tracing::warn!("the server sent an undecodable frame");
+                continue;
+            };
+            let (id, answer) = match msg.kind {
+                Some(Kind::Reply(r)) => (r.request_id, r.result.ok_or(Error::Unexpected)),
+                Some(Kind::Error(e)) if e.request_id != 0 => {
+                    (e.request_id, Err(Error::Server { code: e.code(), reason: e.reason }))
+                }
+                Some(Kind::Error(e)) => {
+                    tracing::warn!(code = ?e.code(), reason = %e.reason, "the server reported a connection error");
+                    continue;
+                }
+                Some(Kind::Event(event)) => {
+                    if events.try_send(event).is_err() {
+                        tracing::warn!("event buffer full; dropping an event");
+                    }
+                    continue;
+                }
+                None => continue,
+            };
+            if let Some(waiter) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                let _ = waiter.send(answer);
+            }
+        }
+    }
+    // Fail whatever is still waiting, with the close reason if there is one.
+    let reason = conn.close_reason().map_or_else(|| "connection lost".to_owned(), |e| describe_close(&e));
+    for (_, waiter) in pending.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        let _ = waiter.send(Err(Error::Closed(reason.clone())));
+    }
+}

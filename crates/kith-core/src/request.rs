@@ -52,7 +52,7 @@ pub enum Credential {
 #[derive(Debug)]
 pub enum Request {
     /// The edge hashed the password and minted the token.
-    Register(Registration),
+    Register(Box<Registration>),
     /// The edge verified the password of `user` and minted the token.
     Login {
         user: UserId,

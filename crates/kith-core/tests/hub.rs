@@ -149,7 +149,7 @@ impl World {
             token_hash: TokenHash(*blake(name)),
             credential,
         };
-        match self.call(s, Request::Register(reg)) {
+        match self.call(s, Request::Register(Box::new(reg))) {
             Ok(R::Ready(ready)) => Ok((s, ready)),
             Ok(other) => panic!("unexpected {other:?}"),
             Err((code, _)) => Err(code),

@@ -1,1 +1,181 @@
+//! kith-server: the async shell around the hub.
+//!
+//! ```text
+//!  QUIC connections ──frames──► quic::serve ──Input──► actor (owns Hub) ──Persist──► store writer thread
+//!        ▲                                              │    ▲                            │
+//!        └──────────── per-session outbox ◄─── Send ────┘    └────── Committed ───────────┘
+//! ```
+//!
+//! [`Server::start`] binds everything and returns once connections are
+//! accepted; [`Server::shutdown`] stops accepting, flushes the store and
+//! closes every connection with a reason.
 
+pub mod actor;
+pub mod auth;
+pub mod identity;
+pub mod quic;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::{Context, Result, anyhow};
+use kith_core::{Hub, HubConfig};
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::actor::ToHub;
+use crate::identity::Identity;
+use crate::store::{Readers, StoreError};
+
+pub use crate::store::Sync;
+
+/// Everything the server needs to start. Defaults are chosen by the binary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// UDP address for QUIC; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Holds the database and the generated TLS identity. Created if missing.
+    pub data_dir: PathBuf,
+    /// Let anyone register without an invite (once an owner exists).
+    pub open_registration: bool,
+    /// An operator-supplied certificate chain and key (PEM); both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub sync: Sync,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    fingerprint: String,
+    setup_code: Option<String>,
+    endpoint: quinn::Endpoint,
+    hub: mpsc::Sender<ToHub>,
+    actor: tokio::task::JoinHandle<Result<(), StoreError>>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+/// Inputs queued for the hub before connection tasks wait.
+const HUB_INBOX: usize = 4096;
+/// Write batches queued for the store before the hub waits on the disk.
+const WRITER_QUEUE: usize = 8192;
+
+impl Server {
+    pub async fn start(config: Config) -> Result<Server> {
+        create_private_dir(&config.data_dir)?;
+        let identity = match &config.tls {
+            Some((cert, key)) => Identity::from_files(cert, key)?,
+            None => Identity::load_or_generate(&config.data_dir)?,
+        };
+        let db = config.data_dir.join("kith.db");
+        let (conn, state) =
+            store::open_writer(&db, config.sync).with_context(|| format!("opening {}", db.display()))?;
+
+        let needs_owner = !state.users.iter().any(|u| u.server_owner);
+        let setup_code = needs_owner.then(|| {
+            let c = auth::random_code(12);
+            format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
+        });
+        let hub = Hub::new(
+            state,
+            HubConfig { open_registration: config.open_registration, setup_code: setup_code.clone() },
+        );
+
+        let (batch_tx, batch_rx) = mpsc::channel(WRITER_QUEUE);
+        let (commit_tx, commit_rx) = mpsc::unbounded_channel();
+        let writer = std::thread::Builder::new().name("kith-store-writer".into()).spawn(move || {
+            store::run_writer(conn, batch_rx, |report| {
+                // The actor may already be gone at shutdown; nothing to tell then.
+                let _ = commit_tx.send(report);
+            })
+        })?;
+        let readers = Arc::new(Readers::new(db, config.sync));
+        let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
+        let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
+
+        let endpoint = quinn::Endpoint::server(server_config(identity.certs, identity.key)?, config.listen)
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let local_addr = endpoint.local_addr()?;
+        let edge = Arc::new(quic::Edge {
+            hub: hub_tx.clone(),
+            readers,
+            hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+            next_session: AtomicU64::new(1),
+        });
+        tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
+        Ok(Server {
+            local_addr,
+            fingerprint: identity.fingerprint,
+            setup_code,
+            endpoint,
+            hub: hub_tx,
+            actor,
+            writer,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `sha256:<hex>` of the server certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The one-time owner setup code, while the server has no owner.
+    pub fn setup_code(&self) -> Option<&str> {
+        self.setup_code.as_deref()
+    }
+
+    /// Resolves if the server stops on its own (a store failure).
+    pub async fn failed(&mut self) -> anyhow::Error {
+        match (&mut self.actor).await {
+            Ok(Ok(())) => anyhow!("the hub stopped"),
+            Ok(Err(e)) => anyhow!(e).context("the store failed"),
+            Err(e) => anyhow!(e).context("the hub task failed"),
+        }
+    }
+
+    /// Stops accepting, lets the store commit what it has (acknowledging it),
+    /// closes every connection with a reason, and waits for them briefly.
+    pub async fn shutdown(self) -> Result<()> {
+        self.endpoint.set_server_config(None);
+        let _ = self.hub.send(ToHub::Shutdown).await;
+        let result = if self.actor.is_finished() { Ok(()) } else { self.actor.await? };
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.join())
+            .await?
+            .map_err(|_| anyhow!("the store writer panicked"))?;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        self.endpoint.close(0u32.into(), b"shutdown");
+        result.context("the store failed")
+    }
+}
+
+fn server_config(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<quinn::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+    tls.alpn_protocols = vec![kith_proto::ALPN.to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    config.transport_config(Arc::new(quic::transport_config()));
+    Ok(config)
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))
+}

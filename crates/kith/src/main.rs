@@ -1,1 +1,153 @@
-fn main() {}
+//! `kith`: the server and its command-line clients in one binary.
+
+mod commands;
+mod output;
+mod profile;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// kith: self-hosted chat for friends and family.
+///
+/// Run `kith serve` on the machine that keeps the data; everyone else uses the
+/// client commands below (or, soon, `kith chat`). Every client command takes
+/// --json for scripts.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// Which saved login to use.
+    #[arg(long, global = true, env = "KITH_PROFILE", default_value = "default")]
+    profile: String,
+    /// Where profiles and pinned server identities live [default: ~/.config/kith].
+    #[arg(long, global = true, env = "KITH_CONFIG_DIR", value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a server (zero configuration: creates its data directory, database and TLS identity).
+    Serve(serve::ServeArgs),
+    /// Create an account and save it as a profile.
+    Register(commands::RegisterArgs),
+    /// Log in to an existing account and save it as a profile.
+    Login(commands::LoginArgs),
+    /// Revoke this profile's token (or every token of the account) and forget it.
+    Logout {
+        /// Log out every session of the account, on every device.
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// Show who this profile is logged in as, and what it can see.
+    Whoami(Json),
+    /// Create and list communities.
+    #[command(subcommand)]
+    Community(commands::CommunityCommand),
+    /// Create invites to a community.
+    #[command(subcommand)]
+    Invite(commands::InviteCommand),
+    /// Join a community with an invite.
+    Join {
+        /// An invite: `kith://HOST:PORT/CODE?fp=...` or a bare code.
+        invite: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Leave a community.
+    Leave { community: String },
+    /// Create, change and delete text channels.
+    #[command(subcommand)]
+    Channel(commands::ChannelCommand),
+    /// Send a message: `kith send Family/general 'hello'`, or `-` to read stdin.
+    Send(commands::SendArgs),
+    /// Edit one of your messages.
+    Edit {
+        /// `Community/channel`.
+        channel: String,
+        id: u64,
+        /// The new text, or `-` to read stdin.
+        text: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Delete one of your messages.
+    Delete {
+        /// `Community/channel`.
+        channel: String,
+        id: u64,
+    },
+    /// Print a page of a channel's history, oldest first.
+    History(commands::HistoryArgs),
+    /// Follow a channel's new, edited and deleted messages until interrupted.
+    Tail {
+        /// `Community/channel`.
+        channel: String,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Json {
+    /// Print JSON (one object per line for streams) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    let default_level = if serving { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kith: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kith: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dirs = || profile::ConfigDir::new(cli.config_dir.clone());
+    let ctx = || -> anyhow::Result<commands::Ctx> {
+        Ok(commands::Ctx { dir: dirs()?, profile: cli.profile.clone() })
+    };
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Register(args) => commands::register(ctx()?, args).await,
+        Command::Login(args) => commands::login(ctx()?, args).await,
+        Command::Logout { everywhere } => commands::logout(ctx()?, everywhere).await,
+        Command::Whoami(json) => commands::whoami(ctx()?, json.json).await,
+        Command::Community(c) => commands::community(ctx()?, c).await,
+        Command::Invite(c) => commands::invite(ctx()?, c).await,
+        Command::Join { invite, json } => commands::join(ctx()?, &invite, json.json).await,
+        Command::Leave { community } => commands::leave(ctx()?, &community).await,
+        Command::Channel(c) => commands::channel(ctx()?, c).await,
+        Command::Send(args) => commands::send(ctx()?, args).await,
+        Command::Edit { channel, id, text, json } => {
+            commands::edit(ctx()?, &channel, id, &text, json.json).await
+        }
+        Command::Delete { channel, id } => commands::delete(ctx()?, &channel, id).await,
+        Command::History(args) => commands::history(ctx()?, args).await,
+        Command::Tail { channel, json } => commands::tail(ctx()?, &channel, json.json).await,
+    }
+}

@@ -1,0 +1,198 @@
+//! The one task that owns the hub. Connection tasks send it inputs over a
+//! bounded channel; it carries out the hub's outputs: writes to the store
+//! writer, frames to per-session outboxes, reads to blocking threads.
+//!
+//! It never waits on a client: a full outbox means a slow consumer, which is
+//! disconnected. It does wait on the store writer when the writer's queue is
+//! full — that is the disk pushing back, and it should slow everyone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kith_core::{Frame, Hub, Input, Output, Read, SessionId, Timestamp};
+use kith_proto::encode_frame;
+use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, server_message::Kind};
+use tokio::sync::mpsc;
+
+use crate::store::{Batch, Readers, StoreError};
+
+/// What a session's writer task is asked to do, in order.
+#[derive(Debug)]
+pub enum OutItem {
+    Frame(Frame),
+    /// Flush what came before, then close the connection.
+    Close(CloseCode, String),
+}
+
+/// Closes a connection at once, dropping whatever is unsent. Transport-agnostic
+/// so other edges (telnet, web) can register sessions too.
+pub type Abort = Arc<dyn Fn(CloseCode, &str) + Send + Sync>;
+
+/// A session's handles, as the actor keeps them.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub outbox: mpsc::Sender<OutItem>,
+    pub abort: Abort,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle").finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    /// Queues an item; a full outbox disconnects the session.
+    pub fn push(&self, item: OutItem) {
+        if self.outbox.try_send(item).is_err() {
+            (self.abort)(CloseCode::SlowConsumer, "slow consumer: events were not read fast enough");
+        }
+    }
+}
+
+/// Messages to the actor.
+#[derive(Debug)]
+pub enum ToHub {
+    Open {
+        session: SessionId,
+        handle: SessionHandle,
+    },
+    Input(Input),
+    /// Stop taking requests, flush the store, close every session.
+    Shutdown,
+}
+
+/// What the store writer reports back.
+pub type CommitReport = Result<u64, StoreError>;
+
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Timestamp(ms)
+}
+
+/// An error frame answering `request_id`.
+pub fn error_frame(request_id: u64, code: ErrorCode, reason: impl Into<String>) -> Frame {
+    let msg = v1::ServerMessage {
+        kind: Some(Kind::Error(v1::Error {
+            request_id,
+            code: code as i32,
+            reason: reason.into(),
+            retry_after_ms: 0,
+        })),
+    };
+    Frame::Whole(encode_frame(&msg))
+}
+
+fn reply_frame(request_id: u64, result: ReplyResult) -> Frame {
+    let msg = v1::ServerMessage { kind: Some(Kind::Reply(v1::Reply { request_id, result: Some(result) })) };
+    Frame::Whole(encode_frame(&msg))
+}
+
+/// Runs the hub until shutdown or a store failure. Returns the store error,
+/// if that is what ended it.
+pub async fn run(
+    mut hub: Hub,
+    mut inbox: mpsc::Receiver<ToHub>,
+    mut commits: mpsc::UnboundedReceiver<CommitReport>,
+    writer: mpsc::Sender<Batch>,
+    readers: Arc<Readers>,
+) -> Result<(), StoreError> {
+    let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    let mut writer = Some(writer);
+    let mut result = Ok(());
+    loop {
+        // Commits first: they release acknowledgements that clients wait on.
+        tokio::select! {
+            biased;
+            report = commits.recv() => match report {
+                Some(Ok(ticket)) => hub.handle(now(), Input::Committed { ticket }),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "the store failed; stopping without acknowledging unwritten data");
+                    result = Err(e);
+                    break;
+                }
+                // The writer is gone: after a shutdown it has flushed everything.
+                None => break,
+            },
+            msg = inbox.recv(), if writer.is_some() => match msg {
+                Some(ToHub::Open { session, handle }) => {
+                    sessions.insert(session, handle);
+                    hub.handle(now(), Input::Connected { session });
+                }
+                Some(ToHub::Input(input)) => {
+                    if let Input::Disconnected { session } = &input {
+                        sessions.remove(session);
+                    }
+                    hub.handle(now(), input);
+                }
+                Some(ToHub::Shutdown) | None => {
+                    // Dropping the writer's sender lets it finish its queue and exit;
+                    // its last commits still come in above.
+                    writer = None;
+                }
+            },
+        }
+        while let Some(out) = hub.poll_output() {
+            match out {
+                Output::Persist { ticket, writes } => {
+                    let Some(w) = &writer else {
+                        // Shutting down: a request raced the shutdown. Its reply is
+                        // held behind this write and will never be sent, which is
+                        // right: it was not made durable.
+                        continue;
+                    };
+                    if w.send((ticket, writes)).await.is_err() {
+                        // The writer died; its error report is already queued.
+                        break;
+                    }
+                }
+                Output::Send { to, frame } => {
+                    if let Some(s) = sessions.get(&to) {
+                        s.push(OutItem::Frame(frame));
+                    }
+                }
+                Output::Close { session, code, reason } => {
+                    if let Some(s) = sessions.get(&session) {
+                        s.push(OutItem::Close(code, reason));
+                    }
+                }
+                Output::Read { to, request_id, read } => {
+                    let Some(s) = sessions.get(&to).cloned() else { continue };
+                    let readers = readers.clone();
+                    tokio::task::spawn_blocking(move || {
+                        s.push(OutItem::Frame(answer_read(&readers, request_id, read)))
+                    });
+                }
+            }
+        }
+    }
+    let (code, reason) = match &result {
+        Ok(()) => (CloseCode::Shutdown, "the server is shutting down"),
+        Err(_) => (CloseCode::Internal, "the server hit a storage error"),
+    };
+    for s in sessions.values() {
+        s.push(OutItem::Close(code, reason.into()));
+    }
+    result
+}
+
+fn answer_read(readers: &Readers, request_id: u64, read: Read) -> Frame {
+    let answer = match read {
+        Read::History(query) => {
+            readers.history(query).map(|messages| ReplyResult::Messages(v1::MessagePage { messages }))
+        }
+        Read::Message(id) => readers.message(id).map(|m| match m {
+            Some(m) => ReplyResult::Message(m),
+            // The hub only asks for messages it knows are committed.
+            None => ReplyResult::Empty(v1::Empty {}),
+        }),
+    };
+    match answer {
+        Ok(result) => reply_frame(request_id, result),
+        Err(e) => {
+            tracing::error!(error = %e, "reading from the store failed");
+            error_frame(request_id, ErrorCode::Internal, "the server could not read its store; try again")
+        }
+    }
+}

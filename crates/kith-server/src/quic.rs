@@ -1,0 +1,273 @@
+//! The QUIC edge: accepts connections, turns frames into hub inputs, and
+//! writes each session's outbox back out. One task reads and one writes per
+//! connection; neither shares state with another connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kith_core::request::{AuthRequest, Parsed, Registration, Request, parse};
+use kith_core::text::DisplayName;
+use kith_core::{Frame, Input, SessionId};
+use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
+use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::actor::{OutItem, SessionHandle, ToHub, error_frame};
+use crate::auth;
+use crate::store::Readers;
+
+/// How long a client has to open its control stream after the handshake.
+const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one frame may take to arrive once its first byte has (Q2).
+const FRAME_DEADLINE: Duration = Duration::from_secs(10);
+/// Undecodable frames tolerated before the connection is closed (Q8).
+const MAX_PROTOCOL_ERRORS: u32 = 3;
+/// Frames queued per session before it counts as a slow consumer.
+pub const OUTBOX_FRAMES: usize = 1024;
+/// Bytes read from the transport per call: bounds the decoder's buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Edge {
+    pub hub: mpsc::Sender<ToHub>,
+    pub readers: Arc<Readers>,
+    /// argon2 needs 19 MiB and tens of milliseconds a hash: bound how many run
+    /// at once so a burst of logins cannot exhaust memory.
+    pub hashing: Semaphore,
+    pub next_session: AtomicU64,
+}
+
+/// Quinn's transport settings, tuned for many mostly idle chat connections.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    // One control stream, plus a little room for bulk streams in later versions.
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    // Chat frames are small; smaller windows bound what a peer can make us buffer.
+    t.stream_receive_window((256 * 1024u32).into());
+    t.receive_window((512 * 1024u32).into());
+    t.send_window(1024 * 1024);
+    t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("60 s is a valid idle timeout")));
+    t.datagram_receive_buffer_size(None);
+    t
+}
+
+/// Accepts connections until the endpoint is closed.
+pub async fn accept_loop(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let edge = edge.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => serve(conn, edge).await,
+                Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+/// Why a connection's read side ended.
+enum End {
+    Eof,
+    Lost,
+    Closed(CloseCode, &'static str),
+}
+
+async fn serve(conn: quinn::Connection, edge: Arc<Edge>) {
+    let session = SessionId(edge.next_session.fetch_add(1, Ordering::Relaxed));
+    let (send, recv) = match tokio::time::timeout(CONTROL_STREAM_DEADLINE, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            conn.close((CloseCode::Timeout as u32).into(), b"no control stream opened");
+            return;
+        }
+    };
+    let (outbox, outbox_rx) = mpsc::channel(OUTBOX_FRAMES);
+    let abort_conn = conn.clone();
+    let handle = SessionHandle {
+        outbox: outbox.clone(),
+        abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
+    };
+    if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(write_loop(send, outbox_rx, conn.clone()));
+    let end = read_loop(recv, session, &edge, &handle).await;
+    let _ = edge.hub.send(ToHub::Input(Input::Disconnected { session })).await;
+    match end {
+        End::Closed(code, reason) => {
+            // Let an explanatory error frame go out first, briefly.
+            drop(outbox);
+            let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
+            conn.close((code as u32).into(), reason.as_bytes());
+        }
+        End::Eof => {
+            drop(outbox);
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+            conn.close((CloseCode::Normal as u32).into(), b"bye");
+        }
+        End::Lost => writer.abort(),
+    }
+}
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    mut outbox: mpsc::Receiver<OutItem>,
+    conn: quinn::Connection,
+) {
+    while let Some(item) = outbox.recv().await {
+        let written = match item {
+            OutItem::Frame(Frame::Whole(bytes)) => send.write_all(&bytes).await,
+            OutItem::Frame(Frame::Event { seq, body }) => {
+                let (header, used) = event_frame_header(seq, body.len());
+                match send.write_all(&header[..used]).await {
+                    Ok(()) => send.write_all(&body).await,
+                    Err(e) => Err(e),
+                }
+            }
+            OutItem::Close(code, reason) => {
+                // Make sure what came before (say, a logout's reply) arrives first.
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+                conn.close((code as u32).into(), reason.as_bytes());
+                return;
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn read_loop(mut recv: quinn::RecvStream, session: SessionId, edge: &Edge, me: &SessionHandle) -> End {
+    let mut decoder = FrameDecoder::new(MAX_CLIENT_FRAME);
+    let mut protocol_errors = 0;
+    let mut frame_deadline = None;
+    loop {
+        let read = recv.read_chunk(READ_CHUNK, true);
+        let chunk = match frame_deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(r) => r,
+                Err(_) => return End::Closed(CloseCode::Timeout, "a frame took too long to arrive"),
+            },
+            None => read.await,
+        };
+        let chunk = match chunk {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) if decoder.in_frame() => {
+                return End::Closed(CloseCode::Protocol, "stream ended inside a frame");
+            }
+            Ok(None) => return End::Eof,
+            Err(_) => return End::Lost,
+        };
+        decoder.extend(&chunk.bytes);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    me.push(OutItem::Frame(error_frame(0, ErrorCode::Protocol, e.to_string())));
+                    return End::Closed(CloseCode::FrameTooLarge, "frame too large");
+                }
+            };
+            match ClientMessage::decode(frame) {
+                Ok(msg) => {
+                    if !handle(msg, session, edge, me).await {
+                        return End::Lost;
+                    }
+                }
+                Err(e) => {
+                    protocol_errors += 1;
+                    let reason = format!("undecodable frame: {e}");
+                    me.push(OutItem::Frame(error_frame(0, ErrorCode::Protocol, reason)));
+                    if protocol_errors >= MAX_PROTOCOL_ERRORS {
+                        return End::Closed(CloseCode::Protocol, "too many undecodable frames");
+                    }
+                }
+            }
+        }
+        frame_deadline = decoder.in_frame().then(|| tokio::time::Instant::now() + FRAME_DEADLINE);
+    }
+}
+
+/// Parses one request, does the edge's part (cryptography), and hands it to
+/// the hub. Returns false if the hub is gone.
+async fn handle(msg: ClientMessage, session: SessionId, edge: &Edge, me: &SessionHandle) -> bool {
+    let rid = msg.request_id;
+    let request = match parse(msg.request, || auth::random_code(12)) {
+        Ok(Parsed::Hub(request)) => request,
+        Ok(Parsed::Auth(auth)) => match authenticate(auth, edge).await {
+            Ok(request) => request,
+            Err((code, reason)) => {
+                me.push(OutItem::Frame(error_frame(rid, code, reason)));
+                return true;
+            }
+        },
+        Err(e) => {
+            me.push(OutItem::Frame(error_frame(rid, e.code, e.reason)));
+            return true;
+        }
+    };
+    edge.hub.send(ToHub::Input(Input::Request { session, request_id: rid, request })).await.is_ok()
+}
+
+/// Runs blocking work (argon2, SQLite) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, (ErrorCode, String)> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))
+}
+
+async fn authenticate(request: AuthRequest, edge: &Edge) -> Result<Request, (ErrorCode, String)> {
+    let bad_credentials = || (ErrorCode::BadCredentials, "wrong username, password or token".to_owned());
+    match request {
+        AuthRequest::Authenticate { token } => {
+            if token.len() > 128 {
+                return Err(bad_credentials());
+            }
+            Ok(Request::Authenticate { token_hash: auth::token_hash(&token) })
+        }
+        AuthRequest::Register { username, password, display_name, credential } => {
+            let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;
+            let password_hash = blocking(move || auth::hash_password(&password.0)).await?;
+            let (token, token_hash) = auth::new_token();
+            let display_name = match display_name {
+                Some(d) => d,
+                None => DisplayName(username.name.clone()),
+            };
+            Ok(Request::Register(Box::new(Registration {
+                username,
+                display_name,
+                password_hash,
+                token,
+                token_hash,
+                credential,
+            })))
+        }
+        AuthRequest::Login { username_fold, password } => {
+            // A password of impossible length is wrong without any hashing (A3).
+            if password.len() > kith_core::text::Password::MAX_BYTES {
+                return Err(bad_credentials());
+            }
+            let readers = edge.readers.clone();
+            let found = blocking(move || readers.credentials(&username_fold)).await?.map_err(|e| {
+                tracing::error!(error = %e, "reading credentials failed");
+                (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
+            })?;
+            let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;
+            let (user, phc) = match found {
+                Some((user, phc)) => (Some(user), Some(phc)),
+                None => (None, None),
+            };
+            let ok = blocking(move || auth::verify_password(&password, phc.as_deref())).await?;
+            let Some(user) = user.filter(|_| ok) else { return Err(bad_credentials()) };
+            let (token, token_hash) = auth::new_token();
+            Ok(Request::Login { user, token, token_hash })
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! SQLite storage: one writer thread that group-commits the hub's writes, and
+//! a small pool of reader connections for history and logins.
+//!
+//! WAL mode lets readers run while the writer commits. `synchronous=FULL`
+//! (the default) fsyncs every commit, so an acknowledged message survives a
+//! power cut; the writer amortises that fsync over every write that queued up
+//! while the previous one ran (group commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kith_core::request::{Anchor, HistoryQuery, TokenHash};
+use kith_core::store::{
+    StoredChannel, StoredCommunity, StoredInvite, StoredMessageMeta, StoredState, StoredToken, StoredUser,
+    Write,
+};
+use kith_core::{ChannelId, CommunityId, MessageId, Timestamp, TokenId, UserId};
+use kith_proto::v1;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::mpsc;
+
+/// Why the store failed. Any of these is fatal for the writer: the server
+/// stops rather than acknowledge something it could not make durable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database schema is version {found}, newer than this kith understands ({known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+/// How hard commits wait for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// fsync on every commit: survives power loss (the default).
+    Full,
+    /// fsync at WAL checkpoints only: survives a process crash, may lose the
+    /// last commits on power loss. Faster on slow disks.
+    Normal,
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL,
+    fold          TEXT NOT NULL UNIQUE,
+    skeleton      TEXT NOT NULL UNIQUE,
+    display_name  TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    server_owner  INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    hash       BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE communities (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    owner_id   INTEGER NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE members (
+    community_id INTEGER NOT NULL REFERENCES communities(id),
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    joined_at    INTEGER NOT NULL,
+    PRIMARY KEY (community_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE channels (
+    id           INTEGER PRIMARY KEY,
+    community_id INTEGER NOT NULL REFERENCES communities(id),
+    name         TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE invites (
+    code         TEXT PRIMARY KEY,
+    community_id INTEGER NOT NULL REFERENCES communities(id),
+    creator_id   INTEGER NOT NULL REFERENCES users(id),
+    max_uses     INTEGER,
+    uses         INTEGER NOT NULL,
+    expires_at   INTEGER,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL,
+    author_id  INTEGER NOT NULL REFERENCES users(id),
+    body       TEXT NOT NULL,
+    nonce      TEXT,
+    reply_to   INTEGER,
+    mentions   TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    edited_at  INTEGER,
+    deleted    INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX messages_by_nonce ON messages(author_id, nonce) WHERE nonce IS NOT NULL;
+CREATE INDEX messages_by_channel ON messages(channel_id, id);
+"#];
+
+fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if sync == Sync::Full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Opens (creating and migrating if needed) the database at `path` and loads
+/// the hub's state. Returns the writer's connection and the state.
+pub fn open_writer(path: &Path, sync: Sync) -> Result<(Connection, StoredState), StoreError> {
+    let mut conn = open(path, sync)?;
+    migrate(&mut conn)?;
+    let state = load(&conn)?;
+    Ok((conn, state))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn id(v: i64) -> u64 {
+    v as u64
+}
+
+fn load(conn: &Connection) -> Result<StoredState, StoreError> {
+    let mut state = StoredState::default();
+    let mut q = conn.prepare("SELECT id, username, fold, skeleton, display_name, server_owner FROM users")?;
+    state.users = q
+        .query_map([], |r| {
+            Ok(StoredUser {
+                id: UserId(id(r.get(0)?)),
+                username: r.get(1)?,
+                fold: r.get(2)?,
+                skeleton: r.get(3)?,
+                display_name: r.get(4)?,
+                server_owner: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, user_id, hash FROM tokens")?;
+    state.tokens = q
+        .query_map([], |r| {
+            let hash: Vec<u8> = r.get(2)?;
+            Ok(StoredToken {
+                id: TokenId(id(r.get(0)?)),
+                user: UserId(id(r.get(1)?)),
+                hash: TokenHash(hash.try_into().map_err(|_| {
+                    rusqlite::Error::InvalidColumnType(2, "hash".into(), rusqlite::types::Type::Blob)
+                })?),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, name, owner_id FROM communities")?;
+    state.communities = q
+        .query_map([], |r| {
+            Ok(StoredCommunity {
+                id: CommunityId(id(r.get(0)?)),
+                name: r.get(1)?,
+                owner: UserId(id(r.get(2)?)),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT community_id, user_id FROM members")?;
+    state.members = q
+        .query_map([], |r| Ok((CommunityId(id(r.get(0)?)), UserId(id(r.get(1)?)))))?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, community_id, name, topic FROM channels")?;
+    state.channels = q
+        .query_map([], |r| {
+            Ok(StoredChannel {
+                id: ChannelId(id(r.get(0)?)),
+                community: CommunityId(id(r.get(1)?)),
+                name: r.get(2)?,
+                topic: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q =
+        conn.prepare("SELECT code, community_id, creator_id, max_uses, uses, expires_at FROM invites")?;
+    state.invites = q
+        .query_map([], |r| {
+            Ok(StoredInvite {
+                code: r.get(0)?,
+                community: CommunityId(id(r.get(1)?)),
+                creator: UserId(id(r.get(2)?)),
+                max_uses: r.get(3)?,
+                uses: r.get(4)?,
+                expires_at: r.get::<_, Option<i64>>(5)?.map(|t| Timestamp(t as u64)),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, channel_id, author_id, reply_to, nonce, deleted FROM messages")?;
+    state.messages = q
+        .query_map([], |r| {
+            Ok(StoredMessageMeta {
+                id: MessageId(id(r.get(0)?)),
+                channel: ChannelId(id(r.get(1)?)),
+                author: UserId(id(r.get(2)?)),
+                reply_to: r.get::<_, Option<i64>>(3)?.map(|m| MessageId(id(m))),
+                nonce: r.get(4)?,
+                deleted: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let max = |table: &str| -> Result<i64, rusqlite::Error> {
+        conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0))
+    };
+    state.max_id = ["users", "tokens", "communities", "channels", "messages"]
+        .into_iter()
+        .map(max)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .max()
+        .map_or(0, id);
+    Ok(state)
+}
+
+fn mentions_text(mentions: &[UserId]) -> String {
+    mentions.iter().map(|u| u.0.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+    let i = |v: u64| v as i64;
+    match write {
+        Write::CreateUser { user, password_hash, created_at } => tx.execute(
+            "INSERT INTO users (id, username, fold, skeleton, display_name, password_hash, server_owner, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                i(user.id.0),
+                user.username,
+                user.fold,
+                user.skeleton,
+                user.display_name,
+                password_hash,
+                user.server_owner,
+                i(created_at.0)
+            ],
+        ),
+        Write::CreateToken { token, created_at } => tx.execute(
+            "INSERT INTO tokens (id, user_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![i(token.id.0), i(token.user.0), &token.hash.0[..], i(created_at.0)],
+        ),
+        Write::RevokeToken { id } => tx.execute("DELETE FROM tokens WHERE id = ?1", [i(id.0)]),
+        Write::CreateCommunity { community, created_at } => tx.execute(
+            "INSERT INTO communities (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![i(community.id.0), community.name, i(community.owner.0), i(created_at.0)],
+        ),
+        Write::AddMember { community, user, joined_at } => tx.execute(
+            "INSERT OR IGNORE INTO members (community_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+            params![i(community.0), i(user.0), i(joined_at.0)],
+        ),
+        Write::RemoveMember { community, user } => tx.execute(
+            "DELETE FROM members WHERE community_id = ?1 AND user_id = ?2",
+            params![i(community.0), i(user.0)],
+        ),
+        Write::CreateChannel { channel, created_at } => tx.execute(
+            "INSERT INTO channels (id, community_id, name, topic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![i(channel.id.0), i(channel.community.0), channel.name, channel.topic, i(created_at.0)],
+        ),
+        Write::UpdateChannel { channel } => tx.execute(
+            "UPDATE channels SET name = ?2, topic = ?3 WHERE id = ?1",
+            params![i(channel.id.0), channel.name, channel.topic],
+        ),
+        Write::DeleteChannel { id } => {
+            tx.execute("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
+            tx.execute("DELETE FROM channels WHERE id = ?1", [i(id.0)])
+        }
+        Write::CreateInvite { invite, created_at } => tx.execute(
+            "INSERT INTO invites (code, community_id, creator_id, max_uses, uses, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                invite.code,
+                i(invite.community.0),
+                i(invite.creator.0),
+                invite.max_uses,
+                invite.uses,
+                invite.expires_at.map(|t| i(t.0)),
+                i(created_at.0)
+            ],
+        ),
+        Write::UseInvite { code } => tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?1", [code]),
+        Write::InsertMessage { message: m } => tx.execute(
+            "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                i(m.id.0),
+                i(m.channel.0),
+                i(m.author.0),
+                m.body,
+                m.nonce,
+                m.reply_to.map(|r| i(r.0)),
+                mentions_text(&m.mentions),
+                i(m.created_at.0)
+            ],
+        ),
+        Write::EditMessage { id, body, mentions, edited_at } => tx.execute(
+            "UPDATE messages SET body = ?2, mentions = ?3, edited_at = ?4 WHERE id = ?1",
+            params![i(id.0), body, mentions_text(mentions), i(edited_at.0)],
+        ),
+        Write::DeleteMessage { id } => {
+            tx.execute("UPDATE messages SET body = '', mentions = '', deleted = 1 WHERE id = ?1", [i(id.0)])
+        }
+    }
+    .map(drop)
+}
+
+/// A batch of writes from one `Output::Persist`.
+pub type Batch = (u64, Vec<Write>);
+
+/// Runs the writer on the current thread until `batches` closes: waits for
+/// one batch, takes every other batch already queued, applies them all in
+/// one transaction, commits (one fsync), and reports the highest ticket.
+///
+/// An error is reported and ends the writer: nothing after it is committed.
+pub fn run_writer(
+    mut conn: Connection,
+    mut batches: mpsc::Receiver<Batch>,
+    committed: impl Fn(Result<u64, StoreError>),
+) {
+    const MAX_BATCHES_PER_COMMIT: usize = 4096;
+    let mut pending = Vec::new();
+    while let Some(first) = batches.blocking_recv() {
+        pending.push(first);
+        while pending.len() < MAX_BATCHES_PER_COMMIT
+            && let Ok(next) = batches.try_recv()
+        {
+            pending.push(next);
+        }
+        let result = commit(&mut conn, &pending);
+        pending.clear();
+        let failed = result.is_err();
+        committed(result);
+        if failed {
+            return;
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batches: &[Batch]) -> Result<u64, StoreError> {
+    let tx = conn.transaction()?;
+    for (_, writes) in batches {
+        for write in writes {
+            apply(&tx, write)?;
+        }
+    }
+    tx.commit()?;
+    Ok(batches.last().map_or(0, |(ticket, _)| *ticket))
+}
+
+/// Reader connections, opened on demand and reused. Every method blocks:
+/// call from `spawn_blocking`.
+#[derive(Debug)]
+pub struct Readers {
+    path: PathBuf,
+    sync: Sync,
+    /// A std mutex: held only to push or pop a connection, never across a query.
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub fn new(path: PathBuf, sync: Sync) -> Self {
+        Self { path, sync, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open(&self.path, self.sync)?,
+        };
+        let out = f(&conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        out
+    }
+
+    /// The account id and password hash for a case-folded username.
+    pub fn credentials(&self, fold: &str) -> Result<Option<(UserId, String)>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT id, password_hash FROM users WHERE fold = ?1", [fold], |r| {
+                Ok((UserId(id(r.get(0)?)), r.get(1)?))
+            })
+            .optional()?)
+        })
+    }
+
+    /// One page of a channel's history, oldest first.
+    pub fn history(&self, q: HistoryQuery) -> Result<Vec<v1::Message>, StoreError> {
+        const COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at,
+            m.edited_at, m.reply_to, m.mentions, m.nonce FROM messages m JOIN users u ON u.id = m.author_id
+            WHERE m.channel_id = ?1 AND m.deleted = 0";
+        let ch = q.channel.0 as i64;
+        let limit = i64::from(q.limit);
+        self.with(|c| {
+            let query = |sql: &str, anchor: i64, limit: i64| -> Result<Vec<v1::Message>, StoreError> {
+                let mut stmt = c.prepare_cached(&format!("{COLUMNS} {sql}"))?;
+                let rows = stmt.query_map(params![ch, anchor, limit], row_to_message)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            let older = |anchor: i64, limit: i64| -> Result<Vec<v1::Message>, StoreError> {
+                let mut page = query("AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3", anchor, limit)?;
+                page.reverse();
+                Ok(page)
+            };
+            let newer =
+                |anchor: i64, limit: i64| query("AND m.id > ?2 ORDER BY m.id ASC LIMIT ?3", anchor, limit);
+            match q.anchor {
+                Anchor::Latest => older(i64::MAX, limit),
+                Anchor::Before(m) => older(m.0 as i64, limit),
+                Anchor::After(m) => newer(m.0 as i64, limit),
+                Anchor::Around(m) => {
+                    // The anchor itself and up to half the page before it.
+                    let mut page = older(m.0 as i64 + 1, (limit + 1) / 2)?;
+                    let after = newer(m.0 as i64, limit - page.len() as i64)?;
+                    page.extend(after);
+                    Ok(page)
+                }
+            }
+        })
+    }
+
+    /// One message by id (deleted or not), as sent.
+    pub fn message(&self, message: MessageId) -> Result<Option<v1::Message>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at, m.edited_at,
+                 m.reply_to, m.mentions, m.nonce FROM messages m JOIN users u ON u.id = m.author_id
+                 WHERE m.id = ?1",
+                [message.0 as i64],
+                row_to_message,
+            )
+            .optional()?)
+        })
+    }
+}
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Message> {
+    let mentions: String = r.get(8)?;
+    Ok(v1::Message {
+        id: id(r.get(0)?),
+        channel_id: id(r.get(1)?),
+        author_id: id(r.get(2)?),
+        author_name: r.get(3)?,
+        body: r.get(4)?,
+        created_at_ms: id(r.get(5)?),
+        edited_at_ms: r.get::<_, Option<i64>>(6)?.map_or(0, id),
+        reply_to: r.get::<_, Option<i64>>(7)?.map_or(0, id),
+        mentions: mentions.split(',').filter_map(|m| m.parse().ok()).collect(),
+        nonce: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,599 @@
+//! The scripting commands. Each connects, authenticates with the profile's
+//! token, does one thing, and prints text or (with --json) JSON.
+
+use std::io::Read as _;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use kith_client::proto::{self as v1, client_message::Request, event::Body as Ev, reply::Result as R};
+use kith_client::{Client, Trust};
+use serde_json::json;
+
+use crate::output::{MessageJson, human, print_json, sanitize};
+use crate::profile::{ConfigDir, Invite, Profile, with_default_port};
+
+#[derive(Debug)]
+pub struct Ctx {
+    pub dir: ConfigDir,
+    pub profile: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    username: String,
+    /// Server address, `host[:port]` (port 7443 by default). Not needed with --invite.
+    #[arg(long)]
+    server: Option<String>,
+    /// An invite from a member: `kith://HOST:PORT/CODE?fp=...`. Joins its community too.
+    #[arg(long, conflicts_with = "setup_code")]
+    invite: Option<String>,
+    /// The owner setup code the server printed on its first start.
+    #[arg(long)]
+    setup_code: Option<String>,
+    /// Shown instead of the username.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Read the password from the first line of stdin instead of the terminal.
+    #[arg(long)]
+    password_stdin: bool,
+    #[command(flatten)]
+    json: crate::Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    username: String,
+    /// Server address, `host[:port]`.
+    #[arg(long)]
+    server: String,
+    /// Read the password from the first line of stdin instead of the terminal.
+    #[arg(long)]
+    password_stdin: bool,
+    #[command(flatten)]
+    json: crate::Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommunityCommand {
+    /// Create a community (with a `general` channel) and print an invite to it.
+    Create {
+        name: String,
+        #[command(flatten)]
+        json: crate::Json,
+    },
+    /// List your communities and their channels.
+    List(crate::Json),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an invite; prints `kith://HOST:PORT/CODE?fp=...`.
+    Create {
+        community: String,
+        /// How many times it can be used (default: unlimited).
+        #[arg(long)]
+        max_uses: Option<u32>,
+        /// How long it stays valid, e.g. `1h`, `7days` (default: forever).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        #[command(flatten)]
+        json: crate::Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Create a text channel: `kith channel create Family/photos --topic '...'`.
+    Create {
+        /// `Community/name`.
+        channel: String,
+        #[arg(long, default_value = "")]
+        topic: String,
+    },
+    /// Rename a channel or change its topic.
+    Edit {
+        /// `Community/channel`.
+        channel: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Delete a channel and all its messages.
+    Delete {
+        /// `Community/channel`.
+        channel: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// `Community/channel`.
+    channel: String,
+    /// The message, or `-` to read it from stdin.
+    text: String,
+    /// Reply to this message id.
+    #[arg(long)]
+    reply_to: Option<u64>,
+    /// Idempotency key: sending again with the same nonce never duplicates
+    /// the message (default: random).
+    #[arg(long)]
+    nonce: Option<String>,
+    #[command(flatten)]
+    json: crate::Json,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// `Community/channel`.
+    channel: String,
+    /// Messages per page (server maximum: 100).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Only messages older than this id.
+    #[arg(long, conflicts_with_all = ["after", "around"])]
+    before: Option<u64>,
+    /// Only messages newer than this id.
+    #[arg(long, conflicts_with = "around")]
+    after: Option<u64>,
+    /// Messages around this id.
+    #[arg(long)]
+    around: Option<u64>,
+    #[command(flatten)]
+    json: crate::Json,
+}
+
+/// Connects, pinning the server's identity on first use and refusing a
+/// changed one. An invite's fingerprint counts as a pin.
+async fn connect(dir: &ConfigDir, server: &str, invite_fp: Option<&str>) -> Result<Client> {
+    let pinned = dir.pinned(server)?;
+    let trust = match (&pinned, invite_fp) {
+        (Some(pin), Some(fp)) if pin != fp => bail!(
+            "the invite says {server} is {fp}, but {pin} is pinned for it; \
+             if the server's identity changed on purpose, remove it from known_servers.toml"
+        ),
+        (Some(pin), _) => Trust::Pin(pin.clone()),
+        (None, Some(fp)) => Trust::Pin(fp.to_owned()),
+        (None, None) => Trust::FirstUse,
+    };
+    let (client, seen) = Client::connect(server, trust.clone()).await?;
+    if pinned.is_none()
+        && let Some(fp) = seen.fingerprint
+    {
+        dir.pin(server, &fp)?;
+        if trust == Trust::FirstUse && !seen.ca_valid {
+            eprintln!(
+                "kith: first connection to {server}; pinned its identity {fp}\n      \
+                 (compare with the server's `kith ready` line; a different identity will be refused)"
+            );
+        }
+    }
+    Ok(client)
+}
+
+/// Connects and authenticates as the current profile.
+async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
+    let profile = ctx.dir.profile(&ctx.profile)?;
+    let client = connect(&ctx.dir, &profile.server, None).await?;
+    let ready = client
+        .authenticate(&profile.token)
+        .await
+        .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    Ok((client, ready, profile))
+}
+
+fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    let password =
+        rpassword::prompt_password("Password: ").context("no terminal to ask on; use --password-stdin")?;
+    if confirm && rpassword::prompt_password("Password (again): ")? != password {
+        bail!("the passwords differ");
+    }
+    Ok(password)
+}
+
+fn print_ready(ready: &v1::Ready, server: &str, json: bool) {
+    let user = ready.user.clone().unwrap_or_default();
+    if json {
+        print_json(&json!({
+            "user": user.username, "user_id": user.id.to_string(), "server": server,
+            "server_owner": ready.server_owner,
+            "communities": ready.communities.iter().map(community_json).collect::<Vec<_>>(),
+        }));
+    } else {
+        let owner = if ready.server_owner { " (server owner)" } else { "" };
+        println!("{} on {server}{owner}", sanitize(&user.username));
+        for c in &ready.communities {
+            print_community(c);
+        }
+    }
+}
+
+fn community_json(c: &v1::Community) -> serde_json::Value {
+    json!({
+        "id": c.id.to_string(), "name": c.name, "owner_id": c.owner_id.to_string(),
+        "channels": c.channels.iter().map(|ch| json!({"id": ch.id.to_string(), "name": ch.name, "topic": ch.topic})).collect::<Vec<_>>(),
+        "members": c.members.iter().map(|m| m.username.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn print_community(c: &v1::Community) {
+    println!("{}  ({} members)", sanitize(&c.name), c.members.len());
+    for ch in &c.channels {
+        let topic =
+            if ch.topic.is_empty() { String::new() } else { format!("  — {}", sanitize(&ch.topic)) };
+        println!("  #{}{topic}", ch.name);
+    }
+}
+
+pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
+    let invite = args.invite.as_deref().map(Invite::parse).transpose()?;
+    let server = match (&args.server, invite.as_ref().and_then(|i| i.server.clone())) {
+        (Some(s), _) => with_default_port(s),
+        (None, Some(s)) => s,
+        (None, None) => bail!("which server? pass --server HOST[:PORT] or --invite"),
+    };
+    let password = read_password(args.password_stdin, !args.password_stdin)?;
+    let client = connect(&ctx.dir, &server, invite.as_ref().and_then(|i| i.fingerprint.as_deref())).await?;
+    let credential = match (&invite, args.setup_code) {
+        (Some(i), _) => Some(v1::register_request::Credential::InviteCode(i.code.clone())),
+        (None, Some(code)) => Some(v1::register_request::Credential::SetupCode(code)),
+        (None, None) => None,
+    };
+    let request = v1::RegisterRequest {
+        username: args.username.clone(),
+        password,
+        display_name: args.display_name.unwrap_or_default(),
+        credential,
+    };
+    let R::Ready(ready) = client.request(Request::Register(request)).await? else {
+        bail!("unexpected answer")
+    };
+    let username = ready.user.as_ref().map_or(args.username, |u| u.username.clone());
+    ctx.dir.save_profile(
+        &ctx.profile,
+        Profile { server: server.clone(), username, token: ready.token.clone() },
+    )?;
+    print_ready(&ready, &server, args.json.json);
+    client.close().await;
+    Ok(())
+}
+
+pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
+    let server = with_default_port(&args.server);
+    let password = read_password(args.password_stdin, false)?;
+    let client = connect(&ctx.dir, &server, None).await?;
+    let ready = client.login(&args.username, &password).await?;
+    let username = ready.user.as_ref().map_or(args.username, |u| u.username.clone());
+    ctx.dir.save_profile(
+        &ctx.profile,
+        Profile { server: server.clone(), username, token: ready.token.clone() },
+    )?;
+    print_ready(&ready, &server, args.json.json);
+    client.close().await;
+    Ok(())
+}
+
+pub async fn logout(ctx: Ctx, everywhere: bool) -> Result<()> {
+    let (client, _, _) = session(&ctx).await?;
+    client.request(Request::Logout(v1::LogoutRequest { everywhere })).await?;
+    ctx.dir.forget_profile(&ctx.profile)?;
+    eprintln!("logged out");
+    Ok(())
+}
+
+pub async fn whoami(ctx: Ctx, json: bool) -> Result<()> {
+    let (client, ready, profile) = session(&ctx).await?;
+    print_ready(&ready, &profile.server, json);
+    client.close().await;
+    Ok(())
+}
+
+fn find_community<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::Community> {
+    let matches: Vec<_> = ready
+        .communities
+        .iter()
+        .filter(|c| {
+            c.name.eq_ignore_ascii_case(spec)
+                || c.name.to_lowercase() == spec.to_lowercase()
+                || c.id.to_string() == spec
+        })
+        .collect();
+    match matches[..] {
+        [one] => Ok(one),
+        [] => bail!("you are in no community called {:?}", sanitize(spec)),
+        _ => bail!(
+            "several communities are called {:?}; use an id: {}",
+            sanitize(spec),
+            matches.iter().map(|c| c.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Resolves `Community/channel` (names or ids).
+fn find_channel<'a>(ready: &'a v1::Ready, spec: &str) -> Result<(&'a v1::Community, &'a v1::Channel)> {
+    let Some((community, channel)) = spec.rsplit_once('/') else {
+        bail!("name a channel as Community/channel, e.g. Family/general");
+    };
+    let c = find_community(ready, community)?;
+    let channel = channel.trim_start_matches('#');
+    let ch = c
+        .channels
+        .iter()
+        .find(|ch| ch.name == channel.to_lowercase() || ch.id.to_string() == channel)
+        .with_context(|| format!("{} has no channel #{}", sanitize(&c.name), sanitize(channel)))?;
+    Ok((c, ch))
+}
+
+async fn create_invite(
+    client: &Client,
+    profile: &Profile,
+    dir: &ConfigDir,
+    community_id: u64,
+    max_uses: Option<u32>,
+    expires: Option<std::time::Duration>,
+) -> Result<(v1::Invite, String)> {
+    let request = v1::CreateInviteRequest {
+        community_id,
+        max_uses: max_uses.unwrap_or(0),
+        expires_in_ms: expires.map_or(0, |d| d.as_millis() as u64),
+    };
+    let R::Invite(invite) = client.request(Request::CreateInvite(request)).await? else {
+        bail!("unexpected answer")
+    };
+    let fp = dir.pinned(&profile.server)?;
+    let text = Invite::render(&profile.server, &invite.code, fp.as_deref());
+    Ok((invite, text))
+}
+
+pub async fn community(ctx: Ctx, command: CommunityCommand) -> Result<()> {
+    let (client, ready, profile) = session(&ctx).await?;
+    match command {
+        CommunityCommand::Create { name, json } => {
+            let request = v1::CreateCommunityRequest { name };
+            let R::Community(c) = client.request(Request::CreateCommunity(request)).await? else {
+                bail!("unexpected answer")
+            };
+            let (_, invite) = create_invite(&client, &profile, &ctx.dir, c.id, None, None).await?;
+            if json.json {
+                let mut value = community_json(&c);
+                value["invite"] = invite.into();
+                print_json(&value);
+            } else {
+                println!("created {} with #general. Invite others with:", sanitize(&c.name));
+                println!("{invite}");
+            }
+        }
+        CommunityCommand::List(json) => {
+            if json.json {
+                for c in &ready.communities {
+                    print_json(&community_json(c));
+                }
+            } else {
+                ready.communities.iter().for_each(print_community);
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
+    let InviteCommand::Create { community, max_uses, expires, json } = command;
+    let (client, ready, profile) = session(&ctx).await?;
+    let c = find_community(&ready, &community)?;
+    let (invite, text) = create_invite(&client, &profile, &ctx.dir, c.id, max_uses, expires).await?;
+    if json.json {
+        print_json(&json!({
+            "invite": text, "code": invite.code, "community": invite.community_name,
+            "max_uses": invite.max_uses, "expires_ms": invite.expires_at_ms,
+        }));
+    } else {
+        println!("{text}");
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn join(ctx: Ctx, invite: &str, json: bool) -> Result<()> {
+    let invite = Invite::parse(invite)?;
+    let (client, _, profile) = session(&ctx).await?;
+    if let Some(server) = &invite.server
+        && *server != profile.server
+    {
+        bail!(
+            "that invite is for {server}, but profile {:?} is on {}; use --profile",
+            ctx.profile,
+            profile.server
+        );
+    }
+    let R::Community(c) =
+        client.request(Request::JoinCommunity(v1::JoinCommunityRequest { code: invite.code })).await?
+    else {
+        bail!("unexpected answer")
+    };
+    if json {
+        print_json(&community_json(&c))
+    } else {
+        print_community(&c)
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn leave(ctx: Ctx, community: &str) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    let c = find_community(&ready, community)?;
+    client.request(Request::LeaveCommunity(v1::LeaveCommunityRequest { community_id: c.id })).await?;
+    eprintln!("left {}", sanitize(&c.name));
+    client.close().await;
+    Ok(())
+}
+
+pub async fn channel(ctx: Ctx, command: ChannelCommand) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    match command {
+        ChannelCommand::Create { channel, topic } => {
+            let (community, name) = channel.rsplit_once('/').context("name it as Community/name")?;
+            let c = find_community(&ready, community)?;
+            let request = v1::CreateChannelRequest { community_id: c.id, name: name.into(), topic };
+            let R::Channel(ch) = client.request(Request::CreateChannel(request)).await? else {
+                bail!("unexpected answer")
+            };
+            println!("created #{} in {}", ch.name, sanitize(&c.name));
+        }
+        ChannelCommand::Edit { channel, name, topic } => {
+            let (_, ch) = find_channel(&ready, &channel)?;
+            let request = v1::UpdateChannelRequest { channel_id: ch.id, name, topic };
+            let R::Channel(ch) = client.request(Request::UpdateChannel(request)).await? else {
+                bail!("unexpected answer")
+            };
+            println!("#{}: {}", ch.name, sanitize(&ch.topic));
+        }
+        ChannelCommand::Delete { channel } => {
+            let (_, ch) = find_channel(&ready, &channel)?;
+            client.request(Request::DeleteChannel(v1::DeleteChannelRequest { channel_id: ch.id })).await?;
+            eprintln!("deleted #{}", ch.name);
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn text_arg(text: &str) -> Result<String> {
+    if text != "-" {
+        return Ok(text.to_owned());
+    }
+    let mut buf = String::new();
+    std::io::stdin().read_to_string(&mut buf).context("reading the message from stdin")?;
+    Ok(buf.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&buf).to_owned())
+}
+
+fn random_nonce() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}
+
+pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
+    let body = text_arg(&args.text)?;
+    let (client, ready, _) = session(&ctx).await?;
+    let (_, ch) = find_channel(&ready, &args.channel)?;
+    let request = v1::SendMessageRequest {
+        channel_id: ch.id,
+        body,
+        nonce: args.nonce.unwrap_or_else(random_nonce),
+        reply_to: args.reply_to.unwrap_or(0),
+    };
+    let R::Message(m) = client.request(Request::SendMessage(request)).await? else {
+        bail!("unexpected answer")
+    };
+    if args.json.json {
+        print_json(&MessageJson::new("message", &args.channel, &m))
+    } else {
+        println!("{}", m.id)
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> Result<()> {
+    let body = text_arg(text)?;
+    let (client, ready, _) = session(&ctx).await?;
+    let (_, ch) = find_channel(&ready, channel)?;
+    let request = v1::EditMessageRequest { channel_id: ch.id, message_id: id, body };
+    let R::Message(m) = client.request(Request::EditMessage(request)).await? else {
+        bail!("unexpected answer")
+    };
+    if json {
+        print_json(&MessageJson::new("edit", channel, &m))
+    } else {
+        println!("{}", human(&m))
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn delete(ctx: Ctx, channel: &str, id: u64) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    let (_, ch) = find_channel(&ready, channel)?;
+    client
+        .request(Request::DeleteMessage(v1::DeleteMessageRequest { channel_id: ch.id, message_id: id }))
+        .await?;
+    client.close().await;
+    Ok(())
+}
+
+pub async fn history(ctx: Ctx, args: HistoryArgs) -> Result<()> {
+    use v1::history_request::Anchor;
+    let (client, ready, _) = session(&ctx).await?;
+    let (_, ch) = find_channel(&ready, &args.channel)?;
+    let anchor = match (args.before, args.after, args.around) {
+        (Some(id), _, _) => Some(Anchor::Before(id)),
+        (_, Some(id), _) => Some(Anchor::After(id)),
+        (_, _, Some(id)) => Some(Anchor::Around(id)),
+        _ => None,
+    };
+    for m in client.history(ch.id, anchor, args.limit).await? {
+        if args.json.json {
+            print_json(&MessageJson::new("message", &args.channel, &m))
+        } else {
+            println!("{}", human(&m))
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    let (_, ch) = find_channel(&ready, channel)?;
+    let id = ch.id;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let event = tokio::select! {
+            _ = &mut interrupted => break,
+            event = client.next_event() => event,
+        };
+        let Some(event) = event else {
+            bail!("connection closed: {}", client.close_reason().unwrap_or_else(|| "connection lost".into()));
+        };
+        match event.body {
+            Some(Ev::MessageCreated(m)) if m.channel_id == id => {
+                if json {
+                    print_json(&MessageJson::new("message", channel, &m))
+                } else {
+                    println!("{}", human(&m))
+                }
+            }
+            Some(Ev::MessageUpdated(m)) if m.channel_id == id => {
+                if json {
+                    print_json(&MessageJson::new("edit", channel, &m))
+                } else {
+                    println!("{}", human(&m))
+                }
+            }
+            Some(Ev::MessageDeleted(d)) if d.channel_id == id => {
+                if json {
+                    print_json(
+                        &json!({"type": "delete", "id": d.message_id.to_string(), "channel": channel}),
+                    );
+                } else {
+                    println!("(message {} deleted)", d.message_id);
+                }
+            }
+            Some(Ev::ChannelDeleted(d)) if d.channel_id == id => bail!("the channel was deleted"),
+            _ => continue,
+        }
+        // Scripts read line by line; don't let output sit in a buffer.
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+    }
+    client.close().await;
+    Ok(())
+}

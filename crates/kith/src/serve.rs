@@ -1,0 +1,135 @@
+//! `kith serve`: configuration from flags, environment and a TOML file (in
+//! that order of precedence), then the server until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use kith_server::{Config, Server, Sync};
+use serde::Deserialize;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// UDP address for QUIC [default: [::]:7443]. Port 0 picks a free port.
+    #[arg(long, env = "KITH_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory: database and TLS identity [default: ~/.local/share/kith].
+    #[arg(long, env = "KITH_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TOML config file [default: DATA/kith.toml if it exists]. Keys: listen,
+    /// open_registration, tls_cert, tls_key, sync.
+    #[arg(long, env = "KITH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Let anyone register without an invite (once an owner exists).
+    #[arg(long, env = "KITH_OPEN_REGISTRATION")]
+    open_registration: bool,
+    /// PEM certificate chain to use instead of the generated identity (with --tls-key).
+    #[arg(long, env = "KITH_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KITH_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How hard commits wait for the disk: `full` (fsync each commit; survives
+    /// power loss) or `normal` (survives a crash of kith, not of the machine).
+    #[arg(long, env = "KITH_SYNC", value_name = "MODE", value_parser = parse_sync)]
+    sync: Option<Sync>,
+}
+
+fn parse_sync(s: &str) -> Result<Sync, String> {
+    match s {
+        "full" => Ok(Sync::Full),
+        "normal" => Ok(Sync::Normal),
+        _ => Err("expected `full` or `normal`".into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    open_registration: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    sync: Option<Sync>,
+}
+
+fn read_file_config(path: &Path, required: bool) -> Result<FileConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let data_dir = match args.data {
+        Some(d) => d,
+        None => directories::ProjectDirs::from("", "", "kith")
+            .context("cannot find a home directory; pass --data")?
+            .data_dir()
+            .to_owned(),
+    };
+    let file = match &args.config {
+        Some(path) => read_file_config(path, true)?,
+        None => read_file_config(&data_dir.join("kith.toml"), false)?,
+    };
+    let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => bail!("tls_cert and tls_key go together"),
+    };
+    let config = Config {
+        listen: args.listen.or(file.listen).unwrap_or_else(|| "[::]:7443".parse().expect("valid address")),
+        data_dir,
+        open_registration: args.open_registration || file.open_registration.unwrap_or(false),
+        tls,
+        sync: args.sync.or(file.sync).unwrap_or(Sync::Full),
+    };
+
+    let mut server = Server::start(config.clone()).await?;
+    let addr = server.local_addr();
+    let hint_addr =
+        if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() };
+    tracing::info!(data = %config.data_dir.display(), %addr, "kith is serving");
+    if let Some(code) = server.setup_code() {
+        eprintln!();
+        eprintln!("  This server has no owner yet. Create the owner account with:");
+        eprintln!();
+        eprintln!("      kith register <your-name> --server {hint_addr} --setup-code {code}");
+        eprintln!();
+        eprintln!("  The code works once, and only until an owner exists.");
+        eprintln!();
+    } else {
+        eprintln!("Connect with: kith login <name> --server {hint_addr}");
+    }
+    // The one machine-readable line, printed once connections are accepted.
+    println!("kith ready quic={addr} fingerprint={}", server.fingerprint());
+
+    let stop = tokio::select! {
+        signal = shutdown_signal() => Ok(signal),
+        error = server.failed() => Err(error),
+    };
+    match stop {
+        Ok(signal) => {
+            signal?;
+            tracing::info!("shutting down");
+            server.shutdown().await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
