@@ -61,6 +61,7 @@ impl Error {
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ReplyResult, Error>>>>>;
+type ConnectionError = Arc<Mutex<Option<(v1::ErrorCode, String)>>>;
 
 /// Events buffered for the application before further ones are dropped (the
 /// gap then shows in `Event.seq`).
@@ -75,6 +76,7 @@ pub struct Client {
     pending: Pending,
     next_id: AtomicU64,
     events: tokio::sync::Mutex<mpsc::Receiver<v1::Event>>,
+    connection_error: ConnectionError,
     endpoint: quinn::Endpoint,
 }
 
@@ -131,7 +133,8 @@ impl Client {
         let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
         let pending: Pending = Arc::default();
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
-        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx));
+        let connection_error = ConnectionError::default();
+        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx, connection_error.clone()));
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let client = Client {
             conn,
@@ -139,6 +142,7 @@ impl Client {
             pending,
             next_id: AtomicU64::new(1),
             events: tokio::sync::Mutex::new(events_rx),
+            connection_error,
             endpoint,
         };
         Ok((client, seen))
@@ -153,14 +157,14 @@ impl Client {
         let written = self.send.lock().await.write_all(&frame).await;
         if written.is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            return Err(self.closed());
+            return Err(self.closed_error());
         }
-        rx.await.unwrap_or_else(|_| Err(self.closed()))
+        rx.await.unwrap_or_else(|_| Err(self.closed_error()))
     }
 
     /// Writes raw bytes on the control stream. For tests of hostile input.
     pub async fn send_raw(&self, bytes: &[u8]) -> Result<(), Error> {
-        self.send.lock().await.write_all(bytes).await.map_err(|_| self.closed())
+        self.send.lock().await.write_all(bytes).await.map_err(|_| self.closed_error())
     }
 
     /// The next pushed event, or `None` once the connection is closed.
@@ -168,12 +172,23 @@ impl Client {
         self.events.lock().await.recv().await
     }
 
+    /// Waits until the connection closes, and says why.
+    pub async fn closed(&self) -> String {
+        describe_close(&self.conn.closed().await)
+    }
+
+    /// The last connection-level error the server reported (one that answers
+    /// no request, such as an undecodable frame), if any.
+    pub fn connection_error(&self) -> Option<(v1::ErrorCode, String)> {
+        self.connection_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Why the connection closed, if it has.
     pub fn close_reason(&self) -> Option<String> {
         self.conn.close_reason().map(|e| describe_close(&e))
     }
 
-    fn closed(&self) -> Error {
+    fn closed_error(&self) -> Error {
         Error::Closed(self.close_reason().unwrap_or_else(|| "connection lost".into()))
     }
 
@@ -262,6 +277,7 @@ async fn read_loop(
     conn: quinn::Connection,
     pending: Pending,
     events: mpsc::Sender<v1::Event>,
+    connection_error: ConnectionError,
 ) {
     let mut decoder = FrameDecoder::new(MAX_SERVER_FRAME);
     'read: while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
@@ -286,6 +302,7 @@ async fn read_loop(
                 }
                 Some(Kind::Error(e)) => {
                     tracing::warn!(code = ?e.code(), reason = %e.reason, "the server reported a connection error");
+                    *connection_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((e.code(), e.reason));
                     continue;
                 }
                 Some(Kind::Event(event)) => {

@@ -56,6 +56,7 @@ pub struct Server {
     hub: mpsc::Sender<ToHub>,
     actor: tokio::task::JoinHandle<Result<(), StoreError>>,
     writer: std::thread::JoinHandle<()>,
+    accept: tokio::task::JoinHandle<()>,
 }
 
 /// Inputs queued for the hub before connection tasks wait.
@@ -105,7 +106,7 @@ impl Server {
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
             next_session: AtomicU64::new(1),
         });
-        tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
+        let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {
             local_addr,
             fingerprint: identity.fingerprint,
@@ -114,6 +115,7 @@ impl Server {
             hub: hub_tx,
             actor,
             writer,
+            accept,
         })
     }
 
@@ -152,6 +154,7 @@ impl Server {
             .map_err(|_| anyhow!("the store writer panicked"))?;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle()).await;
         self.endpoint.close(0u32.into(), b"shutdown");
+        let _ = self.accept.await;
         result.context("the store failed")
     }
 }
