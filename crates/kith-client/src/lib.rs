@@ -167,6 +167,11 @@ impl Client {
         self.send.lock().await.write_all(bytes).await.map_err(|_| self.closed_error())
     }
 
+    /// Ends the control stream from this side (the server then closes).
+    pub async fn finish(&self) {
+        let _ = self.send.lock().await.finish();
+    }
+
     /// The next pushed event, or `None` once the connection is closed.
     pub async fn next_event(&self) -> Option<v1::Event> {
         self.events.lock().await.recv().await

@@ -267,3 +267,47 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code() -> String {
+        "CODE".into()
+    }
+
+    #[test]
+    fn an_unknown_request_kind_is_unsupported() {
+        let err = parse(None, code).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unsupported);
+    }
+
+    #[test]
+    fn zero_ids_are_refused_before_the_hub() {
+        let req = Wire::SendMessage(v1::SendMessageRequest {
+            channel_id: 0,
+            body: "hi".into(),
+            ..Default::default()
+        });
+        assert_eq!(parse(Some(req), code).unwrap_err().code, ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn history_limits_clamp_to_the_server_maximum() {
+        let req = Wire::History(v1::HistoryRequest { channel_id: 1, anchor: None, limit: 1_000_000 });
+        let Ok(Parsed::Hub(Request::History(q))) = parse(Some(req), code) else { panic!() };
+        assert_eq!(q.limit, HistoryQuery::MAX_LIMIT);
+    }
+
+    #[test]
+    fn invite_codes_come_from_the_edge() {
+        let req =
+            Wire::CreateInvite(v1::CreateInviteRequest { community_id: 1, max_uses: 0, expires_in_ms: 0 });
+        let Ok(Parsed::Hub(Request::CreateInvite { code, max_uses, expires_in_ms, .. })) =
+            parse(Some(req), code)
+        else {
+            panic!()
+        };
+        assert_eq!((code.as_str(), max_uses, expires_in_ms), ("CODE", None, None));
+    }
+}

@@ -1,0 +1,302 @@
+//! Hostile input (shared/BAD_INPUTS.md, Q and A cases): each gets its documented
+//! error or close, nothing else changes, and a canary pair keeps chatting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kith_client::proto::{self as v1, ErrorCode, client_message::Request, register_request::Credential};
+use kith_client::{Client, Error};
+use prost::Message;
+
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn encoded(request_id: u64, request: Request) -> Vec<u8> {
+    v1::ClientMessage { request_id, request: Some(request) }.encode_to_vec()
+}
+
+/// The server closes the connection; returns the close description.
+async fn closes(c: &Client) -> String {
+    tokio::time::timeout(Duration::from_secs(5), c.closed()).await.expect("closed within 5 s")
+}
+
+/// Waits until the server has reported a connection-level error.
+async fn connection_error(c: &Client) -> (ErrorCode, String) {
+    for _ in 0..250 {
+        if let Some(e) = c.connection_error() {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no connection error reported");
+}
+
+async fn history_len(f: &Family) -> usize {
+    f.owner.history(f.general, None, 100).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn q1_an_oversize_frame_length_closes_before_allocating() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let attacker = server.client().await;
+    attacker.send_raw(&[0xFF, 0xFF, 0xFF, 0xFF]).await.unwrap();
+    assert!(closes(&attacker).await.contains("FRAME_TOO_LARGE"));
+
+    // Just over the cap, with a body that never comes.
+    let attacker = server.client().await;
+    attacker.send_raw(&((kith_proto::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes())).await.unwrap();
+    assert!(closes(&attacker).await.contains("FRAME_TOO_LARGE"));
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q3_deeply_nested_input_is_a_decode_error_not_a_stack_overflow() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let attacker = server.client().await;
+    // 30 000 nested "start group" tags of an unknown field (99).
+    let nested: Vec<u8> = [0x9Bu8, 0x06].repeat(30_000);
+    attacker.send_raw(&raw_frame(&nested)).await.unwrap();
+    assert_eq!(connection_error(&attacker).await.0, ErrorCode::Protocol);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q4_huge_fields_hit_the_field_cap_or_the_frame_cap() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let long = "x".repeat(60_000);
+    assert_eq!(code_of(f.owner.send_message(f.general, &long, "").await), ErrorCode::Invalid);
+
+    let attacker = server.client().await;
+    attacker.login("owner", PASSWORD).await.unwrap();
+    let huge = "x".repeat(200_000);
+    let req = v1::SendMessageRequest { channel_id: f.general, body: huge, nonce: String::new(), reply_to: 0 };
+    let _ = attacker.send_raw(&raw_frame(&encoded(1, Request::SendMessage(req)))).await;
+    assert!(closes(&attacker).await.contains("FRAME_TOO_LARGE"));
+    assert_eq!(history_len(&f).await, 0);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q5_unknown_fields_are_ignored_and_unknown_requests_refused() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let attacker = server.client().await;
+    attacker.login("owner", PASSWORD).await.unwrap();
+
+    // A known request with an extra unknown field: accepted, the field dropped.
+    let req = v1::SendMessageRequest {
+        channel_id: f.general,
+        body: "hi".into(),
+        nonce: String::new(),
+        reply_to: 0,
+    };
+    let mut inner = req.encode_to_vec();
+    inner.extend_from_slice(&[0xF8, 0x06, 0x2A]); // field 111, varint 42
+    let mut body = v1::ClientMessage { request_id: 1, request: None }.encode_to_vec();
+    body.push(0xC2); // field 40 (send_message), length-delimited
+    body.push(0x02);
+    prost::encoding::encode_varint(inner.len() as u64, &mut body);
+    body.extend_from_slice(&inner);
+    attacker.send_raw(&raw_frame(&body)).await.unwrap();
+    let seen = next_message(&f.members[0]).await;
+    assert_eq!(seen.body, "hi");
+
+    // An unknown oneof arm (a request kind from the future): UNSUPPORTED.
+    let mut body = v1::ClientMessage { request_id: 2, request: None }.encode_to_vec();
+    body.extend_from_slice(&[0x9A, 0x06, 0x00]); // field 99, empty message
+    let probe = server.client().await;
+    probe.send_raw(&raw_frame(&body)).await.unwrap();
+    // Answered with UNSUPPORTED (see kith-core's parse tests); the connection stays usable.
+    probe.login("canary", PASSWORD).await.unwrap();
+    assert!(probe.close_reason().is_none());
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q6_invalid_utf8_is_an_error_with_no_state_change() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let attacker = server.client().await;
+    attacker.login("owner", PASSWORD).await.unwrap();
+    let req = v1::SendMessageRequest {
+        channel_id: f.general,
+        body: "AAAA".into(),
+        nonce: String::new(),
+        reply_to: 0,
+    };
+    let mut body = encoded(1, Request::SendMessage(req));
+    let at = body.windows(4).position(|w| w == b"AAAA").unwrap();
+    body[at..at + 4].copy_from_slice(&[0xC3, 0x28, 0xFF, 0xFE]);
+    attacker.send_raw(&raw_frame(&body)).await.unwrap();
+    assert_eq!(connection_error(&attacker).await.0, ErrorCode::Protocol);
+    assert_eq!(history_len(&f).await, 0);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q7_unauthenticated_repeated_and_unprivileged_requests_are_refused() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary", "member"]).await;
+    let stranger = server.client().await;
+    assert_eq!(code_of(stranger.send_message(f.general, "hi", "").await), ErrorCode::NotAuthenticated);
+    assert_eq!(code_of(f.owner.login("owner", PASSWORD).await), ErrorCode::AlreadyAuthenticated);
+    let create =
+        v1::CreateChannelRequest { community_id: f.community.id, name: "mine".into(), topic: String::new() };
+    assert_eq!(code_of(f.members[1].request(Request::CreateChannel(create)).await), ErrorCode::Forbidden);
+    let ready = f.owner.request(Request::CreateInvite(v1::CreateInviteRequest {
+        community_id: f.community.id,
+        max_uses: 0,
+        expires_in_ms: 0,
+    }));
+    assert!(ready.await.is_ok());
+    let (_, snapshot) = {
+        let c = server.client().await;
+        let r = c.login("member", PASSWORD).await.unwrap();
+        (c, r)
+    };
+    assert_eq!(snapshot.communities[0].channels.len(), 1, "no channel was created");
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q8_garbage_and_truncated_frames_close_after_a_few() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+
+    let garbage = server.client().await;
+    for _ in 0..3 {
+        garbage.send_raw(&raw_frame(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF])).await.unwrap();
+    }
+    assert!(closes(&garbage).await.contains("PROTOCOL"));
+
+    // A valid message followed by trailing garbage in the same frame.
+    let trailing = server.client().await;
+    let mut body = encoded(1, Request::History(v1::HistoryRequest::default()));
+    body.extend_from_slice(&[0x07]); // wire type 7 does not exist
+    trailing.send_raw(&raw_frame(&body)).await.unwrap();
+    assert_eq!(connection_error(&trailing).await.0, ErrorCode::Protocol);
+
+    // A frame cut short by the end of the stream.
+    let truncated = server.client().await;
+    let mut frame = raw_frame(&encoded(1, Request::History(v1::HistoryRequest::default())));
+    frame.truncate(frame.len() - 1);
+    truncated.send_raw(&frame).await.unwrap();
+    truncated.finish().await;
+    assert!(closes(&truncated).await.contains("PROTOCOL"));
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q20_references_into_other_channels_answer_not_found() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let create =
+        v1::CreateChannelRequest { community_id: f.community.id, name: "other".into(), topic: String::new() };
+    let v1::reply::Result::Channel(other) = f.owner.request(Request::CreateChannel(create)).await.unwrap()
+    else {
+        panic!()
+    };
+    let m = f.owner.send_message(f.general, "here", "").await.unwrap();
+    let edit = v1::EditMessageRequest { channel_id: other.id, message_id: m.id, body: "x".into() };
+    assert_eq!(code_of(f.owner.request(Request::EditMessage(edit)).await), ErrorCode::NotFound);
+    let delete = v1::DeleteMessageRequest { channel_id: other.id, message_id: m.id };
+    assert_eq!(code_of(f.owner.request(Request::DeleteMessage(delete)).await), ErrorCode::NotFound);
+    let reply = v1::SendMessageRequest {
+        channel_id: other.id,
+        body: "re".into(),
+        nonce: String::new(),
+        reply_to: m.id,
+    };
+    assert_eq!(code_of(f.owner.request(Request::SendMessage(reply)).await), ErrorCode::NotFound);
+    let missing = v1::DeleteMessageRequest { channel_id: f.general, message_id: 12345 };
+    assert_eq!(code_of(f.owner.request(Request::DeleteMessage(missing)).await), ErrorCode::NotFound);
+    assert_eq!(f.owner.history(f.general, None, 10).await.unwrap(), vec![m]);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn a1_confusable_usernames_are_taken() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["alice"]).await;
+    for twin in ["\u{0430}lice", "ａｌｉｃｅ", "ALICE", "a1ice"] {
+        let c = server.client().await;
+        let r = c.register(twin, PASSWORD, Some(Credential::InviteCode(f.invite.clone()))).await;
+        assert_eq!(code_of(r), ErrorCode::Taken, "{twin}");
+    }
+    let c = server.client().await;
+    let r = c.register("alice\u{200D}", PASSWORD, Some(Credential::InviteCode(f.invite.clone()))).await;
+    assert_eq!(code_of(r), ErrorCode::Invalid, "an invisible joiner is refused outright");
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn a2_hostile_display_names_are_refused() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let combining = format!("a{}", "\u{0301}".repeat(10_000));
+    for name in ["evil\u{202E}gnp.exe", combining.as_str(), "bell\x07", "two\nlines"] {
+        let c = server.client().await;
+        let req = v1::RegisterRequest {
+            username: "newcomer".into(),
+            password: PASSWORD.into(),
+            display_name: name.into(),
+            credential: Some(Credential::InviteCode(f.invite.clone())),
+        };
+        assert_eq!(code_of(c.request(Request::Register(req)).await), ErrorCode::Invalid);
+    }
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn a3_giant_passwords_are_refused_before_hashing() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let c = server.client().await;
+    let long = "p".repeat(60_000);
+    let r = c.register("newcomer", &long, Some(Credential::InviteCode(f.invite.clone()))).await;
+    assert_eq!(code_of(r), ErrorCode::Invalid);
+    assert_eq!(code_of(c.login("owner", &long).await), ErrorCode::BadCredentials);
+    let megabyte = server.client().await;
+    let req = v1::LoginRequest { username: "owner".into(), password: "p".repeat(1 << 20) };
+    // The server may close while the megabyte is still being written.
+    let _ = megabyte.send_raw(&raw_frame(&encoded(1, Request::Login(req)))).await;
+    assert!(closes(&megabyte).await.contains("FRAME_TOO_LARGE"));
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn a4_unknown_user_and_wrong_password_get_the_same_answer() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let c = server.client().await;
+    let wrong = c.login("owner", "not the password").await.unwrap_err();
+    let unknown = c.login("nobody", "not the password").await.unwrap_err();
+    let (Error::Server { code: a, reason: ra }, Error::Server { code: b, reason: rb }) = (wrong, unknown)
+    else {
+        panic!("server refusals expected")
+    };
+    assert_eq!((a, ra), (b, rb));
+    assert_eq!(a, ErrorCode::BadCredentials);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn a5_nul_in_credentials_never_aliases_another_account() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["alice"]).await;
+    let c = server.client().await;
+    assert_eq!(code_of(c.login("alice\0x", PASSWORD).await), ErrorCode::BadCredentials);
+    let r = c.register("alice\0x", PASSWORD, Some(Credential::InviteCode(f.invite.clone()))).await;
+    assert_eq!(code_of(r), ErrorCode::Invalid);
+    let r = c.register("zed", "pass\0word!", Some(Credential::InviteCode(f.invite.clone()))).await;
+    assert_eq!(code_of(r), ErrorCode::Invalid);
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
