@@ -1,0 +1,239 @@
+//! The `kith` binary as users and scripts run it: a real `kith serve` process
+//! and real CLI invocations.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use kith_client::proto::register_request::Credential;
+use kith_client::{Client, Trust};
+
+const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+/// A `kith serve` child process and what it announced.
+struct Served {
+    child: Child,
+    addr: String,
+    fingerprint: String,
+    setup_code: Option<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Served {
+    let mut child = Command::new(KITH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kith serve starts");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let field = |key: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{ready}"))
+            .to_owned()
+    };
+    assert!(ready.starts_with("kith ready "), "{ready}");
+    let (addr, fingerprint) = (field("quic="), field("fingerprint="));
+    assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 71);
+    // The setup code (if any) was printed to stderr before the ready line.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(code) = line.split("--setup-code ").nth(1) {
+                let _ = tx.send(code.trim().to_owned());
+            }
+        }
+    });
+    let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
+    Served { child, addr, fingerprint, setup_code }
+}
+
+/// Runs a CLI command with its own config dir; returns stdout, panics with
+/// stderr on failure.
+fn kith(config: &Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(KITH)
+        .args(args)
+        .env("KITH_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kith {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_family_chats_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
+
+    kith(
+        &alice,
+        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    let created = kith(&alice, &["community", "create", "Family", "--json"], "");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let invite = created["invite"].as_str().unwrap().to_owned();
+    assert!(
+        invite.ends_with(&format!("?fp={}", server.fingerprint)),
+        "the invite carries the fingerprint: {invite}"
+    );
+
+    kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
+    let mut tail = Command::new(KITH)
+        .args(["tail", "Family/general", "--json"])
+        .env("KITH_CONFIG_DIR", &bob)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once bob's tail is connected, alice's message reaches it.
+    let mut tail_out = BufReader::new(tail.stdout.take().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let id = kith(&alice, &["send", "Family/general", "hello @bob"], "");
+    kith(&alice, &["send", "Family/general", "-"], "from stdin\n");
+    let mut line = String::new();
+    tail_out.read_line(&mut line).unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let live: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(live["id"], id.trim());
+    assert_eq!(live["author"], "alice");
+    assert_eq!(live["body"], "hello @bob");
+    assert_eq!(live["mentions"].as_array().unwrap().len(), 1);
+
+    let history = kith(&bob, &["history", "Family/general", "--limit", "50", "--json"], "");
+    let bodies: Vec<String> = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["hello @bob", "from stdin"]);
+}
+
+#[test]
+fn a_changed_server_identity_is_refused_with_both_fingerprints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = serve(&tmp.path().join("one"));
+    let config = tmp.path().join("cfg");
+    let code = first.setup_code.clone().unwrap();
+    kith(
+        &config,
+        &["register", "alice", "--server", &first.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    let (addr, pinned) = (first.addr.clone(), first.fingerprint.clone());
+    drop(first);
+
+    // Another server (another identity) answers on the same address.
+    let port = addr.rsplit_once(':').unwrap().1;
+    let other = tmp.path().join("two");
+    let mut impostor = None;
+    for _ in 0..100 {
+        let mut child = Command::new(KITH)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(&other)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        if ready.starts_with("kith ready") {
+            impostor = Some((child, ready));
+            break;
+        }
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (mut child, ready) = impostor.expect("the port is free again");
+    let out = Command::new(KITH).args(["whoami"]).env("KITH_CONFIG_DIR", &config).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let presented = ready.split("fingerprint=").nth(1).unwrap().trim();
+    assert!(err.contains("identity changed") && err.contains(&pinned) && err.contains(presented), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_sigkill() {
+    const MESSAGES: usize = 500;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = serve(&data);
+    let code = server.setup_code.clone().unwrap();
+    let (client, _) = Client::connect(&server.addr, Trust::Pin(server.fingerprint.clone())).await.unwrap();
+    client.register("owner", "owner's password", Some(Credential::SetupCode(code))).await.unwrap();
+    let community = match client
+        .request(kith_client::proto::client_message::Request::CreateCommunity(
+            kith_client::proto::CreateCommunityRequest { name: "Family".into() },
+        ))
+        .await
+        .unwrap()
+    {
+        kith_client::proto::reply::Result::Community(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let general = community.channels[0].id;
+
+    // Ten concurrent senders, so commits are grouped.
+    let client = Arc::new(client);
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..MESSAGES / 10 {
+                ids.push(
+                    client.send_message(general, &format!("{t}/{n}"), &format!("{t}-{n}")).await.unwrap().id,
+                );
+            }
+            ids
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(acked.len(), MESSAGES);
+
+    // SIGKILL: no shutdown path runs.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let restarted = serve(&data);
+    assert_eq!(restarted.fingerprint, server.fingerprint);
+    let (client, _) =
+        Client::connect(&restarted.addr, Trust::Pin(restarted.fingerprint.clone())).await.unwrap();
+    client.login("owner", "owner's password").await.unwrap();
+    let mut stored = Vec::new();
+    let mut anchor = None;
+    loop {
+        let page = client.history(general, anchor, 100).await.unwrap();
+        let Some(first) = page.first() else { break };
+        anchor = Some(kith_client::proto::history_request::Anchor::Before(first.id));
+        stored.extend(page.iter().map(|m| m.id));
+    }
+    stored.sort_unstable();
+    acked.sort_unstable();
+    assert_eq!(stored, acked, "every acknowledged message is in history after SIGKILL");
+}
