@@ -27,6 +27,8 @@ struct World {
     reads: Vec<(SessionId, u64, Read)>,
     closes: Vec<(SessionId, v1::CloseCode)>,
     next_session: u64,
+    /// The last event seq drained per session, so later checks can continue it.
+    last_seq: HashMap<SessionId, u64>,
 }
 
 fn decode(frame: Frame) -> Kind {
@@ -58,6 +60,7 @@ impl World {
             reads: Vec::new(),
             closes: Vec::new(),
             next_session: 0,
+            last_seq: HashMap::new(),
         }
     }
 
@@ -136,7 +139,12 @@ impl World {
         let inbox = self.inbox.entry(session).or_default();
         let (events, rest): (Vec<_>, Vec<_>) = inbox.drain(..).partition(|k| matches!(k, Kind::Event(_)));
         *inbox = rest;
-        events.into_iter().map(|k| if let Kind::Event(e) = k { e } else { unreachable!() }).collect()
+        let events: Vec<v1::Event> =
+            events.into_iter().map(|k| if let Kind::Event(e) = k { e } else { unreachable!() }).collect();
+        if let Some(last) = events.last() {
+            self.last_seq.insert(session, last.seq);
+        }
+        events
     }
 
     fn register(&mut self, name: &str, credential: Credential) -> Result<(SessionId, v1::Ready), ErrorCode> {
@@ -554,4 +562,163 @@ fn invites_expire_and_run_out() {
         w.call(b, Request::JoinCommunity { code: "brief".into() }).unwrap_err().0,
         ErrorCode::InviteInvalid
     );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send {
+            who: usize,
+            channel: usize,
+            nonce: Option<u8>,
+        },
+        Edit {
+            who: usize,
+            pick: usize,
+        },
+        Delete {
+            who: usize,
+            pick: usize,
+        },
+        History {
+            who: usize,
+            channel: usize,
+        },
+        /// Commit up to some fraction of what is outstanding.
+        Commit {
+            fraction: u8,
+        },
+        Tick {
+            ms: u16,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, 0..2usize, proptest::option::of(0..4u8)).prop_map(|(who, channel, nonce)| Op::Send { who, channel, nonce }),
+            1 => (0..3usize, any::<usize>()).prop_map(|(who, pick)| Op::Edit { who, pick }),
+            1 => (0..3usize, any::<usize>()).prop_map(|(who, pick)| Op::Delete { who, pick }),
+            1 => (0..3usize, 0..2usize).prop_map(|(who, channel)| Op::History { who, channel }),
+            2 => (0..=4u8).prop_map(|fraction| Op::Commit { fraction }),
+            1 => any::<u16>().prop_map(|ms| Op::Tick { ms }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the interleaving of requests and commits: every request is
+        /// answered exactly once, nothing reaches a session before the write it
+        /// depends on is durable, each session's events are numbered without gaps
+        /// and its messages arrive in id order, and ids never repeat.
+        #[test]
+        fn the_hub_keeps_its_promises(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut w = World::default();
+            let (owner, c, members) = w.family(&["bob", "carol"]);
+            let second = match w.call(owner, Request::CreateChannel {
+                community: CommunityId(c.id),
+                name: ChannelName::parse("second").unwrap(),
+                topic: Topic::parse("").unwrap(),
+            }).unwrap() { R::Channel(ch) => ch.id, r => panic!("{r:?}") };
+            let channels = [c.channels[0].id, second];
+            let people = [owner, members[0], members[1]];
+            for p in people { w.events(p); }
+            w.inbox.clear();
+            let base: Vec<u64> = people.iter().map(|p| w.last_seq.get(p).copied().unwrap_or(0)).collect();
+            w.auto_commit = false;
+
+            let mut asked: Vec<(SessionId, u64)> = Vec::new();
+            let mut sent: Vec<(u64, u64)> = Vec::new(); // (message id, channel)
+            for op in ops {
+                match op {
+                    Op::Send { who, channel, nonce } => {
+                        let rid = w.send(people[who], Request::SendMessage {
+                            channel: ChannelId(channels[channel]),
+                            body: Body::parse("x").unwrap(),
+                            nonce: nonce.map(|n| Nonce(format!("n{n}"))),
+                            reply_to: None,
+                        });
+                        asked.push((people[who], rid));
+                    }
+                    Op::Edit { who, pick } | Op::Delete { who, pick } if !sent.is_empty() => {
+                        let (id, channel) = sent[pick % sent.len()];
+                        let request = if matches!(op, Op::Edit { .. }) {
+                            Request::EditMessage { channel: ChannelId(channel), message: MessageId(id), body: Body::parse("y").unwrap() }
+                        } else {
+                            Request::DeleteMessage { channel: ChannelId(channel), message: MessageId(id) }
+                        };
+                        asked.push((people[who], w.send(people[who], request)));
+                    }
+                    Op::Edit { .. } | Op::Delete { .. } => {}
+                    Op::History { who, channel } => {
+                        let q = HistoryQuery { channel: ChannelId(channels[channel]), anchor: Anchor::Latest, limit: 10 };
+                        asked.push((people[who], w.send(people[who], Request::History(q))));
+                    }
+                    Op::Commit { fraction } => {
+                        let outstanding = w.issued - w.committed;
+                        let ticket = w.committed + outstanding * u64::from(fraction) / 4;
+                        if ticket > w.committed {
+                            w.committed = ticket;
+                            w.hub.handle(w.now, Input::Committed { ticket });
+                            w.drain();
+                        }
+                    }
+                    Op::Tick { ms } => w.now = w.now.plus_ms(u64::from(ms)),
+                }
+                // Anything delivered so far depends only on committed writes.
+                for (ticket, write) in &w.writes {
+                    if let Write::InsertMessage { message } = write {
+                        let delivered = w.inbox.values().flatten().any(|k| match k {
+                            Kind::Reply(r) => matches!(&r.result, Some(R::Message(m)) if m.id == message.id.0),
+                            Kind::Event(e) => matches!(&e.body, Some(Ev::MessageCreated(m)) if m.id == message.id.0),
+                            Kind::Error(_) => false,
+                        });
+                        prop_assert!(!delivered || *ticket <= w.committed, "message {} shown before commit", message.id);
+                        if !sent.iter().any(|(id, _)| *id == message.id.0) {
+                            sent.push((message.id.0, message.channel.0));
+                        }
+                    }
+                }
+            }
+            w.commit();
+
+            // Exactly one answer (reply, error or read) per request.
+            for (session, rid) in &asked {
+                let answers = w.inbox.get(session).into_iter().flatten().filter(|k| match k {
+                    Kind::Reply(r) => r.request_id == *rid,
+                    Kind::Error(e) => e.request_id == *rid,
+                    Kind::Event(_) => false,
+                }).count() + w.reads.iter().filter(|(s, r, _)| s == session && r == rid).count();
+                prop_assert_eq!(answers, 1, "request {} answered {} times", rid, answers);
+            }
+            // Ids increase in write order, and a nonce is used once per author.
+            let inserted: Vec<&NewMessageRef> = w.writes.iter().filter_map(|(_, wr)| match wr {
+                Write::InsertMessage { message } => Some(message),
+                _ => None,
+            }).collect();
+            prop_assert!(inserted.windows(2).all(|p| p[0].id < p[1].id));
+            let mut nonces = std::collections::HashSet::new();
+            for m in &inserted {
+                if let Some(n) = &m.nonce {
+                    prop_assert!(nonces.insert((m.author, n.clone())), "duplicate nonce");
+                }
+            }
+            // Per session: seq continues 1, 2, 3… and new messages come in id order.
+            for (p, base) in people.into_iter().zip(base) {
+                let events = w.events(p);
+                let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+                prop_assert_eq!(seqs, (base + 1..=base + events.len() as u64).collect::<Vec<_>>());
+                let created: Vec<u64> = events.iter().filter_map(|e| match &e.body {
+                    Some(Ev::MessageCreated(m)) => Some(m.id),
+                    _ => None,
+                }).collect();
+                prop_assert!(created.windows(2).all(|p| p[0] < p[1]));
+            }
+        }
+    }
+
+    type NewMessageRef = kith_core::store::NewMessage;
 }
