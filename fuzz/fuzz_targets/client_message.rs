@@ -1,0 +1,19 @@
+//! Arbitrary bytes as a client frame body: protobuf decoding, then wire→domain
+//! parsing and validation. Never a panic; anything accepted is valid.
+#![no_main]
+
+use kith_core::request::{Parsed, Request, parse};
+use kith_core::text::Body;
+use kith_proto::v1::ClientMessage;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(msg) = ClientMessage::decode(data) else { return };
+    let Ok(parsed) = parse(msg.request, || "CODE".to_owned()) else { return };
+    if let Parsed::Hub(Request::SendMessage { body, .. } | Request::EditMessage { body, .. }) = parsed {
+        // Whatever passed validation passes it again, and mentions parse.
+        assert_eq!(Body::parse(&body.0).as_ref(), Ok(&body));
+        let _ = body.mention_names();
+    }
+});
