@@ -84,68 +84,8 @@ impl Client {
     /// Connects to `addr` (`host:port`) and opens the control stream. Returns
     /// what the handshake showed of the server's identity, for pinning.
     pub async fn connect(addr: &str, trust: Trust) -> Result<(Client, Seen), Error> {
-        let remote: SocketAddr = tokio::net::lookup_host(addr)
-            .await
-            .map_err(|_| Error::Resolve(addr.into()))?
-            .next()
-            .ok_or_else(|| Error::Resolve(addr.into()))?;
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(trust::Verifier::new(trust.clone(), &provider));
-        let seen = verifier.seen.clone();
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| Error::Connect { addr: addr.into(), reason: e.to_string() })?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![kith_proto::ALPN.to_vec()];
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| Error::Connect { addr: addr.into(), reason: e.to_string() })?;
-        let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(15)));
-        transport.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("valid timeout")));
-        config.transport_config(Arc::new(transport));
-
-        let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
-        let connect_err = |reason: String| Error::Connect { addr: addr.into(), reason };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(config);
-        let connecting = endpoint.connect(remote, host).map_err(|e| connect_err(e.to_string()))?;
-        let conn = match connecting.await {
-            Ok(conn) => conn,
-            Err(e) => {
-                let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                if let (Trust::Pin(pinned), Some(presented)) = (&trust, seen.fingerprint)
-                    && *pinned != presented
-                {
-                    return Err(Error::IdentityChanged {
-                        addr: addr.into(),
-                        pinned: pinned.clone(),
-                        presented,
-                    });
-                }
-                return Err(connect_err(e.to_string()));
-            }
-        };
-        let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
-        let pending: Pending = Arc::default();
-        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
-        let connection_error = ConnectionError::default();
-        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx, connection_error.clone()));
-        let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let client = Client {
-            conn,
-            send: tokio::sync::Mutex::new(send),
-            pending,
-            next_id: AtomicU64::new(1),
-            events: tokio::sync::Mutex::new(events_rx),
-            connection_error,
-            endpoint,
-        };
-        Ok((client, seen))
+        let remote = resolve(addr).await?;
+        Connector::new(trust, remote.is_ipv6())?.connect(addr).await
     }
 
     /// Sends one request and waits for its answer.
@@ -254,6 +194,90 @@ impl Client {
     }
 }
 
+async fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| Error::Resolve(addr.into()))?
+        .next()
+        .ok_or_else(|| Error::Resolve(addr.into()))
+}
+
+/// Makes many connections from one UDP socket with one trust policy: what a
+/// bot, a bridge or a benchmark with many sessions wants.
+#[derive(Debug)]
+pub struct Connector {
+    endpoint: quinn::Endpoint,
+    trust: Trust,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Connector {
+    pub fn new(trust: Trust, ipv6: bool) -> Result<Connector, Error> {
+        let setup = |reason: String| Error::Connect { addr: "(local)".into(), reason };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(trust::Verifier::new(trust.clone(), &provider));
+        let seen = verifier.seen.clone();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| setup(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![kith_proto::ALPN.to_vec()];
+        let quic =
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(15)));
+        transport.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("valid timeout")));
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        Ok(Connector { endpoint, trust, seen })
+    }
+
+    /// Connects to `addr` (`host:port`) and opens the control stream.
+    pub async fn connect(&self, addr: &str) -> Result<(Client, Seen), Error> {
+        let remote = resolve(addr).await?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+        let connect_err = |reason: String| Error::Connect { addr: addr.into(), reason };
+        let connecting = self.endpoint.connect(remote, host).map_err(|e| connect_err(e.to_string()))?;
+        let conn = match connecting.await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let (Trust::Pin(pinned), Some(presented)) = (&self.trust, seen.fingerprint)
+                    && *pinned != presented
+                {
+                    return Err(Error::IdentityChanged {
+                        addr: addr.into(),
+                        pinned: pinned.clone(),
+                        presented,
+                    });
+                }
+                return Err(connect_err(e.to_string()));
+            }
+        };
+        let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
+        let pending: Pending = Arc::default();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+        let connection_error = ConnectionError::default();
+        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx, connection_error.clone()));
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = Client {
+            conn,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: tokio::sync::Mutex::new(events_rx),
+            connection_error,
+            endpoint: self.endpoint.clone(),
+        };
+        Ok((client, seen))
+    }
+}
+
 fn expect_ready(result: ReplyResult) -> Result<v1::Ready, Error> {
     match result {
         ReplyResult::Ready(ready) => Ok(ready),
@@ -285,6 +309,7 @@ async fn read_loop(
     connection_error: ConnectionError,
 ) {
     let mut decoder = FrameDecoder::new(MAX_SERVER_FRAME);
+    let mut dropped = 0u64;
     'read: while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
         decoder.extend(&chunk.bytes);
         loop {
@@ -312,7 +337,12 @@ async fn read_loop(
                 }
                 Some(Kind::Event(event)) => {
                     if events.try_send(event).is_err() {
-                        tracing::warn!("event buffer full; dropping an event");
+                        dropped += 1;
+                        if dropped == 1 {
+                            tracing::warn!(
+                                "the application is not reading events; dropping them (seq will show the gap)"
+                            );
+                        }
                     }
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! `kith`: the server and its command-line clients in one binary.
 
+mod bench;
 mod commands;
 mod output;
 mod profile;
@@ -89,6 +90,8 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Load-test a `kith serve` child process; see BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -100,7 +103,7 @@ pub struct Json {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_));
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
     let default_level = if serving { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Register(args) => commands::register(ctx()?, args).await,
         Command::Login(args) => commands::login(ctx()?, args).await,
         Command::Logout { everywhere } => commands::logout(ctx()?, everywhere).await,

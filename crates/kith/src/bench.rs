@@ -1,0 +1,443 @@
+//! `kith bench`: load tests against a real `kith serve` child process, so the
+//! server's CPU and memory are measured apart from the load generator's.
+//!
+//! - `chat`: N clients in one channel, S of them sending at an aggregate rate R
+//!   (open loop, send time in the payload); send→ack and send→receive latency.
+//! - `idle`: memory per idle, authenticated connection.
+//! - `ingest`: closed-loop senders; durably acknowledged messages per second.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use kith_client::proto::{self as v1, client_message::Request, event::Body as Ev, reply::Result as R};
+use kith_client::{Client, Connector, Trust};
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    kind: Kind,
+    /// Print one JSON object per run instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Kind {
+    /// N clients in one channel; S senders at an aggregate rate R (messages/s).
+    Chat {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        /// One or more rates, comma-separated; each is a run on the same server.
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        rate: Vec<u32>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+    },
+    /// Memory per idle, authenticated connection.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+    },
+    /// Durable ingest: closed-loop senders, acknowledged messages per second.
+    Ingest {
+        #[arg(long, default_value_t = 16)]
+        senders: usize,
+        /// Requests each sender keeps in flight.
+        #[arg(long, default_value_t = 8)]
+        in_flight: usize,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// The server's sync mode: full or normal.
+        #[arg(long, default_value = "full")]
+        sync: String,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.kind {
+        Kind::Chat { clients, senders, rate, duration } => {
+            chat(clients, senders, &rate, duration, args.json).await
+        }
+        Kind::Idle { clients } => idle(clients, args.json).await,
+        Kind::Ingest { senders, in_flight, duration, sync } => {
+            ingest(senders, in_flight, duration, &sync, args.json).await
+        }
+    }
+}
+
+/// A `kith serve` child on 127.0.0.1:0 with a temporary data directory.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+    fingerprint: String,
+    setup_code: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    fn start(sync: &str) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
+            .arg(data.path())
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting kith serve")?;
+        let stderr = BufReader::new(child.stderr.take().context("stderr")?);
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut ready)?;
+        let field = |key: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_owned);
+        let (Some(addr), Some(fingerprint)) = (field("quic="), field("fingerprint=")) else {
+            bail!("kith serve did not announce itself: {ready:?}");
+        };
+        let setup_code = stderr
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("--setup-code ").nth(1).map(|c| c.trim().to_owned()))
+            .context("no setup code")?;
+        Ok(Self { child, addr, fingerprint, setup_code, _data: data })
+    }
+
+    /// (user + system CPU seconds, resident memory in KiB) from /proc.
+    fn usage(&self) -> (f64, u64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // Linux reports in USER_HZ, which is 100 on every mainstream build.
+        let cpu = (ticks(11) + ticks(12)) / 100.0;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        (cpu, rss)
+    }
+}
+
+/// The owner, a community, and `accounts` more registered users' tokens.
+struct World {
+    owner: Client,
+    general: u64,
+    tokens: Vec<String>,
+    connectors: Vec<Connector>,
+}
+
+const PASSWORD: &str = "benchmark password";
+
+async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -> Result<World> {
+    let connectors: Vec<Connector> = (0..connectors.max(1))
+        .map(|_| Connector::new(Trust::Pin(server.fingerprint.clone()), false))
+        .collect::<Result<_, _>>()?;
+    let (owner, _) = connectors[0].connect(&server.addr).await?;
+    let setup = v1::register_request::Credential::SetupCode(server.setup_code.clone());
+    let ready = owner.register("owner", PASSWORD, Some(setup)).await?;
+    let R::Community(c) =
+        owner.request(Request::CreateCommunity(v1::CreateCommunityRequest { name: "Bench".into() })).await?
+    else {
+        bail!("unexpected answer");
+    };
+    let invite = v1::CreateInviteRequest { community_id: c.id, max_uses: 0, expires_in_ms: 0 };
+    let R::Invite(invite) = owner.request(Request::CreateInvite(invite)).await? else {
+        bail!("unexpected answer")
+    };
+    let mut tokens = vec![ready.token];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..accounts {
+        let (client, _) = connectors[i % connectors.len()].connect(&server.addr).await?;
+        let code = invite.code.clone();
+        tasks.spawn(async move {
+            let credential = v1::register_request::Credential::InviteCode(code);
+            client.register(&format!("user{i}"), PASSWORD, Some(credential)).await.map(|r| r.token)
+        });
+    }
+    while let Some(token) = tasks.join_next().await {
+        tokens.push(token??);
+    }
+    Ok(World { owner, general: c.channels[0].id, tokens, connectors })
+}
+
+/// `n` authenticated connections, opened `concurrency` at a time.
+async fn sessions(
+    server: &ServerProcess,
+    world: &World,
+    n: usize,
+    concurrency: usize,
+) -> Result<Vec<Client>> {
+    let gate = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = gate.clone().acquire_owned().await?;
+        let connect = world.connectors[i % world.connectors.len()].connect(&server.addr);
+        let token = world.tokens[i % world.tokens.len()].clone();
+        let (client, _) = connect.await?;
+        tasks.spawn(async move {
+            let _permit = permit;
+            client.authenticate(&token).await.map(|_| client)
+        });
+    }
+    let mut clients = Vec::with_capacity(n);
+    while let Some(client) = tasks.join_next().await {
+        clients.push(client??);
+    }
+    Ok(clients)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+fn quantiles_ms(h: &Histogram<u64>) -> serde_json::Value {
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    json!({"p50": q(0.50), "p99": q(0.99), "p999": q(0.999), "max": h.max() as f64 / 1000.0, "count": h.len()})
+}
+
+async fn chat(
+    clients: usize,
+    senders: usize,
+    rates: &[u32],
+    duration: Duration,
+    json_out: bool,
+) -> Result<()> {
+    if senders == 0 || senders > clients {
+        bail!("--senders must be between 1 and --clients");
+    }
+    let server = ServerProcess::start("full")?;
+    let world = world(&server, senders.max(clients.min(50)), 8).await?;
+    let clients = Arc::new(sessions(&server, &world, clients, 64).await?);
+    let general = world.general;
+    if !json_out {
+        println!(
+            "{:>6} {:>7} {:>10} {:>28} {:>28} {:>7} {:>8} {:>6}",
+            "rate",
+            "sent",
+            "deliv/s",
+            "send→ack ms p50/p99/p999",
+            "send→recv ms p50/p99/p999",
+            "cpu%",
+            "rss MiB",
+            "lost"
+        );
+    }
+    for &rate in rates {
+        let origin = Instant::now();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every session listens (the owner's too: it is a member).
+        let mut listeners = tokio::task::JoinSet::new();
+        for i in 0..clients.len() {
+            let clients = clients.clone();
+            let mut stop = stop_rx.clone();
+            listeners.spawn(async move {
+                let mut h = histogram();
+                let c = &clients[i];
+                loop {
+                    let event = tokio::select! {
+                        _ = stop.changed() => break,
+                        e = c.next_event() => e,
+                    };
+                    let Some(v1::Event { body: Some(Ev::MessageCreated(m)), .. }) = event else { continue };
+                    if let Some(sent_us) =
+                        m.body.strip_prefix("bench ").and_then(|r| r.split(' ').next()?.parse::<u64>().ok())
+                    {
+                        let now_us = origin.elapsed().as_micros() as u64;
+                        let _ = h.record(now_us.saturating_sub(sent_us).max(1));
+                    }
+                }
+                h
+            });
+        }
+        let (cpu0, _) = server.usage();
+        let started = Instant::now();
+        let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
+        let mut sends = tokio::task::JoinSet::new();
+        for s in 0..senders {
+            let clients = clients.clone();
+            sends.spawn(async move {
+                let mut tick = tokio::time::interval(per_sender);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut inflight = tokio::task::JoinSet::new();
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    tick.tick().await;
+                    let clients = clients.clone();
+                    n += 1;
+                    inflight.spawn(async move {
+                        let t = origin.elapsed().as_micros() as u64;
+                        let body = format!("bench {t} {s}:{n} ................................");
+                        let ok = clients[s].send_message(general, &body, "").await.is_ok();
+                        (ok, origin.elapsed().as_micros() as u64 - t)
+                    });
+                }
+                let mut h = histogram();
+                let mut failed = 0u64;
+                while let Some(r) = inflight.join_next().await {
+                    match r {
+                        Ok((true, us)) => {
+                            let _ = h.record(us.max(1));
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (h, failed)
+            });
+        }
+        let mut ack = histogram();
+        let mut failed = 0;
+        while let Some(r) = sends.join_next().await {
+            let (h, f) = r?;
+            ack.add(&h)?;
+            failed += f;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let (cpu1, rss) = server.usage();
+        // Let deliveries in flight land, then stop listening.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = stop_tx.send(true);
+        let mut recv = histogram();
+        while let Some(h) = listeners.join_next().await {
+            recv.add(&h?)?;
+        }
+        let sent = ack.len() + failed;
+        let expected = ack.len() * (clients.len() as u64 - 1);
+        let lost = expected.saturating_sub(recv.len());
+        let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
+        let delivered = recv.len() as f64 / elapsed;
+        if json_out {
+            println!(
+                "{}",
+                json!({
+                    "bench": "chat", "clients": clients.len(), "senders": senders, "rate": rate,
+                    "duration_s": elapsed, "sent": sent, "failed": failed, "delivered_per_s": delivered,
+                    "send_to_ack_ms": quantiles_ms(&ack), "send_to_receive_ms": quantiles_ms(&recv),
+                    "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
+                })
+            );
+        } else {
+            let q = |h: &Histogram<u64>| {
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    h.value_at_quantile(0.5) as f64 / 1e3,
+                    h.value_at_quantile(0.99) as f64 / 1e3,
+                    h.value_at_quantile(0.999) as f64 / 1e3
+                )
+            };
+            println!(
+                "{rate:>6} {sent:>7} {delivered:>10.0} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6}",
+                q(&ack),
+                q(&recv),
+                rss as f64 / 1024.0
+            );
+        }
+    }
+    drop(world);
+    Ok(())
+}
+
+async fn idle(n: usize, json_out: bool) -> Result<()> {
+    let server = ServerProcess::start("full")?;
+    let world = world(&server, 1, 16).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, before) = server.usage();
+    let started = Instant::now();
+    let clients = sessions(&server, &world, n, 256).await?;
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, after) = server.usage();
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    if json_out {
+        println!(
+            "{}",
+            json!({"bench": "idle", "clients": n, "rss_before_kib": before, "rss_after_kib": after,
+                   "rss_per_connection_kib": per, "connect_s": connect_s})
+        );
+    } else {
+        println!(
+            "{n} idle connections: server RSS {:.1} MiB → {:.1} MiB, {per:.1} KiB per connection (connected in {connect_s:.1} s)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        );
+    }
+    drop(clients);
+    drop(world.owner);
+    Ok(())
+}
+
+async fn ingest(
+    senders: usize,
+    in_flight: usize,
+    duration: Duration,
+    sync: &str,
+    json_out: bool,
+) -> Result<()> {
+    let server = ServerProcess::start(sync)?;
+    let world = world(&server, senders.min(50), 4).await?;
+    let clients = Arc::new(sessions(&server, &world, senders, 64).await?);
+    let general = world.general;
+    let (cpu0, _) = server.usage();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in 0..senders {
+        for w in 0..in_flight {
+            let clients = clients.clone();
+            tasks.spawn(async move {
+                let mut h = histogram();
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    let body = format!("ingest {s}/{w}/{n} ........................................");
+                    if clients[s].send_message(general, &body, &format!("{s}-{w}-{n}")).await.is_err() {
+                        break;
+                    }
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                    n += 1;
+                }
+                h
+            });
+        }
+    }
+    let mut ack = histogram();
+    while let Some(h) = tasks.join_next().await {
+        ack.add(&h?)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu1, rss) = server.usage();
+    let rate = ack.len() as f64 / elapsed;
+    let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
+    if json_out {
+        println!(
+            "{}",
+            json!({"bench": "ingest", "sync": sync, "senders": senders, "in_flight": in_flight,
+                   "acked": ack.len(), "acked_per_s": rate, "send_to_ack_ms": quantiles_ms(&ack),
+                   "server_cpu_pct": cpu_pct, "server_rss_kib": rss})
+        );
+    } else {
+        println!(
+            "sync={sync} senders={senders}×{in_flight}: {rate:.0} acked messages/s, ack p50 {:.1} ms p99 {:.1} ms, server CPU {cpu_pct:.0}%",
+            ack.value_at_quantile(0.5) as f64 / 1e3,
+            ack.value_at_quantile(0.99) as f64 / 1e3
+        );
+    }
+    drop(world);
+    Ok(())
+}
