@@ -26,8 +26,9 @@ use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, encode_frame};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+pub use kith_proto::fingerprint;
 pub use kith_proto::v1 as proto;
-pub use trust::{Seen, Trust, fingerprint};
+pub use trust::{Seen, Trust};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use kith_proto::fingerprint;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
 
 /// How to decide whether the server is the one we mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +20,6 @@ pub enum Trust {
     FirstUse,
     /// A certificate from a public CA, valid for the host name.
     Ca,
-}
-
-/// `sha256:<hex>` of a DER certificate.
-pub fn fingerprint(cert: &[u8]) -> String {
-    let hex: String = Sha256::digest(cert).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 /// What the handshake showed of the server's identity.

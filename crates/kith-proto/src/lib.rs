@@ -23,6 +23,14 @@ pub const ALPN: &[u8] = b"kith/1";
 /// (16000 bytes of UTF-8); 64 KiB leaves room for every other request.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
+/// A server identity as clients pin it: `sha256:<64 lowercase hex>` of the
+/// DER-encoded leaf certificate.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(cert_der).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// Largest frame the server sends (a `Ready` snapshot of a big server, or a
 /// history page of 100 maximum-size messages, fits with room to spare).
 pub const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;

@@ -7,9 +7,9 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use kith_proto::fingerprint;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
 /// A certificate chain, its private key, and the leaf's fingerprint.
 #[derive(Debug)]
@@ -18,13 +18,6 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
     /// `sha256:<hex>` of the leaf certificate: what clients pin.
     pub fingerprint: String,
-}
-
-/// The fingerprint format shared with clients: SHA-256 of the DER certificate.
-pub fn fingerprint(cert: &[u8]) -> String {
-    let digest = Sha256::digest(cert);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 impl Identity {

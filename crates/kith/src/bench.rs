@@ -118,22 +118,26 @@ impl ServerProcess {
 
     /// (user + system CPU seconds, resident memory in KiB) from /proc.
     fn usage(&self) -> (f64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        // Linux reports in USER_HZ, which is 100 on every mainstream build.
-        let cpu = (ticks(11) + ticks(12)) / 100.0;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        (cpu, rss)
+        proc_usage(&self.child.id().to_string())
     }
+}
+
+/// (user + system CPU seconds, resident memory in KiB) of a process, from /proc.
+fn proc_usage(pid: &str) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports in USER_HZ, which is 100 on every mainstream build.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (cpu, rss)
 }
 
 /// The owner, a community, and `accounts` more registered users' tokens.
@@ -229,7 +233,7 @@ async fn chat(
     let general = world.general;
     if !json_out {
         println!(
-            "{:>6} {:>7} {:>10} {:>28} {:>28} {:>7} {:>8} {:>6}",
+            "{:>6} {:>7} {:>10} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6}",
             "rate",
             "sent",
             "deliv/s",
@@ -237,7 +241,8 @@ async fn chat(
             "send→recv ms p50/p99/p999",
             "cpu%",
             "rss MiB",
-            "lost"
+            "lost",
+            "gen%"
         );
     }
     for &rate in rates {
@@ -268,13 +273,17 @@ async fn chat(
             });
         }
         let (cpu0, _) = server.usage();
+        let (gen0, _) = proc_usage("self");
         let started = Instant::now();
         let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
         let mut sends = tokio::task::JoinSet::new();
         for s in 0..senders {
             let clients = clients.clone();
             sends.spawn(async move {
-                let mut tick = tokio::time::interval(per_sender);
+                // Spread the senders' phases so the aggregate rate is steady, not
+                // a burst of S messages every S/R seconds.
+                let phase = per_sender.mul_f64(s as f64 / senders as f64);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, per_sender);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 let mut inflight = tokio::task::JoinSet::new();
                 let mut n = 0u64;
@@ -311,6 +320,8 @@ async fn chat(
         }
         let elapsed = started.elapsed().as_secs_f64();
         let (cpu1, rss) = server.usage();
+        let (gen1, _) = proc_usage("self");
+        let generator_pct = (gen1 - gen0) / elapsed * 100.0;
         // Let deliveries in flight land, then stop listening.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = stop_tx.send(true);
@@ -331,6 +342,7 @@ async fn chat(
                     "duration_s": elapsed, "sent": sent, "failed": failed, "delivered_per_s": delivered,
                     "send_to_ack_ms": quantiles_ms(&ack), "send_to_receive_ms": quantiles_ms(&recv),
                     "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
+                    "generator_cpu_pct": generator_pct,
                 })
             );
         } else {
@@ -343,7 +355,7 @@ async fn chat(
                 )
             };
             println!(
-                "{rate:>6} {sent:>7} {delivered:>10.0} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6}",
+                "{rate:>6} {sent:>7} {delivered:>10.0} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6} {generator_pct:>6.1}",
                 q(&ack),
                 q(&recv),
                 rss as f64 / 1024.0

@@ -230,6 +230,16 @@ fn print_community(c: &v1::Community) {
     }
 }
 
+/// Saves a fresh login as the current profile and shows it.
+async fn logged_in(ctx: &Ctx, client: Client, server: &str, ready: &v1::Ready, json: bool) -> Result<()> {
+    let username = ready.user.as_ref().map(|u| u.username.clone()).unwrap_or_default();
+    let profile = Profile { server: server.to_owned(), username, token: ready.token.clone() };
+    ctx.dir.save_profile(&ctx.profile, profile)?;
+    print_ready(ready, server, json);
+    client.close().await;
+    Ok(())
+}
+
 pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
     let invite = args.invite.as_deref().map(Invite::parse).transpose()?;
     let server = match (&args.server, invite.as_ref().and_then(|i| i.server.clone())) {
@@ -253,14 +263,7 @@ pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
     let R::Ready(ready) = client.request(Request::Register(request)).await? else {
         bail!("unexpected answer")
     };
-    let username = ready.user.as_ref().map_or(args.username, |u| u.username.clone());
-    ctx.dir.save_profile(
-        &ctx.profile,
-        Profile { server: server.clone(), username, token: ready.token.clone() },
-    )?;
-    print_ready(&ready, &server, args.json.json);
-    client.close().await;
-    Ok(())
+    logged_in(&ctx, client, &server, &ready, args.json.json).await
 }
 
 pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
@@ -268,14 +271,7 @@ pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
     let password = read_password(args.password_stdin, false)?;
     let client = connect(&ctx.dir, &server, None).await?;
     let ready = client.login(&args.username, &password).await?;
-    let username = ready.user.as_ref().map_or(args.username, |u| u.username.clone());
-    ctx.dir.save_profile(
-        &ctx.profile,
-        Profile { server: server.clone(), username, token: ready.token.clone() },
-    )?;
-    print_ready(&ready, &server, args.json.json);
-    client.close().await;
-    Ok(())
+    logged_in(&ctx, client, &server, &ready, args.json.json).await
 }
 
 pub async fn logout(ctx: Ctx, everywhere: bool) -> Result<()> {
