@@ -293,11 +293,7 @@ fn find_community<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::Commun
     let matches: Vec<_> = ready
         .communities
         .iter()
-        .filter(|c| {
-            c.name.eq_ignore_ascii_case(spec)
-                || c.name.to_lowercase() == spec.to_lowercase()
-                || c.id.to_string() == spec
-        })
+        .filter(|c| c.name.to_lowercase() == spec.to_lowercase() || c.id.to_string() == spec)
         .collect();
     match matches[..] {
         [one] => Ok(one),
