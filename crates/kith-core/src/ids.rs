@@ -18,8 +18,8 @@ pub const ID_EPOCH_MS: u64 = 1_767_225_600_000;
 const SEQUENCE_BITS: u32 = 22;
 
 macro_rules! id_type {
-    ($(#[$doc:meta] $name:ident),* $(,)?) => {$(
-        #[$doc]
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub u64);
 
@@ -49,6 +49,11 @@ id_type!(
     MessageId,
     /// A login token (its id, not its secret).
     TokenId,
+    /// A role in a community. A community's `@everyone` role has the
+    /// community's own id.
+    RoleId,
+    /// An audit log entry.
+    AuditId,
 );
 
 /// A connection, numbered by the edge that accepted it.

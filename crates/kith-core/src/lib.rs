@@ -10,9 +10,13 @@
 
 pub mod hub;
 pub mod ids;
+pub mod permissions;
 pub mod request;
 pub mod store;
 pub mod text;
 
 pub use hub::{Frame, Hub, HubConfig, Input, Output, Read};
-pub use ids::{ChannelId, CommunityId, IdGen, MessageId, SessionId, Timestamp, TokenId, UserId};
+pub use ids::{
+    AuditId, ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId,
+};
+pub use permissions::Permissions;

@@ -3,9 +3,11 @@
 
 use kith_proto::v1::{self, ErrorCode, client_message::Request as Wire};
 
-use crate::ids::{ChannelId, CommunityId, MessageId, UserId};
+use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, UserId};
+use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::text::{
-    Body, ChannelName, CommunityName, DisplayName, Nonce, Password, TextError, Topic, Username,
+    Body, ChannelName, CommunityName, DisplayName, Nickname, Nonce, Password, Reason, RoleName, StatusText,
+    TextError, Topic, Username,
 };
 
 /// SHA-256 of a login token. Only the hash is kept in memory and on disk.
@@ -109,6 +111,79 @@ pub enum Request {
         message: MessageId,
     },
     History(HistoryQuery),
+    CreateRole {
+        community: CommunityId,
+        name: RoleName,
+        permissions: Permissions,
+        rank: u32,
+    },
+    UpdateRole {
+        community: CommunityId,
+        role: RoleId,
+        name: Option<RoleName>,
+        permissions: Option<Permissions>,
+        rank: Option<u32>,
+    },
+    DeleteRole {
+        community: CommunityId,
+        role: RoleId,
+    },
+    UpdateMember {
+        community: CommunityId,
+        user: UserId,
+        nickname: Option<Nickname>,
+        add_roles: Vec<RoleId>,
+        remove_roles: Vec<RoleId>,
+    },
+    SetOverride {
+        channel: ChannelId,
+        target: OverrideTarget,
+        rule: Override,
+    },
+    Kick {
+        community: CommunityId,
+        user: UserId,
+        reason: Reason,
+    },
+    Ban {
+        community: CommunityId,
+        user: UserId,
+        reason: Reason,
+        delete_message_hours: u32,
+    },
+    Unban {
+        community: CommunityId,
+        user: UserId,
+    },
+    /// `duration_ms` 0 lifts the timeout.
+    Timeout {
+        community: CommunityId,
+        user: UserId,
+        duration_ms: u64,
+        reason: Reason,
+    },
+    ListBans {
+        community: CommunityId,
+    },
+    AuditLog(AuditQuery),
+    UpdateProfile {
+        display_name: Option<DisplayName>,
+        status_text: Option<StatusText>,
+    },
+}
+
+/// Limits on moderation requests.
+pub const MAX_ROLE_RANK: u32 = 1_000_000;
+pub const MAX_BAN_DELETE_HOURS: u32 = 7 * 24;
+pub const MAX_TIMEOUT_MS: u64 = 28 * 24 * 3600 * 1000;
+/// Roles added or removed by one request.
+pub const MAX_ROLE_CHANGES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub community: CommunityId,
+    pub before: Option<AuditId>,
+    pub limit: u32,
 }
 
 #[derive(Debug)]
@@ -155,6 +230,23 @@ impl From<TextError> for ParseError {
     fn from(e: TextError) -> Self {
         Self { code: ErrorCode::Invalid, reason: e.to_string() }
     }
+}
+
+fn role_ids(raw: Vec<u64>, field: &str) -> Result<Vec<RoleId>, ParseError> {
+    if raw.len() > MAX_ROLE_CHANGES {
+        return Err(invalid(format!("{field}: at most {MAX_ROLE_CHANGES} roles")));
+    }
+    let mut ids: Vec<RoleId> = raw.into_iter().map(RoleId).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+fn rank(raw: u32) -> Result<u32, ParseError> {
+    if !(1..=MAX_ROLE_RANK).contains(&raw) {
+        return Err(invalid(format!("rank must be 1-{MAX_ROLE_RANK}")));
+    }
+    Ok(raw)
 }
 
 fn invalid(reason: impl Into<String>) -> ParseError {
@@ -265,6 +357,94 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
                 limit,
             }))
         }
+        Wire::CreateRole(r) => hub(Request::CreateRole {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            name: RoleName::parse(&r.name)?,
+            permissions: Permissions::from_wire(r.permissions),
+            rank: rank(r.rank)?,
+        }),
+        Wire::UpdateRole(r) => hub(Request::UpdateRole {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            role: RoleId(required(r.role_id, "role_id")?),
+            name: r.name.as_deref().map(RoleName::parse).transpose()?,
+            permissions: r.permissions.map(Permissions::from_wire),
+            rank: r.rank.map(rank).transpose()?,
+        }),
+        Wire::DeleteRole(r) => hub(Request::DeleteRole {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            role: RoleId(required(r.role_id, "role_id")?),
+        }),
+        Wire::UpdateMember(r) => hub(Request::UpdateMember {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            user: UserId(required(r.user_id, "user_id")?),
+            nickname: r.nickname.as_deref().map(Nickname::parse).transpose()?,
+            add_roles: role_ids(r.add_roles, "add_roles")?,
+            remove_roles: role_ids(r.remove_roles, "remove_roles")?,
+        }),
+        Wire::SetChannelOverride(r) => {
+            use v1::permission_override::Target;
+            let o = r.permission_override.ok_or_else(|| invalid("permission_override is required"))?;
+            let target = match o.target {
+                Some(Target::RoleId(id)) => OverrideTarget::Role(RoleId(required(id, "role_id")?)),
+                Some(Target::UserId(id)) => OverrideTarget::Member(UserId(required(id, "user_id")?)),
+                None => return Err(invalid("an override needs a role_id or a user_id")),
+            };
+            let (allow, deny) = (Permissions::from_wire(o.allow), Permissions::from_wire(o.deny));
+            if allow.intersects(deny) {
+                return Err(invalid("a permission cannot be both allowed and denied"));
+            }
+            hub(Request::SetOverride {
+                channel: ChannelId(required(r.channel_id, "channel_id")?),
+                target,
+                rule: Override { allow, deny },
+            })
+        }
+        Wire::Kick(r) => hub(Request::Kick {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            user: UserId(required(r.user_id, "user_id")?),
+            reason: Reason::parse(&r.reason)?,
+        }),
+        Wire::Ban(r) => {
+            if r.delete_message_hours > MAX_BAN_DELETE_HOURS {
+                return Err(invalid(format!("delete_message_hours: at most {MAX_BAN_DELETE_HOURS}")));
+            }
+            hub(Request::Ban {
+                community: CommunityId(required(r.community_id, "community_id")?),
+                user: UserId(required(r.user_id, "user_id")?),
+                reason: Reason::parse(&r.reason)?,
+                delete_message_hours: r.delete_message_hours,
+            })
+        }
+        Wire::Unban(r) => hub(Request::Unban {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            user: UserId(required(r.user_id, "user_id")?),
+        }),
+        Wire::Timeout(r) => {
+            if r.duration_ms > MAX_TIMEOUT_MS {
+                return Err(invalid("a timeout lasts at most 28 days"));
+            }
+            hub(Request::Timeout {
+                community: CommunityId(required(r.community_id, "community_id")?),
+                user: UserId(required(r.user_id, "user_id")?),
+                duration_ms: r.duration_ms,
+                reason: Reason::parse(&r.reason)?,
+            })
+        }
+        Wire::ListBans(r) => {
+            hub(Request::ListBans { community: CommunityId(required(r.community_id, "community_id")?) })
+        }
+        Wire::AuditLog(r) => hub(Request::AuditLog(AuditQuery {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            before: (r.before != 0).then_some(AuditId(r.before)),
+            limit: match r.limit {
+                0 => HistoryQuery::DEFAULT_LIMIT,
+                n => n.min(HistoryQuery::MAX_LIMIT),
+            },
+        })),
+        Wire::UpdateProfile(r) => hub(Request::UpdateProfile {
+            display_name: r.display_name.as_deref().map(DisplayName::parse).transpose()?,
+            status_text: r.status_text.as_deref().map(StatusText::parse).transpose()?,
+        }),
     }
 }
 

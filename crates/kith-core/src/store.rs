@@ -5,7 +5,10 @@
 //! backend that can do those two things (SQLite today, PostgreSQL later) fits
 //! without touching the hub.
 
-use crate::ids::{ChannelId, CommunityId, MessageId, Timestamp, TokenId, UserId};
+use kith_proto::v1::AuditAction;
+
+use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
+use crate::permissions::{OverrideTarget, Permissions};
 use crate::request::TokenHash;
 
 /// One durable change, in the order the hub made it.
@@ -23,6 +26,11 @@ pub enum Write {
     RevokeToken {
         id: TokenId,
     },
+    UpdateUser {
+        id: UserId,
+        display_name: String,
+        status_text: String,
+    },
     CreateCommunity {
         community: StoredCommunity,
         created_at: Timestamp,
@@ -32,9 +40,48 @@ pub enum Write {
         user: UserId,
         joined_at: Timestamp,
     },
+    /// Removes the membership and the member's roles.
     RemoveMember {
         community: CommunityId,
         user: UserId,
+    },
+    UpdateMember {
+        community: CommunityId,
+        user: UserId,
+        nickname: Option<String>,
+        timeout_until: Option<Timestamp>,
+    },
+    /// Creates or replaces a role.
+    PutRole {
+        role: StoredRole,
+    },
+    /// Deletes a role, its assignments and its overrides.
+    DeleteRole {
+        id: RoleId,
+    },
+    AddMemberRole {
+        community: CommunityId,
+        user: UserId,
+        role: RoleId,
+    },
+    RemoveMemberRole {
+        community: CommunityId,
+        user: UserId,
+        role: RoleId,
+    },
+    /// Creates or replaces an override; one with no bits is deleted.
+    SetOverride {
+        rule: StoredOverride,
+    },
+    Ban {
+        ban: StoredBan,
+    },
+    Unban {
+        community: CommunityId,
+        user: UserId,
+    },
+    Audit {
+        entry: StoredAudit,
     },
     CreateChannel {
         channel: StoredChannel,
@@ -43,7 +90,7 @@ pub enum Write {
     UpdateChannel {
         channel: StoredChannel,
     },
-    /// Deletes the channel and all of its messages.
+    /// Deletes the channel, its overrides and all of its messages.
     DeleteChannel {
         id: ChannelId,
     },
@@ -61,6 +108,7 @@ pub enum Write {
         id: MessageId,
         body: String,
         mentions: Vec<UserId>,
+        mention_everyone: bool,
         edited_at: Timestamp,
     },
     /// Erases the body; the row stays so the nonce keeps deduplicating.
@@ -75,8 +123,12 @@ pub struct StoredState {
     pub users: Vec<StoredUser>,
     pub tokens: Vec<StoredToken>,
     pub communities: Vec<StoredCommunity>,
-    pub members: Vec<(CommunityId, UserId)>,
+    pub members: Vec<StoredMember>,
+    pub roles: Vec<StoredRole>,
+    pub member_roles: Vec<(CommunityId, UserId, RoleId)>,
     pub channels: Vec<StoredChannel>,
+    pub overrides: Vec<StoredOverride>,
+    pub bans: Vec<StoredBan>,
     pub invites: Vec<StoredInvite>,
     pub messages: Vec<StoredMessageMeta>,
     /// The highest id ever issued, so new ids stay unique after a restart.
@@ -90,6 +142,7 @@ pub struct StoredUser {
     pub fold: String,
     pub skeleton: String,
     pub display_name: String,
+    pub status_text: String,
     pub server_owner: bool,
 }
 
@@ -105,6 +158,55 @@ pub struct StoredCommunity {
     pub id: CommunityId,
     pub name: String,
     pub owner: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub community: CommunityId,
+    pub user: UserId,
+    pub joined_at: Timestamp,
+    pub nickname: Option<String>,
+    pub timeout_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRole {
+    pub id: RoleId,
+    pub community: CommunityId,
+    pub name: String,
+    pub permissions: Permissions,
+    pub rank: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOverride {
+    pub channel: ChannelId,
+    pub target: OverrideTarget,
+    pub allow: Permissions,
+    pub deny: Permissions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBan {
+    pub community: CommunityId,
+    pub user: UserId,
+    pub by: UserId,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// One audit log entry. The hub writes these and never reads them back:
+/// reading is a store query it authorises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAudit {
+    pub id: AuditId,
+    pub community: CommunityId,
+    pub actor: UserId,
+    pub action: AuditAction,
+    /// The user, channel, role or message acted on.
+    pub target: Option<u64>,
+    pub reason: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +236,7 @@ pub struct NewMessage {
     pub nonce: Option<String>,
     pub reply_to: Option<MessageId>,
     pub mentions: Vec<UserId>,
+    pub mention_everyone: bool,
     pub created_at: Timestamp,
 }
 

@@ -41,6 +41,8 @@ pub struct Username {
 impl Username {
     pub const MIN_CHARS: usize = 2;
     pub const MAX_CHARS: usize = 32;
+    /// Names a mention could not tell from a mass mention.
+    pub const RESERVED: &[&str] = &["everyone", "here"];
 
     pub fn parse(raw: &str) -> Result<Self, TextError> {
         const F: &str = "username";
@@ -62,6 +64,9 @@ impl Username {
             return refuse(F, "contains a character not allowed in identifiers (UTS #39)");
         }
         let fold = Self::fold(&name);
+        if Self::RESERVED.contains(&fold.as_str()) {
+            return refuse(F, format!("{name:?} is reserved"));
+        }
         let skeleton = skeleton(&fold).collect::<String>().to_lowercase();
         Ok(Self { name, fold, skeleton })
     }
@@ -106,6 +111,47 @@ pub struct DisplayName(pub String);
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, TextError> {
         line("display name", raw, 64, false).map(Self)
+    }
+}
+
+/// A role's name: 1-32 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleName(pub String);
+
+impl RoleName {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("role name", raw, 32, false).map(Self)
+    }
+}
+
+/// A per-community nickname: 1-32 characters, one line. `None` clears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nickname(pub Option<String>);
+
+impl Nickname {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        let text = line("nickname", raw, 32, true)?;
+        Ok(Self((!text.is_empty()).then_some(text)))
+    }
+}
+
+/// A profile's status text: 0-128 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusText(pub String);
+
+impl StatusText {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("status", raw, 128, true).map(Self)
+    }
+}
+
+/// A moderator's reason for the audit log: 0-512 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reason(pub String);
+
+impl Reason {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("reason", raw, 512, true).map(Self)
     }
 }
 

@@ -187,6 +187,9 @@ fn answer_read(readers: &Readers, request_id: u64, read: Read) -> Frame {
             // The hub only asks for messages it knows are committed.
             None => ReplyResult::Empty(v1::Empty {}),
         }),
+        Read::Audit(query) => {
+            readers.audit(query).map(|entries| ReplyResult::AuditLog(v1::AuditLogPage { entries }))
+        }
     };
     match answer {
         Ok(result) => reply_frame(request_id, result),

@@ -9,12 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use kith_core::request::{Anchor, HistoryQuery, TokenHash};
+use kith_core::permissions::{OverrideTarget, Permissions};
+use kith_core::request::{Anchor, AuditQuery, HistoryQuery, TokenHash};
 use kith_core::store::{
-    StoredChannel, StoredCommunity, StoredInvite, StoredMessageMeta, StoredState, StoredToken, StoredUser,
-    Write,
+    StoredBan, StoredChannel, StoredCommunity, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride,
+    StoredRole, StoredState, StoredToken, StoredUser, Write,
 };
-use kith_core::{ChannelId, CommunityId, MessageId, Timestamp, TokenId, UserId};
+use kith_core::{ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::mpsc;
@@ -41,7 +42,8 @@ pub enum Sync {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     username      TEXT NOT NULL,
@@ -100,7 +102,60 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_by_nonce ON messages(author_id, nonce) WHERE nonce IS NOT NULL;
 CREATE INDEX messages_by_channel ON messages(channel_id, id);
-"#];
+"#,
+    r#"
+-- Roles, permissions, moderation and profiles.
+ALTER TABLE users ADD COLUMN status_text TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN nickname TEXT;
+ALTER TABLE members ADD COLUMN timeout_until INTEGER;
+ALTER TABLE messages ADD COLUMN mention_everyone INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE roles (
+    id           INTEGER PRIMARY KEY,
+    community_id INTEGER NOT NULL REFERENCES communities(id),
+    name         TEXT NOT NULL,
+    permissions  INTEGER NOT NULL,
+    rank         INTEGER NOT NULL
+);
+-- Every existing community gets its @everyone role (id = community id) with
+-- the default permissions of this version: view, send, create invites,
+-- connect and speak.
+INSERT INTO roles (id, community_id, name, permissions, rank)
+    SELECT id, id, '@everyone', 3331, 0 FROM communities;
+CREATE TABLE member_roles (
+    community_id INTEGER NOT NULL,
+    user_id      INTEGER NOT NULL,
+    role_id      INTEGER NOT NULL REFERENCES roles(id),
+    PRIMARY KEY (community_id, user_id, role_id)
+) WITHOUT ROWID;
+-- target_kind: 0 = role, 1 = member.
+CREATE TABLE channel_overrides (
+    channel_id  INTEGER NOT NULL REFERENCES channels(id),
+    target_kind INTEGER NOT NULL,
+    target_id   INTEGER NOT NULL,
+    allow       INTEGER NOT NULL,
+    deny        INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, target_kind, target_id)
+) WITHOUT ROWID;
+CREATE TABLE bans (
+    community_id INTEGER NOT NULL REFERENCES communities(id),
+    user_id      INTEGER NOT NULL REFERENCES users(id),
+    banned_by    INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (community_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE audit_log (
+    id           INTEGER PRIMARY KEY,
+    community_id INTEGER NOT NULL,
+    actor_id     INTEGER NOT NULL,
+    action       INTEGER NOT NULL,
+    target_id    INTEGER,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL
+);
+CREATE INDEX audit_by_community ON audit_log(community_id, id);
+"#,
+];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
@@ -141,7 +196,8 @@ fn id(v: i64) -> u64 {
 
 fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
-    let mut q = conn.prepare("SELECT id, username, fold, skeleton, display_name, server_owner FROM users")?;
+    let mut q = conn
+        .prepare("SELECT id, username, fold, skeleton, display_name, server_owner, status_text FROM users")?;
     state.users = q
         .query_map([], |r| {
             Ok(StoredUser {
@@ -151,6 +207,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 skeleton: r.get(3)?,
                 display_name: r.get(4)?,
                 server_owner: r.get(5)?,
+                status_text: r.get(6)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -177,9 +234,62 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut q = conn.prepare("SELECT community_id, user_id FROM members")?;
+    let mut q =
+        conn.prepare("SELECT community_id, user_id, joined_at, nickname, timeout_until FROM members")?;
     state.members = q
-        .query_map([], |r| Ok((CommunityId(id(r.get(0)?)), UserId(id(r.get(1)?)))))?
+        .query_map([], |r| {
+            Ok(StoredMember {
+                community: CommunityId(id(r.get(0)?)),
+                user: UserId(id(r.get(1)?)),
+                joined_at: Timestamp(id(r.get(2)?)),
+                nickname: r.get(3)?,
+                timeout_until: r.get::<_, Option<i64>>(4)?.map(|t| Timestamp(id(t))),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, community_id, name, permissions, rank FROM roles")?;
+    state.roles = q
+        .query_map([], |r| {
+            Ok(StoredRole {
+                id: RoleId(id(r.get(0)?)),
+                community: CommunityId(id(r.get(1)?)),
+                name: r.get(2)?,
+                permissions: Permissions::from_wire(id(r.get(3)?)),
+                rank: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT community_id, user_id, role_id FROM member_roles")?;
+    state.member_roles = q
+        .query_map([], |r| Ok((CommunityId(id(r.get(0)?)), UserId(id(r.get(1)?)), RoleId(id(r.get(2)?)))))?
+        .collect::<Result<_, _>>()?;
+    let mut q =
+        conn.prepare("SELECT channel_id, target_kind, target_id, allow, deny FROM channel_overrides")?;
+    state.overrides = q
+        .query_map([], |r| {
+            let target = id(r.get(2)?);
+            Ok(StoredOverride {
+                channel: ChannelId(id(r.get(0)?)),
+                target: match r.get::<_, i64>(1)? {
+                    0 => OverrideTarget::Role(RoleId(target)),
+                    _ => OverrideTarget::Member(UserId(target)),
+                },
+                allow: Permissions::from_wire(id(r.get(3)?)),
+                deny: Permissions::from_wire(id(r.get(4)?)),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT community_id, user_id, banned_by, reason, created_at FROM bans")?;
+    state.bans = q
+        .query_map([], |r| {
+            Ok(StoredBan {
+                community: CommunityId(id(r.get(0)?)),
+                user: UserId(id(r.get(1)?)),
+                by: UserId(id(r.get(2)?)),
+                reason: r.get(3)?,
+                at: Timestamp(id(r.get(4)?)),
+            })
+        })?
         .collect::<Result<_, _>>()?;
     let mut q = conn.prepare("SELECT id, community_id, name, topic FROM channels")?;
     state.channels = q
@@ -222,7 +332,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let max = |table: &str| -> Result<i64, rusqlite::Error> {
         conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0))
     };
-    state.max_id = ["users", "tokens", "communities", "channels", "messages"]
+    state.max_id = ["users", "tokens", "communities", "channels", "messages", "roles", "audit_log"]
         .into_iter()
         .map(max)
         .collect::<Result<Vec<_>, _>>()?
@@ -258,6 +368,10 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             params![i(token.id.0), i(token.user.0), &token.hash.0[..], i(created_at.0)],
         ),
         Write::RevokeToken { id } => tx.execute("DELETE FROM tokens WHERE id = ?1", [i(id.0)]),
+        Write::UpdateUser { id, display_name, status_text } => tx.execute(
+            "UPDATE users SET display_name = ?2, status_text = ?3 WHERE id = ?1",
+            params![i(id.0), display_name, status_text],
+        ),
         Write::CreateCommunity { community, created_at } => tx.execute(
             "INSERT INTO communities (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![i(community.id.0), community.name, i(community.owner.0), i(created_at.0)],
@@ -266,9 +380,76 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             "INSERT OR IGNORE INTO members (community_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
             params![i(community.0), i(user.0), i(joined_at.0)],
         ),
-        Write::RemoveMember { community, user } => tx.execute(
-            "DELETE FROM members WHERE community_id = ?1 AND user_id = ?2",
+        Write::RemoveMember { community, user } => {
+            tx.execute(
+                "DELETE FROM member_roles WHERE community_id = ?1 AND user_id = ?2",
+                params![i(community.0), i(user.0)],
+            )?;
+            tx.execute(
+                "DELETE FROM members WHERE community_id = ?1 AND user_id = ?2",
+                params![i(community.0), i(user.0)],
+            )
+        }
+        Write::UpdateMember { community, user, nickname, timeout_until } => tx.execute(
+            "UPDATE members SET nickname = ?3, timeout_until = ?4 WHERE community_id = ?1 AND user_id = ?2",
+            params![i(community.0), i(user.0), nickname, timeout_until.map(|t| i(t.0))],
+        ),
+        Write::PutRole { role } => tx.execute(
+            "INSERT OR REPLACE INTO roles (id, community_id, name, permissions, rank) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![i(role.id.0), i(role.community.0), role.name, i(role.permissions.bits()), role.rank],
+        ),
+        Write::DeleteRole { id } => {
+            tx.execute("DELETE FROM member_roles WHERE role_id = ?1", [i(id.0)])?;
+            tx.execute("DELETE FROM channel_overrides WHERE target_kind = 0 AND target_id = ?1", [i(id.0)])?;
+            tx.execute("DELETE FROM roles WHERE id = ?1", [i(id.0)])
+        }
+        Write::AddMemberRole { community, user, role } => tx.execute(
+            "INSERT OR IGNORE INTO member_roles (community_id, user_id, role_id) VALUES (?1, ?2, ?3)",
+            params![i(community.0), i(user.0), i(role.0)],
+        ),
+        Write::RemoveMemberRole { community, user, role } => tx.execute(
+            "DELETE FROM member_roles WHERE community_id = ?1 AND user_id = ?2 AND role_id = ?3",
+            params![i(community.0), i(user.0), i(role.0)],
+        ),
+        Write::SetOverride { rule } => {
+            let (kind, target) = match rule.target {
+                OverrideTarget::Role(r) => (0, r.0),
+                OverrideTarget::Member(u) => (1, u.0),
+            };
+            if rule.allow.is_empty() && rule.deny.is_empty() {
+                tx.execute(
+                    "DELETE FROM channel_overrides WHERE channel_id = ?1 AND target_kind = ?2 AND target_id = ?3",
+                    params![i(rule.channel.0), kind, i(target)],
+                )
+            } else {
+                tx.execute(
+                    "INSERT OR REPLACE INTO channel_overrides (channel_id, target_kind, target_id, allow, deny)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![i(rule.channel.0), kind, i(target), i(rule.allow.bits()), i(rule.deny.bits())],
+                )
+            }
+        }
+        Write::Ban { ban } => tx.execute(
+            "INSERT OR REPLACE INTO bans (community_id, user_id, banned_by, reason, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![i(ban.community.0), i(ban.user.0), i(ban.by.0), ban.reason, i(ban.at.0)],
+        ),
+        Write::Unban { community, user } => tx.execute(
+            "DELETE FROM bans WHERE community_id = ?1 AND user_id = ?2",
             params![i(community.0), i(user.0)],
+        ),
+        Write::Audit { entry: e } => tx.execute(
+            "INSERT INTO audit_log (id, community_id, actor_id, action, target_id, reason, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                i(e.id.0),
+                i(e.community.0),
+                i(e.actor.0),
+                e.action as i32,
+                e.target.map(i),
+                e.reason,
+                e.detail
+            ],
         ),
         Write::CreateChannel { channel, created_at } => tx.execute(
             "INSERT INTO channels (id, community_id, name, topic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -280,6 +461,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         ),
         Write::DeleteChannel { id } => {
             tx.execute("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
+            tx.execute("DELETE FROM channel_overrides WHERE channel_id = ?1", [i(id.0)])?;
             tx.execute("DELETE FROM channels WHERE id = ?1", [i(id.0)])
         }
         Write::CreateInvite { invite, created_at } => tx.execute(
@@ -297,8 +479,8 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         ),
         Write::UseInvite { code } => tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?1", [code]),
         Write::InsertMessage { message: m } => tx.execute(
-            "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at,
+             mention_everyone) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 i(m.id.0),
                 i(m.channel.0),
@@ -307,15 +489,19 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 m.nonce,
                 m.reply_to.map(|r| i(r.0)),
                 mentions_text(&m.mentions),
-                i(m.created_at.0)
+                i(m.created_at.0),
+                m.mention_everyone
             ],
         ),
-        Write::EditMessage { id, body, mentions, edited_at } => tx.execute(
-            "UPDATE messages SET body = ?2, mentions = ?3, edited_at = ?4 WHERE id = ?1",
-            params![i(id.0), body, mentions_text(mentions), i(edited_at.0)],
+        Write::EditMessage { id, body, mentions, mention_everyone, edited_at } => tx.execute(
+            "UPDATE messages SET body = ?2, mentions = ?3, edited_at = ?4, mention_everyone = ?5 WHERE id = ?1",
+            params![i(id.0), body, mentions_text(mentions), i(edited_at.0), mention_everyone],
         ),
         Write::DeleteMessage { id } => {
-            tx.execute("UPDATE messages SET body = '', mentions = '', deleted = 1 WHERE id = ?1", [i(id.0)])
+            tx.execute(
+                "UPDATE messages SET body = '', mentions = '', mention_everyone = 0, deleted = 1 WHERE id = ?1",
+                [i(id.0)],
+            )
         }
     }
     .map(drop)
@@ -403,8 +589,8 @@ impl Readers {
     /// One page of a channel's history, oldest first.
     pub fn history(&self, q: HistoryQuery) -> Result<Vec<v1::Message>, StoreError> {
         const COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at,
-            m.edited_at, m.reply_to, m.mentions, m.nonce FROM messages m JOIN users u ON u.id = m.author_id
-            WHERE m.channel_id = ?1 AND m.deleted = 0";
+            m.edited_at, m.reply_to, m.mentions, m.nonce, m.mention_everyone FROM messages m
+            JOIN users u ON u.id = m.author_id WHERE m.channel_id = ?1 AND m.deleted = 0";
         let ch = q.channel.0 as i64;
         let limit = i64::from(q.limit);
         self.with(|c| {
@@ -440,12 +626,39 @@ impl Readers {
         self.with(|c| {
             Ok(c.query_row(
                 "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at, m.edited_at,
-                 m.reply_to, m.mentions, m.nonce FROM messages m JOIN users u ON u.id = m.author_id
-                 WHERE m.id = ?1",
+                 m.reply_to, m.mentions, m.nonce, m.mention_everyone FROM messages m
+                 JOIN users u ON u.id = m.author_id WHERE m.id = ?1",
                 [message.0 as i64],
                 row_to_message,
             )
             .optional()?)
+        })
+    }
+}
+
+impl Readers {
+    /// A page of a community's audit log, newest first.
+    pub fn audit(&self, q: AuditQuery) -> Result<Vec<v1::AuditEntry>, StoreError> {
+        let before = q.before.map_or(i64::MAX, |a| a.0 as i64);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, community_id, actor_id, action, target_id, reason, detail FROM audit_log
+                 WHERE community_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![q.community.0 as i64, before, i64::from(q.limit)], |r| {
+                let entry = id(r.get(0)?);
+                Ok(v1::AuditEntry {
+                    id: entry,
+                    community_id: id(r.get(1)?),
+                    actor_id: id(r.get(2)?),
+                    action: r.get(3)?,
+                    target_id: r.get::<_, Option<i64>>(4)?.map_or(0, id),
+                    reason: r.get(5)?,
+                    detail: r.get(6)?,
+                    created_at_ms: kith_core::AuditId(entry).timestamp().0,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 }
@@ -463,5 +676,45 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Message> {
         reply_to: r.get::<_, Option<i64>>(7)?.map_or(0, id),
         mentions: mentions.split(',').filter_map(|m| m.parse().ok()).collect(),
         nonce: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        mention_everyone: r.get(10)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by the first schema version opens under the
+    /// current one, and its communities get an `@everyone` role.
+    #[test]
+    fn a_version_one_database_migrates_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db");
+        {
+            let conn = open(&path, Sync::Normal).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users VALUES (1, 'ann', 'ann', 'ann', 'Ann', 'hash', 1, 0);
+                 INSERT INTO communities VALUES (2, 'Family', 1, 0);
+                 INSERT INTO members VALUES (2, 1, 0);
+                 INSERT INTO channels VALUES (3, 2, 'general', '', 0);
+                 INSERT INTO messages (id, channel_id, author_id, body, mentions, created_at)
+                     VALUES (4, 3, 1, 'hi', '', 0);",
+            )
+            .unwrap();
+        }
+        let (_, state) = open_writer(&path, Sync::Normal).unwrap();
+        assert_eq!(state.roles.len(), 1);
+        let everyone = &state.roles[0];
+        assert_eq!((everyone.id.0, everyone.community.0, everyone.rank), (2, 2, 0));
+        assert_eq!(everyone.permissions, Permissions::DEFAULT_EVERYONE);
+        assert_eq!(state.members[0].nickname, None);
+        assert_eq!(state.users[0].status_text, "");
+        let history = Readers::new(path, Sync::Normal)
+            .history(HistoryQuery { channel: ChannelId(3), anchor: Anchor::Latest, limit: 10 })
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert!(!history[0].mention_everyone);
+    }
 }

@@ -172,7 +172,7 @@ async fn connect(dir: &ConfigDir, server: &str, invite_fp: Option<&str>) -> Resu
 }
 
 /// Connects and authenticates as the current profile.
-async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
+pub(crate) async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
     let profile = ctx.dir.profile(&ctx.profile)?;
     let client = connect(&ctx.dir, &profile.server, None).await?;
     let ready = client
@@ -217,7 +217,8 @@ fn community_json(c: &v1::Community) -> serde_json::Value {
     json!({
         "id": c.id.to_string(), "name": c.name, "owner_id": c.owner_id.to_string(),
         "channels": c.channels.iter().map(|ch| json!({"id": ch.id.to_string(), "name": ch.name, "topic": ch.topic})).collect::<Vec<_>>(),
-        "members": c.members.iter().map(|m| m.username.clone()).collect::<Vec<_>>(),
+        "members": c.members.iter().map(|m| m.user.as_ref().map(|u| u.username.clone()).unwrap_or_default()).collect::<Vec<_>>(),
+        "permissions": kith_core::Permissions::from_wire(c.permissions).names(),
     })
 }
 
@@ -289,7 +290,7 @@ pub async fn whoami(ctx: Ctx, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn find_community<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::Community> {
+pub(crate) fn find_community<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::Community> {
     let matches: Vec<_> = ready
         .communities
         .iter()
@@ -307,7 +308,10 @@ fn find_community<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::Commun
 }
 
 /// Resolves `Community/channel` (names or ids).
-fn find_channel<'a>(ready: &'a v1::Ready, spec: &str) -> Result<(&'a v1::Community, &'a v1::Channel)> {
+pub(crate) fn find_channel<'a>(
+    ready: &'a v1::Ready,
+    spec: &str,
+) -> Result<(&'a v1::Community, &'a v1::Channel)> {
     let Some((community, channel)) = spec.rsplit_once('/') else {
         bail!("name a channel as Community/channel, e.g. Family/general");
     };

@@ -1,5 +1,6 @@
 //! `kith`: the server and its command-line clients in one binary.
 
+mod admin;
 mod bench;
 mod commands;
 mod output;
@@ -90,6 +91,63 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// List a community's members with their nicknames, roles and timeouts.
+    Members {
+        community: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Create, change, grant and revoke roles.
+    #[command(subcommand)]
+    Role(admin::RoleCommand),
+    /// Allow or deny permissions per channel for a role or a member.
+    #[command(subcommand)]
+    Override(admin::OverrideCommand),
+    /// Remove a member from a community (they may rejoin with an invite).
+    Kick {
+        community: String,
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove someone from a community for good (until unbanned).
+    Ban(admin::BanArgs),
+    /// Lift a ban.
+    Unban { community: String, user: String },
+    /// List a community's bans.
+    Bans {
+        community: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Stop a member from sending or speaking for a while (`0` lifts it): `kith timeout Family bob 10m`.
+    Timeout {
+        community: String,
+        user: String,
+        #[arg(value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Read a community's audit log, newest first.
+    Audit(admin::AuditArgs),
+    /// Set your nickname in a community (`""` clears it), or another member's with --user.
+    Nick {
+        community: String,
+        nickname: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Show or change your display name and status text.
+    Profile {
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Free text shown next to your name (`""` clears it).
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Load-test a `kith serve` child process; see BENCHMARKS.md.
     Bench(bench::BenchArgs),
 }
@@ -153,5 +211,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete { channel, id } => commands::delete(ctx()?, &channel, id).await,
         Command::History(args) => commands::history(ctx()?, args).await,
         Command::Tail { channel, json } => commands::tail(ctx()?, &channel, json.json).await,
+        Command::Members { community, json } => admin::members(ctx()?, &community, json.json).await,
+        Command::Role(c) => admin::role(ctx()?, c).await,
+        Command::Override(c) => admin::override_(ctx()?, c).await,
+        Command::Kick { community, user, reason } => admin::kick(ctx()?, &community, &user, reason).await,
+        Command::Ban(args) => admin::ban(ctx()?, args).await,
+        Command::Unban { community, user } => admin::unban(ctx()?, &community, &user).await,
+        Command::Bans { community, json } => admin::bans(ctx()?, &community, json.json).await,
+        Command::Timeout { community, user, duration, reason } => {
+            admin::timeout(ctx()?, &community, &user, duration, reason).await
+        }
+        Command::Audit(args) => admin::audit(ctx()?, args).await,
+        Command::Nick { community, nickname, user } => admin::nick(ctx()?, &community, nickname, user).await,
+        Command::Profile { display_name, status, json } => {
+            admin::profile(ctx()?, display_name, status, json.json).await
+        }
     }
 }

@@ -1,0 +1,192 @@
+//! Accounts and sessions: register, login, token authentication, logout, and
+//! the caller's profile.
+
+use std::collections::BTreeSet;
+
+use kith_proto::v1::{self, CloseCode, event::Body as EventBody, reply::Result as ReplyResult};
+
+use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User};
+use crate::ids::{SessionId, Timestamp, TokenId, UserId};
+use crate::request::{Credential, Registration, TokenHash};
+use crate::store::{StoredToken, StoredUser, Write};
+use crate::text::{DisplayName, StatusText};
+
+impl Hub {
+    pub(super) fn register(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        rid: u64,
+        reg: &Registration,
+    ) -> Outcome {
+        if self.by_skeleton.contains_key(&reg.username.skeleton)
+            || self.by_fold.contains_key(&reg.username.fold)
+        {
+            return Err(Refusal::Taken("username"));
+        }
+        if reg.username.is_mixed_script() {
+            return Err(Refusal::Invalid("username mixes scripts (e.g. Latin with Cyrillic look-alikes)"));
+        }
+        let mut join = None;
+        let server_owner = match (&reg.credential, self.owner) {
+            (Credential::SetupCode(code), None) if Some(code) == self.config.setup_code.as_ref() => true,
+            (_, None) => {
+                return Err(Refusal::RegistrationClosed(
+                    "this server has no owner yet: register with the setup code it printed when it started",
+                ));
+            }
+            (Credential::SetupCode(_), Some(_)) => {
+                return Err(Refusal::RegistrationClosed("this server already has an owner"));
+            }
+            (Credential::Invite(code), Some(_)) => {
+                join = Some((self.usable_invite(code, now, None)?, code.clone()));
+                false
+            }
+            (Credential::None, Some(_)) if self.config.open_registration => false,
+            (Credential::None, Some(_)) => {
+                return Err(Refusal::RegistrationClosed("registration on this server needs an invite"));
+            }
+        };
+
+        let user = StoredUser {
+            id: UserId(self.ids.next(now)),
+            username: reg.username.name.clone(),
+            fold: reg.username.fold.clone(),
+            skeleton: reg.username.skeleton.clone(),
+            display_name: reg.display_name.0.clone(),
+            status_text: String::new(),
+            server_owner,
+        };
+        let token = StoredToken { id: TokenId(self.ids.next(now)), user: user.id, hash: reg.token_hash };
+        self.persist(vec![
+            Write::CreateUser {
+                user: user.clone(),
+                password_hash: reg.password_hash.clone(),
+                created_at: now,
+            },
+            Write::CreateToken { token: token.clone(), created_at: now },
+        ]);
+        let id = user.id;
+        self.add_user(user);
+        if server_owner {
+            self.config.setup_code = None;
+        }
+        self.tokens.insert(token.hash, (token.id, id));
+        if let Some((community, code)) = join {
+            self.add_member(now, community, id, Some(code), None);
+        }
+        self.bind(session, rid, Auth { user: id, token: token.id }, reg.token.clone());
+        Ok(())
+    }
+
+    pub(super) fn login(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        rid: u64,
+        user: UserId,
+        token: String,
+        token_hash: TokenHash,
+    ) -> Outcome {
+        if !self.users.contains_key(&user) {
+            return Err(Refusal::BadCredentials);
+        }
+        let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
+        self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
+        self.tokens.insert(token_hash, (stored.id, user));
+        self.bind(session, rid, Auth { user, token: stored.id }, token);
+        Ok(())
+    }
+
+    /// Marks the session authenticated and answers with the `Ready` snapshot.
+    pub(super) fn bind(&mut self, session: SessionId, rid: u64, auth: Auth, token: String) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.auth = Some(auth);
+        self.user_sessions.entry(auth.user).or_default().insert(session);
+        let communities = self
+            .communities
+            .iter()
+            .filter(|(_, c)| c.members.contains_key(&auth.user))
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|id| self.community_wire(id, auth.user))
+            .collect();
+        let ready = v1::Ready {
+            user: Some(self.user_wire(auth.user)),
+            token,
+            server_owner: self.owner == Some(auth.user),
+            communities,
+        };
+        self.reply(session, rid, ReplyResult::Ready(ready));
+    }
+
+    pub(super) fn logout(&mut self, session: SessionId, rid: u64, auth: Auth, everywhere: bool) -> Outcome {
+        let revoked: BTreeSet<TokenId> = if everywhere {
+            self.tokens.values().filter(|(_, u)| *u == auth.user).map(|(id, _)| *id).collect()
+        } else {
+            BTreeSet::from([auth.token])
+        };
+        self.persist(revoked.iter().map(|&id| Write::RevokeToken { id }).collect());
+        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
+        self.reply_empty(session, rid);
+
+        let sessions: Vec<SessionId> =
+            self.user_sessions.get(&auth.user).into_iter().flatten().copied().collect();
+        for s in sessions {
+            let Some(token) = self.sessions.get(&s).and_then(|s| s.auth).map(|a| a.token) else { continue };
+            if !revoked.contains(&token) {
+                continue;
+            }
+            let (code, reason) = if s == session {
+                (CloseCode::Normal, "logged out")
+            } else {
+                (CloseCode::TokenRevoked, "this login was revoked")
+            };
+            // Unbind now so nothing more is sent to it; the edge then closes it.
+            self.disconnect(s);
+            self.emit(Output::Close { session: s, code, reason: reason.into() });
+        }
+        Ok(())
+    }
+
+    pub(super) fn update_profile(
+        &mut self,
+        cx: Cx,
+        display_name: Option<DisplayName>,
+        status_text: Option<StatusText>,
+    ) -> Outcome {
+        let u = &mut self.users.get_mut(&cx.me).expect("authenticated user exists").stored;
+        if let Some(DisplayName(d)) = display_name {
+            u.display_name = d;
+        }
+        if let Some(StatusText(s)) = status_text {
+            u.status_text = s;
+        }
+        let (display_name, status_text) = (u.display_name.clone(), u.status_text.clone());
+        self.persist(vec![Write::UpdateUser { id: cx.me, display_name, status_text }]);
+        let wire = self.user_wire(cx.me);
+        self.reply(cx.session, cx.rid, ReplyResult::User(wire.clone()));
+        let audience = self.acquaintances(cx.me);
+        self.fan_out(&audience, Some(cx.session), EventBody::UserUpdated(wire));
+        Ok(())
+    }
+
+    /// `user` and everyone who shares a community with them.
+    pub(super) fn acquaintances(&self, user: UserId) -> Vec<UserId> {
+        let mut all = BTreeSet::from([user]);
+        for c in self.communities.values().filter(|c| c.members.contains_key(&user)) {
+            all.extend(c.members.keys().copied());
+        }
+        all.into_iter().collect()
+    }
+
+    pub(super) fn add_user(&mut self, u: StoredUser) {
+        if u.server_owner {
+            self.owner = Some(u.id);
+        }
+        self.by_fold.insert(u.fold.clone(), u.id);
+        self.by_skeleton.insert(u.skeleton.clone(), u.id);
+        self.users.insert(u.id, User { stored: u });
+    }
+}

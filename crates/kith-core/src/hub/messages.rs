@@ -1,0 +1,203 @@
+//! Sending, editing and deleting messages.
+
+use kith_proto::v1::{self, AuditAction, event::Body as EventBody, reply::Result as ReplyResult};
+
+use super::{Cx, Hub, MessageMeta, Outcome, Output, Read, Refusal, forbidden};
+use crate::ids::{ChannelId, CommunityId, MessageId, UserId};
+use crate::permissions::Permissions;
+use crate::store::{NewMessage, Write};
+use crate::text::{Body, Nonce};
+
+/// The name that mentions everyone who can see the channel.
+const EVERYONE: &str = "everyone";
+
+impl Hub {
+    pub(super) fn send_message(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        body: Body,
+        nonce: Option<Nonce>,
+        reply_to: Option<MessageId>,
+    ) -> Outcome {
+        let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
+        if let Some(nonce) = &nonce
+            && let Some(&original) = self.nonces.get(&(cx.me, nonce.clone()))
+        {
+            // A retry: answer with the original, whatever this request says.
+            self.emit(Output::Read { to: cx.session, request_id: cx.rid, read: Read::Message(original) });
+            return Ok(());
+        }
+        if !perms.contains(Permissions::SEND_MESSAGES) {
+            return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
+        }
+        if let Some(target) = reply_to {
+            match self.messages.get(&target) {
+                Some(m) if m.channel == channel && !m.deleted => {}
+                _ => return Err(Refusal::NotFound("message to reply to")),
+            }
+        }
+        let (mentions, everyone) = self.resolve_mentions(community, perms, &body);
+        let id = MessageId(self.ids.next(cx.now));
+        let created_at = id.timestamp();
+        self.persist(vec![Write::InsertMessage {
+            message: NewMessage {
+                id,
+                channel,
+                author: cx.me,
+                body: body.0.clone(),
+                nonce: nonce.as_ref().map(|n| n.0.clone()),
+                reply_to,
+                mentions: mentions.clone(),
+                mention_everyone: everyone,
+                created_at,
+            },
+        }]);
+        self.messages.insert(id, MessageMeta { channel, author: cx.me, reply_to, deleted: false });
+        if let Some(nonce) = &nonce {
+            self.nonces.insert((cx.me, nonce.clone()), id);
+        }
+        let mut wire = self.message_wire(id, channel, cx.me, body.0, reply_to, &mentions, nonce.map(|n| n.0));
+        wire.mention_everyone = everyone;
+        self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
+        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageCreated(wire));
+        Ok(())
+    }
+
+    pub(super) fn edit_message(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        message: MessageId,
+        body: Body,
+    ) -> Outcome {
+        let meta = self.visible_message(channel, message, cx.me)?;
+        if meta.author != cx.me {
+            return Err(forbidden("you can only edit your own messages"));
+        }
+        let reply_to = meta.reply_to;
+        let community = self.require_in(
+            channel,
+            cx.me,
+            cx.now,
+            Permissions::SEND_MESSAGES,
+            "send messages in this channel",
+        )?;
+        let (_, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
+        let (mentions, everyone) = self.resolve_mentions(community, perms, &body);
+        let edited_at = cx.now.max(message.timestamp());
+        self.persist(vec![Write::EditMessage {
+            id: message,
+            body: body.0.clone(),
+            mentions: mentions.clone(),
+            mention_everyone: everyone,
+            edited_at,
+        }]);
+        let mut wire = self.message_wire(message, channel, cx.me, body.0, reply_to, &mentions, None);
+        wire.edited_at_ms = edited_at.0;
+        wire.mention_everyone = everyone;
+        self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
+        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageUpdated(wire));
+        Ok(())
+    }
+
+    pub(super) fn delete_message(&mut self, cx: Cx, channel: ChannelId, message: MessageId) -> Outcome {
+        let author = self.visible_message(channel, message, cx.me)?.author;
+        let mut writes = vec![Write::DeleteMessage { id: message }];
+        if author != cx.me {
+            let community = self.require_in(
+                channel,
+                cx.me,
+                cx.now,
+                Permissions::MANAGE_MESSAGES,
+                "delete other members' messages",
+            )?;
+            let detail =
+                format!("by @{} in #{}", self.users[&author].stored.username, self.channels[&channel].name);
+            writes.push(self.audit(
+                cx,
+                community,
+                AuditAction::MessageDelete,
+                Some(message.0),
+                String::new(),
+                detail,
+            ));
+        }
+        self.persist(writes);
+        self.messages.get_mut(&message).expect("visible").deleted = true;
+        self.reply_empty(cx.session, cx.rid);
+        let deleted = v1::MessageDeleted { channel_id: channel.0, message_id: message.0 };
+        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageDeleted(deleted));
+        Ok(())
+    }
+
+    /// A live message in `channel` that `user` may see. A message in another
+    /// channel is "not found", exactly like a missing one.
+    fn visible_message(
+        &self,
+        channel: ChannelId,
+        id: MessageId,
+        user: UserId,
+    ) -> Result<&MessageMeta, Refusal> {
+        self.channel_permissions_at(channel, user, None)
+            .filter(|(_, p)| !p.is_empty())
+            .ok_or(Refusal::NotFound("channel"))?;
+        self.messages
+            .get(&id)
+            .filter(|m| m.channel == channel && !m.deleted)
+            .ok_or(Refusal::NotFound("message"))
+    }
+
+    /// `@name` mentions of members of the community, as ids, and whether the
+    /// body mentions `@everyone` with the permission to. Names of non-members
+    /// are left as text, so mentions reveal nobody.
+    fn resolve_mentions(
+        &self,
+        community: CommunityId,
+        perms: Permissions,
+        body: &Body,
+    ) -> (Vec<UserId>, bool) {
+        let members = &self.communities[&community].members;
+        let names = body.mention_names();
+        let everyone = perms.contains(Permissions::MENTION_EVERYONE) && names.iter().any(|n| n == EVERYONE);
+        let ids = names
+            .iter()
+            .filter_map(|name| self.by_fold.get(name))
+            .filter(|id| members.contains_key(id))
+            .copied()
+            .collect();
+        (ids, everyone)
+    }
+
+    /// `user`'s live messages in `community` created at or after `since`.
+    pub(super) fn messages_since(
+        &self,
+        community: CommunityId,
+        user: UserId,
+        since: crate::ids::Timestamp,
+    ) -> Vec<(MessageId, ChannelId)> {
+        let channels = &self.communities[&community].channels;
+        let mut found: Vec<(MessageId, ChannelId)> = self
+            .messages
+            .iter()
+            .filter(|(id, m)| {
+                m.author == user && !m.deleted && channels.contains(&m.channel) && id.timestamp() >= since
+            })
+            .map(|(id, m)| (*id, m.channel))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Marks messages deleted (their `DeleteMessage` writes already issued)
+    /// and tells each channel's viewers.
+    pub(super) fn messages_deleted(&mut self, deleted: &[(MessageId, ChannelId)]) {
+        for (id, channel) in deleted {
+            if let Some(m) = self.messages.get_mut(id) {
+                m.deleted = true;
+            }
+            let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };
+            self.fan_out_channel(*channel, None, EventBody::MessageDeleted(event));
+        }
+    }
+}

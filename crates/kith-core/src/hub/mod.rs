@@ -1,0 +1,571 @@
+//! The hub: every community, channel, member, permission and message ordering
+//! decision, as a deterministic state machine with no IO and no clock.
+//!
+//! # Driving it
+//!
+//! 1. Call [`Hub::handle`] with the current time and one [`Input`].
+//! 2. Drain [`Hub::poll_output`] until it returns `None`, carrying out each
+//!    [`Output`] in order.
+//! 3. When the store has durably committed the writes of a
+//!    [`Output::Persist`], feed [`Input::Committed`] with its ticket (or any
+//!    later one: commits are cumulative), and drain again.
+//!
+//! # Durability ordering
+//!
+//! Nothing a session is sent can depend on a write that is not on disk: once a
+//! `Persist` is issued, every later session-facing output (replies, events,
+//! reads, closes) is held back until that ticket is committed, and released in
+//! the order it was produced. So an acknowledgement never precedes its commit,
+//! other members never see a message that a crash could still lose, and every
+//! session sees events in the one order the hub applied them.
+//!
+//! # Visibility
+//!
+//! Every request is checked against the caller's permissions
+//! ([`crate::permissions`]). What the caller may not see answers exactly like
+//! what does not exist, and events only reach sessions that may see them.
+
+mod account;
+mod community;
+mod messages;
+mod moderation;
+mod roles;
+mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use bytes::Bytes;
+use kith_proto::v1::{self, CloseCode, ErrorCode, event::Body as EventBody, reply::Result as ReplyResult};
+use kith_proto::{encode_frame, event_body};
+
+use crate::ids::{ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId};
+use crate::permissions::{Override, OverrideTarget, Permissions};
+use crate::request::{AuditQuery, HistoryQuery, Request, TokenHash};
+use crate::store::{StoredInvite, StoredState, StoredUser, Write};
+use crate::text::Nonce;
+
+/// Limits that keep one user from growing the hub's memory without bound.
+pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
+pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
+pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
+
+/// Operator choices the hub enforces.
+#[derive(Debug, Clone, Default)]
+pub struct HubConfig {
+    /// Anyone may register without an invite (once an owner exists).
+    pub open_registration: bool,
+    /// The one-time code that makes its registrant the server owner. Only
+    /// meaningful while the server has no owner.
+    pub setup_code: Option<String>,
+}
+
+/// Something that happened at an edge.
+#[derive(Debug)]
+pub enum Input {
+    /// A connection was accepted and may now send requests.
+    Connected { session: SessionId },
+    /// The connection is gone; nothing more is sent to it.
+    Disconnected { session: SessionId },
+    /// A validated request from a session.
+    Request { session: SessionId, request_id: u64, request: Request },
+    /// Every `Persist` up to and including `ticket` is durable.
+    Committed { ticket: u64 },
+}
+
+/// Something for the edges to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Make these writes durable, in order, then report `Committed(ticket)`.
+    Persist { ticket: u64, writes: Vec<Write> },
+    /// Queue a frame on a session's outbox.
+    Send { to: SessionId, frame: Frame },
+    /// Read from the store and answer `request_id` on `to`. Authorisation was
+    /// done here.
+    Read { to: SessionId, request_id: u64, read: Read },
+    /// Close the session's connection with this code and reason.
+    Close { session: SessionId, code: CloseCode, reason: String },
+}
+
+/// An encoded server frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A whole frame, length prefix included.
+    Whole(Bytes),
+    /// An event: the edge writes `event_frame_header(seq, body.len())` then
+    /// `body`, which is shared by every recipient of the event.
+    Event { seq: u64, body: Bytes },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    History(HistoryQuery),
+    /// Answer with this message as a `Reply.message`.
+    Message(MessageId),
+    /// A page of a community's audit log as a `Reply.audit_log`.
+    Audit(AuditQuery),
+}
+
+/// Why a request was refused; becomes an `Error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    NotAuthenticated,
+    AlreadyAuthenticated,
+    BadCredentials,
+    /// Absent, or present but not visible to the caller: one answer for both.
+    NotFound(&'static str),
+    Forbidden(String),
+    Taken(&'static str),
+    RegistrationClosed(&'static str),
+    InviteInvalid,
+    Invalid(&'static str),
+}
+
+fn forbidden(why: impl Into<String>) -> Refusal {
+    Refusal::Forbidden(why.into())
+}
+
+impl Refusal {
+    fn wire(self) -> (ErrorCode, String) {
+        match self {
+            Refusal::NotAuthenticated => (ErrorCode::NotAuthenticated, "log in first".into()),
+            Refusal::AlreadyAuthenticated => (ErrorCode::AlreadyAuthenticated, "already logged in".into()),
+            Refusal::BadCredentials => {
+                (ErrorCode::BadCredentials, "wrong username, password or token".into())
+            }
+            Refusal::NotFound(what) => (ErrorCode::NotFound, format!("no such {what}")),
+            Refusal::Forbidden(why) => (ErrorCode::Forbidden, why),
+            Refusal::Taken(what) => (ErrorCode::Taken, format!("that {what} is taken")),
+            Refusal::RegistrationClosed(why) => (ErrorCode::RegistrationClosed, why.into()),
+            Refusal::InviteInvalid => {
+                (ErrorCode::InviteInvalid, "the invite is unknown, expired or used up".into())
+            }
+            Refusal::Invalid(why) => (ErrorCode::Invalid, why.into()),
+        }
+    }
+}
+
+type Outcome = Result<(), Refusal>;
+
+#[derive(Debug)]
+struct User {
+    stored: StoredUser,
+}
+
+#[derive(Debug)]
+struct Community {
+    name: String,
+    owner: UserId,
+    members: BTreeMap<UserId, Member>,
+    channels: BTreeSet<ChannelId>,
+    /// Every role, `@everyone` (keyed by the community's id) included.
+    roles: BTreeMap<RoleId, Role>,
+    bans: BTreeMap<UserId, Ban>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    roles: BTreeSet<RoleId>,
+    nickname: Option<String>,
+    timeout_until: Option<Timestamp>,
+    joined_at: Timestamp,
+}
+
+impl Member {
+    fn new(joined_at: Timestamp) -> Self {
+        Member { roles: BTreeSet::new(), nickname: None, timeout_until: None, joined_at }
+    }
+
+    fn timed_out(&self, now: Timestamp) -> bool {
+        self.timeout_until.is_some_and(|t| t > now)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Role {
+    name: String,
+    permissions: Permissions,
+    rank: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Ban {
+    by: UserId,
+    reason: String,
+    at: Timestamp,
+}
+
+#[derive(Debug)]
+struct Channel {
+    community: CommunityId,
+    name: String,
+    topic: String,
+    overrides: BTreeMap<OverrideTarget, Override>,
+}
+
+#[derive(Debug)]
+struct MessageMeta {
+    channel: ChannelId,
+    author: UserId,
+    reply_to: Option<MessageId>,
+    deleted: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Auth {
+    user: UserId,
+    token: TokenId,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    auth: Option<Auth>,
+    /// The seq of the last event sent to this session.
+    seq: u64,
+}
+
+/// The state machine. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    ids: IdGen,
+
+    users: HashMap<UserId, User>,
+    by_fold: HashMap<String, UserId>,
+    by_skeleton: HashMap<String, UserId>,
+    owner: Option<UserId>,
+    tokens: HashMap<TokenHash, (TokenId, UserId)>,
+    communities: BTreeMap<CommunityId, Community>,
+    channels: HashMap<ChannelId, Channel>,
+    invites: HashMap<String, StoredInvite>,
+    messages: HashMap<MessageId, MessageMeta>,
+    nonces: HashMap<(UserId, Nonce), MessageId>,
+
+    sessions: HashMap<SessionId, Session>,
+    /// Authenticated sessions per user. Ordered so fan-out order is deterministic.
+    user_sessions: HashMap<UserId, BTreeSet<SessionId>>,
+
+    /// The last `Persist` ticket issued, and the last one known committed.
+    issued: u64,
+    committed: u64,
+    /// Outputs free to go.
+    ready: VecDeque<Output>,
+    /// Session-facing outputs waiting for a ticket to commit.
+    held: VecDeque<(u64, Output)>,
+}
+
+impl Hub {
+    /// A hub continuing from what the store holds.
+    pub fn new(state: StoredState, config: HubConfig) -> Self {
+        let mut hub = Hub {
+            config,
+            ids: IdGen::after(state.max_id),
+            users: HashMap::new(),
+            by_fold: HashMap::new(),
+            by_skeleton: HashMap::new(),
+            owner: None,
+            tokens: HashMap::new(),
+            communities: BTreeMap::new(),
+            channels: HashMap::new(),
+            invites: HashMap::new(),
+            messages: HashMap::new(),
+            nonces: HashMap::new(),
+            sessions: HashMap::new(),
+            user_sessions: HashMap::new(),
+            issued: 0,
+            committed: 0,
+            ready: VecDeque::new(),
+            held: VecDeque::new(),
+        };
+        for u in state.users {
+            hub.add_user(u);
+        }
+        for t in state.tokens {
+            hub.tokens.insert(t.hash, (t.id, t.user));
+        }
+        for c in state.communities {
+            hub.communities.insert(
+                c.id,
+                Community {
+                    name: c.name,
+                    owner: c.owner,
+                    members: BTreeMap::new(),
+                    channels: BTreeSet::new(),
+                    roles: BTreeMap::new(),
+                    bans: BTreeMap::new(),
+                },
+            );
+        }
+        for r in state.roles {
+            if let Some(c) = hub.communities.get_mut(&r.community) {
+                c.roles.insert(r.id, Role { name: r.name, permissions: r.permissions, rank: r.rank });
+            }
+        }
+        for m in state.members {
+            if let Some(c) = hub.communities.get_mut(&m.community) {
+                let member = Member {
+                    nickname: m.nickname,
+                    timeout_until: m.timeout_until,
+                    ..Member::new(m.joined_at)
+                };
+                c.members.insert(m.user, member);
+            }
+        }
+        for (community, user, role) in state.member_roles {
+            if let Some(m) = hub.communities.get_mut(&community).and_then(|c| c.members.get_mut(&user)) {
+                m.roles.insert(role);
+            }
+        }
+        for b in state.bans {
+            if let Some(c) = hub.communities.get_mut(&b.community) {
+                c.bans.insert(b.user, Ban { by: b.by, reason: b.reason, at: b.at });
+            }
+        }
+        for ch in state.channels {
+            hub.add_channel(ch);
+        }
+        for o in state.overrides {
+            if let Some(ch) = hub.channels.get_mut(&o.channel) {
+                ch.overrides.insert(o.target, Override { allow: o.allow, deny: o.deny });
+            }
+        }
+        for i in state.invites {
+            hub.invites.insert(i.code.clone(), i);
+        }
+        for m in state.messages {
+            if let Some(nonce) = m.nonce {
+                hub.nonces.insert((m.author, Nonce(nonce)), m.id);
+            }
+            hub.messages.insert(
+                m.id,
+                MessageMeta {
+                    channel: m.channel,
+                    author: m.author,
+                    reply_to: m.reply_to,
+                    deleted: m.deleted,
+                },
+            );
+        }
+        if hub.owner.is_some() {
+            hub.config.setup_code = None;
+        }
+        hub
+    }
+
+    /// True until an owner has registered; the edge then shows the setup code.
+    pub fn needs_owner(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// Applies one input. Drain [`Hub::poll_output`] afterwards.
+    pub fn handle(&mut self, now: Timestamp, input: Input) {
+        match input {
+            Input::Connected { session } => {
+                self.sessions.insert(session, Session::default());
+            }
+            Input::Disconnected { session } => self.disconnect(session),
+            Input::Committed { ticket } => self.committed(ticket),
+            Input::Request { session, request_id, request } => {
+                if !self.sessions.contains_key(&session) {
+                    return;
+                }
+                if let Err(refusal) = self.request(now, session, request_id, request) {
+                    let (code, reason) = refusal.wire();
+                    self.reply_error(session, request_id, code, reason);
+                }
+            }
+        }
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.ready.pop_front()
+    }
+
+    fn committed(&mut self, ticket: u64) {
+        self.committed = self.committed.max(ticket);
+        while self.held.front().is_some_and(|(t, _)| *t <= self.committed) {
+            let (_, out) = self.held.pop_front().expect("front exists");
+            self.ready.push_back(out);
+        }
+    }
+
+    fn disconnect(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.remove(&session) else { return };
+        if let Some(auth) = s.auth
+            && let Some(set) = self.user_sessions.get_mut(&auth.user)
+        {
+            set.remove(&session);
+            if set.is_empty() {
+                self.user_sessions.remove(&auth.user);
+            }
+        }
+    }
+
+    // ----- output plumbing ---------------------------------------------------
+
+    fn persist(&mut self, writes: Vec<Write>) {
+        self.issued += 1;
+        self.ready.push_back(Output::Persist { ticket: self.issued, writes });
+    }
+
+    /// Queues a session-facing output behind any uncommitted write.
+    fn emit(&mut self, out: Output) {
+        if self.committed < self.issued {
+            self.held.push_back((self.issued, out));
+        } else {
+            self.ready.push_back(out);
+        }
+    }
+
+    fn reply(&mut self, to: SessionId, request_id: u64, result: ReplyResult) {
+        let msg = v1::ServerMessage {
+            kind: Some(v1::server_message::Kind::Reply(v1::Reply { request_id, result: Some(result) })),
+        };
+        self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
+    }
+
+    fn reply_empty(&mut self, to: SessionId, request_id: u64) {
+        self.reply(to, request_id, ReplyResult::Empty(v1::Empty {}));
+    }
+
+    fn reply_error(&mut self, to: SessionId, request_id: u64, code: ErrorCode, reason: String) {
+        let msg = v1::ServerMessage {
+            kind: Some(v1::server_message::Kind::Error(v1::Error {
+                request_id,
+                code: code as i32,
+                reason,
+                retry_after_ms: 0,
+            })),
+        };
+        self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
+    }
+
+    /// Sends one event to every authenticated session of `users`, except
+    /// `skip` (the session whose request caused it: it gets the reply). The
+    /// event is encoded once; recipients share the bytes.
+    fn fan_out<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = &'a UserId>,
+        skip: Option<SessionId>,
+        body: EventBody,
+    ) {
+        let body = event_body(body);
+        let mut targets = Vec::new();
+        for user in users {
+            if let Some(set) = self.user_sessions.get(user) {
+                targets.extend(set.iter().copied().filter(|s| Some(*s) != skip));
+            }
+        }
+        for to in targets {
+            let Some(session) = self.sessions.get_mut(&to) else { continue };
+            session.seq += 1;
+            let seq = session.seq;
+            self.emit(Output::Send { to, frame: Frame::Event { seq, body: body.clone() } });
+        }
+    }
+
+    /// Fans out to every member of a community.
+    fn fan_out_community(&mut self, community: CommunityId, skip: Option<SessionId>, body: EventBody) {
+        let members = self.member_ids(community);
+        self.fan_out(&members, skip, body);
+    }
+
+    /// Fans out to the members who may view a channel.
+    fn fan_out_channel(&mut self, channel: ChannelId, skip: Option<SessionId>, body: EventBody) {
+        let viewers = self.viewers(channel);
+        self.fan_out(&viewers, skip, body);
+    }
+
+    fn member_ids(&self, community: CommunityId) -> Vec<UserId> {
+        self.communities.get(&community).map(|c| c.members.keys().copied().collect()).unwrap_or_default()
+    }
+
+    // ----- requests -------------------------------------------------------------
+
+    fn request(&mut self, now: Timestamp, session: SessionId, rid: u64, request: Request) -> Outcome {
+        let auth = self.sessions.get(&session).and_then(|s| s.auth);
+        let user = match (&request, auth) {
+            (Request::Register(_) | Request::Login { .. } | Request::Authenticate { .. }, Some(_)) => {
+                return Err(Refusal::AlreadyAuthenticated);
+            }
+            (Request::Register(reg), None) => return self.register(now, session, rid, reg),
+            (Request::Login { user, token, token_hash }, None) => {
+                let (user, token, token_hash) = (*user, token.clone(), *token_hash);
+                return self.login(now, session, rid, user, token, token_hash);
+            }
+            (Request::Authenticate { token_hash }, None) => {
+                let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
+                self.bind(session, rid, Auth { user, token: id }, String::new());
+                return Ok(());
+            }
+            (_, None) => return Err(Refusal::NotAuthenticated),
+            (_, Some(auth)) => auth,
+        };
+        let me = user.user;
+        let cx = Cx { now, session, rid, me };
+        match request {
+            Request::Register(_) | Request::Login { .. } | Request::Authenticate { .. } => {
+                unreachable!("handled above")
+            }
+            Request::Logout { everywhere } => self.logout(session, rid, user, everywhere),
+            Request::UpdateProfile { display_name, status_text } => {
+                self.update_profile(cx, display_name, status_text)
+            }
+            Request::CreateCommunity { name } => self.create_community(cx, name),
+            Request::CreateInvite { community, max_uses, expires_in_ms, code } => {
+                self.create_invite(cx, community, max_uses, expires_in_ms, code)
+            }
+            Request::JoinCommunity { code } => self.join_community(cx, code),
+            Request::LeaveCommunity { community } => self.leave_community(cx, community),
+            Request::CreateChannel { community, name, topic } => {
+                self.create_channel(cx, community, name, topic)
+            }
+            Request::UpdateChannel { channel, name, topic } => self.update_channel(cx, channel, name, topic),
+            Request::DeleteChannel { channel } => self.delete_channel(cx, channel),
+            Request::SetOverride { channel, target, rule } => self.set_override(cx, channel, target, rule),
+            Request::SendMessage { channel, body, nonce, reply_to } => {
+                self.send_message(cx, channel, body, nonce, reply_to)
+            }
+            Request::EditMessage { channel, message, body } => self.edit_message(cx, channel, message, body),
+            Request::DeleteMessage { channel, message } => self.delete_message(cx, channel, message),
+            Request::History(query) => {
+                self.channel_permissions(query.channel, me, now)?;
+                self.emit(Output::Read { to: session, request_id: rid, read: Read::History(query) });
+                Ok(())
+            }
+            Request::CreateRole { community, name, permissions, rank } => {
+                self.create_role(cx, community, name, permissions, rank)
+            }
+            Request::UpdateRole { community, role, name, permissions, rank } => {
+                self.update_role(cx, community, role, name, permissions, rank)
+            }
+            Request::DeleteRole { community, role } => self.delete_role(cx, community, role),
+            Request::UpdateMember { community, user, nickname, add_roles, remove_roles } => {
+                self.update_member(cx, community, user, nickname, add_roles, remove_roles)
+            }
+            Request::Kick { community, user, reason } => self.kick(cx, community, user, reason),
+            Request::Ban { community, user, reason, delete_message_hours } => {
+                self.ban(cx, community, user, reason, delete_message_hours)
+            }
+            Request::Unban { community, user } => self.unban(cx, community, user),
+            Request::Timeout { community, user, duration_ms, reason } => {
+                self.timeout(cx, community, user, duration_ms, reason)
+            }
+            Request::ListBans { community } => self.list_bans(cx, community),
+            Request::AuditLog(query) => {
+                self.require(query.community, me, now, Permissions::VIEW_AUDIT_LOG, "view the audit log")?;
+                self.emit(Output::Read { to: session, request_id: rid, read: Read::Audit(query) });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The context of one authenticated request.
+#[derive(Debug, Clone, Copy)]
+struct Cx {
+    now: Timestamp,
+    session: SessionId,
+    rid: u64,
+    me: UserId,
+}

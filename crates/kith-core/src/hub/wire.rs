@@ -1,0 +1,129 @@
+//! Domain → wire. Views of communities and channels are per user: they show
+//! only what that user may see, with that user's permissions.
+
+use kith_proto::v1;
+
+use super::Hub;
+use crate::ids::{ChannelId, CommunityId, MessageId, RoleId, UserId};
+use crate::permissions::OverrideTarget;
+use crate::store::StoredInvite;
+
+impl Hub {
+    pub(super) fn user_wire(&self, id: UserId) -> v1::User {
+        let u = &self.users[&id].stored;
+        v1::User {
+            id: id.0,
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            status_text: u.status_text.clone(),
+        }
+    }
+
+    pub(super) fn member_wire(&self, community: CommunityId, user: UserId) -> v1::Member {
+        let m = &self.communities[&community].members[&user];
+        v1::Member {
+            user: Some(self.user_wire(user)),
+            nickname: m.nickname.clone().unwrap_or_default(),
+            roles: m.roles.iter().map(|r| r.0).collect(),
+            timeout_until_ms: m.timeout_until.map_or(0, |t| t.0),
+            joined_at_ms: m.joined_at.0,
+        }
+    }
+
+    pub(super) fn role_wire(&self, community: CommunityId, id: RoleId) -> v1::Role {
+        let r = &self.communities[&community].roles[&id];
+        v1::Role {
+            id: id.0,
+            community_id: community.0,
+            name: r.name.clone(),
+            permissions: r.permissions.bits(),
+            rank: r.rank,
+        }
+    }
+
+    /// The channel as `viewer` sees it.
+    pub(super) fn channel_wire(&self, id: ChannelId, viewer: UserId) -> v1::Channel {
+        use v1::permission_override::Target;
+        let ch = &self.channels[&id];
+        let overrides = ch
+            .overrides
+            .iter()
+            .map(|(target, o)| v1::PermissionOverride {
+                target: Some(match target {
+                    OverrideTarget::Role(r) => Target::RoleId(r.0),
+                    OverrideTarget::Member(u) => Target::UserId(u.0),
+                }),
+                allow: o.allow.bits(),
+                deny: o.deny.bits(),
+            })
+            .collect();
+        v1::Channel {
+            id: id.0,
+            community_id: ch.community.0,
+            name: ch.name.clone(),
+            topic: ch.topic.clone(),
+            overrides,
+            permissions: self.channel_permissions_at(id, viewer, None).map_or(0, |(_, p)| p.bits()),
+        }
+    }
+
+    /// The community as `viewer` (a member) sees it.
+    pub(super) fn community_wire(&self, id: CommunityId, viewer: UserId) -> v1::Community {
+        let c = &self.communities[&id];
+        let mut roles: Vec<(&RoleId, &super::Role)> = c.roles.iter().collect();
+        roles.sort_by_key(|(id, r)| (std::cmp::Reverse(r.rank), **id));
+        v1::Community {
+            id: id.0,
+            name: c.name.clone(),
+            owner_id: c.owner.0,
+            channels: c
+                .channels
+                .iter()
+                .filter(|ch| {
+                    self.channel_permissions_at(**ch, viewer, None).is_some_and(|(_, p)| !p.is_empty())
+                })
+                .map(|ch| self.channel_wire(*ch, viewer))
+                .collect(),
+            roles: roles.into_iter().map(|(r, _)| self.role_wire(id, *r)).collect(),
+            members: c.members.keys().map(|u| self.member_wire(id, *u)).collect(),
+            permissions: self.community_permissions(id, viewer, None).map_or(0, |p| p.bits()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn message_wire(
+        &self,
+        id: MessageId,
+        channel: ChannelId,
+        author: UserId,
+        body: String,
+        reply_to: Option<MessageId>,
+        mentions: &[UserId],
+        nonce: Option<String>,
+    ) -> v1::Message {
+        v1::Message {
+            id: id.0,
+            channel_id: channel.0,
+            author_id: author.0,
+            author_name: self.users[&author].stored.username.clone(),
+            body,
+            created_at_ms: id.timestamp().0,
+            edited_at_ms: 0,
+            reply_to: reply_to.map_or(0, |m| m.0),
+            mentions: mentions.iter().map(|u| u.0).collect(),
+            nonce: nonce.unwrap_or_default(),
+            mention_everyone: false,
+        }
+    }
+}
+
+pub(super) fn invite_wire(i: &StoredInvite, community_name: String) -> v1::Invite {
+    v1::Invite {
+        code: i.code.clone(),
+        community_id: i.community.0,
+        community_name,
+        max_uses: i.max_uses.unwrap_or(0),
+        uses: i.uses,
+        expires_at_ms: i.expires_at.map_or(0, |t| t.0),
+    }
+}
