@@ -237,3 +237,88 @@ async fn acknowledged_messages_survive_sigkill() {
     acked.sort_unstable();
     assert_eq!(stored, acked, "every acknowledged message is in history after SIGKILL");
 }
+
+/// Runs a CLI command that must fail; returns its stderr.
+fn kith_fails(config: &Path, args: &[&str]) -> String {
+    let out =
+        Command::new(KITH).args(args).env("KITH_CONFIG_DIR", config).stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success(), "kith {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_community_is_run_and_moderated_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.path().join(n));
+    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
+    kith(
+        &alice,
+        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    let created: serde_json::Value =
+        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
+    let invite = created["invite"].as_str().unwrap().to_owned();
+    kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
+    kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
+
+    // Roles and a private channel.
+    let role = kith(
+        &alice,
+        &[
+            "role",
+            "create",
+            "Family",
+            "mods",
+            "--permissions",
+            "kick_members,view_audit_log",
+            "--rank",
+            "10",
+            "--json",
+        ],
+        "",
+    );
+    let role: serde_json::Value = serde_json::from_str(&role).unwrap();
+    assert_eq!(role["permissions"], serde_json::json!(["kick_members", "view_audit_log"]));
+    kith(&alice, &["role", "grant", "Family", "bob", "mods"], "");
+    kith(&alice, &["channel", "create", "Family/staff"], "");
+    kith(&alice, &["override", "set", "Family/staff", "--role", "@everyone", "--deny", "view_channel"], "");
+    kith(&alice, &["override", "set", "Family/staff", "--role", "mods", "--allow", "view_channel"], "");
+    kith(&bob, &["send", "Family/staff", "mods only"], "");
+    let refused = kith_fails(&carol, &["send", "Family/staff", "let me in"]);
+    assert!(refused.contains("no channel #staff"), "carol cannot even see #staff: {refused}");
+    let unknown = kith_fails(&alice, &["role", "create", "Family", "x", "--permissions", "fly"]);
+    assert!(unknown.contains("unknown permission"), "{unknown}");
+
+    // Timeout, then kick, with reasons in the audit log.
+    kith(&alice, &["timeout", "Family", "carol", "10m", "--reason", "cool off"], "");
+    let timed_out = kith_fails(&carol, &["send", "Family/general", "hey"]);
+    assert!(timed_out.contains("timed out"), "{timed_out}");
+    kith(&alice, &["timeout", "Family", "carol", "0s"], "");
+    kith(&carol, &["send", "Family/general", "sorry"], "");
+    let refused = kith_fails(&carol, &["kick", "Family", "bob"]);
+    assert!(refused.contains("lack the permission"), "{refused}");
+    kith(&bob, &["kick", "Family", "carol", "--reason", "rude"], "");
+    let members: Vec<serde_json::Value> = kith(&alice, &["members", "Family", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = members.iter().map(|m| m["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(members[1]["roles"], serde_json::json!(["mods"]));
+    let audit: Vec<serde_json::Value> = kith(&bob, &["audit", "Family", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(audit[0]["action"], "kick");
+    assert_eq!(audit[0]["actor"], "bob");
+    assert_eq!(audit[0]["reason"], "rude");
+    assert!(audit.iter().any(|e| e["action"] == "timeout" && e["reason"] == "cool off"));
+
+    // Nicknames and profile.
+    kith(&bob, &["nick", "Family", "Bobby"], "");
+    kith(&bob, &["profile", "--status", "on call"], "");
+    let members = kith(&alice, &["members", "Family"], "");
+    assert!(members.contains("bob (Bobby)  [mods]  — on call"), "{members}");
+}
