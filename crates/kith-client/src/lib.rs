@@ -13,6 +13,7 @@
 //! replies by id, so any number may be in flight from any task; pushed events
 //! arrive on [`Client::next_event`].
 
+mod session;
 mod trust;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use kith_proto::fingerprint;
 pub use kith_proto::v1 as proto;
+pub use session::{Backoff, Session, Update};
 pub use trust::{Seen, Trust};
 
 /// Why a client call failed.
@@ -132,6 +134,22 @@ impl Client {
     /// Why the connection closed, if it has.
     pub fn close_reason(&self) -> Option<String> {
         self.conn.close_reason().map(|e| describe_close(&e))
+    }
+
+    /// The server's close code, if the server closed the connection.
+    pub fn close_code(&self) -> Option<v1::CloseCode> {
+        match self.conn.close_reason()? {
+            quinn::ConnectionError::ApplicationClosed(close) => u32::try_from(close.error_code.into_inner())
+                .ok()
+                .and_then(|c| v1::CloseCode::try_from(c as i32).ok()),
+            _ => None,
+        }
+    }
+
+    /// Drops the connection at once, as a network failure would (the server
+    /// keeps the session resumable). Pending requests fail.
+    pub fn abort(&self) {
+        self.conn.close(0u32.into(), b"connection dropped");
     }
 
     fn closed_error(&self) -> Error {
@@ -240,6 +258,32 @@ impl Connector {
 
     /// Connects to `addr` (`host:port`) and opens the control stream.
     pub async fn connect(&self, addr: &str) -> Result<(Client, Seen), Error> {
+        let (conn, send, recv) = self.connect_raw(addr).await?;
+        let pending: Pending = Arc::default();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+        let connection_error = ConnectionError::default();
+        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx, connection_error.clone()));
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let client = Client {
+            conn,
+            send: tokio::sync::Mutex::new(send),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: tokio::sync::Mutex::new(events_rx),
+            connection_error,
+            endpoint: self.endpoint.clone(),
+        };
+        Ok((client, seen))
+    }
+}
+
+impl Connector {
+    /// A bare connection and its control stream, for tools and tests that
+    /// write and read frames themselves.
+    pub async fn connect_raw(
+        &self,
+        addr: &str,
+    ) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), Error> {
         let remote = resolve(addr).await?;
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
         let connect_err = |reason: String| Error::Connect { addr: addr.into(), reason };
@@ -261,21 +305,7 @@ impl Connector {
             }
         };
         let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
-        let pending: Pending = Arc::default();
-        let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
-        let connection_error = ConnectionError::default();
-        tokio::spawn(read_loop(recv, conn.clone(), pending.clone(), events_tx, connection_error.clone()));
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let client = Client {
-            conn,
-            send: tokio::sync::Mutex::new(send),
-            pending,
-            next_id: AtomicU64::new(1),
-            events: tokio::sync::Mutex::new(events_rx),
-            connection_error,
-            endpoint: self.endpoint.clone(),
-        };
-        Ok((client, seen))
+        Ok((conn, send, recv))
     }
 }
 

@@ -41,6 +41,11 @@ pub enum AuthRequest {
     Authenticate {
         token: String,
     },
+    Resume {
+        token: String,
+        session_id: String,
+        last_seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +68,12 @@ pub enum Request {
     },
     Authenticate {
         token_hash: TokenHash,
+    },
+    /// Continue the session named by `resume_key` after event `last_seq`.
+    Resume {
+        token_hash: TokenHash,
+        resume_key: String,
+        last_seq: u64,
     },
     Logout {
         everywhere: bool,
@@ -299,6 +310,16 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             password: r.password,
         })),
         Wire::Authenticate(r) => Ok(Parsed::Auth(AuthRequest::Authenticate { token: r.token })),
+        Wire::Resume(r) => {
+            if r.session_id.len() > 64 {
+                return Err(invalid("session_id is malformed"));
+            }
+            Ok(Parsed::Auth(AuthRequest::Resume {
+                token: r.token,
+                session_id: r.session_id,
+                last_seq: r.last_seq,
+            }))
+        }
         Wire::Logout(r) => hub(Request::Logout { everywhere: r.everywhere }),
         Wire::CreateCommunity(r) => hub(Request::CreateCommunity { name: CommunityName::parse(&r.name)? }),
         Wire::CreateInvite(r) => hub(Request::CreateInvite {

@@ -28,7 +28,11 @@ fn registration_after_the_owner_needs_an_invite_unless_open() {
     w.owner();
     assert_eq!(w.register("bob", Credential::None).unwrap_err(), ErrorCode::RegistrationClosed);
 
-    let mut open = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let mut open = World::new(HubConfig {
+        open_registration: true,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
     open.owner();
     let (_, ready) = open.register("bob", Credential::None).unwrap();
     assert!(!ready.server_owner);
@@ -51,7 +55,11 @@ fn registering_with_an_invite_joins_its_community() {
 
 #[test]
 fn confusable_usernames_are_taken() {
-    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let mut w = World::new(HubConfig {
+        open_registration: true,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
     w.owner();
     w.register("alice", Credential::None).unwrap();
     for twin in ["ALICE", "\u{0430}lice", "ａｌｉｃｅ", "a1ice"] {
@@ -139,7 +147,11 @@ fn retry_with_the_same_nonce_returns_the_original_and_writes_nothing() {
 
 #[test]
 fn outsiders_get_not_found_and_change_nothing() {
-    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let mut w = World::new(HubConfig {
+        open_registration: true,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
     let (owner, c, _) = w.family(&[]);
     let general = c.channels[0].id;
     let msg = message(w.say(owner, general, "family only", None).unwrap());
@@ -253,7 +265,11 @@ fn only_the_author_edits_and_the_owner_may_also_delete() {
 
 #[test]
 fn mentions_resolve_to_members_only() {
-    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let mut w = World::new(HubConfig {
+        open_registration: true,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
     let owner = w.owner();
     let c = w.community(owner, "Family");
     let code = w.invite(owner, c.id);
@@ -294,7 +310,11 @@ fn requests_before_login_and_second_logins_are_refused() {
 
 #[test]
 fn invites_expire_and_run_out() {
-    let mut w = World::new(HubConfig { open_registration: true, setup_code: Some(SETUP.into()) });
+    let mut w = World::new(HubConfig {
+        open_registration: true,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
     let owner = w.owner();
     let c = w.community(owner, "Family");
     let once = Request::CreateInvite {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_core::{Frame, Hub, Input, Output, Read, SessionId, Timestamp};
@@ -25,6 +26,19 @@ pub enum OutItem {
     Close(CloseCode, String),
 }
 
+impl OutItem {
+    /// Bytes this item puts on the wire (what the outbox limit counts).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            OutItem::Frame(Frame::Whole(b)) => b.len(),
+            OutItem::Frame(Frame::Event { seq, body }) => {
+                body.len() + kith_proto::event_frame_header(*seq, body.len()).1
+            }
+            OutItem::Close(_, reason) => reason.len(),
+        }
+    }
+}
+
 /// Closes a connection at once, dropping whatever is unsent. Transport-agnostic
 /// so other edges (telnet, web) can register sessions too.
 pub type Abort = Arc<dyn Fn(CloseCode, &str) + Send + Sync>;
@@ -32,7 +46,11 @@ pub type Abort = Arc<dyn Fn(CloseCode, &str) + Send + Sync>;
 /// A session's handles, as the actor keeps them.
 #[derive(Clone)]
 pub struct SessionHandle {
-    pub outbox: mpsc::Sender<OutItem>,
+    pub outbox: mpsc::UnboundedSender<OutItem>,
+    /// Bytes in the outbox, shared with the session's writer task.
+    pub queued: Arc<AtomicUsize>,
+    /// The most `queued` may reach.
+    pub limit: usize,
     pub abort: Abort,
 }
 
@@ -43,10 +61,18 @@ impl std::fmt::Debug for SessionHandle {
 }
 
 impl SessionHandle {
-    /// Queues an item; a full outbox disconnects the session.
+    /// Queues an item. A session whose queue would outgrow its limit is a
+    /// slow consumer: it is disconnected (and may resume), so that it never
+    /// holds up the hub or anyone else.
     pub fn push(&self, item: OutItem) {
-        if self.outbox.try_send(item).is_err() {
+        let len = item.wire_len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.limit {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
             (self.abort)(CloseCode::SlowConsumer, "slow consumer: events were not read fast enough");
+            return;
+        }
+        if self.outbox.send(item).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
         }
     }
 }
@@ -118,7 +144,7 @@ pub async fn run(
             msg = inbox.recv(), if writer.is_some() => match msg {
                 Some(ToHub::Open { session, handle }) => {
                     sessions.insert(session, handle);
-                    hub.handle(now(), Input::Connected { session });
+                    hub.handle(now(), Input::Connected { session, resume_key: crate::auth::random_code(32) });
                 }
                 Some(ToHub::Input(input)) => {
                     if let Input::Disconnected { session } = &input {

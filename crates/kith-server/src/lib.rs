@@ -44,6 +44,26 @@ pub struct Config {
     /// An operator-supplied certificate chain and key (PEM); both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub sync: Sync,
+    /// How long a dropped session stays resumable.
+    pub resume_grace: std::time::Duration,
+    /// Bytes queued for one session before it is disconnected as a slow
+    /// consumer.
+    pub outbox_bytes: usize,
+}
+
+impl Config {
+    /// The defaults, listening on `listen` and keeping data in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Config {
+        Config {
+            listen,
+            data_dir,
+            open_registration: false,
+            tls: None,
+            sync: Sync::Full,
+            resume_grace: std::time::Duration::from_secs(120),
+            outbox_bytes: quic::OUTBOX_BYTES,
+        }
+    }
 }
 
 /// A running server.
@@ -82,7 +102,12 @@ impl Server {
         });
         let hub = Hub::new(
             state,
-            HubConfig { open_registration: config.open_registration, setup_code: setup_code.clone() },
+            HubConfig {
+                open_registration: config.open_registration,
+                setup_code: setup_code.clone(),
+                resume_grace_ms: config.resume_grace.as_millis().try_into().unwrap_or(u64::MAX),
+                ..HubConfig::default()
+            },
         );
 
         let (batch_tx, batch_rx) = mpsc::channel(WRITER_QUEUE);
@@ -105,6 +130,7 @@ impl Server {
             readers,
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
             next_session: AtomicU64::new(1),
+            outbox_bytes: config.outbox_bytes,
         });
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {

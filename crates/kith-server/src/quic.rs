@@ -3,7 +3,7 @@
 //! connection; neither shares state with another connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kith_core::request::{AuthRequest, Parsed, Registration, Request, parse};
@@ -24,8 +24,9 @@ const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
 const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 /// Undecodable frames tolerated before the connection is closed (Q8).
 const MAX_PROTOCOL_ERRORS: u32 = 3;
-/// Frames queued per session before it counts as a slow consumer.
-pub const OUTBOX_FRAMES: usize = 1024;
+/// Bytes queued per session before it counts as a slow consumer: room for a
+/// couple of full history pages on top of a burst of events.
+pub const OUTBOX_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes read from the transport per call: bounds the decoder's buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -38,6 +39,7 @@ pub struct Edge {
     /// at once so a burst of logins cannot exhaust memory.
     pub hashing: Semaphore,
     pub next_session: AtomicU64,
+    pub outbox_bytes: usize,
 }
 
 /// Quinn's transport settings, tuned for many mostly idle chat connections.
@@ -86,16 +88,19 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>) {
             return;
         }
     };
-    let (outbox, outbox_rx) = mpsc::channel(OUTBOX_FRAMES);
+    let (outbox, outbox_rx) = mpsc::unbounded_channel();
     let abort_conn = conn.clone();
+    let queued = Arc::new(AtomicUsize::new(0));
     let handle = SessionHandle {
         outbox: outbox.clone(),
+        queued: queued.clone(),
+        limit: edge.outbox_bytes,
         abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;
     }
-    let writer = tokio::spawn(write_loop(send, outbox_rx, conn.clone()));
+    let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
     let end = read_loop(recv, session, &edge, &handle).await;
     let _ = edge.hub.send(ToHub::Input(Input::Disconnected { session })).await;
     match end {
@@ -116,10 +121,12 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>) {
 
 async fn write_loop(
     mut send: quinn::SendStream,
-    mut outbox: mpsc::Receiver<OutItem>,
+    mut outbox: mpsc::UnboundedReceiver<OutItem>,
+    queued: Arc<AtomicUsize>,
     conn: quinn::Connection,
 ) {
     while let Some(item) = outbox.recv().await {
+        queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
         let written = match item {
             OutItem::Frame(Frame::Whole(bytes)) => send.write_all(&bytes).await,
             OutItem::Frame(Frame::Event { seq, body }) => {
@@ -231,6 +238,12 @@ async fn authenticate(request: AuthRequest, edge: &Edge) -> Result<Request, (Err
                 return Err(bad_credentials());
             }
             Ok(Request::Authenticate { token_hash: auth::token_hash(&token) })
+        }
+        AuthRequest::Resume { token, session_id, last_seq } => {
+            if token.len() > 128 {
+                return Err(bad_credentials());
+            }
+            Ok(Request::Resume { token_hash: auth::token_hash(&token), resume_key: session_id, last_seq })
         }
         AuthRequest::Register { username, password, display_name, credential } => {
             let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;

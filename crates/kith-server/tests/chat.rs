@@ -293,14 +293,8 @@ async fn the_identity_and_everything_acknowledged_survive_a_restart() {
     let TestServer { server: s, dir, .. } = server;
     s.shutdown().await.unwrap();
 
-    let restarted = start_retrying(kith_server::Config {
-        listen: addr.parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        open_registration: false,
-        tls: None,
-        sync: kith_server::Sync::Full,
-    })
-    .await;
+    let restarted =
+        start_retrying(kith_server::Config::new(addr.parse().unwrap(), dir.path().join("data"))).await;
     assert_eq!(restarted.fingerprint(), fp);
     assert!(restarted.setup_code().is_none(), "the owner persists");
     let (c, _) = Client::connect(&addr, Trust::Pin(fp)).await.unwrap();

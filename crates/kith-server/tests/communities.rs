@@ -137,14 +137,7 @@ async fn roles_bans_and_nicknames_survive_a_restart_and_the_audit_log_tells_the_
     let TestServer { server: s, dir: _dir, .. } = server;
     drop(f);
     s.shutdown().await.unwrap();
-    let restarted = start_retrying(kith_server::Config {
-        listen: addr.parse().unwrap(),
-        data_dir: data,
-        open_registration: false,
-        tls: None,
-        sync: kith_server::Sync::Full,
-    })
-    .await;
+    let restarted = start_retrying(kith_server::Config::new(addr.parse().unwrap(), data)).await;
     let (alice, _) =
         Client::connect(&addr, kith_client::Trust::Pin(restarted.fingerprint().into())).await.unwrap();
     let ready = alice.login("alice", PASSWORD).await.unwrap();

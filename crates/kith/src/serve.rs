@@ -79,12 +79,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (None, None) => None,
         _ => bail!("tls_cert and tls_key go together"),
     };
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| "[::]:7443".parse().expect("valid address"));
     let config = Config {
-        listen: args.listen.or(file.listen).unwrap_or_else(|| "[::]:7443".parse().expect("valid address")),
-        data_dir,
         open_registration: args.open_registration || file.open_registration.unwrap_or(false),
         tls,
         sync: args.sync.or(file.sync).unwrap_or(Sync::Full),
+        ..Config::new(listen, data_dir)
     };
 
     let mut server = Server::start(config.clone()).await?;

@@ -75,7 +75,7 @@ impl Hub {
         if let Some((community, code)) = join {
             self.add_member(now, community, id, Some(code), None);
         }
-        self.bind(session, rid, Auth { user: id, token: token.id }, reg.token.clone());
+        self.bind(session, rid, Auth { user: id, token: token.id }, reg.token.clone(), String::new());
         Ok(())
     }
 
@@ -94,14 +94,24 @@ impl Hub {
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
         self.tokens.insert(token_hash, (stored.id, user));
-        self.bind(session, rid, Auth { user, token: stored.id }, token);
+        self.bind(session, rid, Auth { user, token: stored.id }, token, String::new());
         Ok(())
     }
 
-    /// Marks the session authenticated and answers with the `Ready` snapshot.
-    pub(super) fn bind(&mut self, session: SessionId, rid: u64, auth: Auth, token: String) {
+    /// Marks the session authenticated and answers with the `Ready` snapshot
+    /// (`resume_refused` says why, when it answers a failed resume).
+    pub(super) fn bind(
+        &mut self,
+        session: SessionId,
+        rid: u64,
+        auth: Auth,
+        token: String,
+        resume_refused: String,
+    ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.auth = Some(auth);
+        let session_id = s.resume_key.clone();
+        self.by_resume_key.insert(session_id.clone(), session);
         self.user_sessions.entry(auth.user).or_default().insert(session);
         let communities = self
             .communities
@@ -117,6 +127,8 @@ impl Hub {
             token,
             server_owner: self.owner == Some(auth.user),
             communities,
+            session_id,
+            resume_refused,
         };
         self.reply(session, rid, ReplyResult::Ready(ready));
     }
@@ -143,8 +155,9 @@ impl Hub {
             } else {
                 (CloseCode::TokenRevoked, "this login was revoked")
             };
-            // Unbind now so nothing more is sent to it; the edge then closes it.
-            self.disconnect(s);
+            // Forget it now so nothing more is sent to it (and it cannot be
+            // resumed); the edge then closes it.
+            self.drop_session(s);
             self.emit(Output::Close { session: s, code, reason: reason.into() });
         }
         Ok(())

@@ -30,6 +30,7 @@ mod community;
 mod messages;
 mod moderation;
 mod roles;
+mod session;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -50,20 +51,38 @@ pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
 pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
 
 /// Operator choices the hub enforces.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Anyone may register without an invite (once an owner exists).
     pub open_registration: bool,
     /// The one-time code that makes its registrant the server owner. Only
     /// meaningful while the server has no owner.
     pub setup_code: Option<String>,
+    /// How long a session whose connection dropped stays resumable.
+    pub resume_grace_ms: u64,
+    /// Events kept per session for resuming; a session that missed more gets
+    /// a fresh snapshot instead.
+    pub replay_events: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            open_registration: false,
+            setup_code: None,
+            resume_grace_ms: 120_000,
+            replay_events: 4096,
+        }
+    }
 }
 
 /// Something that happened at an edge.
 #[derive(Debug)]
 pub enum Input {
-    /// A connection was accepted and may now send requests.
-    Connected { session: SessionId },
+    /// A connection was accepted and may now send requests. `resume_key` is
+    /// fresh randomness from the edge (the hub has none): the secret
+    /// `session_id` a client later resumes with.
+    Connected { session: SessionId, resume_key: String },
     /// The connection is gone; nothing more is sent to it.
     Disconnected { session: SessionId },
     /// A validated request from a session.
@@ -216,11 +235,24 @@ struct Auth {
     token: TokenId,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Session {
     auth: Option<Auth>,
     /// The seq of the last event sent to this session.
     seq: u64,
+    /// The secret a reconnecting client names this session by.
+    resume_key: String,
+    /// Recent events, oldest first, for replay on resume.
+    replay: VecDeque<Replay>,
+    /// When the connection dropped, while the session waits to be resumed.
+    detached_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct Replay {
+    seq: u64,
+    at: Timestamp,
+    body: Bytes,
 }
 
 /// The state machine. See the module docs for how to drive it.
@@ -241,8 +273,14 @@ pub struct Hub {
     nonces: HashMap<(UserId, Nonce), MessageId>,
 
     sessions: HashMap<SessionId, Session>,
-    /// Authenticated sessions per user. Ordered so fan-out order is deterministic.
+    /// Authenticated sessions per user (detached ones included). Ordered so
+    /// fan-out order is deterministic.
     user_sessions: HashMap<UserId, BTreeSet<SessionId>>,
+    by_resume_key: HashMap<String, SessionId>,
+    /// Detached sessions in the order they detached, to expire them.
+    detached: VecDeque<(Timestamp, SessionId)>,
+    /// The time of the input being handled.
+    now: Timestamp,
 
     /// The last `Persist` ticket issued, and the last one known committed.
     issued: u64,
@@ -271,6 +309,9 @@ impl Hub {
             nonces: HashMap::new(),
             sessions: HashMap::new(),
             user_sessions: HashMap::new(),
+            by_resume_key: HashMap::new(),
+            detached: VecDeque::new(),
+            now: Timestamp(0),
             issued: 0,
             committed: 0,
             ready: VecDeque::new(),
@@ -358,11 +399,15 @@ impl Hub {
 
     /// Applies one input. Drain [`Hub::poll_output`] afterwards.
     pub fn handle(&mut self, now: Timestamp, input: Input) {
+        self.now = self.now.max(now);
+        self.expire_detached();
         match input {
-            Input::Connected { session } => {
-                self.sessions.insert(session, Session::default());
+            Input::Connected { session, resume_key } => {
+                let s =
+                    Session { auth: None, seq: 0, resume_key, replay: VecDeque::new(), detached_at: None };
+                self.sessions.insert(session, s);
             }
-            Input::Disconnected { session } => self.disconnect(session),
+            Input::Disconnected { session } => self.detach(session),
             Input::Committed { ticket } => self.committed(ticket),
             Input::Request { session, request_id, request } => {
                 if !self.sessions.contains_key(&session) {
@@ -389,8 +434,12 @@ impl Hub {
         }
     }
 
-    fn disconnect(&mut self, session: SessionId) {
+    /// Forgets a session for good: it cannot be resumed.
+    fn drop_session(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        if self.by_resume_key.get(&s.resume_key) == Some(&session) {
+            self.by_resume_key.remove(&s.resume_key);
+        }
         if let Some(auth) = s.auth
             && let Some(set) = self.user_sessions.get_mut(&auth.user)
         {
@@ -456,11 +505,22 @@ impl Hub {
                 targets.extend(set.iter().copied().filter(|s| Some(*s) != skip));
             }
         }
+        let (now, keep) = (self.now, self.config.replay_events);
+        let oldest = Timestamp(now.0.saturating_sub(self.config.resume_grace_ms));
         for to in targets {
             let Some(session) = self.sessions.get_mut(&to) else { continue };
             session.seq += 1;
             let seq = session.seq;
-            self.emit(Output::Send { to, frame: Frame::Event { seq, body: body.clone() } });
+            // What a resume could need: recent enough, and not too much of it.
+            while session.replay.front().is_some_and(|r| r.at < oldest) || session.replay.len() >= keep {
+                session.replay.pop_front();
+            }
+            if keep > 0 {
+                session.replay.push_back(Replay { seq, at: now, body: body.clone() });
+            }
+            if session.detached_at.is_none() {
+                self.emit(Output::Send { to, frame: Frame::Event { seq, body: body.clone() } });
+            }
         }
     }
 
@@ -495,8 +555,13 @@ impl Hub {
             }
             (Request::Authenticate { token_hash }, None) => {
                 let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
-                self.bind(session, rid, Auth { user, token: id }, String::new());
+                self.bind(session, rid, Auth { user, token: id }, String::new(), String::new());
                 return Ok(());
+            }
+            (Request::Resume { .. }, Some(_)) => return Err(Refusal::AlreadyAuthenticated),
+            (Request::Resume { token_hash, resume_key, last_seq }, None) => {
+                let (token_hash, resume_key, last_seq) = (*token_hash, resume_key.clone(), *last_seq);
+                return self.resume(session, rid, token_hash, resume_key, last_seq);
             }
             (_, None) => return Err(Refusal::NotAuthenticated),
             (_, Some(auth)) => auth,
@@ -504,7 +569,10 @@ impl Hub {
         let me = user.user;
         let cx = Cx { now, session, rid, me };
         match request {
-            Request::Register(_) | Request::Login { .. } | Request::Authenticate { .. } => {
+            Request::Register(_)
+            | Request::Login { .. }
+            | Request::Authenticate { .. }
+            | Request::Resume { .. } => {
                 unreachable!("handled above")
             }
             Request::Logout { everywhere } => self.logout(session, rid, user, everywhere),

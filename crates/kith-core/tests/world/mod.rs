@@ -1,5 +1,5 @@
 //! The hub test harness: a hub plus a recorder of everything it asked for.
-#![allow(dead_code)] // each spec file uses a different part of the harness
+#![allow(dead_code, unused_imports)] // each spec file uses a different part of the harness
 
 pub use std::collections::HashMap;
 
@@ -66,7 +66,11 @@ impl World {
     }
 
     pub fn default() -> Self {
-        Self::new(HubConfig { open_registration: false, setup_code: Some(SETUP.into()) })
+        Self::new(HubConfig {
+            open_registration: false,
+            setup_code: Some(SETUP.into()),
+            ..HubConfig::default()
+        })
     }
 
     pub fn input(&mut self, input: Input) {
@@ -104,7 +108,7 @@ impl World {
     pub fn connect(&mut self) -> SessionId {
         self.next_session += 1;
         let s = SessionId(self.next_session);
-        self.input(Input::Connected { session: s });
+        self.input(Input::Connected { session: s, resume_key: format!("resume-{}", s.0) });
         s
     }
 

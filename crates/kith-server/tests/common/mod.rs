@@ -8,7 +8,7 @@ use kith_client::proto::{
     self as v1, client_message::Request, register_request::Credential, reply::Result as R,
 };
 use kith_client::{Client, Trust};
-use kith_server::{Config, Server, Sync};
+use kith_server::{Config, Server};
 use tempfile::TempDir;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -27,13 +27,7 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            open_registration: false,
-            tls: None,
-            sync: Sync::Full,
-        };
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
         tweak(&mut config);
         let server = start_retrying(config).await;
         TestServer {

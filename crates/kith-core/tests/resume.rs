@@ -1,0 +1,167 @@
+//! Specs for resuming sessions after a dropped connection: no network, no
+//! disk, no clock.
+
+mod world;
+
+use world::*;
+
+fn resume(w: &mut World, name: &str, session_id: &str, last_seq: u64) -> (SessionId, Vec<Kind>) {
+    let s = w.connect();
+    let request =
+        Request::Resume { token_hash: TokenHash(*blake(name)), resume_key: session_id.into(), last_seq };
+    w.send(s, request);
+    let inbox = w.inbox.remove(&s).unwrap_or_default();
+    (s, inbox)
+}
+
+fn event_seqs_then_reply(inbox: &[Kind]) -> (Vec<u64>, Option<&v1::reply::Result>) {
+    let mut seqs = Vec::new();
+    for (i, k) in inbox.iter().enumerate() {
+        match k {
+            Kind::Event(e) => seqs.push(e.seq),
+            Kind::Reply(r) => {
+                assert_eq!(i, inbox.len() - 1, "the reply comes after every replayed event");
+                return (seqs, r.result.as_ref());
+            }
+            Kind::Error(e) => panic!("{e:?}"),
+        }
+    }
+    (seqs, None)
+}
+
+fn bodies(inbox: &[Kind]) -> Vec<String> {
+    inbox
+        .iter()
+        .filter_map(|k| match k {
+            Kind::Event(v1::Event { body: Some(Ev::MessageCreated(m)), .. }) => Some(m.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Bob's session id, after the family is set up and his events are drained.
+fn bobs_session(w: &mut World) -> (SessionId, u64, String, SessionId) {
+    let owner = w.owner();
+    let c = w.community(owner, "Family");
+    let code = w.invite(owner, c.id);
+    let (bob, ready) = w.register("bob", Credential::Invite(code)).unwrap();
+    w.events(bob);
+    w.events(owner);
+    (owner, c.channels[0].id, ready.session_id, bob)
+}
+
+#[test]
+fn a_resumed_session_gets_exactly_the_missed_events_in_order_then_resumed() {
+    let mut w = World::default();
+    let (owner, general, session_id, bob) = bobs_session(&mut w);
+    assert!(!session_id.is_empty());
+    for i in 0..5 {
+        w.say(owner, general, &format!("m{i}"), None).unwrap();
+    }
+    // Bob processed two events; three more were in flight when his connection dropped.
+    let seen = w.events(bob);
+    let last_seq = seen[1].seq;
+    w.input(Input::Disconnected { session: bob });
+    assert_eq!(w.hub.detached_sessions(), 1);
+    for i in 5..8 {
+        w.say(owner, general, &format!("m{i}"), None).unwrap();
+    }
+
+    let (again, inbox) = resume(&mut w, "bob", &session_id, last_seq);
+    let (seqs, reply) = event_seqs_then_reply(&inbox);
+    assert_eq!(seqs, (last_seq + 1..=last_seq + 6).collect::<Vec<_>>());
+    assert_eq!(bodies(&inbox), ["m2", "m3", "m4", "m5", "m6", "m7"]);
+    assert!(matches!(reply, Some(R::Resumed(r)) if r.replayed == 6 && r.session_id == session_id));
+    assert_eq!(w.hub.detached_sessions(), 0);
+
+    // The stream simply continues on the new connection.
+    w.say(owner, general, "after", None).unwrap();
+    let next = w.events(again);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].seq, last_seq + 7);
+}
+
+#[test]
+fn a_forged_foreign_or_expired_resume_gets_a_fresh_snapshot_that_says_why() {
+    let mut w = World::default();
+    let (owner, general, session_id, bob) = bobs_session(&mut w);
+    let owner_session_id = format!("resume-{}", owner.0);
+
+    // Q15: a made-up session id, and another account's session id.
+    for forged in ["no-such-session", owner_session_id.as_str()] {
+        let (_, inbox) = resume(&mut w, "bob", forged, 0);
+        let [Kind::Reply(v1::Reply { result: Some(R::Ready(ready)), .. })] = &inbox[..] else {
+            panic!("{inbox:?}")
+        };
+        assert_eq!(ready.resume_refused, "the session is unknown or expired");
+        assert_ne!(ready.session_id, session_id);
+        assert_eq!(ready.user.as_ref().unwrap().username, "bob");
+        assert_eq!(ready.communities.len(), 1, "a full snapshot");
+    }
+    // The owner's session was not disturbed by bob naming it.
+    w.say(bob, general, "still here?", None).unwrap();
+    assert_eq!(w.events(owner).len(), 1);
+
+    // A bad token is refused outright.
+    let s = w.connect();
+    let r = w.call(
+        s,
+        Request::Resume { token_hash: TokenHash([7; 32]), resume_key: session_id.clone(), last_seq: 0 },
+    );
+    assert_eq!(r.unwrap_err().0, ErrorCode::BadCredentials);
+
+    // After the grace window the session is gone.
+    w.input(Input::Disconnected { session: bob });
+    w.now = w.now.plus_ms(HubConfig::default().resume_grace_ms);
+    let (_, inbox) = resume(&mut w, "bob", &session_id, 0);
+    assert!(
+        matches!(&inbox[..], [Kind::Reply(v1::Reply { result: Some(R::Ready(r)), .. })] if !r.resume_refused.is_empty())
+    );
+    assert_eq!(w.hub.detached_sessions(), 0);
+}
+
+#[test]
+fn resuming_while_the_old_connection_lingers_takes_it_over() {
+    let mut w = World::default();
+    let (owner, general, session_id, bob) = bobs_session(&mut w);
+    w.say(owner, general, "one", None).unwrap();
+    let last = w.events(bob)[0].seq;
+    let (again, inbox) = resume(&mut w, "bob", &session_id, last);
+    assert!(matches!(event_seqs_then_reply(&inbox), (seqs, Some(R::Resumed(_))) if seqs.is_empty()));
+    assert!(w.closes.contains(&(bob, v1::CloseCode::SessionTakenOver)));
+    w.say(owner, general, "two", None).unwrap();
+    assert!(w.events(bob).is_empty(), "nothing more goes to the old connection");
+    assert_eq!(w.events(again).len(), 1);
+    // The old connection's late disconnect does not disturb the resumed session.
+    w.input(Input::Disconnected { session: bob });
+    assert_eq!(w.hub.detached_sessions(), 0);
+}
+
+#[test]
+fn a_session_that_missed_more_than_the_replay_buffer_starts_afresh() {
+    let mut w =
+        World::new(HubConfig { setup_code: Some(SETUP.into()), replay_events: 10, ..HubConfig::default() });
+    let (owner, general, session_id, bob) = bobs_session(&mut w);
+    w.input(Input::Disconnected { session: bob });
+    for i in 0..20 {
+        w.say(owner, general, &format!("m{i}"), None).unwrap();
+    }
+    let (_, inbox) = resume(&mut w, "bob", &session_id, 0);
+    let [Kind::Reply(v1::Reply { result: Some(R::Ready(ready)), .. })] = &inbox[..] else {
+        panic!("{inbox:?}")
+    };
+    assert_eq!(ready.resume_refused, "too many events were missed to replay them");
+}
+
+#[test]
+fn a_logged_out_session_cannot_be_resumed() {
+    let mut w = World::default();
+    let (_, _, session_id, bob) = bobs_session(&mut w);
+    w.call(bob, Request::Logout { everywhere: false }).unwrap();
+    let s = w.connect();
+    let r = w.call(
+        s,
+        Request::Resume { token_hash: TokenHash(*blake("bob")), resume_key: session_id, last_seq: 0 },
+    );
+    assert_eq!(r.unwrap_err().0, ErrorCode::BadCredentials, "the token died with the logout");
+}
