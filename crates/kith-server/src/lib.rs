@@ -79,6 +79,24 @@ pub struct Server {
     accept: tokio::task::JoinHandle<()>,
 }
 
+/// QUIC endpoint settings whose secrets derive from the server's private key
+/// and so survive a restart: the stateless-reset key, and the key that
+/// connection ids are checked with. A restarted server then recognises its
+/// predecessor's connection ids as its own and resets those connections at
+/// once; clients reconnect (and resume) right away instead of waiting out
+/// the idle timeout.
+fn endpoint_config(key: &rustls::pki_types::PrivateKeyDer<'_>) -> quinn::EndpointConfig {
+    use sha2::Digest;
+    let derive = |label: &[u8]| -> [u8; 32] {
+        sha2::Sha256::new().chain_update(label).chain_update(key.secret_der()).finalize().into()
+    };
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &derive(b"kith stateless reset v1\0"));
+    let cid_key = u64::from_le_bytes(derive(b"kith connection ids v1\0")[..8].try_into().expect("8 bytes"));
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
+}
+
 /// Inputs queued for the hub before connection tasks wait.
 const HUB_INBOX: usize = 4096;
 /// Write batches queued for the store before the hub waits on the disk.
@@ -122,8 +140,14 @@ impl Server {
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
 
-        let endpoint = quinn::Endpoint::server(server_config(identity.certs, identity.key)?, config.listen)
+        let socket = std::net::UdpSocket::bind(config.listen)
             .with_context(|| format!("listening on {}", config.listen))?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config(&identity.key),
+            Some(server_config(identity.certs, identity.key)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let local_addr = endpoint.local_addr()?;
         let edge = Arc::new(quic::Edge {
             hub: hub_tx.clone(),

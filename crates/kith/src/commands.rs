@@ -546,34 +546,59 @@ pub async fn history(ctx: Ctx, args: HistoryArgs) -> Result<()> {
 }
 
 pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
-    let (client, ready, _) = session(&ctx).await?;
-    let (_, ch) = find_channel(&ready, channel)?;
-    let id = ch.id;
+    let profile = ctx.dir.profile(&ctx.profile)?;
+    // Pin exactly as a one-shot command would, then keep the session alive.
+    connect(&ctx.dir, &profile.server, None).await?.close().await;
+    let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity should be pinned by now")?;
+    let remote =
+        tokio::net::lookup_host(&profile.server).await?.next().context("cannot resolve the server")?;
+    let connector = kith_client::Connector::new(Trust::Pin(pin), remote.is_ipv6())?;
+    let (session, ready) =
+        kith_client::Session::start(connector, &profile.server, &profile.token, Default::default())
+            .await
+            .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    let (c, ch) = find_channel(&ready, channel)?;
+    let (id, community) = (ch.id, c.id);
+    let mut last_seen = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        let event = tokio::select! {
+        let update = tokio::select! {
             _ = &mut interrupted => break,
-            event = client.next_event() => event,
+            update = session.next_update() => update,
         };
-        let Some(event) = event else {
-            bail!("connection closed: {}", client.close_reason().unwrap_or_else(|| "connection lost".into()));
+        let event = match update {
+            None => bail!("the session ended"),
+            Some(kith_client::Update::Ended { reason }) => bail!("the session ended: {reason}"),
+            Some(kith_client::Update::Reconnecting { attempt, delay, reason }) => {
+                if attempt == 0 {
+                    eprintln!("kith: connection lost ({reason}); reconnecting");
+                }
+                tracing::debug!(attempt, ?delay, "reconnecting");
+                continue;
+            }
+            Some(kith_client::Update::Resumed { replayed }) => {
+                eprintln!("kith: reconnected; {replayed} missed events delivered");
+                continue;
+            }
+            Some(kith_client::Update::Reset(_)) => {
+                // The server could not replay what we missed: read it from history.
+                eprintln!("kith: reconnected with a fresh session; catching up from history");
+                let anchor = last_seen.map(v1::history_request::Anchor::After);
+                for m in session.client().history(id, anchor, 100).await? {
+                    print_message("message", channel, &m, json);
+                    last_seen = Some(m.id);
+                }
+                continue;
+            }
+            Some(kith_client::Update::Event(event)) => event,
         };
         match event.body {
             Some(Ev::MessageCreated(m)) if m.channel_id == id => {
-                if json {
-                    print_json(&MessageJson::new("message", channel, &m))
-                } else {
-                    println!("{}", human(&m))
-                }
+                last_seen = Some(m.id);
+                print_message("message", channel, &m, json);
             }
-            Some(Ev::MessageUpdated(m)) if m.channel_id == id => {
-                if json {
-                    print_json(&MessageJson::new("edit", channel, &m))
-                } else {
-                    println!("{}", human(&m))
-                }
-            }
+            Some(Ev::MessageUpdated(m)) if m.channel_id == id => print_message("edit", channel, &m, json),
             Some(Ev::MessageDeleted(d)) if d.channel_id == id => {
                 if json {
                     print_json(
@@ -584,12 +609,21 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
                 }
             }
             Some(Ev::ChannelDeleted(d)) if d.channel_id == id => bail!("the channel was deleted"),
+            Some(Ev::CommunityUpdated(c)) if c.id == community && c.channels.iter().all(|ch| ch.id != id) => {
+                bail!("you may no longer see this channel")
+            }
+            Some(Ev::CommunityLeft(l)) if l.community_id == community => {
+                bail!("you are no longer in this community")
+            }
             _ => continue,
         }
         // Scripts read line by line; don't let output sit in a buffer.
         use std::io::Write as _;
         std::io::stdout().flush()?;
     }
-    client.close().await;
     Ok(())
+}
+
+fn print_message(kind: &'static str, channel: &str, m: &v1::Message, json: bool) {
+    if json { print_json(&MessageJson::new(kind, channel, m)) } else { println!("{}", human(m)) }
 }

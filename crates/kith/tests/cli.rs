@@ -322,3 +322,57 @@ fn a_community_is_run_and_moderated_from_the_shell() {
     let members = kith(&alice, &["members", "Family"], "");
     assert!(members.contains("bob (Bobby)  [mods]  — on call"), "{members}");
 }
+
+#[test]
+fn tail_follows_across_a_server_restart_without_losing_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = serve(&data);
+    let alice = tmp.path().join("alice");
+    let code = server.setup_code.clone().unwrap();
+    kith(
+        &alice,
+        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    kith(&alice, &["community", "create", "Family"], "");
+    let mut tail = Command::new(KITH)
+        .args(["tail", "Family/general", "--json"])
+        .env("KITH_CONFIG_DIR", &alice)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kith(&alice, &["send", "Family/general", "before"], "");
+    assert!(lines.next().unwrap().unwrap().contains("\"before\""));
+
+    // The server dies; while it is down nobody can send. It comes back on
+    // the same address with its data but none of its sessions.
+    let addr = server.addr.clone();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut restarted = Command::new(KITH)
+        .args(["serve", "--listen", &addr, "--data"])
+        .arg(&data)
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(restarted.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert!(ready.starts_with("kith ready"), "{ready}");
+    server.child = restarted;
+    for i in 0..3 {
+        kith(&alice, &["send", "Family/general", &format!("after {i}")], "");
+    }
+    // tail reconnects, finds its session gone, and catches up from history.
+    let got: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    for (i, line) in got.iter().enumerate() {
+        assert!(line.contains(&format!("\"after {i}\"")), "{got:?}");
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
