@@ -165,3 +165,22 @@ fn a_logged_out_session_cannot_be_resumed() {
     );
     assert_eq!(r.unwrap_err().0, ErrorCode::BadCredentials, "the token died with the logout");
 }
+
+#[test]
+fn a_connected_session_keeps_only_recent_events_for_replay() {
+    let mut w = World::default();
+    let (owner, general, session_id, bob) = bobs_session(&mut w);
+    w.say(owner, general, "old", None).unwrap();
+    w.now = w.now.plus_ms(kith_core::hub::REPLAY_WHILE_CONNECTED_MS + 1);
+    w.say(owner, general, "recent", None).unwrap();
+    let seqs: Vec<u64> = w.events(bob).iter().map(|e| e.seq).collect();
+    w.input(Input::Disconnected { session: bob });
+    // Whoever processed "old" resumes; whoever did not gets a snapshot.
+    let (_, inbox) = resume(&mut w, "bob", &session_id, seqs[0]);
+    assert!(matches!(event_seqs_then_reply(&inbox), (s, Some(R::Resumed(_))) if s == [seqs[1]]));
+    let (_, inbox) = resume(&mut w, "bob", &session_id, 0);
+    let [Kind::Reply(v1::Reply { result: Some(R::Ready(ready)), .. })] = &inbox[..] else {
+        panic!("{inbox:?}")
+    };
+    assert_eq!(ready.resume_refused, "too many events were missed to replay them");
+}

@@ -49,6 +49,10 @@ use crate::text::Nonce;
 pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
 pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
 pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
+/// How long a connected session keeps sent events for replay. Only events
+/// still in flight when a connection drops can be missed, and those are
+/// seconds old; a detached session keeps collecting for the whole grace window.
+pub const REPLAY_WHILE_CONNECTED_MS: u64 = 30_000;
 
 /// Operator choices the hub enforces.
 #[derive(Debug, Clone)]
@@ -505,13 +509,15 @@ impl Hub {
                 targets.extend(set.iter().copied().filter(|s| Some(*s) != skip));
             }
         }
-        let (now, keep) = (self.now, self.config.replay_events);
-        let oldest = Timestamp(now.0.saturating_sub(self.config.resume_grace_ms));
+        let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
         for to in targets {
             let Some(session) = self.sessions.get_mut(&to) else { continue };
             session.seq += 1;
             let seq = session.seq;
             // What a resume could need: recent enough, and not too much of it.
+            let window =
+                if session.detached_at.is_some() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
+            let oldest = Timestamp(now.0.saturating_sub(window));
             while session.replay.front().is_some_and(|r| r.at < oldest) || session.replay.len() >= keep {
                 session.replay.pop_front();
             }
