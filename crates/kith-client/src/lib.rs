@@ -139,9 +139,7 @@ impl Client {
     /// The server's close code, if the server closed the connection.
     pub fn close_code(&self) -> Option<v1::CloseCode> {
         match self.conn.close_reason()? {
-            quinn::ConnectionError::ApplicationClosed(close) => u32::try_from(close.error_code.into_inner())
-                .ok()
-                .and_then(|c| v1::CloseCode::try_from(c as i32).ok()),
+            quinn::ConnectionError::ApplicationClosed(close) => close_code(&close),
             _ => None,
         }
     }
@@ -316,12 +314,16 @@ fn expect_ready(result: ReplyResult) -> Result<v1::Ready, Error> {
     }
 }
 
+/// The kith close code an application close carries, if it is one.
+fn close_code(close: &quinn::ApplicationClose) -> Option<v1::CloseCode> {
+    let code = i32::try_from(close.error_code.into_inner()).ok()?;
+    v1::CloseCode::try_from(code).ok()
+}
+
 fn describe_close(e: &quinn::ConnectionError) -> String {
     match e {
         quinn::ConnectionError::ApplicationClosed(close) => {
-            let code = u32::try_from(close.error_code.into_inner())
-                .ok()
-                .and_then(|c| v1::CloseCode::try_from(c as i32).ok());
+            let code = close_code(close);
             let reason = String::from_utf8_lossy(&close.reason);
             match code {
                 Some(code) => format!("{} ({reason})", code.as_str_name()),

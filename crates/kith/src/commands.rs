@@ -547,9 +547,12 @@ pub async fn history(ctx: Ctx, args: HistoryArgs) -> Result<()> {
 
 pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
     let profile = ctx.dir.profile(&ctx.profile)?;
-    // Pin exactly as a one-shot command would, then keep the session alive.
-    connect(&ctx.dir, &profile.server, None).await?.close().await;
-    let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity should be pinned by now")?;
+    // Registering or logging in pinned the server; if the pin was removed,
+    // pin it the way every one-shot command does before keeping a session.
+    if ctx.dir.pinned(&profile.server)?.is_none() {
+        connect(&ctx.dir, &profile.server, None).await?.close().await;
+    }
+    let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity could not be pinned")?;
     let remote =
         tokio::net::lookup_host(&profile.server).await?.next().context("cannot resolve the server")?;
     let connector = kith_client::Connector::new(Trust::Pin(pin), remote.is_ipv6())?;

@@ -139,9 +139,9 @@ impl Hub {
         id: MessageId,
         user: UserId,
     ) -> Result<&MessageMeta, Refusal> {
-        self.channel_permissions_at(channel, user, None)
-            .filter(|(_, p)| !p.is_empty())
-            .ok_or(Refusal::NotFound("channel"))?;
+        if !self.can_view(channel, user) {
+            return Err(Refusal::NotFound("channel"));
+        }
         self.messages
             .get(&id)
             .filter(|m| m.channel == channel && !m.deleted)

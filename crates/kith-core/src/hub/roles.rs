@@ -6,7 +6,7 @@ use kith_proto::v1::{self, AuditAction, event::Body as EventBody, reply::Result 
 
 use super::{Community, Cx, Hub, Outcome, Refusal, Role, forbidden};
 use crate::ids::{ChannelId, CommunityId, RoleId, SessionId, Timestamp, UserId};
-use crate::permissions::{self, Permissions, Standing};
+use crate::permissions::{self, OverrideTarget, Permissions, Standing};
 use crate::store::{StoredRole, Write};
 use crate::text::{Nickname, RoleName};
 
@@ -145,13 +145,15 @@ impl Hub {
         Ok(community)
     }
 
+    /// Whether `user` may view `channel` (timeouts never hide a channel).
+    pub(super) fn can_view(&self, channel: ChannelId, user: UserId) -> bool {
+        self.channel_permissions_at(channel, user, None).is_some_and(|(_, p)| !p.is_empty())
+    }
+
     /// Members who may view a channel.
     pub(super) fn viewers(&self, channel: ChannelId) -> Vec<UserId> {
         let Some(community) = self.channels.get(&channel).map(|ch| ch.community) else { return Vec::new() };
-        self.member_ids(community)
-            .into_iter()
-            .filter(|u| self.channel_permissions_at(channel, *u, None).is_some_and(|(_, p)| !p.is_empty()))
-            .collect()
+        self.member_ids(community).into_iter().filter(|u| self.can_view(channel, *u)).collect()
     }
 
     pub(super) fn rank(&self, community: CommunityId, user: UserId) -> u64 {
@@ -196,6 +198,7 @@ impl Hub {
     fn view(&self, community: CommunityId, user: UserId) -> View {
         let c = &self.communities[&community];
         let base = self.community_permissions(community, user, None).unwrap_or_default();
+        // Channel permissions themselves, not just visibility, are part of the view.
         let channels = c
             .channels
             .iter()
@@ -343,7 +346,7 @@ impl Hub {
         let channels: Vec<ChannelId> = c.channels.iter().copied().collect();
         for ch in channels {
             if let Some(ch) = self.channels.get_mut(&ch) {
-                ch.overrides.remove(&crate::permissions::OverrideTarget::Role(role));
+                ch.overrides.remove(&OverrideTarget::Role(role));
             }
         }
         self.reply_empty(cx.session, cx.rid);

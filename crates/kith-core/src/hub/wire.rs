@@ -79,9 +79,7 @@ impl Hub {
             channels: c
                 .channels
                 .iter()
-                .filter(|ch| {
-                    self.channel_permissions_at(**ch, viewer, None).is_some_and(|(_, p)| !p.is_empty())
-                })
+                .filter(|ch| self.can_view(**ch, viewer))
                 .map(|ch| self.channel_wire(*ch, viewer))
                 .collect(),
             roles: roles.into_iter().map(|(r, _)| self.role_wire(id, *r)).collect(),
