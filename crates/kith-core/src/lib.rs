@@ -11,6 +11,7 @@
 pub mod hub;
 pub mod ids;
 pub mod permissions;
+pub mod rate;
 pub mod request;
 pub mod store;
 pub mod text;

@@ -6,8 +6,8 @@ use kith_proto::v1::{self, ErrorCode, client_message::Request as Wire};
 use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::text::{
-    Body, ChannelName, CommunityName, DisplayName, Nickname, Nonce, Password, Reason, RoleName, StatusText,
-    TextError, Topic, Username,
+    Body, ChannelName, CommunityName, DisplayName, GroupName, Nickname, Nonce, Password, Reason, RoleName,
+    StatusText, TextError, Topic, Username,
 };
 
 /// SHA-256 of a login token. Only the hash is kept in memory and on disk.
@@ -166,6 +166,29 @@ pub enum Request {
         community: CommunityId,
         user: UserId,
     },
+    SetPresence {
+        status: Option<Chosen>,
+        afk: Option<bool>,
+    },
+    /// One other user: their direct conversation; more: a new group.
+    OpenDirect {
+        users: Vec<UserId>,
+        name: GroupName,
+    },
+    UpdateGroup {
+        channel: ChannelId,
+        name: Option<GroupName>,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+    },
+    Typing {
+        channel: ChannelId,
+    },
+    /// `message` None marks nothing read.
+    Ack {
+        channel: ChannelId,
+        message: Option<MessageId>,
+    },
     /// `duration_ms` 0 lifts the timeout.
     Timeout {
         community: CommunityId,
@@ -251,6 +274,62 @@ fn role_ids(raw: Vec<u64>, field: &str) -> Result<Vec<RoleId>, ParseError> {
     ids.sort();
     ids.dedup();
     Ok(ids)
+}
+
+/// The most participants a group conversation may have.
+pub const MAX_GROUP: usize = 10;
+
+/// Distinct, non-zero user ids, at most a group's worth.
+fn user_ids(raw: Vec<u64>) -> Result<Vec<UserId>, ParseError> {
+    if raw.contains(&0) {
+        return Err(invalid("user ids must be non-zero"));
+    }
+    if raw.len() > MAX_GROUP {
+        return Err(invalid(format!("at most {MAX_GROUP} user ids")));
+    }
+    let mut ids: Vec<UserId> = raw.into_iter().map(UserId).collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// A presence a user may choose (offline is not a choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    Online,
+    Idle,
+    Dnd,
+    Invisible,
+}
+
+impl Chosen {
+    fn parse(raw: i32) -> Result<Self, ParseError> {
+        match v1::PresenceStatus::try_from(raw) {
+            Ok(v1::PresenceStatus::Online) => Ok(Chosen::Online),
+            Ok(v1::PresenceStatus::Idle) => Ok(Chosen::Idle),
+            Ok(v1::PresenceStatus::Dnd) => Ok(Chosen::Dnd),
+            Ok(v1::PresenceStatus::Invisible) => Ok(Chosen::Invisible),
+            _ => Err(invalid("status must be online, idle, dnd or invisible")),
+        }
+    }
+
+    /// The stored form (the wire value).
+    pub fn code(self) -> u8 {
+        self.wire() as u8
+    }
+
+    pub fn from_code(code: u8) -> Self {
+        Chosen::parse(i32::from(code)).unwrap_or(Chosen::Online)
+    }
+
+    pub fn wire(self) -> v1::PresenceStatus {
+        match self {
+            Chosen::Online => v1::PresenceStatus::Online,
+            Chosen::Idle => v1::PresenceStatus::Idle,
+            Chosen::Dnd => v1::PresenceStatus::Dnd,
+            Chosen::Invisible => v1::PresenceStatus::Invisible,
+        }
+    }
 }
 
 fn rank(raw: u32) -> Result<u32, ParseError> {
@@ -465,6 +544,30 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
         Wire::UpdateProfile(r) => hub(Request::UpdateProfile {
             display_name: r.display_name.as_deref().map(DisplayName::parse).transpose()?,
             status_text: r.status_text.as_deref().map(StatusText::parse).transpose()?,
+        }),
+        Wire::SetPresence(r) => {
+            hub(Request::SetPresence { status: r.status.map(Chosen::parse).transpose()?, afk: r.afk })
+        }
+        Wire::OpenDirect(r) => {
+            let users = user_ids(r.user_ids)?;
+            if users.is_empty() || users.len() > MAX_GROUP - 1 {
+                return Err(invalid(format!("user_ids must name 1-{} other users", MAX_GROUP - 1)));
+            }
+            if users.len() == 1 && !r.name.is_empty() {
+                return Err(invalid("a direct conversation has no name; name only groups"));
+            }
+            hub(Request::OpenDirect { users, name: GroupName::parse(&r.name)? })
+        }
+        Wire::UpdateGroup(r) => hub(Request::UpdateGroup {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            name: r.name.as_deref().map(GroupName::parse).transpose()?,
+            add: user_ids(r.add_user_ids)?,
+            remove: user_ids(r.remove_user_ids)?,
+        }),
+        Wire::Typing(r) => hub(Request::Typing { channel: ChannelId(required(r.channel_id, "channel_id")?) }),
+        Wire::Ack(r) => hub(Request::Ack {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            message: (r.message_id != 0).then_some(MessageId(r.message_id)),
         }),
     }
 }

@@ -9,7 +9,7 @@ use kith_proto::v1::AuditAction;
 
 use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use crate::permissions::{OverrideTarget, Permissions};
-use crate::request::TokenHash;
+use crate::request::{Chosen, TokenHash};
 
 /// One durable change, in the order the hub made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,22 @@ pub enum Write {
     DeleteMessage {
         id: MessageId,
     },
+    /// Creates or replaces a direct conversation or group with its
+    /// participants; one with no participants left is deleted (its messages
+    /// stay, unreachable).
+    PutDirect {
+        direct: StoredDirect,
+    },
+    /// `last_read: None` marks nothing read.
+    SetReadState {
+        user: UserId,
+        channel: ChannelId,
+        last_read: Option<MessageId>,
+    },
+    SetPresence {
+        user: UserId,
+        status: Chosen,
+    },
 }
 
 /// Everything the hub needs in memory, as loaded at start-up.
@@ -131,6 +147,8 @@ pub struct StoredState {
     pub bans: Vec<StoredBan>,
     pub invites: Vec<StoredInvite>,
     pub messages: Vec<StoredMessageMeta>,
+    pub directs: Vec<StoredDirect>,
+    pub read_states: Vec<(UserId, ChannelId, MessageId)>,
     /// The highest id ever issued, so new ids stay unique after a restart.
     pub max_id: u64,
 }
@@ -144,6 +162,8 @@ pub struct StoredUser {
     pub display_name: String,
     pub status_text: String,
     pub server_owner: bool,
+    /// The presence they chose.
+    pub presence: Chosen,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,4 +270,18 @@ pub struct StoredMessageMeta {
     pub reply_to: Option<MessageId>,
     pub nonce: Option<String>,
     pub deleted: bool,
+    pub mentions: Vec<UserId>,
+    pub mention_everyone: bool,
+}
+
+/// A conversation outside communities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDirect {
+    pub id: ChannelId,
+    /// A group (up to 10, named, owned) rather than a conversation of two.
+    pub group: bool,
+    pub name: String,
+    pub owner: Option<UserId>,
+    /// In the order they joined.
+    pub members: Vec<UserId>,
 }

@@ -145,6 +145,16 @@ impl StatusText {
     }
 }
 
+/// A group conversation's name: 0-64 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupName(pub String);
+
+impl GroupName {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("group name", raw, 64, true).map(Self)
+    }
+}
+
 /// A moderator's reason for the audit log: 0-512 characters, one line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reason(pub String);

@@ -48,8 +48,14 @@ fn registering_with_an_invite_joins_its_community() {
     assert_eq!(ready.communities.len(), 1);
     assert_eq!(ready.communities[0].name, "Family");
     let joined = w.events(owner);
+    let bob = ready.user.unwrap().id;
     assert!(
-        matches!(&joined[..], [v1::Event { body: Some(Ev::MemberJoined(m)), .. }] if m.member.as_ref().unwrap().user.as_ref().unwrap().username == "bob")
+        matches!(&joined[..], [
+            v1::Event { body: Some(Ev::MemberJoined(m)), .. },
+            v1::Event { body: Some(Ev::PresenceUpdated(p)), .. },
+        ] if m.member.as_ref().unwrap().user.as_ref().unwrap().username == "bob"
+            && p.user_id == bob && p.status == v1::PresenceStatus::Online as i32),
+        "the owner sees bob join, then come online: {joined:?}"
     );
 }
 

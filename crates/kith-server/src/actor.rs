@@ -99,13 +99,17 @@ pub fn now() -> Timestamp {
 
 /// An error frame answering `request_id`.
 pub fn error_frame(request_id: u64, code: ErrorCode, reason: impl Into<String>) -> Frame {
+    error(request_id, code, reason.into(), 0)
+}
+
+/// A RATE_LIMITED error: try again after `retry_after_ms`.
+pub fn error_frame_after(request_id: u64, reason: String, retry_after_ms: u64) -> Frame {
+    error(request_id, ErrorCode::RateLimited, reason, retry_after_ms)
+}
+
+fn error(request_id: u64, code: ErrorCode, reason: String, retry_after_ms: u64) -> Frame {
     let msg = v1::ServerMessage {
-        kind: Some(Kind::Error(v1::Error {
-            request_id,
-            code: code as i32,
-            reason: reason.into(),
-            retry_after_ms: 0,
-        })),
+        kind: Some(Kind::Error(v1::Error { request_id, code: code as i32, reason, retry_after_ms })),
     };
     Frame::Whole(encode_frame(&msg))
 }

@@ -11,6 +11,7 @@
 //! closes every connection with a reason.
 
 pub mod actor;
+pub mod admission;
 pub mod auth;
 pub mod identity;
 pub mod quic;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result, anyhow};
+use kith_core::rate::RateLimit;
 use kith_core::{Hub, HubConfig};
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio::sync::{Semaphore, mpsc};
@@ -49,6 +51,66 @@ pub struct Config {
     /// Bytes queued for one session before it is disconnected as a slow
     /// consumer.
     pub outbox_bytes: usize,
+    pub limits: Limits,
+}
+
+/// Rate limits and admission control. The defaults suit a server reachable
+/// from the internet; a token bucket with `burst: 0` limits nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Messages sent, edited or deleted, per account.
+    pub messages: RateLimit,
+    /// Typing notices, per account.
+    pub typing: RateLimit,
+    /// Login attempts per username (before any password is checked).
+    pub logins_per_account: RateLimit,
+    /// Login and registration attempts per IP address.
+    pub logins_per_ip: RateLimit,
+    /// New connections per IP address.
+    pub connects_per_ip: RateLimit,
+    /// Open connections per IP address (a household behind one NAT shares one).
+    pub connections_per_ip: usize,
+    /// Handshakes per second, server-wide, above which new connections must
+    /// first prove their address with a QUIC Retry (one extra round trip;
+    /// spoofed floods never complete it).
+    pub handshakes: RateLimit,
+    /// A connection that has not authenticated by then is closed.
+    pub auth_deadline: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages: RateLimit::new(20, 200),
+            typing: RateLimit::new(10, 1000),
+            logins_per_account: RateLimit::new(5, 12_000),
+            logins_per_ip: RateLimit::new(20, 3_000),
+            // Scripts run `kith send` in loops: ten new connections a second
+            // from one address is use, not abuse.
+            connects_per_ip: RateLimit::new(60, 100),
+            connections_per_ip: 64,
+            handshakes: RateLimit::new(200, 10),
+            auth_deadline: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+impl Limits {
+    /// No rate limits (tests and benchmarks that drive the server hard from
+    /// one address); the connection cap and auth deadline stay.
+    pub fn unlimited() -> Self {
+        let off = RateLimit::new(0, 1);
+        Limits {
+            messages: off,
+            typing: off,
+            logins_per_account: off,
+            logins_per_ip: off,
+            connects_per_ip: off,
+            connections_per_ip: 100_000,
+            handshakes: off,
+            ..Limits::default()
+        }
+    }
 }
 
 impl Config {
@@ -62,6 +124,7 @@ impl Config {
             sync: Sync::Full,
             resume_grace: std::time::Duration::from_secs(120),
             outbox_bytes: quic::OUTBOX_BYTES,
+            limits: Limits::default(),
         }
     }
 }
@@ -124,6 +187,8 @@ impl Server {
                 open_registration: config.open_registration,
                 setup_code: setup_code.clone(),
                 resume_grace_ms: config.resume_grace.as_millis().try_into().unwrap_or(u64::MAX),
+                message_rate: Some(config.limits.messages),
+                typing_rate: Some(config.limits.typing),
                 ..HubConfig::default()
             },
         );
@@ -155,6 +220,7 @@ impl Server {
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
             next_session: AtomicU64::new(1),
             outbox_bytes: config.outbox_bytes,
+            admission: admission::Admission::new(&config.limits),
         });
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {

@@ -2,6 +2,7 @@
 //! writes each session's outbox back out. One task reads and one writes per
 //! connection; neither shares state with another connection.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,7 +15,8 @@ use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::actor::{OutItem, SessionHandle, ToHub, error_frame};
+use crate::actor::{OutItem, SessionHandle, ToHub, error_frame, error_frame_after};
+use crate::admission::{Admission, Refused, Slot};
 use crate::auth;
 use crate::store::Readers;
 
@@ -40,6 +42,7 @@ pub struct Edge {
     pub hashing: Semaphore,
     pub next_session: AtomicU64,
     pub outbox_bytes: usize,
+    pub admission: Admission,
 }
 
 /// Quinn's transport settings, tuned for many mostly idle chat connections.
@@ -60,15 +63,32 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// Accepts connections until the endpoint is closed.
 pub async fn accept_loop(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
     while let Some(incoming) = endpoint.accept().await {
+        // Under a handshake flood, make clients prove their address first: a
+        // Retry costs us one stateless packet, and spoofed sources never
+        // come back with the token.
+        if !incoming.remote_address_validated() && edge.admission.under_pressure() {
+            let _ = incoming.retry();
+            continue;
+        }
         let edge = edge.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
+            let admitted = edge.admission.connect(remote.ip());
             match incoming.await {
-                Ok(conn) => serve(conn, edge).await,
+                Ok(conn) => match admitted {
+                    Ok(slot) => serve(conn, edge, slot).await,
+                    Err(refused) => refuse(conn, refused),
+                },
                 Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
             }
         });
     }
+}
+
+/// Closes a connection the admission rules turned away, saying when to retry.
+fn refuse(conn: quinn::Connection, refused: Refused) {
+    tracing::debug!(remote = %conn.remote_address(), %refused, "connection refused");
+    conn.close((CloseCode::RateLimited as u32).into(), refused.to_string().as_bytes());
 }
 
 /// Why a connection's read side ended.
@@ -78,8 +98,9 @@ enum End {
     Closed(CloseCode, &'static str),
 }
 
-async fn serve(conn: quinn::Connection, edge: Arc<Edge>) {
+async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let session = SessionId(edge.next_session.fetch_add(1, Ordering::Relaxed));
+    let ip = conn.remote_address().ip();
     let (send, recv) = match tokio::time::timeout(CONTROL_STREAM_DEADLINE, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return,
@@ -101,7 +122,16 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>) {
         return;
     }
     let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
-    let end = read_loop(recv, session, &edge, &handle).await;
+    // The hub closes the session if it is still unauthenticated by then.
+    let deadline = {
+        let (hub, after) = (edge.hub.clone(), edge.admission.auth_deadline);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = hub.send(ToHub::Input(Input::AuthDeadline { session })).await;
+        })
+    };
+    let end = read_loop(recv, session, ip, &edge, &handle).await;
+    deadline.abort();
     let _ = edge.hub.send(ToHub::Input(Input::Disconnected { session })).await;
     match end {
         End::Closed(code, reason) => {
@@ -151,7 +181,13 @@ async fn write_loop(
     let _ = send.finish();
 }
 
-async fn read_loop(mut recv: quinn::RecvStream, session: SessionId, edge: &Edge, me: &SessionHandle) -> End {
+async fn read_loop(
+    mut recv: quinn::RecvStream,
+    session: SessionId,
+    ip: IpAddr,
+    edge: &Edge,
+    me: &SessionHandle,
+) -> End {
     let mut decoder = FrameDecoder::new(MAX_CLIENT_FRAME);
     let mut protocol_errors = 0;
     let mut frame_deadline = None;
@@ -184,7 +220,7 @@ async fn read_loop(mut recv: quinn::RecvStream, session: SessionId, edge: &Edge,
             };
             match ClientMessage::decode(frame) {
                 Ok(msg) => {
-                    if !handle(msg, session, edge, me).await {
+                    if !handle(msg, session, ip, edge, me).await {
                         return End::Lost;
                     }
                 }
@@ -204,13 +240,18 @@ async fn read_loop(mut recv: quinn::RecvStream, session: SessionId, edge: &Edge,
 
 /// Parses one request, does the edge's part (cryptography), and hands it to
 /// the hub. Returns false if the hub is gone.
-async fn handle(msg: ClientMessage, session: SessionId, edge: &Edge, me: &SessionHandle) -> bool {
+async fn handle(msg: ClientMessage, session: SessionId, ip: IpAddr, edge: &Edge, me: &SessionHandle) -> bool {
     let rid = msg.request_id;
     let request = match parse(msg.request, || auth::random_code(12)) {
         Ok(Parsed::Hub(request)) => request,
-        Ok(Parsed::Auth(auth)) => match authenticate(auth, edge).await {
+        Ok(Parsed::Auth(auth)) => match authenticate(auth, ip, edge).await {
             Ok(request) => request,
-            Err((code, reason)) => {
+            Err(Failed::Refused(refused)) => {
+                let reason = refused.to_string();
+                me.push(OutItem::Frame(error_frame_after(rid, reason, refused.retry_after_ms)));
+                return true;
+            }
+            Err(Failed::Error((code, reason))) => {
                 me.push(OutItem::Frame(error_frame(rid, code, reason)));
                 return true;
             }
@@ -230,18 +271,37 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))
 }
 
-async fn authenticate(request: AuthRequest, edge: &Edge) -> Result<Request, (ErrorCode, String)> {
+/// Why the edge's part of authentication failed.
+enum Failed {
+    Refused(Refused),
+    Error((ErrorCode, String)),
+}
+
+impl From<(ErrorCode, String)> for Failed {
+    fn from(e: (ErrorCode, String)) -> Self {
+        Failed::Error(e)
+    }
+}
+
+async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<Request, Failed> {
     let bad_credentials = || (ErrorCode::BadCredentials, "wrong username, password or token".to_owned());
+    match &request {
+        AuthRequest::Register { .. } => edge.admission.login(ip, None).map_err(Failed::Refused)?,
+        AuthRequest::Login { username_fold, .. } => {
+            edge.admission.login(ip, Some(username_fold)).map_err(Failed::Refused)?
+        }
+        AuthRequest::Authenticate { .. } | AuthRequest::Resume { .. } => {}
+    }
     match request {
         AuthRequest::Authenticate { token } => {
             if token.len() > 128 {
-                return Err(bad_credentials());
+                return Err(bad_credentials().into());
             }
             Ok(Request::Authenticate { token_hash: auth::token_hash(&token) })
         }
         AuthRequest::Resume { token, session_id, last_seq } => {
             if token.len() > 128 {
-                return Err(bad_credentials());
+                return Err(bad_credentials().into());
             }
             Ok(Request::Resume { token_hash: auth::token_hash(&token), resume_key: session_id, last_seq })
         }
@@ -265,7 +325,7 @@ async fn authenticate(request: AuthRequest, edge: &Edge) -> Result<Request, (Err
         AuthRequest::Login { username_fold, password } => {
             // A password of impossible length is wrong without any hashing (A3).
             if password.len() > kith_core::text::Password::MAX_BYTES {
-                return Err(bad_credentials());
+                return Err(bad_credentials().into());
             }
             let readers = edge.readers.clone();
             let found = blocking(move || readers.credentials(&username_fold)).await?.map_err(|e| {
@@ -278,7 +338,7 @@ async fn authenticate(request: AuthRequest, edge: &Edge) -> Result<Request, (Err
                 None => (None, None),
             };
             let ok = blocking(move || auth::verify_password(&password, phc.as_deref())).await?;
-            let Some(user) = user.filter(|_| ok) else { return Err(bad_credentials()) };
+            let Some(user) = user.filter(|_| ok) else { return Err(bad_credentials().into()) };
             let (token, token_hash) = auth::new_token();
             Ok(Request::Login { user, token, token_hash })
         }

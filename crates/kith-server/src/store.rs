@@ -6,14 +6,15 @@
 //! power cut; the writer amortises that fsync over every write that queued up
 //! while the previous one ran (group commit).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kith_core::permissions::{OverrideTarget, Permissions};
-use kith_core::request::{Anchor, AuditQuery, HistoryQuery, TokenHash};
+use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
 use kith_core::store::{
-    StoredBan, StoredChannel, StoredCommunity, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride,
-    StoredRole, StoredState, StoredToken, StoredUser, Write,
+    StoredBan, StoredChannel, StoredCommunity, StoredDirect, StoredInvite, StoredMember, StoredMessageMeta,
+    StoredOverride, StoredRole, StoredState, StoredToken, StoredUser, Write,
 };
 use kith_core::{ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1;
@@ -155,6 +156,27 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_by_community ON audit_log(community_id, id);
 "#,
+    r#"
+ALTER TABLE users ADD COLUMN presence INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE direct_channels (
+    id       INTEGER PRIMARY KEY,
+    is_group INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    owner_id INTEGER REFERENCES users(id)
+);
+CREATE TABLE direct_members (
+    channel_id INTEGER NOT NULL REFERENCES direct_channels(id),
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
+CREATE TABLE read_states (
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    channel_id INTEGER NOT NULL,
+    last_read  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+);
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -196,8 +218,9 @@ fn id(v: i64) -> u64 {
 
 fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
-    let mut q = conn
-        .prepare("SELECT id, username, fold, skeleton, display_name, server_owner, status_text FROM users")?;
+    let mut q = conn.prepare(
+        "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence FROM users",
+    )?;
     state.users = q
         .query_map([], |r| {
             Ok(StoredUser {
@@ -208,6 +231,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 display_name: r.get(4)?,
                 server_owner: r.get(5)?,
                 status_text: r.get(6)?,
+                presence: Chosen::from_code(r.get(7)?),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -316,7 +340,9 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut q = conn.prepare("SELECT id, channel_id, author_id, reply_to, nonce, deleted FROM messages")?;
+    let mut q = conn.prepare(
+        "SELECT id, channel_id, author_id, reply_to, nonce, deleted, mentions, mention_everyone FROM messages",
+    )?;
     state.messages = q
         .query_map([], |r| {
             Ok(StoredMessageMeta {
@@ -326,24 +352,57 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 reply_to: r.get::<_, Option<i64>>(3)?.map(|m| MessageId(id(m))),
                 nonce: r.get(4)?,
                 deleted: r.get(5)?,
+                mentions: parse_mentions(&r.get::<_, String>(6)?),
+                mention_everyone: r.get(7)?,
             })
         })?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT id, is_group, name, owner_id FROM direct_channels")?;
+    let mut directs: Vec<StoredDirect> = q
+        .query_map([], |r| {
+            Ok(StoredDirect {
+                id: ChannelId(id(r.get(0)?)),
+                group: r.get(1)?,
+                name: r.get(2)?,
+                owner: r.get::<_, Option<i64>>(3)?.map(|u| UserId(id(u))),
+                members: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let index: HashMap<ChannelId, usize> = directs.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
+    let mut q =
+        conn.prepare("SELECT channel_id, user_id FROM direct_members ORDER BY channel_id, position")?;
+    for row in q.query_map([], |r| Ok((ChannelId(id(r.get(0)?)), UserId(id(r.get(1)?)))))? {
+        let (channel, user) = row?;
+        if let Some(&i) = index.get(&channel) {
+            directs[i].members.push(user);
+        }
+    }
+    state.directs = directs;
+    let mut q = conn.prepare("SELECT user_id, channel_id, last_read FROM read_states")?;
+    state.read_states = q
+        .query_map([], |r| Ok((UserId(id(r.get(0)?)), ChannelId(id(r.get(1)?)), MessageId(id(r.get(2)?)))))?
         .collect::<Result<_, _>>()?;
     let max = |table: &str| -> Result<i64, rusqlite::Error> {
         conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0))
     };
-    state.max_id = ["users", "tokens", "communities", "channels", "messages", "roles", "audit_log"]
-        .into_iter()
-        .map(max)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .max()
-        .map_or(0, id);
+    state.max_id =
+        ["users", "tokens", "communities", "channels", "messages", "roles", "audit_log", "direct_channels"]
+            .into_iter()
+            .map(max)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .map_or(0, id);
     Ok(state)
 }
 
 fn mentions_text(mentions: &[UserId]) -> String {
     mentions.iter().map(|u| u.0.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_mentions(text: &str) -> Vec<UserId> {
+    text.split(',').filter_map(|m| m.parse().ok()).map(UserId).collect()
 }
 
 fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
@@ -461,6 +520,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         ),
         Write::DeleteChannel { id } => {
             tx.execute("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
+            tx.execute("DELETE FROM read_states WHERE channel_id = ?1", [i(id.0)])?;
             tx.execute("DELETE FROM channel_overrides WHERE channel_id = ?1", [i(id.0)])?;
             tx.execute("DELETE FROM channels WHERE id = ?1", [i(id.0)])
         }
@@ -503,6 +563,38 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 [i(id.0)],
             )
         }
+        Write::PutDirect { direct } => {
+            tx.execute("DELETE FROM direct_members WHERE channel_id = ?1", [i(direct.id.0)])?;
+            if direct.members.is_empty() {
+                tx.execute("DELETE FROM direct_channels WHERE id = ?1", [i(direct.id.0)])
+            } else {
+                tx.execute(
+                    "INSERT INTO direct_channels (id, is_group, name, owner_id) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, owner_id = excluded.owner_id",
+                    params![i(direct.id.0), direct.group, direct.name, direct.owner.map(|u| i(u.0))],
+                )?;
+                for (position, user) in direct.members.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO direct_members (channel_id, user_id, position) VALUES (?1, ?2, ?3)",
+                        params![i(direct.id.0), i(user.0), position as i64],
+                    )?;
+                }
+                Ok(0)
+            }
+        }
+        Write::SetReadState { user, channel, last_read: Some(m) } => tx.execute(
+            "INSERT INTO read_states (user_id, channel_id, last_read) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read = excluded.last_read",
+            params![i(user.0), i(channel.0), i(m.0)],
+        ),
+        Write::SetReadState { user, channel, last_read: None } => tx.execute(
+            "DELETE FROM read_states WHERE user_id = ?1 AND channel_id = ?2",
+            params![i(user.0), i(channel.0)],
+        ),
+        Write::SetPresence { user, status } => tx.execute(
+            "UPDATE users SET presence = ?2 WHERE id = ?1",
+            params![i(user.0), status.code()],
+        ),
     }
     .map(drop)
 }
@@ -674,7 +766,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Message> {
         created_at_ms: id(r.get(5)?),
         edited_at_ms: r.get::<_, Option<i64>>(6)?.map_or(0, id),
         reply_to: r.get::<_, Option<i64>>(7)?.map_or(0, id),
-        mentions: mentions.split(',').filter_map(|m| m.parse().ok()).collect(),
+        mentions: parse_mentions(&mentions).into_iter().map(|u| u.0).collect(),
         nonce: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
         mention_everyone: r.get(10)?,
     })

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kith_server::{Config, Server, Sync};
+use kith_core::rate::RateLimit;
+use kith_server::{Config, Limits, Server, Sync};
 use serde::Deserialize;
 
 #[derive(Debug, Args)]
@@ -18,7 +19,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KITH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// TOML config file [default: DATA/kith.toml if it exists]. Keys: listen,
-    /// open_registration, tls_cert, tls_key, sync.
+    /// open_registration, tls_cert, tls_key, sync, and a [limits] table (see
+    /// the README).
     #[arg(long, env = "KITH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Let anyone register without an invite (once an owner exists).
@@ -52,6 +54,47 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     sync: Option<Sync>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+/// `[limits]` in kith.toml: each rate is `{ burst = N, every_ms = M }` (up to
+/// N at once, one more every M ms; `burst = 0` turns it off).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    messages: Option<FileRate>,
+    typing: Option<FileRate>,
+    logins_per_account: Option<FileRate>,
+    logins_per_ip: Option<FileRate>,
+    connects_per_ip: Option<FileRate>,
+    handshakes: Option<FileRate>,
+    connections_per_ip: Option<usize>,
+    auth_deadline_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRate {
+    burst: u32,
+    every_ms: u64,
+}
+
+impl FileLimits {
+    fn apply(&self, mut l: Limits) -> Limits {
+        let rate = |f: Option<FileRate>, d: RateLimit| f.map_or(d, |f| RateLimit::new(f.burst, f.every_ms));
+        l.messages = rate(self.messages, l.messages);
+        l.typing = rate(self.typing, l.typing);
+        l.logins_per_account = rate(self.logins_per_account, l.logins_per_account);
+        l.logins_per_ip = rate(self.logins_per_ip, l.logins_per_ip);
+        l.connects_per_ip = rate(self.connects_per_ip, l.connects_per_ip);
+        l.handshakes = rate(self.handshakes, l.handshakes);
+        l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
+        if let Some(secs) = self.auth_deadline_secs {
+            l.auth_deadline = std::time::Duration::from_secs(secs);
+        }
+        l
+    }
 }
 
 fn read_file_config(path: &Path, required: bool) -> Result<FileConfig> {
@@ -84,6 +127,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         open_registration: args.open_registration || file.open_registration.unwrap_or(false),
         tls,
         sync: args.sync.or(file.sync).unwrap_or(Sync::Full),
+        limits: file.limits.apply(Limits::default()),
         ..Config::new(listen, data_dir)
     };
 

@@ -179,6 +179,9 @@ async fn acknowledged_messages_survive_sigkill() {
     const MESSAGES: usize = 500;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    // One account sends as fast as it can: lift its message rate limit.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("kith.toml"), "[limits]\nmessages = { burst = 0, every_ms = 1 }\n").unwrap();
     let mut server = serve(&data);
     let code = server.setup_code.clone().unwrap();
     let (client, _) = Client::connect(&server.addr, Trust::Pin(server.fingerprint.clone())).await.unwrap();

@@ -7,7 +7,7 @@ use kith_proto::v1::{self, CloseCode, event::Body as EventBody, reply::Result as
 
 use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User};
 use crate::ids::{SessionId, Timestamp, TokenId, UserId};
-use crate::request::{Credential, Registration, TokenHash};
+use crate::request::{Chosen, Credential, Registration, TokenHash};
 use crate::store::{StoredToken, StoredUser, Write};
 use crate::text::{DisplayName, StatusText};
 
@@ -56,6 +56,7 @@ impl Hub {
             display_name: reg.display_name.0.clone(),
             status_text: String::new(),
             server_owner,
+            presence: Chosen::Online,
         };
         let token = StoredToken { id: TokenId(self.ids.next(now)), user: user.id, hash: reg.token_hash };
         self.persist(vec![
@@ -113,6 +114,7 @@ impl Hub {
         let session_id = s.resume_key.clone();
         self.by_resume_key.insert(session_id.clone(), session);
         self.user_sessions.entry(auth.user).or_default().insert(session);
+        self.refresh_presence(auth.user, Some(session));
         let communities = self
             .communities
             .iter()
@@ -129,6 +131,12 @@ impl Hub {
             communities,
             session_id,
             resume_refused,
+            direct_channels: self
+                .directs_of(auth.user)
+                .into_iter()
+                .map(|id| self.channel_wire(id, auth.user))
+                .collect(),
+            presences: self.presences_for(auth.user),
         };
         self.reply(session, rid, ReplyResult::Ready(ready));
     }
@@ -160,6 +168,7 @@ impl Hub {
             self.drop_session(s);
             self.emit(Output::Close { session: s, code, reason: reason.into() });
         }
+        self.refresh_presence(auth.user, None);
         Ok(())
     }
 
@@ -185,11 +194,15 @@ impl Hub {
         Ok(())
     }
 
-    /// `user` and everyone who shares a community with them.
+    /// `user` and everyone who shares a community or a conversation with
+    /// them: who sees their profile and presence.
     pub(super) fn acquaintances(&self, user: UserId) -> Vec<UserId> {
         let mut all = BTreeSet::from([user]);
         for c in self.communities.values().filter(|c| c.members.contains_key(&user)) {
             all.extend(c.members.keys().copied());
+        }
+        for d in self.directs.values().filter(|d| d.members.contains(&user)) {
+            all.extend(d.members.iter().copied());
         }
         all.into_iter().collect()
     }

@@ -209,6 +209,8 @@ impl Hub {
         self.channels.remove(&channel);
         self.communities.get_mut(&community).expect("visible").channels.remove(&channel);
         self.messages.retain(|_, m| m.channel != channel);
+        self.timeline.remove(&channel);
+        self.read.retain(|(_, c), _| *c != channel);
         let messages = &self.messages;
         self.nonces.retain(|_, id| messages.contains_key(id));
         self.reply_empty(cx.session, cx.rid);
@@ -351,6 +353,7 @@ impl Hub {
         }
         writes.push(Write::AddMember { community, user, joined_at: now });
         self.persist(writes);
+        let known = self.acquaintances(user);
         let others = self.member_ids(community);
         let c = self.communities.get_mut(&community).expect("invite points at a live community");
         c.members.insert(user, Member::new(now));
@@ -359,6 +362,7 @@ impl Hub {
         self.fan_out(&others, None, EventBody::MemberJoined(joined));
         let wire = self.community_wire(community, user);
         self.fan_out(&[user], skip, EventBody::CommunityJoined(wire));
+        self.introduce(user, &known, true);
     }
 
     /// The community an invite leads to, if it can still be used by `user`.

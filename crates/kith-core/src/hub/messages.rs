@@ -31,13 +31,15 @@ impl Hub {
         if !perms.contains(Permissions::SEND_MESSAGES) {
             return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
         }
+        // The message ends their typing; a new notice may go out at once.
+        self.typing.remove(&(cx.me, channel));
         if let Some(target) = reply_to {
             match self.messages.get(&target) {
                 Some(m) if m.channel == channel && !m.deleted => {}
                 _ => return Err(Refusal::NotFound("message to reply to")),
             }
         }
-        let (mentions, everyone) = self.resolve_mentions(community, perms, &body);
+        let (mentions, everyone) = self.resolve_mentions(community, channel, perms, &body);
         let id = MessageId(self.ids.next(cx.now));
         let created_at = id.timestamp();
         self.persist(vec![Write::InsertMessage {
@@ -53,7 +55,18 @@ impl Hub {
                 created_at,
             },
         }]);
-        self.messages.insert(id, MessageMeta { channel, author: cx.me, reply_to, deleted: false });
+        self.messages.insert(
+            id,
+            MessageMeta {
+                channel,
+                author: cx.me,
+                reply_to,
+                deleted: false,
+                mentions: mentions.clone().into(),
+                mention_everyone: everyone,
+            },
+        );
+        self.timeline.entry(channel).or_default().insert(id);
         if let Some(nonce) = &nonce {
             self.nonces.insert((cx.me, nonce.clone()), id);
         }
@@ -76,15 +89,11 @@ impl Hub {
             return Err(forbidden("you can only edit your own messages"));
         }
         let reply_to = meta.reply_to;
-        let community = self.require_in(
-            channel,
-            cx.me,
-            cx.now,
-            Permissions::SEND_MESSAGES,
-            "send messages in this channel",
-        )?;
-        let (_, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
-        let (mentions, everyone) = self.resolve_mentions(community, perms, &body);
+        let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
+        if !perms.contains(Permissions::SEND_MESSAGES) {
+            return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
+        }
+        let (mentions, everyone) = self.resolve_mentions(community, channel, perms, &body);
         let edited_at = cx.now.max(message.timestamp());
         self.persist(vec![Write::EditMessage {
             id: message,
@@ -93,6 +102,9 @@ impl Hub {
             mention_everyone: everyone,
             edited_at,
         }]);
+        let meta = self.messages.get_mut(&message).expect("visible");
+        meta.mentions = mentions.clone().into();
+        meta.mention_everyone = everyone;
         let mut wire = self.message_wire(message, channel, cx.me, body.0, reply_to, &mentions, None);
         wire.edited_at_ms = edited_at.0;
         wire.mention_everyone = everyone;
@@ -125,6 +137,9 @@ impl Hub {
         }
         self.persist(writes);
         self.messages.get_mut(&message).expect("visible").deleted = true;
+        if let Some(t) = self.timeline.get_mut(&channel) {
+            t.remove(&message);
+        }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::MessageDeleted { channel_id: channel.0, message_id: message.0 };
         self.fan_out_channel(channel, Some(cx.session), EventBody::MessageDeleted(deleted));
@@ -153,17 +168,21 @@ impl Hub {
     /// are left as text, so mentions reveal nobody.
     fn resolve_mentions(
         &self,
-        community: CommunityId,
+        community: Option<CommunityId>,
+        channel: ChannelId,
         perms: Permissions,
         body: &Body,
     ) -> (Vec<UserId>, bool) {
-        let members = &self.communities[&community].members;
         let names = body.mention_names();
         let everyone = perms.contains(Permissions::MENTION_EVERYONE) && names.iter().any(|n| n == EVERYONE);
+        let present = |id: &UserId| match community {
+            Some(c) => self.communities[&c].members.contains_key(id),
+            None => self.directs.get(&channel).is_some_and(|d| d.members.contains(id)),
+        };
         let ids = names
             .iter()
             .filter_map(|name| self.by_fold.get(name))
-            .filter(|id| members.contains_key(id))
+            .filter(|id| present(id))
             .copied()
             .collect();
         (ids, everyone)
@@ -195,6 +214,9 @@ impl Hub {
         for (id, channel) in deleted {
             if let Some(m) = self.messages.get_mut(id) {
                 m.deleted = true;
+            }
+            if let Some(t) = self.timeline.get_mut(channel) {
+                t.remove(id);
             }
             let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };
             self.fan_out_channel(*channel, None, EventBody::MessageDeleted(event));

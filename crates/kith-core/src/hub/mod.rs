@@ -27,8 +27,10 @@
 
 mod account;
 mod community;
+mod direct;
 mod messages;
 mod moderation;
+mod presence;
 mod roles;
 mod session;
 mod wire;
@@ -41,6 +43,7 @@ use kith_proto::{encode_frame, event_body};
 
 use crate::ids::{ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
+use crate::rate::{Buckets, RateLimit};
 use crate::request::{AuditQuery, HistoryQuery, Request, TokenHash};
 use crate::store::{StoredInvite, StoredState, StoredUser, Write};
 use crate::text::Nonce;
@@ -67,6 +70,10 @@ pub struct HubConfig {
     /// Events kept per session for resuming; a session that missed more gets
     /// a fresh snapshot instead.
     pub replay_events: usize,
+    /// Messages sent, edited or deleted, per account. `None`: unlimited.
+    pub message_rate: Option<RateLimit>,
+    /// Typing notices per account. `None`: unlimited.
+    pub typing_rate: Option<RateLimit>,
 }
 
 impl Default for HubConfig {
@@ -76,6 +83,10 @@ impl Default for HubConfig {
             setup_code: None,
             resume_grace_ms: 120_000,
             replay_events: 4096,
+            // Conversation pace with room for a pasted burst; a bot piping
+            // lines in is slowed to 5 a second, not cut off.
+            message_rate: Some(RateLimit::new(20, 200)),
+            typing_rate: Some(RateLimit::new(10, 1000)),
         }
     }
 }
@@ -89,6 +100,8 @@ pub enum Input {
     Connected { session: SessionId, resume_key: String },
     /// The connection is gone; nothing more is sent to it.
     Disconnected { session: SessionId },
+    /// The connection's time to authenticate is up: if it has not, it is closed.
+    AuthDeadline { session: SessionId },
     /// A validated request from a session.
     Request { session: SessionId, request_id: u64, request: Request },
     /// Every `Persist` up to and including `ticket` is durable.
@@ -141,6 +154,8 @@ enum Refusal {
     RegistrationClosed(&'static str),
     InviteInvalid,
     Invalid(&'static str),
+    /// Wait this many milliseconds.
+    RateLimited(&'static str, u64),
 }
 
 fn forbidden(why: impl Into<String>) -> Refusal {
@@ -148,8 +163,13 @@ fn forbidden(why: impl Into<String>) -> Refusal {
 }
 
 impl Refusal {
-    fn wire(self) -> (ErrorCode, String) {
-        match self {
+    /// The error code, reason, and milliseconds to wait before retrying.
+    fn wire(self) -> (ErrorCode, String, u64) {
+        if let Refusal::RateLimited(what, ms) = self {
+            let reason = format!("slow down: too many {what}; retry in {ms} ms");
+            return (ErrorCode::RateLimited, reason, ms);
+        }
+        let (code, reason) = match self {
             Refusal::NotAuthenticated => (ErrorCode::NotAuthenticated, "log in first".into()),
             Refusal::AlreadyAuthenticated => (ErrorCode::AlreadyAuthenticated, "already logged in".into()),
             Refusal::BadCredentials => {
@@ -163,7 +183,9 @@ impl Refusal {
                 (ErrorCode::InviteInvalid, "the invite is unknown, expired or used up".into())
             }
             Refusal::Invalid(why) => (ErrorCode::Invalid, why.into()),
-        }
+            Refusal::RateLimited(..) => unreachable!("answered above"),
+        };
+        (code, reason, 0)
     }
 }
 
@@ -172,6 +194,16 @@ type Outcome = Result<(), Refusal>;
 #[derive(Debug)]
 struct User {
     stored: StoredUser,
+}
+
+/// A conversation outside communities: two users, or a group of up to 10.
+#[derive(Debug)]
+struct Direct {
+    group: bool,
+    name: String,
+    owner: Option<UserId>,
+    /// In the order they joined.
+    members: Vec<UserId>,
 }
 
 #[derive(Debug)]
@@ -231,6 +263,14 @@ struct MessageMeta {
     author: UserId,
     reply_to: Option<MessageId>,
     deleted: bool,
+    mentions: Box<[UserId]>,
+    mention_everyone: bool,
+}
+
+impl MessageMeta {
+    fn mentions(&self, user: UserId) -> bool {
+        self.mention_everyone || self.mentions.contains(&user)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +290,8 @@ struct Session {
     replay: VecDeque<Replay>,
     /// When the connection dropped, while the session waits to be resumed.
     detached_at: Option<Timestamp>,
+    /// The user said they are away from this connection.
+    afk: bool,
 }
 
 #[derive(Debug)]
@@ -275,6 +317,20 @@ pub struct Hub {
     invites: HashMap<String, StoredInvite>,
     messages: HashMap<MessageId, MessageMeta>,
     nonces: HashMap<(UserId, Nonce), MessageId>,
+    /// Live (undeleted) messages per channel, for read-state counts.
+    timeline: HashMap<ChannelId, BTreeSet<MessageId>>,
+    /// The newest message each user has read in each channel.
+    read: HashMap<(UserId, ChannelId), MessageId>,
+    directs: HashMap<ChannelId, Direct>,
+    /// The direct conversation of each pair (lower id first).
+    pairs: HashMap<(UserId, UserId), ChannelId>,
+    /// The presence each user was last shown with, to their own sessions
+    /// (others see `Invisible` as offline). Absent: offline.
+    shown: HashMap<UserId, v1::PresenceStatus>,
+    /// When each user last had a typing notice passed on, per channel.
+    typing: HashMap<(UserId, ChannelId), Timestamp>,
+    message_limits: Buckets<UserId>,
+    typing_limits: Buckets<UserId>,
 
     sessions: HashMap<SessionId, Session>,
     /// Authenticated sessions per user (detached ones included). Ordered so
@@ -299,7 +355,7 @@ impl Hub {
     /// A hub continuing from what the store holds.
     pub fn new(state: StoredState, config: HubConfig) -> Self {
         let mut hub = Hub {
-            config,
+            config: config.clone(),
             ids: IdGen::after(state.max_id),
             users: HashMap::new(),
             by_fold: HashMap::new(),
@@ -311,6 +367,14 @@ impl Hub {
             invites: HashMap::new(),
             messages: HashMap::new(),
             nonces: HashMap::new(),
+            timeline: HashMap::new(),
+            read: HashMap::new(),
+            directs: HashMap::new(),
+            pairs: HashMap::new(),
+            shown: HashMap::new(),
+            typing: HashMap::new(),
+            message_limits: Buckets::new(config.message_rate),
+            typing_limits: Buckets::new(config.typing_rate),
             sessions: HashMap::new(),
             user_sessions: HashMap::new(),
             by_resume_key: HashMap::new(),
@@ -380,6 +444,9 @@ impl Hub {
             if let Some(nonce) = m.nonce {
                 hub.nonces.insert((m.author, Nonce(nonce)), m.id);
             }
+            if !m.deleted {
+                hub.timeline.entry(m.channel).or_default().insert(m.id);
+            }
             hub.messages.insert(
                 m.id,
                 MessageMeta {
@@ -387,8 +454,16 @@ impl Hub {
                     author: m.author,
                     reply_to: m.reply_to,
                     deleted: m.deleted,
+                    mentions: m.mentions.into(),
+                    mention_everyone: m.mention_everyone,
                 },
             );
+        }
+        for d in state.directs {
+            hub.add_direct(d);
+        }
+        for (user, channel, last) in state.read_states {
+            hub.read.insert((user, channel), last);
         }
         if hub.owner.is_some() {
             hub.config.setup_code = None;
@@ -407,19 +482,32 @@ impl Hub {
         self.expire_detached();
         match input {
             Input::Connected { session, resume_key } => {
-                let s =
-                    Session { auth: None, seq: 0, resume_key, replay: VecDeque::new(), detached_at: None };
+                let s = Session {
+                    auth: None,
+                    seq: 0,
+                    resume_key,
+                    replay: VecDeque::new(),
+                    detached_at: None,
+                    afk: false,
+                };
                 self.sessions.insert(session, s);
             }
             Input::Disconnected { session } => self.detach(session),
+            Input::AuthDeadline { session } => {
+                if self.sessions.get(&session).is_some_and(|s| s.auth.is_none()) {
+                    self.drop_session(session);
+                    let reason = "no successful authentication within the deadline".to_owned();
+                    self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
+                }
+            }
             Input::Committed { ticket } => self.committed(ticket),
             Input::Request { session, request_id, request } => {
                 if !self.sessions.contains_key(&session) {
                     return;
                 }
                 if let Err(refusal) = self.request(now, session, request_id, request) {
-                    let (code, reason) = refusal.wire();
-                    self.reply_error(session, request_id, code, reason);
+                    let (code, reason, retry_after_ms) = refusal.wire();
+                    self.reply_error(session, request_id, code, reason, retry_after_ms);
                 }
             }
         }
@@ -481,13 +569,20 @@ impl Hub {
         self.reply(to, request_id, ReplyResult::Empty(v1::Empty {}));
     }
 
-    fn reply_error(&mut self, to: SessionId, request_id: u64, code: ErrorCode, reason: String) {
+    fn reply_error(
+        &mut self,
+        to: SessionId,
+        request_id: u64,
+        code: ErrorCode,
+        reason: String,
+        retry_after_ms: u64,
+    ) {
         let msg = v1::ServerMessage {
             kind: Some(v1::server_message::Kind::Error(v1::Error {
                 request_id,
                 code: code as i32,
                 reason,
-                retry_after_ms: 0,
+                retry_after_ms,
             })),
         };
         self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
@@ -536,6 +631,19 @@ impl Hub {
         self.fan_out(&members, skip, body);
     }
 
+    /// Sends to each of `users` an event made for them.
+    fn fan_out_each(
+        &mut self,
+        users: &[UserId],
+        skip: Option<SessionId>,
+        event: impl Fn(&Self, UserId) -> EventBody,
+    ) {
+        for user in users {
+            let body = event(self, *user);
+            self.fan_out(&[*user], skip, body);
+        }
+    }
+
     /// Fans out to the members who may view a channel.
     fn fan_out_channel(&mut self, channel: ChannelId, skip: Option<SessionId>, body: EventBody) {
         let viewers = self.viewers(channel);
@@ -574,6 +682,12 @@ impl Hub {
         };
         let me = user.user;
         let cx = Cx { now, session, rid, me };
+        if matches!(
+            request,
+            Request::SendMessage { .. } | Request::EditMessage { .. } | Request::DeleteMessage { .. }
+        ) {
+            self.message_limits.check(now, &me).map_err(|ms| Refusal::RateLimited("messages", ms))?;
+        }
         match request {
             Request::Register(_)
             | Request::Login { .. }
@@ -626,6 +740,13 @@ impl Hub {
                 self.timeout(cx, community, user, duration_ms, reason)
             }
             Request::ListBans { community } => self.list_bans(cx, community),
+            Request::SetPresence { status, afk } => self.set_presence(cx, status, afk),
+            Request::OpenDirect { users, name } => self.open_direct(cx, users, name),
+            Request::UpdateGroup { channel, name, add, remove } => {
+                self.update_group(cx, channel, name, add, remove)
+            }
+            Request::Typing { channel } => self.typing(cx, channel),
+            Request::Ack { channel, message } => self.ack(cx, channel, message),
             Request::AuditLog(query) => {
                 self.require(query.community, me, now, Permissions::VIEW_AUDIT_LOG, "view the audit log")?;
                 self.emit(Output::Read { to: session, request_id: rid, read: Read::Audit(query) });

@@ -77,7 +77,7 @@ impl Hub {
     ) -> Outcome {
         let p = self.community_permissions(community, user, Some(now))?;
         if !p.contains(needed) {
-            return Err(self.lacking(community, user, now, doing));
+            return Err(self.lacking(Some(community), user, now, doing));
         }
         Ok(())
     }
@@ -85,14 +85,13 @@ impl Hub {
     /// The refusal for a missing permission: a timeout says so and until when.
     pub(super) fn lacking(
         &self,
-        community: CommunityId,
+        community: Option<CommunityId>,
         user: UserId,
         now: Timestamp,
         doing: &str,
     ) -> Refusal {
-        let until = self
-            .communities
-            .get(&community)
+        let until = community
+            .and_then(|community| self.communities.get(&community))
             .and_then(|c| c.members.get(&user))
             .and_then(|m| m.timeout_until.filter(|t| *t > now));
         match until {
@@ -102,13 +101,14 @@ impl Hub {
     }
 
     /// `user`'s permissions in a channel they may view (with the channel's
-    /// community); a channel they may not view is "not found".
+    /// community, `None` for a conversation); a channel they may not view is
+    /// "not found".
     pub(super) fn channel_permissions(
         &self,
         channel: ChannelId,
         user: UserId,
         now: Timestamp,
-    ) -> Result<(CommunityId, Permissions), Refusal> {
+    ) -> Result<(Option<CommunityId>, Permissions), Refusal> {
         let p = self.channel_permissions_at(channel, user, Some(now));
         match p {
             Some((community, p)) if !p.is_empty() => Ok((community, p)),
@@ -121,15 +121,19 @@ impl Hub {
         channel: ChannelId,
         user: UserId,
         now: Option<Timestamp>,
-    ) -> Option<(CommunityId, Permissions)> {
+    ) -> Option<(Option<CommunityId>, Permissions)> {
+        if let Some(d) = self.directs.get(&channel) {
+            return d.members.contains(&user).then(|| (None, self.direct_permissions(d, user)));
+        }
         let ch = self.channels.get(&channel)?;
         let c = self.communities.get(&ch.community)?;
         let s = Self::standing(c, ch.community, user, now)?;
         let p = permissions::channel_permissions(&s, Self::everyone(ch.community), &ch.overrides);
-        Some((ch.community, p))
+        Some((Some(ch.community), p))
     }
 
-    /// Refuses unless `user` has `needed` in a channel they can see.
+    /// Refuses unless `user` has `needed` in a community channel they can
+    /// see. (Conversations grant nothing `require_in` is asked for.)
     pub(super) fn require_in(
         &self,
         channel: ChannelId,
@@ -139,10 +143,10 @@ impl Hub {
         doing: &str,
     ) -> Result<CommunityId, Refusal> {
         let (community, p) = self.channel_permissions(channel, user, now)?;
-        if !p.contains(needed) {
-            return Err(self.lacking(community, user, now, doing));
+        match community {
+            Some(community) if p.contains(needed) => Ok(community),
+            _ => Err(self.lacking(community, user, now, doing)),
         }
-        Ok(community)
     }
 
     /// Whether `user` may view `channel` (timeouts never hide a channel).
@@ -152,6 +156,9 @@ impl Hub {
 
     /// Members who may view a channel.
     pub(super) fn viewers(&self, channel: ChannelId) -> Vec<UserId> {
+        if let Some(d) = self.directs.get(&channel) {
+            return d.members.clone();
+        }
         let Some(community) = self.channels.get(&channel).map(|ch| ch.community) else { return Vec::new() };
         self.member_ids(community).into_iter().filter(|u| self.can_view(channel, *u)).collect()
     }

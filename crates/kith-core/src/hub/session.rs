@@ -14,14 +14,18 @@ impl Hub {
     pub(super) fn detach(&mut self, session: SessionId) {
         let now = self.now;
         let resumable = self.config.resume_grace_ms > 0;
+        let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
         match self.sessions.get_mut(&session) {
             Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable => {
                 s.detached_at = Some(now);
                 self.detached.push_back((now, session));
             }
-            Some(s) if s.detached_at.is_some() => {}
+            Some(s) if s.detached_at.is_some() => return,
             Some(_) => self.drop_session(session),
-            None => {}
+            None => return,
+        }
+        if let Some(user) = user {
+            self.refresh_presence(user, None);
         }
     }
 
@@ -92,6 +96,7 @@ impl Hub {
             self.emit(Output::Send { to: session, frame: Frame::Event { seq, body } });
         }
         self.reply(session, rid, ReplyResult::Resumed(v1::Resumed { session_id: resume_key, replayed }));
+        self.refresh_presence(user, None);
         Ok(())
     }
 

@@ -41,9 +41,24 @@ impl Hub {
         }
     }
 
-    /// The channel as `viewer` sees it.
+    /// The channel or conversation as `viewer` sees it.
     pub(super) fn channel_wire(&self, id: ChannelId, viewer: UserId) -> v1::Channel {
         use v1::permission_override::Target;
+        let (last_read_id, unread_count, mention_count) = self.read_counts(id, viewer);
+        if let Some(d) = self.directs.get(&id) {
+            return v1::Channel {
+                id: id.0,
+                name: d.name.clone(),
+                permissions: self.direct_permissions(d, viewer).bits(),
+                kind: if d.group { v1::ChannelKind::Group } else { v1::ChannelKind::Direct } as i32,
+                recipients: d.members.iter().map(|u| self.user_wire(*u)).collect(),
+                owner_id: d.owner.map_or(0, |u| u.0),
+                last_read_id,
+                unread_count,
+                mention_count,
+                ..Default::default()
+            };
+        }
         let ch = &self.channels[&id];
         let overrides = ch
             .overrides
@@ -64,6 +79,12 @@ impl Hub {
             topic: ch.topic.clone(),
             overrides,
             permissions: self.channel_permissions_at(id, viewer, None).map_or(0, |(_, p)| p.bits()),
+            kind: v1::ChannelKind::Text as i32,
+            recipients: Vec::new(),
+            owner_id: 0,
+            last_read_id,
+            unread_count,
+            mention_count,
         }
     }
 

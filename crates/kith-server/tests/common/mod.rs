@@ -28,6 +28,8 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+        // Every test client comes from 127.0.0.1: limits are tested on their own.
+        config.limits = kith_server::Limits::unlimited();
         tweak(&mut config);
         let server = start_retrying(config).await;
         TestServer {

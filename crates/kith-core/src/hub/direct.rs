@@ -1,0 +1,179 @@
+//! Conversations outside communities: direct (two users) and groups (up to
+//! 10). They carry the same messages as channels; who may take part is the
+//! only difference.
+
+use std::collections::BTreeSet;
+
+use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResult};
+
+use super::{Cx, Direct, Hub, Outcome, Refusal, forbidden};
+use crate::ids::{ChannelId, UserId};
+use crate::permissions::Permissions;
+use crate::request::MAX_GROUP;
+use crate::store::{StoredDirect, Write};
+use crate::text::GroupName;
+
+impl Hub {
+    /// What a participant may do: view and send, except in a direct
+    /// conversation with someone they no longer share a community with, which
+    /// they may only read.
+    pub(super) fn direct_permissions(&self, d: &Direct, user: UserId) -> Permissions {
+        let read = Permissions::VIEW_CHANNEL;
+        if !d.members.contains(&user) {
+            return Permissions::empty();
+        }
+        let reachable = d.group || d.members.iter().all(|m| *m == user || self.share_community(user, *m));
+        if reachable { read | Permissions::SEND_MESSAGES } else { read }
+    }
+
+    pub(super) fn share_community(&self, a: UserId, b: UserId) -> bool {
+        self.communities.values().any(|c| c.members.contains_key(&a) && c.members.contains_key(&b))
+    }
+
+    /// The conversations `user` takes part in.
+    pub(super) fn directs_of(&self, user: UserId) -> Vec<ChannelId> {
+        let mut ids: Vec<ChannelId> =
+            self.directs.iter().filter(|(_, d)| d.members.contains(&user)).map(|(id, _)| *id).collect();
+        ids.sort();
+        ids
+    }
+
+    pub(super) fn add_direct(&mut self, d: StoredDirect) {
+        if d.members.is_empty() {
+            return;
+        }
+        if !d.group
+            && let [a, b] = d.members[..]
+        {
+            self.pairs.insert((a.min(b), a.max(b)), d.id);
+        }
+        self.directs
+            .insert(d.id, Direct { group: d.group, name: d.name, owner: d.owner, members: d.members });
+    }
+
+    fn stored_direct(&self, id: ChannelId) -> StoredDirect {
+        let d = &self.directs[&id];
+        StoredDirect { id, group: d.group, name: d.name.clone(), owner: d.owner, members: d.members.clone() }
+    }
+
+    /// Refuses unless `other` is a user `me` shares a community with; anyone
+    /// else answers like a user that does not exist.
+    fn reachable(&self, me: UserId, other: UserId) -> Outcome {
+        if other != me && self.users.contains_key(&other) && self.share_community(me, other) {
+            Ok(())
+        } else {
+            Err(Refusal::NotFound("user"))
+        }
+    }
+
+    pub(super) fn open_direct(&mut self, cx: Cx, users: Vec<UserId>, name: GroupName) -> Outcome {
+        let others: Vec<UserId> = users.into_iter().filter(|u| *u != cx.me).collect();
+        if others.is_empty() {
+            return Err(Refusal::Invalid("name at least one other user"));
+        }
+        for other in &others {
+            self.reachable(cx.me, *other)?;
+        }
+        let group = others.len() > 1;
+        if !group && !name.0.is_empty() {
+            return Err(Refusal::Invalid("a direct conversation has no name; name only groups"));
+        }
+        if !group {
+            let pair = (cx.me.min(others[0]), cx.me.max(others[0]));
+            if let Some(&existing) = self.pairs.get(&pair) {
+                let wire = self.channel_wire(existing, cx.me);
+                self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
+                return Ok(());
+            }
+        }
+        let id = ChannelId(self.ids.next(cx.now));
+        let members: Vec<UserId> = std::iter::once(cx.me).chain(others.iter().copied()).collect();
+        let known: Vec<(UserId, Vec<UserId>)> =
+            members.iter().map(|m| (*m, self.acquaintances(*m))).collect();
+        let stored = StoredDirect { id, group, name: name.0, owner: group.then_some(cx.me), members };
+        self.persist(vec![Write::PutDirect { direct: stored.clone() }]);
+        let members = stored.members.clone();
+        self.add_direct(stored);
+        let wire = self.channel_wire(id, cx.me);
+        self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
+        self.fan_out_each(&members, Some(cx.session), |hub, u| {
+            EventBody::ChannelCreated(hub.channel_wire(id, u))
+        });
+        for (member, known) in known {
+            self.introduce(member, &known, false);
+        }
+        Ok(())
+    }
+
+    pub(super) fn update_group(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        name: Option<GroupName>,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+    ) -> Outcome {
+        let d = self
+            .directs
+            .get(&channel)
+            .filter(|d| d.members.contains(&cx.me))
+            .ok_or(Refusal::NotFound("channel"))?;
+        if !d.group {
+            return Err(forbidden("a direct conversation cannot be changed; open a group instead"));
+        }
+        for r in &remove {
+            if !d.members.contains(r) {
+                return Err(Refusal::NotFound("participant"));
+            }
+            if *r != cx.me && d.owner != Some(cx.me) {
+                return Err(forbidden("only the group's owner can remove others"));
+            }
+        }
+        let add: Vec<UserId> = add.into_iter().filter(|u| !d.members.contains(u)).collect();
+        for a in &add {
+            self.reachable(cx.me, *a)?;
+        }
+        let d = &self.directs[&channel];
+        if d.members.len() + add.len() - remove.len() > MAX_GROUP {
+            return Err(Refusal::Invalid("a group has at most 10 participants"));
+        }
+        let before: BTreeSet<UserId> = d.members.iter().copied().collect();
+        let known: Vec<(UserId, Vec<UserId>)> =
+            before.iter().chain(&add).map(|m| (*m, self.acquaintances(*m))).collect();
+
+        let d = self.directs.get_mut(&channel).expect("checked above");
+        d.members.retain(|m| !remove.contains(m));
+        d.members.extend(add.iter().copied());
+        if let Some(GroupName(n)) = name {
+            d.name = n;
+        }
+        if d.owner.is_some_and(|o| !d.members.contains(&o)) {
+            d.owner = d.members.first().copied();
+        }
+        let members = d.members.clone();
+        self.persist(vec![Write::PutDirect { direct: self.stored_direct(channel) }]);
+        if members.is_empty() {
+            self.directs.remove(&channel);
+        }
+
+        if members.contains(&cx.me) {
+            let wire = self.channel_wire(channel, cx.me);
+            self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
+        } else {
+            self.reply_empty(cx.session, cx.rid);
+        }
+        let deleted = v1::ChannelDeleted { community_id: 0, channel_id: channel.0 };
+        self.fan_out(&remove, Some(cx.session), EventBody::ChannelDeleted(deleted));
+        let stayed: Vec<UserId> = members.iter().filter(|m| before.contains(m)).copied().collect();
+        self.fan_out_each(&stayed, Some(cx.session), |hub, u| {
+            EventBody::ChannelUpdated(hub.channel_wire(channel, u))
+        });
+        self.fan_out_each(&add, None, |hub, u| EventBody::ChannelCreated(hub.channel_wire(channel, u)));
+        for (member, known) in known {
+            if members.contains(&member) {
+                self.introduce(member, &known, false);
+            }
+        }
+        Ok(())
+    }
+}
