@@ -108,7 +108,7 @@ pub enum ChannelCommand {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// `Community/channel`.
+    /// `Community/channel`, `@user` (a direct conversation) or `@group`.
     channel: String,
     /// The message, or `-` to read it from stdin.
     text: String,
@@ -125,7 +125,7 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// `Community/channel`.
+    /// `Community/channel`, `@user` or `@group`.
     channel: String,
     /// Messages per page (server maximum: 100).
     #[arg(long, default_value_t = 50)]
@@ -478,7 +478,7 @@ fn random_nonce() -> String {
 pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
     let body = text_arg(&args.text)?;
     let (client, ready, _) = session(&ctx).await?;
-    let (_, ch) = find_channel(&ready, &args.channel)?;
+    let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
     let request = v1::SendMessageRequest {
         channel_id: ch.id,
         body,
@@ -500,7 +500,7 @@ pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
 pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> Result<()> {
     let body = text_arg(text)?;
     let (client, ready, _) = session(&ctx).await?;
-    let (_, ch) = find_channel(&ready, channel)?;
+    let (ch, _) = crate::social::resolve(&client, &ready, channel).await?;
     let request = v1::EditMessageRequest { channel_id: ch.id, message_id: id, body };
     let R::Message(m) = client.request(Request::EditMessage(request)).await? else {
         bail!("unexpected answer")
@@ -516,7 +516,7 @@ pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> R
 
 pub async fn delete(ctx: Ctx, channel: &str, id: u64) -> Result<()> {
     let (client, ready, _) = session(&ctx).await?;
-    let (_, ch) = find_channel(&ready, channel)?;
+    let (ch, _) = crate::social::resolve(&client, &ready, channel).await?;
     client
         .request(Request::DeleteMessage(v1::DeleteMessageRequest { channel_id: ch.id, message_id: id }))
         .await?;
@@ -527,7 +527,7 @@ pub async fn delete(ctx: Ctx, channel: &str, id: u64) -> Result<()> {
 pub async fn history(ctx: Ctx, args: HistoryArgs) -> Result<()> {
     use v1::history_request::Anchor;
     let (client, ready, _) = session(&ctx).await?;
-    let (_, ch) = find_channel(&ready, &args.channel)?;
+    let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
     let anchor = match (args.before, args.after, args.around) {
         (Some(id), _, _) => Some(Anchor::Before(id)),
         (_, Some(id), _) => Some(Anchor::After(id)),
@@ -560,8 +560,8 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
         kith_client::Session::start(connector, &profile.server, &profile.token, Default::default())
             .await
             .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
-    let (c, ch) = find_channel(&ready, channel)?;
-    let (id, community) = (ch.id, c.id);
+    let (ch, community) = crate::social::resolve(&session.client(), &ready, channel).await?;
+    let id = ch.id;
     let mut last_seen = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -615,9 +615,16 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
             Some(Ev::CommunityUpdated(c)) if c.id == community && c.channels.iter().all(|ch| ch.id != id) => {
                 bail!("you may no longer see this channel")
             }
-            Some(Ev::CommunityLeft(l)) if l.community_id == community => {
+            Some(Ev::CommunityLeft(l)) if l.community_id == community && community != 0 => {
                 bail!("you are no longer in this community")
             }
+            // Scripts may want to show "… is typing"; people reading text do not.
+            Some(Ev::TypingStarted(t)) if t.channel_id == id && json => print_json(&json!({
+                "type": "typing",
+                "channel": channel,
+                "user_id": t.user_id.to_string(),
+                "until": crate::output::rfc3339(t.until_ms),
+            })),
             _ => continue,
         }
         // Scripts read line by line; don't let output sit in a buffer.

@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod profile;
 mod serve;
+mod social;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +69,7 @@ enum Command {
     Send(commands::SendArgs),
     /// Edit one of your messages.
     Edit {
-        /// `Community/channel`.
+        /// `Community/channel`, `@user` or `@group`.
         channel: String,
         id: u64,
         /// The new text, or `-` to read stdin.
@@ -78,7 +79,7 @@ enum Command {
     },
     /// Delete one of your messages.
     Delete {
-        /// `Community/channel`.
+        /// `Community/channel`, `@user` or `@group`.
         channel: String,
         id: u64,
     },
@@ -86,7 +87,7 @@ enum Command {
     History(commands::HistoryArgs),
     /// Follow a channel's new, edited and deleted messages until interrupted.
     Tail {
-        /// `Community/channel`.
+        /// `Community/channel`, `@user` or `@group`.
         channel: String,
         #[command(flatten)]
         json: Json,
@@ -147,6 +148,31 @@ enum Command {
         status: Option<String>,
         #[command(flatten)]
         json: Json,
+    },
+    /// Your direct conversations and groups, with unread counts.
+    Dms(Json),
+    /// Start, grow, shrink, rename or leave a group conversation.
+    #[command(subcommand)]
+    Group(social::GroupCommand),
+    /// Set your presence (online, idle, dnd, invisible; kept until changed)
+    /// and list who is around.
+    Presence {
+        #[arg(value_parser = social::parse_status)]
+        status: Option<kith_client::proto::PresenceStatus>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Channels and conversations with unread messages.
+    Unread(Json),
+    /// Mark a channel or conversation read.
+    Read {
+        /// `Community/channel`, `@user` or `@group`.
+        channel: String,
+    },
+    /// Tell the others in a channel you are typing (lasts a few seconds).
+    Typing {
+        /// `Community/channel`, `@user` or `@group`.
+        channel: String,
     },
     /// Load-test a `kith serve` child process; see BENCHMARKS.md.
     Bench(bench::BenchArgs),
@@ -226,5 +252,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile { display_name, status, json } => {
             admin::profile(ctx()?, display_name, status, json.json).await
         }
+        Command::Dms(json) => social::dms(ctx()?, json.json).await,
+        Command::Group(c) => social::group(ctx()?, c).await,
+        Command::Presence { status, json } => social::presence(ctx()?, status, json.json).await,
+        Command::Unread(json) => social::unread(ctx()?, json.json).await,
+        Command::Read { channel } => social::read(ctx()?, &channel).await,
+        Command::Typing { channel } => social::typing(ctx()?, &channel).await,
     }
 }

@@ -31,6 +31,7 @@ mod direct;
 mod messages;
 mod moderation;
 mod presence;
+pub use presence::{MAX_UNREAD_COUNTED, TYPING_MS};
 mod roles;
 mod session;
 mod wire;

@@ -30,6 +30,8 @@ pub struct World {
     pub next_session: u64,
     /// The last event seq drained per session, so later checks can continue it.
     pub last_seq: HashMap<SessionId, u64>,
+    /// User ids by username, as registered.
+    pub ids: HashMap<String, u64>,
 }
 
 pub fn decode(frame: Frame) -> Kind {
@@ -62,6 +64,7 @@ impl World {
             closes: Vec::new(),
             next_session: 0,
             last_seq: HashMap::new(),
+            ids: HashMap::new(),
         }
     }
 
@@ -167,10 +170,27 @@ impl World {
             credential,
         };
         match self.call(s, Request::Register(Box::new(reg))) {
-            Ok(R::Ready(ready)) => Ok((s, ready)),
+            Ok(R::Ready(ready)) => {
+                self.ids.insert(name.to_owned(), ready.user.as_ref().unwrap().id);
+                Ok((s, ready))
+            }
             Ok(other) => panic!("unexpected {other:?}"),
             Err((code, _)) => Err(code),
         }
+    }
+
+    /// Another session of an existing user (authenticated by their token).
+    pub fn login(&mut self, name: &str) -> (SessionId, v1::Ready) {
+        let s = self.connect();
+        match self.call(s, Request::Authenticate { token_hash: TokenHash(*blake(name)) }) {
+            Ok(R::Ready(ready)) => (s, ready),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The id of a registered user.
+    pub fn id(&self, name: &str) -> u64 {
+        self.ids[name]
     }
 
     pub fn owner(&mut self) -> SessionId {
