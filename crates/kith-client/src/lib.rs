@@ -46,7 +46,12 @@ pub enum Error {
     Connect { addr: String, reason: String },
     /// The server refused the request.
     #[error("{reason}")]
-    Server { code: v1::ErrorCode, reason: String },
+    Server {
+        code: v1::ErrorCode,
+        reason: String,
+        /// For RATE_LIMITED: how long to wait before trying again.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("connection closed: {0}")]
     Closed(String),
     #[error("the server sent an unexpected answer")]
@@ -58,6 +63,14 @@ impl Error {
     pub fn code(&self) -> Option<v1::ErrorCode> {
         match self {
             Error::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before retrying, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -102,7 +115,13 @@ impl Client {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Err(self.closed_error());
         }
-        rx.await.unwrap_or_else(|_| Err(self.closed_error()))
+        // The reader fails what is pending when the stream ends; a request
+        // written after that (while the server is closing) is failed by the close.
+        tokio::select! {
+            biased;
+            answer = rx => answer.unwrap_or_else(|_| Err(self.closed_error())),
+            _ = self.conn.closed() => Err(self.closed_error()),
+        }
     }
 
     /// Writes raw bytes on the control stream. For tests of hostile input.
@@ -361,7 +380,9 @@ async fn read_loop(
             let (id, answer) = match msg.kind {
                 Some(Kind::Reply(r)) => (r.request_id, r.result.ok_or(Error::Unexpected)),
                 Some(Kind::Error(e)) if e.request_id != 0 => {
-                    (e.request_id, Err(Error::Server { code: e.code(), reason: e.reason }))
+                    let retry_after =
+                        (e.retry_after_ms > 0).then(|| std::time::Duration::from_millis(e.retry_after_ms));
+                    (e.request_id, Err(Error::Server { code: e.code(), reason: e.reason, retry_after }))
                 }
                 Some(Kind::Error(e)) => {
                     tracing::warn!(code = ?e.code(), reason = %e.reason, "the server reported a connection error");

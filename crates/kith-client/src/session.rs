@@ -226,7 +226,7 @@ impl Supervisor {
                     return Some(client);
                 }
                 Ok(_) => reason = "the server answered the resume oddly".into(),
-                Err(Error::Server { code: v1::ErrorCode::BadCredentials, reason }) => {
+                Err(Error::Server { code: v1::ErrorCode::BadCredentials, reason, .. }) => {
                     let _ = self.updates.send(Update::Ended { reason }).await;
                     return None;
                 }

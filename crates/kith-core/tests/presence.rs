@@ -203,6 +203,29 @@ fn typing_and_messages_are_rate_limited_per_account_and_say_when_to_retry() {
 }
 
 #[test]
+fn a_session_that_ignores_rate_limit_refusals_is_disconnected() {
+    let mut w = World::new(HubConfig {
+        setup_code: Some(SETUP.into()),
+        message_rate: Some(RateLimit::new(1, 60_000)),
+        refusal_rate: Some(RateLimit::new(20, 1_000)),
+        ..HubConfig::default()
+    });
+    let (owner, c, sessions) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    let bob = sessions[0];
+    w.say(bob, general, "one", None).unwrap();
+    for n in 0..20 {
+        assert_eq!(w.say(bob, general, &format!("{n}"), None).unwrap_err().0, ErrorCode::RateLimited);
+        assert!(w.closes.is_empty(), "refusals within the allowance are only refusals");
+    }
+    assert_eq!(w.say(bob, general, "flood", None).unwrap_err().0, ErrorCode::RateLimited);
+    assert_eq!(w.closes, [(bob, v1::CloseCode::RateLimited)], "sustained flooding ends the session");
+    assert_eq!(presences(&w.events(owner)), [(w.id("bob"), P::Offline)]);
+    // It cannot be resumed: the session is gone.
+    assert_eq!(w.hub.detached_sessions(), 0);
+}
+
+#[test]
 fn read_state_counts_unread_messages_and_mentions_and_syncs_across_sessions() {
     let mut w = World::default();
     let (owner, c, sessions) = w.family(&["bob"]);

@@ -279,7 +279,8 @@ async fn a4_unknown_user_and_wrong_password_get_the_same_answer() {
     let c = server.client().await;
     let wrong = c.login("owner", "not the password").await.unwrap_err();
     let unknown = c.login("nobody", "not the password").await.unwrap_err();
-    let (Error::Server { code: a, reason: ra }, Error::Server { code: b, reason: rb }) = (wrong, unknown)
+    let (Error::Server { code: a, reason: ra, .. }, Error::Server { code: b, reason: rb, .. }) =
+        (wrong, unknown)
     else {
         panic!("server refusals expected")
     };

@@ -75,6 +75,9 @@ pub struct HubConfig {
     pub message_rate: Option<RateLimit>,
     /// Typing notices per account. `None`: unlimited.
     pub typing_rate: Option<RateLimit>,
+    /// Rate-limit refusals a session may collect; one that keeps sending
+    /// past them (ignoring `retry_after_ms`) is disconnected. `None`: never.
+    pub refusal_rate: Option<RateLimit>,
 }
 
 impl Default for HubConfig {
@@ -88,6 +91,8 @@ impl Default for HubConfig {
             // lines in is slowed to 5 a second, not cut off.
             message_rate: Some(RateLimit::new(20, 200)),
             typing_rate: Some(RateLimit::new(10, 1000)),
+            // A client honouring retry_after_ms collects one refusal per wait.
+            refusal_rate: Some(RateLimit::new(50, 1000)),
         }
     }
 }
@@ -332,6 +337,7 @@ pub struct Hub {
     typing: HashMap<(UserId, ChannelId), Timestamp>,
     message_limits: Buckets<UserId>,
     typing_limits: Buckets<UserId>,
+    refusal_limits: Buckets<SessionId>,
 
     sessions: HashMap<SessionId, Session>,
     /// Authenticated sessions per user (detached ones included). Ordered so
@@ -376,6 +382,7 @@ impl Hub {
             typing: HashMap::new(),
             message_limits: Buckets::new(config.message_rate),
             typing_limits: Buckets::new(config.typing_rate),
+            refusal_limits: Buckets::new(config.refusal_rate),
             sessions: HashMap::new(),
             user_sessions: HashMap::new(),
             by_resume_key: HashMap::new(),
@@ -507,8 +514,21 @@ impl Hub {
                     return;
                 }
                 if let Err(refusal) = self.request(now, session, request_id, request) {
+                    let flooding = matches!(refusal, Refusal::RateLimited(..))
+                        && self.refusal_limits.check(self.now, &session).is_err();
                     let (code, reason, retry_after_ms) = refusal.wire();
                     self.reply_error(session, request_id, code, reason, retry_after_ms);
+                    if flooding {
+                        // Sustained abuse: cut it off, without a way to resume.
+                        self.drop_session_now(session);
+                        let reason =
+                            "disconnected for flooding: requests kept coming after rate-limit refusals";
+                        self.emit(Output::Close {
+                            session,
+                            code: CloseCode::RateLimited,
+                            reason: reason.into(),
+                        });
+                    }
                 }
             }
         }
@@ -524,6 +544,15 @@ impl Hub {
         while self.held.front().is_some_and(|(t, _)| *t <= self.committed) {
             let (_, out) = self.held.pop_front().expect("front exists");
             self.ready.push_back(out);
+        }
+    }
+
+    /// Forgets a connected session for good and updates its user's presence.
+    fn drop_session_now(&mut self, session: SessionId) {
+        let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
+        self.drop_session(session);
+        if let Some(user) = user {
+            self.refresh_presence(user, None);
         }
     }
 
