@@ -485,9 +485,19 @@ pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
         nonce: args.nonce.unwrap_or_else(random_nonce),
         reply_to: args.reply_to.unwrap_or(0),
     };
-    let R::Message(m) = client.request(Request::SendMessage(request)).await? else {
-        bail!("unexpected answer")
+    // Scripts send in loops: when told to slow down, wait as asked and send
+    // again (the nonce makes the retry safe).
+    let mut attempts = 0;
+    let answer = loop {
+        match client.request(Request::SendMessage(request.clone())).await {
+            Err(e) if attempts < 10 && e.retry_after().is_some() => {
+                attempts += 1;
+                tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+            }
+            answer => break answer?,
+        }
     };
+    let R::Message(m) = answer else { bail!("unexpected answer") };
     if args.json.json {
         print_json(&MessageJson::new("message", &args.channel, &m))
     } else {

@@ -379,3 +379,61 @@ fn tail_follows_across_a_server_restart_without_losing_a_message() {
     let _ = tail.kill();
     let _ = tail.wait();
 }
+
+#[test]
+fn friends_talk_in_direct_and_group_conversations_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.path().join(n));
+    let code = server.setup_code.clone().unwrap();
+    kith(
+        &alice,
+        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    let created: serde_json::Value =
+        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
+    let invite = created["invite"].as_str().unwrap().to_owned();
+    kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
+    kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
+
+    // `@bob` is the direct conversation with bob, opened on first use.
+    kith(&alice, &["send", "@bob", "dinner at 7?"], "");
+    kith(&alice, &["send", "@bob", "@bob bring wine"], "");
+    let unread: Vec<serde_json::Value> =
+        kith(&bob, &["unread", "--json"], "").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(unread.len(), 1, "{unread:?}");
+    assert_eq!((unread[0]["kind"].as_str(), unread[0]["name"].as_str()), (Some("direct"), Some("@alice")));
+    assert_eq!((unread[0]["unread"].as_u64(), unread[0]["mentions"].as_u64()), (Some(2), Some(1)));
+    let history = kith(&bob, &["history", "@alice", "--json"], "");
+    assert_eq!(history.lines().count(), 2);
+    kith(&bob, &["read", "@alice"], "");
+    assert_eq!(kith(&bob, &["unread"], ""), "", "read means read");
+    kith(&bob, &["send", "@alice", "yes!"], "");
+
+    // A group, named, with everyone.
+    let group = kith(&carol, &["group", "create", "alice", "bob", "--name", "cousins"], "");
+    assert!(group.trim().parse::<u64>().is_ok(), "{group}");
+    kith(&alice, &["send", "@cousins", "hello cousins"], "");
+    let dms: Vec<serde_json::Value> =
+        kith(&bob, &["dms", "--json"], "").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cousins = dms.iter().find(|d| d["kind"] == "group").expect("bob sees the group");
+    assert_eq!(cousins["name"], "cousins");
+    assert_eq!(cousins["unread"], 1);
+    assert_eq!(cousins["owner"], "carol");
+    kith(&bob, &["group", "leave", "cousins"], "");
+    let gone = kith_fails(&bob, &["send", "@cousins", "hi"]);
+    assert!(gone.contains("cousins"), "{gone}");
+
+    // Presence: dnd is kept after the command exits; invisible looks offline.
+    let who = kith(&alice, &["presence", "dnd", "--json"], "");
+    let me: serde_json::Value = serde_json::from_str(who.lines().next().unwrap()).unwrap();
+    assert_eq!((me["user"].as_str(), me["status"].as_str()), (Some("alice"), Some("dnd")));
+    kith(&carol, &["presence", "invisible"], "");
+    let seen = kith(&bob, &["presence"], "");
+    assert!(seen.lines().any(|l| l.starts_with("offline") && l.ends_with("carol")), "{seen}");
+    assert!(
+        seen.lines().any(|l| l.starts_with("offline") && l.ends_with("alice")),
+        "alice's command ended: {seen}"
+    );
+}
