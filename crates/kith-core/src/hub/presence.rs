@@ -84,8 +84,13 @@ impl Hub {
         } else {
             self.shown.insert(user, now);
         }
-        let own = v1::Presence { user_id: user.0, status: now as i32 };
-        self.fan_out(&[user], skip, EventBody::PresenceUpdated(own));
+        // The user's own sessions hear of changes while connected. Coming
+        // online is in the new session's snapshot, and going offline reaches
+        // only detached sessions, which would replay it needlessly on resume.
+        if now != PresenceStatus::Offline && before != PresenceStatus::Offline {
+            let own = v1::Presence { user_id: user.0, status: now as i32 };
+            self.fan_out(&[user], skip, EventBody::PresenceUpdated(own));
+        }
         if public(now) != public(before) {
             let others: Vec<UserId> = self.acquaintances(user).into_iter().filter(|u| *u != user).collect();
             let seen = v1::Presence { user_id: user.0, status: public(now) as i32 };
