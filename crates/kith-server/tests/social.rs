@@ -116,3 +116,43 @@ async fn a_direct_conversation_with_unread_state_synced_across_sessions() {
     let history = f.owner.history(dm.id, None, 10).await.unwrap();
     assert_eq!(history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["psst @owner", "second"]);
 }
+
+#[tokio::test]
+async fn conversations_read_state_and_chosen_presence_survive_a_restart() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["bob", "carol"]).await;
+    let (bob, carol) = (&f.members[0], &f.members[1]);
+    let carol_ready = server.client().await.login("carol", PASSWORD).await.unwrap();
+    let carol_id = carol_ready.user.unwrap().id;
+    let others: Vec<u64> = [f.community.owner_id, carol_id].into();
+    let group = match bob
+        .request(Request::OpenDirect(v1::OpenDirectRequest { user_ids: others, name: "trip".into() }))
+        .await
+        .unwrap()
+    {
+        R::Channel(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let m1 = bob.send_message(group.id, "one", "").await.unwrap();
+    bob.send_message(group.id, "two", "").await.unwrap();
+    carol.request(Request::Ack(v1::AckRequest { channel_id: group.id, message_id: m1.id })).await.unwrap();
+    set_status(carol, v1::PresenceStatus::Dnd).await;
+
+    let (addr, data) = (server.addr.clone(), server.dir.path().join("data"));
+    let TestServer { server: s, dir: _dir, .. } = server;
+    drop(f);
+    s.shutdown().await.unwrap();
+    let restarted = start_retrying(kith_server::Config::new(addr.parse().unwrap(), data)).await;
+    let (c, _) = kith_client::Client::connect(&addr, kith_client::Trust::Pin(restarted.fingerprint().into()))
+        .await
+        .unwrap();
+    let ready = c.login("carol", PASSWORD).await.unwrap();
+    let g = ready.direct_channels.iter().find(|d| d.id == group.id).expect("the group is still there");
+    assert_eq!((g.name.as_str(), g.recipients.len(), g.owner_id), ("trip", 3, group.owner_id));
+    assert_eq!((g.last_read_id, g.unread_count), (m1.id, 1));
+    let mine = ready.presences.iter().find(|p| p.user_id == carol_id).unwrap();
+    assert_eq!(mine.status(), v1::PresenceStatus::Dnd, "a chosen status is kept");
+    let history = c.history(group.id, None, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    restarted.shutdown().await.unwrap();
+}
