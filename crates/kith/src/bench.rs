@@ -3,7 +3,11 @@
 //!
 //! - `chat`: N clients in one channel, S of them sending at an aggregate rate R
 //!   (open loop, send time in the payload); send→ack and send→receive latency.
+//!   `--stalled K` adds K clients that authenticate and then never read, to
+//!   measure what a slow consumer costs everyone else.
 //! - `idle`: memory per idle, authenticated connection.
+//! - `resume`: what reconnecting costs: resuming a session that missed M
+//!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
 
 use std::io::{BufRead, BufReader};
@@ -41,6 +45,23 @@ enum Kind {
         rate: Vec<u32>,
         #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
         duration: Duration,
+        /// Clients that authenticate and then never read their events.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
+        /// Message body size in bytes (at least the timing header).
+        #[arg(long, default_value_t = 64)]
+        body: usize,
+    },
+    /// Reconnect cost: resume after missing M events vs. a fresh session.
+    Resume {
+        /// Events missed while disconnected; one run each.
+        #[arg(long, value_delimiter = ',', default_value = "0,100,1000")]
+        missed: Vec<usize>,
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Members of the community (the size of the fresh snapshot).
+        #[arg(long, default_value_t = 50)]
+        members: usize,
     },
     /// Memory per idle, authenticated connection.
     Idle {
@@ -64,10 +85,11 @@ enum Kind {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.kind {
-        Kind::Chat { clients, senders, rate, duration } => {
-            chat(clients, senders, &rate, duration, args.json).await
+        Kind::Chat { clients, senders, rate, duration, stalled, body } => {
+            chat(clients, senders, &rate, duration, Load { stalled, body }, args.json).await
         }
         Kind::Idle { clients } => idle(clients, args.json).await,
+        Kind::Resume { missed, trials, members } => resume(&missed, trials, members, args.json).await,
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
         }
@@ -93,6 +115,17 @@ impl Drop for ServerProcess {
 impl ServerProcess {
     fn start(sync: &str) -> Result<Self> {
         let data = tempfile::tempdir()?;
+        // The load comes from one address and a few accounts, far faster than
+        // people: lift the rate limits (connection cap included).
+        let off = "{ burst = 0, every_ms = 1 }";
+        let limits =
+            ["messages", "typing", "logins_per_account", "logins_per_ip", "connects_per_ip", "handshakes"]
+                .map(|k| format!("{k} = {off}\n"))
+                .concat();
+        std::fs::write(
+            data.path().join("kith.toml"),
+            format!("[limits]\n{limits}connections_per_ip = 1000000\n"),
+        )?;
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
             .arg(data.path())
@@ -217,11 +250,42 @@ fn quantiles_ms(h: &Histogram<u64>) -> serde_json::Value {
     json!({"p50": q(0.50), "p99": q(0.99), "p999": q(0.999), "max": h.max() as f64 / 1000.0, "count": h.len()})
 }
 
+/// Extra load shapes for `chat`.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    stalled: usize,
+    body: usize,
+}
+
+/// A client that authenticates, then never reads: its connection's close
+/// reason (if the server cut it) and when, in seconds after the start.
+async fn stall(
+    server: &ServerProcess,
+    world: &World,
+    i: usize,
+    origin: Instant,
+) -> Result<tokio::task::JoinHandle<(String, f64)>> {
+    let (conn, mut send, recv) = world.connectors[0].connect_raw(&server.addr).await?;
+    let auth = v1::ClientMessage {
+        request_id: 1,
+        request: Some(Request::Authenticate(v1::AuthenticateRequest {
+            token: world.tokens[i % world.tokens.len()].clone(),
+        })),
+    };
+    send.write_all(&kith_proto::encode_frame(&auth)).await?;
+    Ok(tokio::spawn(async move {
+        let _streams = (send, recv);
+        let reason = conn.closed().await;
+        (reason.to_string(), origin.elapsed().as_secs_f64())
+    }))
+}
+
 async fn chat(
     clients: usize,
     senders: usize,
     rates: &[u32],
     duration: Duration,
+    load: Load,
     json_out: bool,
 ) -> Result<()> {
     if senders == 0 || senders > clients {
@@ -247,6 +311,10 @@ async fn chat(
     }
     for &rate in rates {
         let origin = Instant::now();
+        let mut stalled = Vec::new();
+        for i in 0..load.stalled {
+            stalled.push(stall(&server, &world, i, origin).await?);
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every session listens (the owner's too: it is a member).
         let mut listeners = tokio::task::JoinSet::new();
@@ -293,7 +361,9 @@ async fn chat(
                     n += 1;
                     inflight.spawn(async move {
                         let t = origin.elapsed().as_micros() as u64;
-                        let body = format!("bench {t} {s}:{n} ................................");
+                        let mut body = format!("bench {t} {s}:{n} ");
+                        let pad = load.body.saturating_sub(body.len()).max(8);
+                        body.extend(std::iter::repeat_n('.', pad));
                         let ok = clients[s].send_message(general, &body, "").await.is_ok();
                         (ok, origin.elapsed().as_micros() as u64 - t)
                     });
@@ -334,6 +404,17 @@ async fn chat(
         let lost = expected.saturating_sub(recv.len());
         let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
         let delivered = recv.len() as f64 / elapsed;
+        // A stalled client still connected after the run was never cut off.
+        let mut cut = Vec::new();
+        for handle in stalled {
+            if handle.is_finished() {
+                cut.push(handle.await?);
+            } else {
+                handle.abort();
+            }
+        }
+        let cut_json: Vec<serde_json::Value> =
+            cut.iter().map(|(reason, at)| json!({"reason": reason, "at_s": at})).collect();
         if json_out {
             println!(
                 "{}",
@@ -342,7 +423,8 @@ async fn chat(
                     "duration_s": elapsed, "sent": sent, "failed": failed, "delivered_per_s": delivered,
                     "send_to_ack_ms": quantiles_ms(&ack), "send_to_receive_ms": quantiles_ms(&recv),
                     "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
-                    "generator_cpu_pct": generator_pct,
+                    "generator_cpu_pct": generator_pct, "body_bytes": load.body,
+                    "stalled": load.stalled, "stalled_cut": cut_json,
                 })
             );
         } else {
@@ -360,9 +442,79 @@ async fn chat(
                 q(&recv),
                 rss as f64 / 1024.0
             );
+            for (reason, at) in &cut {
+                println!("       stalled client cut after {at:.1} s: {reason}");
+            }
+            if cut.len() < load.stalled {
+                println!("       {} stalled client(s) were never cut off", load.stalled - cut.len());
+            }
         }
     }
     drop(world);
+    Ok(())
+}
+
+fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    (at(0.5), at(0.9))
+}
+
+async fn resume(missed: &[usize], trials: usize, members: usize, json_out: bool) -> Result<()> {
+    let server = ServerProcess::start("full")?;
+    let world = world(&server, members.max(2), 2).await?;
+    let token = world.tokens[1].clone();
+    let connector = &world.connectors[0];
+    if !json_out {
+        println!(
+            "{:>7} {:>8} {:>24} {:>24}",
+            "missed", "replayed", "resume ms p50/p90", "fresh+history ms p50/p90"
+        );
+    }
+    for &m in missed {
+        let (mut resumed_ms, mut fresh_ms, mut replayed) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..trials {
+            let (a, _) = connector.connect(&server.addr).await?;
+            let ready = a.authenticate(&token).await?;
+            a.abort();
+            for n in 0..m {
+                world.owner.send_message(world.general, &format!("missed {n}"), "").await?;
+            }
+
+            let started = Instant::now();
+            let (b, _) = connector.connect(&server.addr).await?;
+            let request =
+                v1::ResumeRequest { token: token.clone(), session_id: ready.session_id.clone(), last_seq: 0 };
+            match b.request(Request::Resume(request)).await? {
+                R::Resumed(r) => replayed = r.replayed,
+                other => bail!("the resume was refused: {other:?}"),
+            }
+            resumed_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            b.close().await;
+
+            let started = Instant::now();
+            let (c, _) = connector.connect(&server.addr).await?;
+            c.authenticate(&token).await?;
+            c.history(world.general, None, 100).await?;
+            fresh_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            c.close().await;
+        }
+        let (r50, r90) = quantiles(resumed_ms);
+        let (f50, f90) = quantiles(fresh_ms);
+        if json_out {
+            println!(
+                "{}",
+                json!({"bench": "resume", "missed": m, "replayed": replayed, "trials": trials, "members": members,
+                       "resume_ms": {"p50": r50, "p90": r90}, "fresh_and_history_ms": {"p50": f50, "p90": f90}})
+            );
+        } else {
+            println!(
+                "{m:>7} {replayed:>8} {:>24} {:>24}",
+                format!("{r50:.1}/{r90:.1}"),
+                format!("{f50:.1}/{f90:.1}")
+            );
+        }
+    }
     Ok(())
 }
 
