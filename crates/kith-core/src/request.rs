@@ -266,31 +266,30 @@ impl From<TextError> for ParseError {
     }
 }
 
-fn role_ids(raw: Vec<u64>, field: &str) -> Result<Vec<RoleId>, ParseError> {
-    if raw.len() > MAX_ROLE_CHANGES {
-        return Err(invalid(format!("{field}: at most {MAX_ROLE_CHANGES} roles")));
+/// Distinct ids, at most `max` of them (`field` names them in the refusal).
+fn id_set<T: Ord>(raw: Vec<u64>, max: usize, field: &str, id: fn(u64) -> T) -> Result<Vec<T>, ParseError> {
+    if raw.len() > max {
+        return Err(invalid(format!("{field}: at most {max} ids")));
     }
-    let mut ids: Vec<RoleId> = raw.into_iter().map(RoleId).collect();
+    let mut ids: Vec<T> = raw.into_iter().map(id).collect();
     ids.sort();
     ids.dedup();
     Ok(ids)
+}
+
+fn role_ids(raw: Vec<u64>, field: &str) -> Result<Vec<RoleId>, ParseError> {
+    id_set(raw, MAX_ROLE_CHANGES, field, RoleId)
 }
 
 /// The most participants a group conversation may have.
 pub const MAX_GROUP: usize = 10;
 
 /// Distinct, non-zero user ids, at most a group's worth.
-fn user_ids(raw: Vec<u64>) -> Result<Vec<UserId>, ParseError> {
+fn user_ids(raw: Vec<u64>, field: &str) -> Result<Vec<UserId>, ParseError> {
     if raw.contains(&0) {
-        return Err(invalid("user ids must be non-zero"));
+        return Err(invalid(format!("{field}: user ids must be non-zero")));
     }
-    if raw.len() > MAX_GROUP {
-        return Err(invalid(format!("at most {MAX_GROUP} user ids")));
-    }
-    let mut ids: Vec<UserId> = raw.into_iter().map(UserId).collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+    id_set(raw, MAX_GROUP, field, UserId)
 }
 
 /// A presence a user may choose (offline is not a choice).
@@ -549,7 +548,7 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             hub(Request::SetPresence { status: r.status.map(Chosen::parse).transpose()?, afk: r.afk })
         }
         Wire::OpenDirect(r) => {
-            let users = user_ids(r.user_ids)?;
+            let users = user_ids(r.user_ids, "user_ids")?;
             if users.is_empty() || users.len() > MAX_GROUP - 1 {
                 return Err(invalid(format!("user_ids must name 1-{} other users", MAX_GROUP - 1)));
             }
@@ -561,8 +560,8 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
         Wire::UpdateGroup(r) => hub(Request::UpdateGroup {
             channel: ChannelId(required(r.channel_id, "channel_id")?),
             name: r.name.as_deref().map(GroupName::parse).transpose()?,
-            add: user_ids(r.add_user_ids)?,
-            remove: user_ids(r.remove_user_ids)?,
+            add: user_ids(r.add_user_ids, "add_user_ids")?,
+            remove: user_ids(r.remove_user_ids, "remove_user_ids")?,
         }),
         Wire::Typing(r) => hub(Request::Typing { channel: ChannelId(required(r.channel_id, "channel_id")?) }),
         Wire::Ack(r) => hub(Request::Ack {

@@ -249,11 +249,10 @@ fn kith_fails(config: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
-#[test]
-fn a_community_is_run_and_moderated_from_the_shell() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = serve(&tmp.path().join("data"));
-    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.path().join(n));
+/// Alice (the owner) creates Family; bob and carol join it by invite. Returns
+/// their config directories.
+fn family_from_the_shell(tmp: &Path, server: &Served) -> [std::path::PathBuf; 3] {
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.join(n));
     let code = server.setup_code.clone().expect("a fresh server prints a setup code");
     kith(
         &alice,
@@ -265,6 +264,14 @@ fn a_community_is_run_and_moderated_from_the_shell() {
     let invite = created["invite"].as_str().unwrap().to_owned();
     kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
     kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
+    [alice, bob, carol]
+}
+
+#[test]
+fn a_community_is_run_and_moderated_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
 
     // Roles and a private channel.
     let role = kith(
@@ -384,18 +391,7 @@ fn tail_follows_across_a_server_restart_without_losing_a_message() {
 fn friends_talk_in_direct_and_group_conversations_from_the_shell() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(&tmp.path().join("data"));
-    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.path().join(n));
-    let code = server.setup_code.clone().unwrap();
-    kith(
-        &alice,
-        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
-        "alice's password\n",
-    );
-    let created: serde_json::Value =
-        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
-    let invite = created["invite"].as_str().unwrap().to_owned();
-    kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
-    kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
 
     // `@bob` is the direct conversation with bob, opened on first use.
     kith(&alice, &["send", "@bob", "dinner at 7?"], "");
