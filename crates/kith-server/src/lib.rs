@@ -96,8 +96,9 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// No rate limits (tests and benchmarks that drive the server hard from
-    /// one address); the connection cap and auth deadline stay.
+    /// No rate limits and no practical per-address cap, for tests and
+    /// benchmarks that drive the server hard from one address. The
+    /// authentication deadline stays.
     pub fn unlimited() -> Self {
         let off = RateLimit::new(0, 1);
         Limits {

@@ -31,7 +31,7 @@ mod direct;
 mod messages;
 mod moderation;
 mod presence;
-pub use presence::{MAX_UNREAD_COUNTED, TYPING_MS};
+pub use presence::TYPING_MS;
 mod roles;
 mod session;
 mod wire;
@@ -361,8 +361,9 @@ pub struct Hub {
 impl Hub {
     /// A hub continuing from what the store holds.
     pub fn new(state: StoredState, config: HubConfig) -> Self {
+        let limits = (config.message_rate, config.typing_rate, config.refusal_rate);
         let mut hub = Hub {
-            config: config.clone(),
+            config,
             ids: IdGen::after(state.max_id),
             users: HashMap::new(),
             by_fold: HashMap::new(),
@@ -380,9 +381,9 @@ impl Hub {
             pairs: HashMap::new(),
             shown: HashMap::new(),
             typing: HashMap::new(),
-            message_limits: Buckets::new(config.message_rate),
-            typing_limits: Buckets::new(config.typing_rate),
-            refusal_limits: Buckets::new(config.refusal_rate),
+            message_limits: Buckets::new(limits.0),
+            typing_limits: Buckets::new(limits.1),
+            refusal_limits: Buckets::new(limits.2),
             sessions: HashMap::new(),
             user_sessions: HashMap::new(),
             by_resume_key: HashMap::new(),
