@@ -1,0 +1,234 @@
+//! Slash commands and tab completion.
+
+use kith_proto::v1::{self, client_message::Request};
+
+use crate::model::Model;
+use crate::{App, Overlay, Pending, text};
+
+/// Every command: name, arguments, what it does (for /help and completion).
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("join", "<invite>", "join a community with an invite link or code"),
+    ("leave", "", "leave this community (also /drop)"),
+    ("list", "", "channels and conversations, with member counts"),
+    ("nick", "[name]", "your name in this community; empty clears it"),
+    ("dm", "<user> [message]", "open the direct conversation with someone"),
+    ("me", "<action>", "say what you are doing (/me waves)"),
+    ("topic", "[text]", "show or change this channel's topic"),
+    ("invite", "", "create an invite link to this community"),
+    ("reply", "[text]", "reply to the picked message (Ctrl+↑) or the newest from others"),
+    ("edit", "[text]", "edit your newest message here"),
+    ("delete", "", "delete your newest message here"),
+    ("presence", "<online|idle|dnd|invisible>", "how others see you"),
+    ("help", "", "keys and commands"),
+    ("quit", "", "leave kith (also /exit)"),
+];
+
+impl App {
+    pub(crate) fn command(&mut self, line: &str) {
+        let (name, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let channel = self.active.and_then(|id| self.model.channels.get(&id));
+        let community = channel.map(|c| c.community_id).filter(|&c| c != 0);
+        match (name.to_lowercase().as_str(), rest) {
+            ("help" | "h" | "?", _) => self.overlay = Overlay::Help,
+            ("quit" | "exit" | "q", _) => self.actions.push_back(crate::Action::Quit),
+            ("join", "") => self.complain("usage: /join <invite link or code>"),
+            ("join", invite) => {
+                let code = invite_code(invite);
+                self.request(Request::JoinCommunity(v1::JoinCommunityRequest { code }), Pending::Join);
+            }
+            ("leave" | "drop" | "part", _) => {
+                let Some(community_id) = community else {
+                    return self.complain("/leave works in a community's channel");
+                };
+                let name = self.model.community(community_id).map(|c| c.name.clone()).unwrap_or_default();
+                let request = Request::LeaveCommunity(v1::LeaveCommunityRequest { community_id });
+                self.request(request, Pending::Done(format!("left {name}")));
+            }
+            ("list", _) => self.overlay = Overlay::List,
+            ("nick", nick) => match community {
+                Some(community_id) => {
+                    let request = Request::UpdateMember(v1::UpdateMemberRequest {
+                        community_id,
+                        user_id: self.model.me,
+                        nickname: Some(nick.to_owned()),
+                        ..Default::default()
+                    });
+                    let done = if nick.is_empty() {
+                        "nickname cleared".into()
+                    } else {
+                        format!("you are now {nick} here")
+                    };
+                    self.request(request, Pending::Done(done));
+                }
+                None => {
+                    let request = Request::UpdateProfile(v1::UpdateProfileRequest {
+                        display_name: Some(nick.to_owned()),
+                        status_text: None,
+                    });
+                    self.request(request, Pending::Done("display name changed".into()));
+                }
+            },
+            ("dm" | "msg" | "query", args) => {
+                let (who, message) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+                let who = who.trim_start_matches('@');
+                if who.is_empty() {
+                    return self.complain("usage: /dm <user> [message]");
+                }
+                let Some(id) = self
+                    .model
+                    .users
+                    .iter()
+                    .find(|(_, u)| u.username.eq_ignore_ascii_case(who))
+                    .map(|(id, _)| *id)
+                else {
+                    return self.complain(format!(
+                        "nobody called {} shares a community with you",
+                        text::clean_line(who)
+                    ));
+                };
+                let then_send = Some(message.trim().to_owned()).filter(|m| !m.is_empty());
+                let request =
+                    Request::OpenDirect(v1::OpenDirectRequest { user_ids: vec![id], name: String::new() });
+                self.request(request, Pending::OpenDirect { then_send });
+            }
+            ("me", "") => self.complain("usage: /me <action>"),
+            // Sent as Discord does: the whole body in underscores (italics).
+            ("me", action) => self.send(&format!("_{action}_")),
+            ("topic", "") => {
+                let topic = channel.map(|c| c.topic.clone()).unwrap_or_default();
+                if topic.is_empty() { self.say("no topic") } else { self.say(format!("topic: {topic}")) }
+            }
+            ("topic", topic) => {
+                let Some(channel_id) = self.active.filter(|_| community.is_some()) else {
+                    return self.complain("/topic works in a community's channel");
+                };
+                let request = Request::UpdateChannel(v1::UpdateChannelRequest {
+                    channel_id,
+                    name: None,
+                    topic: Some(topic.to_owned()),
+                });
+                self.request(request, Pending::Done("topic changed".into()));
+            }
+            ("invite", _) => {
+                let Some(community_id) = community else {
+                    return self.complain("/invite works in a community's channel");
+                };
+                let request =
+                    Request::CreateInvite(v1::CreateInviteRequest { community_id, ..Default::default() });
+                self.request(request, Pending::Invite);
+            }
+            ("reply", text) => {
+                let me = self.model.me;
+                let target = self.selected.take().or_else(|| {
+                    channel.and_then(|c| c.msgs.iter().rev().find(|m| m.author_id != me)).map(|m| m.id)
+                });
+                let Some(target) = target else { return self.complain("nothing to reply to") };
+                self.reply_to = Some(target);
+                if !text.is_empty() {
+                    self.send(text);
+                }
+            }
+            ("edit", text) => {
+                let me = self.model.me;
+                let Some(m) = channel.and_then(|c| c.msgs.iter().rev().find(|m| m.author_id == me)) else {
+                    return self.complain("you have no message here to edit");
+                };
+                let (id, body) = (m.id, m.body.clone());
+                if text.is_empty() {
+                    self.begin_edit(id, &body);
+                } else {
+                    self.editing = Some(id);
+                    self.editor.set(text);
+                    self.submit();
+                }
+            }
+            ("delete", _) => {
+                let me = self.model.me;
+                match channel.and_then(|c| c.msgs.iter().rev().find(|m| m.author_id == me)).map(|m| m.id) {
+                    Some(id) => self.delete(id),
+                    None => self.complain("you have no message here to delete"),
+                }
+            }
+            ("presence" | "status" | "away", arg) => {
+                let status = match (name, arg) {
+                    ("away", _) | (_, "idle" | "away") => v1::PresenceStatus::Idle,
+                    (_, "online") => v1::PresenceStatus::Online,
+                    (_, "dnd") => v1::PresenceStatus::Dnd,
+                    (_, "invisible") => v1::PresenceStatus::Invisible,
+                    _ => return self.complain("usage: /presence online|idle|dnd|invisible"),
+                };
+                let request =
+                    Request::SetPresence(v1::SetPresenceRequest { status: Some(status as i32), afk: None });
+                self.request(request, Pending::Done(format!("you are {}", status_name(status))));
+            }
+            (other, _) => {
+                self.complain(format!("unknown command /{}; /help lists them", text::clean_line(other)))
+            }
+        }
+    }
+}
+
+pub fn status_name(s: v1::PresenceStatus) -> &'static str {
+    match s {
+        v1::PresenceStatus::Online => "online",
+        v1::PresenceStatus::Idle => "idle",
+        v1::PresenceStatus::Dnd => "do not disturb",
+        v1::PresenceStatus::Invisible => "invisible",
+        v1::PresenceStatus::Offline => "offline",
+    }
+}
+
+/// An invite's code: `kith://HOST:PORT/CODE?fp=…` or the bare code.
+fn invite_code(invite: &str) -> String {
+    let Some(rest) = invite.strip_prefix("kith://") else { return invite.to_owned() };
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.split_once('?').map_or(path, |(c, _)| c).to_owned()
+}
+
+/// What Tab may turn the word before the cursor into.
+pub fn completions(model: &Model, active: Option<u64>, word: &str, at_start: bool) -> Vec<String> {
+    let lower = word.to_lowercase();
+    let channel = active.and_then(|id| model.channels.get(&id));
+    let mut out: Vec<String> = if let Some(prefix) = lower.strip_prefix('/').filter(|_| at_start) {
+        COMMANDS.iter().filter(|(n, _, _)| n.starts_with(prefix)).map(|(n, _, _)| format!("/{n} ")).collect()
+    } else if let Some(prefix) = lower.strip_prefix('@') {
+        let people = channel.map(|c| model.people(c)).unwrap_or_default();
+        let mut names: Vec<String> = people
+            .iter()
+            .filter(|&&u| u != model.me)
+            .filter_map(|&u| model.username(u))
+            .filter(|n| n.to_lowercase().starts_with(prefix))
+            .map(|n| format!("@{n} "))
+            .collect();
+        if "everyone".starts_with(prefix) && channel.is_some_and(|c| !c.is_direct()) {
+            names.push("@everyone ".into());
+        }
+        names
+    } else if let Some(prefix) = lower.strip_prefix('#') {
+        let community = channel.map_or(0, |c| c.community_id);
+        let ids = model.community(community).map(|c| c.channels.as_slice()).unwrap_or_default();
+        ids.iter()
+            .filter_map(|id| model.channels.get(id))
+            .filter(|ch| ch.name.starts_with(prefix))
+            .map(|ch| format!("#{} ", ch.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_codes_come_out_of_links() {
+        assert_eq!(invite_code("kith://h:7443/AbC?fp=sha256:00"), "AbC");
+        assert_eq!(invite_code("kith://h:7443/AbC"), "AbC");
+        assert_eq!(invite_code("AbC"), "AbC");
+    }
+}

@@ -1,0 +1,461 @@
+//! What the user can see, kept current from the server's snapshot and
+//! events. Every string from the server is cleaned here, on the way in.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+
+use kith_proto::v1::{self, event::Body};
+
+use crate::text::{clean, clean_line};
+
+/// Messages held per channel. Scrolling further back fetches older pages
+/// and lets the newest go (fetched again on the way down), so memory stays
+/// flat however long a channel's history is.
+pub const WINDOW: usize = 1000;
+/// Messages per history request.
+pub const PAGE: u32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct UserInfo {
+    pub username: String,
+    pub display_name: String,
+}
+
+impl UserInfo {
+    fn from_wire(u: &v1::User) -> UserInfo {
+        UserInfo { username: clean_line(&u.username), display_name: clean_line(&u.display_name) }
+    }
+
+    pub fn label(&self) -> &str {
+        if self.display_name.is_empty() { &self.username } else { &self.display_name }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CommunityInfo {
+    pub id: u64,
+    pub name: String,
+    /// (user id, nickname) in the server's order.
+    pub members: Vec<(u64, String)>,
+    pub channels: Vec<u64>,
+}
+
+/// One message, cleaned for display.
+#[derive(Debug)]
+pub struct Msg {
+    pub id: u64,
+    pub author_id: u64,
+    /// The username at send time; the view prefers the current name.
+    pub author_name: String,
+    pub body: String,
+    pub created_ms: u64,
+    pub edited: bool,
+    pub reply_to: u64,
+    pub mentions_me: bool,
+    /// (width, content length, rows) of the last layout, so scrolling a
+    /// long window does not re-wrap every message.
+    pub layout: Cell<Option<(u16, usize, u16)>>,
+}
+
+impl Msg {
+    pub fn from_wire(m: &v1::Message, me: u64) -> Msg {
+        Msg {
+            id: m.id,
+            author_id: m.author_id,
+            author_name: clean_line(&m.author_name),
+            body: clean(&m.body),
+            created_ms: m.created_at_ms,
+            edited: m.edited_at_ms != 0,
+            reply_to: m.reply_to,
+            mentions_me: m.mention_everyone || m.mentions.contains(&me),
+            layout: Cell::new(None),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Older {
+    /// There may be older messages than those held.
+    More,
+    Loading,
+    /// The oldest message of the channel is held.
+    None,
+}
+
+/// A message the user sent that the server has not confirmed yet.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub nonce: String,
+    pub body: String,
+}
+
+#[derive(Debug)]
+pub struct Chan {
+    pub id: u64,
+    pub community_id: u64,
+    pub kind: v1::ChannelKind,
+    pub name: String,
+    pub topic: String,
+    pub recipients: Vec<u64>,
+    pub permissions: u64,
+    pub msgs: VecDeque<Msg>,
+    /// The newest page has been fetched (or is being: `loading`).
+    pub loaded: bool,
+    pub loading: bool,
+    pub older: Older,
+    /// Newer messages exist than those held (dropped while scrolled back).
+    pub newer_missing: bool,
+    /// Rows scrolled up from the bottom.
+    pub scroll: usize,
+    pub last_read_id: u64,
+    pub unread: u32,
+    pub mentions: u32,
+    /// "New messages" line: shown after this message id.
+    pub marker: Option<u64>,
+    /// (user, lapses at ms).
+    pub typing: Vec<(u64, u64)>,
+    pub sending: Vec<Sending>,
+}
+
+impl Chan {
+    fn from_wire(c: &v1::Channel) -> Chan {
+        Chan {
+            id: c.id,
+            community_id: c.community_id,
+            kind: c.kind(),
+            name: clean_line(&c.name),
+            topic: clean_line(&c.topic),
+            recipients: c.recipients.iter().map(|u| u.id).collect(),
+            permissions: c.permissions,
+            msgs: VecDeque::new(),
+            loaded: false,
+            loading: false,
+            older: Older::More,
+            newer_missing: false,
+            scroll: 0,
+            last_read_id: c.last_read_id,
+            unread: c.unread_count,
+            mentions: c.mention_count,
+            marker: None,
+            typing: Vec::new(),
+            sending: Vec::new(),
+        }
+    }
+
+    fn update_meta(&mut self, c: &v1::Channel) {
+        self.name = clean_line(&c.name);
+        self.topic = clean_line(&c.topic);
+        self.recipients = c.recipients.iter().map(|u| u.id).collect();
+        self.permissions = c.permissions;
+    }
+
+    pub fn is_direct(&self) -> bool {
+        self.community_id == 0
+    }
+
+    pub fn can_send(&self) -> bool {
+        self.permissions & v1::Permission::SendMessages as u64 != 0
+    }
+
+    pub fn newest_id(&self) -> Option<u64> {
+        self.msgs.back().map(|m| m.id)
+    }
+
+    pub fn find(&self, id: u64) -> Option<&Msg> {
+        let i = self.msgs.binary_search_by_key(&id, |m| m.id).ok()?;
+        self.msgs.get(i)
+    }
+
+    /// Inserts messages in id order, replacing any already held.
+    pub fn merge(&mut self, page: impl IntoIterator<Item = Msg>) {
+        for m in page {
+            match self.msgs.binary_search_by_key(&m.id, |x| x.id) {
+                Ok(i) => self.msgs[i] = m,
+                Err(i) => self.msgs.insert(i, m),
+            }
+        }
+    }
+
+    /// Drops the oldest messages beyond the window.
+    pub fn trim_front(&mut self) {
+        while self.msgs.len() > WINDOW {
+            self.msgs.pop_front();
+            self.older = Older::More;
+        }
+    }
+
+    /// Drops the newest messages beyond the window (while scrolled back).
+    pub fn trim_back(&mut self) {
+        while self.msgs.len() > WINDOW {
+            self.msgs.pop_back();
+            self.newer_missing = true;
+        }
+    }
+}
+
+/// The world as this user sees it.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub me: u64,
+    pub users: HashMap<u64, UserInfo>,
+    pub presence: HashMap<u64, v1::PresenceStatus>,
+    pub communities: Vec<CommunityInfo>,
+    /// Direct and group conversations, in the server's order.
+    pub directs: Vec<u64>,
+    pub channels: HashMap<u64, Chan>,
+}
+
+/// What an event meant, for the parts of the app that react to it.
+#[derive(Debug, Default)]
+pub struct Effect {
+    /// A message from someone else arrived in this channel.
+    pub incoming: Option<(u64, bool)>,
+    /// This channel went away.
+    pub removed_channel: Option<u64>,
+}
+
+impl Model {
+    /// Replaces everything with a snapshot. History is refetched on show.
+    pub fn load(&mut self, ready: &v1::Ready) {
+        let me = ready.user.as_ref().map_or(0, |u| u.id);
+        *self = Model { me, ..Model::default() };
+        if let Some(u) = &ready.user {
+            self.users.insert(u.id, UserInfo::from_wire(u));
+        }
+        for c in &ready.communities {
+            self.add_community(c);
+        }
+        for d in &ready.direct_channels {
+            self.add_channel(d);
+        }
+        for p in &ready.presences {
+            self.presence.insert(p.user_id, p.status());
+        }
+    }
+
+    fn add_community(&mut self, c: &v1::Community) {
+        for m in &c.members {
+            if let Some(u) = &m.user {
+                self.users.insert(u.id, UserInfo::from_wire(u));
+            }
+        }
+        let info = CommunityInfo {
+            id: c.id,
+            name: clean_line(&c.name),
+            members: c
+                .members
+                .iter()
+                .filter_map(|m| Some((m.user.as_ref()?.id, clean_line(&m.nickname))))
+                .collect(),
+            channels: Vec::new(),
+        };
+        match self.communities.iter_mut().find(|x| x.id == c.id) {
+            Some(existing) => {
+                let channels = std::mem::take(&mut existing.channels);
+                *existing = CommunityInfo { channels, ..info };
+            }
+            None => self.communities.push(info),
+        }
+        for ch in &c.channels {
+            self.add_channel(ch);
+        }
+    }
+
+    fn add_channel(&mut self, c: &v1::Channel) {
+        for u in &c.recipients {
+            self.users.insert(u.id, UserInfo::from_wire(u));
+        }
+        if let Some(existing) = self.channels.get_mut(&c.id) {
+            existing.update_meta(c);
+            return;
+        }
+        self.channels.insert(c.id, Chan::from_wire(c));
+        if c.community_id == 0 {
+            self.directs.push(c.id);
+        } else if let Some(com) = self.communities.iter_mut().find(|x| x.id == c.community_id) {
+            com.channels.push(c.id);
+        }
+    }
+
+    fn remove_channel(&mut self, id: u64) {
+        self.channels.remove(&id);
+        self.directs.retain(|&d| d != id);
+        for c in &mut self.communities {
+            c.channels.retain(|&x| x != id);
+        }
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, now_ms: u64, body: &Body) -> Effect {
+        let mut effect = Effect::default();
+        match body {
+            Body::MessageCreated(m) => {
+                let me = self.me;
+                let Some(ch) = self.channels.get_mut(&m.channel_id) else { return effect };
+                ch.typing.retain(|(u, _)| *u != m.author_id);
+                if m.author_id == me {
+                    ch.sending.retain(|s| s.nonce != m.nonce);
+                }
+                let msg = Msg::from_wire(m, me);
+                if m.author_id != me {
+                    effect.incoming = Some((m.channel_id, msg.mentions_me));
+                }
+                // Held only when contiguous with what is held; otherwise the
+                // next fetch brings it.
+                if (ch.loaded || ch.loading) && !ch.newer_missing {
+                    ch.merge([msg]);
+                    if ch.scroll == 0 {
+                        ch.trim_front();
+                    } else {
+                        ch.trim_back();
+                    }
+                }
+            }
+            Body::MessageUpdated(m) => {
+                if let Some(ch) = self.channels.get_mut(&m.channel_id)
+                    && ch.find(m.id).is_some()
+                {
+                    ch.merge([Msg::from_wire(m, self.me)]);
+                }
+            }
+            Body::MessageDeleted(d) => {
+                if let Some(ch) = self.channels.get_mut(&d.channel_id)
+                    && let Ok(i) = ch.msgs.binary_search_by_key(&d.message_id, |m| m.id)
+                {
+                    ch.msgs.remove(i);
+                }
+            }
+            Body::ChannelCreated(c) | Body::ChannelUpdated(c) => self.add_channel(c),
+            Body::ChannelDeleted(d) => {
+                self.remove_channel(d.channel_id);
+                effect.removed_channel = Some(d.channel_id);
+            }
+            Body::CommunityJoined(c) | Body::CommunityUpdated(c) => self.add_community(c),
+            Body::CommunityLeft(l) => {
+                if let Some(i) = self.communities.iter().position(|c| c.id == l.community_id) {
+                    let gone = self.communities.remove(i);
+                    for id in gone.channels {
+                        self.channels.remove(&id);
+                        effect.removed_channel = Some(id);
+                    }
+                }
+            }
+            Body::MemberJoined(j) => {
+                if let Some(m) = &j.member
+                    && let Some(u) = &m.user
+                {
+                    self.users.insert(u.id, UserInfo::from_wire(u));
+                    if let Some(c) = self.communities.iter_mut().find(|c| c.id == j.community_id) {
+                        c.members.retain(|(id, _)| *id != u.id);
+                        c.members.push((u.id, clean_line(&m.nickname)));
+                    }
+                }
+            }
+            Body::MemberLeft(l) => {
+                if let Some(c) = self.communities.iter_mut().find(|c| c.id == l.community_id) {
+                    c.members.retain(|(id, _)| *id != l.user_id);
+                }
+            }
+            Body::MemberUpdated(u) => {
+                if let Some(m) = &u.member
+                    && let Some(user) = &m.user
+                    && let Some(c) = self.communities.iter_mut().find(|c| c.id == u.community_id)
+                    && let Some(entry) = c.members.iter_mut().find(|(id, _)| *id == user.id)
+                {
+                    entry.1 = clean_line(&m.nickname);
+                }
+            }
+            Body::UserUpdated(u) => {
+                self.users.insert(u.id, UserInfo::from_wire(u));
+            }
+            Body::PresenceUpdated(p) => {
+                self.presence.insert(p.user_id, p.status());
+            }
+            Body::TypingStarted(t) => {
+                if t.user_id != self.me
+                    && t.until_ms > now_ms
+                    && let Some(ch) = self.channels.get_mut(&t.channel_id)
+                {
+                    ch.typing.retain(|(u, _)| *u != t.user_id);
+                    ch.typing.push((t.user_id, t.until_ms));
+                }
+            }
+            Body::ReadStateUpdated(r) => {
+                if let Some(ch) = self.channels.get_mut(&r.channel_id) {
+                    ch.last_read_id = r.last_read_id;
+                    ch.unread = r.unread_count;
+                    ch.mentions = r.mention_count;
+                }
+            }
+            Body::RoleCreated(_) | Body::RoleUpdated(_) | Body::RoleDeleted(_) => {}
+        }
+        effect
+    }
+
+    /// Drops lapsed typing indicators; true if any lapsed.
+    pub fn expire_typing(&mut self, now_ms: u64) -> bool {
+        let mut changed = false;
+        for ch in self.channels.values_mut() {
+            let before = ch.typing.len();
+            ch.typing.retain(|(_, until)| *until > now_ms);
+            changed |= ch.typing.len() != before;
+        }
+        changed
+    }
+
+    pub fn username(&self, id: u64) -> Option<&str> {
+        self.users.get(&id).map(|u| u.username.as_str())
+    }
+
+    /// How `user` is called in `channel`: nickname, display name, username.
+    pub fn name_in(&self, channel: &Chan, user: u64) -> Option<&str> {
+        if !channel.is_direct()
+            && let Some(c) = self.communities.iter().find(|c| c.id == channel.community_id)
+            && let Some((_, nick)) = c.members.iter().find(|(id, _)| *id == user)
+            && !nick.is_empty()
+        {
+            return Some(nick);
+        }
+        self.users.get(&user).map(UserInfo::label)
+    }
+
+    pub fn community(&self, id: u64) -> Option<&CommunityInfo> {
+        self.communities.iter().find(|c| c.id == id)
+    }
+
+    /// A conversation's title: its name, or the other participants.
+    pub fn title(&self, ch: &Chan) -> String {
+        if !ch.is_direct() {
+            return format!("#{}", ch.name);
+        }
+        if !ch.name.is_empty() {
+            return ch.name.clone();
+        }
+        let others: Vec<&str> =
+            ch.recipients.iter().filter(|&&u| u != self.me).filter_map(|&u| self.username(u)).collect();
+        if others.is_empty() { "(just you)".into() } else { others.join(", ") }
+    }
+
+    /// The people in a channel: a community's members, or a conversation's
+    /// participants.
+    pub fn people(&self, ch: &Chan) -> Vec<u64> {
+        if ch.is_direct() {
+            ch.recipients.clone()
+        } else {
+            self.community(ch.community_id)
+                .map(|c| c.members.iter().map(|(id, _)| *id).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    pub fn status(&self, user: u64) -> v1::PresenceStatus {
+        self.presence.get(&user).copied().unwrap_or(v1::PresenceStatus::Offline)
+    }
+
+    /// Channels in sidebar order: each community's, then the conversations.
+    pub fn nav_order(&self) -> Vec<u64> {
+        let mut order: Vec<u64> = self.communities.iter().flat_map(|c| c.channels.iter().copied()).collect();
+        order.extend(&self.directs);
+        order
+    }
+}

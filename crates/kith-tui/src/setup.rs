@@ -1,0 +1,226 @@
+//! The first run: which server, whether to trust its identity, and who you
+//! are there. The host does the connecting; this only asks and remembers.
+
+use crate::editor::Editor;
+
+/// What the host should do for the setup screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupAction {
+    /// Connect to `address` (`host[:port]` or a `kith://` invite) and report
+    /// the server's identity with [`SetupInput::Probed`]. Nothing is pinned yet.
+    Probe { address: String },
+    /// Log in or register; answer with [`crate::Input::Ready`] on success
+    /// (after pinning `fingerprint` and saving the profile) or
+    /// [`SetupInput::Failed`].
+    SignIn(SignIn),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub server: String,
+    /// The identity the user accepted (or the invite vouched for).
+    pub fingerprint: String,
+    pub username: String,
+    pub password: String,
+    pub register: bool,
+    /// Register with it, or join it after logging in.
+    pub invite_code: Option<String>,
+}
+
+/// What the host reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupInput {
+    Probed(Result<Probe, String>),
+    Failed(String),
+}
+
+/// A server the host reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// `host:port`.
+    pub server: String,
+    /// `sha256:<hex>` of the certificate it presented.
+    pub fingerprint: String,
+    /// Why the identity needs no confirmation, if it does not: "pinned
+    /// earlier", "the invite vouches for it", "valid certificate".
+    pub vouched: Option<String>,
+    /// The invite's code, when the address was an invite.
+    pub invite_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Server,
+    Trust,
+    Choose,
+    Username,
+    Password,
+    Confirm,
+    Busy,
+}
+
+#[derive(Debug)]
+pub struct Setup {
+    pub step: Step,
+    pub field: Editor,
+    pub probe: Option<Probe>,
+    pub register: bool,
+    pub username: String,
+    password: String,
+    pub error: Option<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            step: Step::Server,
+            field: Editor::default(),
+            probe: None,
+            register: false,
+            username: String::new(),
+            password: String::new(),
+            error: None,
+        }
+    }
+}
+
+impl Setup {
+    /// The prompt and hint for the current step.
+    pub fn prompt(&self) -> (&'static str, &'static str) {
+        match self.step {
+            Step::Server => (
+                "Server address or invite link",
+                "e.g. chat.example.org or kith://chat.example.org:7443/CODE?fp=sha256:…",
+            ),
+            Step::Trust => ("Trust this server? [y/n]", "compare it with what the server's owner sees"),
+            Step::Choose => ("[l] log in   [r] create an account", ""),
+            Step::Username => ("Username", "2-32 letters, digits, '-' or '_'"),
+            Step::Password => ("Password", "not shown as you type"),
+            Step::Confirm => ("Password again", "to be sure it is the one you meant"),
+            Step::Busy => ("Connecting…", ""),
+        }
+    }
+
+    pub fn masked(&self) -> bool {
+        matches!(self.step, Step::Password | Step::Confirm)
+    }
+
+    pub fn probed(&mut self, result: Result<Probe, String>) {
+        match result {
+            Ok(p) => {
+                self.error = None;
+                self.step = if p.vouched.is_some() { Step::Choose } else { Step::Trust };
+                self.probe = Some(p);
+            }
+            Err(e) => {
+                self.error = Some(e);
+                self.step = Step::Server;
+            }
+        }
+    }
+
+    pub fn failed(&mut self, reason: String) {
+        self.error = Some(reason);
+        self.password.clear();
+        self.field.clear();
+        self.step = Step::Username;
+        self.field.set(&self.username.clone());
+    }
+
+    /// Enter on the current step: the next step, and maybe an action.
+    pub fn submit(&mut self) -> Option<SetupAction> {
+        let value = self.field.text().trim().to_owned();
+        match self.step {
+            Step::Server if value.is_empty() => None,
+            Step::Server => {
+                self.error = None;
+                self.step = Step::Busy;
+                self.field.clear();
+                Some(SetupAction::Probe { address: value })
+            }
+            Step::Username if value.is_empty() => None,
+            Step::Username => {
+                self.username = value;
+                self.field.clear();
+                self.step = Step::Password;
+                None
+            }
+            Step::Password if self.field.text().is_empty() => None,
+            Step::Password => {
+                self.password = self.field.take_secret();
+                if self.register {
+                    self.step = Step::Confirm;
+                    None
+                } else {
+                    self.sign_in()
+                }
+            }
+            Step::Confirm => {
+                if self.field.take_secret() != self.password {
+                    self.error = Some("the passwords differ; type it again".into());
+                    self.password.clear();
+                    self.step = Step::Password;
+                    return None;
+                }
+                self.sign_in()
+            }
+            Step::Trust | Step::Choose | Step::Busy => None,
+        }
+    }
+
+    /// A one-letter answer on the trust and choice steps.
+    pub fn answer(&mut self, c: char) {
+        match (self.step, c.to_ascii_lowercase()) {
+            (Step::Trust, 'y') => self.step = Step::Choose,
+            (Step::Trust, 'n') => {
+                self.probe = None;
+                self.step = Step::Server;
+                self.error = Some("not trusted; nothing was saved".into());
+            }
+            (Step::Choose, 'l' | 'r') => {
+                self.register = c.eq_ignore_ascii_case(&'r');
+                self.step = Step::Username;
+                self.error = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn sign_in(&mut self) -> Option<SetupAction> {
+        let probe = self.probe.clone()?;
+        self.step = Step::Busy;
+        self.error = None;
+        Some(SetupAction::SignIn(SignIn {
+            server: probe.server,
+            fingerprint: probe.fingerprint,
+            username: self.username.clone(),
+            password: std::mem::take(&mut self.password),
+            register: self.register,
+            invite_code: probe.invite_code,
+        }))
+    }
+
+    /// Esc: one step back.
+    pub fn back(&mut self) {
+        self.error = None;
+        self.field.clear();
+        self.step = match self.step {
+            Step::Server | Step::Trust | Step::Busy => {
+                self.probe = None;
+                Step::Server
+            }
+            Step::Choose => Step::Server,
+            Step::Username => Step::Choose,
+            Step::Password | Step::Confirm => Step::Username,
+        };
+    }
+}
+
+impl Editor {
+    /// Takes a secret out without keeping it in the input history.
+    pub fn take_secret(&mut self) -> String {
+        let text = self.text().to_owned();
+        self.clear();
+        text
+    }
+}

@@ -1,0 +1,835 @@
+//! Drawing the app. Pure: it reads the model and writes cells, and only
+//! remembers the message pane's size so that scrolling knows a page.
+//!
+//! The message pane is laid out from the bottom up and stops once the
+//! screen is full, so a frame costs the same with 10 messages or 10 000;
+//! wrapped heights are cached per message for scrolling far back.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate};
+use kith_proto::v1;
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
+
+use crate::commands::COMMANDS;
+use crate::model::{Chan, Model, Msg, Older};
+use crate::setup::{Setup, Step};
+use crate::text::{self, truncate, width, wrap};
+use crate::{App, Connection, Geometry, Overlay, Screen};
+
+/// The time column: `HH:MM `.
+const TIME: usize = 6;
+/// Wider than this, the member list shows.
+const MEMBERS_FROM: u16 = 100;
+/// Narrower than this, the sidebar hides.
+const SIDEBAR_FROM: u16 = 60;
+/// Below this the layout gives up and asks for a larger window.
+const MIN_WIDTH: u16 = 20;
+const MIN_HEIGHT: u16 = 6;
+
+const PALETTE: [Color; 10] = [
+    Color::Red,
+    Color::Green,
+    Color::Yellow,
+    Color::Blue,
+    Color::Magenta,
+    Color::Cyan,
+    Color::LightRed,
+    Color::LightGreen,
+    Color::LightBlue,
+    Color::LightMagenta,
+];
+
+/// A user's colour: the same on every screen and every run.
+fn colour(user: u64) -> Color {
+    let h = user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    PALETTE[(h % PALETTE.len() as u64) as usize]
+}
+
+fn dim() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+
+impl App {
+    /// Draws the whole app into `frame`.
+    pub fn render(&self, frame: &mut Frame) {
+        let area = frame.area();
+        if area.is_empty() {
+            return;
+        }
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            let note = truncate("kith: make the window larger", usize::from(area.width));
+            frame.buffer_mut().set_string(area.x, area.y, note, Style::new());
+            return;
+        }
+        match &self.screen {
+            Screen::Setup(setup) => render_setup(setup, frame),
+            Screen::Chat => {
+                let cursor = self.render_chat(area, frame.buffer_mut());
+                if let Some(c) = cursor {
+                    frame.set_cursor_position(c);
+                }
+            }
+        }
+    }
+
+    fn render_chat(&self, area: Rect, buf: &mut Buffer) -> Option<Position> {
+        let [main, status] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+        self.status_bar(status, buf);
+        let sidebar_w = if area.width >= SIDEBAR_FROM { (area.width / 5).clamp(16, 26) } else { 0 };
+        let members_w = if area.width >= MEMBERS_FROM { 22 } else { 0 };
+        let [sidebar, centre, members] = Layout::horizontal([
+            Constraint::Length(sidebar_w),
+            Constraint::Min(10),
+            Constraint::Length(members_w),
+        ])
+        .areas(main);
+        if sidebar_w > 0 {
+            self.sidebar(sidebar, buf);
+        }
+        let active = self.active.and_then(|id| self.model.channels.get(&id));
+        if members_w > 0
+            && let Some(ch) = active
+        {
+            self.members(ch, members, buf);
+        }
+        let cursor = self.centre(active, centre, buf);
+        match &self.overlay {
+            Overlay::None => cursor,
+            Overlay::Help => {
+                help(area, buf);
+                None
+            }
+            Overlay::List => {
+                self.list(area, buf);
+                None
+            }
+            Overlay::Switcher { query, selected } => Some(self.switcher(query.text(), *selected, area, buf)),
+        }
+    }
+
+    fn status_bar(&self, area: Rect, buf: &mut Buffer) {
+        let (state, style) = match &self.connection {
+            Connection::Connecting => ("connecting…".to_owned(), Style::new().fg(Color::Yellow)),
+            Connection::Connected => ("● connected".to_owned(), Style::new().fg(Color::Green)),
+            Connection::Reconnecting { attempt, reason } => (
+                format!("○ reconnecting (attempt {}): {}", attempt + 1, text::clean_line(reason)),
+                Style::new().fg(Color::Yellow),
+            ),
+            Connection::Ended(reason) => {
+                (format!("✕ disconnected: {}", text::clean_line(reason)), Style::new().fg(Color::Red))
+            }
+        };
+        let fp = short_fingerprint(&self.config.fingerprint);
+        let mut spans =
+            vec![Span::styled(state, style), Span::raw("  "), Span::raw(self.config.server.clone())];
+        if !fp.is_empty() {
+            spans.push(Span::styled(format!("  {fp}"), dim()));
+        }
+        if let Some(w) = &self.config.warning {
+            spans.push(Span::styled(
+                format!("  ⚠ {w}"),
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ));
+        }
+        let bar = Style::new().bg(Color::Black);
+        buf.set_style(area, bar);
+        buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+        let hint = "F1 help · Ctrl+K switch";
+        let hw = width(hint) as u16;
+        let used = buf.content[buf.index_of(area.x, area.y)..]
+            .iter()
+            .take(area.width as usize)
+            .rposition(|c| c.symbol() != " ")
+            .map_or(0, |p| p as u16 + 1);
+        if area.width > hw + used + 2 {
+            buf.set_string(area.right() - hw - 1, area.y, hint, dim());
+        }
+    }
+
+    fn sidebar(&self, area: Rect, buf: &mut Buffer) {
+        let block = Block::new().borders(Borders::RIGHT).border_style(dim());
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let w = inner.width as usize;
+        let mut lines: Vec<Line> = Vec::new();
+        let entry = |ch: &Chan, label: String, lead: Span<'static>| -> Line<'static> {
+            let active = self.active == Some(ch.id);
+            let mut badge = String::new();
+            if ch.mentions > 0 {
+                badge = format!(" @{}", ch.mentions.min(999));
+            } else if ch.unread > 0 {
+                badge = format!(" {}", if ch.unread >= 1000 { "999+".into() } else { ch.unread.to_string() });
+            }
+            let room = w.saturating_sub(width(&badge) + 2);
+            let mut style = if ch.unread > 0 { Style::new().add_modifier(Modifier::BOLD) } else { dim() };
+            if active {
+                style = Style::new().add_modifier(Modifier::REVERSED);
+            }
+            let badge_style = if ch.mentions > 0 { Style::new().fg(Color::Red) } else { Style::new() };
+            let name = truncate(&label, room);
+            let pad = " ".repeat(w.saturating_sub(2 + width(&name) + width(&badge)));
+            Line::from(vec![
+                lead,
+                Span::styled(name, style),
+                Span::styled(pad, style),
+                Span::styled(badge, badge_style.add_modifier(Modifier::BOLD)),
+            ])
+        };
+        for c in &self.model.communities {
+            lines.push(Line::styled(truncate(&c.name, w), Style::new().add_modifier(Modifier::BOLD)));
+            for ch in c.channels.iter().filter_map(|id| self.model.channels.get(id)) {
+                lines.push(entry(ch, ch.name.clone(), Span::raw(" #")));
+            }
+        }
+        if !self.model.directs.is_empty() {
+            lines.push(Line::styled("Direct messages", Style::new().add_modifier(Modifier::BOLD)));
+            for ch in self.model.directs.iter().filter_map(|id| self.model.channels.get(id)) {
+                let other = ch.recipients.iter().find(|&&u| u != self.model.me).copied();
+                let dot = match other {
+                    Some(u) if ch.kind == v1::ChannelKind::Direct => presence_dot(self.model.status(u)),
+                    _ => Span::styled("≡", dim()),
+                };
+                let title = format!(" {}", self.model.title(ch));
+                lines.push(entry(ch, title, Span::styled(format!(" {}", dot.content), dot.style)));
+            }
+        }
+        if self.model.communities.is_empty() && self.model.directs.is_empty() {
+            lines.push(Line::styled("no communities yet", dim()));
+            lines.push(Line::styled("/join <invite>", dim()));
+        }
+        // Keep the active entry on screen in a long list.
+        let active_row = lines
+            .iter()
+            .position(|l| l.spans.iter().any(|s| s.style.add_modifier.contains(Modifier::REVERSED)));
+        let skip = active_row.map_or(0, |r| (r + 1).saturating_sub(inner.height as usize));
+        for (i, line) in lines.iter().skip(skip).take(inner.height as usize).enumerate() {
+            buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+        }
+    }
+
+    fn members(&self, ch: &Chan, area: Rect, buf: &mut Buffer) {
+        let block = Block::new().borders(Borders::LEFT).border_style(dim());
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let w = inner.width as usize;
+        let mut people: Vec<(u64, v1::PresenceStatus, String)> = self
+            .model
+            .people(ch)
+            .into_iter()
+            .map(|u| (u, self.model.status(u), self.model.name_in(ch, u).unwrap_or("?").to_owned()))
+            .collect();
+        people.sort_by_key(|p| p.2.to_lowercase());
+        let (online, offline): (Vec<_>, Vec<_>) =
+            people.into_iter().partition(|p| p.1 != v1::PresenceStatus::Offline);
+        let mut lines = vec![Line::styled(format!("Online — {}", online.len()), dim())];
+        for (u, status, name) in &online {
+            let name = truncate(name, w.saturating_sub(2));
+            lines.push(Line::from(vec![
+                presence_dot(*status),
+                Span::raw(" "),
+                Span::styled(name, Style::new().fg(colour(*u))),
+            ]));
+        }
+        lines.push(Line::styled(format!("Offline — {}", offline.len()), dim()));
+        for (_, _, name) in &offline {
+            lines.push(Line::styled(format!("  {}", truncate(name, w.saturating_sub(2))), dim()));
+        }
+        for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
+            buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+        }
+    }
+
+    /// The header, messages, typing line, reply banner and input. Returns
+    /// where the cursor goes.
+    fn centre(&self, ch: Option<&Chan>, area: Rect, buf: &mut Buffer) -> Option<Position> {
+        let input_w = area.width.saturating_sub(2).max(1) as usize;
+        let input_rows =
+            wrap_input(self.editor.text(), input_w).len().clamp(1, usize::from(area.height / 3).max(1));
+        let banner = u16::from(self.reply_to.is_some() || self.editing.is_some());
+        let [header, messages, typing, banner_area, input] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(1),
+            Constraint::Length(1),
+            Constraint::Length(banner),
+            Constraint::Length(input_rows as u16),
+        ])
+        .areas(area);
+        self.geometry.set(Geometry { width: messages.width, height: messages.height });
+        if let Some(ch) = ch
+            && !header.is_empty()
+        {
+            let title = self.model.title(ch);
+            let mut spans = vec![Span::styled(title, Style::new().add_modifier(Modifier::BOLD))];
+            if let Some(c) = self.model.community(ch.community_id) {
+                spans.push(Span::styled(format!("  {}", c.name), dim()));
+            }
+            if !ch.topic.is_empty() {
+                spans.push(Span::styled(format!("  — {}", ch.topic), dim()));
+            }
+            buf.set_line(header.x, header.y, &Line::from(spans), header.width);
+            self.messages(ch, messages, buf);
+        } else {
+            let hint = Paragraph::new(vec![
+                Line::raw(""),
+                Line::raw("You are not in any community yet."),
+                Line::raw("Paste an invite: /join kith://…"),
+            ])
+            .style(dim());
+            hint.render(messages, buf);
+        }
+        self.typing_line(ch, typing, buf);
+        if !banner_area.is_empty() {
+            let text = match (self.reply_to, self.editing) {
+                (Some(id), _) => {
+                    let quoted = ch.and_then(|c| c.find(id)).map_or_else(
+                        || "a message".to_owned(),
+                        |m| format!("{}: {}", self.author(ch.expect("found in it"), m), first_line(&m.body)),
+                    );
+                    format!("↳ replying to {quoted}")
+                }
+                _ => "✎ editing your message".to_owned(),
+            };
+            let text = truncate(&text, usize::from(banner_area.width).saturating_sub(14));
+            buf.set_line(
+                banner_area.x,
+                banner_area.y,
+                &Line::from(vec![
+                    Span::styled(text, Style::new().fg(Color::Cyan)),
+                    Span::styled("  Esc cancels", dim()),
+                ]),
+                banner_area.width,
+            );
+        }
+        self.input(ch, input, buf)
+    }
+
+    fn typing_line(&self, ch: Option<&Chan>, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
+            return;
+        }
+        if let Some(n) = &self.notice {
+            let style = if n.error { Style::new().fg(Color::Red) } else { Style::new().fg(Color::Cyan) };
+            buf.set_line(
+                area.x,
+                area.y,
+                &Line::styled(truncate(&n.text, area.width as usize), style),
+                area.width,
+            );
+            return;
+        }
+        let Some(ch) = ch else { return };
+        let names: Vec<&str> = ch
+            .typing
+            .iter()
+            .filter(|(_, until)| *until > self.now_ms)
+            .filter_map(|(u, _)| self.model.name_in(ch, *u))
+            .collect();
+        let text = match names[..] {
+            [] => return,
+            [a] => format!("{a} is typing…"),
+            [a, b] => format!("{a} and {b} are typing…"),
+            [a, b, c] => format!("{a}, {b} and {c} are typing…"),
+            _ => "several people are typing…".to_owned(),
+        };
+        buf.set_line(area.x, area.y, &Line::styled(truncate(&text, area.width as usize), dim()), area.width);
+    }
+
+    fn input(&self, ch: Option<&Chan>, area: Rect, buf: &mut Buffer) -> Option<Position> {
+        if area.is_empty() {
+            return None;
+        }
+        let text = self.editor.text();
+        let w = area.width.saturating_sub(2).max(1) as usize;
+        if text.is_empty() {
+            let hint = match ch {
+                Some(ch) if !ch.can_send() => "you cannot send messages here".to_owned(),
+                Some(ch) => format!("Message {}", self.model.title(ch)),
+                None => "/join <invite> · /help".to_owned(),
+            };
+            buf.set_line(
+                area.x,
+                area.y,
+                &Line::from(vec![
+                    Span::styled("> ", Style::new().fg(Color::Cyan)),
+                    Span::styled(truncate(&hint, w), dim()),
+                ]),
+                area.width,
+            );
+            return Some(Position::new(area.x + 2, area.y));
+        }
+        let lines = wrap_input(text, w);
+        let (cursor_line, cursor_col) = cursor_in(text, &lines, self.editor.cursor());
+        let first = (cursor_line + 1).saturating_sub(area.height as usize);
+        for (i, r) in lines.iter().skip(first).take(area.height as usize).enumerate() {
+            let prompt = if i + first == 0 { "> " } else { "  " };
+            buf.set_line(
+                area.x,
+                area.y + i as u16,
+                &Line::from(vec![
+                    Span::styled(prompt, Style::new().fg(Color::Cyan)),
+                    Span::raw(&text[r.clone()]),
+                ]),
+                area.width,
+            );
+        }
+        let x = area.x + 2 + cursor_col.min(w) as u16;
+        Some(Position::new(x.min(area.right().saturating_sub(1)), area.y + (cursor_line - first) as u16))
+    }
+
+    fn author<'a>(&'a self, ch: &'a Chan, m: &'a Msg) -> &'a str {
+        self.model.name_in(ch, m.author_id).unwrap_or(&m.author_name)
+    }
+
+    fn messages(&self, ch: &Chan, area: Rect, buf: &mut Buffer) {
+        if area.height == 0 || area.width == 0 {
+            return;
+        }
+        let height = usize::from(area.height);
+        let need = ch.scroll + height;
+        // Rows from the bottom up, until the screen (plus the scrolled-off
+        // part) is full.
+        let mut rows: Vec<Line> = Vec::new();
+        for s in ch.sending.iter().rev() {
+            let body = text::clean(&s.body);
+            let mut lines = wrap(&body, usize::from(area.width).saturating_sub(TIME + 8).max(1));
+            lines.reverse();
+            let n = lines.len();
+            for (i, r) in lines.into_iter().enumerate() {
+                let lead = if i + 1 == n { "…     " } else { "      " };
+                rows.push(Line::styled(format!("{lead}{}", &body[r]), dim()));
+            }
+        }
+        if !ch.loaded && ch.msgs.is_empty() {
+            rows.push(Line::styled("loading…", dim()));
+        }
+        let today = self.day(self.now_ms);
+        for i in (0..ch.msgs.len()).rev() {
+            if rows.len() >= need {
+                break;
+            }
+            let m = &ch.msgs[i];
+            let mut lines = self.layout_message(ch, m, area.width);
+            if self.selected == Some(m.id) {
+                for l in &mut lines {
+                    l.style = Style::new().bg(Color::DarkGray);
+                }
+            }
+            rows.extend(lines.into_iter().rev());
+            let prev = i.checked_sub(1).map(|p| &ch.msgs[p]);
+            if ch.marker.is_some_and(|after| m.id > after && prev.is_none_or(|p| p.id <= after)) {
+                rows.push(rule("new messages", area.width, Style::new().fg(Color::Red)));
+            }
+            let day = self.day(m.created_ms);
+            if prev.is_none_or(|p| self.day(p.created_ms) != day) {
+                rows.push(rule(&day_label(day, today), area.width, dim()));
+            }
+        }
+        if rows.len() < need && ch.loaded {
+            let top = match ch.older {
+                Older::None => format!("the beginning of {}", self.model.title(ch)),
+                Older::Loading | Older::More => "loading older messages…".to_owned(),
+            };
+            rows.push(Line::styled(top, dim()));
+        }
+        let scroll = ch.scroll.min(rows.len().saturating_sub(1));
+        for (i, line) in rows.iter().skip(scroll).take(height).enumerate() {
+            let y = area.bottom() - 1 - i as u16;
+            if line.style.bg.is_some() {
+                buf.set_style(Rect::new(area.x, y, area.width, 1), line.style);
+            }
+            buf.set_line(area.x, y, line, area.width);
+        }
+        if ch.scroll > 0 {
+            let more = if ch.unread > 0 {
+                format!(" ↓ {} new ", ch.unread)
+            } else {
+                " ↓ more below ".to_owned()
+            };
+            let w = width(&more) as u16;
+            if area.width > w {
+                buf.set_string(
+                    area.right() - w,
+                    area.bottom() - 1,
+                    &more,
+                    Style::new().fg(Color::Black).bg(Color::Yellow),
+                );
+            }
+        }
+    }
+
+    /// A message's rows, top to bottom: what it replies to, then the body
+    /// wrapped under the time column.
+    fn layout_message(&self, ch: &Chan, m: &Msg, w: u16) -> Vec<Line<'static>> {
+        let mut out = Vec::new();
+        if m.reply_to != 0 {
+            let quoted = ch.find(m.reply_to).map_or_else(
+                || "an earlier message".to_owned(),
+                |r| format!("{}: {}", self.author(ch, r), first_line(&r.body)),
+            );
+            let line = truncate(&format!("↳ {quoted}"), usize::from(w).saturating_sub(TIME));
+            out.push(Line::from(vec![Span::raw(" ".repeat(TIME)), Span::styled(line, dim())]));
+        }
+        let name = self.author(ch, m);
+        let action = action_text(&m.body);
+        let (lead, body) = match action {
+            Some(a) => (format!("* {name}"), a),
+            None => (name.to_owned(), m.body.as_str()),
+        };
+        let edited = if m.edited { " (edited)" } else { "" };
+        let content = format!("{lead} {body}{edited}");
+        let name_end = lead.len();
+        let edited_start = content.len() - edited.len();
+        let body_style =
+            if action.is_some() { Style::new().add_modifier(Modifier::ITALIC) } else { Style::new() };
+        let name_style = Style::new().fg(colour(m.author_id)).add_modifier(Modifier::BOLD);
+        let time_style = if m.mentions_me { Style::new().fg(Color::Black).bg(Color::Yellow) } else { dim() };
+        for (i, r) in wrap(&content, usize::from(w).saturating_sub(TIME).max(1)).into_iter().enumerate() {
+            let mut spans = vec![if i == 0 {
+                Span::styled(format!("{} ", self.clock(m.created_ms)), time_style)
+            } else {
+                Span::raw(" ".repeat(TIME))
+            }];
+            // Split the row where the name and the "(edited)" mark begin and end.
+            let cuts = [r.start, name_end.clamp(r.start, r.end), edited_start.clamp(r.start, r.end), r.end];
+            let styles = [name_style, body_style, dim()];
+            for (k, style) in styles.iter().enumerate() {
+                if cuts[k] < cuts[k + 1] {
+                    spans.push(Span::styled(content[cuts[k]..cuts[k + 1]].to_owned(), *style));
+                }
+            }
+            out.push(Line::from(spans));
+        }
+        out
+    }
+
+    fn day(&self, ms: u64) -> NaiveDate {
+        self.local(ms).date_naive()
+    }
+
+    fn clock(&self, ms: u64) -> String {
+        self.local(ms).format("%H:%M").to_string()
+    }
+
+    fn local(&self, ms: u64) -> DateTime<FixedOffset> {
+        let offset = FixedOffset::east_opt(self.config.utc_offset_secs)
+            .unwrap_or(FixedOffset::east_opt(0).expect("0 is valid"));
+        DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+            .with_timezone(&offset)
+    }
+
+    fn switcher(&self, query: &str, selected: usize, area: Rect, buf: &mut Buffer) -> Position {
+        let matches = switcher_matches(&self.model, query);
+        let w = area.width.saturating_sub(4).min(60);
+        let h = (matches.len() as u16 + 3).clamp(4, area.height.saturating_sub(2).max(4));
+        let r = centred(area, w, h);
+        Clear.render(r, buf);
+        let block = Block::bordered().title(" Switch to ").border_style(Style::new().fg(Color::Cyan));
+        let inner = block.inner(r);
+        block.render(r, buf);
+        buf.set_line(
+            inner.x,
+            inner.y,
+            &Line::from(vec![Span::raw("> "), Span::raw(query.to_owned())]),
+            inner.width,
+        );
+        let selected = selected.min(matches.len().saturating_sub(1));
+        for (i, (_, label)) in matches.iter().take(inner.height.saturating_sub(1) as usize).enumerate() {
+            let style =
+                if i == selected { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new() };
+            let line = Line::styled(truncate(label, inner.width as usize), style);
+            buf.set_line(inner.x, inner.y + 1 + i as u16, &line, inner.width);
+        }
+        Position::new(inner.x + 2 + width(query).min(inner.width as usize) as u16, inner.y)
+    }
+
+    fn list(&self, area: Rect, buf: &mut Buffer) {
+        let mut lines = vec![];
+        for c in &self.model.communities {
+            lines.push(Line::styled(
+                format!("{} ({} members)", c.name, c.members.len()),
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
+            for ch in c.channels.iter().filter_map(|id| self.model.channels.get(id)) {
+                let topic = if ch.topic.is_empty() { String::new() } else { format!(" — {}", ch.topic) };
+                lines.push(Line::raw(format!("  #{}{topic}", ch.name)));
+            }
+        }
+        for ch in self.model.directs.iter().filter_map(|id| self.model.channels.get(id)) {
+            lines.push(Line::raw(format!("  {} ({} people)", self.model.title(ch), ch.recipients.len())));
+        }
+        popup(area, buf, " Channels ", lines);
+    }
+}
+
+fn render_setup(setup: &Setup, frame: &mut Frame) {
+    let area = frame.area();
+    let buf = frame.buffer_mut();
+    let w = area.width.saturating_sub(2).min(76);
+    let r = centred(area, w, area.height.min(14));
+    let block = Block::bordered().title(" Welcome to kith ").border_style(Style::new().fg(Color::Cyan));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let iw = inner.width as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(p) = &setup.probe {
+        lines.push(Line::from(vec![
+            Span::styled("Server    ", dim()),
+            Span::raw(text::clean_line(&p.server)),
+        ]));
+        let fp = text::clean_line(&p.fingerprint);
+        lines.push(Line::from(vec![
+            Span::styled("Identity  ", dim()),
+            Span::raw(truncate(&fp, iw.saturating_sub(10))),
+        ]));
+        if fp.len() > iw.saturating_sub(10) {
+            lines.push(Line::raw(format!(
+                "          {}",
+                truncate(&fp[iw.saturating_sub(11).min(fp.len())..], iw.saturating_sub(10))
+            )));
+        }
+        if let Some(why) = &p.vouched {
+            lines.push(Line::styled(format!("          ✓ {why}"), Style::new().fg(Color::Green)));
+        }
+        if setup.step != Step::Trust && p.invite_code.is_some() {
+            let how = if setup.register {
+                "your new account joins with the invite"
+            } else {
+                "you will join with the invite"
+            };
+            lines.push(Line::styled(format!("          {how}"), dim()));
+        }
+        lines.push(Line::raw(""));
+    } else {
+        lines.push(Line::raw("Chat with friends and family on a server one of you runs."));
+        lines.push(Line::raw(""));
+    }
+    if matches!(setup.step, Step::Password | Step::Confirm) {
+        lines.push(Line::from(vec![
+            Span::styled("Username  ", dim()),
+            Span::raw(text::clean_line(&setup.username)),
+        ]));
+    }
+    let (prompt, hint) = setup.prompt();
+    lines.push(Line::styled(prompt, Style::new().add_modifier(Modifier::BOLD)));
+    let field_row = lines.len() as u16;
+    let shown = if setup.masked() {
+        "•".repeat(unicode_segmentation::UnicodeSegmentation::graphemes(setup.field.text(), true).count())
+    } else {
+        setup.field.text().to_owned()
+    };
+    let takes_text = !matches!(setup.step, Step::Trust | Step::Choose | Step::Busy);
+    if takes_text {
+        lines.push(Line::from(vec![
+            Span::styled("> ", Style::new().fg(Color::Cyan)),
+            Span::raw(truncate(&shown, iw.saturating_sub(3))),
+        ]));
+    }
+    if !hint.is_empty() {
+        lines.push(Line::styled(truncate(hint, iw), dim()));
+    }
+    if let Some(e) = &setup.error {
+        lines.push(Line::styled(
+            truncate(&format!("✕ {}", text::clean_line(e)), iw),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    lines.push(Line::styled("Enter continues · Esc goes back · Ctrl+C quits", dim()));
+    for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
+        buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+    }
+    if takes_text && field_row + 1 < inner.height {
+        let before = if setup.masked() {
+            unicode_segmentation::UnicodeSegmentation::graphemes(
+                &setup.field.text()[..setup.field.cursor()],
+                true,
+            )
+            .count()
+        } else {
+            width(&setup.field.text()[..setup.field.cursor()])
+        };
+        let x = (inner.x + 2 + before as u16).min(inner.right().saturating_sub(1));
+        frame.set_cursor_position(Position::new(x, inner.y + field_row));
+    }
+}
+
+fn help(area: Rect, buf: &mut Buffer) {
+    let keys = [
+        ("Enter", "send"),
+        ("Alt+Enter", "new line"),
+        ("Tab", "complete @name, #channel, /command"),
+        ("↑ (empty input)", "edit your last message"),
+        ("↑ / ↓", "input history"),
+        ("Ctrl+↑", "pick a message: r reply, e edit, d delete"),
+        ("PgUp / PgDn, wheel", "scroll (older history loads at the top)"),
+        ("Esc", "cancel reply/edit, else mark read and jump to the end"),
+        ("Alt+↑ / Alt+↓", "previous / next channel"),
+        ("Ctrl+K", "quick switcher"),
+        ("Ctrl+W / Ctrl+U", "delete word / to line start"),
+        ("F1, /help", "this screen"),
+        ("Ctrl+C, /quit", "leave"),
+    ];
+    let mut lines: Vec<Line> = keys
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![Span::styled(format!("{k:<20}"), Style::new().fg(Color::Cyan)), Span::raw(*what)])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    for (name, args, what) in COMMANDS {
+        let usage = format!("/{name} {args}");
+        lines.push(Line::from(vec![
+            Span::styled(format!("{usage:<20} "), Style::new().fg(Color::Cyan)),
+            Span::raw(*what),
+        ]));
+    }
+    popup(area, buf, " Keys and commands (any key closes) ", lines);
+}
+
+fn popup(area: Rect, buf: &mut Buffer, title: &str, lines: Vec<Line>) {
+    let w = area.width.saturating_sub(2).min(80);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = centred(area, w, h);
+    Clear.render(r, buf);
+    let block = Block::bordered().title(title.to_owned()).border_style(Style::new().fg(Color::Cyan));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
+        buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
+    }
+}
+
+fn centred(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+}
+
+fn rule(label: &str, w: u16, style: Style) -> Line<'static> {
+    let label = format!(" {label} ");
+    let side = (usize::from(w).saturating_sub(width(&label))) / 2;
+    Line::styled(
+        format!("{}{label}{}", "─".repeat(side.min(3)), "─".repeat(side.saturating_sub(3).min(200))),
+        style,
+    )
+}
+
+fn day_label(day: NaiveDate, today: NaiveDate) -> String {
+    if day == today {
+        "Today".into()
+    } else if Some(day) == today.pred_opt() {
+        "Yesterday".into()
+    } else if day.year() == today.year() {
+        day.format("%A, %-d %B").to_string()
+    } else {
+        day.format("%A, %-d %B %Y").to_string()
+    }
+}
+
+fn presence_dot(s: v1::PresenceStatus) -> Span<'static> {
+    let colour = match s {
+        v1::PresenceStatus::Online => Color::Green,
+        v1::PresenceStatus::Idle => Color::Yellow,
+        v1::PresenceStatus::Dnd => Color::Red,
+        v1::PresenceStatus::Offline | v1::PresenceStatus::Invisible => Color::DarkGray,
+    };
+    Span::styled(if s == v1::PresenceStatus::Offline { "○" } else { "●" }, Style::new().fg(colour))
+}
+
+/// `sha256:0123abcd…` (the first 8 hex digits; the whole in `/invite`).
+fn short_fingerprint(fp: &str) -> String {
+    match fp.strip_prefix("sha256:") {
+        Some(hex) if hex.len() > 8 => format!("sha256:{}…", &hex[..8]),
+        _ => text::clean_line(fp),
+    }
+}
+
+fn first_line(body: &str) -> &str {
+    body.split('\n').next().unwrap_or("")
+}
+
+/// `_waves_` (what /me sends) is shown as an action.
+fn action_text(body: &str) -> Option<&str> {
+    let inner = body.strip_prefix('_')?.strip_suffix('_')?;
+    (!inner.is_empty() && !inner.contains(['_', '\n'])).then_some(inner)
+}
+
+fn wrap_input(text: &str, w: usize) -> Vec<std::ops::Range<usize>> {
+    let mut lines = wrap(text, w);
+    // A cursor after a trailing full line sits on a line of its own.
+    if let Some(last) = lines.last()
+        && last.end == text.len()
+        && width(&text[last.clone()]) >= w
+    {
+        lines.push(text.len()..text.len());
+    }
+    lines
+}
+
+fn cursor_in(text: &str, lines: &[std::ops::Range<usize>], cursor: usize) -> (usize, usize) {
+    for (i, r) in lines.iter().enumerate() {
+        let last = i + 1 == lines.len();
+        let next_start = lines.get(i + 1).map_or(usize::MAX, |n| n.start);
+        if cursor >= r.start && (cursor < next_start || last) {
+            let col = width(&text[r.start..cursor.min(r.end).max(r.start)]);
+            return (i, col);
+        }
+    }
+    (0, 0)
+}
+
+/// Channels and conversations whose name contains `query` (case-insensitive),
+/// unread first.
+pub(crate) fn switcher_matches(model: &Model, query: &str) -> Vec<(u64, String)> {
+    let q = query.to_lowercase();
+    let mut out: Vec<(bool, u64, String)> = model
+        .nav_order()
+        .into_iter()
+        .filter_map(|id| model.channels.get(&id))
+        .map(|ch| {
+            let place = model.community(ch.community_id).map(|c| format!("  {}", c.name)).unwrap_or_default();
+            (ch.unread == 0, ch.id, format!("{}{place}", model.title(ch)))
+        })
+        .filter(|(_, _, label)| label.to_lowercase().contains(&q))
+        .collect();
+    out.sort_by_key(|(read, _, _)| *read);
+    out.into_iter().map(|(_, id, label)| (id, label)).collect()
+}
+
+/// How many rows a message takes at pane width `w` (its own rows, not the
+/// separators between messages). Cached.
+pub(crate) fn message_rows(model: &Model, ch: &Chan, m: &Msg, w: u16) -> usize {
+    let name = model.name_in(ch, m.author_id).unwrap_or(&m.author_name);
+    let content_len = name.len() + m.body.len() + usize::from(m.edited);
+    if let Some((cw, len, rows)) = m.layout.get()
+        && cw == w
+        && len == content_len
+    {
+        return usize::from(rows);
+    }
+    let edited = if m.edited { " (edited)" } else { "" };
+    let body = action_text(&m.body)
+        .map_or_else(|| format!("{name} {}{edited}", m.body), |a| format!("* {name} {a}{edited}"));
+    let rows = wrap(&body, usize::from(w).saturating_sub(TIME).max(1)).len() + usize::from(m.reply_to != 0);
+    m.layout.set(Some((w, content_len, rows.min(usize::from(u16::MAX)) as u16)));
+    rows
+}
+
+/// Every row of a channel's held history at width `w`, with separators.
+pub(crate) fn total_rows(model: &Model, ch: &Chan, w: u16, utc_offset_secs: i32) -> usize {
+    let mut total = 1; // the "beginning" or "loading" line at the top
+    let mut prev_day = None;
+    for m in &ch.msgs {
+        total += message_rows(model, ch, m, w);
+        let day = (m.created_ms as i64 + i64::from(utc_offset_secs) * 1000).div_euclid(86_400_000);
+        if prev_day != Some(day) {
+            total += 1;
+        }
+        prev_day = Some(day);
+    }
+    total + usize::from(ch.marker.is_some()) + ch.sending.len()
+}

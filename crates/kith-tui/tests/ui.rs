@@ -1,0 +1,590 @@
+//! What the screen shows, scenario by scenario: the app is driven with
+//! inputs, rendered into a ratatui buffer, and the buffer is read back.
+
+use kith_proto::v1::{self, client_message::Request, event::Body, reply::Result as ReplyResult};
+use kith_tui::{Action, App, Bell, Config, Input, Key, KeyCode, Probe, SetupAction, SetupInput};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const ME: u64 = 1;
+const BOB: u64 = 2;
+const CAROL: u64 = 3;
+const FAMILY: u64 = 100;
+const GENERAL: u64 = 101;
+const PHOTOS: u64 = 102;
+const DM_BOB: u64 = 200;
+/// 2026-11-21 12:00 UTC.
+const NOON: u64 = 1_795_262_400_000;
+const ALL: u64 = u64::MAX >> 1;
+
+fn config() -> Config {
+    Config {
+        server: "home.example:7443".into(),
+        fingerprint: format!("sha256:{}", "ab".repeat(32)),
+        warning: None,
+        bell: Bell::MentionsAndDirect,
+        utc_offset_secs: 0,
+        nonce_prefix: "t".into(),
+    }
+}
+
+fn user(id: u64, name: &str) -> v1::User {
+    v1::User { id, username: name.into(), ..Default::default() }
+}
+
+fn member(id: u64, name: &str) -> v1::Member {
+    v1::Member { user: Some(user(id, name)), ..Default::default() }
+}
+
+fn channel(id: u64, name: &str) -> v1::Channel {
+    v1::Channel { id, community_id: FAMILY, name: name.into(), permissions: ALL, ..Default::default() }
+}
+
+fn ready() -> v1::Ready {
+    v1::Ready {
+        user: Some(user(ME, "alice")),
+        communities: vec![v1::Community {
+            id: FAMILY,
+            name: "Family".into(),
+            owner_id: ME,
+            channels: vec![
+                v1::Channel { topic: "everything else".into(), ..channel(GENERAL, "general") },
+                v1::Channel { unread_count: 4, ..channel(PHOTOS, "photos") },
+            ],
+            members: vec![member(ME, "alice"), member(BOB, "bob"), member(CAROL, "carol")],
+            permissions: ALL,
+            ..Default::default()
+        }],
+        direct_channels: vec![v1::Channel {
+            id: DM_BOB,
+            kind: v1::ChannelKind::Direct as i32,
+            recipients: vec![user(ME, "alice"), user(BOB, "bob")],
+            permissions: ALL,
+            ..Default::default()
+        }],
+        presences: vec![
+            v1::Presence { user_id: ME, status: v1::PresenceStatus::Online as i32 },
+            v1::Presence { user_id: BOB, status: v1::PresenceStatus::Online as i32 },
+        ],
+        ..Default::default()
+    }
+}
+
+fn msg(id: u64, channel: u64, author: u64, name: &str, body: &str) -> v1::Message {
+    v1::Message {
+        id,
+        channel_id: channel,
+        author_id: author,
+        author_name: name.into(),
+        body: body.into(),
+        created_at_ms: NOON + id * 1000,
+        ..Default::default()
+    }
+}
+
+struct Ui {
+    app: App,
+    now: u64,
+    width: u16,
+    height: u16,
+}
+
+impl Ui {
+    fn new(app: App) -> Ui {
+        Ui { app, now: NOON, width: 120, height: 30 }
+    }
+
+    /// Signed in, #general loaded with `history`.
+    fn chatting(history: Vec<v1::Message>) -> Ui {
+        let mut ui = Ui::new(App::new(config()));
+        ui.input(Input::Ready(Box::new(ready())));
+        ui.render();
+        let (id, request) = ui.request();
+        assert!(matches!(request, Request::History(h) if h.channel_id == GENERAL && h.anchor.is_none()));
+        ui.answer(id, ReplyResult::Messages(v1::MessagePage { messages: history }));
+        ui.drain();
+        ui
+    }
+
+    fn input(&mut self, input: Input) {
+        self.app.handle(self.now, input);
+    }
+
+    fn key(&mut self, key: impl Into<Key>) {
+        self.input(Input::Key(key.into()));
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.key(Key::char(c));
+        }
+    }
+
+    fn event(&mut self, body: Body) {
+        self.input(Input::Event(Box::new(v1::Event { seq: 0, body: Some(body) })));
+    }
+
+    fn answer(&mut self, id: u64, result: ReplyResult) {
+        self.input(Input::Reply { id, result: Ok(result) });
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.app.poll_action()).collect()
+    }
+
+    fn drain(&mut self) {
+        self.actions();
+    }
+
+    /// The one request the app asked for (others drained).
+    fn request(&mut self) -> (u64, Request) {
+        let requests: Vec<(u64, Request)> = self
+            .actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Request { id, request } => Some((id, request)),
+                _ => None,
+            })
+            .filter(|(_, r)| !matches!(r, Request::Ack(_) | Request::Typing(_)))
+            .collect();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        requests.into_iter().next().expect("one")
+    }
+
+    fn buffer(&mut self) -> ratatui::buffer::Buffer {
+        let mut terminal = Terminal::new(TestBackend::new(self.width, self.height)).expect("test backend");
+        terminal.draw(|f| self.app.render(f)).expect("draw");
+        terminal.backend().buffer().clone()
+    }
+
+    /// The screen as text, one string per row.
+    fn render(&mut self) -> Vec<String> {
+        let buf = self.buffer();
+        (0..buf.area.height)
+            .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .collect()
+    }
+
+    fn screen(&mut self) -> String {
+        self.render().join("\n")
+    }
+}
+
+fn shows(screen: &str, what: &str) -> bool {
+    screen.contains(what)
+}
+
+#[test]
+fn first_run_asks_for_the_server_confirms_its_identity_and_signs_up_without_echoing_the_password() {
+    let mut ui = Ui::new(App::first_run(config()));
+    let s = ui.screen();
+    assert!(shows(&s, "Welcome to kith") && shows(&s, "Server address or invite link"), "{s}");
+
+    ui.typed("home.example");
+    ui.key(KeyCode::Enter);
+    assert_eq!(ui.actions(), [Action::Setup(SetupAction::Probe { address: "home.example".into() })]);
+    let fingerprint = format!("sha256:{}", "cd".repeat(32));
+    ui.input(Input::Setup(SetupInput::Probed(Ok(Probe {
+        server: "home.example:7443".into(),
+        fingerprint: fingerprint.clone(),
+        vouched: None,
+        invite_code: None,
+    }))));
+    let s = ui.screen();
+    assert!(shows(&s, "Trust this server? [y/n]") && shows(&s, "sha256:cdcdcdcd"), "{s}");
+
+    ui.key(Key::char('y'));
+    ui.key(Key::char('r'));
+    ui.typed("dave");
+    ui.key(KeyCode::Enter);
+    ui.typed("hunter22");
+    let s = ui.screen();
+    assert!(shows(&s, "••••••••") && !shows(&s, "hunter22"), "{s}");
+    ui.key(KeyCode::Enter);
+    ui.typed("hunter22");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    assert!(sign_in.register);
+    assert_eq!((sign_in.username.as_str(), sign_in.password.as_str()), ("dave", "hunter22"));
+    assert_eq!(sign_in.fingerprint, fingerprint);
+
+    // A refusal goes back to the username with the reason shown.
+    ui.input(Input::Setup(SetupInput::Failed("that username is taken".into())));
+    let s = ui.screen();
+    assert!(shows(&s, "that username is taken") && shows(&s, "Username"), "{s}");
+
+    ui.input(Input::Ready(Box::new(ready())));
+    let s = ui.screen();
+    assert!(shows(&s, "#general") && shows(&s, "Family"), "{s}");
+}
+
+#[test]
+fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
+    let mut ui = Ui::new(App::first_run(config()));
+    ui.typed("kith://home.example:7443/CODE?fp=sha256:00");
+    ui.key(KeyCode::Enter);
+    ui.drain();
+    ui.input(Input::Setup(SetupInput::Probed(Ok(Probe {
+        server: "home.example:7443".into(),
+        fingerprint: "sha256:00".into(),
+        vouched: Some("the invite vouches for it".into()),
+        invite_code: Some("CODE".into()),
+    }))));
+    let s = ui.screen();
+    assert!(shows(&s, "the invite vouches for it") && shows(&s, "[l] log in   [r] create an account"), "{s}");
+    ui.key(Key::char('r'));
+    ui.typed("erin");
+    ui.key(KeyCode::Enter);
+    ui.typed("pw");
+    ui.key(KeyCode::Enter);
+    ui.typed("pw");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    assert_eq!(sign_in.invite_code.as_deref(), Some("CODE"));
+}
+
+#[test]
+fn the_chat_shows_channels_messages_members_and_the_connection() {
+    let mut ui = Ui::chatting(vec![
+        msg(1, GENERAL, BOB, "bob", "hello alice"),
+        msg(2, GENERAL, ME, "alice", "hi bob"),
+    ]);
+    let s = ui.screen();
+    for expected in [
+        "Family",
+        "#general",
+        "#photos",
+        "Direct messages",
+        "bob hello alice",
+        "alice hi bob",
+        "12:00 ",
+        "Today",
+        "everything else",
+        "Online — 2",
+        "Offline — 1",
+        "● connected",
+        "home.example:7443",
+        "sha256:abababab…",
+    ] {
+        assert!(shows(&s, expected), "missing {expected:?}:\n{s}");
+    }
+    // #photos has 4 unread.
+    assert!(s.lines().any(|l| l.contains("#photos") && l.contains(" 4")), "{s}");
+}
+
+#[test]
+fn switching_channels_loads_their_history_and_clears_their_unread_badge() {
+    let mut ui = Ui::chatting(vec![msg(1, GENERAL, BOB, "bob", "in general")]);
+    ui.key(Key::alt(KeyCode::Down));
+    let actions = ui.actions();
+    let (id, history) = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Request { id, request: Request::History(h) } => Some((*id, h.clone())),
+            _ => None,
+        })
+        .expect("history for #photos");
+    assert_eq!(history.channel_id, PHOTOS);
+    ui.answer(
+        id,
+        ReplyResult::Messages(v1::MessagePage {
+            messages: vec![msg(5, PHOTOS, CAROL, "carol", "look at this")],
+        }),
+    );
+    ui.input(Input::Tick);
+    let acks: Vec<_> = ui
+        .actions()
+        .into_iter()
+        .filter(|a| matches!(a, Action::Request { request: Request::Ack(a), .. } if a.channel_id == PHOTOS && a.message_id == 5))
+        .collect();
+    assert_eq!(acks.len(), 1, "viewing a channel marks it read");
+    let s = ui.screen();
+    assert!(shows(&s, "carol look at this") && !shows(&s, "in general"), "{s}");
+    assert!(s.lines().any(|l| l.contains("#photos") && !l.contains(" 4")), "{s}");
+
+    // A message elsewhere shows as unread there; a mention as @1.
+    ui.event(Body::MessageCreated(v1::Message {
+        mentions: vec![ME],
+        ..msg(6, GENERAL, BOB, "bob", "@alice dinner?")
+    }));
+    let s = ui.screen();
+    assert!(s.lines().any(|l| l.contains("#general") && l.contains("@1")), "{s}");
+
+    // Ctrl+K finds a channel by typing.
+    ui.key(Key::ctrl('k'));
+    ui.typed("gen");
+    let s = ui.screen();
+    assert!(shows(&s, "Switch to"), "{s}");
+    ui.key(KeyCode::Enter);
+    let s = ui.screen();
+    assert!(shows(&s, "in general") && !shows(&s, "Switch to"), "{s}");
+}
+
+#[test]
+fn scrolling_back_fetches_older_pages_until_the_beginning() {
+    let page = |from: u64| {
+        (from..from + 100).map(|i| msg(i, GENERAL, BOB, "bob", &format!("message {i}"))).collect()
+    };
+    let mut ui = Ui::chatting(page(1001));
+    let s = ui.screen();
+    assert!(shows(&s, "message 1100") && !shows(&s, "message 1001"), "{s}");
+
+    // Page up until the top of what is held: then the next page is asked for.
+    let mut asked = None;
+    for _ in 0..20 {
+        ui.key(KeyCode::PageUp);
+        ui.render();
+        if let Some((id, Request::History(h))) = ui.actions().into_iter().find_map(|a| match a {
+            Action::Request { id, request } => Some((id, request)),
+            _ => None,
+        }) {
+            asked = Some((id, h));
+            break;
+        }
+    }
+    let (id, h) = asked.expect("an older page was requested");
+    assert_eq!(h.anchor, Some(v1::history_request::Anchor::Before(1001)));
+    let s = ui.screen();
+    assert!(shows(&s, "message 1001") && shows(&s, "loading older messages"), "{s}");
+
+    // A short page is the beginning of the channel.
+    let older: Vec<_> = (990..1001).map(|i| msg(i, GENERAL, BOB, "bob", &format!("message {i}"))).collect();
+    ui.answer(id, ReplyResult::Messages(v1::MessagePage { messages: older }));
+    for _ in 0..3 {
+        ui.key(KeyCode::PageUp);
+    }
+    let s = ui.screen();
+    assert!(shows(&s, "the beginning of #general") && shows(&s, "message 990"), "{s}");
+    assert!(shows(&s, "more below"), "{s}");
+
+    // Esc jumps back to the newest.
+    ui.key(KeyCode::Esc);
+    let s = ui.screen();
+    assert!(shows(&s, "message 1100") && !shows(&s, "more below"), "{s}");
+}
+
+#[test]
+fn replies_show_what_they_answer_and_are_sent_with_it() {
+    let mut ui = Ui::chatting(vec![
+        msg(1, GENERAL, BOB, "bob", "who wants pizza?"),
+        v1::Message { reply_to: 1, edited_at_ms: NOON + 9000, ..msg(2, GENERAL, CAROL, "carol", "me!") },
+    ]);
+    let s = ui.screen();
+    assert!(shows(&s, "↳ bob: who wants pizza?") && shows(&s, "carol me! (edited)"), "{s}");
+
+    // Ctrl+↑ picks the newest message, ↑ the one before; r replies to it.
+    ui.key(Key { ctrl: true, ..Key::plain(KeyCode::Up) });
+    ui.key(KeyCode::Up);
+    ui.key(Key::char('r'));
+    let s = ui.screen();
+    assert!(shows(&s, "replying to bob: who wants pizza?"), "{s}");
+    ui.typed("me too");
+    ui.drain();
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    let Request::SendMessage(send) = request else { panic!("not a send: {request:?}") };
+    assert_eq!((send.body.as_str(), send.reply_to), ("me too", 1));
+    // Until the server confirms it, the message shows as being sent.
+    let s = ui.screen();
+    assert!(shows(&s, "…     me too"), "{s}");
+}
+
+#[test]
+fn up_on_an_empty_input_edits_your_last_message() {
+    let mut ui = Ui::chatting(vec![msg(1, GENERAL, ME, "alice", "helo"), msg(2, GENERAL, BOB, "bob", "hi")]);
+    ui.key(KeyCode::Up);
+    assert!(shows(&ui.screen(), "editing your message"));
+    ui.key(KeyCode::Backspace);
+    ui.key(KeyCode::Backspace);
+    ui.typed("llo");
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    let Request::EditMessage(edit) = request else { panic!("not an edit: {request:?}") };
+    assert_eq!((edit.message_id, edit.body.as_str()), (1, "hello"));
+}
+
+#[test]
+fn hostile_message_content_never_reaches_the_terminal_raw() {
+    let hostile = [
+        "\u{1b}]0;new title\u{7} \u{1b}]52;c;cm0gLXJmIH4=\u{7}",
+        "\u{1b}P+q544e\u{1b}\\ \u{1b}[6n \u{9b}31m red \u{90}dcs",
+        "Alice: hi\rBob: send money\u{8}\u{8}\u{8}",
+        "abc\u{202e}txt.exe\u{2066}x\u{200b}",
+        &format!("z{}", "\u{301}".repeat(10_000)),
+        &"👍".repeat(5000),
+        &"\u{7}".repeat(1000),
+        "\u{1b}[2J\u{1b}[H wiped",
+    ];
+    let history: Vec<_> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, b)| msg(i as u64 + 1, GENERAL, BOB, "b\u{1b}[31mob\u{202e}", b))
+        .collect();
+    let mut ui = Ui::chatting(history);
+    for (w, h) in [(120, 30), (200, 60), (40, 12)] {
+        ui.width = w;
+        ui.height = h;
+        let buf = ui.buffer();
+        for cell in buf.content() {
+            let s = cell.symbol();
+            assert!(!s.chars().any(|c| c.is_control()), "raw control in a cell: {s:?}");
+            assert!(
+                !s.chars().any(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+                "{s:?}"
+            );
+            assert!(
+                s.chars().count() <= kith_tui::text::MAX_GRAPHEME_CHARS,
+                "a cell of {} chars",
+                s.chars().count()
+            );
+        }
+    }
+    ui.width = 120;
+    let s = ui.screen();
+    assert!(shows(&s, "␛[2J"), "escapes are shown, not obeyed:\n{s}");
+}
+
+#[test]
+fn narrow_terminals_drop_the_side_panels_but_keep_the_conversation() {
+    let mut ui =
+        Ui::chatting(vec![msg(1, GENERAL, BOB, "bob", "a message that needs wrapping on a narrow screen")]);
+    ui.width = 40;
+    ui.height = 12;
+    let s = ui.screen();
+    assert!(!shows(&s, "Direct messages") && !shows(&s, "Online —"), "{s}");
+    assert!(shows(&s, "#general") && shows(&s, "bob a message") && shows(&s, "> Message #general"), "{s}");
+    // Nothing panics at any size, however small.
+    for w in 0..50 {
+        for h in 0..14 {
+            ui.width = w;
+            ui.height = h;
+            ui.buffer();
+        }
+    }
+}
+
+#[test]
+fn typing_indicators_appear_and_lapse() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.event(Body::TypingStarted(v1::TypingStarted {
+        channel_id: GENERAL,
+        user_id: BOB,
+        until_ms: NOON + 8000,
+    }));
+    assert!(shows(&ui.screen(), "bob is typing…"));
+    ui.now += 9000;
+    ui.input(Input::Tick);
+    assert!(!shows(&ui.screen(), "typing"));
+}
+
+#[test]
+fn mentions_and_direct_messages_ring_the_bell_but_not_in_dnd() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.event(Body::MessageCreated(msg(7, GENERAL, BOB, "bob", "plain")));
+    assert!(!ui.actions().contains(&Action::Bell));
+    ui.event(Body::MessageCreated(msg(8, DM_BOB, BOB, "bob", "psst")));
+    assert!(ui.actions().contains(&Action::Bell));
+    ui.event(Body::PresenceUpdated(v1::Presence { user_id: ME, status: v1::PresenceStatus::Dnd as i32 }));
+    ui.event(Body::MessageCreated(msg(9, DM_BOB, BOB, "bob", "psst again")));
+    assert!(!ui.actions().contains(&Action::Bell));
+}
+
+#[test]
+fn tab_completes_names_channels_and_commands() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/jo");
+    ui.key(KeyCode::Tab);
+    ui.typed("x");
+    assert!(shows(&ui.screen(), "> /join x"));
+    ui.key(Key::ctrl('u'));
+    ui.typed("hey @ca");
+    ui.key(KeyCode::Tab);
+    ui.typed("see #ph");
+    ui.key(KeyCode::Tab);
+    assert!(shows(&ui.screen(), "> hey @carol see #photos"), "{}", ui.screen());
+}
+
+#[test]
+fn slash_commands_become_requests() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/invite");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    assert!(matches!(request, Request::CreateInvite(i) if i.community_id == FAMILY));
+    ui.answer(
+        id,
+        ReplyResult::Invite(v1::Invite {
+            code: "XYZ".into(),
+            community_name: "Family".into(),
+            ..Default::default()
+        }),
+    );
+    assert!(shows(&ui.screen(), "kith://home.example:7443/XYZ?fp=sha256:abab"));
+
+    ui.typed("/me waves");
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    assert!(matches!(request, Request::SendMessage(s) if s.body == "_waves_"));
+    ui.event(Body::MessageCreated(msg(3, GENERAL, BOB, "bob", "_waves back_")));
+    assert!(shows(&ui.screen(), "* bob waves back"));
+
+    ui.typed("/dm carol see you");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    assert!(matches!(&request, Request::OpenDirect(o) if o.user_ids == [CAROL]), "{request:?}");
+    let conversation = v1::Channel {
+        id: 300,
+        kind: v1::ChannelKind::Direct as i32,
+        recipients: vec![user(ME, "alice"), user(CAROL, "carol")],
+        permissions: ALL,
+        ..Default::default()
+    };
+    ui.answer(id, ReplyResult::Channel(conversation));
+    let sent: Vec<_> = ui
+        .actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Request { request: Request::SendMessage(s), .. } => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].channel_id, sent[0].body.as_str()), (300, "see you"));
+
+    ui.typed("/frobnicate");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "unknown command /frobnicate"));
+
+    ui.key(KeyCode::F(1));
+    let s = ui.screen();
+    assert!(shows(&s, "Keys and commands") && shows(&s, "Ctrl+K") && shows(&s, "/topic"), "{s}");
+}
+
+#[test]
+fn a_refused_send_gives_the_text_back() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("too fast");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    ui.input(Input::Reply {
+        id,
+        result: Err(kith_tui::Failure {
+            code: Some(v1::ErrorCode::RateLimited),
+            reason: "slow down; retry in 2 s".into(),
+        }),
+    });
+    let s = ui.screen();
+    assert!(shows(&s, "not sent: slow down") && shows(&s, "> too fast"), "{s}");
+}
+
+#[test]
+fn the_connection_state_shows_in_the_status_bar() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.input(Input::Connection(kith_tui::Connection::Reconnecting {
+        attempt: 1,
+        reason: "connection lost".into(),
+    }));
+    assert!(shows(&ui.screen(), "reconnecting (attempt 2): connection lost"));
+    ui.input(Input::Connection(kith_tui::Connection::Connected));
+    assert!(shows(&ui.screen(), "● connected"));
+}
