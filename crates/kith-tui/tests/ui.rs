@@ -280,7 +280,7 @@ fn switching_channels_loads_their_history_and_clears_their_unread_badge() {
     let (id, history) = actions
         .iter()
         .find_map(|a| match a {
-            Action::Request { id, request: Request::History(h) } => Some((*id, h.clone())),
+            Action::Request { id, request: Request::History(h) } => Some((*id, *h)),
             _ => None,
         })
         .expect("history for #photos");
