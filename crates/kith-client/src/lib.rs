@@ -174,7 +174,7 @@ impl Client {
     }
 
     /// Closes the connection politely and waits briefly for the server to hear it.
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let _ = self.send.lock().await.finish();
         self.conn.close(0u32.into(), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;

@@ -148,6 +148,9 @@ enum Pending {
     Join,
     /// Anything else: say `done` on success.
     Done(String),
+    /// Typing notices and read marks: nobody needs to hear how they went
+    /// (they fail during a reconnect, and are redone after it).
+    Quiet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +389,7 @@ impl App {
         ch.unread = 0;
         ch.mentions = 0;
         let request = Request::Ack(v1::AckRequest { channel_id: ch.id, message_id: newest });
-        self.request(request, Pending::Done(String::new()));
+        self.request(request, Pending::Quiet);
     }
 
     fn switch_to(&mut self, id: u64) {
@@ -460,6 +463,7 @@ impl App {
                     self.say(what);
                 }
             }
+            (Pending::Quiet, _) => {}
             (_, Err(f)) => self.complain(text::clean_line(&f.reason)),
             (_, Ok(_)) => self.complain("the server sent an unexpected answer"),
         }
@@ -822,10 +826,7 @@ impl App {
         };
         if due && self.connection == Connection::Connected {
             self.last_typing = Some((channel, self.now_ms));
-            self.request(
-                Request::Typing(v1::TypingRequest { channel_id: channel }),
-                Pending::Done(String::new()),
-            );
+            self.request(Request::Typing(v1::TypingRequest { channel_id: channel }), Pending::Quiet);
         }
     }
 

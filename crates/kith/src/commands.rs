@@ -555,7 +555,8 @@ pub async fn history(ctx: Ctx, args: HistoryArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
+/// A session that reconnects and resumes by itself, as the current profile.
+pub(crate) async fn lasting_session(ctx: &Ctx) -> Result<(kith_client::Session, v1::Ready, Profile)> {
     let profile = ctx.dir.profile(&ctx.profile)?;
     // Registering or logging in pinned the server; if the pin was removed,
     // pin it the way every one-shot command does before keeping a session.
@@ -563,13 +564,25 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
         connect(&ctx.dir, &profile.server, None).await?.close().await;
     }
     let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity could not be pinned")?;
-    let remote =
-        tokio::net::lookup_host(&profile.server).await?.next().context("cannot resolve the server")?;
-    let connector = kith_client::Connector::new(Trust::Pin(pin), remote.is_ipv6())?;
-    let (session, ready) =
-        kith_client::Session::start(connector, &profile.server, &profile.token, Default::default())
-            .await
-            .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    let (session, ready) = start_session(&profile.server, &pin, &profile.token)
+        .await
+        .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    Ok((session, ready, profile))
+}
+
+/// Starts a resuming session with a pinned server identity.
+pub(crate) async fn start_session(
+    server: &str,
+    pin: &str,
+    token: &str,
+) -> Result<(kith_client::Session, v1::Ready)> {
+    let remote = tokio::net::lookup_host(server).await?.next().context("cannot resolve the server")?;
+    let connector = kith_client::Connector::new(Trust::Pin(pin.to_owned()), remote.is_ipv6())?;
+    Ok(kith_client::Session::start(connector, server, token, Default::default()).await?)
+}
+
+pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
+    let (session, ready, _) = lasting_session(&ctx).await?;
     let (ch, community) = crate::social::resolve(&session.client(), &ready, channel).await?;
     let id = ch.id;
     let mut last_seen = None;

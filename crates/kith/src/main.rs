@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chat;
 mod commands;
 mod output;
 mod profile;
@@ -15,9 +16,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// kith: self-hosted chat for friends and family.
 ///
-/// Run `kith serve` on the machine that keeps the data; everyone else uses the
-/// client commands below (or, soon, `kith chat`). Every client command takes
-/// --json for scripts.
+/// Run `kith serve` on the machine that keeps the data; everyone else runs
+/// `kith chat` (or just `kith`, once signed in). The other commands are for
+/// scripts and admins; every client command takes --json.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -28,13 +29,15 @@ struct Cli {
     #[arg(long, global = true, env = "KITH_CONFIG_DIR", value_name = "DIR")]
     config_dir: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server (zero configuration: creates its data directory, database and TLS identity).
     Serve(serve::ServeArgs),
+    /// Chat in a full-screen terminal UI; the first run signs you in (`kith chat INVITE` joins too).
+    Chat(chat::ChatArgs),
     /// Create an account and save it as a profile.
     Register(commands::RegisterArgs),
     /// Log in to an existing account and save it as a profile.
@@ -187,8 +190,16 @@ pub struct Json {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_) | Command::Bench(_));
-    let default_level = if serving { "info" } else { "warn" };
+    let serving = matches!(cli.command, Some(Command::Serve(_) | Command::Bench(_)));
+    // Log lines would tear the full-screen UI; KITH_LOG still turns them on.
+    let chatting = matches!(cli.command, None | Some(Command::Chat(_)));
+    let default_level = if serving {
+        "info"
+    } else if chatting {
+        "off"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -218,8 +229,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = || -> anyhow::Result<commands::Ctx> {
         Ok(commands::Ctx { dir: dirs()?, profile: cli.profile.clone() })
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        // `kith` alone: the chat, once there is a profile to chat as.
+        let ctx = ctx()?;
+        if ctx.dir.profile(&ctx.profile).is_err() {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            println!("\nTo start: `kith chat` (it asks for the server), or `kith serve` to run one.");
+            return Ok(());
+        }
+        return chat::run(ctx, chat::ChatArgs::default()).await;
+    };
+    match command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Chat(args) => chat::run(ctx()?, args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Register(args) => commands::register(ctx()?, args).await,
         Command::Login(args) => commands::login(ctx()?, args).await,

@@ -1,82 +1,15 @@
 //! The `kith` binary as users and scripts run it: a real `kith serve` process
 //! and real CLI invocations.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use common::{KITH, family_from_the_shell, kith, kith_fails, serve};
 use kith_client::proto::register_request::Credential;
 use kith_client::{Client, Trust};
-
-const KITH: &str = env!("CARGO_BIN_EXE_kith");
-
-/// A `kith serve` child process and what it announced.
-struct Served {
-    child: Child,
-    addr: String,
-    fingerprint: String,
-    setup_code: Option<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(KITH)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("KITH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kith serve starts");
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    let field = |key: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{ready}"))
-            .to_owned()
-    };
-    assert!(ready.starts_with("kith ready "), "{ready}");
-    let (addr, fingerprint) = (field("quic="), field("fingerprint="));
-    assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 71);
-    // The setup code (if any) was printed to stderr before the ready line.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(code) = line.split("--setup-code ").nth(1) {
-                let _ = tx.send(code.trim().to_owned());
-            }
-        }
-    });
-    let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
-    Served { child, addr, fingerprint, setup_code }
-}
-
-/// Runs a CLI command with its own config dir; returns stdout, panics with
-/// stderr on failure.
-fn kith(config: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(KITH)
-        .args(args)
-        .env("KITH_CONFIG_DIR", config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kith {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn a_family_chats_from_the_shell() {
@@ -239,32 +172,6 @@ async fn acknowledged_messages_survive_sigkill() {
     stored.sort_unstable();
     acked.sort_unstable();
     assert_eq!(stored, acked, "every acknowledged message is in history after SIGKILL");
-}
-
-/// Runs a CLI command that must fail; returns its stderr.
-fn kith_fails(config: &Path, args: &[&str]) -> String {
-    let out =
-        Command::new(KITH).args(args).env("KITH_CONFIG_DIR", config).stdin(Stdio::null()).output().unwrap();
-    assert!(!out.status.success(), "kith {args:?} should have failed");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-/// Alice (the owner) creates Family; bob and carol join it by invite. Returns
-/// their config directories.
-fn family_from_the_shell(tmp: &Path, server: &Served) -> [std::path::PathBuf; 3] {
-    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.join(n));
-    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
-    kith(
-        &alice,
-        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
-        "alice's password\n",
-    );
-    let created: serde_json::Value =
-        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
-    let invite = created["invite"].as_str().unwrap().to_owned();
-    kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
-    kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
-    [alice, bob, carol]
 }
 
 #[test]

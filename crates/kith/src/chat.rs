@@ -1,0 +1,425 @@
+//! `kith chat`: the full-screen client. A thin host around `kith-tui`: it
+//! turns terminal events and session updates into the app's inputs, carries
+//! out the app's requests on the session, and draws after each batch.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use kith_client::proto::{self as v1, client_message::Request, reply::Result as R};
+use kith_client::{Client, Error as ClientError, Session, Trust, Update};
+use kith_tui::{
+    Action, App, Bell, Config, Connection, Failure, Input, Key, KeyCode, Probe, SetupAction, SetupInput,
+};
+use ratatui::crossterm::event::{self as ct, Event, KeyEventKind, KeyModifiers, MouseEventKind};
+use ratatui::crossterm::execute;
+use ratatui::{DefaultTerminal, Terminal, backend::CrosstermBackend};
+use tokio::sync::mpsc;
+
+use crate::commands::{Ctx, start_session};
+use crate::profile::{Invite, Profile, with_default_port};
+
+#[derive(Debug, Default, clap::Args)]
+pub struct ChatArgs {
+    /// An invite to join: on the first run it also says which server to use.
+    invite: Option<String>,
+    /// When to ring the terminal bell.
+    #[arg(long, value_enum, default_value = "mentions")]
+    bell: BellArg,
+    /// Leave the mouse to the terminal (text selection) instead of using the wheel to scroll.
+    #[arg(long)]
+    no_mouse: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, clap::ValueEnum)]
+enum BellArg {
+    Never,
+    /// On mentions and direct messages.
+    #[default]
+    Mentions,
+    Always,
+}
+
+/// Requests and their answers travel through one worker, in order: two
+/// messages typed quickly must arrive in the order they were typed.
+type Job = (u64, Request);
+
+pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("kith chat needs a terminal; for scripts use `kith send` and `kith tail --json`");
+    }
+    let existing = ctx.dir.profile(&ctx.profile).ok();
+    let mut config = Config {
+        server: String::new(),
+        fingerprint: String::new(),
+        warning: None,
+        bell: match args.bell {
+            BellArg::Never => Bell::Never,
+            BellArg::Mentions => Bell::MentionsAndDirect,
+            BellArg::Always => Bell::Always,
+        },
+        utc_offset_secs: chrono::Local::now().offset().local_minus_utc(),
+        nonce_prefix: format!("{:016x}", rand::random::<u64>()),
+    };
+    // With a saved profile, connect before taking over the screen, so that a
+    // wrong address or a changed server identity is an ordinary error.
+    let started = match existing {
+        Some(_) => {
+            let (session, ready, profile) = crate::commands::lasting_session(&ctx).await?;
+            config.server = profile.server.clone();
+            config.fingerprint = ctx.dir.pinned(&profile.server)?.unwrap_or_default();
+            Some((session, ready))
+        }
+        None => None,
+    };
+    let mut app = if started.is_some() { App::new(config) } else { App::first_run(config) };
+
+    let mut screen = Screen::take(!args.no_mouse)?;
+    let result = drive(&ctx, &mut app, &mut screen.terminal, started, args.invite).await;
+    drop(screen);
+    result
+}
+
+/// The terminal in raw mode on the alternate screen, restored on drop (and
+/// on panic, by ratatui's hook).
+struct Screen {
+    terminal: DefaultTerminal,
+    mouse: bool,
+}
+
+impl Screen {
+    fn take(mouse: bool) -> Result<Screen> {
+        let terminal = ratatui::try_init().context("cannot set up the terminal")?;
+        let mut out = std::io::stdout();
+        execute!(out, ct::EnableBracketedPaste)?;
+        if mouse {
+            execute!(out, ct::EnableMouseCapture)?;
+        }
+        Ok(Screen { terminal, mouse })
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let mut out = std::io::stdout();
+        if self.mouse {
+            let _ = execute!(out, ct::DisableMouseCapture);
+        }
+        let _ = execute!(out, ct::DisableBracketedPaste);
+        ratatui::restore();
+    }
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen").field("mouse", &self.mouse).finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Terminal events, read on a thread of their own (crossterm's reader blocks).
+fn terminal_events() -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel(256);
+    std::thread::spawn(move || {
+        while let Ok(event) = ct::read() {
+            if tx.blocking_send(event).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn key(event: ct::KeyEvent) -> Option<Key> {
+    if event.kind == KeyEventKind::Release {
+        return None;
+    }
+    let code = match event.code {
+        ct::KeyCode::Char(c) => KeyCode::Char(c),
+        ct::KeyCode::Enter => KeyCode::Enter,
+        ct::KeyCode::Tab => KeyCode::Tab,
+        ct::KeyCode::BackTab => KeyCode::BackTab,
+        ct::KeyCode::Backspace => KeyCode::Backspace,
+        ct::KeyCode::Delete => KeyCode::Delete,
+        ct::KeyCode::Esc => KeyCode::Esc,
+        ct::KeyCode::Up => KeyCode::Up,
+        ct::KeyCode::Down => KeyCode::Down,
+        ct::KeyCode::Left => KeyCode::Left,
+        ct::KeyCode::Right => KeyCode::Right,
+        ct::KeyCode::Home => KeyCode::Home,
+        ct::KeyCode::End => KeyCode::End,
+        ct::KeyCode::PageUp => KeyCode::PageUp,
+        ct::KeyCode::PageDown => KeyCode::PageDown,
+        ct::KeyCode::F(n) => KeyCode::F(n),
+        _ => return None,
+    };
+    let m = event.modifiers;
+    Some(Key {
+        code,
+        ctrl: m.contains(KeyModifiers::CONTROL),
+        alt: m.contains(KeyModifiers::ALT),
+        shift: m.contains(KeyModifiers::SHIFT),
+    })
+}
+
+fn to_input(event: Event) -> Option<Input> {
+    match event {
+        Event::Key(k) => key(k).map(Input::Key),
+        Event::Paste(text) => Some(Input::Paste(text)),
+        Event::Mouse(m) => match m.kind {
+            MouseEventKind::ScrollUp => Some(Input::Scroll(3)),
+            MouseEventKind::ScrollDown => Some(Input::Scroll(-3)),
+            _ => None,
+        },
+        // A resize needs only the redraw that follows every batch.
+        Event::Resize(..) => Some(Input::Tick),
+        _ => None,
+    }
+}
+
+/// The first run's connection, kept from the probe to the sign-in.
+struct Probed {
+    client: Client,
+    server: String,
+}
+
+async fn drive(
+    ctx: &Ctx,
+    app: &mut App,
+    terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
+    started: Option<(Session, v1::Ready)>,
+    invite: Option<String>,
+) -> Result<()> {
+    let mut events = terminal_events();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(u64, Result<R, Failure>)>();
+    let mut session: Option<std::sync::Arc<Session>> = None;
+    let mut jobs_rx = Some(jobs_rx);
+    let mut probed: Option<Probed> = None;
+    let mut worker = None;
+
+    let mut begin = |s: Session, ready: v1::Ready, app: &mut App| {
+        let s = std::sync::Arc::new(s);
+        if let Some(rx) = jobs_rx.take() {
+            worker = Some(tokio::spawn(requests(s.clone(), rx, answers_tx.clone())));
+        }
+        app.handle(now_ms(), Input::Ready(Box::new(ready)));
+        s
+    };
+    match started {
+        Some((s, ready)) => {
+            session = Some(begin(s, ready, app));
+            if let Some(invite) = &invite {
+                let code = Invite::parse(invite)?.code;
+                let _ = jobs_tx.send((0, Request::JoinCommunity(v1::JoinCommunityRequest { code })));
+            }
+        }
+        None => {
+            if let Some(invite) = &invite {
+                app.handle(now_ms(), Input::Paste(invite.clone()));
+                app.handle(now_ms(), Input::Key(Key::plain(KeyCode::Enter)));
+            }
+        }
+    }
+
+    loop {
+        // Carry out what the app asked for.
+        while let Some(action) = app.poll_action() {
+            match action {
+                Action::Quit => {
+                    if let Some(s) = &session {
+                        s.client().close().await;
+                    }
+                    return Ok(());
+                }
+                Action::Bell => {
+                    // Our own byte, never user content.
+                    let _ = terminal.backend_mut().write_all(b"\x07");
+                }
+                Action::Request { id, request } => {
+                    let _ = jobs_tx.send((id, request));
+                }
+                Action::Setup(SetupAction::Probe { address }) => {
+                    let result = probe(ctx, &address).await;
+                    let input = match result {
+                        Ok((p, client)) => {
+                            probed = Some(Probed { client, server: p.server.clone() });
+                            Ok(p)
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    app.handle(now_ms(), Input::Setup(SetupInput::Probed(input)));
+                }
+                Action::Setup(SetupAction::SignIn(sign_in)) => {
+                    match sign_in_and_start(ctx, probed.take(), &sign_in).await {
+                        Ok((s, ready)) => {
+                            app.set_server(&sign_in.server, &sign_in.fingerprint);
+                            session = Some(begin(s, ready, app));
+                        }
+                        Err(e) => app.handle(now_ms(), Input::Setup(SetupInput::Failed(format!("{e:#}")))),
+                    }
+                }
+            }
+        }
+        terminal.draw(|f| app.render(f))?;
+
+        let input = tokio::select! {
+            Some(event) = events.recv() => match to_input(event) {
+                Some(i) => i,
+                None => continue,
+            },
+            _ = ticks.tick() => Input::Tick,
+            Some((id, result)) = answers.recv() => Input::Reply { id, result },
+            update = next_update(session.as_deref()) => match update {
+                Some(u) => update_input(u),
+                None => Input::Connection(Connection::Ended("the session ended".into())),
+            },
+        };
+        app.handle(now_ms(), input);
+        // Take whatever else is already waiting before drawing again, so
+        // that a burst (a paste, a flood of messages) costs one frame.
+        for _ in 0..256 {
+            let next = if let Ok(e) = events.try_recv() {
+                to_input(e)
+            } else if let Ok((id, result)) = answers.try_recv() {
+                Some(Input::Reply { id, result })
+            } else {
+                None
+            };
+            match next {
+                Some(i) => app.handle(now_ms(), i),
+                None => break,
+            }
+        }
+    }
+}
+
+async fn next_update(session: Option<&Session>) -> Option<Update> {
+    match session {
+        Some(s) => s.next_update().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn update_input(update: Update) -> Input {
+    match update {
+        Update::Event(e) => Input::Event(Box::new(e)),
+        Update::Reconnecting { attempt, reason, .. } => {
+            Input::Connection(Connection::Reconnecting { attempt, reason })
+        }
+        Update::Resumed { .. } => Input::Connection(Connection::Connected),
+        Update::Reset(ready) => Input::Ready(ready),
+        Update::Ended { reason } => Input::Connection(Connection::Ended(reason)),
+    }
+}
+
+/// How long a send keeps retrying through a reconnect before giving up.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Sends requests in order. Sends, edits and deletes survive a reconnect
+/// (the nonce makes a repeated send harmless) and wait out rate limits.
+async fn requests(
+    session: std::sync::Arc<Session>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    answers: mpsc::UnboundedSender<(u64, Result<R, Failure>)>,
+) {
+    while let Some((id, request)) = jobs.recv().await {
+        let retry =
+            matches!(request, Request::SendMessage(_) | Request::EditMessage(_) | Request::DeleteMessage(_));
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let result = loop {
+            match session.request(request.clone()).await {
+                Err(ClientError::Closed(_)) if retry && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) if retry && e.code() == Some(v1::ErrorCode::RateLimited) => {
+                    tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
+                }
+                other => break other,
+            }
+        };
+        let result = result.map_err(|e| Failure { code: e.code(), reason: e.to_string() });
+        if answers.send((id, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Connects to a server (or an invite's) to show the user who it is.
+async fn probe(ctx: &Ctx, address: &str) -> Result<(Probe, Client)> {
+    let invite = if address.starts_with("kith://") { Some(Invite::parse(address)?) } else { None };
+    let server = match invite.as_ref().and_then(|i| i.server.clone()) {
+        Some(s) => s,
+        None => with_default_port(address),
+    };
+    let pinned = ctx.dir.pinned(&server)?;
+    let invite_fp = invite.as_ref().and_then(|i| i.fingerprint.clone());
+    if let (Some(pin), Some(fp)) = (&pinned, &invite_fp)
+        && pin != fp
+    {
+        bail!("the invite says {server} is {fp}, but {pin} is pinned for it; refusing");
+    }
+    let trust = match pinned.clone().or(invite_fp.clone()) {
+        Some(fp) => Trust::Pin(fp),
+        None => Trust::FirstUse,
+    };
+    let (client, seen) = Client::connect(&server, trust).await?;
+    let fingerprint = seen.fingerprint.context("the server presented no certificate")?;
+    let vouched = if pinned.is_some() {
+        Some("the same identity as when you last connected".to_owned())
+    } else if invite_fp.is_some() {
+        Some("the invite vouches for this identity".to_owned())
+    } else if seen.ca_valid {
+        Some("a certificate from a public authority".to_owned())
+    } else {
+        None
+    };
+    let invite_code = invite.map(|i| i.code);
+    Ok((Probe { server, fingerprint, vouched, invite_code }, client))
+}
+
+/// Logs in or registers on the probed connection, pins the server, saves
+/// the profile and starts the lasting session.
+async fn sign_in_and_start(
+    ctx: &Ctx,
+    probed: Option<Probed>,
+    s: &kith_tui::SignIn,
+) -> Result<(Session, v1::Ready)> {
+    let client = match probed {
+        Some(p) if p.server == s.server && p.client.close_reason().is_none() => p.client,
+        _ => Client::connect(&s.server, Trust::Pin(s.fingerprint.clone())).await?.0,
+    };
+    let ready = if s.register {
+        let credential = s.invite_code.clone().map(v1::register_request::Credential::InviteCode);
+        let request = v1::RegisterRequest {
+            username: s.username.clone(),
+            password: s.password.clone(),
+            display_name: String::new(),
+            credential,
+        };
+        match client.request(Request::Register(request)).await? {
+            R::Ready(ready) => ready,
+            _ => bail!("the server sent an unexpected answer"),
+        }
+    } else {
+        let ready = client.login(&s.username, &s.password).await?;
+        if let Some(code) = &s.invite_code {
+            // Joining again is harmless: a member stays a member.
+            let join = Request::JoinCommunity(v1::JoinCommunityRequest { code: code.clone() });
+            client.request(join).await.context("logged in, but the invite did not work")?;
+        }
+        ready
+    };
+    ctx.dir.pin(&s.server, &s.fingerprint)?;
+    let username = ready.user.as_ref().map(|u| u.username.clone()).unwrap_or_else(|| s.username.clone());
+    ctx.dir.save_profile(
+        &ctx.profile,
+        Profile { server: s.server.clone(), username, token: ready.token.clone() },
+    )?;
+    client.close().await;
+    start_session(&s.server, &s.fingerprint, &ready.token).await
+}

@@ -1,0 +1,155 @@
+//! `kith chat` in a real terminal: tmux runs it against a real `kith
+//! serve`, `send-keys` types, `capture-pane` reads the screen.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{KITH, Served, family_from_the_shell, kith, serve};
+
+/// A tmux server of its own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Runs `kith chat ARGS` as `config`'s user in a 120×30 terminal.
+    fn chat(name: &str, config: &Path, args: &[&str]) -> Tmux {
+        let socket = format!("kith-test-{name}-{}", std::process::id());
+        let command = format!("env KITH_CONFIG_DIR={} {KITH} chat {}", config.display(), args.join(" "));
+        let tmux = Tmux { socket };
+        tmux.run(&["new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", &command]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "chat"])
+    }
+
+    /// Types literal text (no key names).
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "chat", "-l", text]);
+    }
+
+    fn key(&self, key: &str) {
+        self.run(&["send-keys", "-t", "chat", key]);
+    }
+
+    /// Waits until the screen shows `what`; panics with the screen if it never does.
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.contains(what) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "never saw {what:?}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+    }
+}
+
+/// Waits until `config`'s user finds `text` in the channel's history.
+fn wait_in_history(config: &Path, channel: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = kith(config, &["history", channel, "--json"], "");
+        if history.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{text:?} never reached {channel}: {history}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn family(tmp: &Path) -> (Served, [PathBuf; 3]) {
+    let server = serve(&tmp.join("data"));
+    let people = family_from_the_shell(tmp, &server);
+    (server, people)
+}
+
+#[test]
+fn a_message_typed_in_kith_chat_is_sent_and_others_messages_appear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, bob, _]) = family(tmp.path());
+    kith(&bob, &["send", "Family/general", "welcome, everyone"], "");
+
+    let term = Tmux::chat("send", &alice, &[]);
+    let screen = term.wait_for("● connected");
+    assert!(screen.contains("#general") && screen.contains("welcome, everyone"), "{screen}");
+
+    term.type_text("hello from a real terminal");
+    term.key("Enter");
+    wait_in_history(&bob, "Family/general", "hello from a real terminal");
+    term.wait_for("alice hello from a real terminal");
+
+    kith(&bob, &["send", "Family/general", "hi alice, from the shell"], "");
+    term.wait_for("bob hi alice, from the shell");
+
+    // The server refuses control characters in messages; what it lets
+    // through that could still reorder text on screen is neutralised.
+    kith(&bob, &["send", "Family/general", "invoice\u{202e}fdp.exe is safe"], "");
+    let screen = term.wait_for("fdp.exe is safe");
+    assert!(screen.contains("invoice⁇fdp.exe is safe"), "{screen}");
+
+    // A direct message from bob shows in the sidebar with an unread badge.
+    kith(&bob, &["send", "@alice", "psst"], "");
+    let screen = term.wait_for("Direct messages");
+    assert!(screen.lines().any(|l| l.contains("bob") && l.contains(" 1")), "{screen}");
+
+    term.type_text("/quit");
+    term.key("Enter");
+}
+
+#[test]
+fn a_newcomer_joins_from_an_invite_on_the_first_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, _, _]) = family(tmp.path());
+    let created = kith(&alice, &["invite", "create", "Family", "--json"], "");
+    let invite: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let invite = invite["invite"].as_str().unwrap().to_owned();
+    kith(&alice, &["send", "Family/general", "glad you could come"], "");
+
+    let dave = tmp.path().join("dave");
+    let term = Tmux::chat("invite", &dave, &[&format!("'{invite}'")]);
+    let screen = term.wait_for("the invite vouches for this identity");
+    assert!(screen.contains("[l] log in   [r] create an account"), "{screen}");
+    term.key("r");
+    term.wait_for("Username");
+    term.type_text("dave");
+    term.key("Enter");
+    term.wait_for("Password");
+    term.type_text("dave's password");
+    term.key("Enter");
+    term.wait_for("Password again");
+    term.type_text("dave's password");
+    term.key("Enter");
+    let screen = term.wait_for("glad you could come");
+    assert!(!screen.contains("dave's password"), "{screen}");
+
+    term.type_text("hi all, dave here");
+    term.key("Enter");
+    wait_in_history(&alice, "Family/general", "hi all, dave here");
+
+    // The profile was saved: the scripting commands work as dave now.
+    let whoami = kith(&dave, &["whoami"], "");
+    assert!(whoami.starts_with("dave on "), "{whoami}");
+}
