@@ -254,6 +254,11 @@ impl App {
         self.config.fingerprint = fingerprint.to_owned();
     }
 
+    /// How many messages the app holds in memory, across every channel.
+    pub fn held_messages(&self) -> usize {
+        self.model.channels.values().map(|c| c.msgs.len()).sum()
+    }
+
     /// Handles one input at `now_ms` (Unix milliseconds).
     pub fn handle(&mut self, now_ms: u64, input: Input) {
         self.now_ms = now_ms;

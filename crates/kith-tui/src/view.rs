@@ -407,11 +407,26 @@ impl App {
             rows.push(Line::styled("loading…", dim()));
         }
         let today = self.day(self.now_ms);
+        // Rows below the view are counted from cached heights, not laid out:
+        // a frame far up a long history costs what one at the bottom does.
+        let mut skipped = 0;
         for i in (0..ch.msgs.len()).rev() {
-            if rows.len() >= need {
+            if skipped + rows.len() >= need {
                 break;
             }
             let m = &ch.msgs[i];
+            let prev = i.checked_sub(1).map(|p| &ch.msgs[p]);
+            let marker = ch.marker.is_some_and(|after| m.id > after && prev.is_none_or(|p| p.id <= after));
+            let day = self.day(m.created_ms);
+            let new_day = prev.is_none_or(|p| self.day(p.created_ms) != day);
+            if rows.is_empty() {
+                let total =
+                    message_rows(&self.model, ch, m, area.width) + usize::from(marker) + usize::from(new_day);
+                if skipped + total <= ch.scroll {
+                    skipped += total;
+                    continue;
+                }
+            }
             let mut lines = self.layout_message(ch, m, area.width);
             if self.selected == Some(m.id) {
                 for l in &mut lines {
@@ -419,23 +434,21 @@ impl App {
                 }
             }
             rows.extend(lines.into_iter().rev());
-            let prev = i.checked_sub(1).map(|p| &ch.msgs[p]);
-            if ch.marker.is_some_and(|after| m.id > after && prev.is_none_or(|p| p.id <= after)) {
+            if marker {
                 rows.push(rule("new messages", area.width, Style::new().fg(Color::Red)));
             }
-            let day = self.day(m.created_ms);
-            if prev.is_none_or(|p| self.day(p.created_ms) != day) {
+            if new_day {
                 rows.push(rule(&day_label(day, today), area.width, dim()));
             }
         }
-        if rows.len() < need && ch.loaded {
+        if skipped + rows.len() < need && ch.loaded {
             let top = match ch.older {
                 Older::None => format!("the beginning of {}", self.model.title(ch)),
                 Older::Loading | Older::More => "loading older messages…".to_owned(),
             };
             rows.push(Line::styled(top, dim()));
         }
-        let scroll = ch.scroll.min(rows.len().saturating_sub(1));
+        let scroll = (ch.scroll - skipped.min(ch.scroll)).min(rows.len().saturating_sub(1));
         for (i, line) in rows.iter().skip(scroll).take(height).enumerate() {
             let y = area.bottom() - 1 - i as u16;
             if line.style.bg.is_some() {

@@ -588,3 +588,13 @@ fn the_connection_state_shows_in_the_status_bar() {
     ui.input(Input::Connection(kith_tui::Connection::Connected));
     assert!(shows(&ui.screen(), "● connected"));
 }
+
+#[test]
+fn a_busy_channel_keeps_only_a_window_of_history_in_memory() {
+    let mut ui = Ui::chatting((1..=100).map(|i| msg(i, GENERAL, BOB, "bob", "early")).collect());
+    for i in 101..=10_000 {
+        ui.event(Body::MessageCreated(msg(i, GENERAL, BOB, "bob", &format!("message {i}"))));
+    }
+    assert!(ui.app.held_messages() <= 1000, "{} held", ui.app.held_messages());
+    assert!(shows(&ui.screen(), "message 10000"));
+}

@@ -9,6 +9,8 @@
 //! - `resume`: what reconnecting costs: resuming a session that missed M
 //!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
+//! - `render`: the terminal client's frame time with a busy channel loaded
+//!   (no server; see `render_bench.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -68,6 +70,19 @@ enum Kind {
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
     },
+    /// Frame time of `kith chat` with a busy channel loaded (no server involved).
+    Render {
+        /// Messages fed to the client: a page of history, then the rest as events.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 200)]
+        width: u16,
+        #[arg(long, default_value_t = 60)]
+        height: u16,
+        /// Frames measured per case.
+        #[arg(long, default_value_t = 2_000)]
+        frames: u64,
+    },
     /// Durable ingest: closed-loop senders, acknowledged messages per second.
     Ingest {
         #[arg(long, default_value_t = 16)]
@@ -89,6 +104,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             chat(clients, senders, &rate, duration, Load { stalled, body }, args.json).await
         }
         Kind::Idle { clients } => idle(clients, args.json).await,
+        Kind::Render { messages, width, height, frames } => {
+            crate::render_bench::run(messages, width, height, frames, args.json)
+        }
         Kind::Resume { missed, trials, members } => resume(&missed, trials, members, args.json).await,
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await

@@ -6,6 +6,7 @@ mod chat;
 mod commands;
 mod output;
 mod profile;
+mod render_bench;
 mod serve;
 mod social;
 
