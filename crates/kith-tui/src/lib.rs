@@ -352,7 +352,8 @@ impl App {
             0
         };
         let ch = self.model.channels.get_mut(&channel).expect("checked above");
-        if here && ch.scroll == 0 && matches!(self.overlay, Overlay::None) {
+        let watching = here && ch.scroll == 0 && matches!(self.overlay, Overlay::None);
+        if watching {
             self.ack_due = true;
         } else {
             ch.unread = ch.unread.saturating_add(1);
@@ -366,7 +367,8 @@ impl App {
             Bell::MentionsAndDirect => mentions_me || direct,
             Bell::Always => true,
         };
-        if ring && !dnd {
+        // The conversation in front of the user needs no bell.
+        if ring && !dnd && !watching {
             self.actions.push_back(Action::Bell);
         }
     }

@@ -598,3 +598,17 @@ fn a_busy_channel_keeps_only_a_window_of_history_in_memory() {
     assert!(ui.app.held_messages() <= 1000, "{} held", ui.app.held_messages());
     assert!(shows(&ui.screen(), "message 10000"));
 }
+
+#[test]
+fn the_conversation_in_front_of_you_does_not_ring() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/dm bob");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    let dm = ready().direct_channels[0].clone();
+    ui.answer(id, ReplyResult::Channel(dm));
+    ui.drain();
+    ui.event(Body::MessageCreated(msg(8, DM_BOB, BOB, "bob", "you there?")));
+    assert!(!ui.actions().contains(&Action::Bell));
+    assert!(shows(&ui.screen(), "bob you there?"));
+}

@@ -244,7 +244,14 @@ async fn drive(
                     let _ = jobs_tx.send((id, request));
                 }
                 Action::Setup(SetupAction::Probe { address }) => {
-                    let result = probe(ctx, &address).await;
+                    terminal.draw(|f| app.render(f))?; // "Connecting…" while we wait
+                    let result = match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, &address)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(anyhow::anyhow!(
+                            "no answer from {address} within {} s; is the address right and the server running?",
+                            PROBE_TIMEOUT.as_secs()
+                        )),
+                    };
                     let input = match result {
                         Ok((p, client)) => {
                             probed = Some(Probed { client, server: p.server.clone() });
@@ -255,6 +262,7 @@ async fn drive(
                     app.handle(now_ms(), Input::Setup(SetupInput::Probed(input)));
                 }
                 Action::Setup(SetupAction::SignIn(sign_in)) => {
+                    terminal.draw(|f| app.render(f))?;
                     match sign_in_and_start(ctx, probed.take(), &sign_in).await {
                         Ok((s, ready)) => {
                             app.set_server(&sign_in.server, &sign_in.fingerprint);
@@ -316,6 +324,9 @@ fn update_input(update: Update) -> Input {
         Update::Ended { reason } => Input::Connection(Connection::Ended(reason)),
     }
 }
+
+/// How long the first run waits for a server to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a send keeps retrying through a reconnect before giving up.
 const RETRY_FOR: Duration = Duration::from_secs(30);
