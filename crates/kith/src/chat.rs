@@ -200,12 +200,12 @@ async fn drive(
     let mut session: Option<std::sync::Arc<Session>> = None;
     let mut jobs_rx = Some(jobs_rx);
     let mut probed: Option<Probed> = None;
-    let mut worker = None;
 
     let mut begin = |s: Session, ready: v1::Ready, app: &mut App| {
         let s = std::sync::Arc::new(s);
         if let Some(rx) = jobs_rx.take() {
-            worker = Some(tokio::spawn(requests(s.clone(), rx, answers_tx.clone())));
+            // Ends with the session (its job queue closes when we return).
+            tokio::spawn(requests(s.clone(), rx, answers_tx.clone()));
         }
         app.handle(now_ms(), Input::Ready(Box::new(ready)));
         s
