@@ -54,6 +54,13 @@ impl Editor {
         text
     }
 
+    /// Takes a secret out without keeping it in the input history.
+    pub fn take_secret(&mut self) -> String {
+        let text = std::mem::take(&mut self.buf);
+        self.clear();
+        text
+    }
+
     pub fn clear(&mut self) {
         self.buf.clear();
         self.cursor = 0;

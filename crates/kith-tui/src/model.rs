@@ -52,9 +52,9 @@ pub struct Msg {
     pub edited: bool,
     pub reply_to: u64,
     pub mentions_me: bool,
-    /// (width, content length, rows) of the last layout, so scrolling a
-    /// long window does not re-wrap every message.
-    pub layout: Cell<Option<(u16, usize, u16)>>,
+    /// (width, hash of the author's shown name, rows) of the last layout,
+    /// so scrolling a long window does not re-wrap every message.
+    pub layout: Cell<Option<(u16, u64, u16)>>,
 }
 
 impl Msg {

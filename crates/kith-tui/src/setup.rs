@@ -215,12 +215,3 @@ impl Setup {
         };
     }
 }
-
-impl Editor {
-    /// Takes a secret out without keeping it in the input history.
-    pub fn take_secret(&mut self) -> String {
-        let text = self.text().to_owned();
-        self.clear();
-        text
-    }
-}

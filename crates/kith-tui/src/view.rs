@@ -486,18 +486,8 @@ impl App {
             let line = truncate(&format!("↳ {quoted}"), usize::from(w).saturating_sub(TIME));
             out.push(Line::from(vec![Span::raw(" ".repeat(TIME)), Span::styled(line, dim())]));
         }
-        let name = self.author(ch, m);
-        let action = action_text(&m.body);
-        let (lead, body) = match action {
-            Some(a) => (format!("* {name}"), a),
-            None => (name.to_owned(), m.body.as_str()),
-        };
-        let edited = if m.edited { " (edited)" } else { "" };
-        let content = format!("{lead} {body}{edited}");
-        let name_end = lead.len();
-        let edited_start = content.len() - edited.len();
-        let body_style =
-            if action.is_some() { Style::new().add_modifier(Modifier::ITALIC) } else { Style::new() };
+        let Content { text: content, name_end, edited_start, action } = Content::of(self.author(ch, m), m);
+        let body_style = if action { Style::new().add_modifier(Modifier::ITALIC) } else { Style::new() };
         let name_style = Style::new().fg(colour(m.author_id)).add_modifier(Modifier::BOLD);
         let time_style = if m.mentions_me { Style::new().fg(Color::Black).bg(Color::Yellow) } else { dim() };
         for (i, r) in wrap(&content, usize::from(w).saturating_sub(TIME).max(1)).into_iter().enumerate() {
@@ -813,22 +803,54 @@ pub(crate) fn switcher_matches(model: &Model, query: &str) -> Vec<(u64, String)>
     out.into_iter().map(|(_, id, label)| (id, label)).collect()
 }
 
+/// A message's text as laid out: `name body (edited)`, or `* name action`
+/// for /me, with where the name ends and the edited mark begins.
+struct Content {
+    text: String,
+    name_end: usize,
+    edited_start: usize,
+    action: bool,
+}
+
+impl Content {
+    fn of(name: &str, m: &Msg) -> Content {
+        let action = action_text(&m.body);
+        let lead = match action {
+            Some(_) => format!("* {name}"),
+            None => name.to_owned(),
+        };
+        let edited = if m.edited { " (edited)" } else { "" };
+        let text = format!("{lead} {}{edited}", action.unwrap_or(&m.body));
+        Content {
+            name_end: lead.len(),
+            edited_start: text.len() - edited.len(),
+            text,
+            action: action.is_some(),
+        }
+    }
+}
+
 /// How many rows a message takes at pane width `w` (its own rows, not the
-/// separators between messages). Cached.
+/// separators between messages). Cached per width and author name (a
+/// message's body never changes: an edit replaces the whole `Msg`).
 pub(crate) fn message_rows(model: &Model, ch: &Chan, m: &Msg, w: u16) -> usize {
     let name = model.name_in(ch, m.author_id).unwrap_or(&m.author_name);
-    let content_len = name.len() + m.body.len() + usize::from(m.edited);
-    if let Some((cw, len, rows)) = m.layout.get()
+    let name_hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        name.hash(&mut h);
+        h.finish()
+    };
+    if let Some((cw, hash, rows)) = m.layout.get()
         && cw == w
-        && len == content_len
+        && hash == name_hash
     {
         return usize::from(rows);
     }
-    let edited = if m.edited { " (edited)" } else { "" };
-    let body = action_text(&m.body)
-        .map_or_else(|| format!("{name} {}{edited}", m.body), |a| format!("* {name} {a}{edited}"));
-    let rows = wrap(&body, usize::from(w).saturating_sub(TIME).max(1)).len() + usize::from(m.reply_to != 0);
-    m.layout.set(Some((w, content_len, rows.min(usize::from(u16::MAX)) as u16)));
+    let content = Content::of(name, m);
+    let rows =
+        wrap(&content.text, usize::from(w).saturating_sub(TIME).max(1)).len() + usize::from(m.reply_to != 0);
+    m.layout.set(Some((w, name_hash, rows.min(usize::from(u16::MAX)) as u16)));
     rows
 }
 
