@@ -11,7 +11,7 @@
 //!   other option.
 //! - `IAC IAC` is a data byte 0xFF; [`escape`] doubles it on the way out.
 //! - Subnegotiations are capped at [`MAX_SUBNEGOTIATION`] bytes; a longer one
-//!   is dropped whole.
+//!   is dropped whole and reported ([`Event::Oversized`]).
 //! - Line ends arrive in many spellings (CR LF, CR NUL, bare CR, bare LF);
 //!   each becomes one `\r`, so Enter is one thing to the layers above. A lone
 //!   NUL is dropped.
@@ -59,6 +59,10 @@ pub enum Event {
     TerminalType(String),
     /// The client sent Interrupt Process.
     Interrupt,
+    /// A subnegotiation ran past [`MAX_SUBNEGOTIATION`] bytes. Reported once
+    /// per subnegotiation (the rest of it is skipped without being kept): no
+    /// honest client does this, so the host should say so and close.
+    Oversized,
 }
 
 /// One side of one option, in RFC 1143's terms. The server never asks to
@@ -233,8 +237,10 @@ impl Telnet {
     fn sub_byte(&mut self, b: u8) {
         if self.sub.len() < MAX_SUBNEGOTIATION {
             self.sub.push(b);
-        } else {
+        } else if !self.sub_overflow {
             self.sub_overflow = true;
+            self.flush_data();
+            self.events.push_back(Event::Oversized);
         }
     }
 
@@ -409,7 +415,10 @@ mod tests {
         long.extend([IAC, SE, b'z']);
         t.receive(&long);
         t.receive(&[IAC, IP]);
-        assert_eq!(joined(events(&mut t)), [Event::Data(vec![b'x', IAC, b'y', b'z']), Event::Interrupt]);
+        assert_eq!(
+            joined(events(&mut t)),
+            [Event::Data(vec![b'x', IAC, b'y']), Event::Oversized, Event::Data(vec![b'z']), Event::Interrupt]
+        );
     }
 
     #[test]

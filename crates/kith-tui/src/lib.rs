@@ -7,6 +7,7 @@
 //! telnet gateway (server-side, into an ANSI diff). Requests are protocol
 //! requests and answers are protocol replies, so a host is a thin pipe.
 
+pub mod ansi;
 mod commands;
 mod editor;
 mod keys;
@@ -240,6 +241,13 @@ impl App {
     /// An app that starts with the first-run setup (server, trust, sign in).
     pub fn first_run(config: Config) -> App {
         App { screen: Screen::Setup(Box::default()), ..App::new(config) }
+    }
+
+    /// An app hosted by the server it talks to (the telnet gateway): sign-in
+    /// starts at log in / create an account, with `config.warning` shown.
+    pub fn gateway(config: Config) -> App {
+        let setup = Setup::fixed(config.server.clone(), config.warning.clone());
+        App { screen: Screen::Setup(Box::new(setup)), ..App::new(config) }
     }
 
     /// The next thing for the host to do.

@@ -56,6 +56,8 @@ pub enum Step {
     Username,
     Password,
     Confirm,
+    /// Registering at a fixed server without an invite yet: ask for one.
+    Invite,
     Busy,
 }
 
@@ -68,6 +70,11 @@ pub struct Setup {
     pub username: String,
     password: String,
     pub error: Option<String>,
+    /// The server is the one hosting this app (the telnet gateway): no
+    /// address or trust steps, and registering asks for an invite code.
+    pub fixed: bool,
+    /// Shown in red under the server (e.g. that telnet is unencrypted).
+    pub warning: Option<String>,
 }
 
 impl Default for Setup {
@@ -80,11 +87,25 @@ impl Default for Setup {
             username: String::new(),
             password: String::new(),
             error: None,
+            fixed: false,
+            warning: None,
         }
     }
 }
 
 impl Setup {
+    /// Signing in to the server that hosts the app: it starts at the choice
+    /// between logging in and creating an account.
+    pub fn fixed(server: String, warning: Option<String>) -> Setup {
+        Setup {
+            step: Step::Choose,
+            probe: Some(Probe { server, fingerprint: String::new(), vouched: None, invite_code: None }),
+            fixed: true,
+            warning,
+            ..Setup::default()
+        }
+    }
+
     /// The prompt and hint for the current step.
     pub fn prompt(&self) -> (&'static str, &'static str) {
         match self.step {
@@ -97,6 +118,9 @@ impl Setup {
             Step::Username => ("Username", "2-32 letters, digits, '-' or '_'"),
             Step::Password => ("Password", "not shown as you type"),
             Step::Confirm => ("Password again", "to be sure it is the one you meant"),
+            Step::Invite => {
+                ("Invite code", "from whoever invited you; empty if this server lets anyone join")
+            }
             Step::Busy => ("Connecting…", ""),
         }
     }
@@ -162,7 +186,20 @@ impl Setup {
                     self.step = Step::Password;
                     return None;
                 }
+                if self.fixed && self.probe.as_ref().is_some_and(|p| p.invite_code.is_none()) {
+                    self.step = Step::Invite;
+                    return None;
+                }
                 self.sign_in()
+            }
+            Step::Invite => {
+                let mut action = self.sign_in();
+                if let Some(SetupAction::SignIn(s)) = &mut action {
+                    // A full invite link works as well as its code.
+                    let code = value.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("");
+                    s.invite_code = (!code.is_empty()).then(|| code.to_owned());
+                }
+                action
             }
             Step::Trust | Step::Choose | Step::Busy => None,
         }
@@ -205,13 +242,14 @@ impl Setup {
         self.error = None;
         self.field.clear();
         self.step = match self.step {
+            _ if self.fixed && matches!(self.step, Step::Choose | Step::Busy) => Step::Choose,
             Step::Server | Step::Trust | Step::Busy => {
                 self.probe = None;
                 Step::Server
             }
             Step::Choose => Step::Server,
             Step::Username => Step::Choose,
-            Step::Password | Step::Confirm => Step::Username,
+            Step::Password | Step::Confirm | Step::Invite => Step::Username,
         };
     }
 }

@@ -585,11 +585,19 @@ fn render_setup(setup: &Setup, frame: &mut Frame) {
             Span::raw(text::clean_line(&p.server)),
         ]));
         let fp = text::clean_line(&p.fingerprint);
-        lines.push(Line::from(vec![
-            Span::styled("Identity  ", dim()),
-            Span::raw(truncate(&fp, iw.saturating_sub(10))),
-        ]));
-        if fp.len() > iw.saturating_sub(10) {
+        if !fp.is_empty() {
+            lines.push(Line::from(vec![
+                Span::styled("Identity  ", dim()),
+                Span::raw(truncate(&fp, iw.saturating_sub(10))),
+            ]));
+        }
+        if let Some(w) = &setup.warning {
+            lines.push(Line::styled(
+                truncate(&format!("          {}", text::clean_line(w)), iw),
+                Style::new().fg(Color::Red),
+            ));
+        }
+        if !fp.is_empty() && fp.len() > iw.saturating_sub(10) {
             lines.push(Line::raw(format!(
                 "          {}",
                 truncate(&fp[iw.saturating_sub(11).min(fp.len())..], iw.saturating_sub(10))

@@ -244,6 +244,46 @@ fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
 }
 
 #[test]
+fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers_for_an_invite() {
+    let warning = Some("unencrypted: your password crosses the network in clear".to_owned());
+    let mut ui = Ui::new(App::gateway(Config { warning, ..config() }));
+    let s = ui.screen();
+    assert!(shows(&s, "[l] log in   [r] create an account") && shows(&s, "unencrypted"), "{s}");
+    assert!(!shows(&s, "Server address") && !shows(&s, "Identity"), "{s}");
+    // Esc cannot leave for another server.
+    ui.key(KeyCode::Esc);
+    assert!(shows(&ui.screen(), "[l] log in"));
+
+    ui.key(Key::char('r'));
+    ui.typed("frank");
+    ui.key(KeyCode::Enter);
+    ui.typed("secret-pw");
+    ui.key(KeyCode::Enter);
+    ui.typed("secret-pw");
+    ui.key(KeyCode::Enter);
+    assert!(ui.actions().is_empty(), "the invite code comes first");
+    let s = ui.screen();
+    assert!(shows(&s, "Invite code") && !shows(&s, "secret-pw"), "{s}");
+    ui.typed("kith://home.example:7443/Abc123?fp=sha256:00");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    assert!(sign_in.register);
+    assert_eq!(sign_in.invite_code.as_deref(), Some("Abc123"));
+    assert_eq!((sign_in.username.as_str(), sign_in.password.as_str()), ("frank", "secret-pw"));
+
+    // Logging in asks for no invite.
+    ui.input(Input::Setup(SetupInput::Failed("wrong username, password or token".into())));
+    ui.key(KeyCode::Esc);
+    ui.key(Key::char('l'));
+    ui.typed("frank");
+    ui.key(KeyCode::Enter);
+    ui.typed("secret-pw");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    assert!(!sign_in.register && sign_in.invite_code.is_none());
+}
+
+#[test]
 fn the_chat_shows_channels_messages_members_and_the_connection() {
     let mut ui = Ui::chatting(vec![
         msg(1, GENERAL, BOB, "bob", "hello alice"),
