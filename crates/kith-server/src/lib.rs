@@ -16,6 +16,7 @@ pub mod auth;
 pub mod identity;
 pub mod quic;
 pub mod store;
+pub mod telnet;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct Config {
     /// consumer.
     pub outbox_bytes: usize,
     pub limits: Limits,
+    /// The telnet gateway, if enabled.
+    pub telnet: Option<telnet::TelnetConfig>,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -126,6 +129,7 @@ impl Config {
             resume_grace: std::time::Duration::from_secs(120),
             outbox_bytes: quic::OUTBOX_BYTES,
             limits: Limits::default(),
+            telnet: None,
         }
     }
 }
@@ -141,6 +145,7 @@ pub struct Server {
     actor: tokio::task::JoinHandle<Result<(), StoreError>>,
     writer: std::thread::JoinHandle<()>,
     accept: tokio::task::JoinHandle<()>,
+    telnet: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// QUIC endpoint settings whose secrets derive from the server's private key
@@ -223,6 +228,10 @@ impl Server {
             outbox_bytes: config.outbox_bytes,
             admission: admission::Admission::new(&config.limits),
         });
+        let telnet = match &config.telnet {
+            Some(t) => Some(start_telnet(t, &edge, &identity.fingerprint).await?),
+            None => None,
+        };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {
             local_addr,
@@ -233,7 +242,13 @@ impl Server {
             actor,
             writer,
             accept,
+            telnet,
         })
+    }
+
+    /// Where the telnet gateway listens, if it is enabled.
+    pub fn telnet_addr(&self) -> Option<SocketAddr> {
+        self.telnet.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -263,6 +278,9 @@ impl Server {
     /// closes every connection with a reason, and waits for them briefly.
     pub async fn shutdown(self) -> Result<()> {
         self.endpoint.set_server_config(None);
+        if let Some((_, accept)) = &self.telnet {
+            accept.abort();
+        }
         let _ = self.hub.send(ToHub::Shutdown).await;
         let result = if self.actor.is_finished() { Ok(()) } else { self.actor.await? };
         let writer = self.writer;
@@ -274,6 +292,36 @@ impl Server {
         let _ = self.accept.await;
         result.context("the store failed")
     }
+}
+
+/// Binds the telnet gateway. Telnet is cleartext, so only loopback is
+/// allowed unless the operator opted in; then it says so in the log.
+async fn start_telnet(
+    config: &telnet::TelnetConfig,
+    edge: &Arc<quic::Edge>,
+    fingerprint: &str,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let ip = config.listen.ip();
+    if !ip.is_loopback() {
+        if !config.allow_public {
+            return Err(anyhow!(
+                "telnet is unencrypted, so it listens on loopback only; to serve it on {} anyway, \
+                 opt in (`--telnet-public`, or `public = true` under [telnet])",
+                config.listen
+            ));
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "the telnet gateway is open beyond this machine: everything its users type, passwords \
+             included, crosses the network in clear"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening for telnet on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let gateway = Arc::new(telnet::Gateway { config: config.clone(), fingerprint: fingerprint.to_owned() });
+    Ok((addr, tokio::spawn(telnet::accept_loop(listener, edge.clone(), gateway))))
 }
 
 fn server_config(

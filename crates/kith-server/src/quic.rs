@@ -220,7 +220,7 @@ async fn read_loop(
             };
             match ClientMessage::decode(frame) {
                 Ok(msg) => {
-                    if !handle(msg, session, ip, edge, me).await {
+                    if !submit(msg, session, ip, edge, me).await {
                         return End::Lost;
                     }
                 }
@@ -239,8 +239,15 @@ async fn read_loop(
 }
 
 /// Parses one request, does the edge's part (cryptography), and hands it to
-/// the hub. Returns false if the hub is gone.
-async fn handle(msg: ClientMessage, session: SessionId, ip: IpAddr, edge: &Edge, me: &SessionHandle) -> bool {
+/// the hub; refusals are answered on `me`. Returns false if the hub is gone.
+/// Every edge's requests take this one path (the telnet gateway's too).
+pub(crate) async fn submit(
+    msg: ClientMessage,
+    session: SessionId,
+    ip: IpAddr,
+    edge: &Edge,
+    me: &SessionHandle,
+) -> bool {
     let rid = msg.request_id;
     let request = match parse(msg.request, || auth::random_code(12)) {
         Ok(Parsed::Hub(request)) => request,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use kith_core::rate::RateLimit;
+use kith_server::telnet::TelnetConfig;
 use kith_server::{Config, Limits, Server, Sync};
 use serde::Deserialize;
 
@@ -19,8 +20,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KITH_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// TOML config file [default: DATA/kith.toml if it exists]. Keys: listen,
-    /// open_registration, tls_cert, tls_key, sync, and a [limits] table (see
-    /// the README).
+    /// open_registration, tls_cert, tls_key, sync, and [limits] and [telnet]
+    /// tables (see the README).
     #[arg(long, env = "KITH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Let anyone register without an invite (once an owner exists).
@@ -36,6 +37,15 @@ pub struct ServeArgs {
     /// power loss) or `normal` (survives a crash of kith, not of the machine).
     #[arg(long, env = "KITH_SYNC", value_name = "MODE", value_parser = parse_sync)]
     sync: Option<Sync>,
+    /// Serve the chat to plain telnet clients on this TCP address (e.g.
+    /// 127.0.0.1:2323). Telnet is unencrypted: only loopback, unless
+    /// --telnet-public.
+    #[arg(long, env = "KITH_TELNET", value_name = "ADDR")]
+    telnet: Option<SocketAddr>,
+    /// Allow --telnet on a non-loopback address, knowing that what telnet users
+    /// type (passwords too) crosses the network in clear.
+    #[arg(long, env = "KITH_TELNET_PUBLIC")]
+    telnet_public: bool,
 }
 
 fn parse_sync(s: &str) -> Result<Sync, String> {
@@ -56,6 +66,16 @@ struct FileConfig {
     sync: Option<Sync>,
     #[serde(default)]
     limits: FileLimits,
+    telnet: Option<FileTelnet>,
+}
+
+/// `[telnet]` in kith.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTelnet {
+    listen: Option<SocketAddr>,
+    public: Option<bool>,
+    sign_in_deadline_secs: Option<u64>,
 }
 
 /// `[limits]` in kith.toml: each rate is `{ burst = N, every_ms = M }` (up to
@@ -131,6 +151,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ..Config::new(listen, data_dir)
     };
 
+    let telnet_file = file.telnet.unwrap_or_default();
+    let telnet = args.telnet.or(telnet_file.listen).map(|listen| {
+        let mut t = TelnetConfig::new(listen);
+        t.allow_public = args.telnet_public || telnet_file.public.unwrap_or(false);
+        if let Some(secs) = telnet_file.sign_in_deadline_secs {
+            t.sign_in_deadline = std::time::Duration::from_secs(secs);
+        }
+        t.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
+        t
+    });
+    let config = Config { telnet, ..config };
+
     let mut server = Server::start(config.clone()).await?;
     let addr = server.local_addr();
     let hint_addr =
@@ -147,8 +179,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         eprintln!("Connect with: kith login <name> --server {hint_addr}");
     }
+    if let Some(telnet) = server.telnet_addr() {
+        eprintln!("Telnet gateway (unencrypted): telnet {} {}", telnet.ip(), telnet.port());
+    }
     // The one machine-readable line, printed once connections are accepted.
-    println!("kith ready quic={addr} fingerprint={}", server.fingerprint());
+    let telnet = server.telnet_addr().map(|a| format!(" telnet={a}")).unwrap_or_default();
+    println!("kith ready quic={addr} fingerprint={}{telnet}", server.fingerprint());
 
     let stop = tokio::select! {
         signal = shutdown_signal() => Ok(signal),

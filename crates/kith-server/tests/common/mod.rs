@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
+pub mod telnet;
+
 use std::time::Duration;
 
 use kith_client::proto::{

@@ -1,0 +1,546 @@
+//! The telnet gateway: `telnet host 2323` gets the same interface as
+//! `kith chat`, rendered here and sent as ANSI.
+//!
+//! Each connection is one task hosting a [`kith_tui::App`]. Bytes from the
+//! socket go through the telnet protocol ([`kith_telnet`]) and the key
+//! decoder ([`kith_tui::ansi`]) into the app; the app's requests are protocol
+//! requests, which take the same path into the hub as a QUIC client's
+//! ([`crate::quic::submit`]: the same parsing, password hashing, login
+//! throttles and permissions); what the hub sends back is decoded and fed to
+//! the app. The screen is redrawn at most [`RENDER_EVERY`], and only the
+//! cells that changed are sent.
+//!
+//! Isolation: a session's memory is bounded (the app keeps a window of
+//! history, the decoders cap their buffers, output in flight is capped), a
+//! reader too slow to take its screen updates is disconnected, and a panic
+//! ends only its own task (the supervisor tells the hub the session is gone).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kith_core::{Frame, Input as HubInput, SessionId};
+use kith_proto::v1::{
+    self, ClientMessage, ErrorCode, client_message::Request, register_request::Credential,
+    server_message::Kind,
+};
+use kith_telnet::{Event, Telnet};
+use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn};
+use prost::Message;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::actor::{OutItem, SessionHandle, ToHub};
+use crate::admission::{Refused, Slot};
+use crate::quic::{Edge, submit};
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct TelnetConfig {
+    /// TCP address to listen on. Telnet is cleartext: anything but loopback
+    /// needs `allow_public`.
+    pub listen: SocketAddr,
+    /// The operator knowingly serves telnet beyond this machine.
+    pub allow_public: bool,
+    /// A connection that has not signed in by then is closed. Longer than
+    /// QUIC's: a person types a name and a password here.
+    pub sign_in_deadline: Duration,
+    /// Timestamps are shown in this offset from UTC (the server's own zone:
+    /// telnet does not say where its user is).
+    pub utc_offset_secs: i32,
+}
+
+impl TelnetConfig {
+    pub fn new(listen: SocketAddr) -> TelnetConfig {
+        TelnetConfig {
+            listen,
+            allow_public: false,
+            sign_in_deadline: Duration::from_secs(90),
+            utc_offset_secs: 0,
+        }
+    }
+}
+
+/// The status bar's marker on every telnet screen.
+pub const UNENCRYPTED: &str = "unencrypted";
+/// The screen is redrawn at most this often (about 30 times a second).
+pub const RENDER_EVERY: Duration = Duration::from_millis(33);
+/// How long a lone ESC waits to learn whether a key sequence follows it.
+const ESC_WAIT: Duration = Duration::from_millis(40);
+/// Bytes read from the socket per call.
+const READ_CHUNK: usize = 4096;
+/// Typed bytes without an Enter before the session is closed (the input box
+/// holds far less; only a flood gets here).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Screen updates handed to the socket writer and not yet written. While
+/// they are all in flight, nothing new is drawn (the next draw catches up).
+const OUT_CHUNKS: usize = 4;
+/// A write the client does not take within this is a slow reader's: closed.
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// Output waiting for the writer when it is backed up (protocol replies and
+/// bells; drawing stops): past this the reader is too slow, and is closed.
+const MAX_BACKLOG: usize = 64 * 1024;
+/// Window sizes are clamped to this (a claim of 65535×65535 costs nothing).
+pub const MAX_WIDTH: u16 = 300;
+pub const MAX_HEIGHT: u16 = 120;
+/// Hub events queued for one session before it is a slow consumer; the
+/// session drains them as they come, so only a stuck task reaches this.
+const OUTBOX_BYTES: usize = 4 * 1024 * 1024;
+/// The request id the gateway's own sign-in uses (the app counts from 1).
+const SIGN_IN: u64 = u64::MAX;
+/// Switch to the alternate screen, turn on bracketed paste, clear.
+const ENTER_SCREEN: &[u8] = b"\x1b[?1049h\x1b[?2004h\x1b[H\x1b[2J";
+/// Undo [`ENTER_SCREEN`] and show the cursor.
+const LEAVE_SCREEN: &[u8] = b"\x1b[?2004l\x1b[?25h\x1b[?1049l";
+
+/// What every telnet session shares.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    pub config: TelnetConfig,
+    /// `sha256:<hex>` of the server's TLS identity, for the status bar (and
+    /// for users who later set up `kith chat`).
+    pub fingerprint: String,
+}
+
+/// Accepts telnet connections until the task is aborted.
+pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, gateway: Arc<Gateway>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accepting a telnet connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match edge.admission.connect(remote.ip()) {
+            Ok(slot) => {
+                tokio::spawn(supervise(stream, remote, slot, edge.clone(), gateway.clone()));
+            }
+            Err(refused) => {
+                tokio::spawn(refuse(stream, refused));
+            }
+        }
+    }
+}
+
+/// Says why a connection is turned away, then closes it.
+async fn refuse(mut stream: TcpStream, refused: Refused) {
+    tracing::debug!(%refused, "telnet connection refused");
+    let line =
+        format!("kith: {}; try again in {} s\r\n", refused.reason, refused.retry_after_ms.div_ceil(1000));
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+}
+
+/// Runs one session in its own task and cleans up after it however it ends:
+/// a panic closes this connection only, and the hub always hears that the
+/// session is gone.
+async fn supervise(
+    stream: TcpStream,
+    remote: SocketAddr,
+    slot: Slot,
+    edge: Arc<Edge>,
+    gateway: Arc<Gateway>,
+) {
+    let session = SessionId(edge.next_session.fetch_add(1, Ordering::Relaxed));
+    let task = tokio::spawn(run(stream, remote, session, edge.clone(), gateway));
+    if let Err(e) = task.await
+        && e.is_panic()
+    {
+        tracing::error!(%remote, "a telnet session panicked; it alone was closed");
+    }
+    let _ = edge.hub.send(ToHub::Input(HubInput::Disconnected { session })).await;
+    drop(slot);
+}
+
+/// Why a session ended, as told to its user.
+#[derive(Debug)]
+enum End {
+    /// The user left (/quit, Ctrl+C) or the socket closed.
+    Left,
+    /// Closed with this explanation.
+    Closed(String),
+}
+
+/// The wall clock, in Unix milliseconds (the app is told the time).
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn run(
+    stream: TcpStream,
+    remote: SocketAddr,
+    session: SessionId,
+    edge: Arc<Edge>,
+    gateway: Arc<Gateway>,
+) {
+    let local = stream.local_addr().map_or_else(|_| gateway.config.listen.to_string(), |a| a.to_string());
+    let (mut reader, writer) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUT_CHUNKS);
+    let write_task = tokio::spawn(write_loop(writer, out_rx));
+
+    let (outbox, mut from_hub) = mpsc::unbounded_channel();
+    let (abort_tx, mut aborts) = mpsc::unbounded_channel::<String>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let handle = SessionHandle {
+        outbox,
+        queued: queued.clone(),
+        limit: OUTBOX_BYTES,
+        abort: Arc::new(move |_code, reason| {
+            let _ = abort_tx.send(reason.to_owned());
+        }),
+    };
+    if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
+        return;
+    }
+    let deadline = {
+        let (hub, after) = (edge.hub.clone(), gateway.config.sign_in_deadline);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = hub.send(ToHub::Input(HubInput::AuthDeadline { session })).await;
+        })
+    };
+
+    let mut s = Session::new(&gateway, local, remote.ip(), session);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let end = loop {
+        let render_at = if s.dirty && s.backlog.is_empty() { s.last_render + RENDER_EVERY } else { far };
+        let esc_at = s.esc_since.map_or(far, |t| t + ESC_WAIT);
+        let step = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => Err(End::Left),
+                Ok(n) => s.received(&buf[..n]),
+            },
+            item = from_hub.recv() => match item {
+                Some(item) => {
+                    queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
+                    s.hub_sent(item)
+                }
+                None => Err(End::Closed("the server is shutting down".into())),
+            },
+            Some(reason) = aborts.recv() => Err(End::Closed(reason)),
+            _ = tokio::time::sleep_until(render_at) => {
+                s.render();
+                Ok(())
+            }
+            _ = tokio::time::sleep_until(esc_at) => {
+                s.esc_timeout();
+                Ok(())
+            }
+            _ = tick.tick() => {
+                s.app.handle(now_ms(), Input::Tick);
+                s.dirty = true;
+                Ok(())
+            }
+            permit = out_tx.reserve(), if !s.backlog.is_empty() => match permit {
+                Ok(permit) => {
+                    permit.send(std::mem::take(&mut s.backlog));
+                    Ok(())
+                }
+                Err(_) => Err(End::Left),
+            },
+            _ = out_tx.closed() => Err(End::Left),
+        };
+        let step = match step {
+            Ok(()) => s.act(&edge, &handle).await,
+            Err(end) => Err(end),
+        };
+        if let Err(end) = step {
+            break end;
+        }
+        // Hand what is ready to the writer; if it is backed up, keep it.
+        if !s.backlog.is_empty()
+            && let Ok(permit) = out_tx.try_reserve()
+        {
+            permit.send(std::mem::take(&mut s.backlog));
+        }
+        if s.backlog.len() > MAX_BACKLOG {
+            break End::Closed("your connection is too slow to keep up".into());
+        }
+    };
+    deadline.abort();
+    if s.signed_in {
+        // Telnet sessions are not resumed: revoke this session's token so
+        // sign-ins do not pile up, and so presence changes at once.
+        let logout = Request::Logout(v1::LogoutRequest { everywhere: false });
+        let msg = ClientMessage { request_id: 0, request: Some(logout) };
+        submit(msg, session, remote.ip(), &edge, &handle).await;
+    }
+    let mut goodbye = LEAVE_SCREEN.to_vec();
+    if let End::Closed(reason) = &end {
+        let reason = kith_tui::text::clean_line(reason);
+        kith_telnet::escape(format!("kith: {reason}\n").as_bytes(), &mut goodbye);
+    }
+    s.backlog.extend_from_slice(&goodbye);
+    let last = std::mem::take(&mut s.backlog);
+    if tokio::time::timeout(Duration::from_secs(1), out_tx.send(last)).await.is_ok() {
+        drop(out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), write_task).await;
+    }
+}
+
+/// Writes screen updates in order; gives up on a client that stops reading.
+async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut chunks: mpsc::Receiver<Vec<u8>>) {
+    while let Some(chunk) = chunks.recv().await {
+        match tokio::time::timeout(WRITE_DEADLINE, writer.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!("telnet client stopped reading; closing");
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// The ANSI bytes a draw produced. The backend owns its writer, so the
+/// session keeps a second handle to take the bytes out after each draw.
+#[derive(Debug, Clone, Default)]
+struct Drawn(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Drawn {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("screen buffer lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One telnet session's state, apart from its sockets.
+struct Session {
+    telnet: Telnet,
+    keys: kith_tui::ansi::Decoder,
+    app: App,
+    terminal: Terminal<CrosstermBackend<Drawn>>,
+    /// What the terminal wrote at the last draw (shared with its backend).
+    drawn: Drawn,
+    /// The size the client last reported, applied at the next draw.
+    size: (u16, u16),
+    dirty: bool,
+    last_render: Instant,
+    /// When a lone ESC arrived, if one is waiting.
+    esc_since: Option<Instant>,
+    /// Typed bytes since the last Enter.
+    line: usize,
+    /// Escaped bytes for the socket, not yet handed to the writer.
+    backlog: Vec<u8>,
+    signed_in: bool,
+    session: SessionId,
+    ip: IpAddr,
+    inputs: Vec<Input>,
+}
+
+impl Session {
+    fn new(gateway: &Gateway, server: String, ip: IpAddr, session: SessionId) -> Session {
+        let config = Config {
+            server,
+            fingerprint: gateway.fingerprint.clone(),
+            warning: Some(UNENCRYPTED.to_owned()),
+            bell: Bell::MentionsAndDirect,
+            utc_offset_secs: gateway.config.utc_offset_secs,
+            nonce_prefix: format!("telnet-{:016x}", rand::random::<u64>()),
+        };
+        let mut telnet = Telnet::new();
+        let mut backlog = telnet.take_output();
+        backlog.extend_from_slice(ENTER_SCREEN);
+        let size = (80, 24);
+        let drawn = Drawn::default();
+        let terminal = Terminal::with_options(
+            CrosstermBackend::new(drawn.clone()),
+            TerminalOptions { viewport: Viewport::Fixed(Rect::new(0, 0, size.0, size.1)) },
+        )
+        .expect("drawing into memory cannot fail");
+        Session {
+            telnet,
+            keys: kith_tui::ansi::Decoder::new(),
+            app: App::gateway(config),
+            terminal,
+            drawn,
+            size,
+            dirty: true,
+            last_render: Instant::now(),
+            esc_since: None,
+            line: 0,
+            backlog,
+            signed_in: false,
+            session,
+            ip,
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Bytes from the client.
+    fn received(&mut self, bytes: &[u8]) -> Result<(), End> {
+        self.telnet.receive(bytes);
+        let replies = self.telnet.take_output();
+        self.backlog.extend_from_slice(&replies);
+        while let Some(event) = self.telnet.poll_event() {
+            match event {
+                Event::Data(data) => {
+                    for &b in &data {
+                        self.line = if b == b'\r' { 0 } else { self.line + 1 };
+                    }
+                    if self.line > MAX_LINE {
+                        return Err(End::Closed("line too long".into()));
+                    }
+                    self.keys.feed(&data, &mut self.inputs);
+                }
+                Event::Size { width, height } => {
+                    // 0 means "unknown" to some clients; keep what we had.
+                    if width > 0 && height > 0 {
+                        self.size = (width.min(MAX_WIDTH), height.min(MAX_HEIGHT));
+                    }
+                }
+                Event::TerminalType(_) => {}
+                Event::Interrupt => self.inputs.push(Input::Key(kith_tui::Key::ctrl('c'))),
+                Event::Oversized => {
+                    return Err(End::Closed("telnet protocol error: subnegotiation too long".into()));
+                }
+            }
+        }
+        self.esc_since = self.keys.pending().then(Instant::now);
+        self.feed_inputs();
+        Ok(())
+    }
+
+    fn esc_timeout(&mut self) {
+        self.esc_since = None;
+        self.keys.flush(&mut self.inputs);
+        self.feed_inputs();
+    }
+
+    fn feed_inputs(&mut self) {
+        if self.inputs.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        for input in std::mem::take(&mut self.inputs) {
+            #[cfg(test)]
+            if input == Input::Paste(tests::PANIC_PASTE.into()) {
+                panic!("injected by a test");
+            }
+            self.app.handle(now, input);
+        }
+        self.dirty = true;
+    }
+
+    /// Something the hub sent this session.
+    fn hub_sent(&mut self, item: OutItem) -> Result<(), End> {
+        let message = match item {
+            OutItem::Frame(Frame::Whole(bytes)) => {
+                v1::ServerMessage::decode(bytes.get(4..).unwrap_or_default()).map(|m| m.kind)
+            }
+            OutItem::Frame(Frame::Event { seq, body }) => {
+                v1::Event::decode(body).map(|e| Some(Kind::Event(v1::Event { seq, ..e })))
+            }
+            OutItem::Close(_, reason) => return Err(End::Closed(reason)),
+        };
+        let input = match message {
+            Ok(Some(Kind::Reply(v1::Reply {
+                request_id: SIGN_IN,
+                result: Some(v1::reply::Result::Ready(r)),
+            }))) => {
+                self.signed_in = true;
+                Input::Ready(Box::new(r))
+            }
+            Ok(Some(Kind::Reply(v1::Reply { request_id, result: Some(result) }))) => {
+                Input::Reply { id: request_id, result: Ok(result) }
+            }
+            Ok(Some(Kind::Error(e))) if e.request_id == SIGN_IN => Input::Setup(SetupInput::Failed(e.reason)),
+            Ok(Some(Kind::Error(e))) if e.request_id != 0 => Input::Reply {
+                id: e.request_id,
+                result: Err(Failure { code: ErrorCode::try_from(e.code).ok(), reason: e.reason }),
+            },
+            Ok(Some(Kind::Event(event))) => Input::Event(Box::new(event)),
+            // Connection-level errors name a request we did not make; the
+            // hub closes the session itself if it must.
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "the gateway could not decode the hub's frame");
+                return Err(End::Closed("internal error".into()));
+            }
+        };
+        self.app.handle(now_ms(), input);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Carries out what the app asked for.
+    async fn act(&mut self, edge: &Edge, me: &SessionHandle) -> Result<(), End> {
+        while let Some(action) = self.app.poll_action() {
+            let (request_id, request) = match action {
+                Action::Request { id, request } => (id, request),
+                Action::Setup(SetupAction::SignIn(sign_in)) => (SIGN_IN, sign_in_request(sign_in)),
+                // The gateway's app has no address to ask for.
+                Action::Setup(SetupAction::Probe { .. }) => continue,
+                Action::Bell => {
+                    self.backlog.push(0x07);
+                    continue;
+                }
+                Action::Quit => return Err(End::Left),
+            };
+            let msg = ClientMessage { request_id, request: Some(request) };
+            if !submit(msg, self.session, self.ip, edge, me).await {
+                return Err(End::Closed("the server is shutting down".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws the screen and queues the cells that changed.
+    fn render(&mut self) {
+        let area = Rect::new(0, 0, self.size.0, self.size.1);
+        if area != self.terminal.get_frame().area() {
+            // A resize redraws everything (NAWS storms land here at most
+            // once per draw).
+            let _ = self.terminal.resize(area);
+        }
+        let app = &self.app;
+        let _ = self.terminal.draw(|f| app.render(f));
+        let drawn = std::mem::take(&mut *self.drawn.0.lock().expect("screen buffer lock"));
+        kith_telnet::escape(&drawn, &mut self.backlog);
+        self.dirty = false;
+        self.last_render = Instant::now();
+    }
+}
+
+/// The login or registration a sign-in asks for. A code in the owner setup
+/// code's shape (`XXXX-XXXX-XXXX`) is sent as one, so a fresh server's owner
+/// can create their account over telnet too.
+fn sign_in_request(s: SignIn) -> Request {
+    if !s.register {
+        return Request::Login(v1::LoginRequest { username: s.username, password: s.password });
+    }
+    let credential = s.invite_code.map(|code| {
+        let setup_shaped = code.len() == 14
+            && code.split('-').map(str::len).eq([4, 4, 4])
+            && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if setup_shaped { Credential::SetupCode(code) } else { Credential::InviteCode(code) }
+    });
+    Request::Register(v1::RegisterRequest {
+        username: s.username,
+        password: s.password,
+        display_name: String::new(),
+        credential,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// A paste that makes a session panic, to show that only it goes down.
+    pub const PANIC_PASTE: &str = "\u{1}kith test: panic here\u{1}";
+}

@@ -1,0 +1,79 @@
+//! The telnet gateway, spoken to over real sockets: people sign in, chat
+//! with QUIC users, and hostile clients (../shared/BAD_INPUTS.md, T1–T18)
+//! get a clear close while everyone else carries on.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::telnet::*;
+use common::*;
+use kith_server::telnet::TelnetConfig;
+
+/// A server with the telnet gateway on a free loopback port.
+async fn serve(tweak: impl FnOnce(&mut kith_server::Config)) -> (TestServer, SocketAddr) {
+    let server = TestServer::start_with(|c| {
+        c.telnet = Some(TelnetConfig::new("127.0.0.1:0".parse().unwrap()));
+        tweak(c);
+    })
+    .await;
+    let addr = server.server.telnet_addr().expect("telnet enabled");
+    (server, addr)
+}
+
+#[tokio::test]
+async fn a_newcomer_signs_up_over_telnet_and_chats_with_a_quic_user() {
+    let (server, addr) = serve(|_| {}).await;
+    let family = family(&server, &["bob"]).await;
+    let bob = &family.members[0];
+    bob.send_message(family.general, "welcome, whoever comes by telnet", "").await.unwrap();
+
+    let mut carol = Tn::connect(addr).await;
+    let first = carol.until_shows("[r] create an account").await;
+    assert!(first.contains("unencrypted"), "the sign-in screen says telnet is unencrypted:\n{first}");
+    carol.register("carol", PASSWORD, &family.invite).await;
+    let screen = carol.until_shows("welcome, whoever comes by telnet").await;
+    for expected in ["Family", "#general", "bob", "unencrypted"] {
+        assert!(screen.contains(expected), "missing {expected:?}:\n{screen}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&carol.raw).contains(PASSWORD),
+        "the password is never sent back to the terminal"
+    );
+
+    carol.typed("hello from telnet\r").await;
+    let seen = next_message(bob).await;
+    assert_eq!((seen.body.as_str(), seen.author_name.as_str()), ("hello from telnet", "carol"));
+
+    bob.send_message(family.general, "hi carol, I'm on QUIC", "").await.unwrap();
+    carol.until_shows("hi carol, I'm on QUIC").await;
+
+    // Resizing re-lays the screen out at the new size.
+    carol.resize(60, 20).await;
+    carol.until(|t| t.text().lines().all(|l| l.chars().count() <= 60), "a 60-column layout").await;
+    carol.until_shows("hi carol").await;
+
+    // /list shows the channels with member counts; /exit leaves.
+    carol.typed("/list\r").await;
+    carol.until_shows("Family (3 members)").await;
+    carol.esc().await;
+    carol.typed("/exit\r").await;
+    carol.until_closed(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_existing_account_logs_in_and_a_wrong_password_is_refused_without_echo() {
+    let (server, addr) = serve(|_| {}).await;
+    let family = family(&server, &["dave"]).await;
+
+    let mut t = Tn::connect(addr).await;
+    t.log_in("dave", "not the password").await;
+    let screen = t.until_shows("wrong username").await;
+    assert!(!screen.contains("not the password"), "{screen}");
+    t.typed("\r").await; // the username is kept; Enter moves on to the password
+    t.until_shows("Password").await;
+    t.typed(&format!("{PASSWORD}\r")).await;
+    t.until_shows("#general").await;
+    canary_still_sings(&family.owner, &family.members[0], family.general).await;
+}
