@@ -541,6 +541,50 @@ fn sign_in_request(s: SignIn) -> Request {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::*;
+    use crate::{Config, Limits, Server};
+
     /// A paste that makes a session panic, to show that only it goes down.
     pub const PANIC_PASTE: &str = "\u{1}kith test: panic here\u{1}";
+
+    async fn read_until(stream: &mut TcpStream, what: &str) -> Result<(), String> {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if String::from_utf8_lossy(&seen).contains(what) {
+                return Ok(());
+            }
+            match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => return Err(String::from_utf8_lossy(&seen).into_owned()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_one_session_closes_only_that_session_and_frees_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+        config.limits = Limits { connections_per_ip: 2, ..Limits::unlimited() };
+        config.telnet = Some(TelnetConfig::new("127.0.0.1:0".parse().unwrap()));
+        let server = Server::start(config).await.unwrap();
+        let addr = server.telnet_addr().unwrap();
+
+        let mut bystander = TcpStream::connect(addr).await.unwrap();
+        read_until(&mut bystander, "log in").await.unwrap();
+        let mut victim = TcpStream::connect(addr).await.unwrap();
+        read_until(&mut victim, "log in").await.unwrap();
+        let paste = format!("\x1b[200~{PANIC_PASTE}\x1b[201~");
+        victim.write_all(paste.as_bytes()).await.unwrap();
+        let after = read_until(&mut victim, "\u{0}never").await.unwrap_err();
+        assert!(!after.contains("Username"), "the panicking session is gone");
+
+        // The bystander carries on.
+        bystander.write_all(b"l").await.unwrap();
+        read_until(&mut bystander, "Username").await.unwrap();
+        // The victim's slot is free again (the cap is two).
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        read_until(&mut next, "log in").await.unwrap();
+        server.shutdown().await.unwrap();
+    }
 }

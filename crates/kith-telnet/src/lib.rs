@@ -96,6 +96,10 @@ pub struct Telnet {
     us: [Q; 256],
     /// Options the client performs (DO/DONT side).
     him: [Q; 256],
+    /// Options already refused, per side (0: ours, 1: the client's). A
+    /// client that asks again after a refusal is not answered again: one
+    /// refusal per option is all a flood of requests can get.
+    refused: [[bool; 256]; 2],
     sub: Vec<u8>,
     sub_overflow: bool,
     data: Vec<u8>,
@@ -116,6 +120,7 @@ impl Telnet {
             state: State::Data,
             us: [Q::No; 256],
             him: [Q::No; 256],
+            refused: [[false; 256]; 2],
             sub: Vec::new(),
             sub_overflow: false,
             data: Vec::new(),
@@ -280,7 +285,7 @@ impl Telnet {
                     self.send(DO, opt);
                     self.enabled_by_client(opt);
                 }
-                Q::No => self.send(DONT, opt),
+                Q::No => self.refuse(1, DONT, opt),
                 Q::Yes => {}
                 Q::WantYes => {
                     self.him[i] = Q::Yes;
@@ -300,7 +305,7 @@ impl Telnet {
                     self.us[i] = Q::Yes;
                     self.send(WILL, opt);
                 }
-                Q::No => self.send(WONT, opt),
+                Q::No => self.refuse(0, WONT, opt),
                 Q::Yes => {}
                 Q::WantYes => self.us[i] = Q::Yes,
             },
@@ -313,6 +318,12 @@ impl Telnet {
                 Q::WantYes => self.us[i] = Q::No,
             },
             _ => {}
+        }
+    }
+
+    fn refuse(&mut self, side: usize, verb: u8, opt: u8) {
+        if !std::mem::replace(&mut self.refused[side][opt as usize], true) {
+            self.send(verb, opt);
         }
     }
 
@@ -391,6 +402,12 @@ mod tests {
         t.take_output();
         t.receive(&[IAC, WILL, 39, IAC, DO, 39, IAC, DO, 34]);
         assert_eq!(t.take_output(), [IAC, DONT, 39, IAC, WONT, 39, IAC, WONT, 34]);
+        t.receive(&[IAC, WILL, 39, IAC, DO, 39, IAC, DO, 34].repeat(100));
+        assert_eq!(
+            t.take_output(),
+            [] as [u8; 0],
+            "an option is refused once, however often it is asked for"
+        );
         t.receive(&[IAC, DO, OPT_ECHO, IAC, DO, OPT_ECHO, IAC, DO, OPT_ECHO]);
         assert_eq!(t.take_output(), [] as [u8; 0], "an option already on is not acknowledged again");
         // The client turns echo off and on again: each change answered once.
