@@ -269,6 +269,7 @@ async fn run(
         }
     };
     deadline.abort();
+    tracing::debug!(%remote, ?end, "telnet session ended");
     if s.signed_in {
         // Telnet sessions are not resumed: revoke this session's token so
         // sign-ins do not pile up, and so presence changes at once.

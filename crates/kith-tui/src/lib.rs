@@ -246,7 +246,11 @@ impl App {
     /// An app hosted by the server it talks to (the telnet gateway): sign-in
     /// starts at log in / create an account, with `config.warning` shown.
     pub fn gateway(config: Config) -> App {
-        let setup = Setup::fixed(config.server.clone(), config.warning.clone());
+        let warning = config
+            .warning
+            .as_ref()
+            .map(|w| format!("{w}: what you type here, passwords too, crosses the network in clear"));
+        let setup = Setup::fixed(config.server.clone(), warning);
         App { screen: Screen::Setup(Box::new(setup)), ..App::new(config) }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{KITH, Served, family_from_the_shell, kith, serve};
+use common::{KITH, Served, family_from_the_shell, kith, serve, serve_with};
 
 /// A tmux server of its own (its own socket), killed on drop.
 struct Tmux {
@@ -17,10 +17,15 @@ struct Tmux {
 impl Tmux {
     /// Runs `kith chat ARGS` as `config`'s user in a 120×30 terminal.
     fn chat(name: &str, config: &Path, args: &[&str]) -> Tmux {
-        let socket = format!("kith-test-{name}-{}", std::process::id());
         let command = format!("env KITH_CONFIG_DIR={} {KITH} chat {}", config.display(), args.join(" "));
+        Tmux::start(name, &command)
+    }
+
+    /// Runs `command` in a 120×30 terminal.
+    fn start(name: &str, command: &str) -> Tmux {
+        let socket = format!("kith-test-{name}-{}", std::process::id());
         let tmux = Tmux { socket };
-        tmux.run(&["new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", &command]);
+        tmux.run(&["new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", command]);
         tmux
     }
 
@@ -152,4 +157,42 @@ fn a_newcomer_joins_from_an_invite_on_the_first_run() {
     // The profile was saved: the scripting commands work as dave now.
     let whoami = kith(&dave, &["whoami"], "");
     assert!(whoami.starts_with("dave on "), "{whoami}");
+}
+
+#[test]
+fn plain_telnet_gets_the_same_chat_rendered_by_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve_with(&tmp.path().join("data"), &["--telnet", "127.0.0.1:0"]);
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
+    kith(&alice, &["send", "Family/general", "the kettle is on"], "");
+    let telnet: std::net::SocketAddr =
+        server.telnet.clone().expect("kith serve announces telnet=").parse().unwrap();
+
+    // Debian's telnet client, in a real terminal.
+    // (The pane outlives telnet so that its last words can be read.)
+    let term = Tmux::start("telnet", &format!("telnet {} {}; sleep 60", telnet.ip(), telnet.port()));
+    let screen = term.wait_for("[l] log in");
+    assert!(screen.contains("unencrypted"), "{screen}");
+    term.type_text("l");
+    term.wait_for("Username");
+    term.type_text("bob");
+    term.key("Enter");
+    term.wait_for("Password");
+    term.type_text("bob's password!");
+    let screen = term.wait_for("•••••");
+    assert!(!screen.contains("bob's password"), "the password is not echoed:\n{screen}");
+    term.key("Enter");
+    let screen = term.wait_for("the kettle is on");
+    assert!(screen.contains("#general") && screen.contains("⚠ unencrypted"), "{screen}");
+
+    term.type_text("hello from telnet");
+    term.key("Enter");
+    wait_in_history(&alice, "Family/general", "hello from telnet");
+
+    kith(&alice, &["send", "Family/general", "hi bob, welcome over telnet"], "");
+    term.wait_for("alice hi bob, welcome over telnet");
+
+    term.type_text("/exit");
+    term.key("Enter");
+    term.wait_for("Connection closed");
 }

@@ -15,6 +15,8 @@ pub struct Served {
     pub addr: String,
     pub fingerprint: String,
     pub setup_code: Option<String>,
+    /// The telnet gateway's address, when it was asked for.
+    pub telnet: Option<String>,
 }
 
 impl Drop for Served {
@@ -25,9 +27,15 @@ impl Drop for Served {
 }
 
 pub fn serve(data: &Path) -> Served {
+    serve_with(data, &[])
+}
+
+/// `kith serve` with extra flags (e.g. `--telnet 127.0.0.1:0`).
+pub fn serve_with(data: &Path, extra: &[&str]) -> Served {
     let mut child = Command::new(KITH)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra)
         .env("KITH_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,7 +64,8 @@ pub fn serve(data: &Path) -> Served {
         }
     });
     let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
-    Served { child, addr, fingerprint, setup_code }
+    let telnet = ready.split_whitespace().find_map(|w| w.strip_prefix("telnet=")).map(str::to_owned);
+    Served { child, addr, fingerprint, setup_code, telnet }
 }
 
 /// Runs a CLI command with its own config dir; returns stdout, panics with
