@@ -448,6 +448,23 @@ impl Model {
         }
     }
 
+    /// Everyone in a channel with the name shown for them, in one pass (a
+    /// community of a thousand is a thousand lookups, not a million).
+    pub fn roster(&self, ch: &Chan) -> Vec<(u64, &str)> {
+        let label = |u: u64| self.users.get(&u).map_or("?", UserInfo::label);
+        if ch.is_direct() {
+            return ch.recipients.iter().map(|&u| (u, label(u))).collect();
+        }
+        self.community(ch.community_id)
+            .map(|c| {
+                c.members
+                    .iter()
+                    .map(|(u, nick)| (*u, if nick.is_empty() { label(*u) } else { nick.as_str() }))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn status(&self, user: u64) -> v1::PresenceStatus {
         self.presence.get(&user).copied().unwrap_or(v1::PresenceStatus::Offline)
     }

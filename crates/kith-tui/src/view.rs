@@ -216,29 +216,53 @@ impl App {
         let inner = block.inner(area);
         block.render(area, buf);
         let w = inner.width as usize;
-        let mut people: Vec<(u64, v1::PresenceStatus, String)> = self
+        let rows = inner.height as usize;
+        // Sorted without a lowercased copy of every name, and only the rows
+        // that fit are laid out: this runs on every frame, for every
+        // telnet session.
+        let mut people: Vec<(bool, &str, u64)> = self
             .model
-            .people(ch)
+            .roster(ch)
             .into_iter()
-            .map(|u| (u, self.model.status(u), self.model.name_in(ch, u).unwrap_or("?").to_owned()))
+            .map(|(u, name)| (self.model.status(u) == v1::PresenceStatus::Offline, name, u))
             .collect();
-        people.sort_by_key(|p| p.2.to_lowercase());
-        let (online, offline): (Vec<_>, Vec<_>) =
-            people.into_iter().partition(|p| p.1 != v1::PresenceStatus::Offline);
-        let mut lines = vec![Line::styled(format!("Online — {}", online.len()), dim())];
-        for (u, status, name) in &online {
+        let online = people.iter().filter(|p| !p.0).count();
+        let offline = people.len() - online;
+        let cmp = |a: &(bool, &str, u64), b: &(bool, &str, u64)| {
+            a.0.cmp(&b.0).then_with(|| {
+                let (x, y) =
+                    (a.1.chars().flat_map(char::to_lowercase), b.1.chars().flat_map(char::to_lowercase));
+                x.cmp(y)
+            })
+        };
+        // Only the first rows are ever shown: order those, not everyone.
+        if people.len() > rows {
+            people.select_nth_unstable_by(rows, cmp);
+            people.truncate(rows);
+        }
+        people.sort_by(cmp);
+        let mut lines = vec![Line::styled(format!("Online — {online}"), dim())];
+        let mut said_offline = false;
+        for (is_offline, name, u) in &people {
+            if *is_offline && !said_offline {
+                lines.push(Line::styled(format!("Offline — {offline}"), dim()));
+                said_offline = true;
+            }
             let name = truncate(name, w.saturating_sub(2));
-            lines.push(Line::from(vec![
-                presence_dot(*status),
-                Span::raw(" "),
-                Span::styled(name, Style::new().fg(colour(*u))),
-            ]));
+            if *is_offline {
+                lines.push(Line::styled(format!("  {name}"), dim()));
+            } else {
+                lines.push(Line::from(vec![
+                    presence_dot(self.model.status(*u)),
+                    Span::raw(" "),
+                    Span::styled(name, Style::new().fg(colour(*u))),
+                ]));
+            }
         }
-        lines.push(Line::styled(format!("Offline — {}", offline.len()), dim()));
-        for (_, _, name) in &offline {
-            lines.push(Line::styled(format!("  {}", truncate(name, w.saturating_sub(2))), dim()));
+        if !said_offline {
+            lines.push(Line::styled(format!("Offline — {offline}"), dim()));
         }
-        for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
+        for (i, line) in lines.iter().take(rows).enumerate() {
             buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
         }
     }

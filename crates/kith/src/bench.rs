@@ -9,6 +9,7 @@
 //! - `resume`: what reconnecting costs: resuming a session that missed M
 //!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
+//! - `telnet`: N telnet sessions in one busy channel (`telnet_bench.rs`).
 //! - `render`: the terminal client's frame time with a busy channel loaded
 //!   (no server; see `render_bench.rs`).
 
@@ -83,6 +84,20 @@ enum Kind {
         #[arg(long, default_value_t = 2_000)]
         frames: u64,
     },
+    /// N telnet sessions in one busy channel: bytes and redraws per session,
+    /// server CPU per redraw, server memory per session.
+    Telnet {
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Messages per second sent into the channel (by a QUIC client).
+        #[arg(long, default_value_t = 5)]
+        rate: u32,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// The telnet window size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "100x30")]
+        size: String,
+    },
     /// Durable ingest: closed-loop senders, acknowledged messages per second.
     Ingest {
         #[arg(long, default_value_t = 16)]
@@ -111,15 +126,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
         }
+        Kind::Telnet { sessions, rate, duration, size } => {
+            crate::telnet_bench::run(sessions, rate, duration, &size, args.json).await
+        }
     }
 }
 
 /// A `kith serve` child on 127.0.0.1:0 with a temporary data directory.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    addr: String,
+    pub addr: String,
     fingerprint: String,
     setup_code: String,
+    /// The telnet gateway's address, if it was started with one.
+    pub telnet: Option<String>,
     _data: tempfile::TempDir,
 }
 
@@ -132,6 +152,11 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     fn start(sync: &str) -> Result<Self> {
+        Self::start_with(sync, &[], &[])
+    }
+
+    /// With extra `kith serve` flags and environment variables.
+    pub(crate) fn start_with(sync: &str, flags: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let data = tempfile::tempdir()?;
         // The load comes from one address and a few accounts, far faster than
         // people: lift the rate limits (connection cap included).
@@ -147,6 +172,8 @@ impl ServerProcess {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
             .arg(data.path())
+            .args(flags)
+            .envs(env.iter().copied())
             .env("KITH_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -164,11 +191,12 @@ impl ServerProcess {
             .map_while(Result::ok)
             .find_map(|l| l.split("--setup-code ").nth(1).map(|c| c.trim().to_owned()))
             .context("no setup code")?;
-        Ok(Self { child, addr, fingerprint, setup_code, _data: data })
+        let telnet = field("telnet=");
+        Ok(Self { child, addr, fingerprint, setup_code, telnet, _data: data })
     }
 
     /// (user + system CPU seconds, resident memory in KiB) from /proc.
-    fn usage(&self) -> (f64, u64) {
+    pub(crate) fn usage(&self) -> (f64, u64) {
         proc_usage(&self.child.id().to_string())
     }
 }
@@ -192,16 +220,18 @@ fn proc_usage(pid: &str) -> (f64, u64) {
 }
 
 /// The owner, a community, and `accounts` more registered users' tokens.
-struct World {
-    owner: Client,
-    general: u64,
+pub(crate) struct World {
+    pub owner: Client,
+    pub general: u64,
+    /// An invite to the community (any number of uses).
+    pub invite: String,
     tokens: Vec<String>,
     connectors: Vec<Connector>,
 }
 
 const PASSWORD: &str = "benchmark password";
 
-async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -> Result<World> {
+pub(crate) async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -> Result<World> {
     let connectors: Vec<Connector> = (0..connectors.max(1))
         .map(|_| Connector::new(Trust::Pin(server.fingerprint.clone()), false))
         .collect::<Result<_, _>>()?;
@@ -230,7 +260,7 @@ async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -> Re
     while let Some(token) = tasks.join_next().await {
         tokens.push(token??);
     }
-    Ok(World { owner, general: c.channels[0].id, tokens, connectors })
+    Ok(World { owner, general: c.channels[0].id, invite: invite.code, tokens, connectors })
 }
 
 /// `n` authenticated connections, opened `concurrency` at a time.

@@ -9,6 +9,7 @@ mod profile;
 mod render_bench;
 mod serve;
 mod social;
+mod telnet_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
