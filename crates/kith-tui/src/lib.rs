@@ -209,6 +209,8 @@ pub struct App {
     last_typing: Option<(u64, u64)>,
     ack_due: bool,
     geometry: Cell<Geometry>,
+    /// The member list as last drawn, kept until its inputs change.
+    roster: std::cell::RefCell<Option<view::Roster>>,
 }
 
 impl App {
@@ -235,6 +237,7 @@ impl App {
             last_typing: None,
             ack_due: false,
             geometry: Cell::new(Geometry { width: 80, height: 20 }),
+            roster: std::cell::RefCell::new(None),
         }
     }
 

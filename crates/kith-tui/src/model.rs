@@ -203,6 +203,10 @@ pub struct Model {
     /// Direct and group conversations, in the server's order.
     pub directs: Vec<u64>,
     pub channels: HashMap<u64, Chan>,
+    /// Changes whenever who is in a community or conversation, their names
+    /// or their presence may have changed: views derived from people (the
+    /// sorted member list) are kept until it moves.
+    pub people_gen: u64,
 }
 
 /// What an event meant, for the parts of the app that react to it.
@@ -218,7 +222,7 @@ impl Model {
     /// Replaces everything with a snapshot. History is refetched on show.
     pub fn load(&mut self, ready: &v1::Ready) {
         let me = ready.user.as_ref().map_or(0, |u| u.id);
-        *self = Model { me, ..Model::default() };
+        *self = Model { me, people_gen: self.people_gen + 1, ..Model::default() };
         if let Some(u) = &ready.user {
             self.users.insert(u.id, UserInfo::from_wire(u));
         }
@@ -288,6 +292,17 @@ impl Model {
     /// Applies one event.
     pub fn apply(&mut self, now_ms: u64, body: &Body) -> Effect {
         let mut effect = Effect::default();
+        let about_messages = matches!(
+            body,
+            Body::MessageCreated(_)
+                | Body::MessageUpdated(_)
+                | Body::MessageDeleted(_)
+                | Body::TypingStarted(_)
+                | Body::ReadStateUpdated(_)
+        );
+        if !about_messages {
+            self.people_gen += 1;
+        }
         match body {
             Body::MessageCreated(m) => {
                 let me = self.me;

@@ -217,50 +217,33 @@ impl App {
         block.render(area, buf);
         let w = inner.width as usize;
         let rows = inner.height as usize;
-        // Sorted without a lowercased copy of every name, and only the rows
-        // that fit are laid out: this runs on every frame, for every
-        // telnet session.
-        let mut people: Vec<(bool, &str, u64)> = self
-            .model
-            .roster(ch)
-            .into_iter()
-            .map(|(u, name)| (self.model.status(u) == v1::PresenceStatus::Offline, name, u))
-            .collect();
-        let online = people.iter().filter(|p| !p.0).count();
-        let offline = people.len() - online;
-        let cmp = |a: &(bool, &str, u64), b: &(bool, &str, u64)| {
-            a.0.cmp(&b.0).then_with(|| {
-                let (x, y) =
-                    (a.1.chars().flat_map(char::to_lowercase), b.1.chars().flat_map(char::to_lowercase));
-                x.cmp(y)
-            })
+        let key = (ch.id, self.model.people_gen, rows);
+        let mut cache = self.roster.borrow_mut();
+        let roster = match &mut *cache {
+            Some(r) if r.key == key => r,
+            slot => slot.insert(Roster::new(&self.model, ch, key)),
         };
-        // Only the first rows are ever shown: order those, not everyone.
-        if people.len() > rows {
-            people.select_nth_unstable_by(rows, cmp);
-            people.truncate(rows);
-        }
-        people.sort_by(cmp);
-        let mut lines = vec![Line::styled(format!("Online — {online}"), dim())];
+        let mut lines = vec![Line::styled(format!("Online — {}", roster.online), dim())];
         let mut said_offline = false;
-        for (is_offline, name, u) in &people {
-            if *is_offline && !said_offline {
-                lines.push(Line::styled(format!("Offline — {offline}"), dim()));
+        for (status, name, u) in &roster.first {
+            let offline = *status == v1::PresenceStatus::Offline;
+            if offline && !said_offline {
+                lines.push(Line::styled(format!("Offline — {}", roster.offline), dim()));
                 said_offline = true;
             }
             let name = truncate(name, w.saturating_sub(2));
-            if *is_offline {
+            if offline {
                 lines.push(Line::styled(format!("  {name}"), dim()));
             } else {
                 lines.push(Line::from(vec![
-                    presence_dot(self.model.status(*u)),
+                    presence_dot(*status),
                     Span::raw(" "),
                     Span::styled(name, Style::new().fg(colour(*u))),
                 ]));
             }
         }
         if !said_offline {
-            lines.push(Line::styled(format!("Offline — {offline}"), dim()));
+            lines.push(Line::styled(format!("Offline — {}", roster.offline), dim()));
         }
         for (i, line) in lines.iter().take(rows).enumerate() {
             buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
@@ -899,4 +882,41 @@ pub(crate) fn total_rows(model: &Model, ch: &Chan, w: u16, utc_offset_secs: i32)
         prev_day = Some(day);
     }
     total + usize::from(ch.marker.is_some()) + ch.sending.len()
+}
+
+/// The member list's first rows (online first, then by name), with the
+/// counts. Building it is O(members); it is rebuilt only when the channel,
+/// the people in it (`Model::people_gen`) or the pane's height change, so
+/// that a busy channel's frames do not each sort a big community.
+#[derive(Debug)]
+pub(crate) struct Roster {
+    key: (u64, u64, usize),
+    online: usize,
+    offline: usize,
+    first: Vec<(v1::PresenceStatus, String, u64)>,
+}
+
+impl Roster {
+    fn new(model: &Model, ch: &Chan, key: (u64, u64, usize)) -> Roster {
+        let rows = key.2;
+        let mut people: Vec<(bool, &str, u64)> = model
+            .roster(ch)
+            .into_iter()
+            .map(|(u, name)| (model.status(u) == v1::PresenceStatus::Offline, name, u))
+            .collect();
+        let online = people.iter().filter(|p| !p.0).count();
+        let offline = people.len() - online;
+        let cmp = |a: &(bool, &str, u64), b: &(bool, &str, u64)| {
+            let folded = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<Vec<char>>();
+            a.0.cmp(&b.0).then_with(|| folded(a.1).cmp(&folded(b.1)))
+        };
+        // Only the first rows are ever shown: order those, not everyone.
+        if people.len() > rows {
+            people.select_nth_unstable_by(rows, cmp);
+            people.truncate(rows);
+        }
+        people.sort_by(cmp);
+        let first = people.into_iter().map(|(_, name, u)| (model.status(u), name.to_owned(), u)).collect();
+        Roster { key, online, offline, first }
+    }
 }
