@@ -907,8 +907,11 @@ impl Roster {
         let online = people.iter().filter(|p| !p.0).count();
         let offline = people.len() - online;
         let cmp = |a: &(bool, &str, u64), b: &(bool, &str, u64)| {
-            let folded = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<Vec<char>>();
-            a.0.cmp(&b.0).then_with(|| folded(a.1).cmp(&folded(b.1)))
+            // Case-insensitive, comparing the lowercased characters as they
+            // come: no copy of either name.
+            a.0.cmp(&b.0).then_with(|| {
+                a.1.chars().flat_map(char::to_lowercase).cmp(b.1.chars().flat_map(char::to_lowercase))
+            })
         };
         // Only the first rows are ever shown: order those, not everyone.
         if people.len() > rows {
