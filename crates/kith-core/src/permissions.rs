@@ -92,10 +92,21 @@ pub struct Standing {
     pub roles: Vec<(RoleId, Permissions)>,
     /// A timeout is in force now.
     pub timed_out: bool,
+    /// A guest's ceiling: whatever the roles say, never more than this.
+    pub ceiling: Option<Permissions>,
+}
+
+/// What a guest may do at most: read, and write if the operator allows it.
+pub fn guest_ceiling(can_send: bool) -> Permissions {
+    if can_send { Permissions::VIEW_CHANNEL | Permissions::SEND_MESSAGES } else { Permissions::VIEW_CHANNEL }
 }
 
 /// The member's permissions across the community, before channel overrides.
 pub fn community_permissions(s: &Standing) -> Permissions {
+    community_unceiled(s) & s.ceiling.unwrap_or(Permissions::all())
+}
+
+fn community_unceiled(s: &Standing) -> Permissions {
     if s.owner {
         return Permissions::all();
     }
@@ -113,6 +124,15 @@ pub fn community_permissions(s: &Standing) -> Permissions {
 /// member may not view the channel. `everyone` is the community's
 /// `@everyone` role id.
 pub fn channel_permissions(
+    s: &Standing,
+    everyone: RoleId,
+    overrides: &BTreeMap<OverrideTarget, Override>,
+) -> Permissions {
+    let p = channel_unceiled(s, everyone, overrides) & s.ceiling.unwrap_or(Permissions::all());
+    if p.contains(Permissions::VIEW_CHANNEL) { p } else { Permissions::empty() }
+}
+
+fn channel_unceiled(
     s: &Standing,
     everyone: RoleId,
     overrides: &BTreeMap<OverrideTarget, Override>,
@@ -174,6 +194,7 @@ mod tests {
             everyone: Permissions::DEFAULT_EVERYONE,
             roles,
             timed_out: false,
+            ceiling: None,
         };
         match subject {
             "owner" => Standing { owner: true, ..member(10, vec![]) },
@@ -183,6 +204,13 @@ mod tests {
             "member" => member(14, vec![]),
             "timed-out" => Standing { timed_out: true, ..member(15, vec![]) },
             "timed-out-mod" => Standing { timed_out: true, ..member(16, vec![(MODERATOR, moderator())]) },
+            "guest" => Standing { ceiling: Some(guest_ceiling(false)), ..member(17, vec![]) },
+            "chatty-guest" => Standing { ceiling: Some(guest_ceiling(true)), ..member(18, vec![]) },
+            // Roles never lift a guest above the ceiling.
+            "guest-admin" => Standing {
+                ceiling: Some(guest_ceiling(true)),
+                ..member(19, vec![(ADMIN, Permissions::ADMINISTRATOR)])
+            },
             _ => unreachable!("{subject}"),
         }
     }
@@ -233,6 +261,9 @@ mod tests {
         ("member", ["VS...I", "......", "V....I", "VS...I"]),
         ("timed-out", ["V.....", "......", "V.....", "V....."]),
         ("timed-out-mod", ["V.....", "V.....", "V.....", "V....."]),
+        ("guest", ["V.....", "......", "V.....", "V....."]),
+        ("chatty-guest", ["VS....", "......", "V.....", "VS...."]),
+        ("guest-admin", ["VS....", "VS....", "VS....", "VS...."]),
     ];
 
     #[test]
@@ -300,6 +331,7 @@ mod tests {
             roles in proptest::collection::vec((2u64..4, perms()), 0..3),
             ov in overrides(),
             timed_out: bool,
+            guest: Option<bool>,
         ) {
             let s = Standing {
                 user: UserId(10),
@@ -307,7 +339,18 @@ mod tests {
                 everyone,
                 roles: roles.into_iter().map(|(r, p)| (RoleId(r), p)).collect(),
                 timed_out,
+                ceiling: None,
             };
+            // A guest gets what the same member would, cut to the ceiling
+            // (and nothing at all without view).
+            if let Some(can_send) = guest {
+                let ceiling = guest_ceiling(can_send);
+                let g = Standing { ceiling: Some(ceiling), ..s.clone() };
+                let cut = channel_permissions(&s, RoleId(1), &ov) & ceiling;
+                let expected = if cut.contains(Permissions::VIEW_CHANNEL) { cut } else { Permissions::empty() };
+                prop_assert_eq!(channel_permissions(&g, RoleId(1), &ov), expected);
+                prop_assert_eq!(community_permissions(&g), community_permissions(&s) & ceiling);
+            }
             let p = channel_permissions(&s, RoleId(1), &ov);
             let base = community_permissions(&s);
             if base == Permissions::all() {

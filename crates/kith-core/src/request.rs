@@ -69,6 +69,13 @@ pub enum Request {
     Authenticate {
         token_hash: TokenHash,
     },
+    /// Sign in as a new guest of the community named `community` (see
+    /// `hub::guest`). Never parsed from the wire: only a gateway whose
+    /// operator allows guests makes it.
+    Guest {
+        community: String,
+        can_send: bool,
+    },
     /// Continue the session named by `resume_key` after event `last_seq`.
     Resume {
         token_hash: TokenHash,

@@ -43,6 +43,7 @@ impl Username {
     pub const MAX_CHARS: usize = 32;
     /// Names a mention could not tell from a mass mention.
     pub const RESERVED: &[&str] = &["everyone", "here"];
+    pub const GUEST_PREFIX: &str = "guest-";
 
     pub fn parse(raw: &str) -> Result<Self, TextError> {
         const F: &str = "username";
@@ -67,8 +68,31 @@ impl Username {
         if Self::RESERVED.contains(&fold.as_str()) {
             return refuse(F, format!("{name:?} is reserved"));
         }
+        let guest_key = skeleton(Self::GUEST_PREFIX).collect::<String>();
         let skeleton = skeleton(&fold).collect::<String>().to_lowercase();
+        if fold.starts_with(Self::GUEST_PREFIX) || skeleton.starts_with(&guest_key) {
+            return refuse(F, format!("names starting with {:?} are kept for guests", Self::GUEST_PREFIX));
+        }
         Ok(Self { name, fold, skeleton })
+    }
+
+    /// The name the server gives its `n`th guest: `guest-7`. Registration
+    /// refuses names with this prefix (and their look-alikes), so a guest's
+    /// name never collides with or imitates an account's.
+    pub fn guest(n: u64) -> Self {
+        let name = format!("{}{n}", Self::GUEST_PREFIX);
+        let skeleton = skeleton(&name).collect::<String>().to_lowercase();
+        Self { fold: name.clone(), name, skeleton }
+    }
+
+    /// `n` if a folded name is a guest's (`guest-n`).
+    pub fn guest_number(fold: &str) -> Option<u64> {
+        let digits = fold.strip_prefix(Self::GUEST_PREFIX)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Absurdly long runs of digits are still guest-shaped.
+        Some(digits.parse().unwrap_or(u64::MAX))
     }
 
     /// True if the name mixes scripts (e.g. Latin with a Cyrillic look-alike).
@@ -320,6 +344,21 @@ mod tests {
         for bad in ["alice\u{200D}", "al\u{202E}ice", "alice\0x", "al ice", "a", "x".repeat(33).as_str()] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn guest_names_and_their_look_alikes_cannot_be_registered() {
+        for taken in ["guest-7", "Guest-12", "guest-", "guest-x", "gue\u{0455}t-1", "ｇｕｅｓｔ-3"] {
+            let refused = Username::parse(taken).unwrap_err().to_string();
+            assert!(refused.contains("kept for guests"), "{taken:?}: {refused}");
+        }
+        for fine in ["guest", "guests", "guest_7", "myguest-1"] {
+            assert!(Username::parse(fine).is_ok(), "{fine:?}");
+        }
+        let g = Username::guest(7);
+        assert_eq!((g.name.as_str(), Username::guest_number(&g.fold)), ("guest-7", Some(7)));
+        assert_eq!(Username::guest_number("guest-x"), None);
+        assert_eq!(Username::guest_number("guest-"), None);
     }
 
     #[test]

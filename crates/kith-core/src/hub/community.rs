@@ -353,10 +353,22 @@ impl Hub {
         }
         writes.push(Write::AddMember { community, user, joined_at: now });
         self.persist(writes);
+        self.join_without_writing(community, user, Member::new(now), skip);
+    }
+
+    /// Puts `user` in `community` in memory and tells everyone concerned.
+    /// The caller persisted what needs persisting.
+    pub(super) fn join_without_writing(
+        &mut self,
+        community: CommunityId,
+        user: UserId,
+        member: Member,
+        skip: Option<SessionId>,
+    ) {
         let known = self.acquaintances(user);
         let others = self.member_ids(community);
-        let c = self.communities.get_mut(&community).expect("invite points at a live community");
-        c.members.insert(user, Member::new(now));
+        let c = self.communities.get_mut(&community).expect("joining a live community");
+        c.members.insert(user, member);
         let joined =
             v1::MemberJoined { community_id: community.0, member: Some(self.member_wire(community, user)) };
         self.fan_out(&others, None, EventBody::MemberJoined(joined));

@@ -59,6 +59,9 @@ impl Hub {
     /// Refuses unless `other` is a user `me` shares a community with; anyone
     /// else answers like a user that does not exist.
     fn reachable(&self, me: UserId, other: UserId) -> Outcome {
+        if self.is_guest(other) {
+            return Err(forbidden("guests cannot be in conversations"));
+        }
         if other != me && self.users.contains_key(&other) && self.share_community(me, other) {
             Ok(())
         } else {

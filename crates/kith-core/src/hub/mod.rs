@@ -28,6 +28,7 @@
 mod account;
 mod community;
 mod direct;
+mod guest;
 mod messages;
 mod moderation;
 mod presence;
@@ -73,6 +74,8 @@ pub struct HubConfig {
     pub replay_events: usize,
     /// Messages sent, edited or deleted, per account. `None`: unlimited.
     pub message_rate: Option<RateLimit>,
+    /// The same, for each guest (on top of `message_rate`).
+    pub guest_message_rate: Option<RateLimit>,
     /// Typing notices per account. `None`: unlimited.
     pub typing_rate: Option<RateLimit>,
     /// Rate-limit refusals a session may collect; one that keeps sending
@@ -90,6 +93,8 @@ impl Default for HubConfig {
             // Conversation pace with room for a pasted burst; a bot piping
             // lines in is slowed to 5 a second, not cut off.
             message_rate: Some(RateLimit::new(20, 200)),
+            // A stranger may say hello, not hold the floor.
+            guest_message_rate: Some(RateLimit::new(3, 5000)),
             typing_rate: Some(RateLimit::new(10, 1000)),
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
@@ -200,6 +205,8 @@ type Outcome = Result<(), Refusal>;
 #[derive(Debug)]
 struct User {
     stored: StoredUser,
+    /// A guest whose session is still going (see `guest.rs`).
+    guest: bool,
 }
 
 /// A conversation outside communities: two users, or a group of up to 10.
@@ -229,11 +236,13 @@ struct Member {
     nickname: Option<String>,
     timeout_until: Option<Timestamp>,
     joined_at: Timestamp,
+    /// A guest's: never more than these permissions (see `hub::guest`).
+    ceiling: Option<Permissions>,
 }
 
 impl Member {
     fn new(joined_at: Timestamp) -> Self {
-        Member { roles: BTreeSet::new(), nickname: None, timeout_until: None, joined_at }
+        Member { roles: BTreeSet::new(), nickname: None, timeout_until: None, joined_at, ceiling: None }
     }
 
     fn timed_out(&self, now: Timestamp) -> bool {
@@ -317,6 +326,8 @@ pub struct Hub {
     by_fold: HashMap<String, UserId>,
     by_skeleton: HashMap<String, UserId>,
     owner: Option<UserId>,
+    /// The number the next guest's name is tried with.
+    next_guest: u64,
     tokens: HashMap<TokenHash, (TokenId, UserId)>,
     communities: BTreeMap<CommunityId, Community>,
     channels: HashMap<ChannelId, Channel>,
@@ -336,6 +347,7 @@ pub struct Hub {
     /// When each user last had a typing notice passed on, per channel.
     typing: HashMap<(UserId, ChannelId), Timestamp>,
     message_limits: Buckets<UserId>,
+    guest_message_limits: Buckets<UserId>,
     typing_limits: Buckets<UserId>,
     refusal_limits: Buckets<SessionId>,
 
@@ -362,6 +374,7 @@ impl Hub {
     /// A hub continuing from what the store holds.
     pub fn new(state: StoredState, config: HubConfig) -> Self {
         let limits = (config.message_rate, config.typing_rate, config.refusal_rate);
+        let guest_rate = config.guest_message_rate;
         let mut hub = Hub {
             config,
             ids: IdGen::after(state.max_id),
@@ -369,6 +382,7 @@ impl Hub {
             by_fold: HashMap::new(),
             by_skeleton: HashMap::new(),
             owner: None,
+            next_guest: 1,
             tokens: HashMap::new(),
             communities: BTreeMap::new(),
             channels: HashMap::new(),
@@ -382,6 +396,7 @@ impl Hub {
             shown: HashMap::new(),
             typing: HashMap::new(),
             message_limits: Buckets::new(limits.0),
+            guest_message_limits: Buckets::new(guest_rate),
             typing_limits: Buckets::new(limits.1),
             refusal_limits: Buckets::new(limits.2),
             sessions: HashMap::new(),
@@ -397,6 +412,10 @@ impl Hub {
         for u in state.users {
             hub.add_user(u);
         }
+        // Guest names are never reused (a later guest would look like the
+        // author of an earlier one's messages).
+        let guests = hub.by_fold.keys().filter_map(|f| crate::text::Username::guest_number(f));
+        hub.next_guest = guests.max().map_or(1, |n| n.saturating_add(1));
         for t in state.tokens {
             hub.tokens.insert(t.hash, (t.id, t.user));
         }
@@ -569,6 +588,9 @@ impl Hub {
             set.remove(&session);
             if set.is_empty() {
                 self.user_sessions.remove(&auth.user);
+                if self.is_guest(auth.user) {
+                    self.end_guest(auth.user);
+                }
             }
         }
     }
@@ -690,8 +712,18 @@ impl Hub {
     fn request(&mut self, now: Timestamp, session: SessionId, rid: u64, request: Request) -> Outcome {
         let auth = self.sessions.get(&session).and_then(|s| s.auth);
         let user = match (&request, auth) {
-            (Request::Register(_) | Request::Login { .. } | Request::Authenticate { .. }, Some(_)) => {
+            (
+                Request::Register(_)
+                | Request::Login { .. }
+                | Request::Authenticate { .. }
+                | Request::Guest { .. },
+                Some(_),
+            ) => {
                 return Err(Refusal::AlreadyAuthenticated);
+            }
+            (Request::Guest { community, can_send }, None) => {
+                let (community, can_send) = (community.clone(), *can_send);
+                return self.guest_sign_in(now, session, rid, &community, can_send);
             }
             (Request::Register(reg), None) => return self.register(now, session, rid, reg),
             (Request::Login { user, token, token_hash }, None) => {
@@ -713,16 +745,26 @@ impl Hub {
         };
         let me = user.user;
         let cx = Cx { now, session, rid, me };
+        let guest = self.is_guest(me);
+        if guest {
+            Self::guest_may(&request)?;
+        }
         if matches!(
             request,
             Request::SendMessage { .. } | Request::EditMessage { .. } | Request::DeleteMessage { .. }
         ) {
             self.message_limits.check(now, &me).map_err(|ms| Refusal::RateLimited("messages", ms))?;
+            if guest {
+                self.guest_message_limits
+                    .check(now, &me)
+                    .map_err(|ms| Refusal::RateLimited("messages", ms))?;
+            }
         }
         match request {
             Request::Register(_)
             | Request::Login { .. }
             | Request::Authenticate { .. }
+            | Request::Guest { .. }
             | Request::Resume { .. } => {
                 unreachable!("handled above")
             }

@@ -43,6 +43,7 @@ impl Hub {
                 .filter_map(|id| c.roles.get(id).map(|r| (*id, r.permissions)))
                 .collect(),
             timed_out: now.is_some_and(|now| member.timed_out(now)),
+            ceiling: member.ceiling,
         })
     }
 
@@ -90,13 +91,16 @@ impl Hub {
         now: Timestamp,
         doing: &str,
     ) -> Refusal {
-        let until = community
-            .and_then(|community| self.communities.get(&community))
-            .and_then(|c| c.members.get(&user))
-            .and_then(|m| m.timeout_until.filter(|t| *t > now));
-        match until {
-            Some(t) => forbidden(format!("you are timed out in this community until {} (Unix ms)", t.0)),
-            None => forbidden(format!("you lack the permission to {doing}")),
+        let member = community.and_then(|community| self.communities.get(&community)?.members.get(&user));
+        match member {
+            Some(m) if m.timeout_until.is_some_and(|t| t > now) => forbidden(format!(
+                "you are timed out in this community until {} (Unix ms)",
+                m.timeout_until.expect("checked").0
+            )),
+            Some(m) if m.ceiling.is_some() => {
+                forbidden(format!("guests may not {doing}; create an account to do more"))
+            }
+            _ => forbidden(format!("you lack the permission to {doing}")),
         }
     }
 

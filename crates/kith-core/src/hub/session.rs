@@ -13,7 +13,7 @@ impl Hub {
     /// forgotten.
     pub(super) fn detach(&mut self, session: SessionId) {
         let now = self.now;
-        let resumable = self.config.resume_grace_ms > 0;
+        let resumable = self.config.resume_grace_ms > 0 && !self.unresumable(session);
         let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
         match self.sessions.get_mut(&session) {
             Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable => {

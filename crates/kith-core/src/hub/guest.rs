@@ -1,0 +1,120 @@
+//! Guests: people let in without an account by a gateway whose operator
+//! allows it (the telnet gateway's guest access).
+//!
+//! A guest gets a fresh account named `guest-N` with no password (nobody can
+//! ever log in to it), joins one community for as long as its session lasts,
+//! and leaves it when the session ends. Its permissions there are capped:
+//! reading, and writing only if the gateway allows it (at the guest rate).
+//! It cannot manage anything, invite, join other communities, or open or be
+//! added to conversations. Its sessions cannot be resumed.
+//!
+//! The account row is stored (a guest's messages, a ban on it, its read
+//! states all refer to it, and its name is never handed out again, so no
+//! later guest inherits its messages); its membership is not: after a restart
+//! no guest is in any community.
+
+use kith_proto::v1::MemberLeftReason;
+
+use super::{Auth, Hub, Member, Outcome, User, forbidden};
+use crate::ids::{CommunityId, SessionId, Timestamp, TokenId, UserId};
+use crate::permissions::guest_ceiling;
+use crate::request::{Chosen, Request};
+use crate::store::{StoredUser, Write};
+use crate::text::Username;
+
+impl Hub {
+    /// Signs `session` in as a new guest of the community named `community`
+    /// (the oldest of that name, matched without regard to case).
+    pub(super) fn guest_sign_in(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        rid: u64,
+        community: &str,
+        can_send: bool,
+    ) -> Outcome {
+        let wanted = Username::fold(community);
+        let Some(community) =
+            self.communities.iter().find(|(_, c)| Username::fold(&c.name) == wanted).map(|(id, _)| *id)
+        else {
+            return Err(forbidden(
+                "guest access is not available: the community guests join does not exist; \
+                 ask the server's owner",
+            ));
+        };
+        let username = loop {
+            let name = Username::guest(self.next_guest);
+            self.next_guest += 1;
+            if !self.by_fold.contains_key(&name.fold) && !self.by_skeleton.contains_key(&name.skeleton) {
+                break name;
+            }
+        };
+        let user = StoredUser {
+            id: UserId(self.ids.next(now)),
+            display_name: username.name.clone(),
+            username: username.name,
+            fold: username.fold,
+            skeleton: username.skeleton,
+            status_text: String::new(),
+            server_owner: false,
+            presence: Chosen::Online,
+        };
+        // An empty hash is no PHC string: every password check fails.
+        self.persist(vec![Write::CreateUser {
+            user: user.clone(),
+            password_hash: String::new(),
+            created_at: now,
+        }]);
+        let id = user.id;
+        self.add_user(user);
+        self.users.get_mut(&id).expect("just added").guest = true;
+        // Joined in memory only (see the module docs), with the ceiling.
+        let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
+        self.join_without_writing(community, id, member, None);
+        // Guests have no token: nothing can authenticate or resume as one.
+        self.bind(session, rid, Auth { user: id, token: TokenId(0) }, String::new(), String::new());
+        Ok(())
+    }
+
+    pub(super) fn is_guest(&self, user: UserId) -> bool {
+        self.users.get(&user).is_some_and(|u: &User| u.guest)
+    }
+
+    /// What a guest may ask for: reading, writing (permissions still
+    /// decide), and the small things a reader does.
+    pub(super) fn guest_may(request: &Request) -> Outcome {
+        match request {
+            Request::Logout { .. }
+            | Request::History(_)
+            | Request::SendMessage { .. }
+            | Request::EditMessage { .. }
+            | Request::DeleteMessage { .. }
+            | Request::Typing { .. }
+            | Request::Ack { .. }
+            | Request::SetPresence { .. } => Ok(()),
+            _ => Err(forbidden("guests can read and (where allowed) write; create an account for more")),
+        }
+    }
+
+    /// The guest's last session is gone: it leaves its community, and its
+    /// account stays only as the author of what it wrote.
+    pub(super) fn end_guest(&mut self, user: UserId) {
+        let Some(u) = self.users.get_mut(&user) else { return };
+        u.guest = false;
+        let joined: Vec<CommunityId> = self
+            .communities
+            .iter()
+            .filter(|(_, c)| c.members.contains_key(&user))
+            .map(|(id, _)| *id)
+            .collect();
+        for community in joined {
+            self.remove_member(community, user, MemberLeftReason::Left, None);
+        }
+    }
+
+    /// Whether the guest session `session` should end instead of waiting to
+    /// be resumed.
+    pub(super) fn unresumable(&self, session: SessionId) -> bool {
+        self.sessions.get(&session).and_then(|s| s.auth).is_some_and(|a| self.is_guest(a.user))
+    }
+}
