@@ -63,6 +63,8 @@ pub struct Config {
 pub struct Limits {
     /// Messages sent, edited or deleted, per account.
     pub messages: RateLimit,
+    /// The same per guest, on top of `messages` (telnet guest access).
+    pub guest_messages: RateLimit,
     /// Typing notices, per account.
     pub typing: RateLimit,
     /// Login attempts per username (before any password is checked).
@@ -85,6 +87,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             messages: RateLimit::new(20, 200),
+            // A stranger may say hello, not hold the floor.
+            guest_messages: RateLimit::new(3, 5000),
             typing: RateLimit::new(10, 1000),
             logins_per_account: RateLimit::new(5, 12_000),
             logins_per_ip: RateLimit::new(20, 3_000),
@@ -106,6 +110,7 @@ impl Limits {
         let off = RateLimit::new(0, 1);
         Limits {
             messages: off,
+            guest_messages: off,
             typing: off,
             logins_per_account: off,
             logins_per_ip: off,
@@ -194,6 +199,7 @@ impl Server {
                 setup_code: setup_code.clone(),
                 resume_grace_ms: config.resume_grace.as_millis().try_into().unwrap_or(u64::MAX),
                 message_rate: Some(config.limits.messages),
+                guest_message_rate: Some(config.limits.guest_messages),
                 typing_rate: Some(config.limits.typing),
                 ..HubConfig::default()
             },
@@ -301,6 +307,20 @@ async fn start_telnet(
     edge: &Arc<quic::Edge>,
     fingerprint: &str,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    match &config.guests {
+        None if !config.passwords => {
+            return Err(anyhow!("the telnet gateway would let nobody in: offer passwords, guests, or both"));
+        }
+        Some(g) if g.community.trim().is_empty() => {
+            return Err(anyhow!("telnet guest access needs the name of the community guests join"));
+        }
+        Some(g) => tracing::info!(
+            community = %g.community,
+            can_send = g.can_send,
+            "telnet guests may come in without an account"
+        ),
+        None => {}
+    }
     let ip = config.listen.ip();
     if !ip.is_loopback() {
         if !config.allow_public {

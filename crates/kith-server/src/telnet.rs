@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kith_core::request::Request as HubRequest;
 use kith_core::{Frame, Input as HubInput, SessionId};
 use kith_proto::v1::{
     self, ClientMessage, ErrorCode, client_message::Request, register_request::Credential,
     server_message::Kind,
 };
 use kith_telnet::{Event, Telnet};
-use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn};
+use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn, SignInWays};
 use prost::Message;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
@@ -54,6 +55,19 @@ pub struct TelnetConfig {
     /// Timestamps are shown in this offset from UTC (the server's own zone:
     /// telnet does not say where its user is).
     pub utc_offset_secs: i32,
+    /// Logging in and creating accounts with a password is offered.
+    pub passwords: bool,
+    /// Guest access, if offered.
+    pub guests: Option<GuestAccess>,
+}
+
+/// Guest access: anyone may come in without an account, as `guest-N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestAccess {
+    /// The community guests join (by name; the oldest of that name).
+    pub community: String,
+    /// Guests may write (at the guest message rate), not only read.
+    pub can_send: bool,
 }
 
 impl TelnetConfig {
@@ -63,6 +77,8 @@ impl TelnetConfig {
             allow_public: false,
             sign_in_deadline: Duration::from_secs(90),
             utc_offset_secs: 0,
+            passwords: true,
+            guests: None,
         }
     }
 }
@@ -252,7 +268,7 @@ async fn run(
             _ = out_tx.closed() => Err(End::Left),
         };
         let step = match step {
-            Ok(()) => s.act(&edge, &handle).await,
+            Ok(()) => s.act(&edge, &gateway.config, &handle).await,
             Err(end) => Err(end),
         };
         if let Err(end) = step {
@@ -368,7 +384,10 @@ impl Session {
         Session {
             telnet,
             keys: kith_tui::ansi::Decoder::new(),
-            app: App::gateway(config),
+            app: App::gateway(
+                config,
+                SignInWays { passwords: gateway.config.passwords, guests: gateway.config.guests.is_some() },
+            ),
             terminal,
             drawn,
             size,
@@ -481,11 +500,35 @@ impl Session {
     }
 
     /// Carries out what the app asked for.
-    async fn act(&mut self, edge: &Edge, me: &SessionHandle) -> Result<(), End> {
+    async fn act(&mut self, edge: &Edge, config: &TelnetConfig, me: &SessionHandle) -> Result<(), End> {
         while let Some(action) = self.app.poll_action() {
             let (request_id, request) = match action {
                 Action::Request { id, request } => (id, request),
+                // The app offers only what the operator allows; this is the
+                // lock behind that door.
+                Action::Setup(SetupAction::SignIn(_)) if !config.passwords => continue,
                 Action::Setup(SetupAction::SignIn(sign_in)) => (SIGN_IN, sign_in_request(sign_in)),
+                Action::Setup(SetupAction::Guest) => {
+                    let Some(guests) = &config.guests else { continue };
+                    // A guest costs an account row: throttled like registering.
+                    if let Err(refused) = edge.admission.login(self.ip, None) {
+                        let reason = format!(
+                            "{}; try again in {} s",
+                            refused.reason,
+                            refused.retry_after_ms.div_ceil(1000)
+                        );
+                        self.app.handle(now_ms(), Input::Setup(SetupInput::Failed(reason)));
+                        self.dirty = true;
+                        continue;
+                    }
+                    let request =
+                        HubRequest::Guest { community: guests.community.clone(), can_send: guests.can_send };
+                    let input = HubInput::Request { session: self.session, request_id: SIGN_IN, request };
+                    if edge.hub.send(ToHub::Input(input)).await.is_err() {
+                        return Err(End::Closed("the server is shutting down".into()));
+                    }
+                    continue;
+                }
                 // The gateway's app has no address to ask for.
                 Action::Setup(SetupAction::Probe { .. }) => continue,
                 Action::Bell => {

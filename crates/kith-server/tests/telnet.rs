@@ -77,3 +77,50 @@ async fn an_existing_account_logs_in_and_a_wrong_password_is_refused_without_ech
     t.until_shows("#general").await;
     canary_still_sings(&family.owner, &family.members[0], family.general).await;
 }
+
+#[tokio::test]
+async fn guests_come_in_without_an_account_and_only_as_far_as_the_operator_allows() {
+    use kith_server::telnet::GuestAccess;
+    let read_only = GuestAccess { community: "family".into(), can_send: false };
+    let (server, addr) = serve(|c| c.telnet.as_mut().unwrap().guests = Some(read_only)).await;
+    let family = family(&server, &["bob"]).await;
+    let bob = &family.members[0];
+    bob.send_message(family.general, "said before any guest came", "").await.unwrap();
+
+    let mut guest = Tn::connect(addr).await;
+    guest.until_shows("[l] log in   [r] create an account   [g] come in as a guest").await;
+    guest.typed("g").await;
+    let screen = guest.until_shows("said before any guest came").await;
+    for expected in ["guest-1", "#general", "bob", "unencrypted"] {
+        assert!(screen.contains(expected), "missing {expected:?}:\n{screen}");
+    }
+    guest.typed("may I?\r").await;
+    guest.until_shows("guests may not send messages").await;
+    bob.send_message(family.general, "guests can still read this", "").await.unwrap();
+    guest.until_shows("guests can still read this").await;
+    // The refused line stays in the input box; Ctrl+U clears it.
+    guest.typed("\u{15}/exit\r").await;
+    guest.until_closed(Duration::from_secs(5)).await;
+    drop(server);
+
+    // Guests who may write, and no passwords at all over telnet.
+    let chat = GuestAccess { community: "Family".into(), can_send: true };
+    let (server, addr) = serve(|c| {
+        let t = c.telnet.as_mut().unwrap();
+        t.guests = Some(chat);
+        t.passwords = false;
+    })
+    .await;
+    let family = common::family(&server, &["bob"]).await;
+    let mut guest = Tn::connect(addr).await;
+    let screen = guest.until_shows("[g] come in as a guest").await;
+    assert!(!screen.contains("[l] log in"), "{screen}");
+    guest.typed("l").await;
+    assert!(!guest.text().contains("Username"));
+    guest.typed("g").await;
+    guest.until_shows("guest-1").await;
+    guest.typed("hello, I'm just visiting\r").await;
+    let seen = next_message(&family.members[0]).await;
+    assert_eq!((seen.body.as_str(), seen.author_name.as_str()), ("hello, I'm just visiting", "guest-1"));
+    canary_still_sings(&family.owner, &family.members[0], family.general).await;
+}

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult};
 
 pub use keys::{Key, KeyCode};
-pub use setup::{Probe, SetupAction, SetupInput, SignIn};
+pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
 
 use editor::Editor;
 use model::{Model, Older, Sending};
@@ -247,13 +247,14 @@ impl App {
     }
 
     /// An app hosted by the server it talks to (the telnet gateway): sign-in
-    /// starts at log in / create an account, with `config.warning` shown.
-    pub fn gateway(config: Config) -> App {
+    /// starts at the choice between the `ways` it offers, with
+    /// `config.warning` shown.
+    pub fn gateway(config: Config, ways: SignInWays) -> App {
         let warning = config
             .warning
             .as_ref()
             .map(|w| format!("{w}: what you type here, passwords too, crosses the network in clear"));
-        let setup = Setup::fixed(config.server.clone(), warning);
+        let setup = Setup::fixed(config.server.clone(), warning, ways);
         App { screen: Screen::Setup(Box::new(setup)), ..App::new(config) }
     }
 
@@ -927,7 +928,11 @@ fn setup_key(setup: &mut Setup, key: Key, actions: &mut VecDeque<Action>) {
     match (setup.step, key.code) {
         (_, KeyCode::Esc) => setup.back(),
         (Step::Busy, _) => {}
-        (Step::Trust | Step::Choose, KeyCode::Char(c)) => setup.answer(c),
+        (Step::Trust | Step::Choose, KeyCode::Char(c)) => {
+            if let Some(a) = setup.answer(c) {
+                actions.push_back(Action::Setup(a));
+            }
+        }
         (_, KeyCode::Enter) => {
             if let Some(a) = setup.submit() {
                 actions.push_back(Action::Setup(a));

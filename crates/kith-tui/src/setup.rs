@@ -13,6 +13,25 @@ pub enum SetupAction {
     /// (after pinning `fingerprint` and saving the profile) or
     /// [`SetupInput::Failed`].
     SignIn(SignIn),
+    /// Come in as a guest (only where [`SignInWays::guests`] offers it);
+    /// answered like a sign-in.
+    Guest,
+}
+
+/// How people may sign in where the server fixes the choice (the telnet
+/// gateway's operator decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInWays {
+    /// Log in or create an account with a password.
+    pub passwords: bool,
+    /// Come in as a guest, without an account.
+    pub guests: bool,
+}
+
+impl Default for SignInWays {
+    fn default() -> Self {
+        SignInWays { passwords: true, guests: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +94,9 @@ pub struct Setup {
     pub fixed: bool,
     /// Shown in red under the server (e.g. that telnet is unencrypted).
     pub warning: Option<String>,
+    pub ways: SignInWays,
+    /// The sign-in under way is a guest's (a refusal returns to the choice).
+    guest: bool,
 }
 
 impl Default for Setup {
@@ -89,19 +111,22 @@ impl Default for Setup {
             error: None,
             fixed: false,
             warning: None,
+            ways: SignInWays::default(),
+            guest: false,
         }
     }
 }
 
 impl Setup {
     /// Signing in to the server that hosts the app: it starts at the choice
-    /// between logging in and creating an account.
-    pub fn fixed(server: String, warning: Option<String>) -> Setup {
+    /// between the `ways` it offers.
+    pub fn fixed(server: String, warning: Option<String>, ways: SignInWays) -> Setup {
         Setup {
             step: Step::Choose,
             probe: Some(Probe { server, fingerprint: String::new(), vouched: None, invite_code: None }),
             fixed: true,
             warning,
+            ways,
             ..Setup::default()
         }
     }
@@ -114,7 +139,11 @@ impl Setup {
                 "e.g. chat.example.org or kith://chat.example.org:7443/CODE?fp=sha256:…",
             ),
             Step::Trust => ("Trust this server? [y/n]", "compare it with what the server's owner sees"),
-            Step::Choose => ("[l] log in   [r] create an account", ""),
+            Step::Choose => match (self.ways.passwords, self.ways.guests) {
+                (true, true) => ("[l] log in   [r] create an account   [g] come in as a guest", ""),
+                (false, true) => ("[g] come in as a guest", "guests get a name like guest-7"),
+                _ => ("[l] log in   [r] create an account", ""),
+            },
             Step::Username => ("Username", "2-32 letters, digits, '-' or '_'"),
             Step::Password => ("Password", "not shown as you type"),
             Step::Confirm => ("Password again", "to be sure it is the one you meant"),
@@ -147,6 +176,10 @@ impl Setup {
         self.error = Some(reason);
         self.password.clear();
         self.field.clear();
+        if std::mem::take(&mut self.guest) {
+            self.step = Step::Choose;
+            return;
+        }
         self.step = Step::Username;
         self.field.set(&self.username.clone());
     }
@@ -206,7 +239,7 @@ impl Setup {
     }
 
     /// A one-letter answer on the trust and choice steps.
-    pub fn answer(&mut self, c: char) {
+    pub fn answer(&mut self, c: char) -> Option<SetupAction> {
         match (self.step, c.to_ascii_lowercase()) {
             (Step::Trust, 'y') => self.step = Step::Choose,
             (Step::Trust, 'n') => {
@@ -214,13 +247,20 @@ impl Setup {
                 self.step = Step::Server;
                 self.error = Some("not trusted; nothing was saved".into());
             }
-            (Step::Choose, 'l' | 'r') => {
+            (Step::Choose, 'l' | 'r') if self.ways.passwords => {
                 self.register = c.eq_ignore_ascii_case(&'r');
                 self.step = Step::Username;
                 self.error = None;
             }
+            (Step::Choose, 'g') if self.ways.guests => {
+                self.step = Step::Busy;
+                self.error = None;
+                self.guest = true;
+                return Some(SetupAction::Guest);
+            }
             _ => {}
         }
+        None
     }
 
     fn sign_in(&mut self) -> Option<SetupAction> {

@@ -2,7 +2,7 @@
 //! inputs, rendered into a ratatui buffer, and the buffer is read back.
 
 use kith_proto::v1::{self, client_message::Request, event::Body, reply::Result as ReplyResult};
-use kith_tui::{Action, App, Bell, Config, Input, Key, KeyCode, Probe, SetupAction, SetupInput};
+use kith_tui::{Action, App, Bell, Config, Input, Key, KeyCode, Probe, SetupAction, SetupInput, SignInWays};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -246,7 +246,7 @@ fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
 #[test]
 fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers_for_an_invite() {
     let warning = Some("unencrypted: your password crosses the network in clear".to_owned());
-    let mut ui = Ui::new(App::gateway(Config { warning, ..config() }));
+    let mut ui = Ui::new(App::gateway(Config { warning, ..config() }, SignInWays::default()));
     let s = ui.screen();
     assert!(shows(&s, "[l] log in   [r] create an account") && shows(&s, "unencrypted"), "{s}");
     assert!(!shows(&s, "Server address") && !shows(&s, "Identity"), "{s}");
@@ -281,6 +281,35 @@ fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers
     ui.key(KeyCode::Enter);
     let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
     assert!(!sign_in.register && sign_in.invite_code.is_none());
+    // No guests unless the operator says so.
+    ui.input(Input::Setup(SetupInput::Failed("wrong username, password or token".into())));
+    ui.key(KeyCode::Esc);
+    ui.key(Key::char('g'));
+    assert!(ui.actions().is_empty() && !shows(&ui.screen(), "guest"));
+}
+
+#[test]
+fn the_gateway_offers_guest_access_where_the_operator_allows_it() {
+    let both = SignInWays { passwords: true, guests: true };
+    let mut ui = Ui::new(App::gateway(config(), both));
+    assert!(shows(&ui.screen(), "[l] log in   [r] create an account   [g] come in as a guest"));
+    ui.key(Key::char('g'));
+    assert_eq!(ui.actions(), [Action::Setup(SetupAction::Guest)]);
+    assert!(shows(&ui.screen(), "Connecting"));
+    // A refusal returns to the choice, saying why.
+    ui.input(Input::Setup(SetupInput::Failed("guest access is not available".into())));
+    let s = ui.screen();
+    assert!(shows(&s, "guest access is not available") && shows(&s, "[g] come in"), "{s}");
+
+    // Guests only: logging in is not offered, and 'l' does nothing.
+    let guests = SignInWays { passwords: false, guests: true };
+    let mut ui = Ui::new(App::gateway(config(), guests));
+    let s = ui.screen();
+    assert!(shows(&s, "[g] come in as a guest") && !shows(&s, "[l] log in"), "{s}");
+    ui.key(Key::char('l'));
+    assert!(!shows(&ui.screen(), "Username"));
+    ui.key(Key::char('G'));
+    assert_eq!(ui.actions(), [Action::Setup(SetupAction::Guest)]);
 }
 
 #[test]

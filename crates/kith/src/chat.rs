@@ -261,6 +261,9 @@ async fn drive(
                     };
                     app.handle(now_ms(), Input::Setup(SetupInput::Probed(input)));
                 }
+                Action::Setup(SetupAction::Guest) => {
+                    unreachable!("only a gateway's sign-in offers guest access")
+                }
                 Action::Setup(SetupAction::SignIn(sign_in)) => {
                     terminal.draw(|f| app.render(f))?;
                     match sign_in_and_start(ctx, probed.take(), &sign_in).await {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use kith_core::rate::RateLimit;
-use kith_server::telnet::TelnetConfig;
+use kith_server::telnet::{GuestAccess, TelnetConfig};
 use kith_server::{Config, Limits, Server, Sync};
 use serde::Deserialize;
 
@@ -46,6 +46,34 @@ pub struct ServeArgs {
     /// type (passwords too) crosses the network in clear.
     #[arg(long, env = "KITH_TELNET_PUBLIC")]
     telnet_public: bool,
+    /// Let telnet users in without an account, as guest-N: `read-only`, or
+    /// `chat` (they may write, at the guest message rate). Needs
+    /// --telnet-guest-community.
+    #[arg(long, env = "KITH_TELNET_GUESTS", value_name = "MODE", value_parser = parse_guests)]
+    telnet_guests: Option<GuestMode>,
+    /// The community telnet guests join (by name).
+    #[arg(long, env = "KITH_TELNET_GUEST_COMMUNITY", value_name = "NAME")]
+    telnet_guest_community: Option<String>,
+    /// Offer telnet users guest access only: no password sign-in (nothing
+    /// secret then crosses the network in clear).
+    #[arg(long, env = "KITH_TELNET_NO_PASSWORDS")]
+    telnet_no_passwords: bool,
+}
+
+/// What telnet guests may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum GuestMode {
+    ReadOnly,
+    Chat,
+}
+
+fn parse_guests(s: &str) -> Result<GuestMode, String> {
+    match s {
+        "read-only" => Ok(GuestMode::ReadOnly),
+        "chat" => Ok(GuestMode::Chat),
+        _ => Err("expected `read-only` or `chat`".into()),
+    }
 }
 
 fn parse_sync(s: &str) -> Result<Sync, String> {
@@ -76,6 +104,9 @@ struct FileTelnet {
     listen: Option<SocketAddr>,
     public: Option<bool>,
     sign_in_deadline_secs: Option<u64>,
+    passwords: Option<bool>,
+    guests: Option<GuestMode>,
+    guest_community: Option<String>,
 }
 
 /// `[limits]` in kith.toml: each rate is `{ burst = N, every_ms = M }` (up to
@@ -84,6 +115,7 @@ struct FileTelnet {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     messages: Option<FileRate>,
+    guest_messages: Option<FileRate>,
     typing: Option<FileRate>,
     logins_per_account: Option<FileRate>,
     logins_per_ip: Option<FileRate>,
@@ -104,6 +136,7 @@ impl FileLimits {
     fn apply(&self, mut l: Limits) -> Limits {
         let rate = |f: Option<FileRate>, d: RateLimit| f.map_or(d, |f| RateLimit::new(f.burst, f.every_ms));
         l.messages = rate(self.messages, l.messages);
+        l.guest_messages = rate(self.guest_messages, l.guest_messages);
         l.typing = rate(self.typing, l.typing);
         l.logins_per_account = rate(self.logins_per_account, l.logins_per_account);
         l.logins_per_ip = rate(self.logins_per_ip, l.logins_per_ip);
@@ -152,12 +185,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
 
     let telnet_file = file.telnet.unwrap_or_default();
+    let guest_mode = args.telnet_guests.or(telnet_file.guests);
+    let guest_community = args.telnet_guest_community.or(telnet_file.guest_community);
+    let guests = match (guest_mode, guest_community) {
+        (Some(mode), Some(community)) => Some(GuestAccess { community, can_send: mode == GuestMode::Chat }),
+        (Some(_), None) => bail!("telnet guests need a community to join: --telnet-guest-community NAME"),
+        (None, Some(_)) => {
+            bail!("a guest community without guest access: add --telnet-guests read-only|chat")
+        }
+        (None, None) => None,
+    };
     let telnet = args.telnet.or(telnet_file.listen).map(|listen| {
         let mut t = TelnetConfig::new(listen);
         t.allow_public = args.telnet_public || telnet_file.public.unwrap_or(false);
         if let Some(secs) = telnet_file.sign_in_deadline_secs {
             t.sign_in_deadline = std::time::Duration::from_secs(secs);
         }
+        t.passwords = !args.telnet_no_passwords && telnet_file.passwords.unwrap_or(true);
+        t.guests = guests;
         t.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
         t
     });
