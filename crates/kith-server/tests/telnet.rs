@@ -124,3 +124,39 @@ async fn guests_come_in_without_an_account_and_only_as_far_as_the_operator_allow
     assert_eq!((seen.body.as_str(), seen.author_name.as_str()), ("hello, I'm just visiting", "guest-1"));
     canary_still_sings(&family.owner, &family.members[0], family.general).await;
 }
+
+#[tokio::test]
+async fn on_a_fresh_server_the_owner_sets_up_everything_over_telnet() {
+    let (server, addr) = serve(|_| {}).await;
+    let setup_code = server.server.setup_code().expect("a fresh server has a setup code").to_owned();
+
+    let mut owner = Tn::connect(addr).await;
+    owner.register("olive", PASSWORD, &setup_code).await;
+    owner.until_shows("/community <name>").await;
+    owner.typed("/community Home\r").await;
+    owner.until_shows("created Home").await;
+    owner.until_shows("#general  Home").await;
+    owner.typed("/channel recipes what we cook\r").await;
+    owner.until_shows("#recipes  Home").await;
+    owner.typed("first!\r").await;
+    owner.until_shows("olive first!").await;
+
+    // Someone joins with an invite the owner made on the telnet screen.
+    owner.typed("/invite\r").await;
+    owner.until_shows("kith://").await;
+    let screen = owner.text();
+    let code = screen
+        .split("kith://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').nth(1))
+        .and_then(|rest| rest.split('?').next())
+        .expect("an invite link on screen")
+        .to_owned();
+    let (bob, ready) = server.member("bob", &code).await;
+    let home = &ready.communities[0];
+    assert_eq!(home.name, "Home");
+    let recipes = home.channels.iter().find(|c| c.name == "recipes").expect("#recipes");
+    assert_eq!(recipes.topic, "what we cook");
+    bob.send_message(recipes.id, "pancakes on sunday", "").await.unwrap();
+    owner.until_shows("pancakes on sunday").await;
+}

@@ -9,6 +9,8 @@ use crate::{App, Overlay, Pending, text};
 pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("join", "<invite>", "join a community with an invite link or code"),
     ("leave", "", "leave this community (also /drop)"),
+    ("community", "<name>", "create a community of your own"),
+    ("channel", "<name> [topic]", "create a channel in this community"),
     ("list", "", "channels and conversations, with member counts"),
     ("nick", "[name]", "your name in this community; empty clears it"),
     ("dm", "<user> [message]", "open the direct conversation with someone"),
@@ -35,7 +37,8 @@ impl App {
             ("join", "") => self.complain("usage: /join <invite link or code>"),
             ("join", invite) => {
                 let code = invite_code(invite);
-                self.request(Request::JoinCommunity(v1::JoinCommunityRequest { code }), Pending::Join);
+                let request = Request::JoinCommunity(v1::JoinCommunityRequest { code });
+                self.request(request, Pending::Community { verb: "joined" });
             }
             ("leave" | "drop" | "part", _) => {
                 let Some(community_id) = community else {
@@ -44,6 +47,24 @@ impl App {
                 let name = self.model.community(community_id).map(|c| c.name.clone()).unwrap_or_default();
                 let request = Request::LeaveCommunity(v1::LeaveCommunityRequest { community_id });
                 self.request(request, Pending::Done(format!("left {name}")));
+            }
+            ("community", "") => self.complain("usage: /community <name>"),
+            ("community", name) => {
+                let request = Request::CreateCommunity(v1::CreateCommunityRequest { name: name.to_owned() });
+                self.request(request, Pending::Community { verb: "created" });
+            }
+            ("channel", "") => self.complain("usage: /channel <name> [topic]"),
+            ("channel", args) => {
+                let Some(community_id) = community else {
+                    return self.complain("/channel works in a community's channel");
+                };
+                let (name, topic) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+                let request = Request::CreateChannel(v1::CreateChannelRequest {
+                    community_id,
+                    name: name.trim_start_matches('#').to_owned(),
+                    topic: topic.trim().to_owned(),
+                });
+                self.request(request, Pending::Channel);
             }
             ("list", _) => self.overlay = Overlay::List,
             ("nick", nick) => match community {

@@ -146,7 +146,12 @@ enum Pending {
         then_send: Option<String>,
     },
     Invite,
-    Join,
+    /// Joining or creating a community: show it.
+    Community {
+        verb: &'static str,
+    },
+    /// Creating a channel: show it.
+    Channel,
     /// Anything else: say `done` on success.
     Done(String),
     /// Typing notices and read marks: nobody needs to hear how they went
@@ -474,12 +479,17 @@ impl App {
                 let link = format!("kith://{}/{}?fp={}", self.config.server, i.code, self.config.fingerprint);
                 self.say(format!("invite to {}: {link}", text::clean_line(&i.community_name)));
             }
-            (Pending::Join, Ok(ReplyResult::Community(c))) => {
+            (Pending::Community { verb }, Ok(ReplyResult::Community(c))) => {
                 self.model.apply(self.now_ms, &v1::event::Body::CommunityJoined(c.clone()));
                 if let Some(first) = c.channels.first() {
                     self.switch_to(first.id);
                 }
-                self.say(format!("joined {}", text::clean_line(&c.name)));
+                self.say(format!("{verb} {}", text::clean_line(&c.name)));
+            }
+            (Pending::Channel, Ok(ReplyResult::Channel(c))) => {
+                self.model.apply(self.now_ms, &v1::event::Body::ChannelCreated(c.clone()));
+                self.switch_to(c.id);
+                self.say(format!("created #{}", text::clean_line(&c.name)));
             }
             (Pending::Done(what), Ok(_)) => {
                 if !what.is_empty() {

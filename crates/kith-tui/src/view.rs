@@ -200,6 +200,7 @@ impl App {
         if self.model.communities.is_empty() && self.model.directs.is_empty() {
             lines.push(Line::styled("no communities yet", dim()));
             lines.push(Line::styled("/join <invite>", dim()));
+            lines.push(Line::styled("/community <name>", dim()));
         }
         // Keep the active entry on screen in a long list.
         let active_row = lines
@@ -284,6 +285,7 @@ impl App {
                 Line::raw(""),
                 Line::raw("You are not in any community yet."),
                 Line::raw("Paste an invite: /join kith://…"),
+                Line::raw("or start your own: /community <name>"),
             ])
             .style(dim());
             hint.render(messages, buf);
@@ -355,7 +357,7 @@ impl App {
             let hint = match ch {
                 Some(ch) if !ch.can_send() => "you cannot send messages here".to_owned(),
                 Some(ch) => format!("Message {}", self.model.title(ch)),
-                None => "/join <invite> · /help".to_owned(),
+                None => "/join <invite> · /community <name> · /help".to_owned(),
             };
             buf.set_line(
                 area.x,

@@ -574,6 +574,55 @@ fn tab_completes_names_channels_and_commands() {
 }
 
 #[test]
+fn a_community_and_its_channels_can_be_made_from_the_chat() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/community");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "usage: /community <name>"));
+    ui.typed("/community Book Club");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    assert!(matches!(&request, Request::CreateCommunity(c) if c.name == "Book Club"), "{request:?}");
+    let club = v1::Community {
+        id: 900,
+        name: "Book Club".into(),
+        owner_id: ME,
+        channels: vec![v1::Channel { community_id: 900, ..channel(901, "general") }],
+        members: vec![member(ME, "alice")],
+        permissions: ALL,
+        ..Default::default()
+    };
+    ui.answer(id, ReplyResult::Community(club));
+    let s = ui.screen();
+    assert!(shows(&s, "created Book Club") && shows(&s, "#general  Book Club"), "{s}");
+    ui.drain(); // its history is asked for
+
+    ui.typed("/channel #reading-list what we read next");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    let Request::CreateChannel(c) = request else { panic!("{request:?}") };
+    assert_eq!(
+        (c.community_id, c.name.as_str(), c.topic.as_str()),
+        (900, "reading-list", "what we read next")
+    );
+    let made = v1::Channel { community_id: 900, topic: c.topic.clone(), ..channel(902, "reading-list") };
+    ui.answer(id, ReplyResult::Channel(made));
+    let s = ui.screen();
+    assert!(shows(&s, "created #reading-list") && shows(&s, "#reading-list  Book Club"), "{s}");
+    ui.drain();
+
+    // A refusal is shown as the server words it.
+    ui.typed("/channel bad name!");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    ui.input(Input::Reply {
+        id,
+        result: Err(kith_tui::Failure { code: None, reason: "channel name: lowercase letters".into() }),
+    });
+    assert!(shows(&ui.screen(), "channel name: lowercase letters"));
+}
+
+#[test]
 fn slash_commands_become_requests() {
     let mut ui = Ui::chatting(vec![]);
     ui.typed("/invite");
