@@ -55,6 +55,9 @@ pub struct TelnetConfig {
     /// Timestamps are shown in this offset from UTC (the server's own zone:
     /// telnet does not say where its user is).
     pub utc_offset_secs: i32,
+    /// A screen update the client does not take within this marks a reader
+    /// too slow to keep up: the session is closed.
+    pub write_deadline: Duration,
     /// Logging in and creating accounts with a password is offered.
     pub passwords: bool,
     /// Guest access, if offered.
@@ -77,6 +80,7 @@ impl TelnetConfig {
             allow_public: false,
             sign_in_deadline: Duration::from_secs(90),
             utc_offset_secs: 0,
+            write_deadline: Duration::from_secs(30),
             passwords: true,
             guests: None,
         }
@@ -97,8 +101,6 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Screen updates handed to the socket writer and not yet written. While
 /// they are all in flight, nothing new is drawn (the next draw catches up).
 const OUT_CHUNKS: usize = 4;
-/// A write the client does not take within this is a slow reader's: closed.
-const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// Output waiting for the writer when it is backed up (protocol replies and
 /// bells; drawing stops): past this the reader is too slow, and is closed.
 const MAX_BACKLOG: usize = 64 * 1024;
@@ -201,7 +203,7 @@ async fn run(
     let local = stream.local_addr().map_or_else(|_| gateway.config.listen.to_string(), |a| a.to_string());
     let (mut reader, writer) = stream.into_split();
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUT_CHUNKS);
-    let write_task = tokio::spawn(write_loop(writer, out_rx));
+    let write_task = tokio::spawn(write_loop(writer, out_rx, gateway.config.write_deadline));
 
     let (outbox, mut from_hub) = mpsc::unbounded_channel();
     let (abort_tx, mut aborts) = mpsc::unbounded_channel::<String>();
@@ -307,9 +309,13 @@ async fn run(
 }
 
 /// Writes screen updates in order; gives up on a client that stops reading.
-async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut chunks: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
+    deadline: Duration,
+) {
     while let Some(chunk) = chunks.recv().await {
-        match tokio::time::timeout(WRITE_DEADLINE, writer.write_all(&chunk)).await {
+        match tokio::time::timeout(deadline, writer.write_all(&chunk)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {

@@ -406,3 +406,56 @@ fn without_telnet_commands(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Isolation: a client that keeps typing but never reads its screen is cut
+/// off once a write waits past the deadline; others are not held up.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_holds_nobody_up() {
+    let s = setup(|c| {
+        c.limits = kith_server::Limits::unlimited();
+        c.telnet.as_mut().unwrap().write_deadline = Duration::from_secs(1);
+    })
+    .await;
+    // A channel full of long lines, so that every redraw is large.
+    let bob = &s.family.members[0];
+    for n in 0..150 {
+        bob.send_message(s.family.general, &format!("{n} {}", "the quick brown fox ".repeat(14)), "")
+            .await
+            .unwrap();
+    }
+    let mut bystander = s.signed_in("carol").await;
+
+    // A tiny receive window; it signs in, then never reads again while its
+    // window size flips every few milliseconds (each draw a full 300×120
+    // redraw).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Tn::over(socket.connect(s.addr).await.unwrap(), (100, 30), true);
+    slow.register("dave", PASSWORD, &s.family.invite).await;
+    slow.until_shows("#general").await;
+    let started = std::time::Instant::now();
+    let mut flips = 0u32;
+    let closed = loop {
+        let (w, h) = if flips % 2 == 0 { (300u16, 120u16) } else { (299, 119) };
+        let [w1, w2] = w.to_be_bytes();
+        let [h1, h2] = h.to_be_bytes();
+        let naws = naws_bytes(w1, w2, h1, h2);
+        let wrote = tokio::time::timeout(Duration::from_secs(1), slow.stream.write_all(&naws)).await;
+        if matches!(wrote, Ok(Err(_))) {
+            break true;
+        }
+        flips += 1;
+        // The bystander's screen keeps up meanwhile.
+        if flips % 100 == 0 {
+            bystander.typed(&format!("still here {flips}\r")).await;
+            bystander.until_shows(&format!("still here {flips}")).await;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Well before the sign-in deadline would matter, and it was typing all along.
+    assert!(closed, "a client that never reads is still connected after {:?}", started.elapsed());
+    s.canary().await;
+}

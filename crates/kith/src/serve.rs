@@ -104,6 +104,7 @@ struct FileTelnet {
     listen: Option<SocketAddr>,
     public: Option<bool>,
     sign_in_deadline_secs: Option<u64>,
+    write_deadline_secs: Option<u64>,
     passwords: Option<bool>,
     guests: Option<GuestMode>,
     guest_community: Option<String>,
@@ -200,6 +201,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         t.allow_public = args.telnet_public || telnet_file.public.unwrap_or(false);
         if let Some(secs) = telnet_file.sign_in_deadline_secs {
             t.sign_in_deadline = std::time::Duration::from_secs(secs);
+        }
+        if let Some(secs) = telnet_file.write_deadline_secs {
+            t.write_deadline = std::time::Duration::from_secs(secs);
         }
         t.passwords = !args.telnet_no_passwords && telnet_file.passwords.unwrap_or(true);
         t.guests = guests;
