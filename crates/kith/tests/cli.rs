@@ -340,3 +340,44 @@ fn friends_talk_in_direct_and_group_conversations_from_the_shell() {
         "alice's command ended: {seen}"
     );
 }
+
+#[test]
+fn telnet_guest_access_is_configured_with_flags_or_kith_toml_and_half_a_setting_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let refused = |args: &[&str]| {
+        let out = Command::new(KITH)
+            .args(["serve", "--listen", "127.0.0.1:0", "--telnet", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(args)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused(&["--telnet-guests", "chat"]).contains("--telnet-guest-community"));
+    assert!(refused(&["--telnet-guest-community", "Family"]).contains("--telnet-guests"));
+    assert!(refused(&["--telnet-guests", "everything"]).contains("read-only"));
+    assert!(refused(&["--telnet-no-passwords"]).contains("nobody in"));
+
+    // Guests only, from kith.toml: the first screen offers nothing else.
+    std::fs::create_dir_all(&data).unwrap();
+    let toml = "[telnet]\nlisten = \"127.0.0.1:0\"\npasswords = false\nguests = \"read-only\"\n\
+                guest_community = \"Family\"\n";
+    std::fs::write(data.join("kith.toml"), toml).unwrap();
+    let server = serve(&data);
+    let addr = server.telnet.clone().expect("telnet= in the ready line");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("come in as a guest") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{}", String::from_utf8_lossy(&seen));
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = std::io::Read::read(&mut stream, &mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(!String::from_utf8_lossy(&seen).contains("log in"));
+}
