@@ -123,6 +123,27 @@ async fn guests_come_in_without_an_account_and_only_as_far_as_the_operator_allow
     let seen = next_message(&family.members[0]).await;
     assert_eq!((seen.body.as_str(), seen.author_name.as_str()), ("hello, I'm just visiting", "guest-1"));
     canary_still_sings(&family.owner, &family.members[0], family.general).await;
+
+    // After a restart the guest is nobody's member and nobody can log in as
+    // it, but what it wrote is still there under its name.
+    drop(guest);
+    let (quic, fp) = (server.addr.clone(), server.fingerprint.clone());
+    let TestServer { server: s, dir, .. } = server;
+    s.shutdown().await.unwrap();
+    let mut config = kith_server::Config::new(quic.parse().unwrap(), dir.path().join("data"));
+    config.limits = kith_server::Limits::unlimited();
+    let _restarted = start_retrying(config).await;
+    let (bob, _) = kith_client::Client::connect(&quic, kith_client::Trust::Pin(fp.clone())).await.unwrap();
+    let ready = bob.login("bob", PASSWORD).await.unwrap();
+    let members: Vec<String> =
+        ready.communities[0].members.iter().map(|m| m.user.as_ref().unwrap().username.clone()).collect();
+    assert!(!members.iter().any(|m| m.starts_with("guest-")), "{members:?}");
+    let history = bob.history(family.general, None, 10).await.unwrap();
+    assert!(history.iter().any(|m| m.author_name == "guest-1" && m.body == "hello, I'm just visiting"));
+    let (impostor, _) = kith_client::Client::connect(&quic, kith_client::Trust::Pin(fp)).await.unwrap();
+    for password in ["", "guest", PASSWORD] {
+        assert!(impostor.login("guest-1", password).await.is_err(), "{password:?}");
+    }
 }
 
 #[tokio::test]
