@@ -256,8 +256,9 @@ async fn run(
                 Ok(())
             }
             _ = tick.tick() => {
-                s.app.handle(now_ms(), Input::Tick);
-                s.dirty = true;
+                // Only a screen that looks different is redrawn: a thousand
+                // idle sessions cost next to nothing.
+                s.dirty |= s.app.tick(now_ms());
                 Ok(())
             }
             permit = out_tx.reserve(), if !s.backlog.is_empty() => match permit {

@@ -304,8 +304,20 @@ impl App {
                     }
                 }
             }
-            Input::Tick => self.tick(),
+            Input::Tick => {
+                self.tick_changed();
+            }
         }
+    }
+
+    /// Time passed with nothing else happening: what [`Input::Tick`] does,
+    /// also saying whether the screen may look different for it (a typing
+    /// notice lapsed, the day turned, a read mark went out), so that a host
+    /// drawing for many sessions redraws only those.
+    pub fn tick(&mut self, now_ms: u64) -> bool {
+        let new_day = self.day(now_ms) != self.day(self.now_ms);
+        self.now_ms = now_ms;
+        self.tick_changed() || new_day
     }
 
     fn request(&mut self, request: Request, pending: Pending) {
@@ -394,12 +406,14 @@ impl App {
         }
     }
 
-    fn tick(&mut self) {
-        self.model.expire_typing(self.now_ms);
+    fn tick_changed(&mut self) -> bool {
+        let lapsed = self.model.expire_typing(self.now_ms);
         if self.ack_due {
             self.ack_due = false;
             self.mark_read();
+            return true;
         }
+        lapsed
     }
 
     /// Marks the active channel read up to its newest message.

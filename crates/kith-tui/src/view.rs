@@ -518,7 +518,7 @@ impl App {
         out
     }
 
-    fn day(&self, ms: u64) -> NaiveDate {
+    pub(crate) fn day(&self, ms: u64) -> NaiveDate {
         self.local(ms).date_naive()
     }
 

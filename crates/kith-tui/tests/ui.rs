@@ -547,6 +547,29 @@ fn typing_indicators_appear_and_lapse() {
 }
 
 #[test]
+fn a_tick_says_whether_the_screen_changed() {
+    let mut ui = Ui::chatting(vec![msg(1, GENERAL, BOB, "bob", "hi")]);
+    // The first tick after the snapshot marks the channel read.
+    assert!(ui.app.tick(NOON + 500));
+    assert!(ui.actions().iter().any(|a| matches!(a, Action::Request { request: Request::Ack(_), .. })));
+    let before = ui.screen();
+    assert!(!ui.app.tick(NOON + 1000), "nothing lapsed: no redraw needed");
+    assert_eq!(ui.screen(), before);
+    ui.event(Body::TypingStarted(v1::TypingStarted {
+        channel_id: GENERAL,
+        user_id: BOB,
+        until_ms: NOON + 8000,
+    }));
+    assert!(!ui.app.tick(NOON + 2000));
+    assert!(ui.app.tick(NOON + 9000), "the typing notice lapsed");
+    assert!(!ui.app.tick(NOON + 10_000));
+    // Midnight turns "Today" into "Yesterday".
+    assert!(ui.app.tick(NOON + 13 * 3600 * 1000));
+    let s = ui.screen();
+    assert!(shows(&s, "Yesterday") && !shows(&s, "Today"), "{s}");
+}
+
+#[test]
 fn mentions_and_direct_messages_ring_the_bell_but_not_in_dnd() {
     let mut ui = Ui::chatting(vec![]);
     ui.event(Body::MessageCreated(msg(7, GENERAL, BOB, "bob", "plain")));
