@@ -87,6 +87,10 @@ impl TelnetConfig {
     }
 }
 
+/// Shown at sign-in when the client will not let us echo: it shows what is
+/// typed itself, and we cannot hide a password from its screen.
+const ECHOES_WARNING: &str = "unencrypted, and your telnet client shows what you type: a password typed here is visible \
+     on your screen (use guest access or `kith chat`)";
 /// The status bar's marker on every telnet screen.
 pub const UNENCRYPTED: &str = "unencrypted";
 /// The screen is redrawn at most this often (about 30 times a second).
@@ -415,6 +419,12 @@ impl Session {
         self.telnet.receive(bytes);
         let replies = self.telnet.take_output();
         self.backlog.extend_from_slice(&replies);
+        if !self.signed_in && self.telnet.echo_refused() {
+            // Checked on every read before sign-in: cheap, and typing
+            // redraws anyway.
+            self.app.warn_at_sign_in(ECHOES_WARNING.to_owned());
+            self.dirty = true;
+        }
         while let Some(event) = self.telnet.poll_event() {
             match event {
                 Event::Data(data) => {

@@ -181,3 +181,13 @@ async fn on_a_fresh_server_the_owner_sets_up_everything_over_telnet() {
     bob.send_message(recipes.id, "pancakes on sunday", "").await.unwrap();
     owner.until_shows("pancakes on sunday").await;
 }
+
+#[tokio::test]
+async fn a_client_that_will_not_let_the_server_echo_is_warned_before_typing_a_password() {
+    let (_server, addr) = serve(|_| {}).await;
+    let mut t = Tn::connect(addr).await;
+    t.until_shows("[l] log in").await;
+    t.send(&[IAC, DONT, ECHO]).await;
+    let screen = t.until_shows("your telnet client shows what you type").await;
+    assert!(screen.contains("[l] log in"), "{screen}");
+}

@@ -144,6 +144,12 @@ impl Telnet {
         self.us[OPT_ECHO as usize] == Q::Yes
     }
 
+    /// Whether the client refused to let us echo: it echoes typed text
+    /// itself, so a password typed there is shown on its screen.
+    pub fn echo_refused(&self) -> bool {
+        self.us[OPT_ECHO as usize] == Q::No
+    }
+
     /// Whether the client agreed to report its window size.
     pub fn reports_size(&self) -> bool {
         self.him[OPT_NAWS as usize] == Q::Yes
@@ -413,6 +419,16 @@ mod tests {
         // The client turns echo off and on again: each change answered once.
         t.receive(&[IAC, DONT, OPT_ECHO, IAC, DO, OPT_ECHO]);
         assert_eq!(t.take_output(), [IAC, WONT, OPT_ECHO, IAC, WILL, OPT_ECHO]);
+    }
+
+    #[test]
+    fn a_client_that_refuses_our_echo_is_known_to_echo_itself() {
+        let mut t = Telnet::new();
+        assert!(!t.echoing() && !t.echo_refused(), "no answer yet");
+        t.receive(&[IAC, DONT, OPT_ECHO]);
+        assert!(!t.echoing() && t.echo_refused());
+        t.receive(&[IAC, DO, OPT_ECHO]);
+        assert!(t.echoing() && !t.echo_refused());
     }
 
     #[test]

@@ -268,6 +268,14 @@ impl App {
         self.actions.pop_front()
     }
 
+    /// Replaces the red warning on the sign-in screen (e.g. when the telnet
+    /// client turns out to echo what is typed, passwords too).
+    pub fn warn_at_sign_in(&mut self, warning: String) {
+        if let Screen::Setup(setup) = &mut self.screen {
+            setup.warning = Some(warning);
+        }
+    }
+
     /// Lets the host update what the status bar shows once it knows the
     /// server (after the first run).
     pub fn set_server(&mut self, server: &str, fingerprint: &str) {
