@@ -145,8 +145,14 @@ fn a_guest_leaves_when_its_session_ends_and_its_name_is_never_handed_out_again()
     assert_eq!(left(&w.events(owner)), [id], "the guest left with its session");
     assert_eq!(w.hub.detached_sessions(), 0, "a guest session cannot be resumed");
 
-    let (_, second) = w.guest("Family", false).unwrap();
-    assert_eq!(second.user.unwrap().username, "guest-2");
+    let (second, ready) = w.guest("Family", false).unwrap();
+    assert_eq!(ready.user.unwrap().username, "guest-2");
+    // Logging out ends the session and leaves, with no token to revoke.
+    let before = w.writes.len();
+    w.call(second, Request::Logout { everywhere: false }).unwrap();
+    assert_eq!(w.closes, [(second, v1::CloseCode::Normal)]);
+    assert_eq!(w.writes.len(), before, "nothing to write");
+    assert_eq!(left(&w.events(owner)).len(), 1);
 }
 
 #[test]

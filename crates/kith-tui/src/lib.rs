@@ -416,30 +416,28 @@ impl App {
 
     fn tick_changed(&mut self) -> bool {
         let lapsed = self.model.expire_typing(self.now_ms);
-        if self.ack_due {
-            self.ack_due = false;
-            self.mark_read();
-            return true;
-        }
-        lapsed
+        let marked = std::mem::take(&mut self.ack_due) && self.mark_read();
+        lapsed || marked
     }
 
-    /// Marks the active channel read up to its newest message.
-    fn mark_read(&mut self) {
+    /// Marks the active channel read up to its newest message; says whether
+    /// it did (its unread marks then go).
+    fn mark_read(&mut self) -> bool {
         if self.connection != Connection::Connected {
             self.ack_due = true;
-            return;
+            return false;
         }
-        let Some(ch) = self.active.and_then(|id| self.model.channels.get_mut(&id)) else { return };
-        let Some(newest) = ch.newest_id() else { return };
+        let Some(ch) = self.active.and_then(|id| self.model.channels.get_mut(&id)) else { return false };
+        let Some(newest) = ch.newest_id() else { return false };
         if ch.newer_missing || (newest <= ch.last_read_id && ch.unread == 0) {
-            return;
+            return false;
         }
         ch.last_read_id = newest.max(ch.last_read_id);
         ch.unread = 0;
         ch.mentions = 0;
         let request = Request::Ack(v1::AckRequest { channel_id: ch.id, message_id: newest });
         self.request(request, Pending::Quiet);
+        true
     }
 
     fn switch_to(&mut self, id: u64) {

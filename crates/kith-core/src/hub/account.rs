@@ -76,7 +76,7 @@ impl Hub {
         if let Some((community, code)) = join {
             self.add_member(now, community, id, Some(code), None);
         }
-        self.bind(session, rid, Auth { user: id, token: token.id }, reg.token.clone(), String::new());
+        self.bind(session, rid, Auth { user: id, token: Some(token.id) }, reg.token.clone(), String::new());
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl Hub {
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
         self.tokens.insert(token_hash, (stored.id, user));
-        self.bind(session, rid, Auth { user, token: stored.id }, token, String::new());
+        self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())
     }
 
@@ -145,17 +145,20 @@ impl Hub {
         let revoked: BTreeSet<TokenId> = if everywhere {
             self.tokens.values().filter(|(_, u)| *u == auth.user).map(|(id, _)| *id).collect()
         } else {
-            BTreeSet::from([auth.token])
+            auth.token.into_iter().collect()
         };
-        self.persist(revoked.iter().map(|&id| Write::RevokeToken { id }).collect());
+        if !revoked.is_empty() {
+            self.persist(revoked.iter().map(|&id| Write::RevokeToken { id }).collect());
+        }
         self.tokens.retain(|_, (id, _)| !revoked.contains(id));
         self.reply_empty(session, rid);
 
         let sessions: Vec<SessionId> =
             self.user_sessions.get(&auth.user).into_iter().flatten().copied().collect();
         for s in sessions {
-            let Some(token) = self.sessions.get(&s).and_then(|s| s.auth).map(|a| a.token) else { continue };
-            if !revoked.contains(&token) {
+            let token = self.sessions.get(&s).and_then(|s| s.auth).and_then(|a| a.token);
+            // This session ends either way (a guest's has no token to revoke).
+            if s != session && !token.is_some_and(|t| revoked.contains(&t)) {
                 continue;
             }
             let (code, reason) = if s == session {

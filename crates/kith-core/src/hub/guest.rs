@@ -16,7 +16,7 @@
 use kith_proto::v1::MemberLeftReason;
 
 use super::{Auth, Hub, Member, Outcome, User, forbidden};
-use crate::ids::{CommunityId, SessionId, Timestamp, TokenId, UserId};
+use crate::ids::{CommunityId, SessionId, Timestamp, UserId};
 use crate::permissions::guest_ceiling;
 use crate::request::{Chosen, Request};
 use crate::store::{StoredUser, Write};
@@ -72,7 +72,7 @@ impl Hub {
         let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
         self.join_without_writing(community, id, member, None);
         // Guests have no token: nothing can authenticate or resume as one.
-        self.bind(session, rid, Auth { user: id, token: TokenId(0) }, String::new(), String::new());
+        self.bind(session, rid, Auth { user: id, token: None }, String::new(), String::new());
         Ok(())
     }
 

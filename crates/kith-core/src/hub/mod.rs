@@ -291,7 +291,8 @@ impl MessageMeta {
 #[derive(Debug, Clone, Copy)]
 struct Auth {
     user: UserId,
-    token: TokenId,
+    /// The login this session is under; `None` for a guest, which has none.
+    token: Option<TokenId>,
 }
 
 #[derive(Debug)]
@@ -732,7 +733,7 @@ impl Hub {
             }
             (Request::Authenticate { token_hash }, None) => {
                 let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
-                self.bind(session, rid, Auth { user, token: id }, String::new(), String::new());
+                self.bind(session, rid, Auth { user, token: Some(id) }, String::new(), String::new());
                 return Ok(());
             }
             (Request::Resume { .. }, Some(_)) => return Err(Refusal::AlreadyAuthenticated),

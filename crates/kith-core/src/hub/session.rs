@@ -55,12 +55,12 @@ impl Hub {
         last_seq: u64,
     ) -> Outcome {
         let (token, user) = *self.tokens.get(&token_hash).ok_or(Refusal::BadCredentials)?;
-        let auth = Auth { user, token };
+        let auth = Auth { user, token: Some(token) };
         let old = self.by_resume_key.get(&resume_key).copied();
         let refused = match old.and_then(|id| self.sessions.get(&id).map(|s| (id, s))) {
             // Unknown, expired, or someone else's: all look the same.
             None => Some("the session is unknown or expired"),
-            Some((_, s)) if s.auth.map(|a| a.token) != Some(token) => {
+            Some((_, s)) if s.auth.and_then(|a| a.token) != Some(token) => {
                 Some("the session is unknown or expired")
             }
             Some((_, s)) if last_seq > s.seq => Some("last_seq is ahead of the session"),
