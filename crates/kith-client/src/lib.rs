@@ -104,6 +104,18 @@ impl Client {
         Connector::new(trust, remote.is_ipv6())?.connect(addr).await
     }
 
+    /// Sends one voice datagram (see `kith_proto::voice`). Unreliable by
+    /// design: it may be lost, and is dropped if the connection's datagram
+    /// queue is full.
+    pub fn send_datagram(&self, datagram: bytes::Bytes) -> Result<(), Error> {
+        self.conn.send_datagram(datagram).map_err(|e| Error::Closed(e.to_string()))
+    }
+
+    /// The next datagram from the server, or `None` once the connection is gone.
+    pub async fn read_datagram(&self) -> Option<bytes::Bytes> {
+        self.conn.read_datagram().await.ok()
+    }
+
     /// Sends one request and waits for its answer.
     pub async fn request(&self, request: Request) -> Result<ReplyResult, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -104,6 +104,8 @@ pub enum Request {
         community: CommunityId,
         name: ChannelName,
         topic: Topic,
+        /// A voice channel rather than a text one.
+        voice: bool,
     },
     UpdateChannel {
         channel: ChannelId,
@@ -210,6 +212,23 @@ pub enum Request {
     UpdateProfile {
         display_name: Option<DisplayName>,
         status_text: Option<StatusText>,
+    },
+    JoinVoice {
+        channel: ChannelId,
+        self_mute: bool,
+        self_deaf: bool,
+    },
+    LeaveVoice,
+    UpdateVoiceState {
+        self_mute: Option<bool>,
+        self_deaf: Option<bool>,
+    },
+    /// `move_to`: `Some(None)` disconnects the member from voice.
+    ModerateVoice {
+        community: CommunityId,
+        user: UserId,
+        mute: Option<bool>,
+        move_to: Option<Option<ChannelId>>,
     },
 }
 
@@ -421,6 +440,11 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             community: CommunityId(required(r.community_id, "community_id")?),
             name: ChannelName::parse(&r.name)?,
             topic: Topic::parse(&r.topic)?,
+            voice: match v1::ChannelKind::try_from(r.kind) {
+                Ok(v1::ChannelKind::Text) => false,
+                Ok(v1::ChannelKind::Voice) => true,
+                _ => return Err(invalid("a community channel's kind is TEXT or VOICE")),
+            },
         }),
         Wire::UpdateChannel(r) => hub(Request::UpdateChannel {
             channel: ChannelId(required(r.channel_id, "channel_id")?),
@@ -575,6 +599,26 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             channel: ChannelId(required(r.channel_id, "channel_id")?),
             message: (r.message_id != 0).then_some(MessageId(r.message_id)),
         }),
+        Wire::JoinVoice(r) => hub(Request::JoinVoice {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            self_mute: r.self_mute,
+            self_deaf: r.self_deaf,
+        }),
+        Wire::LeaveVoice(_) => hub(Request::LeaveVoice),
+        Wire::UpdateVoiceState(r) => {
+            hub(Request::UpdateVoiceState { self_mute: r.self_mute, self_deaf: r.self_deaf })
+        }
+        Wire::ModerateVoice(r) => {
+            if r.mute.is_none() && r.move_to_channel_id.is_none() {
+                return Err(invalid("say what to do: mute and/or move_to_channel_id"));
+            }
+            hub(Request::ModerateVoice {
+                community: CommunityId(required(r.community_id, "community_id")?),
+                user: UserId(required(r.user_id, "user_id")?),
+                mute: r.mute,
+                move_to: r.move_to_channel_id.map(|c| (c != 0).then_some(ChannelId(c))),
+            })
+        }
     }
 }
 

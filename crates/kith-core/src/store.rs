@@ -235,6 +235,8 @@ pub struct StoredChannel {
     pub community: CommunityId,
     pub name: String,
     pub topic: String,
+    /// A voice channel rather than a text one.
+    pub voice: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -77,6 +77,7 @@ impl World {
             community: CommunityId(community),
             name: ChannelName::parse(name).unwrap(),
             topic: Topic::parse("").unwrap(),
+            voice: false,
         };
         match self.call(s, req).unwrap() {
             R::Channel(ch) => ch,
@@ -136,6 +137,7 @@ fn members_without_a_permission_are_refused_and_nothing_changes() {
                 community,
                 name: ChannelName::parse("x").unwrap(),
                 topic: Topic::parse("").unwrap(),
+                voice: false,
             },
         ),
         (

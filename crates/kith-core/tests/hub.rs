@@ -182,6 +182,7 @@ fn outsiders_get_not_found_and_change_nothing() {
             community: CommunityId(c.id),
             name: ChannelName::parse("x").unwrap(),
             topic: Topic::parse("").unwrap(),
+            voice: false,
         },
         Request::DeleteChannel { channel: ChannelId(general) },
         Request::LeaveCommunity { community: CommunityId(c.id) },
@@ -211,6 +212,7 @@ fn edits_and_replies_across_channels_are_not_found() {
                 community: CommunityId(c.id),
                 name: ChannelName::parse("other").unwrap(),
                 topic: Topic::parse("").unwrap(),
+                voice: false,
             },
         )
         .unwrap()
@@ -410,6 +412,7 @@ mod properties {
                 community: CommunityId(c.id),
                 name: ChannelName::parse("second").unwrap(),
                 topic: Topic::parse("").unwrap(),
+                voice: false,
             }).unwrap() { R::Channel(ch) => ch.id, r => panic!("{r:?}") };
             let channels = [c.channels[0].id, second];
             let people = [owner, members[0], members[1]];

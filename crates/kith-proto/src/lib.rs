@@ -7,6 +7,7 @@
 //! length as soon as the 4 length bytes are in, before buffering the body.
 
 mod frame;
+pub mod voice;
 
 pub use frame::{FrameDecoder, FrameError, encode_frame, event_body, event_frame_header};
 

@@ -17,6 +17,7 @@ use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, s
 use tokio::sync::mpsc;
 
 use crate::store::{Batch, Readers, StoreError};
+use crate::voice::{Rooms, VoiceLink};
 
 /// What a session's writer task is asked to do, in order.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub struct SessionHandle {
     /// The most `queued` may reach.
     pub limit: usize,
     pub abort: Abort,
+    /// Where voice for this session is sent, if its transport carries voice.
+    pub voice: Option<VoiceLink>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -129,6 +132,7 @@ pub async fn run(
     readers: Arc<Readers>,
 ) -> Result<(), StoreError> {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    let mut rooms = Rooms::default();
     let mut writer = Some(writer);
     let mut result = Ok(());
     loop {
@@ -186,6 +190,9 @@ pub async fn run(
                     if let Some(s) = sessions.get(&session) {
                         s.push(OutItem::Close(code, reason));
                     }
+                }
+                Output::VoiceRoom { channel, members } => {
+                    rooms.publish(channel, &members, |s| sessions.get(&s).and_then(|h| h.voice.as_ref()));
                 }
                 Output::Read { to, request_id, read } => {
                     let Some(s) = sessions.get(&to).cloned() else { continue };

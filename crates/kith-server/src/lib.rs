@@ -17,6 +17,7 @@ pub mod identity;
 pub mod quic;
 pub mod store;
 pub mod telnet;
+pub mod voice;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,12 +13,13 @@ use kith_core::{Frame, Input, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
 use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::actor::{OutItem, SessionHandle, ToHub, error_frame, error_frame_after};
 use crate::admission::{Admission, Refused, Slot};
 use crate::auth;
 use crate::store::Readers;
+use crate::voice::{self, PacketBudget, Route, VoiceLink};
 
 /// How long a client has to open its control stream after the handshake.
 const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
@@ -56,7 +57,10 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.receive_window((512 * 1024u32).into());
     t.send_window(1024 * 1024);
     t.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("60 s is a valid idle timeout")));
-    t.datagram_receive_buffer_size(None);
+    // Voice: a few hundred 20 ms packets either way. When a peer falls
+    // behind, the oldest queued datagrams are dropped: late audio is useless.
+    t.datagram_receive_buffer_size(Some(64 * 1024));
+    t.datagram_send_buffer_size(64 * 1024);
     t
 }
 
@@ -112,16 +116,19 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let (outbox, outbox_rx) = mpsc::unbounded_channel();
     let abort_conn = conn.clone();
     let queued = Arc::new(AtomicUsize::new(0));
+    let (voice, route) = VoiceLink::new(conn.clone());
     let handle = SessionHandle {
         outbox: outbox.clone(),
         queued: queued.clone(),
         limit: edge.outbox_bytes,
         abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
+        voice: Some(voice),
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;
     }
     let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
+    let voice = tokio::spawn(voice_loop(conn.clone(), route));
     // The hub closes the session if it is still unauthenticated by then.
     let deadline = {
         let (hub, after) = (edge.hub.clone(), edge.admission.auth_deadline);
@@ -132,6 +139,7 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     };
     let end = read_loop(recv, session, ip, &edge, &handle).await;
     deadline.abort();
+    voice.abort();
     let _ = edge.hub.send(ToHub::Input(Input::Disconnected { session })).await;
     match end {
         End::Closed(code, reason) => {
@@ -179,6 +187,20 @@ async fn write_loop(
         }
     }
     let _ = send.finish();
+}
+
+/// Forwards the session's voice datagrams by the route the hub last
+/// published for it; without one (not in voice, or muted) they are dropped.
+async fn voice_loop(conn: quinn::Connection, route: watch::Receiver<Option<Arc<Route>>>) {
+    let mut budget = PacketBudget::default();
+    while let Ok(datagram) = conn.read_datagram().await {
+        if !budget.take(std::time::Instant::now()) {
+            continue;
+        }
+        // Clone the Arc out so the watch's lock is not held while sending.
+        let current = route.borrow().clone();
+        voice::forward(current.as_deref(), &datagram);
+    }
 }
 
 async fn read_loop(

@@ -177,6 +177,10 @@ CREATE TABLE read_states (
     PRIMARY KEY (user_id, channel_id)
 );
 "#,
+    // Voice channels.
+    r#"
+ALTER TABLE channels ADD COLUMN voice INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -315,7 +319,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut q = conn.prepare("SELECT id, community_id, name, topic FROM channels")?;
+    let mut q = conn.prepare("SELECT id, community_id, name, topic, voice FROM channels")?;
     state.channels = q
         .query_map([], |r| {
             Ok(StoredChannel {
@@ -323,6 +327,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 community: CommunityId(id(r.get(1)?)),
                 name: r.get(2)?,
                 topic: r.get(3)?,
+                voice: r.get(4)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -511,8 +516,16 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             ],
         ),
         Write::CreateChannel { channel, created_at } => tx.execute(
-            "INSERT INTO channels (id, community_id, name, topic, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![i(channel.id.0), i(channel.community.0), channel.name, channel.topic, i(created_at.0)],
+            "INSERT INTO channels (id, community_id, name, topic, created_at, voice)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                i(channel.id.0),
+                i(channel.community.0),
+                channel.name,
+                channel.topic,
+                i(created_at.0),
+                channel.voice
+            ],
         ),
         Write::UpdateChannel { channel } => tx.execute(
             "UPDATE channels SET name = ?2, topic = ?3 WHERE id = ?1",

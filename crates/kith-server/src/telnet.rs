@@ -219,6 +219,7 @@ async fn run(
         abort: Arc::new(move |_code, reason| {
             let _ = abort_tx.send(reason.to_owned());
         }),
+        voice: None,
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;

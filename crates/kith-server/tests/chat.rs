@@ -217,6 +217,7 @@ async fn communities_channels_and_invites_work_end_to_end() {
             community_id: f.community.id,
             name: name.into(),
             topic: "pics".into(),
+            ..Default::default()
         })
     };
     assert_eq!(code_of(bob.request(create("photos")).await), ErrorCode::Forbidden);

@@ -48,7 +48,7 @@ async fn hide_from_everyone_but(c: &Client, community: u64, channel: u64, role: 
 }
 
 async fn create_channel(c: &Client, community_id: u64, name: &str) -> v1::Channel {
-    let req = v1::CreateChannelRequest { community_id, name: name.into(), topic: String::new() };
+    let req = v1::CreateChannelRequest { community_id, name: name.into(), ..Default::default() };
     match c.request(Request::CreateChannel(req)).await.unwrap() {
         R::Channel(ch) => ch,
         other => panic!("{other:?}"),
@@ -86,7 +86,7 @@ async fn a_member_without_permission_is_refused_over_the_wire_and_nothing_change
     let kick = v1::KickRequest { community_id: f.community.id, user_id: alice_id, reason: String::new() };
     assert_eq!(code_of(bob.request(Request::Kick(kick)).await), ErrorCode::Forbidden);
     let channel =
-        v1::CreateChannelRequest { community_id: f.community.id, name: "mine".into(), topic: String::new() };
+        v1::CreateChannelRequest { community_id: f.community.id, name: "mine".into(), ..Default::default() };
     assert_eq!(code_of(bob.request(Request::CreateChannel(channel)).await), ErrorCode::Forbidden);
     let del = v1::DeleteMessageRequest { channel_id: staff.id, message_id: secret.id };
     assert_eq!(code_of(bob.request(Request::DeleteMessage(del)).await), ErrorCode::NotFound);

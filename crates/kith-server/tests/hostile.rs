@@ -149,7 +149,7 @@ async fn q7_unauthenticated_repeated_and_unprivileged_requests_are_refused() {
     assert_eq!(code_of(stranger.send_message(f.general, "hi", "").await), ErrorCode::NotAuthenticated);
     assert_eq!(code_of(f.owner.login("owner", PASSWORD).await), ErrorCode::AlreadyAuthenticated);
     let create =
-        v1::CreateChannelRequest { community_id: f.community.id, name: "mine".into(), topic: String::new() };
+        v1::CreateChannelRequest { community_id: f.community.id, name: "mine".into(), ..Default::default() };
     assert_eq!(code_of(f.members[1].request(Request::CreateChannel(create)).await), ErrorCode::Forbidden);
     let ready = f.owner.request(Request::CreateInvite(v1::CreateInviteRequest {
         community_id: f.community.id,
@@ -199,7 +199,7 @@ async fn q20_references_into_other_channels_answer_not_found() {
     let server = TestServer::start().await;
     let f = family(&server, &["canary"]).await;
     let create =
-        v1::CreateChannelRequest { community_id: f.community.id, name: "other".into(), topic: String::new() };
+        v1::CreateChannelRequest { community_id: f.community.id, name: "other".into(), ..Default::default() };
     let v1::reply::Result::Channel(other) = f.owner.request(Request::CreateChannel(create)).await.unwrap()
     else {
         panic!()

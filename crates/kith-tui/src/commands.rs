@@ -63,6 +63,7 @@ impl App {
                     community_id,
                     name: name.trim_start_matches('#').to_owned(),
                     topic: topic.trim().to_owned(),
+                    ..Default::default()
                 });
                 self.request(request, Pending::Channel);
             }

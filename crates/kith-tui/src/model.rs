@@ -203,6 +203,8 @@ pub struct Model {
     /// Direct and group conversations, in the server's order.
     pub directs: Vec<u64>,
     pub channels: HashMap<u64, Chan>,
+    /// Who is in voice (in channels this user can view), by user id.
+    pub voice: HashMap<u64, v1::VoiceState>,
     /// Changes whenever who is in a community or conversation, their names
     /// or their presence may have changed: views derived from people (the
     /// sorted member list) are kept until it moves.
@@ -238,6 +240,10 @@ impl Model {
     }
 
     fn add_community(&mut self, c: &v1::Community) {
+        self.voice.retain(|_, v| v.community_id != c.id);
+        for v in &c.voice_states {
+            self.voice.insert(v.user_id, *v);
+        }
         for m in &c.members {
             if let Some(u) = &m.user {
                 self.users.insert(u.id, UserInfo::from_wire(u));
@@ -400,6 +406,13 @@ impl Model {
                     ch.last_read_id = r.last_read_id;
                     ch.unread = r.unread_count;
                     ch.mentions = r.mention_count;
+                }
+            }
+            Body::VoiceStateUpdated(v) => {
+                if v.channel_id == 0 {
+                    self.voice.remove(&v.user_id);
+                } else {
+                    self.voice.insert(v.user_id, *v);
                 }
             }
             Body::RoleCreated(_) | Body::RoleUpdated(_) | Body::RoleDeleted(_) => {}

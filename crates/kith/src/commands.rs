@@ -83,12 +83,16 @@ pub enum InviteCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
-    /// Create a text channel: `kith channel create Family/photos --topic '...'`.
+    /// Create a channel: `kith channel create Family/photos --topic '...'`,
+    /// or a voice channel: `kith channel create Family/lounge --voice`.
     Create {
         /// `Community/name`.
         channel: String,
         #[arg(long, default_value = "")]
         topic: String,
+        /// A voice channel (join it with `kith voice join`).
+        #[arg(long)]
+        voice: bool,
     },
     /// Rename a channel or change its topic.
     Edit {
@@ -433,14 +437,17 @@ pub async fn leave(ctx: Ctx, community: &str) -> Result<()> {
 pub async fn channel(ctx: Ctx, command: ChannelCommand) -> Result<()> {
     let (client, ready, _) = session(&ctx).await?;
     match command {
-        ChannelCommand::Create { channel, topic } => {
+        ChannelCommand::Create { channel, topic, voice } => {
             let (community, name) = channel.rsplit_once('/').context("name it as Community/name")?;
             let c = find_community(&ready, community)?;
-            let request = v1::CreateChannelRequest { community_id: c.id, name: name.into(), topic };
+            let kind = if voice { v1::ChannelKind::Voice } else { v1::ChannelKind::Text };
+            let request =
+                v1::CreateChannelRequest { community_id: c.id, name: name.into(), topic, kind: kind as i32 };
             let R::Channel(ch) = client.request(Request::CreateChannel(request)).await? else {
                 bail!("unexpected answer")
             };
-            println!("created #{} in {}", ch.name, sanitize(&c.name));
+            let what = if voice { "voice channel" } else { "channel" };
+            println!("created {what} #{} in {}", ch.name, sanitize(&c.name));
         }
         ChannelCommand::Edit { channel, name, topic } => {
             let (_, ch) = find_channel(&ready, &channel)?;

@@ -111,6 +111,7 @@ fn channel_json(ready: &v1::Ready, d: &v1::Channel, community: Option<&str>) -> 
             v1::ChannelKind::Text => "text",
             v1::ChannelKind::Direct => "direct",
             v1::ChannelKind::Group => "group",
+            v1::ChannelKind::Voice => "voice",
         },
         "name": match community {
             Some(c) => format!("{c}/{}", d.name),

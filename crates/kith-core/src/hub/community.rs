@@ -24,7 +24,13 @@ impl Hub {
             permissions: Permissions::DEFAULT_EVERYONE,
             rank: 0,
         };
-        let channel = StoredChannel { id: general, community, name: "general".into(), topic: String::new() };
+        let channel = StoredChannel {
+            id: general,
+            community,
+            name: "general".into(),
+            topic: String::new(),
+            voice: false,
+        };
         self.persist(vec![
             Write::CreateCommunity { community: stored.clone(), created_at: cx.now },
             Write::PutRole { role: everyone.clone() },
@@ -128,6 +134,7 @@ impl Hub {
         community: CommunityId,
         name: ChannelName,
         topic: Topic,
+        voice: bool,
     ) -> Outcome {
         self.require(community, cx.me, cx.now, Permissions::MANAGE_CHANNELS, "manage channels")?;
         if self.communities[&community].channels.len() >= super::MAX_CHANNELS_PER_COMMUNITY {
@@ -136,8 +143,13 @@ impl Hub {
         if self.channel_named(community, &name).is_some() {
             return Err(Refusal::Taken("channel name"));
         }
-        let channel =
-            StoredChannel { id: ChannelId(self.ids.next(cx.now)), community, name: name.0, topic: topic.0 };
+        let channel = StoredChannel {
+            id: ChannelId(self.ids.next(cx.now)),
+            community,
+            name: name.0,
+            topic: topic.0,
+            voice,
+        };
         let audit = self.audit(
             cx,
             community,
@@ -182,7 +194,13 @@ impl Hub {
             changes.push("topic".to_owned());
             ch.topic = topic;
         }
-        let stored = StoredChannel { id: channel, community, name: ch.name.clone(), topic: ch.topic.clone() };
+        let stored = StoredChannel {
+            id: channel,
+            community,
+            name: ch.name.clone(),
+            topic: ch.topic.clone(),
+            voice: ch.voice,
+        };
         let audit = self.audit(
             cx,
             community,
@@ -330,7 +348,13 @@ impl Hub {
         }
         self.channels.insert(
             ch.id,
-            Channel { community: ch.community, name: ch.name, topic: ch.topic, overrides: BTreeMap::new() },
+            Channel {
+                community: ch.community,
+                name: ch.name,
+                topic: ch.topic,
+                overrides: BTreeMap::new(),
+                voice: ch.voice,
+            },
         );
     }
 

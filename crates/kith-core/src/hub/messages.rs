@@ -31,6 +31,9 @@ impl Hub {
         if !perms.contains(Permissions::SEND_MESSAGES) {
             return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
         }
+        if self.channels.get(&channel).is_some_and(|c| c.voice) {
+            return Err(Refusal::Invalid("a voice channel takes no messages"));
+        }
         // The message ends their typing; a new notice may go out at once.
         self.typing.remove(&(cx.me, channel));
         if let Some(target) = reply_to {

@@ -35,6 +35,8 @@ mod presence;
 pub use presence::TYPING_MS;
 mod roles;
 mod session;
+mod voice;
+pub use voice::{MAX_VOICE_ROOM, VoiceRoute};
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -131,6 +133,10 @@ pub enum Output {
     Read { to: SessionId, request_id: u64, read: Read },
     /// Close the session's connection with this code and reason.
     Close { session: SessionId, code: CloseCode, reason: String },
+    /// Forward voice in `channel` among exactly these sessions from now on
+    /// (none: the room is empty). Sessions not in any room's latest list
+    /// have no voice route. Not held behind pending commits.
+    VoiceRoom { channel: ChannelId, members: Vec<VoiceRoute> },
 }
 
 /// An encoded server frame.
@@ -238,11 +244,21 @@ struct Member {
     joined_at: Timestamp,
     /// A guest's: never more than these permissions (see `hub::guest`).
     ceiling: Option<Permissions>,
+    /// A moderator muted them in voice (kept while they stay a member; not
+    /// stored, so a restart lifts it).
+    voice_muted: bool,
 }
 
 impl Member {
     fn new(joined_at: Timestamp) -> Self {
-        Member { roles: BTreeSet::new(), nickname: None, timeout_until: None, joined_at, ceiling: None }
+        Member {
+            roles: BTreeSet::new(),
+            nickname: None,
+            timeout_until: None,
+            joined_at,
+            ceiling: None,
+            voice_muted: false,
+        }
     }
 
     fn timed_out(&self, now: Timestamp) -> bool {
@@ -270,6 +286,8 @@ struct Channel {
     name: String,
     topic: String,
     overrides: BTreeMap<OverrideTarget, Override>,
+    /// A voice channel (see `hub::voice`).
+    voice: bool,
 }
 
 #[derive(Debug)]
@@ -352,6 +370,17 @@ pub struct Hub {
     typing_limits: Buckets<UserId>,
     refusal_limits: Buckets<SessionId>,
 
+    /// Who is in voice, where (see `hub::voice`).
+    voice: BTreeMap<UserId, voice::InVoice>,
+    /// The users in each voice channel that has any.
+    rooms: BTreeMap<ChannelId, BTreeSet<UserId>>,
+    /// Each user's voice state as last sent to others.
+    voice_shown: BTreeMap<UserId, v1::VoiceState>,
+    /// Each room's routing as last published to the edges.
+    voice_published: BTreeMap<ChannelId, Vec<VoiceRoute>>,
+    /// Something that can change voice happened during this input.
+    voice_dirty: bool,
+
     sessions: HashMap<SessionId, Session>,
     /// Authenticated sessions per user (detached ones included). Ordered so
     /// fan-out order is deterministic.
@@ -400,6 +429,11 @@ impl Hub {
             guest_message_limits: Buckets::new(guest_rate),
             typing_limits: Buckets::new(limits.1),
             refusal_limits: Buckets::new(limits.2),
+            voice: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            voice_shown: BTreeMap::new(),
+            voice_published: BTreeMap::new(),
+            voice_dirty: false,
             sessions: HashMap::new(),
             user_sessions: HashMap::new(),
             by_resume_key: HashMap::new(),
@@ -534,6 +568,7 @@ impl Hub {
                 if !self.sessions.contains_key(&session) {
                     return;
                 }
+                self.voice_dirty |= Self::touches_voice(&request);
                 if let Err(refusal) = self.request(now, session, request_id, request) {
                     let flooding = matches!(refusal, Refusal::RateLimited(..))
                         && self.refusal_limits.check(self.now, &session).is_err();
@@ -552,6 +587,9 @@ impl Hub {
                     }
                 }
             }
+        }
+        if std::mem::take(&mut self.voice_dirty) && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
+            self.voice_sync(None);
         }
     }
 
@@ -580,6 +618,7 @@ impl Hub {
     /// Forgets a session for good: it cannot be resumed.
     fn drop_session(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        self.voice_dirty = true;
         if self.by_resume_key.get(&s.resume_key) == Some(&session) {
             self.by_resume_key.remove(&s.resume_key);
         }
@@ -779,8 +818,8 @@ impl Hub {
             }
             Request::JoinCommunity { code } => self.join_community(cx, code),
             Request::LeaveCommunity { community } => self.leave_community(cx, community),
-            Request::CreateChannel { community, name, topic } => {
-                self.create_channel(cx, community, name, topic)
+            Request::CreateChannel { community, name, topic, voice } => {
+                self.create_channel(cx, community, name, topic, voice)
             }
             Request::UpdateChannel { channel, name, topic } => self.update_channel(cx, channel, name, topic),
             Request::DeleteChannel { channel } => self.delete_channel(cx, channel),
@@ -825,6 +864,16 @@ impl Hub {
                 self.require(query.community, me, now, Permissions::VIEW_AUDIT_LOG, "view the audit log")?;
                 self.emit(Output::Read { to: session, request_id: rid, read: Read::Audit(query) });
                 Ok(())
+            }
+            Request::JoinVoice { channel, self_mute, self_deaf } => {
+                self.join_voice(cx, channel, self_mute, self_deaf)
+            }
+            Request::LeaveVoice => self.leave_voice(cx),
+            Request::UpdateVoiceState { self_mute, self_deaf } => {
+                self.update_voice_state(cx, self_mute, self_deaf)
+            }
+            Request::ModerateVoice { community, user, mute, move_to } => {
+                self.moderate_voice(cx, community, user, mute, move_to)
             }
         }
     }

@@ -33,7 +33,7 @@ impl Hub {
 
     /// Refuses unless the caller has `needed`, `user` is another member, and
     /// the caller outranks them.
-    fn moderate(
+    pub(super) fn moderate(
         &self,
         cx: Cx,
         community: CommunityId,

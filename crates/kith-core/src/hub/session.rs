@@ -15,6 +15,8 @@ impl Hub {
         let now = self.now;
         let resumable = self.config.resume_grace_ms > 0 && !self.unresumable(session);
         let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
+        // Voice needs the connection: it ends now, not when the session expires.
+        self.voice_dirty = true;
         match self.sessions.get_mut(&session) {
             Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable => {
                 s.detached_at = Some(now);

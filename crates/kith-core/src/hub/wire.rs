@@ -79,7 +79,7 @@ impl Hub {
             topic: ch.topic.clone(),
             overrides,
             permissions: self.channel_permissions_at(id, viewer, None).map_or(0, |(_, p)| p.bits()),
-            kind: v1::ChannelKind::Text as i32,
+            kind: if ch.voice { v1::ChannelKind::Voice } else { v1::ChannelKind::Text } as i32,
             recipients: Vec::new(),
             owner_id: 0,
             last_read_id,
@@ -106,6 +106,7 @@ impl Hub {
             roles: roles.into_iter().map(|(r, _)| self.role_wire(id, *r)).collect(),
             members: c.members.keys().map(|u| self.member_wire(id, *u)).collect(),
             permissions: self.community_permissions(id, viewer, None).map_or(0, |p| p.bits()),
+            voice_states: self.voice_states_in(id, viewer),
         }
     }
 

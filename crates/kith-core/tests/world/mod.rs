@@ -8,6 +8,7 @@ pub use kith_core::store::{StoredState, Write};
 pub use kith_core::text::{Body, ChannelName, CommunityName, DisplayName, Nonce, Topic, Username};
 pub use kith_core::{
     ChannelId, CommunityId, Frame, Hub, HubConfig, Input, MessageId, Output, Read, SessionId, Timestamp,
+    UserId, VoiceRoute,
 };
 pub use kith_proto::v1::{self, ErrorCode, event::Body as Ev, reply::Result as R, server_message::Kind};
 pub use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, event_frame_header};
@@ -27,6 +28,8 @@ pub struct World {
     pub inbox: HashMap<SessionId, Vec<Kind>>,
     pub reads: Vec<(SessionId, u64, Read)>,
     pub closes: Vec<(SessionId, v1::CloseCode)>,
+    /// Each voice room's routing as last published.
+    pub rooms: HashMap<ChannelId, Vec<VoiceRoute>>,
     pub next_session: u64,
     /// The last event seq drained per session, so later checks can continue it.
     pub last_seq: HashMap<SessionId, u64>,
@@ -62,6 +65,7 @@ impl World {
             inbox: HashMap::new(),
             reads: Vec::new(),
             closes: Vec::new(),
+            rooms: HashMap::new(),
             next_session: 0,
             last_seq: HashMap::new(),
             ids: HashMap::new(),
@@ -104,6 +108,13 @@ impl World {
                 Output::Send { to, frame } => self.inbox.entry(to).or_default().push(decode(frame)),
                 Output::Read { to, request_id, read } => self.reads.push((to, request_id, read)),
                 Output::Close { session, code, .. } => self.closes.push((session, code)),
+                Output::VoiceRoom { channel, members } => {
+                    if members.is_empty() {
+                        self.rooms.remove(&channel);
+                    } else {
+                        self.rooms.insert(channel, members);
+                    }
+                }
             }
         }
     }

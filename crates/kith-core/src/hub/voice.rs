@@ -1,0 +1,311 @@
+//! Voice channels: who is in which, muted or deafened, and the routing the
+//! edges forward audio datagrams by.
+//!
+//! The hub never sees audio. It keeps who is in voice and publishes, per voice
+//! channel, the sessions in it and whether each may speak and hears
+//! ([`Output::VoiceRoom`]); the connection tasks forward packets by that table
+//! without asking the hub (ARCHITECTURE.md, decision 20).
+//!
+//! Handlers only change `voice` (and a member's server mute); [`Hub::voice_sync`]
+//! then derives everything else by comparing with what was last shown: whom
+//! the permissions no longer let stay, the `voice_state_updated` events, and
+//! the rooms to republish. So a role edit, an override, a timeout, a kick or a
+//! dropped connection changes voice by the same path as a join.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResult};
+
+use super::{Cx, Hub, Outcome, Output, Refusal, forbidden};
+use crate::ids::{ChannelId, CommunityId, SessionId, UserId};
+use crate::permissions::Permissions;
+use crate::request::Request;
+
+/// Most users in one voice channel. The server forwards each packet to every
+/// other member, so a room's traffic grows with the square of its size.
+pub const MAX_VOICE_ROOM: usize = 100;
+
+/// One user in voice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct InVoice {
+    /// The session whose connection carries the user's audio.
+    pub session: SessionId,
+    pub channel: ChannelId,
+    pub self_mute: bool,
+    pub self_deaf: bool,
+}
+
+/// One session's place in a voice room, as the edges forward by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VoiceRoute {
+    pub session: SessionId,
+    /// Stamped on every packet this session sends.
+    pub user: UserId,
+    /// Its packets are forwarded (not muted by itself, a moderator, or a
+    /// missing SPEAK).
+    pub speaks: bool,
+    /// It is sent the others' packets (not deafened).
+    pub hears: bool,
+}
+
+impl Hub {
+    /// Requests after which who may be in voice, or speak there, may differ.
+    pub(super) fn touches_voice(request: &Request) -> bool {
+        matches!(
+            request,
+            Request::JoinVoice { .. }
+                | Request::LeaveVoice
+                | Request::UpdateVoiceState { .. }
+                | Request::ModerateVoice { .. }
+                | Request::UpdateRole { .. }
+                | Request::DeleteRole { .. }
+                | Request::UpdateMember { .. }
+                | Request::SetOverride { .. }
+                | Request::Timeout { .. }
+                | Request::Kick { .. }
+                | Request::Ban { .. }
+                | Request::LeaveCommunity { .. }
+                | Request::DeleteChannel { .. }
+                | Request::Logout { .. }
+        )
+    }
+
+    pub(super) fn join_voice(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        self_mute: bool,
+        self_deaf: bool,
+    ) -> Outcome {
+        let (community, p) = self.channel_permissions(channel, cx.me, cx.now)?;
+        if !self.channels.get(&channel).is_some_and(|c| c.voice) {
+            return Err(Refusal::Invalid("that is not a voice channel"));
+        }
+        if !p.contains(Permissions::CONNECT) {
+            return Err(self.lacking(community, cx.me, cx.now, "connect to voice in this channel"));
+        }
+        let already = self.voice.get(&cx.me).is_some_and(|v| v.channel == channel);
+        if !already && self.rooms.get(&channel).is_some_and(|r| r.len() >= MAX_VOICE_ROOM) {
+            return Err(forbidden(format!("that voice channel is full ({MAX_VOICE_ROOM} people)")));
+        }
+        self.set_voice(cx.me, Some(InVoice { session: cx.session, channel, self_mute, self_deaf }));
+        self.voice_sync(Some(cx.session));
+        let state = self.voice_wire(cx.me);
+        self.reply(cx.session, cx.rid, ReplyResult::VoiceState(state));
+        Ok(())
+    }
+
+    pub(super) fn leave_voice(&mut self, cx: Cx) -> Outcome {
+        self.set_voice(cx.me, None);
+        self.voice_sync(Some(cx.session));
+        self.reply_empty(cx.session, cx.rid);
+        Ok(())
+    }
+
+    pub(super) fn update_voice_state(
+        &mut self,
+        cx: Cx,
+        self_mute: Option<bool>,
+        self_deaf: Option<bool>,
+    ) -> Outcome {
+        let Some(mut v) = self.voice.get(&cx.me).copied() else {
+            return Err(Refusal::Invalid("you are not in a voice channel"));
+        };
+        v.self_mute = self_mute.unwrap_or(v.self_mute);
+        v.self_deaf = self_deaf.unwrap_or(v.self_deaf);
+        self.set_voice(cx.me, Some(v));
+        self.voice_sync(Some(cx.session));
+        let state = self.voice_wire(cx.me);
+        self.reply(cx.session, cx.rid, ReplyResult::VoiceState(state));
+        Ok(())
+    }
+
+    pub(super) fn moderate_voice(
+        &mut self,
+        cx: Cx,
+        community: CommunityId,
+        user: UserId,
+        mute: Option<bool>,
+        move_to: Option<Option<ChannelId>>,
+    ) -> Outcome {
+        if mute.is_some() {
+            self.moderate(cx, community, user, Permissions::MUTE_MEMBERS, "mute members")?;
+        }
+        if let Some(to) = move_to {
+            self.moderate(cx, community, user, Permissions::MOVE_MEMBERS, "move members")?;
+            let in_here = self.voice.get(&user).filter(|v| self.channels[&v.channel].community == community);
+            let Some(mut v) = in_here.copied() else {
+                return Err(Refusal::Invalid("that member is not in a voice channel of this community"));
+            };
+            match to {
+                None => self.set_voice(user, None),
+                Some(to) => {
+                    let in_community = self.channels.get(&to).is_some_and(|c| c.community == community);
+                    let (_, mine) = self.channel_permissions(to, cx.me, cx.now)?;
+                    if !in_community || !self.channels[&to].voice {
+                        return Err(Refusal::Invalid(
+                            "move members to a voice channel of the same community",
+                        ));
+                    }
+                    if !mine.contains(Permissions::CONNECT) {
+                        return Err(forbidden("you lack the permission to connect to that channel"));
+                    }
+                    let theirs = self.channel_permissions_at(to, user, Some(cx.now));
+                    if !theirs.is_some_and(|(_, p)| p.contains(Permissions::CONNECT)) {
+                        return Err(forbidden("that member may not connect to that channel"));
+                    }
+                    if v.channel != to && self.rooms.get(&to).is_some_and(|r| r.len() >= MAX_VOICE_ROOM) {
+                        return Err(forbidden(format!(
+                            "that voice channel is full ({MAX_VOICE_ROOM} people)"
+                        )));
+                    }
+                    v.channel = to;
+                    self.set_voice(user, Some(v));
+                }
+            }
+        }
+        if let Some(mute) = mute {
+            let c = self.communities.get_mut(&community).expect("checked by moderate");
+            c.members.get_mut(&user).expect("checked by moderate").voice_muted = mute;
+        }
+        self.voice_sync(None);
+        self.reply_empty(cx.session, cx.rid);
+        Ok(())
+    }
+
+    /// Puts `user` in voice (or out of it), keeping `rooms` in step.
+    pub(super) fn set_voice(&mut self, user: UserId, to: Option<InVoice>) {
+        if let Some(old) = self.voice.remove(&user)
+            && let Some(room) = self.rooms.get_mut(&old.channel)
+        {
+            room.remove(&user);
+            if room.is_empty() {
+                self.rooms.remove(&old.channel);
+            }
+        }
+        if let Some(v) = to {
+            self.rooms.entry(v.channel).or_default().insert(user);
+            self.voice.insert(user, v);
+        }
+    }
+
+    /// Whether `user` may still be in voice in `v.channel` now: a live,
+    /// connected session, and CONNECT there (which a timeout takes away).
+    fn may_stay(&self, user: UserId, v: &InVoice) -> bool {
+        let connected = self
+            .sessions
+            .get(&v.session)
+            .is_some_and(|s| s.detached_at.is_none() && s.auth.is_some_and(|a| a.user == user));
+        let voice_channel = self.channels.get(&v.channel).is_some_and(|c| c.voice);
+        connected
+            && voice_channel
+            && self
+                .channel_permissions_at(v.channel, user, Some(self.now))
+                .is_some_and(|(_, p)| p.contains(Permissions::CONNECT))
+    }
+
+    /// Brings everything derived from `voice` up to date: removes whoever may
+    /// no longer be there, tells viewers what changed, and republishes the
+    /// rooms whose routing changed. `skip` is the session whose request caused
+    /// the change (its reply says it).
+    pub(super) fn voice_sync(&mut self, skip: Option<SessionId>) {
+        let gone: Vec<UserId> =
+            self.voice.iter().filter(|(u, v)| !self.may_stay(**u, v)).map(|(u, _)| *u).collect();
+        for user in gone {
+            self.set_voice(user, None);
+        }
+
+        // Events: each user whose state differs from what was last shown.
+        let users: BTreeSet<UserId> = self.voice.keys().chain(self.voice_shown.keys()).copied().collect();
+        for user in users {
+            let now = self.voice.contains_key(&user).then(|| self.voice_wire(user));
+            let before = self.voice_shown.get(&user).copied();
+            if now == before {
+                continue;
+            }
+            let state = match &now {
+                Some(s) => *s,
+                None => v1::VoiceState {
+                    user_id: user.0,
+                    community_id: before.as_ref().map_or(0, |b| b.community_id),
+                    ..Default::default()
+                },
+            };
+            // Those who could see the old channel and those who see the new,
+            // and the user's own other sessions wherever they are.
+            let mut to: BTreeSet<UserId> = BTreeSet::from([user]);
+            for channel in [before.map(|b| b.channel_id), now.map(|n| n.channel_id)].into_iter().flatten() {
+                to.extend(self.viewers(ChannelId(channel)));
+            }
+            let to: Vec<UserId> = to.into_iter().collect();
+            // The session that changed its own user's state has the reply.
+            let own =
+                skip.filter(|s| self.sessions.get(s).and_then(|x| x.auth).map(|a| a.user) == Some(user));
+            self.fan_out(&to, own, EventBody::VoiceStateUpdated(state));
+            match now {
+                Some(s) => self.voice_shown.insert(user, s),
+                None => self.voice_shown.remove(&user),
+            };
+        }
+
+        // Routing: rooms that emptied first, so a moved session's old route
+        // is withdrawn before its new one is set.
+        let mut rooms: BTreeMap<ChannelId, Vec<VoiceRoute>> = BTreeMap::new();
+        for (user, v) in &self.voice {
+            let state = self.voice_wire(*user);
+            let speaks = !(state.self_mute || state.self_deaf || state.server_mute);
+            let route = VoiceRoute { session: v.session, user: *user, speaks, hears: !v.self_deaf };
+            rooms.entry(v.channel).or_default().push(route);
+        }
+        let emptied: Vec<ChannelId> =
+            self.voice_published.keys().filter(|c| !rooms.contains_key(c)).copied().collect();
+        for channel in emptied {
+            self.voice_published.remove(&channel);
+            self.ready.push_back(Output::VoiceRoom { channel, members: Vec::new() });
+        }
+        for (channel, mut members) in rooms {
+            members.sort();
+            if self.voice_published.get(&channel) != Some(&members) {
+                self.voice_published.insert(channel, members.clone());
+                // Routing is not durable state and reveals nothing unwritten:
+                // it goes out at once, not behind pending commits, so a mute
+                // takes effect on the next packet.
+                self.ready.push_back(Output::VoiceRoom { channel, members });
+            }
+        }
+    }
+
+    /// `user`'s voice state as everyone sees it; `user` is in voice.
+    pub(super) fn voice_wire(&self, user: UserId) -> v1::VoiceState {
+        let v = &self.voice[&user];
+        let community = self.channels[&v.channel].community;
+        let moderated = self
+            .communities
+            .get(&community)
+            .and_then(|c| c.members.get(&user))
+            .is_some_and(|m| m.voice_muted);
+        let speak = self
+            .channel_permissions_at(v.channel, user, Some(self.now))
+            .is_some_and(|(_, p)| p.contains(Permissions::SPEAK));
+        v1::VoiceState {
+            user_id: user.0,
+            channel_id: v.channel.0,
+            community_id: community.0,
+            self_mute: v.self_mute,
+            self_deaf: v.self_deaf,
+            server_mute: moderated || !speak,
+        }
+    }
+
+    /// The voice states `viewer` may see in a community (those of the voice
+    /// channels it can view), for its snapshot.
+    pub(super) fn voice_states_in(&self, community: CommunityId, viewer: UserId) -> Vec<v1::VoiceState> {
+        let c = &self.communities[&community];
+        c.channels
+            .iter()
+            .filter(|ch| self.rooms.contains_key(ch) && self.can_view(**ch, viewer))
+            .flat_map(|ch| &self.rooms[ch])
+            .map(|u| self.voice_wire(*u))
+            .collect()
+    }
+}

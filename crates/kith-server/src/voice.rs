@@ -1,0 +1,162 @@
+//! The selective forwarding unit: voice datagrams in, the same datagrams out
+//! to the others in the room, never decoded.
+//!
+//! The hub decides who is in which room and who may speak or hear; it
+//! publishes each room's list ([`kith_core::Output::VoiceRoom`]). The actor
+//! turns that into one [`Route`] per speaking session and hands it to the
+//! session's connection task through a `watch` channel. The connection task
+//! then forwards every packet by reading its route: no message to the hub and
+//! no lock shared with other rooms on the per-packet path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kith_core::{ChannelId, SessionId, UserId, VoiceRoute};
+use tokio::sync::watch;
+
+/// Packets per second a sender may average: a 20 ms codec sends 50, a 10 ms
+/// one 100; anything above is a misbehaving or hostile client (Q11).
+pub const PACKETS_PER_SECOND: f64 = 100.0;
+/// Packets a sender may send at once above that rate (a burst after a
+/// stall, or FEC catching up).
+pub const PACKET_BURST: f64 = 25.0;
+
+/// Where one speaking session's packets go.
+#[derive(Debug)]
+pub struct Route {
+    /// The account stamped on each packet.
+    pub sender: UserId,
+    pub room: Arc<Room>,
+    pub from: SessionId,
+}
+
+/// The sessions in one voice room who hear.
+#[derive(Debug, Default)]
+pub struct Room {
+    pub listeners: Vec<(SessionId, quinn::Connection)>,
+}
+
+/// What the actor keeps of a session that can carry voice (QUIC; the telnet
+/// gateway's sessions have none).
+#[derive(Debug, Clone)]
+pub struct VoiceLink {
+    pub conn: quinn::Connection,
+    pub route: Arc<watch::Sender<Option<Arc<Route>>>>,
+}
+
+impl VoiceLink {
+    /// A link for `conn`, and the receiving end its connection task reads.
+    pub fn new(conn: quinn::Connection) -> (VoiceLink, watch::Receiver<Option<Arc<Route>>>) {
+        let (tx, rx) = watch::channel(None);
+        (VoiceLink { conn, route: Arc::new(tx) }, rx)
+    }
+}
+
+/// The actor's side: the sessions of each room as last published, to take
+/// routes away from those that left.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    members: HashMap<ChannelId, Vec<SessionId>>,
+}
+
+impl Rooms {
+    /// Applies one published room. `link` finds a session's voice link.
+    pub fn publish<'a>(
+        &mut self,
+        channel: ChannelId,
+        members: &[VoiceRoute],
+        link: impl Fn(SessionId) -> Option<&'a VoiceLink>,
+    ) {
+        let old = self.members.remove(&channel).unwrap_or_default();
+        for gone in old.iter().filter(|s| !members.iter().any(|m| m.session == **s)) {
+            if let Some(l) = link(*gone) {
+                l.route.send_replace(None);
+            }
+        }
+        if members.is_empty() {
+            return;
+        }
+        let listeners = members
+            .iter()
+            .filter(|m| m.hears)
+            .filter_map(|m| link(m.session).map(|l| (m.session, l.conn.clone())))
+            .collect();
+        let room = Arc::new(Room { listeners });
+        for m in members {
+            if let Some(l) = link(m.session) {
+                let route =
+                    m.speaks.then(|| Arc::new(Route { sender: m.user, room: room.clone(), from: m.session }));
+                l.route.send_replace(route);
+            }
+        }
+        self.members.insert(channel, members.iter().map(|m| m.session).collect());
+    }
+}
+
+/// A token bucket for one sender's packets.
+#[derive(Debug)]
+pub struct PacketBudget {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Default for PacketBudget {
+    fn default() -> Self {
+        PacketBudget { tokens: PACKET_BURST, last: Instant::now() }
+    }
+}
+
+impl PacketBudget {
+    /// Takes one packet's token at `now`; false: over the rate, drop it.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).min(Duration::from_secs(1));
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * PACKETS_PER_SECOND).min(PACKET_BURST);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// Forwards one datagram a session sent, by its current route. Returns how
+/// many copies went out.
+pub fn forward(route: Option<&Route>, datagram: &[u8]) -> usize {
+    let Some(route) = route else { return 0 };
+    if kith_proto::voice::check_client(datagram).is_err() {
+        return 0;
+    }
+    let out = kith_proto::voice::forward(route.sender.0, datagram);
+    let mut sent = 0;
+    for (session, conn) in &route.room.listeners {
+        // Datagrams are dropped, oldest first, when a listener's send
+        // buffer is full: late audio is worth nothing.
+        if *session != route.from && conn.send_datagram(out.clone()).is_ok() {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_is_held_to_its_rate_after_a_burst() {
+        let mut b = PacketBudget::default();
+        let t0 = Instant::now();
+        let burst = (0..100).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, PACKET_BURST as usize);
+        // One second later: one second's worth, no more.
+        let t1 = t0 + Duration::from_secs(1);
+        let more = (0..1000).filter(|_| b.take(t1)).count();
+        assert_eq!(more, PACKET_BURST as usize, "the refill is capped at the burst");
+        // At 50 packets a second (a 20 ms codec) nothing is dropped.
+        let mut b = PacketBudget::default();
+        let steady = (1..=500).filter(|i| b.take(t0 + Duration::from_millis(20 * i))).count();
+        assert_eq!(steady, 500);
+    }
+}
