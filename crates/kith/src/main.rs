@@ -10,6 +10,7 @@ mod render_bench;
 mod serve;
 mod social;
 mod telnet_bench;
+mod voice;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,7 +68,7 @@ enum Command {
     },
     /// Leave a community.
     Leave { community: String },
-    /// Create, change and delete text channels.
+    /// Create, change and delete channels (`--voice` for a voice channel).
     #[command(subcommand)]
     Channel(commands::ChannelCommand),
     /// Send a message: `kith send Family/general 'hello'`, or `-` to read stdin.
@@ -179,6 +180,9 @@ enum Command {
         /// `Community/channel`, `@user` or `@group`.
         channel: String,
     },
+    /// Talk in voice channels without a sound card: play a WAV file, record the others.
+    #[command(subcommand)]
+    Voice(voice::VoiceCommand),
     /// Load-test a `kith serve` child process; see BENCHMARKS.md.
     Bench(bench::BenchArgs),
 }
@@ -283,5 +287,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unread(json) => social::unread(ctx()?, json.json).await,
         Command::Read { channel } => social::read(ctx()?, &channel).await,
         Command::Typing { channel } => social::typing(ctx()?, &channel).await,
+        Command::Voice(c) => voice::voice(ctx()?, c).await,
     }
 }
