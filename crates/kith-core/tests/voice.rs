@@ -274,3 +274,19 @@ fn those_who_cannot_see_a_voice_channel_see_nobody_in_it() {
     assert!(ready.communities[0].voice_states.is_empty());
     assert_eq!(join(&mut w, bob, staff).unwrap_err().0, ErrorCode::NotFound);
 }
+
+#[test]
+fn a_full_room_refuses_one_more_but_not_those_already_in_it() {
+    let mut w =
+        World::new(HubConfig { setup_code: Some(SETUP.into()), voice_room: 2, ..HubConfig::default() });
+    let (owner, c, s) = w.family(&["alice", "bob"]);
+    let lounge = voice_channel(&mut w, owner, c.id, "lounge");
+    join(&mut w, s[0], lounge).unwrap();
+    join(&mut w, s[1], lounge).unwrap();
+    let (code, reason) = join(&mut w, owner, lounge).unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden);
+    assert!(reason.contains("full (2 people)"), "{reason}");
+    // Joining again where one already is, is not one more.
+    join(&mut w, s[0], lounge).unwrap();
+    assert_eq!(room(&w, lounge).len(), 2);
+}

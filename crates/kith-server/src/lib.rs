@@ -82,6 +82,8 @@ pub struct Limits {
     pub handshakes: RateLimit,
     /// A connection that has not authenticated by then is closed.
     pub auth_deadline: std::time::Duration,
+    /// People in one voice channel at most.
+    pub voice_room: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +101,7 @@ impl Default for Limits {
             connections_per_ip: 64,
             handshakes: RateLimit::new(200, 10),
             auth_deadline: std::time::Duration::from_secs(15),
+            voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
         }
     }
 }
@@ -202,6 +205,7 @@ impl Server {
                 message_rate: Some(config.limits.messages),
                 guest_message_rate: Some(config.limits.guest_messages),
                 typing_rate: Some(config.limits.typing),
+                voice_room: config.limits.voice_room,
                 ..HubConfig::default()
             },
         );

@@ -10,6 +10,7 @@
 //!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
 //! - `telnet`: N telnet sessions in one busy channel (`telnet_bench.rs`).
+//! - `voice`: rooms of voice clients; loss, forwarding delay, CPU per packet (`voice_bench.rs`).
 //! - `render`: the terminal client's frame time with a busy channel loaded
 //!   (no server; see `render_bench.rs`).
 
@@ -98,6 +99,26 @@ enum Kind {
         #[arg(long, default_value = "100x30")]
         size: String,
     },
+    /// Voice forwarding: rooms of clients, some speaking; loss, forwarding
+    /// delay and server CPU per forwarded packet (`voice_bench.rs`).
+    Voice {
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Clients per room.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        /// Speakers per room.
+        #[arg(long, default_value_t = 4)]
+        speakers: usize,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// One speaker to ever more listeners, until loss passes 0.5 %.
+        #[arg(long)]
+        ramp: bool,
+        /// Mouth-to-ear latency between two clients with real Opus.
+        #[arg(long)]
+        latency: bool,
+    },
     /// Durable ingest: closed-loop senders, acknowledged messages per second.
     Ingest {
         #[arg(long, default_value_t = 16)]
@@ -125,6 +146,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Kind::Resume { missed, trials, members } => resume(&missed, trials, members, args.json).await,
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
+        }
+        Kind::Voice { rooms, size, speakers, duration, ramp, latency } => {
+            let shape = crate::voice_bench::Shape { rooms, size, speakers, duration };
+            crate::voice_bench::run(shape, ramp, latency, args.json).await
         }
         Kind::Telnet { sessions, rate, duration, size } => {
             crate::telnet_bench::run(sessions, rate, duration, &size, args.json).await
@@ -167,7 +192,7 @@ impl ServerProcess {
                 .concat();
         std::fs::write(
             data.path().join("kith.toml"),
-            format!("[limits]\n{limits}connections_per_ip = 1000000\n"),
+            format!("[limits]\n{limits}connections_per_ip = 1000000\nvoice_room = 1000\n"),
         )?;
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
@@ -222,6 +247,7 @@ fn proc_usage(pid: &str) -> (f64, u64) {
 /// The owner, a community, and `accounts` more registered users' tokens.
 pub(crate) struct World {
     pub owner: Client,
+    pub community: u64,
     pub general: u64,
     /// An invite to the community (any number of uses).
     pub invite: String,
@@ -260,11 +286,12 @@ pub(crate) async fn world(server: &ServerProcess, accounts: usize, connectors: u
     while let Some(token) = tasks.join_next().await {
         tokens.push(token??);
     }
-    Ok(World { owner, general: c.channels[0].id, invite: invite.code, tokens, connectors })
+    Ok(World { owner, community: c.id, general: c.channels[0].id, invite: invite.code, tokens, connectors })
 }
 
-/// `n` authenticated connections, opened `concurrency` at a time.
-async fn sessions(
+/// `n` authenticated connections, opened `concurrency` at a time; the
+/// first `accounts + 1` are each a different account.
+pub(crate) async fn sessions(
     server: &ServerProcess,
     world: &World,
     n: usize,

@@ -11,6 +11,7 @@ mod serve;
 mod social;
 mod telnet_bench;
 mod voice;
+mod voice_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -124,6 +124,7 @@ struct FileLimits {
     handshakes: Option<FileRate>,
     connections_per_ip: Option<usize>,
     auth_deadline_secs: Option<u64>,
+    voice_room: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -144,6 +145,7 @@ impl FileLimits {
         l.connects_per_ip = rate(self.connects_per_ip, l.connects_per_ip);
         l.handshakes = rate(self.handshakes, l.handshakes);
         l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
+        l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
         if let Some(secs) = self.auth_deadline_secs {
             l.auth_deadline = std::time::Duration::from_secs(secs);
         }

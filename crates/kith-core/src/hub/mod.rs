@@ -36,7 +36,7 @@ pub use presence::TYPING_MS;
 mod roles;
 mod session;
 mod voice;
-pub use voice::{MAX_VOICE_ROOM, VoiceRoute};
+pub use voice::{DEFAULT_VOICE_ROOM, VoiceRoute};
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -83,6 +83,8 @@ pub struct HubConfig {
     /// Rate-limit refusals a session may collect; one that keeps sending
     /// past them (ignoring `retry_after_ms`) is disconnected. `None`: never.
     pub refusal_rate: Option<RateLimit>,
+    /// People in one voice channel at most.
+    pub voice_room: usize,
 }
 
 impl Default for HubConfig {
@@ -100,6 +102,7 @@ impl Default for HubConfig {
             typing_rate: Some(RateLimit::new(10, 1000)),
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
+            voice_room: DEFAULT_VOICE_ROOM,
         }
     }
 }

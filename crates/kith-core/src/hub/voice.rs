@@ -21,9 +21,10 @@ use crate::ids::{ChannelId, CommunityId, SessionId, UserId};
 use crate::permissions::Permissions;
 use crate::request::Request;
 
-/// Most users in one voice channel. The server forwards each packet to every
-/// other member, so a room's traffic grows with the square of its size.
-pub const MAX_VOICE_ROOM: usize = 100;
+/// Most users in one voice channel unless the operator says otherwise. The
+/// server forwards each packet to every other member, so a room's traffic
+/// grows with the square of its size.
+pub const DEFAULT_VOICE_ROOM: usize = 100;
 
 /// One user in voice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +86,8 @@ impl Hub {
             return Err(self.lacking(community, cx.me, cx.now, "connect to voice in this channel"));
         }
         let already = self.voice.get(&cx.me).is_some_and(|v| v.channel == channel);
-        if !already && self.rooms.get(&channel).is_some_and(|r| r.len() >= MAX_VOICE_ROOM) {
-            return Err(forbidden(format!("that voice channel is full ({MAX_VOICE_ROOM} people)")));
+        if !already && self.room_full(channel) {
+            return Err(self.full());
         }
         self.set_voice(cx.me, Some(InVoice { session: cx.session, channel, self_mute, self_deaf }));
         self.voice_sync(Some(cx.session));
@@ -154,10 +155,8 @@ impl Hub {
                     if !theirs.is_some_and(|(_, p)| p.contains(Permissions::CONNECT)) {
                         return Err(forbidden("that member may not connect to that channel"));
                     }
-                    if v.channel != to && self.rooms.get(&to).is_some_and(|r| r.len() >= MAX_VOICE_ROOM) {
-                        return Err(forbidden(format!(
-                            "that voice channel is full ({MAX_VOICE_ROOM} people)"
-                        )));
+                    if v.channel != to && self.room_full(to) {
+                        return Err(self.full());
                     }
                     v.channel = to;
                     self.set_voice(user, Some(v));
@@ -171,6 +170,14 @@ impl Hub {
         self.voice_sync(None);
         self.reply_empty(cx.session, cx.rid);
         Ok(())
+    }
+
+    fn room_full(&self, channel: ChannelId) -> bool {
+        self.rooms.get(&channel).is_some_and(|r| r.len() >= self.config.voice_room)
+    }
+
+    fn full(&self) -> Refusal {
+        forbidden(format!("that voice channel is full ({} people)", self.config.voice_room))
     }
 
     /// Puts `user` in voice (or out of it), keeping `rooms` in step.

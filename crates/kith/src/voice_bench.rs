@@ -1,0 +1,257 @@
+//! `kith bench voice`: the server as a selective forwarding unit under load.
+//!
+//! Each of `rooms` voice channels holds `size` clients (each its own account
+//! and QUIC connection); `speakers` of them per room send a 20 ms packet every
+//! 20 ms for `duration`. A packet carries its send time, so each listener
+//! measures the forwarding delay (send → receive, through the server on
+//! loopback) and counts what never came. The load generator does no Opus
+//! work, so its CPU goes to the network; packets are 80 bytes, a 32 kb/s
+//! stream. `--ramp` instead grows one room with one speaker until more than
+//! 0.5 % of packets are lost. `--latency` measures mouth-to-ear with real
+//! Opus between two clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use hdrhistogram::Histogram;
+use kith_client::Client;
+use kith_client::proto::{self as v1, client_message::Request, reply::Result as R};
+use kith_proto::voice::{VoiceHeader, client_datagram, parse_forwarded};
+use serde_json::json;
+
+use crate::bench::{ServerProcess, World, sessions, world};
+
+/// Opus bytes in one 20 ms packet at 32 kb/s.
+const PACKET_BYTES: usize = 80;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub rooms: usize,
+    pub size: usize,
+    pub speakers: usize,
+    pub duration: Duration,
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct Outcome {
+    sent: u64,
+    expected: u64,
+    received: u64,
+    delay: Histogram<u64>,
+    cpu_s: f64,
+    elapsed_s: f64,
+    rss_kib: u64,
+}
+
+impl Outcome {
+    fn loss_pct(&self) -> f64 {
+        if self.expected == 0 { 0.0 } else { 100.0 * (1.0 - self.received as f64 / self.expected as f64) }
+    }
+
+    fn json(&self, shape: Shape) -> serde_json::Value {
+        let q = |p: f64| self.delay.value_at_quantile(p) as f64 / 1000.0;
+        json!({"bench": "voice", "rooms": shape.rooms, "size": shape.size, "speakers": shape.speakers,
+               "sent": self.sent, "forwarded_expected": self.expected, "received": self.received,
+               "loss_pct": self.loss_pct(),
+               "forward_delay_ms": {"p50": q(0.5), "p99": q(0.99), "max": self.delay.max() as f64 / 1000.0},
+               "server_cpu_pct": self.cpu_s / self.elapsed_s * 100.0,
+               "server_cpu_us_per_forwarded": self.cpu_s * 1e6 / self.received.max(1) as f64,
+               "server_rss_kib": self.rss_kib})
+    }
+
+    fn line(&self, shape: Shape) -> String {
+        let q = |p: f64| self.delay.value_at_quantile(p) as f64 / 1000.0;
+        format!(
+            "{} room(s) of {}, {} speaking: {} forwarded/s, loss {:.3} %, delay p50 {:.2} ms p99 {:.2} ms, \
+             server CPU {:.0} % = {:.1} µs per forwarded packet",
+            shape.rooms,
+            shape.size,
+            shape.speakers,
+            (self.received as f64 / self.elapsed_s) as u64,
+            self.loss_pct(),
+            q(0.5),
+            q(0.99),
+            self.cpu_s / self.elapsed_s * 100.0,
+            self.cpu_s * 1e6 / self.received.max(1) as f64
+        )
+    }
+}
+
+pub async fn run(shape: Shape, ramp: bool, latency: bool, json_out: bool) -> Result<()> {
+    if latency {
+        return mouth_to_ear(json_out).await;
+    }
+    let server = ServerProcess::start_with("normal", &[], &[])?;
+    if !ramp {
+        let w = world(&server, shape.rooms * shape.size, 16).await?;
+        let out = measure(&server, &w, shape).await?;
+        print(&out, shape, json_out);
+        return Ok(());
+    }
+    // One speaker, more and more listeners, until loss passes 0.5 %.
+    let sizes = [10, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1000];
+    let w = world(&server, *sizes.last().expect("sizes"), 16).await?;
+    for size in sizes {
+        let shape = Shape { rooms: 1, size, speakers: 1, ..shape };
+        let out = measure(&server, &w, shape).await?;
+        print(&out, shape, json_out);
+        if out.loss_pct() > 0.5 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn print(out: &Outcome, shape: Shape, json_out: bool) {
+    if json_out {
+        println!("{}", out.json(shape));
+    } else {
+        println!("{}", out.line(shape));
+    }
+}
+
+async fn voice_channel(owner: &Client, community_id: u64, name: String) -> Result<u64> {
+    let req = v1::CreateChannelRequest {
+        community_id,
+        name,
+        kind: v1::ChannelKind::Voice as i32,
+        ..Default::default()
+    };
+    match owner.request(Request::CreateChannel(req)).await? {
+        R::Channel(ch) => Ok(ch.id),
+        _ => bail!("unexpected answer"),
+    }
+}
+
+async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outcome> {
+    let n = shape.rooms * shape.size;
+    let clients: Vec<Arc<Client>> = sessions(server, w, n, 64).await?.into_iter().map(Arc::new).collect();
+    // Fresh channels per run (a ramp makes several on one server).
+    let mut rooms = Vec::new();
+    for r in 0..shape.rooms {
+        rooms.push(voice_channel(&w.owner, w.community, format!("room-{}-{r}", shape.size)).await?);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        let join = v1::JoinVoiceRequest { channel_id: rooms[i / shape.size], ..Default::default() };
+        c.request(Request::JoinVoice(join)).await?;
+    }
+    let origin = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    // Listeners: count and time every packet until told to stop.
+    let mut listeners = tokio::task::JoinSet::new();
+    for c in &clients {
+        // Voice-state events arrive as rooms fill; read them so none pile up.
+        let events = c.clone();
+        tokio::spawn(async move { while events.next_event().await.is_some() {} });
+        let (c, received) = (c.clone(), received.clone());
+        listeners.spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut from: HashMap<u64, u64> = HashMap::new();
+            while let Some(d) = c.read_datagram().await {
+                let Ok(p) = parse_forwarded(d) else { continue };
+                let sent_us = u64::from_be_bytes(p.opus[..8].try_into().expect("8 bytes"));
+                let now_us = origin.elapsed().as_micros() as u64;
+                let _ = h.record(now_us.saturating_sub(sent_us).max(1));
+                *from.entry(p.sender).or_default() += 1;
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            h
+        });
+    }
+    let (cpu0, _) = server.usage();
+    let started = Instant::now();
+    // Speakers: the first `speakers` clients of each room, paced at 20 ms.
+    let mut talkers = tokio::task::JoinSet::new();
+    for r in 0..shape.rooms {
+        for s in 0..shape.speakers.min(shape.size) {
+            let c = clients[r * shape.size + s].clone();
+            let duration = shape.duration;
+            talkers.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut sent = 0u64;
+                let mut payload = [0x5au8; PACKET_BYTES];
+                while started.elapsed() < duration {
+                    tick.tick().await;
+                    payload[..8].copy_from_slice(&(origin.elapsed().as_micros() as u64).to_be_bytes());
+                    let header = VoiceHeader { seq: sent as u16, timestamp: (sent * 960) as u32 };
+                    if c.send_datagram(client_datagram(header, &payload)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            });
+        }
+    }
+    let mut sent = 0;
+    while let Some(s) = talkers.join_next().await {
+        sent += s?;
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    // Let what is in flight arrive, then stop the listeners by closing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cpu1, rss_kib) = server.usage();
+    for c in &clients {
+        c.abort();
+    }
+    let mut delay = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    while let Some(h) = listeners.join_next().await {
+        delay.add(&h?)?;
+    }
+    let expected = sent * (shape.size as u64 - 1);
+    Ok(Outcome {
+        sent,
+        expected,
+        received: received.load(Ordering::Relaxed),
+        delay,
+        cpu_s: cpu1 - cpu0,
+        elapsed_s,
+        rss_kib,
+    })
+}
+
+/// Two clients with real Opus: when A's audio appears in B's recording. The
+/// recording is aligned with what A played; the offset, plus the 20 ms a
+/// microphone takes to fill a frame, is mouth-to-ear.
+async fn mouth_to_ear(json_out: bool) -> Result<()> {
+    let server = ServerProcess::start_with("normal", &[], &[])?;
+    let w = world(&server, 2, 2).await?;
+    let clients = sessions(&server, &w, 2, 2).await?;
+    let lounge = voice_channel(&w.owner, w.community, "lounge".into()).await?;
+    for c in &clients {
+        c.request(Request::JoinVoice(v1::JoinVoiceRequest { channel_id: lounge, ..Default::default() }))
+            .await?;
+    }
+    let input = kith_voice::speech_like(3.0);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let config = kith_voice::VoiceConfig::default();
+        let (a, b) = tokio::join!(
+            kith_voice::run(&clients[0], &input, Duration::from_secs(4), &config),
+            kith_voice::run(&clients[1], &[], Duration::from_secs(4), &config),
+        );
+        let (_, b) = (a?, b?);
+        let m = kith_voice::compare(&input, &b.samples, kith_voice::RATE as usize);
+        let ms = m.delay as f64 * 1000.0 / f64::from(kith_voice::RATE) + kith_voice::FRAME_MS as f64;
+        delays.push((ms, m.correlation));
+    }
+    delays.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (median, corr) = delays[delays.len() / 2];
+    if json_out {
+        println!(
+            "{}",
+            json!({"bench": "voice-latency", "mouth_to_ear_ms": median, "correlation": corr,
+                              "runs": delays.iter().map(|d| d.0).collect::<Vec<_>>()})
+        );
+    } else {
+        println!(
+            "mouth-to-ear between two local clients: {median:.1} ms (median of {}; runs {:?}); correlation {corr:.3}",
+            delays.len(),
+            delays.iter().map(|d| (d.0 * 10.0).round() / 10.0).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
