@@ -33,6 +33,15 @@ async fn join(c: &Client, channel_id: u64) -> v1::VoiceState {
     }
 }
 
+/// Alice and bob (and the owner, not in voice) with both in a voice channel.
+async fn alice_and_bob_in_the_lounge(server: &TestServer) -> (Family, u64) {
+    let f = family(server, &["alice", "bob"]).await;
+    let lounge = voice_channel(&f.owner, f.community.id, "lounge").await;
+    join(&f.members[0], lounge).await;
+    join(&f.members[1], lounge).await;
+    (f, lounge)
+}
+
 /// The next forwarded datagram within `wait`, if any.
 async fn heard(c: &Client, wait: Duration) -> Option<kith_proto::voice::Forwarded> {
     let d = tokio::time::timeout(wait, c.read_datagram()).await.ok()??;
@@ -54,11 +63,8 @@ struct Heard {
 /// A plays speech-like audio for 3 s; B records.
 async fn talk(impairment: Impairment) -> Heard {
     let server = TestServer::start().await;
-    let f = family(&server, &["alice", "bob"]).await;
-    let lounge = voice_channel(&f.owner, f.community.id, "lounge").await;
+    let (f, _) = alice_and_bob_in_the_lounge(&server).await;
     let (alice, bob) = (&f.members[0], &f.members[1]);
-    join(alice, lounge).await;
-    join(bob, lounge).await;
 
     let input = speech_like(3.0);
     let quiet = VoiceConfig::default();
@@ -170,11 +176,8 @@ async fn only_members_in_the_room_who_may_speak_are_heard_and_always_as_themselv
 #[tokio::test]
 async fn a_flooding_sender_is_held_to_its_packet_rate() {
     let server = TestServer::start().await;
-    let f = family(&server, &["alice", "bob"]).await;
-    let lounge = voice_channel(&f.owner, f.community.id, "lounge").await;
+    let (f, _) = alice_and_bob_in_the_lounge(&server).await;
     let (alice, bob) = (&f.members[0], &f.members[1]);
-    join(alice, lounge).await;
-    join(bob, lounge).await;
     // 2000 packets as fast as possible: the budget lets a burst through,
     // then 100 a second.
     let start = std::time::Instant::now();
@@ -198,11 +201,8 @@ async fn a_flooding_sender_is_held_to_its_packet_rate() {
 #[tokio::test]
 async fn a_deafened_listener_is_sent_nothing_and_a_text_channel_has_no_voice() {
     let server = TestServer::start().await;
-    let f = family(&server, &["alice", "bob"]).await;
-    let lounge = voice_channel(&f.owner, f.community.id, "lounge").await;
+    let (f, _) = alice_and_bob_in_the_lounge(&server).await;
     let (alice, bob) = (&f.members[0], &f.members[1]);
-    join(alice, lounge).await;
-    join(bob, lounge).await;
     let deaf =
         |on| Request::UpdateVoiceState(v1::UpdateVoiceStateRequest { self_mute: None, self_deaf: Some(on) });
     bob.request(deaf(true)).await.unwrap();

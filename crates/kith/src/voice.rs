@@ -94,12 +94,7 @@ pub async fn voice(ctx: Ctx, command: VoiceCommand) -> Result<()> {
                 .speakers
                 .iter()
                 .map(|(user, s)| {
-                    let name = c
-                        .members
-                        .iter()
-                        .filter_map(|m| m.user.as_ref())
-                        .find(|u| u.id == *user)
-                        .map_or_else(|| user.to_string(), |u| sanitize(&u.username));
+                    let name = username(c, *user);
                     format!(
                         "{name}: {} packets, {} missing, {} late, {} rebuilt by FEC, {} concealed",
                         s.received, s.missing, s.late, s.recovered, s.concealed
@@ -124,12 +119,7 @@ async fn list(ctx: Ctx) -> Result<()> {
                 .iter()
                 .filter(|v| v.channel_id == ch.id)
                 .map(|v| {
-                    let name = c
-                        .members
-                        .iter()
-                        .filter_map(|m| m.user.as_ref())
-                        .find(|u| u.id == v.user_id)
-                        .map_or_else(|| v.user_id.to_string(), |u| sanitize(&u.username));
+                    let name = username(c, v.user_id);
                     let mut flags = Vec::new();
                     if v.self_mute || v.server_mute {
                         flags.push("muted");
@@ -145,4 +135,13 @@ async fn list(ctx: Ctx) -> Result<()> {
     }
     client.close().await;
     Ok(())
+}
+
+/// A member's username, cleaned for the terminal (the id if unknown).
+fn username(c: &v1::Community, id: u64) -> String {
+    c.members
+        .iter()
+        .filter_map(|m| m.user.as_ref())
+        .find(|u| u.id == id)
+        .map_or_else(|| id.to_string(), |u| sanitize(&u.username))
 }
