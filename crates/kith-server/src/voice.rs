@@ -121,23 +121,21 @@ impl PacketBudget {
     }
 }
 
-/// Forwards one datagram a session sent, by its current route. Returns how
-/// many copies went out.
-pub fn forward(route: Option<&Route>, datagram: &[u8]) -> usize {
-    let Some(route) = route else { return 0 };
+/// Forwards one datagram a session sent, by its current route.
+pub fn forward(route: Option<&Route>, datagram: &[u8]) {
+    let Some(route) = route else { return };
     if kith_proto::voice::check_client(datagram).is_err() {
-        return 0;
+        return;
     }
     let out = kith_proto::voice::forward(route.sender.0, datagram);
-    let mut sent = 0;
     for (session, conn) in &route.room.listeners {
-        // Datagrams are dropped, oldest first, when a listener's send
-        // buffer is full: late audio is worth nothing.
-        if *session != route.from && conn.send_datagram(out.clone()).is_ok() {
-            sent += 1;
+        if *session != route.from {
+            // Datagrams are dropped, oldest first, when a listener's send
+            // buffer is full (late audio is worth nothing); a closed
+            // listener's error is the same loss.
+            let _ = conn.send_datagram(out.clone());
         }
     }
-    sent
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ const MAX_FRAMES: usize = 50;
 /// What happened to one speaker's packets.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JitterStats {
+    /// Packets taken in (not late, not duplicates).
     pub received: u64,
     /// Sequence numbers never seen (lost on the way, or still to come).
     pub missing: u64,
@@ -117,7 +118,6 @@ impl JitterBuffer {
             None => (seq, seq),
             Some((lo, hi)) => (lo.min(seq), hi.max(seq)),
         });
-        self.stats.received += 1;
 
         // RFC 3550 interarrival jitter, in milliseconds.
         let transit = now_ms as f64 - ts as f64 * 1000.0 / f64::from(crate::codec::RATE);
@@ -132,9 +132,9 @@ impl JitterBuffer {
         }
         if self.frames.insert(frame, opus).is_some() {
             self.stats.duplicates += 1;
-            self.stats.received -= 1;
             return;
         }
+        self.stats.received += 1;
         if self.frames.len() > MAX_FRAMES {
             self.frames.pop_first();
             self.stats.skipped += 1;

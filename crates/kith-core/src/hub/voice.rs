@@ -257,9 +257,10 @@ impl Hub {
 
         // Routing: rooms that emptied first, so a moved session's old route
         // is withdrawn before its new one is set.
+        // `voice_shown` now holds every current state: no second permission pass.
         let mut rooms: BTreeMap<ChannelId, Vec<VoiceRoute>> = BTreeMap::new();
         for (user, v) in &self.voice {
-            let state = self.voice_wire(*user);
+            let state = &self.voice_shown[user];
             let speaks = !(state.self_mute || state.self_deaf || state.server_mute);
             let route = VoiceRoute { session: v.session, user: *user, speaks, hears: !v.self_deaf };
             rooms.entry(v.channel).or_default().push(route);
