@@ -382,6 +382,9 @@ impl Session {
             bell: Bell::MentionsAndDirect,
             utc_offset_secs: gateway.config.utc_offset_secs,
             nonce_prefix: format!("telnet-{:016x}", rand::random::<u64>()),
+            voice: kith_tui::VoiceSupport::Unavailable(
+                "voice needs the kith app (kith chat): a telnet connection carries no sound".into(),
+            ),
         };
         let mut telnet = Telnet::new();
         let mut backlog = telnet.take_output();
@@ -553,6 +556,9 @@ impl Session {
                     self.backlog.push(0x07);
                     continue;
                 }
+                // Its config says voice is unavailable, so the app never
+                // starts sound here.
+                Action::Voice(_) => continue,
                 Action::Quit => return Err(End::Left),
             };
             let msg = ClientMessage { request_id, request: Some(request) };

@@ -74,14 +74,17 @@ async fn talk(impairment: Impairment) -> Heard {
         kith_voice::run(bob, &[], Duration::from_secs(4), &listening),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(a.sent > 100, "alice sent {} packets", a.sent);
+    assert!(a.stats.sent > 100, "alice sent {} packets", a.stats.sent);
     // Alice hears nobody: her recording is silence, and matches nothing.
     let silence = compare(&input, &a.samples, 48_000);
     assert_eq!(silence.correlation, 0.0, "silence must not pass: {silence:?}");
     let m = compare(&input, &b.samples, 48_000);
     let ideal = kith_voice::round_trip(&input, quiet.bitrate).unwrap();
     let c = compare(&ideal, &b.samples, 48_000);
-    eprintln!("{impairment:?}: vs input {m:?}; vs codec alone {c:?}; bob's view of alice: {:?}", b.speakers);
+    eprintln!(
+        "{impairment:?}: vs input {m:?}; vs codec alone {c:?}; bob's view of alice: {:?}",
+        b.stats.speakers
+    );
     Heard { input: m, codec: c, recording: b }
 }
 
@@ -98,7 +101,7 @@ async fn what_one_person_says_the_other_hears() {
     // alone produces (sample for sample, 1.0, unless a stall of the shared
     // test machine made a packet miss its turn).
     assert!(heard.codec.correlation > 0.98, "{:?}", heard.codec);
-    let alice = heard.recording.speakers.values().next().expect("bob heard alice");
+    let alice = heard.recording.stats.speakers.values().next().expect("bob heard alice");
     assert_eq!(alice.missing, 0, "loopback loses nothing: {alice:?}");
 }
 
@@ -106,8 +109,8 @@ async fn what_one_person_says_the_other_hears() {
 async fn speech_survives_five_percent_loss_and_twenty_ms_of_jitter() {
     let heard = talk(Impairment { loss: 0.05, jitter_ms: 20, seed: 7 }).await;
     let bob = &heard.recording;
-    let alice = bob.speakers.values().next().expect("bob heard alice");
-    assert!(bob.dropped > 0 && alice.recovered + alice.concealed > 0, "loss was injected: {alice:?}");
+    let alice = bob.stats.speakers.values().next().expect("bob heard alice");
+    assert!(bob.stats.dropped > 0 && alice.recovered + alice.concealed > 0, "loss was injected: {alice:?}");
     // FEC rebuilds most lost frames: about 0.85 against the input and
     // 0.98-0.999 against the codec alone (runs differ in which packets the
     // jitter delays past their turn), where silence scores 0.

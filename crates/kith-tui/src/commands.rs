@@ -10,7 +10,10 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("join", "<invite>", "join a community with an invite link or code"),
     ("leave", "", "leave this community (also /drop)"),
     ("community", "<name>", "create a community of your own"),
-    ("channel", "<name> [topic]", "create a channel in this community"),
+    ("channel", "<name> [topic] [--voice]", "create a channel (--voice: a voice channel)"),
+    ("voice", "[join [channel]|leave|vad|ptt|open]", "join or leave voice; how the microphone opens"),
+    ("mute", "", "mute or unmute your microphone (Alt+M)"),
+    ("deafen", "", "stop or start hearing voice (Alt+D)"),
     ("list", "", "channels and conversations, with member counts"),
     ("nick", "[name]", "your name in this community; empty clears it"),
     ("dm", "<user> [message]", "open the direct conversation with someone"),
@@ -53,21 +56,29 @@ impl App {
                 let request = Request::CreateCommunity(v1::CreateCommunityRequest { name: name.to_owned() });
                 self.request(request, Pending::Community { verb: "created" });
             }
-            ("channel", "") => self.complain("usage: /channel <name> [topic]"),
             ("channel", args) => {
                 let Some(community_id) = community else {
                     return self.complain("/channel works in a community's channel");
                 };
-                let (name, topic) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+                let words: Vec<&str> = args.split_whitespace().collect();
+                let voice = words.contains(&"--voice");
+                let mut words = words.into_iter().filter(|w| *w != "--voice");
+                let Some(name) = words.next() else {
+                    return self.complain("usage: /channel <name> [topic] [--voice]");
+                };
+                let kind = if voice { v1::ChannelKind::Voice } else { v1::ChannelKind::Text };
                 let request = Request::CreateChannel(v1::CreateChannelRequest {
                     community_id,
                     name: name.trim_start_matches('#').to_owned(),
-                    topic: topic.trim().to_owned(),
-                    ..Default::default()
+                    topic: words.collect::<Vec<_>>().join(" "),
+                    kind: kind as i32,
                 });
                 self.request(request, Pending::Channel);
             }
             ("list", _) => self.overlay = Overlay::List,
+            ("voice" | "v", args) => self.voice_command(args),
+            ("mute", _) => self.toggle_mute(),
+            ("deafen" | "deaf", _) => self.toggle_deaf(),
             ("nick", nick) => match community {
                 Some(community_id) => {
                     let request = Request::UpdateMember(v1::UpdateMemberRequest {

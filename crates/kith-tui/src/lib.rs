@@ -15,6 +15,7 @@ mod model;
 mod setup;
 pub mod text;
 mod view;
+mod voice;
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +24,7 @@ use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult
 
 pub use keys::{Key, KeyCode};
 pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
+pub use voice::{TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport};
 
 use editor::Editor;
 use model::{Model, Older, Sending};
@@ -42,6 +44,8 @@ pub struct Config {
     pub utc_offset_secs: i32,
     /// Makes message nonces unique across this app's runs (random, from the host).
     pub nonce_prefix: String,
+    /// Whether the host can make sound (voice channels).
+    pub voice: VoiceSupport,
 }
 
 /// When to ring the terminal bell.
@@ -92,6 +96,8 @@ pub enum Input {
         result: Result<ReplyResult, Failure>,
     },
     Setup(SetupInput),
+    /// How the call's sound is going ([`Action::Voice`]).
+    Voice(VoiceInput),
     /// Time passes (the host sends one every second or so): typing
     /// indicators lapse, pending read marks go out.
     Tick,
@@ -108,6 +114,8 @@ pub enum Action {
     /// Ring the terminal bell.
     Bell,
     Setup(SetupAction),
+    /// Start, adjust or stop the call's sound.
+    Voice(VoiceAction),
     /// The user asked to leave.
     Quit,
 }
@@ -152,6 +160,12 @@ enum Pending {
     },
     /// Creating a channel: show it.
     Channel,
+    /// Joining a voice channel: start the sound.
+    VoiceJoin {
+        channel: u64,
+    },
+    /// Mute or deafen: the state others now see.
+    VoiceState,
     /// Anything else: say `done` on success.
     Done(String),
     /// Typing notices and read marks: nobody needs to hear how they went
@@ -216,6 +230,7 @@ pub struct App {
     geometry: Cell<Geometry>,
     /// The member list as last drawn, kept until its inputs change.
     roster: std::cell::RefCell<Option<view::Roster>>,
+    voice: voice::VoiceUi,
 }
 
 impl App {
@@ -243,6 +258,7 @@ impl App {
             ack_due: false,
             geometry: Cell::new(Geometry { width: 80, height: 20 }),
             roster: std::cell::RefCell::new(None),
+            voice: voice::VoiceUi::default(),
         }
     }
 
@@ -301,8 +317,10 @@ impl App {
                 if c == Connection::Connected && self.connection != Connection::Connected {
                     self.ack_due = true;
                 }
+                self.voice_connection(&c);
                 self.connection = c;
             }
+            Input::Voice(v) => self.voice_input(v),
             Input::Reply { id, result } => self.reply(id, result),
             Input::Setup(s) => {
                 if let Screen::Setup(setup) = &mut self.screen {
@@ -359,11 +377,18 @@ impl App {
             Some(id) => self.switch_to(id),
             None => self.active = None,
         }
+        // A fresh snapshot after a reconnect: voice went with the old connection.
+        self.voice_connection(&Connection::Connected);
     }
 
     fn event(&mut self, event: &v1::Event) {
         let Some(body) = &event.body else { return };
         let effect = self.model.apply(self.now_ms, body);
+        if let v1::event::Body::VoiceStateUpdated(v) = body
+            && v.user_id == self.model.me
+        {
+            self.my_voice_changed();
+        }
         if let Some((channel, mentions_me)) = effect.incoming {
             self.incoming(channel, mentions_me);
         }
@@ -449,6 +474,10 @@ impl App {
         let Some(ch) = self.model.channels.get_mut(&id) else { return };
         ch.marker = (ch.unread > 0).then_some(ch.last_read_id);
         ch.scroll = 0;
+        if ch.kind == v1::ChannelKind::Voice {
+            // A voice channel holds people, not messages.
+            return;
+        }
         if ch.newer_missing {
             ch.msgs.clear();
             ch.loaded = false;
@@ -509,8 +538,12 @@ impl App {
             (Pending::Channel, Ok(ReplyResult::Channel(c))) => {
                 self.model.apply(self.now_ms, &v1::event::Body::ChannelCreated(c.clone()));
                 self.switch_to(c.id);
-                self.say(format!("created #{}", text::clean_line(&c.name)));
+                let title = self.model.channels.get(&c.id).map(|ch| self.model.title(ch)).unwrap_or_default();
+                self.say(format!("created {title}"));
             }
+            (Pending::VoiceJoin { channel }, Ok(ReplyResult::VoiceState(v))) => self.voice_joined(channel, v),
+            (Pending::VoiceJoin { channel }, Err(f)) => self.voice_join_failed(channel, &f.reason),
+            (Pending::VoiceState, Ok(ReplyResult::VoiceState(v))) => self.voice_state_answered(v),
             (Pending::Done(what), Ok(_)) => {
                 if !what.is_empty() {
                     self.say(what);
@@ -676,6 +709,9 @@ impl App {
                 self.overlay = Overlay::Switcher { query: Editor::default(), selected: 0 };
             }
             KeyCode::F(1) => self.overlay = Overlay::Help,
+            KeyCode::Char('m') if key.alt => self.toggle_mute(),
+            KeyCode::Char('d') if key.alt => self.toggle_deaf(),
+            KeyCode::Char('t') if key.alt => self.push_to_talk(),
             KeyCode::Up if key.alt => self.step_channel(-1),
             KeyCode::Down if key.alt => self.step_channel(1),
             KeyCode::Up if key.ctrl => self.select_newest(),
@@ -886,6 +922,13 @@ impl App {
     fn submit(&mut self) {
         let text = self.editor.take();
         if text.trim().is_empty() {
+            // Enter in a voice channel joins it.
+            if let Some(ch) = self.active.and_then(|id| self.model.channels.get(&id))
+                && ch.kind == v1::ChannelKind::Voice
+                && !self.in_voice(ch.id)
+            {
+                self.voice_join(ch.id);
+            }
             return;
         }
         if let Some(id) = self.editing.take() {

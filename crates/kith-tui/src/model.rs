@@ -154,7 +154,7 @@ impl Chan {
     }
 
     pub fn can_send(&self) -> bool {
-        self.permissions & v1::Permission::SendMessages as u64 != 0
+        self.kind != v1::ChannelKind::Voice && self.permissions & v1::Permission::SendMessages as u64 != 0
     }
 
     pub fn newest_id(&self) -> Option<u64> {
@@ -453,6 +453,9 @@ impl Model {
 
     /// A conversation's title: its name, or the other participants.
     pub fn title(&self, ch: &Chan) -> String {
+        if ch.kind == v1::ChannelKind::Voice {
+            return format!("♪ {}", ch.name);
+        }
         if !ch.is_direct() {
             return format!("#{}", ch.name);
         }

@@ -124,8 +124,17 @@ impl App {
             }
         };
         let fp = short_fingerprint(&self.config.fingerprint);
-        let mut spans =
-            vec![Span::styled(state, style), Span::raw("  "), Span::raw(self.config.server.clone())];
+        let mut spans = vec![Span::styled(state, style), Span::raw("  ")];
+        if self.voice.channel.is_some() {
+            let talking = self.voice.speaking.contains(&self.model.me);
+            let colour = match () {
+                _ if self.voice.controls.mute || self.voice.controls.deaf => Color::Yellow,
+                _ if talking => Color::LightGreen,
+                _ => Color::Green,
+            };
+            spans.push(Span::styled(format!("{}  ", self.voice_status()), Style::new().fg(colour)));
+        }
+        spans.push(Span::raw(self.config.server.clone()));
         if !fp.is_empty() {
             spans.push(Span::styled(format!("  {fp}"), dim()));
         }
@@ -182,7 +191,15 @@ impl App {
         for c in &self.model.communities {
             lines.push(Line::styled(truncate(&c.name, w), Style::new().add_modifier(Modifier::BOLD)));
             for ch in c.channels.iter().filter_map(|id| self.model.channels.get(id)) {
-                lines.push(entry(ch, ch.name.clone(), Span::raw(" #")));
+                if ch.kind != v1::ChannelKind::Voice {
+                    lines.push(entry(ch, ch.name.clone(), Span::raw(" #")));
+                    continue;
+                }
+                lines.push(entry(ch, ch.name.clone(), Span::raw(" ♪")));
+                // Who is in it, right under it, as in any voice chat.
+                for (name, user, state) in self.occupants(ch) {
+                    lines.push(self.occupant(name, user, state, w, 3));
+                }
             }
         }
         if !self.model.directs.is_empty() {
@@ -212,6 +229,80 @@ impl App {
         }
     }
 
+    /// Who is in a voice channel, by name.
+    fn occupants<'a>(&'a self, ch: &'a Chan) -> Vec<(&'a str, u64, &'a v1::VoiceState)> {
+        let mut people: Vec<(&str, u64, &v1::VoiceState)> = self
+            .model
+            .voice
+            .values()
+            .filter(|v| v.channel_id == ch.id)
+            .map(|v| (self.model.name_in(ch, v.user_id).unwrap_or("?"), v.user_id, v))
+            .collect();
+        people.sort_by(|a, b| {
+            a.0.chars().flat_map(char::to_lowercase).cmp(b.0.chars().flat_map(char::to_lowercase))
+        });
+        people
+    }
+
+    /// One person in a voice channel: ◉ speaking (green), ◌ not, and
+    /// whether they are muted or deafened.
+    fn occupant(&self, name: &str, user: u64, v: &v1::VoiceState, w: usize, indent: usize) -> Line<'static> {
+        let speaking = self.voice.speaking.contains(&user);
+        let (dot, style) = if speaking {
+            ("◉", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
+        } else {
+            ("◌", dim())
+        };
+        let flags = if v.self_deaf {
+            " deafened"
+        } else if v.server_mute {
+            " muted by mod"
+        } else if v.self_mute {
+            " muted"
+        } else {
+            ""
+        };
+        let room = w.saturating_sub(indent + 2 + width(flags));
+        let name_style = if speaking { style } else { Style::new() };
+        Line::from(vec![
+            Span::raw(" ".repeat(indent)),
+            Span::styled(dot, style),
+            Span::raw(" "),
+            Span::styled(truncate(name, room), name_style),
+            Span::styled(flags, dim()),
+        ])
+    }
+
+    /// A voice channel in the centre: who is in it and how to take part.
+    fn voice_panel(&self, ch: &Chan, area: Rect, buf: &mut Buffer) {
+        let w = usize::from(area.width);
+        let people = self.occupants(ch);
+        let mut lines = vec![
+            Line::raw(""),
+            Line::styled(format!(" In voice — {}", people.len()), Style::new().add_modifier(Modifier::BOLD)),
+        ];
+        for (name, user, state) in &people {
+            lines.push(self.occupant(name, *user, state, w, 2));
+        }
+        if people.is_empty() {
+            lines.push(Line::styled("  nobody yet", dim()));
+        }
+        lines.push(Line::raw(""));
+        let hint = if self.in_voice(ch.id) {
+            format!(" {} · Alt+M mute · Alt+D deafen · /voice leave", self.voice_status())
+        } else if let crate::VoiceSupport::Unavailable(why) = &self.config.voice {
+            format!(" {why}")
+        } else {
+            " Enter joins · /voice ptt for push-to-talk (Alt+T)".to_owned()
+        };
+        for row in wrap(&hint, w.max(1)) {
+            lines.push(Line::styled(hint[row].to_owned(), Style::new().fg(Color::Cyan)));
+        }
+        for (i, line) in lines.iter().take(usize::from(area.height)).enumerate() {
+            buf.set_line(area.x, area.y + i as u16, line, area.width);
+        }
+    }
+
     fn members(&self, ch: &Chan, area: Rect, buf: &mut Buffer) {
         let block = Block::new().borders(Borders::LEFT).border_style(dim());
         let inner = block.inner(area);
@@ -232,15 +323,27 @@ impl App {
                 lines.push(Line::styled(format!("Offline — {}", roster.offline), dim()));
                 said_offline = true;
             }
-            let name = truncate(name, w.saturating_sub(2));
+            // In a voice channel of this community: ♪, green while speaking.
+            let voice =
+                self.model.voice.get(u).filter(|v| v.community_id == ch.community_id && !ch.is_direct());
+            let mark = voice.map(|_| {
+                if self.voice.speaking.contains(u) {
+                    Span::styled(" ♪", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
+                } else {
+                    Span::styled(" ♪", dim())
+                }
+            });
+            let name = truncate(name, w.saturating_sub(2 + if mark.is_some() { 2 } else { 0 }));
             if offline {
                 lines.push(Line::styled(format!("  {name}"), dim()));
             } else {
-                lines.push(Line::from(vec![
+                let mut spans = vec![
                     presence_dot(*status),
                     Span::raw(" "),
                     Span::styled(name, Style::new().fg(colour(*u))),
-                ]));
+                ];
+                spans.extend(mark);
+                lines.push(Line::from(spans));
             }
         }
         if !said_offline {
@@ -279,7 +382,11 @@ impl App {
                 spans.push(Span::styled(format!("  — {}", ch.topic), dim()));
             }
             buf.set_line(header.x, header.y, &Line::from(spans), header.width);
-            self.messages(ch, messages, buf);
+            if ch.kind == v1::ChannelKind::Voice {
+                self.voice_panel(ch, messages, buf);
+            } else {
+                self.messages(ch, messages, buf);
+            }
         } else {
             let hint = Paragraph::new(vec![
                 Line::raw(""),
@@ -355,6 +462,10 @@ impl App {
         let w = area.width.saturating_sub(2).max(1) as usize;
         if text.is_empty() {
             let hint = match ch {
+                Some(ch) if ch.kind == v1::ChannelKind::Voice && self.in_voice(ch.id) => {
+                    "you are in this voice channel · /voice leave".to_owned()
+                }
+                Some(ch) if ch.kind == v1::ChannelKind::Voice => "Enter joins this voice channel".to_owned(),
                 Some(ch) if !ch.can_send() => "you cannot send messages here".to_owned(),
                 Some(ch) => format!("Message {}", self.model.title(ch)),
                 None => "/join <invite> · /community <name> · /help".to_owned(),
@@ -688,6 +799,8 @@ fn help(area: Rect, buf: &mut Buffer) {
         ("PgUp / PgDn, wheel", "scroll (older history loads at the top)"),
         ("Esc", "cancel reply/edit, else mark read and jump to the end"),
         ("Alt+↑ / Alt+↓", "previous / next channel"),
+        ("Alt+M / Alt+D", "voice: mute / deafen"),
+        ("Alt+T", "voice: push-to-talk (hold; after /voice ptt)"),
         ("Ctrl+K", "quick switcher"),
         ("Ctrl+W / Ctrl+U", "delete word / to line start"),
         ("F1, /help", "this screen"),

@@ -2,7 +2,10 @@
 //! inputs, rendered into a ratatui buffer, and the buffer is read back.
 
 use kith_proto::v1::{self, client_message::Request, event::Body, reply::Result as ReplyResult};
-use kith_tui::{Action, App, Bell, Config, Input, Key, KeyCode, Probe, SetupAction, SetupInput, SignInWays};
+use kith_tui::{
+    Action, App, Bell, Config, Connection, Input, Key, KeyCode, Probe, SetupAction, SetupInput, SignInWays,
+    TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
+};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -25,6 +28,7 @@ fn config() -> Config {
         bell: Bell::MentionsAndDirect,
         utc_offset_secs: 0,
         nonce_prefix: "t".into(),
+        voice: kith_tui::VoiceSupport::Available,
     }
 }
 
@@ -752,4 +756,196 @@ fn the_conversation_in_front_of_you_does_not_ring() {
     ui.event(Body::MessageCreated(msg(8, DM_BOB, BOB, "bob", "you there?")));
     assert!(!ui.actions().contains(&Action::Bell));
     assert!(shows(&ui.screen(), "bob you there?"));
+}
+
+const LOUNGE: u64 = 103;
+const ATTIC: u64 = 104;
+
+fn voice_channel(id: u64, name: &str) -> v1::Channel {
+    v1::Channel { kind: v1::ChannelKind::Voice as i32, ..channel(id, name) }
+}
+
+fn in_voice(user: u64, channel: u64) -> v1::VoiceState {
+    v1::VoiceState { user_id: user, channel_id: channel, community_id: FAMILY, ..Default::default() }
+}
+
+/// Signed in to a Family with two voice channels; bob is talking in the
+/// lounge and carol sits in it muted.
+fn with_voice(config: Config) -> Ui {
+    let mut r = ready();
+    let family = &mut r.communities[0];
+    family.channels.push(voice_channel(LOUNGE, "lounge"));
+    family.channels.push(voice_channel(ATTIC, "attic"));
+    family.voice_states =
+        vec![in_voice(BOB, LOUNGE), v1::VoiceState { self_mute: true, ..in_voice(CAROL, LOUNGE) }];
+    let mut ui = Ui::new(App::new(config));
+    ui.input(Input::Ready(Box::new(r)));
+    ui.drain();
+    ui
+}
+
+fn voice_actions(ui: &mut Ui) -> Vec<VoiceAction> {
+    ui.actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Voice(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `/voice join lounge`, answered: alice is in the lounge, sound started.
+fn join_lounge(ui: &mut Ui) {
+    ui.typed("/voice join lounge");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    let Request::JoinVoice(j) = request else { panic!("{request:?}") };
+    assert_eq!((j.channel_id, j.self_mute, j.self_deaf), (LOUNGE, false, false));
+    ui.answer(id, ReplyResult::VoiceState(in_voice(ME, LOUNGE)));
+    assert_eq!(voice_actions(ui), vec![VoiceAction::Start(VoiceControls::default())]);
+}
+
+#[test]
+fn voice_channels_show_who_is_in_them_and_who_is_speaking() {
+    let mut ui = with_voice(config());
+    let s = ui.screen();
+    assert!(shows(&s, " ♪lounge") && shows(&s, " ♪attic"), "{s}");
+    assert!(shows(&s, "◌ bob") && shows(&s, "◌ carol muted"), "{s}");
+    assert!(shows(&s, "bob ♪"), "the member list marks who is in voice: {s}");
+
+    join_lounge(&mut ui);
+    let s = ui.screen();
+    assert!(shows(&s, "in ♪ lounge · voice activity"), "the status bar says where: {s}");
+    assert!(shows(&s, "◌ alice"), "{s}");
+
+    // The host hears bob, and alice's own voice is going out.
+    ui.input(Input::Voice(VoiceInput::Activity { speaking: vec![BOB], talking: true }));
+    let s = ui.screen();
+    assert!(shows(&s, "◉ alice") && shows(&s, "◉ bob") && shows(&s, "◌ carol"), "{s}");
+    ui.input(Input::Voice(VoiceInput::Activity { speaking: vec![], talking: false }));
+    assert!(shows(&ui.screen(), "◌ bob"));
+
+    // Alt+M mutes: the sound is told at once, the server too.
+    ui.key(Key::alt(KeyCode::Char('m')));
+    let actions = ui.actions();
+    let muted = VoiceControls { mute: true, ..VoiceControls::default() };
+    assert!(actions.contains(&Action::Voice(VoiceAction::Set(muted))), "{actions:?}");
+    let update = actions.iter().find_map(|a| match a {
+        Action::Request { id, request: Request::UpdateVoiceState(u) } => Some((*id, *u)),
+        _ => None,
+    });
+    let (id, u) = update.expect("the server is told");
+    assert_eq!((u.self_mute, u.self_deaf), (Some(true), Some(false)));
+    ui.answer(id, ReplyResult::VoiceState(v1::VoiceState { self_mute: true, ..in_voice(ME, LOUNGE) }));
+    let s = ui.screen();
+    assert!(shows(&s, "◌ alice muted") && shows(&s, "in ♪ lounge · muted"), "{s}");
+
+    // Bob leaves.
+    ui.event(Body::VoiceStateUpdated(v1::VoiceState { channel_id: 0, ..in_voice(BOB, 0) }));
+    assert!(!shows(&ui.screen(), "bob ♪") && !shows(&ui.screen(), "◌ bob"));
+
+    ui.typed("/voice leave");
+    ui.key(KeyCode::Enter);
+    let actions = ui.actions();
+    assert!(actions.contains(&Action::Voice(VoiceAction::Stop)), "{actions:?}");
+    assert!(actions.iter().any(|a| matches!(a, Action::Request { request: Request::LeaveVoice(_), .. })));
+    let s = ui.screen();
+    assert!(!shows(&s, "alice muted") && !shows(&s, "in ♪ lounge"), "{s}");
+}
+
+#[test]
+fn a_voice_channel_in_view_shows_its_people_and_enter_joins_it() {
+    let mut ui = with_voice(config());
+    ui.typed("/voice");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "which one? /voice join <channel>"), "two voice channels here");
+    // Into the lounge: no history to load, people instead.
+    ui.key(Key::ctrl('k'));
+    ui.typed("lounge");
+    ui.key(KeyCode::Enter);
+    assert!(ui.actions().iter().all(|a| !matches!(a, Action::Request { request: Request::History(_), .. })));
+    let s = ui.screen();
+    assert!(shows(&s, "In voice — 2") && shows(&s, "Enter joins this voice channel"), "{s}");
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    assert!(matches!(request, Request::JoinVoice(j) if j.channel_id == LOUNGE), "{request:?}");
+}
+
+#[test]
+fn without_sound_joining_voice_explains_why_and_asks_nothing() {
+    let mut ui = with_voice(Config {
+        voice: VoiceSupport::Unavailable("this kith was built without sound".into()),
+        ..config()
+    });
+    ui.typed("/voice join lounge");
+    ui.key(KeyCode::Enter);
+    assert!(ui.actions().is_empty());
+    assert!(shows(&ui.screen(), "this kith was built without sound"));
+    // Who is in voice still shows.
+    assert!(shows(&ui.screen(), "◌ bob"));
+}
+
+#[test]
+fn a_moderator_moving_or_disconnecting_you_is_followed() {
+    let mut ui = with_voice(config());
+    join_lounge(&mut ui);
+    ui.event(Body::VoiceStateUpdated(in_voice(ME, ATTIC)));
+    let s = ui.screen();
+    assert!(shows(&s, "you were moved to ♪ attic") && shows(&s, "in ♪ attic"), "{s}");
+    assert!(voice_actions(&mut ui).is_empty(), "the same call goes on: the server reroutes it");
+    ui.event(Body::VoiceStateUpdated(v1::VoiceState { channel_id: 0, ..in_voice(ME, 0) }));
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Stop]);
+    assert!(shows(&ui.screen(), "you were disconnected from voice"));
+}
+
+#[test]
+fn voice_goes_with_a_lost_connection_and_comes_back_with_it() {
+    let mut ui = with_voice(config());
+    join_lounge(&mut ui);
+    ui.key(Key::alt(KeyCode::Char('d')));
+    ui.drain();
+    ui.input(Input::Connection(Connection::Reconnecting { attempt: 0, reason: "gone".into() }));
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Stop]);
+    assert!(shows(&ui.screen(), "rejoining ♪ lounge"));
+    ui.input(Input::Connection(Connection::Connected));
+    let (id, request) = ui.request();
+    let Request::JoinVoice(j) = request else { panic!("{request:?}") };
+    assert_eq!((j.channel_id, j.self_deaf), (LOUNGE, true), "rejoined as the user left it");
+    ui.answer(id, ReplyResult::VoiceState(v1::VoiceState { self_deaf: true, ..in_voice(ME, LOUNGE) }));
+    let deaf = VoiceControls { deaf: true, ..VoiceControls::default() };
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Start(deaf)]);
+}
+
+#[test]
+fn push_to_talk_holds_the_microphone_open_while_the_key_repeats() {
+    let mut ui = with_voice(config());
+    join_lounge(&mut ui);
+    ui.key(Key::alt(KeyCode::Char('t')));
+    assert!(shows(&ui.screen(), "push-to-talk is off"));
+    ui.typed("/voice ptt");
+    ui.key(KeyCode::Enter);
+    let ptt = VoiceControls { mode: TalkMode::PushToTalk, ..VoiceControls::default() };
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Set(ptt)]);
+    // The first press covers the keyboard's delay before it repeats.
+    ui.key(Key::alt(KeyCode::Char('t')));
+    let first = VoiceControls { held_until_ms: Some(NOON + 700), ..ptt };
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Set(first)]);
+    // Each repeat keeps it open a little longer.
+    ui.now += 600;
+    ui.key(Key::alt(KeyCode::Char('t')));
+    let held = VoiceControls { held_until_ms: Some(NOON + 800), ..ptt };
+    assert_eq!(voice_actions(&mut ui), vec![VoiceAction::Set(held)]);
+}
+
+#[test]
+fn a_voice_channel_can_be_made_from_the_chat() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/channel hangout --voice");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    let Request::CreateChannel(c) = request else { panic!("{request:?}") };
+    assert_eq!((c.name.as_str(), c.kind()), ("hangout", v1::ChannelKind::Voice));
+    ui.answer(id, ReplyResult::Channel(voice_channel(105, "hangout")));
+    let s = ui.screen();
+    assert!(shows(&s, "created ♪ hangout") && shows(&s, "In voice — 0"), "{s}");
 }

@@ -9,7 +9,18 @@ use crate::codec::RATE;
 pub enum AudioError {
     #[error("{path}: {reason}")]
     Wav { path: String, reason: String },
+    /// The sound card: none there, or it refused or failed.
+    #[error("audio device: {0}")]
+    Device(String),
 }
+
+/// What kith writes: 48 kHz mono 16-bit.
+pub(crate) const WAV_SPEC: hound::WavSpec = hound::WavSpec {
+    channels: 1,
+    sample_rate: RATE,
+    bits_per_sample: 16,
+    sample_format: hound::SampleFormat::Int,
+};
 
 /// Reads a WAV file as 48 kHz mono 16-bit samples: channels are averaged
 /// and other rates resampled (linearly; enough for speech).
@@ -28,19 +39,13 @@ pub fn read_wav(path: &Path) -> Result<Vec<i16>, AudioError> {
     .map_err(|e| err(e.to_string()))?;
     let mono: Vec<f32> = samples.chunks(channels).map(|c| c.iter().sum::<f32>() / channels as f32).collect();
     let resampled = resample(&mono, spec.sample_rate, RATE);
-    Ok(resampled.iter().map(|s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16).collect())
+    Ok(resampled.iter().map(|s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16).collect())
 }
 
 /// Writes 48 kHz mono 16-bit samples as a WAV file.
 pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioError> {
     let err = |reason: String| AudioError::Wav { path: path.display().to_string(), reason };
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).map_err(|e| err(e.to_string()))?;
+    let mut w = hound::WavWriter::create(path, WAV_SPEC).map_err(|e| err(e.to_string()))?;
     for s in samples {
         w.write_sample(*s).map_err(|e| err(e.to_string()))?;
     }
@@ -48,7 +53,7 @@ pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), AudioError> {
 }
 
 /// Linear-interpolation resampling.
-fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
+pub(crate) fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to || input.is_empty() || from == 0 {
         return input.to_vec();
     }

@@ -3,6 +3,7 @@
 //! out the app's requests on the session, and draws after each batch.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -10,7 +11,9 @@ use kith_client::proto::{self as v1, client_message::Request, reply::Result as R
 use kith_client::{Client, Error as ClientError, Session, Trust, Update};
 use kith_tui::{
     Action, App, Bell, Config, Connection, Failure, Input, Key, KeyCode, Probe, SetupAction, SetupInput,
+    TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
 };
+use kith_voice::{Call, VoiceError};
 use ratatui::crossterm::event::{self as ct, Event, KeyEventKind, KeyModifiers, MouseEventKind};
 use ratatui::crossterm::execute;
 use ratatui::{DefaultTerminal, Terminal, backend::CrosstermBackend};
@@ -29,6 +32,13 @@ pub struct ChatArgs {
     /// Leave the mouse to the terminal (text selection) instead of using the wheel to scroll.
     #[arg(long)]
     no_mouse: bool,
+    /// In voice, say this WAV file (once, from joining) instead of using the
+    /// microphone: for bots, demos and tests.
+    #[arg(long, value_name = "WAV")]
+    audio_in: Option<PathBuf>,
+    /// In voice, write what you hear to this WAV file instead of the speakers.
+    #[arg(long, value_name = "WAV")]
+    audio_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Copy, clap::ValueEnum)]
@@ -60,7 +70,9 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
         },
         utc_offset_secs: chrono::Local::now().offset().local_minus_utc(),
         nonce_prefix: format!("{:016x}", rand::random::<u64>()),
+        voice: Sound::support(&args),
     };
+    let sound = Sound::new(&args)?;
     // With a saved profile, connect before taking over the screen, so that a
     // wrong address or a changed server identity is an ordinary error.
     let started = match existing {
@@ -75,7 +87,7 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
     let mut app = if started.is_some() { App::new(config) } else { App::first_run(config) };
 
     let mut screen = Screen::take(!args.no_mouse)?;
-    let result = drive(&ctx, &mut app, &mut screen.terminal, started, args.invite).await;
+    let result = drive(&ctx, &mut app, &mut screen.terminal, started, args.invite, sound).await;
     drop(screen);
     result
 }
@@ -192,7 +204,9 @@ async fn drive(
     terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
     started: Option<(Session, v1::Ready)>,
     invite: Option<String>,
+    sound: Sound,
 ) -> Result<()> {
+    let mut call: Option<Call> = None;
     let mut events = terminal_events();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
@@ -231,10 +245,38 @@ async fn drive(
         while let Some(action) = app.poll_action() {
             match action {
                 Action::Quit => {
+                    if let Some(c) = call.take() {
+                        // Finishes the recording of --audio-out.
+                        let _ = c.stop().await;
+                    }
                     if let Some(s) = &session {
                         s.client().close().await;
                     }
                     return Ok(());
+                }
+                Action::Voice(VoiceAction::Start(controls)) => {
+                    if let Some(c) = call.take() {
+                        let _ = c.stop().await;
+                    }
+                    let Some(s) = &session else { continue };
+                    match sound.open() {
+                        Ok((capture, playback)) => {
+                            let config = kith_voice::VoiceConfig::default();
+                            call =
+                                Some(Call::start(s.client(), capture, playback, config, to_call(controls)));
+                        }
+                        Err(e) => app.handle(now_ms(), Input::Voice(VoiceInput::Ended(format!("{e:#}")))),
+                    }
+                }
+                Action::Voice(VoiceAction::Set(controls)) => {
+                    if let Some(c) = &call {
+                        c.set(to_call(controls));
+                    }
+                }
+                Action::Voice(VoiceAction::Stop) => {
+                    if let Some(c) = call.take() {
+                        let _ = c.stop().await;
+                    }
                 }
                 Action::Bell => {
                     // Our own byte, never user content.
@@ -289,6 +331,19 @@ async fn drive(
                 Some(u) => update_input(u),
                 None => Input::Connection(Connection::Ended("the session ended".into())),
             },
+            heard = next_activity(call.as_mut()) => match heard {
+                Some(a) => Input::Voice(VoiceInput::Activity {
+                    speaking: a.speaking.into_iter().collect(),
+                    talking: a.talking,
+                }),
+                // The call ended by itself. A closed connection is the
+                // session's to report (and voice rejoins with it); anything
+                // else, a failed sound card, is the call's.
+                None => match call.take().expect("a call ended").stop().await {
+                    Err(VoiceError::Closed) | Ok(_) => continue,
+                    Err(e) => Input::Voice(VoiceInput::Ended(e.to_string())),
+                },
+            },
         };
         app.handle(now_ms(), input);
         // Take whatever else is already waiting before drawing again, so
@@ -307,6 +362,81 @@ async fn drive(
             }
         }
     }
+}
+
+/// The call's next change of who is heard; `None` once it has ended.
+async fn next_activity(call: Option<&mut Call>) -> Option<kith_voice::Activity> {
+    let Some(call) = call else { return std::future::pending().await };
+    let activity = call.activity();
+    match activity.changed().await {
+        Ok(()) => Some(activity.borrow_and_update().clone()),
+        Err(_) => None,
+    }
+}
+
+/// The app's wishes in the call's terms (its clock is Unix ms, the call's
+/// a monotonic instant).
+fn to_call(c: VoiceControls) -> kith_voice::Controls {
+    let mode = match c.mode {
+        TalkMode::VoiceActivity => kith_voice::Mode::VoiceActivity,
+        TalkMode::PushToTalk => kith_voice::Mode::PushToTalk,
+        TalkMode::Open => kith_voice::Mode::Open,
+    };
+    let held_until = c
+        .held_until_ms
+        .map(|t| tokio::time::Instant::now() + Duration::from_millis(t.saturating_sub(now_ms())));
+    kith_voice::Controls { mute: c.mute, deaf: c.deaf, mode, held_until }
+}
+
+/// Where a call's sound comes from and goes: WAV files when asked for,
+/// else the sound card (in builds with the `audio` feature).
+#[derive(Debug)]
+struct Sound {
+    input: Option<Vec<i16>>,
+    output: Option<PathBuf>,
+    files: bool,
+}
+
+impl Sound {
+    fn new(args: &ChatArgs) -> Result<Sound> {
+        let input = args.audio_in.as_deref().map(kith_voice::read_wav).transpose()?;
+        let files = args.audio_in.is_some() || args.audio_out.is_some();
+        Ok(Sound { input, output: args.audio_out.clone(), files })
+    }
+
+    fn support(args: &ChatArgs) -> VoiceSupport {
+        if args.audio_in.is_some() || args.audio_out.is_some() || cfg!(feature = "audio") {
+            VoiceSupport::Available
+        } else {
+            VoiceSupport::Unavailable(
+                "this kith was built without sound-card support: build it with --features audio, \
+                 or use WAV files (kith chat --audio-in say.wav --audio-out heard.wav)"
+                    .into(),
+            )
+        }
+    }
+
+    fn open(&self) -> Result<kith_voice::Ends> {
+        if !self.files {
+            return device();
+        }
+        let capture = Box::new(kith_voice::Samples::new(self.input.clone().unwrap_or_default()));
+        let playback: Box<dyn kith_voice::Playback> = match &self.output {
+            Some(path) => Box::new(kith_voice::WavOut::create(path)?),
+            None => Box::new(kith_voice::Discard),
+        };
+        Ok((capture, playback))
+    }
+}
+
+#[cfg(feature = "audio")]
+fn device() -> Result<kith_voice::Ends> {
+    Ok(kith_voice::device::open()?)
+}
+
+#[cfg(not(feature = "audio"))]
+fn device() -> Result<kith_voice::Ends> {
+    bail!("this kith was built without sound-card support")
 }
 
 async fn next_update(session: Option<&Session>) -> Option<Update> {

@@ -113,6 +113,7 @@ pub fn run(messages: u64, width: u16, height: u16, frames: u64, json_out: bool) 
         bell: Bell::Never,
         utc_offset_secs: 0,
         nonce_prefix: "bench".into(),
+        voice: kith_tui::VoiceSupport::Unavailable("a benchmark makes no sound".into()),
     };
     let mut app = App::new(config);
     let mut now = START_MS + messages * 2_000;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use kith_client::proto::{self as v1, client_message::Request, reply::Result as R};
-use kith_voice::{Impairment, VoiceConfig};
+use kith_voice::{Call, Controls, Impairment, Mode, VoiceConfig};
 
 use crate::commands::{Ctx, find_channel, session};
 use crate::output::sanitize;
@@ -77,20 +77,24 @@ pub async fn voice(ctx: Ctx, command: VoiceCommand) -> Result<()> {
                 bitrate,
                 impairment: Impairment { loss, jitter_ms: jitter.as_millis() as u64, seed: rand::random() },
             };
-            let input = if mute { &[][..] } else { &samples[..] };
-            let recording = tokio::select! {
-                r = kith_voice::run(&client, input, duration, &config) => r.context("voice")?,
-                _ = tokio::signal::ctrl_c() => {
-                    eprintln!("leaving");
-                    kith_voice::Recording::default()
-                }
+            let playback: Box<dyn kith_voice::Playback> = match &output {
+                Some(path) => Box::new(kith_voice::WavOut::create(path)?),
+                None => Box::new(kith_voice::Discard),
             };
+            let client = std::sync::Arc::new(client);
+            // The file is said as it is, start to end: an open microphone.
+            let controls = Controls { mute, mode: Mode::Open, ..Controls::default() };
+            let capture = Box::new(kith_voice::Samples::new(samples));
+            let call = Call::start(client.clone(), capture, playback, config, controls);
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => {}
+                _ = tokio::signal::ctrl_c() => eprintln!("leaving"),
+            }
+            // Stopping finishes the output file, also after Ctrl-C.
+            let stats = call.stop().await.context("voice")?;
             let _ = client.request(Request::LeaveVoice(v1::LeaveVoiceRequest {})).await;
             client.close().await;
-            if let Some(path) = output {
-                kith_voice::write_wav(&path, &recording.samples)?;
-            }
-            let heard: Vec<String> = recording
+            let heard: Vec<String> = stats
                 .speakers
                 .iter()
                 .map(|(user, s)| {
@@ -101,7 +105,7 @@ pub async fn voice(ctx: Ctx, command: VoiceCommand) -> Result<()> {
                     )
                 })
                 .collect();
-            eprintln!("sent {} packets; heard {}", recording.sent, heard.len());
+            eprintln!("sent {} packets; heard {}", stats.sent, heard.len());
             for line in heard {
                 eprintln!("  {line}");
             }

@@ -60,7 +60,7 @@ impl Tmux {
             if screen.contains(what) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "never saw {what:?}; the screen:\n{screen}");
+            assert!(Instant::now() < deadline, "{} never saw {what:?}; the screen:\n{screen}", self.socket);
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -195,4 +195,58 @@ fn plain_telnet_gets_the_same_chat_rendered_by_the_server() {
     term.type_text("/exit");
     term.key("Enter");
     term.wait_for("Connection closed");
+}
+
+#[test]
+fn two_people_talk_in_a_voice_channel_of_kith_chat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, bob, _]) = family(tmp.path());
+    kith(&alice, &["channel", "create", "Family/lounge", "--voice"], "");
+    // Sound cards are replaced by WAV files: alice "says" one, bob's
+    // speaker is another.
+    let said = tmp.path().join("said.wav");
+    let heard = tmp.path().join("heard.wav");
+    let speech = kith_voice::speech_like(4.0);
+    kith_voice::write_wav(&said, &speech).unwrap();
+
+    let bob_term = Tmux::chat("voice-bob", &bob, &["--audio-out", heard.to_str().unwrap()]);
+    bob_term.wait_for("● connected");
+    bob_term.type_text("/voice join lounge");
+    bob_term.key("Enter");
+    bob_term.wait_for("in ♪ lounge · voice activity");
+
+    let alice_term = Tmux::chat("voice-alice", &alice, &["--audio-in", said.to_str().unwrap()]);
+    alice_term.wait_for("● connected");
+    let screen = alice_term.wait_for("◌ bob");
+    assert!(screen.contains("♪lounge"), "the sidebar shows who is in voice before joining: {screen}");
+    alice_term.type_text("/voice join lounge");
+    alice_term.key("Enter");
+    // Both see her speak, and then fall quiet.
+    alice_term.wait_for("◉ alice");
+    bob_term.wait_for("◉ alice");
+    bob_term.wait_for("◌ alice");
+
+    // Bob mutes with Alt+M; alice sees it.
+    bob_term.key("M-m");
+    bob_term.wait_for("in ♪ lounge · muted");
+    alice_term.wait_for("◌ bob muted");
+
+    bob_term.type_text("/quit");
+    bob_term.key("Enter");
+    // Quitting finishes bob's recording.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        let samples = kith_voice::read_wav(&heard).unwrap_or_default();
+        if samples.len() > speech.len() {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "bob's recording never finished ({} samples)", samples.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m = kith_voice::compare(&speech, &recording, recording.len() - speech.len());
+    eprintln!("kith chat voice: {m:?}");
+    // About 0.86 for the codec alone on this signal; silence scores 0.
+    assert!(m.correlation > 0.7, "{m:?}");
+    let screen = alice_term.wait_for("◌ alice");
+    assert!(!screen.contains("bob muted"), "bob left voice when he quit: {screen}");
 }
