@@ -165,8 +165,10 @@ impl App {
     }
 
     pub(crate) fn voice_joined(&mut self, channel: u64, state: v1::VoiceState) {
-        if self.voice.channel != Some(channel) {
-            return; // left (or went elsewhere) before the answer came
+        // Left or went elsewhere before the answer came; or the connection
+        // dropped meanwhile, taking this voice with it (rejoined once back).
+        if self.voice.channel != Some(channel) || self.voice.phase == Phase::Rejoin {
+            return;
         }
         self.model.voice.insert(state.user_id, state);
         self.model.people_gen += 1;
@@ -178,9 +180,16 @@ impl App {
     }
 
     pub(crate) fn voice_join_failed(&mut self, channel: u64, reason: &str) {
-        if self.voice.channel == Some(channel) && self.voice.phase == Phase::Joining {
-            self.voice.channel = None;
-            self.voice.phase = Phase::Idle;
+        if self.voice.channel == Some(channel) {
+            match self.voice.phase {
+                Phase::Joining => {
+                    self.voice.channel = None;
+                    self.voice.phase = Phase::Idle;
+                }
+                // A refused move: still where the server has the user.
+                Phase::In => self.voice.channel = self.model.voice.get(&self.model.me).map(|v| v.channel_id),
+                Phase::Idle | Phase::Rejoin => {}
+            }
         }
         self.complain(format!("cannot join voice: {}", text::clean_line(reason)));
     }

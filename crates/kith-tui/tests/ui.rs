@@ -886,6 +886,20 @@ fn without_sound_joining_voice_explains_why_and_asks_nothing() {
 }
 
 #[test]
+fn a_refused_move_to_another_voice_channel_leaves_you_where_you_were() {
+    let mut ui = with_voice(config());
+    join_lounge(&mut ui);
+    ui.typed("/voice join attic");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    assert!(matches!(request, Request::JoinVoice(j) if j.channel_id == ATTIC), "{request:?}");
+    ui.input(Input::Reply { id, result: Err(kith_tui::Failure { code: None, reason: "no CONNECT".into() }) });
+    let s = ui.screen();
+    assert!(shows(&s, "cannot join voice: no CONNECT") && shows(&s, "in ♪ lounge"), "{s}");
+    assert!(voice_actions(&mut ui).is_empty(), "the call goes on");
+}
+
+#[test]
 fn a_moderator_moving_or_disconnecting_you_is_followed() {
     let mut ui = with_voice(config());
     join_lounge(&mut ui);
