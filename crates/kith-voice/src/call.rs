@@ -391,8 +391,9 @@ async fn drive<C: Capture + ?Sized, P: Playback + ?Sized>(
                     }
                     quiet_ticks = 0;
                     let voiced = vad.update(&frame_in);
-                    talking = voiced && wanted.open(now, voiced);
-                    if wanted.open(now, voiced) {
+                    let open = wanted.open(now, voiced);
+                    talking = voiced && open;
+                    if open {
                         if let Some(packet) = encoder.encode(&frame_in)? {
                             let datagram = client_datagram(VoiceHeader { seq, timestamp }, packet);
                             if client.send_datagram(datagram).is_ok() {

@@ -394,14 +394,12 @@ fn to_call(c: VoiceControls) -> kith_voice::Controls {
 struct Sound {
     input: Option<Vec<i16>>,
     output: Option<PathBuf>,
-    files: bool,
 }
 
 impl Sound {
     fn new(args: &ChatArgs) -> Result<Sound> {
         let input = args.audio_in.as_deref().map(kith_voice::read_wav).transpose()?;
-        let files = args.audio_in.is_some() || args.audio_out.is_some();
-        Ok(Sound { input, output: args.audio_out.clone(), files })
+        Ok(Sound { input, output: args.audio_out.clone() })
     }
 
     fn support(args: &ChatArgs) -> VoiceSupport {
@@ -417,7 +415,7 @@ impl Sound {
     }
 
     fn open(&self) -> Result<kith_voice::Ends> {
-        if !self.files {
+        if self.input.is_none() && self.output.is_none() {
             return device();
         }
         let capture = Box::new(kith_voice::Samples::new(self.input.clone().unwrap_or_default()));
