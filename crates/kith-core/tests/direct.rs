@@ -60,6 +60,7 @@ fn two_members_talk_privately_with_every_message_feature() {
     let names: Vec<&str> = dm.recipients.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["bob", "owner"]);
     assert_eq!(created(&w.events(owner)).len(), 1, "the other side sees it at once");
+    assert_eq!(created(&w.events(bob)).len(), 1, "and so does the opener's own session");
     assert!(w.writes.iter().any(|(_, wr)| matches!(wr, Write::PutDirect { direct } if direct.id.0 == dm.id)));
 
     // Opening it again (from either side) is the same conversation.

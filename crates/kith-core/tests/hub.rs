@@ -44,6 +44,10 @@ fn registering_with_an_invite_joins_its_community() {
     let owner = w.owner();
     let c = w.community(owner, "Family");
     let code = w.invite(owner, c.id);
+    assert!(
+        matches!(&w.events(owner)[..], [v1::Event { body: Some(Ev::CommunityJoined(j)), .. }] if j.id == c.id),
+        "the creator's own session is told of the new community too"
+    );
     let (_, ready) = w.register("bob", Credential::Invite(code)).unwrap();
     assert_eq!(ready.communities.len(), 1);
     assert_eq!(ready.communities[0].name, "Family");
@@ -128,7 +132,8 @@ fn a_quick_answer_never_overtakes_an_uncommitted_one() {
             Kind::Event(_) => 0,
         })
         .collect();
-    assert_eq!(order, [first, second]);
+    // The message's own event follows its reply; the refusal waits behind both.
+    assert_eq!(order, [first, 0, second]);
 }
 
 #[test]
@@ -512,4 +517,90 @@ mod properties {
     }
 
     type NewMessageRef = kith_core::store::NewMessage;
+}
+
+/// The bug a newcomer hit first: their own edit, delete, nickname, topic,
+/// presence or leave showed for everyone but themselves. The rule is now
+/// one: an event reaches every session that may see the change, the one
+/// whose request made it included, and the user's other devices too.
+#[test]
+fn every_change_reaches_the_session_that_made_it_and_the_users_other_devices() {
+    use kith_core::request::Chosen;
+    use kith_core::text::Nickname;
+    let mut w = World::default();
+    let (owner, c, s) = w.family(&["alice"]);
+    let alice = s[0];
+    let (phone, _) = w.login("alice");
+    let general = c.channels[0].id;
+    let me = UserId(w.id("alice"));
+    let mine = message(w.say(alice, general, "helo", None).unwrap()).id;
+    let both = |w: &mut World, what: &str, pick: &dyn Fn(&Ev) -> bool| {
+        for (session, who) in [(alice, "the acting session"), (phone, "the other device")] {
+            let events = w.events(session);
+            assert!(events.iter().filter_map(|e| e.body.as_ref()).any(pick), "{who} sees {what}: {events:?}");
+        }
+        w.events(owner);
+    };
+    both(&mut w, "its own message", &|e| matches!(e, Ev::MessageCreated(m) if m.id == mine));
+
+    let edit = Request::EditMessage {
+        channel: ChannelId(general),
+        message: MessageId(mine),
+        body: Body::parse("hello").unwrap(),
+    };
+    w.call(alice, edit).unwrap();
+    both(&mut w, "its edit", &|e| matches!(e, Ev::MessageUpdated(m) if m.body == "hello"));
+
+    let nick = Request::UpdateMember {
+        community: CommunityId(c.id),
+        user: me,
+        nickname: Some(Nickname::parse("Ali").unwrap()),
+        add_roles: vec![],
+        remove_roles: vec![],
+    };
+    w.call(alice, nick).unwrap();
+    both(
+        &mut w,
+        "its nickname",
+        &|e| matches!(e, Ev::MemberUpdated(u) if u.member.as_ref().is_some_and(|m| m.nickname == "Ali")),
+    );
+
+    let status = Request::SetPresence { status: Some(Chosen::Dnd), afk: None };
+    w.call(alice, status).unwrap();
+    both(
+        &mut w,
+        "its presence",
+        &|e| matches!(e, Ev::PresenceUpdated(p) if p.status == v1::PresenceStatus::Dnd as i32),
+    );
+
+    let profile = Request::UpdateProfile {
+        display_name: Some(DisplayName::parse("Alice A.").unwrap()),
+        status_text: None,
+    };
+    w.call(alice, profile).unwrap();
+    both(&mut w, "its profile", &|e| matches!(e, Ev::UserUpdated(u) if u.display_name == "Alice A."));
+
+    w.call(alice, Request::DeleteMessage { channel: ChannelId(general), message: MessageId(mine) }).unwrap();
+    both(&mut w, "its delete", &|e| matches!(e, Ev::MessageDeleted(d) if d.message_id == mine));
+
+    // The owner's topic reaches the owner's own session as well.
+    let (laptop, _) = w.login("owner");
+    let topic = Request::UpdateChannel {
+        channel: ChannelId(general),
+        name: None,
+        topic: Some(Topic::parse("dinner plans").unwrap()),
+    };
+    w.call(owner, topic).unwrap();
+    for session in [owner, laptop] {
+        let events = w.events(session);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(&e.body, Some(Ev::ChannelUpdated(ch)) if ch.topic == "dinner plans")),
+            "the owner sees its topic: {events:?}"
+        );
+    }
+
+    w.call(alice, Request::LeaveCommunity { community: CommunityId(c.id) }).unwrap();
+    both(&mut w, "that it left", &|e| matches!(e, Ev::CommunityLeft(l) if l.community_id == c.id));
 }

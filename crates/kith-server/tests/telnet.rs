@@ -27,7 +27,8 @@ async fn a_newcomer_signs_up_over_telnet_and_chats_with_a_quic_user() {
     let (server, addr) = serve(|_| {}).await;
     let family = family(&server, &["bob"]).await;
     let bob = &family.members[0];
-    bob.send_message(family.general, "welcome, whoever comes by telnet", "").await.unwrap();
+    let welcome = bob.send_message(family.general, "welcome, whoever comes by telnet", "").await.unwrap();
+    assert_eq!(next_message(bob).await.id, welcome.id, "bob's own session sees it too");
 
     let mut carol = Tn::connect(addr).await;
     let first = carol.until_shows("[r] create an account").await;

@@ -85,6 +85,19 @@ fn wait_in_history(config: &Path, channel: &str, text: &str) {
     }
 }
 
+/// Waits until the screen no longer shows `what`.
+fn wait_gone(term: &Tmux, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = term.screen();
+        if !screen.contains(what) {
+            return screen;
+        }
+        assert!(Instant::now() < deadline, "{what:?} stayed on screen:\n{screen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn family(tmp: &Path) -> (Served, [PathBuf; 3]) {
     let server = serve(&tmp.join("data"));
     let people = family_from_the_shell(tmp, &server);
@@ -122,6 +135,40 @@ fn a_message_typed_in_kith_chat_is_sent_and_others_messages_appear() {
 
     term.type_text("/quit");
     term.key("Enter");
+}
+
+#[test]
+fn your_own_edit_delete_and_leave_show_on_your_own_screen_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, bob, _]) = family(tmp.path());
+    let term = Tmux::chat("own", &bob, &[]);
+    term.wait_for("● connected");
+    term.type_text("helo everyone");
+    term.key("Enter");
+    term.wait_for("bob helo everyone");
+
+    // ↑ on an empty input edits the last message; the edit shows here at once.
+    term.key("Up");
+    term.key("C-u");
+    term.type_text("hello everyone");
+    term.key("Enter");
+    term.wait_for("bob hello everyone (edited)");
+    wait_in_history(&alice, "Family/general", "hello everyone");
+
+    // Ctrl+↑ picks it, d deletes it: it goes from this screen too.
+    term.key("C-Up");
+    term.wait_for("d delete");
+    term.key("d");
+    wait_gone(&term, "hello everyone");
+
+    // /leave takes Family out of the sidebar.
+    term.type_text("/leave");
+    term.key("Enter");
+    let screen = wait_gone(&term, "#general");
+    assert!(
+        screen.contains("You are not in any community yet") && screen.contains("left Family"),
+        "{screen}"
+    );
 }
 
 #[test]

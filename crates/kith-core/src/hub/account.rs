@@ -74,7 +74,7 @@ impl Hub {
         }
         self.tokens.insert(token.hash, (token.id, id));
         if let Some((community, code)) = join {
-            self.add_member(now, community, id, Some(code), None);
+            self.add_member(now, community, id, Some(code));
         }
         self.bind(session, rid, Auth { user: id, token: Some(token.id) }, reg.token.clone(), String::new());
         Ok(())
@@ -114,7 +114,7 @@ impl Hub {
         let session_id = s.resume_key.clone();
         self.by_resume_key.insert(session_id.clone(), session);
         self.user_sessions.entry(auth.user).or_default().insert(session);
-        self.refresh_presence(auth.user, Some(session));
+        self.refresh_presence(auth.user);
         let communities = self
             .communities
             .iter()
@@ -171,7 +171,7 @@ impl Hub {
             self.drop_session(s);
             self.emit(Output::Close { session: s, code, reason: reason.into() });
         }
-        self.refresh_presence(auth.user, None);
+        self.refresh_presence(auth.user);
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl Hub {
         let wire = self.user_wire(cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::User(wire.clone()));
         let audience = self.acquaintances(cx.me);
-        self.fan_out(&audience, Some(cx.session), EventBody::UserUpdated(wire));
+        self.fan_out(&audience, EventBody::UserUpdated(wire));
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use kith_proto::v1::{
 };
 
 use super::{Channel, Community, Cx, Hub, Member, Outcome, Refusal, Role, forbidden};
-use crate::ids::{ChannelId, CommunityId, SessionId, Timestamp, UserId};
+use crate::ids::{ChannelId, CommunityId, Timestamp, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::store::{StoredChannel, StoredCommunity, StoredInvite, StoredOverride, StoredRole, Write};
 use crate::text::{ChannelName, CommunityName, Topic};
@@ -54,7 +54,7 @@ impl Hub {
         self.add_channel(channel);
         let wire = self.community_wire(community, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Community(wire.clone()));
-        self.fan_out(&[cx.me], Some(cx.session), EventBody::CommunityJoined(wire));
+        self.fan_out(&[cx.me], EventBody::CommunityJoined(wire));
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl Hub {
     pub(super) fn join_community(&mut self, cx: Cx, code: String) -> Outcome {
         let community = self.usable_invite(&code, cx.now, Some(cx.me))?;
         if !self.communities[&community].members.contains_key(&cx.me) {
-            self.add_member(cx.now, community, cx.me, Some(code), Some(cx.session));
+            self.add_member(cx.now, community, cx.me, Some(code));
         }
         self.reply(cx.session, cx.rid, ReplyResult::Community(self.community_wire(community, cx.me)));
         Ok(())
@@ -108,24 +108,18 @@ impl Hub {
         }
         self.persist(vec![Write::RemoveMember { community, user: cx.me }]);
         self.reply_empty(cx.session, cx.rid);
-        self.remove_member(community, cx.me, MemberLeftReason::Left, Some(cx.session));
+        self.remove_member(community, cx.me, MemberLeftReason::Left);
         Ok(())
     }
 
     /// Drops a member from memory and tells everyone concerned. The caller
     /// persisted the removal.
-    pub(super) fn remove_member(
-        &mut self,
-        community: CommunityId,
-        user: UserId,
-        reason: MemberLeftReason,
-        skip: Option<SessionId>,
-    ) {
+    pub(super) fn remove_member(&mut self, community: CommunityId, user: UserId, reason: MemberLeftReason) {
         self.communities.get_mut(&community).expect("member's community").members.remove(&user);
         let left = v1::CommunityLeft { community_id: community.0, reason: reason as i32 };
-        self.fan_out(&[user], skip, EventBody::CommunityLeft(left));
+        self.fan_out(&[user], EventBody::CommunityLeft(left));
         let left = v1::MemberLeft { community_id: community.0, user_id: user.0, reason: reason as i32 };
-        self.fan_out_community(community, None, EventBody::MemberLeft(left));
+        self.fan_out_community(community, EventBody::MemberLeft(left));
     }
 
     pub(super) fn create_channel(
@@ -162,7 +156,7 @@ impl Hub {
         self.add_channel(channel.clone());
         let wire = self.channel_wire(channel.id, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
-        self.fan_out_channel_personal(channel.id, Some(cx.session), EventBody::ChannelCreated);
+        self.fan_out_channel_personal(channel.id, EventBody::ChannelCreated);
         Ok(())
     }
 
@@ -212,7 +206,7 @@ impl Hub {
         self.persist(vec![Write::UpdateChannel { channel: stored }, audit]);
         let wire = self.channel_wire(channel, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
-        self.fan_out_channel_personal(channel, Some(cx.session), EventBody::ChannelUpdated);
+        self.fan_out_channel_personal(channel, EventBody::ChannelUpdated);
         Ok(())
     }
 
@@ -233,7 +227,7 @@ impl Hub {
         self.nonces.retain(|_, id| messages.contains_key(id));
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::ChannelDeleted { community_id: community.0, channel_id: channel.0 };
-        self.fan_out(&viewers, Some(cx.session), EventBody::ChannelDeleted(deleted));
+        self.fan_out(&viewers, EventBody::ChannelDeleted(deleted));
         Ok(())
     }
 
@@ -312,31 +306,25 @@ impl Hub {
             .collect();
         self.resync(community, before);
         let unchanged: Vec<UserId> = viewers_before.into_iter().filter(|u| !changed.contains(u)).collect();
-        self.fan_out_personal(&unchanged, channel, Some(cx.session), EventBody::ChannelUpdated);
+        self.fan_out_personal(&unchanged, channel, EventBody::ChannelUpdated);
         Ok(())
     }
 
     /// Sends a channel event to its viewers, each with their own permissions.
-    fn fan_out_channel_personal(
-        &mut self,
-        channel: ChannelId,
-        skip: Option<SessionId>,
-        event: fn(v1::Channel) -> EventBody,
-    ) {
+    fn fan_out_channel_personal(&mut self, channel: ChannelId, event: fn(v1::Channel) -> EventBody) {
         let viewers = self.viewers(channel);
-        self.fan_out_personal(&viewers, channel, skip, event);
+        self.fan_out_personal(&viewers, channel, event);
     }
 
     fn fan_out_personal(
         &mut self,
         users: &[UserId],
         channel: ChannelId,
-        skip: Option<SessionId>,
         event: fn(v1::Channel) -> EventBody,
     ) {
         for user in users {
             let wire = self.channel_wire(channel, *user);
-            self.fan_out(&[*user], skip, event(wire));
+            self.fan_out(&[*user], event(wire));
         }
     }
 
@@ -366,7 +354,6 @@ impl Hub {
         community: CommunityId,
         user: UserId,
         invite: Option<String>,
-        skip: Option<SessionId>,
     ) {
         let mut writes = Vec::new();
         if let Some(code) = invite
@@ -377,27 +364,21 @@ impl Hub {
         }
         writes.push(Write::AddMember { community, user, joined_at: now });
         self.persist(writes);
-        self.join_without_writing(community, user, Member::new(now), skip);
+        self.join_without_writing(community, user, Member::new(now));
     }
 
     /// Puts `user` in `community` in memory and tells everyone concerned.
     /// The caller persisted what needs persisting.
-    pub(super) fn join_without_writing(
-        &mut self,
-        community: CommunityId,
-        user: UserId,
-        member: Member,
-        skip: Option<SessionId>,
-    ) {
+    pub(super) fn join_without_writing(&mut self, community: CommunityId, user: UserId, member: Member) {
         let known = self.acquaintances(user);
         let others = self.member_ids(community);
         let c = self.communities.get_mut(&community).expect("joining a live community");
         c.members.insert(user, member);
         let joined =
             v1::MemberJoined { community_id: community.0, member: Some(self.member_wire(community, user)) };
-        self.fan_out(&others, None, EventBody::MemberJoined(joined));
+        self.fan_out(&others, EventBody::MemberJoined(joined));
         let wire = self.community_wire(community, user);
-        self.fan_out(&[user], skip, EventBody::CommunityJoined(wire));
+        self.fan_out(&[user], EventBody::CommunityJoined(wire));
         self.introduce(user, &known, true);
     }
 

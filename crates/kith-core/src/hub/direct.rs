@@ -99,9 +99,7 @@ impl Hub {
         self.add_direct(stored);
         let wire = self.channel_wire(id, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
-        self.fan_out_each(&members, Some(cx.session), |hub, u| {
-            EventBody::ChannelCreated(hub.channel_wire(id, u))
-        });
+        self.fan_out_each(&members, |hub, u| EventBody::ChannelCreated(hub.channel_wire(id, u)));
         for (member, known) in known {
             self.introduce(member, &known, false);
         }
@@ -166,12 +164,10 @@ impl Hub {
             self.reply_empty(cx.session, cx.rid);
         }
         let deleted = v1::ChannelDeleted { community_id: 0, channel_id: channel.0 };
-        self.fan_out(&remove, Some(cx.session), EventBody::ChannelDeleted(deleted));
+        self.fan_out(&remove, EventBody::ChannelDeleted(deleted));
         let stayed: Vec<UserId> = members.iter().filter(|m| before.contains(m)).copied().collect();
-        self.fan_out_each(&stayed, Some(cx.session), |hub, u| {
-            EventBody::ChannelUpdated(hub.channel_wire(channel, u))
-        });
-        self.fan_out_each(&add, None, |hub, u| EventBody::ChannelCreated(hub.channel_wire(channel, u)));
+        self.fan_out_each(&stayed, |hub, u| EventBody::ChannelUpdated(hub.channel_wire(channel, u)));
+        self.fan_out_each(&add, |hub, u| EventBody::ChannelCreated(hub.channel_wire(channel, u)));
         for (member, known) in known {
             if members.contains(&member) {
                 self.introduce(member, &known, false);

@@ -70,7 +70,7 @@ impl Hub {
         self.users.get_mut(&id).expect("just added").guest = true;
         // Joined in memory only (see the module docs), with the ceiling.
         let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
-        self.join_without_writing(community, id, member, None);
+        self.join_without_writing(community, id, member);
         // Guests have no token: nothing can authenticate or resume as one.
         self.bind(session, rid, Auth { user: id, token: None }, String::new(), String::new());
         Ok(())
@@ -108,7 +108,7 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for community in joined {
-            self.remove_member(community, user, MemberLeftReason::Left, None);
+            self.remove_member(community, user, MemberLeftReason::Left);
         }
     }
 

@@ -76,7 +76,7 @@ impl Hub {
         let mut wire = self.message_wire(id, channel, cx.me, body.0, reply_to, &mentions, nonce.map(|n| n.0));
         wire.mention_everyone = everyone;
         self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
-        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageCreated(wire));
+        self.fan_out_channel(channel, EventBody::MessageCreated(wire));
         Ok(())
     }
 
@@ -112,7 +112,7 @@ impl Hub {
         wire.edited_at_ms = edited_at.0;
         wire.mention_everyone = everyone;
         self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
-        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageUpdated(wire));
+        self.fan_out_channel(channel, EventBody::MessageUpdated(wire));
         Ok(())
     }
 
@@ -145,7 +145,7 @@ impl Hub {
         }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::MessageDeleted { channel_id: channel.0, message_id: message.0 };
-        self.fan_out_channel(channel, Some(cx.session), EventBody::MessageDeleted(deleted));
+        self.fan_out_channel(channel, EventBody::MessageDeleted(deleted));
         Ok(())
     }
 
@@ -222,7 +222,7 @@ impl Hub {
                 t.remove(id);
             }
             let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };
-            self.fan_out_channel(*channel, None, EventBody::MessageDeleted(event));
+            self.fan_out_channel(*channel, EventBody::MessageDeleted(event));
         }
     }
 }

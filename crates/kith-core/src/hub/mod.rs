@@ -592,7 +592,7 @@ impl Hub {
             }
         }
         if std::mem::take(&mut self.voice_dirty) && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
-            self.voice_sync(None);
+            self.voice_sync();
         }
     }
 
@@ -614,7 +614,7 @@ impl Hub {
         let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
         self.drop_session(session);
         if let Some(user) = user {
-            self.refresh_presence(user, None);
+            self.refresh_presence(user);
         }
     }
 
@@ -684,20 +684,18 @@ impl Hub {
         self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
     }
 
-    /// Sends one event to every authenticated session of `users`, except
-    /// `skip` (the session whose request caused it: it gets the reply). The
-    /// event is encoded once; recipients share the bytes.
-    fn fan_out<'a>(
-        &mut self,
-        users: impl IntoIterator<Item = &'a UserId>,
-        skip: Option<SessionId>,
-        body: EventBody,
-    ) {
+    /// Sends one event to every authenticated session of `users`. The
+    /// session whose request caused it is one of them: its reply says the
+    /// request succeeded, the event is what changed — one rule for every
+    /// change, so no request can forget to show its own effect (and the
+    /// user's other devices see the same). The event is encoded once;
+    /// recipients share the bytes.
+    fn fan_out<'a>(&mut self, users: impl IntoIterator<Item = &'a UserId>, body: EventBody) {
         let body = event_body(body);
         let mut targets = Vec::new();
         for user in users {
             if let Some(set) = self.user_sessions.get(user) {
-                targets.extend(set.iter().copied().filter(|s| Some(*s) != skip));
+                targets.extend(set.iter().copied());
             }
         }
         let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
@@ -722,28 +720,23 @@ impl Hub {
     }
 
     /// Fans out to every member of a community.
-    fn fan_out_community(&mut self, community: CommunityId, skip: Option<SessionId>, body: EventBody) {
+    fn fan_out_community(&mut self, community: CommunityId, body: EventBody) {
         let members = self.member_ids(community);
-        self.fan_out(&members, skip, body);
+        self.fan_out(&members, body);
     }
 
     /// Sends to each of `users` an event made for them.
-    fn fan_out_each(
-        &mut self,
-        users: &[UserId],
-        skip: Option<SessionId>,
-        event: impl Fn(&Self, UserId) -> EventBody,
-    ) {
+    fn fan_out_each(&mut self, users: &[UserId], event: impl Fn(&Self, UserId) -> EventBody) {
         for user in users {
             let body = event(self, *user);
-            self.fan_out(&[*user], skip, body);
+            self.fan_out(&[*user], body);
         }
     }
 
     /// Fans out to the members who may view a channel.
-    fn fan_out_channel(&mut self, channel: ChannelId, skip: Option<SessionId>, body: EventBody) {
+    fn fan_out_channel(&mut self, channel: ChannelId, body: EventBody) {
         let viewers = self.viewers(channel);
-        self.fan_out(&viewers, skip, body);
+        self.fan_out(&viewers, body);
     }
 
     fn member_ids(&self, community: CommunityId) -> Vec<UserId> {

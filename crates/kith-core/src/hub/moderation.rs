@@ -56,7 +56,7 @@ impl Hub {
         let audit = self.audit(cx, community, AuditAction::Kick, Some(user.0), reason.0, String::new());
         self.persist(vec![Write::RemoveMember { community, user }, audit]);
         self.reply_empty(cx.session, cx.rid);
-        self.remove_member(community, user, MemberLeftReason::Kicked, None);
+        self.remove_member(community, user, MemberLeftReason::Kicked);
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl Hub {
         self.reply_empty(cx.session, cx.rid);
         self.messages_deleted(&doomed);
         if member {
-            self.remove_member(community, user, MemberLeftReason::Banned, None);
+            self.remove_member(community, user, MemberLeftReason::Banned);
         }
         Ok(())
     }
@@ -143,7 +143,7 @@ impl Hub {
         let audit = self.audit(cx, community, AuditAction::Timeout, Some(user.0), reason.0, detail);
         self.persist(vec![Write::UpdateMember { community, user, nickname, timeout_until: until }, audit]);
         self.reply(cx.session, cx.rid, ReplyResult::Member(self.member_wire(community, user)));
-        self.member_changed(community, user, Some(cx.session));
+        self.member_changed(community, user);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use kith_proto::v1::{self, PresenceStatus, event::Body as EventBody, reply::Result as ReplyResult};
 
 use super::{Cx, Hub, Outcome, Refusal};
-use crate::ids::{ChannelId, MessageId, SessionId, UserId};
+use crate::ids::{ChannelId, MessageId, UserId};
 use crate::permissions::Permissions;
 use crate::request::Chosen;
 use crate::store::Write;
@@ -71,9 +71,9 @@ impl Hub {
     }
 
     /// Recomputes `user`'s presence after their sessions or choice changed
-    /// and sends the change: as it is to their own sessions (except `skip`,
-    /// which was just told), as others see it to everyone who can see them.
-    pub(super) fn refresh_presence(&mut self, user: UserId, skip: Option<SessionId>) {
+    /// and sends the change: as it is to their own sessions, as others see it to
+    /// everyone who can see them.
+    pub(super) fn refresh_presence(&mut self, user: UserId) {
         let now = self.presence_now(user);
         let before = self.shown.get(&user).copied().unwrap_or(PresenceStatus::Offline);
         if now == before {
@@ -89,12 +89,12 @@ impl Hub {
         // only detached sessions, which would replay it needlessly on resume.
         if now != PresenceStatus::Offline && before != PresenceStatus::Offline {
             let own = v1::Presence { user_id: user.0, status: now as i32 };
-            self.fan_out(&[user], skip, EventBody::PresenceUpdated(own));
+            self.fan_out(&[user], EventBody::PresenceUpdated(own));
         }
         if public(now) != public(before) {
             let others: Vec<UserId> = self.acquaintances(user).into_iter().filter(|u| *u != user).collect();
             let seen = v1::Presence { user_id: user.0, status: public(now) as i32 };
-            self.fan_out(&others, None, EventBody::PresenceUpdated(seen));
+            self.fan_out(&others, EventBody::PresenceUpdated(seen));
         }
     }
 
@@ -107,13 +107,13 @@ impl Hub {
         for other in &new {
             if self.presence_seen(*other, user) != PresenceStatus::Offline {
                 let p = self.presence_wire(*other, user);
-                self.fan_out(&[user], None, EventBody::PresenceUpdated(p));
+                self.fan_out(&[user], EventBody::PresenceUpdated(p));
             }
         }
         let mine = public(self.shown.get(&user).copied().unwrap_or(PresenceStatus::Offline));
         if both_ways && mine != PresenceStatus::Offline {
             let p = v1::Presence { user_id: user.0, status: mine as i32 };
-            self.fan_out(&new, None, EventBody::PresenceUpdated(p));
+            self.fan_out(&new, EventBody::PresenceUpdated(p));
         }
     }
 
@@ -128,7 +128,7 @@ impl Hub {
         if let Some(afk) = afk {
             self.sessions.get_mut(&cx.session).expect("requesting session exists").afk = afk;
         }
-        self.refresh_presence(cx.me, Some(cx.session));
+        self.refresh_presence(cx.me);
         let wire = self.presence_wire(cx.me, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Presence(wire));
         Ok(())
@@ -158,7 +158,7 @@ impl Hub {
             user_id: cx.me.0,
             until_ms: cx.now.plus_ms(TYPING_MS).0,
         };
-        self.fan_out(&others, None, EventBody::TypingStarted(notice));
+        self.fan_out(&others, EventBody::TypingStarted(notice));
         Ok(())
     }
 
@@ -204,7 +204,7 @@ impl Hub {
                 None => self.read.remove(&key),
             };
             let state = self.read_state_wire(channel, cx.me);
-            self.fan_out(&[cx.me], Some(cx.session), EventBody::ReadStateUpdated(state));
+            self.fan_out(&[cx.me], EventBody::ReadStateUpdated(state));
         }
         self.reply_empty(cx.session, cx.rid);
         Ok(())

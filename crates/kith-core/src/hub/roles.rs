@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use kith_proto::v1::{self, AuditAction, event::Body as EventBody, reply::Result as ReplyResult};
 
 use super::{Community, Cx, Hub, Outcome, Refusal, Role, forbidden};
-use crate::ids::{ChannelId, CommunityId, RoleId, SessionId, Timestamp, UserId};
+use crate::ids::{ChannelId, CommunityId, RoleId, Timestamp, UserId};
 use crate::permissions::{self, OverrideTarget, Permissions, Standing};
 use crate::store::{StoredRole, Write};
 use crate::text::{Nickname, RoleName};
@@ -227,7 +227,7 @@ impl Hub {
         for (user, view) in self.views(community) {
             if before.get(&user) != Some(&view) {
                 let wire = self.community_wire(community, user);
-                self.fan_out(&[user], None, EventBody::CommunityUpdated(wire));
+                self.fan_out(&[user], EventBody::CommunityUpdated(wire));
             }
         }
     }
@@ -262,7 +262,7 @@ impl Hub {
             .insert(role.id, Role { name: role.name.clone(), permissions, rank });
         let wire = self.role_wire(community, role.id);
         self.reply(cx.session, cx.rid, ReplyResult::Role(wire.clone()));
-        self.fan_out_community(community, Some(cx.session), EventBody::RoleCreated(wire));
+        self.fan_out_community(community, EventBody::RoleCreated(wire));
         Ok(())
     }
 
@@ -338,7 +338,7 @@ impl Hub {
         self.communities.get_mut(&community).expect("visible").roles.insert(role, new);
         let wire = self.role_wire(community, role);
         self.reply(cx.session, cx.rid, ReplyResult::Role(wire.clone()));
-        self.fan_out_community(community, Some(cx.session), EventBody::RoleUpdated(wire));
+        self.fan_out_community(community, EventBody::RoleUpdated(wire));
         self.resync(community, before);
         Ok(())
     }
@@ -362,7 +362,7 @@ impl Hub {
         }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::RoleDeleted { community_id: community.0, role_id: role.0 };
-        self.fan_out_community(community, Some(cx.session), EventBody::RoleDeleted(deleted));
+        self.fan_out_community(community, EventBody::RoleDeleted(deleted));
         self.resync(community, before);
         Ok(())
     }
@@ -440,17 +440,17 @@ impl Hub {
         self.persist(writes);
         let before = self.views(community);
         self.communities.get_mut(&community).expect("visible").members.insert(user, updated);
-        self.member_changed(community, user, Some(cx.session));
+        self.member_changed(community, user);
         let wire = self.member_wire(community, user);
         self.reply(cx.session, cx.rid, ReplyResult::Member(wire));
         self.resync(community, before);
         Ok(())
     }
 
-    /// Tells every member (but `skip`) about a member's new state.
-    pub(super) fn member_changed(&mut self, community: CommunityId, user: UserId, skip: Option<SessionId>) {
+    /// Tells every member about a member's new state.
+    pub(super) fn member_changed(&mut self, community: CommunityId, user: UserId) {
         let updated =
             v1::MemberUpdated { community_id: community.0, member: Some(self.member_wire(community, user)) };
-        self.fan_out_community(community, skip, EventBody::MemberUpdated(updated));
+        self.fan_out_community(community, EventBody::MemberUpdated(updated));
     }
 }

@@ -27,7 +27,7 @@ impl Hub {
             None => return,
         }
         if let Some(user) = user {
-            self.refresh_presence(user, None);
+            self.refresh_presence(user);
         }
     }
 
@@ -98,7 +98,7 @@ impl Hub {
             self.emit(Output::Send { to: session, frame: Frame::Event { seq, body } });
         }
         self.reply(session, rid, ReplyResult::Resumed(v1::Resumed { session_id: resume_key, replayed }));
-        self.refresh_presence(user, None);
+        self.refresh_presence(user);
         Ok(())
     }
 

@@ -90,7 +90,7 @@ impl Hub {
             return Err(self.full());
         }
         self.set_voice(cx.me, Some(InVoice { session: cx.session, channel, self_mute, self_deaf }));
-        self.voice_sync(Some(cx.session));
+        self.voice_sync();
         let state = self.voice_wire(cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::VoiceState(state));
         Ok(())
@@ -98,7 +98,7 @@ impl Hub {
 
     pub(super) fn leave_voice(&mut self, cx: Cx) -> Outcome {
         self.set_voice(cx.me, None);
-        self.voice_sync(Some(cx.session));
+        self.voice_sync();
         self.reply_empty(cx.session, cx.rid);
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Hub {
         v.self_mute = self_mute.unwrap_or(v.self_mute);
         v.self_deaf = self_deaf.unwrap_or(v.self_deaf);
         self.set_voice(cx.me, Some(v));
-        self.voice_sync(Some(cx.session));
+        self.voice_sync();
         let state = self.voice_wire(cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::VoiceState(state));
         Ok(())
@@ -167,7 +167,7 @@ impl Hub {
             let c = self.communities.get_mut(&community).expect("checked by moderate");
             c.members.get_mut(&user).expect("checked by moderate").voice_muted = mute;
         }
-        self.voice_sync(None);
+        self.voice_sync();
         self.reply_empty(cx.session, cx.rid);
         Ok(())
     }
@@ -213,9 +213,9 @@ impl Hub {
 
     /// Brings everything derived from `voice` up to date: removes whoever may
     /// no longer be there, tells viewers what changed, and republishes the
-    /// rooms whose routing changed. `skip` is the session whose request caused
-    /// the change (its reply says it).
-    pub(super) fn voice_sync(&mut self, skip: Option<SessionId>) {
+    /// rooms whose routing changed. The user's own sessions are told too,
+    /// the one whose request caused the change included.
+    pub(super) fn voice_sync(&mut self) {
         let gone: Vec<UserId> =
             self.voice.iter().filter(|(u, v)| !self.may_stay(**u, v)).map(|(u, _)| *u).collect();
         for user in gone {
@@ -239,16 +239,13 @@ impl Hub {
                 },
             };
             // Those who could see the old channel and those who see the new,
-            // and the user's own other sessions wherever they are.
+            // and the user's own sessions wherever they are.
             let mut to: BTreeSet<UserId> = BTreeSet::from([user]);
             for channel in [before.map(|b| b.channel_id), now.map(|n| n.channel_id)].into_iter().flatten() {
                 to.extend(self.viewers(ChannelId(channel)));
             }
             let to: Vec<UserId> = to.into_iter().collect();
-            // The session that changed its own user's state has the reply.
-            let own =
-                skip.filter(|s| self.sessions.get(s).and_then(|x| x.auth).map(|a| a.user) == Some(user));
-            self.fan_out(&to, own, EventBody::VoiceStateUpdated(state));
+            self.fan_out(&to, EventBody::VoiceStateUpdated(state));
             match now {
                 Some(s) => self.voice_shown.insert(user, s),
                 None => self.voice_shown.remove(&user),
