@@ -35,7 +35,7 @@ impl App {
         let channel = self.active.and_then(|id| self.model.channels.get(&id));
         let community = channel.map(|c| c.community_id).filter(|&c| c != 0);
         match (name.to_lowercase().as_str(), rest) {
-            ("help" | "h" | "?", _) => self.overlay = Overlay::Help,
+            ("help" | "h" | "?", _) => self.overlay = Overlay::Help { scroll: 0 },
             ("quit" | "exit" | "q", _) => self.actions.push_back(crate::Action::Quit),
             ("join", "") => self.complain("usage: /join <invite link or code>"),
             ("join", invite) => {

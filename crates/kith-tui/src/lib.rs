@@ -129,7 +129,10 @@ enum Screen {
 #[derive(Debug)]
 enum Overlay {
     None,
-    Help,
+    /// F1: every key and command, scrolled this many rows down.
+    Help {
+        scroll: usize,
+    },
     /// /list: every channel and conversation.
     List,
     /// Ctrl+K: type to filter channels and conversations.
@@ -228,6 +231,8 @@ pub struct App {
     last_typing: Option<(u64, u64)>,
     ack_due: bool,
     geometry: Cell<Geometry>,
+    /// How far the help screen can scroll, as last drawn.
+    help_last: Cell<usize>,
     /// The member list as last drawn, kept until its inputs change.
     roster: std::cell::RefCell<Option<view::Roster>>,
     voice: voice::VoiceUi,
@@ -257,6 +262,7 @@ impl App {
             last_typing: None,
             ack_due: false,
             geometry: Cell::new(Geometry { width: 80, height: 20 }),
+            help_last: Cell::new(0),
             roster: std::cell::RefCell::new(None),
             voice: voice::VoiceUi::default(),
         }
@@ -687,7 +693,20 @@ impl App {
             self.notice = None;
         }
         match &mut self.overlay {
-            Overlay::Help | Overlay::List => {
+            Overlay::Help { scroll } => {
+                let (page, last) = (usize::from(self.geometry.get().height.max(2)), self.help_last.get());
+                match key.code {
+                    KeyCode::Up => *scroll = scroll.saturating_sub(1),
+                    KeyCode::Down => *scroll = (*scroll + 1).min(last),
+                    KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+                    KeyCode::PageDown => *scroll = (*scroll + page).min(last),
+                    KeyCode::Home => *scroll = 0,
+                    KeyCode::End => *scroll = last,
+                    _ => self.overlay = Overlay::None,
+                }
+                return;
+            }
+            Overlay::List => {
                 self.overlay = Overlay::None;
                 return;
             }
@@ -708,7 +727,7 @@ impl App {
             KeyCode::Char('k') if key.ctrl => {
                 self.overlay = Overlay::Switcher { query: Editor::default(), selected: 0 };
             }
-            KeyCode::F(1) => self.overlay = Overlay::Help,
+            KeyCode::F(1) => self.overlay = Overlay::Help { scroll: 0 },
             KeyCode::Char('m') if key.alt => self.toggle_mute(),
             KeyCode::Char('d') if key.alt => self.toggle_deaf(),
             KeyCode::Char('t') if key.alt => self.push_to_talk(),

@@ -99,8 +99,8 @@ impl App {
         let cursor = self.centre(active, centre, buf);
         match &self.overlay {
             Overlay::None => cursor,
-            Overlay::Help => {
-                help(area, buf);
+            Overlay::Help { scroll } => {
+                self.help_last.set(help(area, buf, *scroll));
                 None
             }
             Overlay::List => {
@@ -115,13 +115,11 @@ impl App {
         let (state, style) = match &self.connection {
             Connection::Connecting => ("connecting…".to_owned(), Style::new().fg(Color::Yellow)),
             Connection::Connected => ("● connected".to_owned(), Style::new().fg(Color::Green)),
-            Connection::Reconnecting { attempt, reason } => (
-                format!("○ reconnecting (attempt {}): {}", attempt + 1, text::clean_line(reason)),
-                Style::new().fg(Color::Yellow),
-            ),
-            Connection::Ended(reason) => {
-                (format!("✕ disconnected: {}", text::clean_line(reason)), Style::new().fg(Color::Red))
+            // Why is said in full above the input (`App::notice_line`).
+            Connection::Reconnecting { attempt, .. } => {
+                (format!("○ reconnecting (attempt {})", attempt + 1), Style::new().fg(Color::Yellow))
             }
+            Connection::Ended(_) => ("✕ disconnected".to_owned(), Style::new().fg(Color::Red)),
         };
         let fp = short_fingerprint(&self.config.fingerprint);
         let mut spans = vec![Span::styled(state, style), Span::raw("  ")];
@@ -361,10 +359,15 @@ impl App {
         let input_rows =
             wrap_input(self.editor.text(), input_w).len().clamp(1, usize::from(area.height / 3).max(1));
         let banner = u16::from(self.reply_to.is_some() || self.editing.is_some());
+        // A notice is shown whole, wrapped, up to a third of the pane.
+        let notice = self.notice_line();
+        let notice_rows = notice.as_ref().map_or(1, |(text, _)| {
+            wrap(text, usize::from(area.width).max(1)).len().clamp(1, usize::from(area.height / 3).max(1))
+        });
         let [header, messages, typing, banner_area, input] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(1),
-            Constraint::Length(1),
+            Constraint::Length(notice_rows as u16),
             Constraint::Length(banner),
             Constraint::Length(input_rows as u16),
         ])
@@ -397,7 +400,10 @@ impl App {
             .style(dim());
             hint.render(messages, buf);
         }
-        self.typing_line(ch, typing, buf);
+        match notice {
+            Some((text, style)) => paragraph(&text, style, typing, buf),
+            None => self.typing_line(ch, typing, buf),
+        }
         if !banner_area.is_empty() {
             let text = match (self.reply_to, self.editing) {
                 (Some(id), _) => {
@@ -423,18 +429,27 @@ impl App {
         self.input(ch, input, buf)
     }
 
-    fn typing_line(&self, ch: Option<&Chan>, area: Rect, buf: &mut Buffer) {
-        if area.is_empty() {
-            return;
-        }
+    /// The line above the input, when it has something to say: the latest
+    /// notice, or else why the connection is down.
+    fn notice_line(&self) -> Option<(String, Style)> {
         if let Some(n) = &self.notice {
             let style = if n.error { Style::new().fg(Color::Red) } else { Style::new().fg(Color::Cyan) };
-            buf.set_line(
-                area.x,
-                area.y,
-                &Line::styled(truncate(&n.text, area.width as usize), style),
-                area.width,
-            );
+            return Some((n.text.clone(), style));
+        }
+        match &self.connection {
+            Connection::Reconnecting { reason, .. } => Some((
+                format!("connection lost: {}; trying again…", text::clean_line(reason)),
+                Style::new().fg(Color::Yellow),
+            )),
+            Connection::Ended(reason) => {
+                Some((format!("disconnected: {}", text::clean_line(reason)), Style::new().fg(Color::Red)))
+            }
+            Connection::Connecting | Connection::Connected => None,
+        }
+    }
+
+    fn typing_line(&self, ch: Option<&Chan>, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
             return;
         }
         let Some(ch) = ch else { return };
@@ -693,11 +708,8 @@ fn render_setup(setup: &Setup, frame: &mut Frame) {
     let area = frame.area();
     let buf = frame.buffer_mut();
     let w = area.width.saturating_sub(2).min(76);
-    let r = centred(area, w, area.height.min(14));
-    let block = Block::bordered().title(" Welcome to kith ").border_style(Style::new().fg(Color::Cyan));
-    let inner = block.inner(r);
-    block.render(r, buf);
-    let iw = inner.width as usize;
+    // Laid out for the box's inner width first; the box is as tall as that needs.
+    let iw = usize::from(w.saturating_sub(2));
     let mut lines: Vec<Line> = Vec::new();
     if let Some(p) = &setup.probe {
         lines.push(Line::from(vec![
@@ -712,10 +724,7 @@ fn render_setup(setup: &Setup, frame: &mut Frame) {
             ]));
         }
         if let Some(w) = &setup.warning {
-            lines.push(Line::styled(
-                truncate(&format!("          {}", text::clean_line(w)), iw),
-                Style::new().fg(Color::Red),
-            ));
+            lines.extend(wrapped(&text::clean_line(w), iw, "          ", Style::new().fg(Color::Red)));
         }
         if !fp.is_empty() && fp.len() > iw.saturating_sub(10) {
             lines.push(Line::raw(format!(
@@ -761,15 +770,16 @@ fn render_setup(setup: &Setup, frame: &mut Frame) {
         ]));
     }
     if !hint.is_empty() {
-        lines.push(Line::styled(truncate(hint, iw), dim()));
+        lines.extend(wrapped(hint, iw, "", dim()));
     }
     if let Some(e) = &setup.error {
-        lines.push(Line::styled(
-            truncate(&format!("✕ {}", text::clean_line(e)), iw),
-            Style::new().fg(Color::Red),
-        ));
+        lines.extend(wrapped(&format!("✕ {}", text::clean_line(e)), iw, "", Style::new().fg(Color::Red)));
     }
     lines.push(Line::styled("Enter continues · Esc goes back · Ctrl+C quits", dim()));
+    let r = centred(area, w, (lines.len() as u16 + 2).max(14).min(area.height));
+    let block = Block::bordered().title(" Welcome to kith ").border_style(Style::new().fg(Color::Cyan));
+    let inner = block.inner(r);
+    block.render(r, buf);
     for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
         buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
     }
@@ -788,7 +798,13 @@ fn render_setup(setup: &Setup, frame: &mut Frame) {
     }
 }
 
-fn help(area: Rect, buf: &mut Buffer) {
+/// The key column of the help screen.
+const HELP_KEYS: usize = 20;
+
+/// Every key and command, fitted to the terminal: descriptions wrap under
+/// their own column, and what does not fit scrolls (`scroll` rows down).
+/// Returns how far it can scroll.
+fn help(area: Rect, buf: &mut Buffer, scroll: usize) -> usize {
     let keys = [
         ("Enter", "send"),
         ("Alt+Enter", "new line"),
@@ -805,26 +821,41 @@ fn help(area: Rect, buf: &mut Buffer) {
         ("Ctrl+W / Ctrl+U", "delete word / to line start"),
         ("F1, /help", "this screen"),
         ("Ctrl+C, /quit", "leave"),
+        ("● ◐ ⊖ ○", "online, idle, do not disturb, offline (or invisible)"),
     ];
-    let mut lines: Vec<Line> = keys
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![Span::styled(format!("{k:<20}"), Style::new().fg(Color::Cyan)), Span::raw(*what)])
-        })
-        .collect();
-    lines.push(Line::raw(""));
-    for (name, args, what) in COMMANDS {
-        let usage = format!("/{name} {args}");
-        lines.push(Line::from(vec![
-            Span::styled(format!("{usage:<20} "), Style::new().fg(Color::Cyan)),
-            Span::raw(*what),
-        ]));
+    let w = usize::from(area.width.saturating_sub(4)).max(HELP_KEYS + 10);
+    let room = w - HELP_KEYS - 1;
+    let mut lines: Vec<Line> = Vec::new();
+    let mut entry = |key: String, what: &str| {
+        for (i, r) in wrap(what, room).into_iter().enumerate() {
+            let lead = if i == 0 { format!("{key:<HELP_KEYS$} ") } else { " ".repeat(HELP_KEYS + 1) };
+            lines.push(Line::from(vec![
+                Span::styled(lead, Style::new().fg(Color::Cyan)),
+                Span::raw(what[r].to_owned()),
+            ]));
+        }
+    };
+    for (key, what) in keys {
+        entry(key.to_owned(), what);
     }
-    popup(area, buf, " Keys and commands (any key closes) ", lines);
+    entry(String::new(), "");
+    for (name, args, what) in COMMANDS {
+        entry(format!("/{name} {args}"), what);
+    }
+    let shown = usize::from(area.height.saturating_sub(2));
+    let last = lines.len().saturating_sub(shown);
+    let scroll = scroll.min(last);
+    let title = if last > 0 {
+        format!(" Keys and commands · ↑↓ scroll {}/{} · other keys close ", scroll + 1, last + 1)
+    } else {
+        " Keys and commands (any key closes) ".to_owned()
+    };
+    popup(area, buf, &title, lines.into_iter().skip(scroll).collect());
+    last
 }
 
 fn popup(area: Rect, buf: &mut Buffer, title: &str, lines: Vec<Line>) {
-    let w = area.width.saturating_sub(2).min(80);
+    let w = area.width.saturating_sub(2).min(100);
     let h = (lines.len() as u16 + 2).min(area.height);
     let r = centred(area, w, h);
     Clear.render(r, buf);
@@ -834,6 +865,21 @@ fn popup(area: Rect, buf: &mut Buffer, title: &str, lines: Vec<Line>) {
     for (i, line) in lines.iter().take(inner.height as usize).enumerate() {
         buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
     }
+}
+
+/// Cleaned text wrapped into `area`, as many rows as fit.
+fn paragraph(text: &str, style: Style, area: Rect, buf: &mut Buffer) {
+    for (i, r) in
+        wrap(text, usize::from(area.width).max(1)).into_iter().take(usize::from(area.height)).enumerate()
+    {
+        buf.set_line(area.x, area.y + i as u16, &Line::styled(text[r].to_owned(), style), area.width);
+    }
+}
+
+/// Cleaned text wrapped to `w` cells as styled lines, each led by `indent`.
+fn wrapped(text: &str, w: usize, indent: &str, style: Style) -> Vec<Line<'static>> {
+    let room = w.saturating_sub(width(indent)).max(1);
+    wrap(text, room).into_iter().map(|r| Line::styled(format!("{indent}{}", &text[r]), style)).collect()
 }
 
 fn centred(area: Rect, w: u16, h: u16) -> Rect {
@@ -863,14 +909,16 @@ fn day_label(day: NaiveDate, today: NaiveDate) -> String {
     }
 }
 
+/// A presence as a shape and a colour, so that it reads without colour too
+/// (a monochrome terminal, colour blindness).
 fn presence_dot(s: v1::PresenceStatus) -> Span<'static> {
-    let colour = match s {
-        v1::PresenceStatus::Online => Color::Green,
-        v1::PresenceStatus::Idle => Color::Yellow,
-        v1::PresenceStatus::Dnd => Color::Red,
-        v1::PresenceStatus::Offline | v1::PresenceStatus::Invisible => Color::DarkGray,
+    let (shape, colour) = match s {
+        v1::PresenceStatus::Online => ("●", Color::Green),
+        v1::PresenceStatus::Idle => ("◐", Color::Yellow),
+        v1::PresenceStatus::Dnd => ("⊖", Color::Red),
+        v1::PresenceStatus::Offline | v1::PresenceStatus::Invisible => ("○", Color::DarkGray),
     };
-    Span::styled(if s == v1::PresenceStatus::Offline { "○" } else { "●" }, Style::new().fg(colour))
+    Span::styled(shape, Style::new().fg(colour))
 }
 
 /// `sha256:0123abcd…` (the first 8 hex digits; the whole in `/invite`).

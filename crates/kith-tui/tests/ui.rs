@@ -702,7 +702,9 @@ fn slash_commands_become_requests() {
 
     ui.key(KeyCode::F(1));
     let s = ui.screen();
-    assert!(shows(&s, "Keys and commands") && shows(&s, "Ctrl+K") && shows(&s, "/topic"), "{s}");
+    assert!(shows(&s, "Keys and commands") && shows(&s, "Ctrl+K"), "{s}");
+    ui.key(KeyCode::End);
+    assert!(shows(&ui.screen(), "/topic"), "the commands are further down");
 }
 
 #[test]
@@ -727,9 +729,10 @@ fn the_connection_state_shows_in_the_status_bar() {
     let mut ui = Ui::chatting(vec![]);
     ui.input(Input::Connection(kith_tui::Connection::Reconnecting {
         attempt: 1,
-        reason: "connection lost".into(),
+        reason: "timed out".into(),
     }));
-    assert!(shows(&ui.screen(), "reconnecting (attempt 2): connection lost"));
+    let s = ui.screen();
+    assert!(shows(&s, "○ reconnecting (attempt 2)") && shows(&s, "connection lost: timed out"), "{s}");
     ui.input(Input::Connection(kith_tui::Connection::Connected));
     assert!(shows(&ui.screen(), "● connected"));
 }
@@ -962,4 +965,88 @@ fn a_voice_channel_can_be_made_from_the_chat() {
     ui.answer(id, ReplyResult::Channel(voice_channel(105, "hangout")));
     let s = ui.screen();
     assert!(shows(&s, "created ♪ hangout") && shows(&s, "In voice — 0"), "{s}");
+}
+
+/// The text of the screen's rightmost pane or box, rows joined with spaces,
+/// so that text wrapped over several rows can be looked for whole.
+fn flowing(ui: &mut Ui) -> String {
+    ui.render()
+        .iter()
+        .filter_map(|row| row.split(['│', '┌', '┐', '└', '┘']).map(str::trim).rfind(|s| !s.is_empty()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn long_notices_and_connection_problems_wrap_instead_of_being_cut() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.width = 70;
+    let why = "no answer from home.example:7443 within 10 s; is the address right and the server running?";
+    ui.input(Input::Connection(kith_tui::Connection::Reconnecting { attempt: 0, reason: why.into() }));
+    let s = flowing(&mut ui);
+    assert!(s.contains(why), "the whole reason is on screen:\n{}", ui.screen());
+
+    // A notice wraps the same way.
+    ui.input(Input::Connection(kith_tui::Connection::Connected));
+    ui.typed("hi");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    let why =
+        "you are timed out in this community until 14:05 (in 9 min) by a moderator for spamming the channel";
+    ui.input(Input::Reply { id, result: Err(kith_tui::Failure { code: None, reason: why.into() }) });
+    let s = flowing(&mut ui);
+    assert!(s.contains(why), "{}", ui.screen());
+}
+
+#[test]
+fn the_setup_screen_wraps_long_warnings_and_errors() {
+    let warning = Some("unencrypted".to_owned());
+    let mut ui = Ui::new(App::gateway(Config { warning, ..config() }, SignInWays::default()));
+    ui.width = 60;
+    let s = flowing(&mut ui);
+    assert!(s.contains("what you type here, passwords too, crosses the network in clear"), "{}", ui.screen());
+    ui.key(Key::char('l'));
+    ui.typed("dave");
+    ui.key(KeyCode::Enter);
+    ui.typed("pw");
+    ui.key(KeyCode::Enter);
+    ui.drain();
+    let why = "that username and password do not match; check both (usernames ignore case) and try again";
+    ui.input(Input::Setup(SetupInput::Failed(why.into())));
+    let s = flowing(&mut ui);
+    assert!(s.contains(&why[..40]) && s.contains("and try again"), "{}", ui.screen());
+    assert!(!ui.screen().contains('…'), "{}", ui.screen());
+}
+
+#[test]
+fn help_fits_the_terminal_and_scrolls() {
+    let mut ui = Ui::chatting(vec![]);
+    (ui.width, ui.height) = (64, 16);
+    ui.key(KeyCode::F(1));
+    let first = ui.screen();
+    assert!(first.contains("Keys and commands") && first.contains("scroll"), "{first}");
+    assert!(first.lines().all(|l| l.chars().count() <= 64), "{first}");
+    // A description too long for the box wraps under its own column.
+    let flow = flowing(&mut ui);
+    assert!(flow.contains("cancel reply/edit, else mark read and jump to the end"), "{flow}");
+    ui.key(KeyCode::Down);
+    let down = ui.screen();
+    assert_ne!(first, down, "↓ scrolls");
+    ui.key(KeyCode::End);
+    assert!(ui.screen().contains("/quit"), "the end of the list is reachable:\n{}", ui.screen());
+    ui.key(Key::char('x'));
+    assert!(!ui.screen().contains("Keys and commands"), "another key closes it");
+}
+
+#[test]
+fn presence_reads_without_colour() {
+    let mut r = ready();
+    r.presences = vec![
+        v1::Presence { user_id: ME, status: v1::PresenceStatus::Dnd as i32 },
+        v1::Presence { user_id: BOB, status: v1::PresenceStatus::Idle as i32 },
+    ];
+    let mut ui = Ui::new(App::new(config()));
+    ui.input(Input::Ready(Box::new(r)));
+    let s = ui.screen();
+    assert!(s.contains("◐ bob") && s.contains("⊖ alice"), "{s}");
 }
