@@ -34,6 +34,11 @@ macro_rules! id_type {
             pub fn timestamp(self) -> Timestamp {
                 Timestamp((self.0 >> SEQUENCE_BITS) + ID_EPOCH_MS)
             }
+
+            /// The smallest id minted at or after `t`.
+            pub fn first_at(t: Timestamp) -> Self {
+                $name(t.0.saturating_sub(ID_EPOCH_MS) << SEQUENCE_BITS)
+            }
         }
     )*};
 }

@@ -85,6 +85,8 @@ pub enum Request {
     Logout {
         everywhere: bool,
     },
+    /// How to join this server; allowed before logging in.
+    ServerInfo,
     CreateCommunity {
         name: CommunityName,
     },
@@ -374,10 +376,21 @@ fn required(id: u64, field: &str) -> Result<u64, ParseError> {
 
 /// Invite codes and setup codes are short printable ASCII.
 fn code(raw: String, field: &str) -> Result<String, ParseError> {
+    let raw = raw.trim();
     if raw.is_empty() || raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(invalid(format!("{field} is malformed")));
+        return Err(invalid(format!(
+            "the {field} should be letters and digits (and dashes), as it was given to you"
+        )));
     }
-    Ok(raw)
+    Ok(raw.to_owned())
+}
+
+/// A code as people type it and as it is compared: dashes and case do not
+/// matter (`abcd-efgh` is `ABCDEFGH`). The edge mints codes from an alphabet
+/// without look-alikes (no 0/O, 1/I/L), upper case only, so that one read
+/// aloud or copied by hand still works.
+pub fn code_key(code: &str) -> String {
+    code.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
 /// Validates one request. `new_invite_code` supplies randomness (the hub has
@@ -425,6 +438,7 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             }))
         }
         Wire::Logout(r) => hub(Request::Logout { everywhere: r.everywhere }),
+        Wire::ServerInfo(_) => hub(Request::ServerInfo),
         Wire::CreateCommunity(r) => hub(Request::CreateCommunity { name: CommunityName::parse(&r.name)? }),
         Wire::CreateInvite(r) => hub(Request::CreateInvite {
             community: CommunityId(required(r.community_id, "community_id")?),

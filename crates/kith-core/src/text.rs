@@ -237,7 +237,7 @@ impl ChannelName {
 pub struct Body(pub String);
 
 impl Body {
-    pub const MAX_CHARS: usize = 4000;
+    pub const MAX_CHARS: usize = kith_proto::limits::MESSAGE_MAX_CHARS;
 
     pub fn parse(raw: &str) -> Result<Self, TextError> {
         const F: &str = "message";
@@ -307,17 +307,13 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    pub const MIN_BYTES: usize = 8;
-    pub const MAX_BYTES: usize = 1024;
+    pub const MAX_BYTES: usize = kith_proto::limits::PASSWORD_MAX_BYTES;
 
     pub fn parse(raw: String) -> Result<Self, TextError> {
-        if raw.len() < Self::MIN_BYTES || raw.len() > Self::MAX_BYTES {
-            return refuse("password", format!("must be {}-{} bytes", Self::MIN_BYTES, Self::MAX_BYTES));
+        match kith_proto::limits::password_problem(&raw) {
+            Some(problem) => refuse("password", problem),
+            None => Ok(Self(raw)),
         }
-        if raw.contains('\0') {
-            return refuse("password", "must not contain NUL");
-        }
-        Ok(Self(raw))
     }
 }
 

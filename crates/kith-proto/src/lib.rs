@@ -7,6 +7,8 @@
 //! length as soon as the 4 length bytes are in, before buffering the body.
 
 mod frame;
+pub mod invite;
+pub mod limits;
 pub mod voice;
 
 pub use frame::{FrameDecoder, FrameError, encode_frame, event_body, event_frame_header};
@@ -35,3 +37,11 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
 /// Largest frame the server sends (a `Ready` snapshot of a big server, or a
 /// history page of 100 maximum-size messages, fits with room to spare).
 pub const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
+
+/// A point in time inside human-readable text the server sends (error
+/// reasons, audit details): `<t:UNIX_SECONDS>`, as in Discord's markup.
+/// Clients show it in the reader's time zone with how far away it is
+/// ("14:05, in 9 min"); one that does not still shows a readable number.
+pub fn time_token(unix_ms: u64) -> String {
+    format!("<t:{}>", unix_ms / 1000)
+}

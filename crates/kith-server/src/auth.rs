@@ -55,8 +55,12 @@ pub fn token_hash(token: &str) -> TokenHash {
 }
 
 /// A random code from an alphabet without look-alikes (no 0/O, 1/I/l).
+/// Random letters and digits from an alphabet without look-alikes (no 0/O,
+/// 1/I/L) and in one case, so a code read aloud or copied by hand works;
+/// the hub compares codes without case and dashes (`request::code_key`).
+/// 5 bits a character: 12 characters are 60 bits.
 pub fn random_code(len: usize) -> String {
-    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
     let mut rng = rand::rng();
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }

@@ -56,6 +56,11 @@ pub struct Config {
     pub limits: Limits,
     /// The telnet gateway, if enabled.
     pub telnet: Option<telnet::TelnetConfig>,
+    /// `host[:port]` that people elsewhere reach this server at; invites
+    /// name it. `None`: [`public_address`] guesses.
+    pub public_address: Option<String>,
+    /// Who may create communities.
+    pub community_creation: kith_core::CommunityCreation,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -139,6 +144,8 @@ impl Config {
             outbox_bytes: quic::OUTBOX_BYTES,
             limits: Limits::default(),
             telnet: None,
+            public_address: None,
+            community_creation: kith_core::CommunityCreation::Everyone,
         }
     }
 }
@@ -147,6 +154,7 @@ impl Config {
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    public_address: String,
     fingerprint: String,
     setup_code: Option<String>,
     endpoint: quinn::Endpoint,
@@ -196,6 +204,13 @@ impl Server {
             let c = auth::random_code(12);
             format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
         });
+        // Bound before the hub exists, so that invites name the real port.
+        let socket = std::net::UdpSocket::bind(config.listen)
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let public_address = match &config.public_address {
+            Some(a) => kith_proto::invite::with_default_port(a),
+            None => guess_public_address(socket.local_addr()?),
+        };
         let hub = Hub::new(
             state,
             HubConfig {
@@ -206,6 +221,9 @@ impl Server {
                 guest_message_rate: Some(config.limits.guest_messages),
                 typing_rate: Some(config.limits.typing),
                 voice_room: config.limits.voice_room,
+                public_address: Some(public_address.clone()),
+                fingerprint: Some(identity.fingerprint.clone()),
+                community_creation: config.community_creation,
                 ..HubConfig::default()
             },
         );
@@ -222,8 +240,6 @@ impl Server {
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
 
-        let socket = std::net::UdpSocket::bind(config.listen)
-            .with_context(|| format!("listening on {}", config.listen))?;
         let endpoint = quinn::Endpoint::new(
             endpoint_config(&identity.key),
             Some(server_config(identity.certs, identity.key)?),
@@ -245,6 +261,7 @@ impl Server {
         };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {
+            public_address,
             local_addr,
             fingerprint: identity.fingerprint,
             setup_code,
@@ -264,6 +281,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// `host:port` that invites name.
+    pub fn public_address(&self) -> &str {
+        &self.public_address
     }
 
     /// `sha256:<hex>` of the server certificate.
@@ -371,4 +393,30 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Where others probably reach a server bound to `bound`, when the operator
+/// did not say: the address it is bound to, or — bound to every interface —
+/// the address this machine would use to reach the outside (found by
+/// "connecting" a UDP socket, which sends nothing), or else `localhost`,
+/// which the caller should warn about.
+pub fn guess_public_address(bound: SocketAddr) -> String {
+    let port = bound.port();
+    if !bound.ip().is_unspecified() {
+        return SocketAddr::new(bound.ip(), port).to_string();
+    }
+    // Documentation-range addresses: a route lookup, never a packet.
+    for probe in ["192.0.2.1:9", "[2001:db8::1]:9"] {
+        let local = if probe.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
+        let found = std::net::UdpSocket::bind(local)
+            .and_then(|s| s.connect(probe).and_then(|()| s.local_addr()))
+            .map(|a| a.ip());
+        if let Ok(ip) = found
+            && !ip.is_unspecified()
+            && !ip.is_loopback()
+        {
+            return SocketAddr::new(ip, port).to_string();
+        }
+    }
+    format!("localhost:{port}")
 }

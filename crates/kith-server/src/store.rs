@@ -747,8 +747,15 @@ impl Readers {
         let before = q.before.map_or(i64::MAX, |a| a.0 as i64);
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, community_id, actor_id, action, target_id, reason, detail FROM audit_log
-                 WHERE community_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT a.id, a.community_id, a.actor_id, a.action, a.target_id, a.reason, a.detail,
+                        actor.username,
+                        COALESCE(target.username, '#' || ch.name, role.name, '')
+                 FROM audit_log a
+                 JOIN users actor ON actor.id = a.actor_id
+                 LEFT JOIN users target ON target.id = a.target_id
+                 LEFT JOIN channels ch ON ch.id = a.target_id
+                 LEFT JOIN roles role ON role.id = a.target_id
+                 WHERE a.community_id = ?1 AND a.id < ?2 ORDER BY a.id DESC LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![q.community.0 as i64, before, i64::from(q.limit)], |r| {
                 let entry = id(r.get(0)?);
@@ -761,6 +768,8 @@ impl Readers {
                     reason: r.get(5)?,
                     detail: r.get(6)?,
                     created_at_ms: kith_core::AuditId(entry).timestamp().0,
+                    actor_name: r.get(7)?,
+                    target_name: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -22,10 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kith_core::request::Request as HubRequest;
 use kith_core::{Frame, Input as HubInput, SessionId};
-use kith_proto::v1::{
-    self, ClientMessage, ErrorCode, client_message::Request, register_request::Credential,
-    server_message::Kind,
-};
+use kith_proto::v1::{self, ClientMessage, ErrorCode, client_message::Request, server_message::Kind};
 use kith_telnet::{Event, Telnet};
 use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn, SignInWays};
 use prost::Message;
@@ -556,6 +553,12 @@ impl Session {
                     self.backlog.push(0x07);
                     continue;
                 }
+                // The telnet user's own terminal: it may put the text on
+                // their clipboard (base64 holds no telnet IAC byte).
+                Action::Copy(text) => {
+                    self.backlog.extend_from_slice(kith_tui::clipboard_sequence(&text).as_bytes());
+                    continue;
+                }
                 // Its config says voice is unavailable, so the app never
                 // starts sound here.
                 Action::Voice(_) => continue,
@@ -586,19 +589,12 @@ impl Session {
     }
 }
 
-/// The login or registration a sign-in asks for. A code in the owner setup
-/// code's shape (`XXXX-XXXX-XXXX`) is sent as one, so a fresh server's owner
-/// can create their account over telnet too.
+/// The login or registration a sign-in asks for.
 fn sign_in_request(s: SignIn) -> Request {
     if !s.register {
         return Request::Login(v1::LoginRequest { username: s.username, password: s.password });
     }
-    let credential = s.invite_code.map(|code| {
-        let setup_shaped = code.len() == 14
-            && code.split('-').map(str::len).eq([4, 4, 4])
-            && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if setup_shaped { Credential::SetupCode(code) } else { Credential::InviteCode(code) }
-    });
+    let credential = s.credential();
     Request::Register(v1::RegisterRequest {
         username: s.username,
         password: s.password,

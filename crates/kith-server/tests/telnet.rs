@@ -192,3 +192,19 @@ async fn a_client_that_will_not_let_the_server_echo_is_warned_before_typing_a_pa
     let screen = t.until_shows("your telnet client shows what you type").await;
     assert!(screen.contains("[l] log in"), "{screen}");
 }
+
+#[tokio::test]
+async fn an_invite_made_over_telnet_names_the_servers_public_address_not_the_telnet_port() {
+    let (server, addr) = serve(|c| c.public_address = Some("chat.example.org".into())).await;
+    let family = family(&server, &[]).await;
+    let mut carol = Tn::connect(addr).await;
+    carol.register("carol", PASSWORD, &family.invite).await;
+    carol.until_shows("#general").await;
+    carol.typed("/invite\r").await;
+    let screen = carol.until_shows("copied to your clipboard").await;
+    let flowing: String = screen.lines().map(|l| l.split('│').nth(1).unwrap_or("").trim()).collect();
+    assert!(flowing.contains("kith://chat.example.org:7443/"), "{screen}");
+    assert!(!flowing.contains(&addr.port().to_string()), "not the telnet port:\n{screen}");
+    // The clipboard request went to carol's own terminal (OSC 52).
+    assert!(String::from_utf8_lossy(&carol.raw).contains("\u{1b}]52;c;"), "no OSC 52 sent");
+}

@@ -38,11 +38,13 @@ impl App {
             ("help" | "h" | "?", _) => self.overlay = Overlay::Help { scroll: 0 },
             ("quit" | "exit" | "q", _) => self.actions.push_back(crate::Action::Quit),
             ("join", "") => self.complain("usage: /join <invite link or code>"),
-            ("join", invite) => {
-                let code = invite_code(invite);
-                let request = Request::JoinCommunity(v1::JoinCommunityRequest { code });
-                self.request(request, Pending::Community { verb: "joined" });
-            }
+            ("join", invite) => match kith_proto::invite::InviteLink::parse(invite) {
+                Ok(link) => {
+                    let request = Request::JoinCommunity(v1::JoinCommunityRequest { code: link.code });
+                    self.request(request, Pending::Community { verb: "joined" });
+                }
+                Err(e) => self.complain(e.to_string()),
+            },
             ("leave" | "drop" | "part", _) => {
                 let Some(community_id) = community else {
                     return self.complain("/leave works in a community's channel");
@@ -212,13 +214,6 @@ pub fn status_name(s: v1::PresenceStatus) -> &'static str {
     }
 }
 
-/// An invite's code: `kith://HOST:PORT/CODE?fp=…` or the bare code.
-fn invite_code(invite: &str) -> String {
-    let Some(rest) = invite.strip_prefix("kith://") else { return invite.to_owned() };
-    let path = rest.split_once('/').map_or("", |(_, p)| p);
-    path.split_once('?').map_or(path, |(c, _)| c).to_owned()
-}
-
 /// What Tab may turn the word before the cursor into.
 pub fn completions(model: &Model, active: Option<u64>, word: &str, at_start: bool) -> Vec<String> {
     let lower = word.to_lowercase();
@@ -252,16 +247,4 @@ pub fn completions(model: &Model, active: Option<u64>, word: &str, at_start: boo
     out.sort();
     out.dedup();
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invite_codes_come_out_of_links() {
-        assert_eq!(invite_code("kith://h:7443/AbC?fp=sha256:00"), "AbC");
-        assert_eq!(invite_code("kith://h:7443/AbC"), "AbC");
-        assert_eq!(invite_code("AbC"), "AbC");
-    }
 }

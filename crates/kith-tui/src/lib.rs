@@ -20,6 +20,7 @@ mod voice;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
+use kith_proto::invite::InviteLink;
 use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult};
 
 pub use keys::{Key, KeyCode};
@@ -113,11 +114,24 @@ pub enum Action {
     },
     /// Ring the terminal bell.
     Bell,
+    /// Put this text on the user's clipboard, where the terminal allows it
+    /// (OSC 52): an invite link, say, which mouse capture keeps from being
+    /// selected.
+    Copy(String),
     Setup(SetupAction),
     /// Start, adjust or stop the call's sound.
     Voice(VoiceAction),
     /// The user asked to leave.
     Quit,
+}
+
+/// The bytes that ask a terminal to put `text` on the clipboard (OSC 52,
+/// which xterm, kitty, iTerm2, WezTerm, Windows Terminal and tmux with
+/// `set-clipboard on` honour; others ignore it). Base64 keeps whatever the
+/// text holds from being read as a control sequence.
+pub fn clipboard_sequence(text: &str) -> String {
+    use base64::Engine as _;
+    format!("\x1b]52;c;{}\x07", base64::engine::general_purpose::STANDARD.encode(text))
 }
 
 #[derive(Debug)]
@@ -171,6 +185,8 @@ enum Pending {
     VoiceState,
     /// Anything else: say `done` on success.
     Done(String),
+    /// How to join the server hosting the sign-in screen.
+    ServerInfo,
     /// Typing notices and read marks: nobody needs to hear how they went
     /// (they fail during a reconnect, and are redone after it).
     Quiet,
@@ -282,7 +298,10 @@ impl App {
             .as_ref()
             .map(|w| format!("{w}: what you type here, passwords too, crosses the network in clear"));
         let setup = Setup::fixed(config.server.clone(), warning, ways);
-        App { screen: Screen::Setup(Box::new(setup)), ..App::new(config) }
+        let mut app = App { screen: Screen::Setup(Box::new(setup)), ..App::new(config) };
+        // What registering needs, so the code is asked for before the password.
+        app.request(Request::ServerInfo(v1::ServerInfoRequest {}), Pending::ServerInfo);
+        app
     }
 
     /// The next thing for the host to do.
@@ -332,7 +351,9 @@ impl App {
                 if let Screen::Setup(setup) = &mut self.screen {
                     match s {
                         SetupInput::Probed(r) => setup.probed(r),
-                        SetupInput::Failed(reason) => setup.failed(reason),
+                        SetupInput::Failed(reason) => {
+                            setup.failed(text::times(&reason, now_ms, self.config.utc_offset_secs))
+                        }
                     }
                 }
             }
@@ -389,6 +410,9 @@ impl App {
 
     fn event(&mut self, event: &v1::Event) {
         let Some(body) = &event.body else { return };
+        if let v1::event::Body::CommunityLeft(left) = body {
+            self.removed_from(left);
+        }
         let effect = self.model.apply(self.now_ms, body);
         if let v1::event::Body::VoiceStateUpdated(v) = body
             && v.user_id == self.model.me
@@ -411,6 +435,35 @@ impl App {
         {
             self.switch_to(first);
         }
+    }
+
+    /// Says why a community went from the sidebar when someone else took
+    /// the user out of it (their own leave says "left" already).
+    fn removed_from(&mut self, left: &v1::CommunityLeft) {
+        let verb = match left.reason() {
+            v1::MemberLeftReason::Kicked => "kicked from",
+            v1::MemberLeftReason::Banned => "banned from",
+            _ => return,
+        };
+        let Some(community) = self.model.community(left.community_id) else { return };
+        let by = community
+            .members
+            .iter()
+            .find(|(id, _)| *id == left.by_user_id)
+            .map(
+                |(id, nick)| {
+                    if nick.is_empty() { self.model.users.get(id).map_or("?", |u| u.label()) } else { nick }
+                },
+            )
+            .unwrap_or("a moderator");
+        let mut said = format!("you were {verb} {} by {by}", community.name);
+        if !left.moderator_reason.is_empty() {
+            said.push_str(&format!(": {}", text::clean_line(&left.moderator_reason)));
+        }
+        if left.reason() == v1::MemberLeftReason::Kicked {
+            said.push_str(" (an invite lets you back in)");
+        }
+        self.complain(said);
     }
 
     /// A message from someone else arrived.
@@ -500,6 +553,9 @@ impl App {
 
     fn reply(&mut self, id: u64, result: Result<ReplyResult, Failure>) {
         let Some(pending) = self.pending.remove(&id) else { return };
+        // "until <t:…>" in a refusal reads as local time.
+        let (now, offset) = (self.now_ms, self.config.utc_offset_secs);
+        let result = result.map_err(|f| Failure { reason: text::times(&f.reason, now, offset), ..f });
         match (pending, result) {
             (Pending::History { channel, anchor }, result) => self.history(channel, anchor, result),
             (Pending::Send { channel, nonce }, Ok(ReplyResult::Message(m))) => {
@@ -531,8 +587,28 @@ impl App {
                 }
             }
             (Pending::Invite, Ok(ReplyResult::Invite(i))) => {
-                let link = format!("kith://{}/{}?fp={}", self.config.server, i.code, self.config.fingerprint);
-                self.say(format!("invite to {}: {link}", text::clean_line(&i.community_name)));
+                // The server's link names its public address; an older
+                // server's invite is built from the address we reached.
+                let link = if i.link.is_empty() {
+                    let fp =
+                        (!self.config.fingerprint.is_empty()).then_some(self.config.fingerprint.as_str());
+                    InviteLink::render(&self.config.server, &i.code, fp)
+                } else {
+                    text::clean_line(&i.link)
+                };
+                let local = InviteLink::parse(&link).is_ok_and(|l| l.is_local());
+                self.actions.push_back(Action::Copy(link.clone()));
+                let mut said = format!(
+                    "invite to {} (copied to your clipboard where the terminal allows): {link}",
+                    text::clean_line(&i.community_name)
+                );
+                if local {
+                    said.push_str(
+                        " — it names this machine, so it works only here; the server's operator can set \
+                         --public-address",
+                    );
+                }
+                self.say(said);
             }
             (Pending::Community { verb }, Ok(ReplyResult::Community(c))) => {
                 self.model.apply(self.now_ms, &v1::event::Body::CommunityJoined(c.clone()));
@@ -550,6 +626,13 @@ impl App {
             (Pending::VoiceJoin { channel }, Ok(ReplyResult::VoiceState(v))) => self.voice_joined(channel, v),
             (Pending::VoiceJoin { channel }, Err(f)) => self.voice_join_failed(channel, &f.reason),
             (Pending::VoiceState, Ok(ReplyResult::VoiceState(v))) => self.voice_state_answered(v),
+            (Pending::ServerInfo, Ok(ReplyResult::ServerInfo(info))) => {
+                if let Screen::Setup(setup) = &mut self.screen {
+                    setup.registration_known(info.registration());
+                }
+            }
+            // Without it the sign-in still asks for a code, just less precisely.
+            (Pending::ServerInfo, _) => {}
             (Pending::Done(what), Ok(_)) => {
                 if !what.is_empty() {
                     self.say(what);

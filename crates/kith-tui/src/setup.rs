@@ -1,6 +1,9 @@
 //! The first run: which server, whether to trust its identity, and who you
 //! are there. The host does the connecting; this only asks and remembers.
 
+use kith_proto::limits::{PASSWORD_RULES, USERNAME_RULES, password_problem};
+use kith_proto::v1::Registration;
+
 use crate::editor::Editor;
 
 /// What the host should do for the setup screen.
@@ -44,6 +47,20 @@ pub struct SignIn {
     pub register: bool,
     /// Register with it, or join it after logging in.
     pub invite_code: Option<String>,
+    /// Register as the server's owner with this code (a fresh server).
+    pub setup_code: Option<String>,
+}
+
+impl SignIn {
+    /// What registering presents: the setup code, else the invite.
+    pub fn credential(&self) -> Option<kith_proto::v1::register_request::Credential> {
+        use kith_proto::v1::register_request::Credential;
+        match (&self.setup_code, &self.invite_code) {
+            (Some(setup), _) => Some(Credential::SetupCode(setup.clone())),
+            (None, Some(invite)) => Some(Credential::InviteCode(invite.clone())),
+            (None, None) => None,
+        }
+    }
 }
 
 /// What the host reports back.
@@ -65,6 +82,8 @@ pub struct Probe {
     pub vouched: Option<String>,
     /// The invite's code, when the address was an invite.
     pub invite_code: Option<String>,
+    /// What creating an account there needs (`Unspecified`: not known).
+    pub registration: Registration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +94,9 @@ pub enum Step {
     Username,
     Password,
     Confirm,
-    /// Registering at a fixed server without an invite yet: ask for one.
-    Invite,
+    /// Registering needs a code (an invite, or a fresh server's setup code)
+    /// that the user has not given yet: asked first, before the password.
+    Code,
     Busy,
 }
 
@@ -88,6 +108,9 @@ pub struct Setup {
     pub register: bool,
     pub username: String,
     password: String,
+    /// What was typed at the `Code` step: a setup code or an invite's code,
+    /// by what the server said registering needs. Only registering uses it.
+    code: Option<String>,
     pub error: Option<String>,
     /// The server is the one hosting this app (the telnet gateway): no
     /// address or trust steps, and registering asks for an invite code.
@@ -108,6 +131,7 @@ impl Default for Setup {
             register: false,
             username: String::new(),
             password: String::new(),
+            code: None,
             error: None,
             fixed: false,
             warning: None,
@@ -123,7 +147,13 @@ impl Setup {
     pub fn fixed(server: String, warning: Option<String>, ways: SignInWays) -> Setup {
         Setup {
             step: Step::Choose,
-            probe: Some(Probe { server, fingerprint: String::new(), vouched: None, invite_code: None }),
+            probe: Some(Probe {
+                server,
+                fingerprint: String::new(),
+                vouched: None,
+                invite_code: None,
+                registration: Registration::Unspecified,
+            }),
             fixed: true,
             warning,
             ways,
@@ -144,13 +174,47 @@ impl Setup {
                 (false, true) => ("[g] come in as a guest", "guests get a name like guest-7"),
                 _ => ("[l] log in   [r] create an account", ""),
             },
-            Step::Username => ("Username", "2-32 letters, digits, '-' or '_'"),
+            Step::Username => ("Username", USERNAME_RULES),
+            Step::Password if self.register => ("Choose a password", PASSWORD_RULES),
             Step::Password => ("Password", "not shown as you type"),
             Step::Confirm => ("Password again", "to be sure it is the one you meant"),
-            Step::Invite => {
-                ("Invite code", "from whoever invited you; empty if this server lets anyone join")
-            }
+            Step::Code => match self.registration() {
+                Registration::SetupCode => (
+                    "Setup code",
+                    "this server has no owner yet: type the code `kith serve` printed when it first \
+                     started, and the account you create owns the server (case and dashes do not matter)",
+                ),
+                Registration::Invite => ("Invite code or link", "from whoever invited you"),
+                Registration::Open | Registration::Unspecified => {
+                    ("Invite code or link", "from whoever invited you; empty if this server lets anyone join")
+                }
+            },
             Step::Busy => ("Connecting…", ""),
+        }
+    }
+
+    /// What registering needs, as the server said.
+    fn registration(&self) -> Registration {
+        self.probe.as_ref().map_or(Registration::Unspecified, |p| p.registration)
+    }
+
+    /// Registering needs a code the user has not given yet.
+    fn needs_code(&self) -> bool {
+        let has_invite = self.probe.as_ref().is_some_and(|p| p.invite_code.is_some());
+        match self.registration() {
+            Registration::SetupCode => true,
+            Registration::Invite => !has_invite,
+            Registration::Open => false,
+            // Not known: a gateway asks (its own server may need one); a
+            // client that probed an older server goes ahead.
+            Registration::Unspecified => self.fixed && !has_invite,
+        }
+    }
+
+    /// The server answered `ServerInfo`.
+    pub fn registration_known(&mut self, registration: Registration) {
+        if let Some(p) = &mut self.probe {
+            p.registration = registration;
         }
     }
 
@@ -180,6 +244,10 @@ impl Setup {
             self.step = Step::Choose;
             return;
         }
+        if self.register && self.code.take().is_some() {
+            self.step = Step::Code;
+            return;
+        }
         self.step = Step::Username;
         self.field.set(&self.username.clone());
     }
@@ -204,6 +272,14 @@ impl Setup {
             }
             Step::Password if self.field.text().is_empty() => None,
             Step::Password => {
+                if self.register
+                    && let Some(problem) = password_problem(self.field.text())
+                {
+                    self.error = Some(problem.to_owned());
+                    self.field.clear();
+                    return None;
+                }
+                self.error = None;
                 self.password = self.field.take_secret();
                 if self.register {
                     self.step = Step::Confirm;
@@ -219,20 +295,26 @@ impl Setup {
                     self.step = Step::Password;
                     return None;
                 }
-                if self.fixed && self.probe.as_ref().is_some_and(|p| p.invite_code.is_none()) {
-                    self.step = Step::Invite;
-                    return None;
-                }
                 self.sign_in()
             }
-            Step::Invite => {
-                let mut action = self.sign_in();
-                if let Some(SetupAction::SignIn(s)) = &mut action {
+            Step::Code if value.is_empty() && self.registration() != Registration::Unspecified => None,
+            Step::Code => {
+                self.error = None;
+                if self.registration() == Registration::SetupCode {
+                    self.code = Some(value);
+                } else if !value.is_empty() {
                     // A full invite link works as well as its code.
-                    let code = value.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("");
-                    s.invite_code = (!code.is_empty()).then(|| code.to_owned());
+                    match kith_proto::invite::InviteLink::parse(&value) {
+                        Ok(link) => self.code = Some(link.code),
+                        Err(e) => {
+                            self.error = Some(e.to_string());
+                            return None;
+                        }
+                    }
                 }
-                action
+                self.field.clear();
+                self.step = Step::Username;
+                None
             }
             Step::Trust | Step::Choose | Step::Busy => None,
         }
@@ -249,7 +331,8 @@ impl Setup {
             }
             (Step::Choose, 'l' | 'r') if self.ways.passwords => {
                 self.register = c.eq_ignore_ascii_case(&'r');
-                self.step = Step::Username;
+                self.code = None;
+                self.step = if self.register && self.needs_code() { Step::Code } else { Step::Username };
                 self.error = None;
             }
             (Step::Choose, 'g') if self.ways.guests => {
@@ -265,6 +348,10 @@ impl Setup {
 
     fn sign_in(&mut self) -> Option<SetupAction> {
         let probe = self.probe.clone()?;
+        let setup_code = match self.registration() {
+            Registration::SetupCode if self.register => self.code.clone(),
+            _ => None,
+        };
         self.step = Step::Busy;
         self.error = None;
         Some(SetupAction::SignIn(SignIn {
@@ -273,7 +360,11 @@ impl Setup {
             username: self.username.clone(),
             password: std::mem::take(&mut self.password),
             register: self.register,
-            invite_code: probe.invite_code,
+            invite_code: probe.invite_code.or(match setup_code {
+                None if self.register => self.code.clone(),
+                _ => None,
+            }),
+            setup_code,
         }))
     }
 
@@ -288,8 +379,10 @@ impl Setup {
                 Step::Server
             }
             Step::Choose => Step::Server,
+            Step::Code => Step::Choose,
+            Step::Username if self.register && self.needs_code() => Step::Code,
             Step::Username => Step::Choose,
-            Step::Password | Step::Confirm | Step::Invite => Step::Username,
+            Step::Password | Step::Confirm => Step::Username,
         };
     }
 }

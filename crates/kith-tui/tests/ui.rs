@@ -193,6 +193,7 @@ fn first_run_asks_for_the_server_confirms_its_identity_and_signs_up_without_echo
         fingerprint: fingerprint.clone(),
         vouched: None,
         invite_code: None,
+        registration: v1::Registration::Open,
     }))));
     let s = ui.screen();
     assert!(shows(&s, "Trust this server? [y/n]") && shows(&s, "sha256:cdcdcdcd"), "{s}");
@@ -233,15 +234,16 @@ fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
         fingerprint: "sha256:00".into(),
         vouched: Some("the invite vouches for it".into()),
         invite_code: Some("CODE".into()),
+        registration: v1::Registration::Invite,
     }))));
     let s = ui.screen();
     assert!(shows(&s, "the invite vouches for it") && shows(&s, "[l] log in   [r] create an account"), "{s}");
     ui.key(Key::char('r'));
     ui.typed("erin");
     ui.key(KeyCode::Enter);
-    ui.typed("pw");
+    ui.typed("erin's pw");
     ui.key(KeyCode::Enter);
-    ui.typed("pw");
+    ui.typed("erin's pw");
     ui.key(KeyCode::Enter);
     let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
     assert_eq!(sign_in.invite_code.as_deref(), Some("CODE"));
@@ -251,6 +253,9 @@ fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
 fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers_for_an_invite() {
     let warning = Some("unencrypted: your password crosses the network in clear".to_owned());
     let mut ui = Ui::new(App::gateway(Config { warning, ..config() }, SignInWays::default()));
+    // It asks its own server what registering needs.
+    let (info, request) = ui.request();
+    assert!(matches!(request, Request::ServerInfo(_)));
     let s = ui.screen();
     assert!(shows(&s, "[l] log in   [r] create an account") && shows(&s, "unencrypted"), "{s}");
     assert!(!shows(&s, "Server address") && !shows(&s, "Identity"), "{s}");
@@ -258,18 +263,31 @@ fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers
     ui.key(KeyCode::Esc);
     assert!(shows(&ui.screen(), "[l] log in"));
 
+    ui.answer(
+        info,
+        ReplyResult::ServerInfo(v1::ServerInfo {
+            registration: v1::Registration::Invite as i32,
+            ..Default::default()
+        }),
+    );
+    // The invite comes first, then the password with its rules told up front.
     ui.key(Key::char('r'));
+    let s = ui.screen();
+    assert!(shows(&s, "Invite code or link"), "the invite code comes first:\n{s}");
+    ui.typed(&format!("kith://home.example:7443/Abc123?fp=sha256:{}", "00".repeat(32)));
+    ui.key(KeyCode::Enter);
     ui.typed("frank");
     ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "at least 8 characters"), "{}", ui.screen());
+    ui.typed("short");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "too short"), "a weak password is refused before it is typed twice");
     ui.typed("secret-pw");
     ui.key(KeyCode::Enter);
     ui.typed("secret-pw");
     ui.key(KeyCode::Enter);
-    assert!(ui.actions().is_empty(), "the invite code comes first");
     let s = ui.screen();
-    assert!(shows(&s, "Invite code") && !shows(&s, "secret-pw"), "{s}");
-    ui.typed("kith://home.example:7443/Abc123?fp=sha256:00");
-    ui.key(KeyCode::Enter);
+    assert!(!shows(&s, "secret-pw"), "{s}");
     let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
     assert!(sign_in.register);
     assert_eq!(sign_in.invite_code.as_deref(), Some("Abc123"));
@@ -296,6 +314,7 @@ fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers
 fn the_gateway_offers_guest_access_where_the_operator_allows_it() {
     let both = SignInWays { passwords: true, guests: true };
     let mut ui = Ui::new(App::gateway(config(), both));
+    ui.drain();
     assert!(shows(&ui.screen(), "[l] log in   [r] create an account   [g] come in as a guest"));
     ui.key(Key::char('g'));
     assert_eq!(ui.actions(), [Action::Setup(SetupAction::Guest)]);
@@ -308,6 +327,7 @@ fn the_gateway_offers_guest_access_where_the_operator_allows_it() {
     // Guests only: logging in is not offered, and 'l' does nothing.
     let guests = SignInWays { passwords: false, guests: true };
     let mut ui = Ui::new(App::gateway(config(), guests));
+    ui.drain();
     let s = ui.screen();
     assert!(shows(&s, "[g] come in as a guest") && !shows(&s, "[l] log in"), "{s}");
     ui.key(Key::char('l'));
@@ -1049,4 +1069,67 @@ fn presence_reads_without_colour() {
     ui.input(Input::Ready(Box::new(r)));
     let s = ui.screen();
     assert!(s.contains("◐ bob") && s.contains("⊖ alice"), "{s}");
+}
+
+#[test]
+fn a_fresh_server_asks_for_its_setup_code_before_the_password() {
+    let mut ui = Ui::new(App::gateway(config(), SignInWays::default()));
+    let (info, _) = ui.request();
+    ui.answer(
+        info,
+        ReplyResult::ServerInfo(v1::ServerInfo {
+            registration: v1::Registration::SetupCode as i32,
+            ..Default::default()
+        }),
+    );
+    ui.key(Key::char('r'));
+    let s = flowing(&mut ui);
+    assert!(s.contains("Setup code") && s.contains("no owner yet"), "{}", ui.screen());
+    ui.typed("abcd-efgh-jkmn");
+    ui.key(KeyCode::Enter);
+    ui.typed("olive");
+    ui.key(KeyCode::Enter);
+    ui.typed("the owner's password");
+    ui.key(KeyCode::Enter);
+    ui.typed("the owner's password");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    assert_eq!(
+        sign_in.credential(),
+        Some(v1::register_request::Credential::SetupCode("abcd-efgh-jkmn".into()))
+    );
+    // A wrong code goes back to the code, saying so.
+    ui.input(Input::Setup(SetupInput::Failed("that setup code is not this server's".into())));
+    let s = ui.screen();
+    assert!(shows(&s, "Setup code") && shows(&s, "not this server's"), "{s}");
+}
+
+#[test]
+fn a_kicked_member_is_told_by_whom_and_why_not_shown_an_empty_screen() {
+    let mut r = ready();
+    r.communities[0].members[1].nickname = "Bobby".into();
+    let mut ui = Ui::new(App::new(config()));
+    ui.input(Input::Ready(Box::new(r)));
+    ui.drain();
+    ui.event(Body::CommunityLeft(v1::CommunityLeft {
+        community_id: FAMILY,
+        reason: v1::MemberLeftReason::Kicked as i32,
+        by_user_id: BOB,
+        moderator_reason: "too many cat pictures".into(),
+    }));
+    let s = flowing(&mut ui);
+    assert!(s.contains("you were kicked from Family by Bobby: too many cat pictures"), "{}", ui.screen());
+}
+
+#[test]
+fn times_in_refusals_show_in_local_time_with_how_long_is_left() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("hello?");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    let until = (NOON + 9 * 60_000) / 1000;
+    let reason = format!("you are timed out in this community until <t:{until}>");
+    ui.input(Input::Reply { id, result: Err(kith_tui::Failure { code: None, reason }) });
+    let s = flowing(&mut ui);
+    assert!(s.contains("timed out in this community until 12:09 (in 9 min)"), "{}", ui.screen());
 }

@@ -321,7 +321,10 @@ pub async fn members(ctx: Ctx, community: &str, json: bool) -> Result<()> {
                 line.push_str(&format!("  [{}]", sanitize(&roles.join(", "))));
             }
             if m.timeout_until_ms > 0 {
-                line.push_str(&format!("  timed out until {}", rfc3339(m.timeout_until_ms)));
+                line.push_str(&format!(
+                    "  timed out until {}",
+                    crate::output::shown(&kith_proto::time_token(m.timeout_until_ms))
+                ));
             }
             if !user.status_text.is_empty() {
                 line.push_str(&format!("  — {}", sanitize(&user.status_text)));
@@ -428,7 +431,11 @@ pub async fn timeout(
     if m.timeout_until_ms == 0 {
         eprintln!("lifted the timeout of {}", sanitize(member_name(&m)));
     } else {
-        eprintln!("{} is timed out until {}", sanitize(member_name(&m)), rfc3339(m.timeout_until_ms));
+        eprintln!(
+            "{} is timed out until {}",
+            sanitize(member_name(&m)),
+            crate::output::shown(&kith_proto::time_token(m.timeout_until_ms))
+        );
     }
     client.close().await;
     Ok(())
@@ -442,30 +449,28 @@ pub async fn audit(ctx: Ctx, args: AuditArgs) -> Result<()> {
     let R::AuditLog(page) = call(&client, Request::AuditLog(request)).await? else {
         bail!("unexpected answer")
     };
-    let name = |id: u64| {
-        c.members
-            .iter()
-            .filter_map(|m| m.user.as_ref())
-            .find(|u| u.id == id)
-            .map_or(id.to_string(), |u| u.username.clone())
-    };
+    // The server names actors and targets; an id is the fallback for
+    // something since deleted.
+    let named = |name: &str, id: u64| if name.is_empty() { id.to_string() } else { name.to_owned() };
     for e in page.entries {
         let action = v1::AuditAction::try_from(e.action)
             .map_or("unknown".into(), |a| a.as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase());
         if args.json.json {
             print_json(&json!({
                 "id": e.id.to_string(), "at": rfc3339(e.created_at_ms), "actor_id": e.actor_id.to_string(),
-                "actor": name(e.actor_id), "action": action,
+                "actor": named(&e.actor_name, e.actor_id), "action": action,
                 "target_id": (e.target_id != 0).then(|| e.target_id.to_string()),
+                "target": (e.target_id != 0).then(|| named(&e.target_name, e.target_id)),
                 "reason": e.reason, "detail": e.detail,
             }));
         } else {
-            let mut line = format!("{}  {}  {action}", rfc3339(e.created_at_ms), sanitize(&name(e.actor_id)));
+            let when = crate::output::shown(&kith_proto::time_token(e.created_at_ms));
+            let mut line = format!("{when}  {}  {action}", sanitize(&named(&e.actor_name, e.actor_id)));
             if e.target_id != 0 {
-                line.push_str(&format!(" {}", sanitize(&name(e.target_id))));
+                line.push_str(&format!(" {}", sanitize(&named(&e.target_name, e.target_id))));
             }
             if !e.detail.is_empty() {
-                line.push_str(&format!("  {}", sanitize(&e.detail)));
+                line.push_str(&format!("  {}", crate::output::shown(&e.detail)));
             }
             if !e.reason.is_empty() {
                 line.push_str(&format!("  (reason: {})", sanitize(&e.reason)));

@@ -20,7 +20,8 @@ use ratatui::{DefaultTerminal, Terminal, backend::CrosstermBackend};
 use tokio::sync::mpsc;
 
 use crate::commands::{Ctx, start_session};
-use crate::profile::{Invite, Profile, with_default_port};
+use crate::profile::Profile;
+use kith_proto::invite::{InviteLink, with_default_port};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct ChatArgs {
@@ -228,7 +229,7 @@ async fn drive(
         Some((s, ready)) => {
             session = Some(begin(s, ready, app));
             if let Some(invite) = &invite {
-                let code = Invite::parse(invite)?.code;
+                let code = InviteLink::parse(invite)?.code;
                 let _ = jobs_tx.send((0, Request::JoinCommunity(v1::JoinCommunityRequest { code })));
             }
         }
@@ -281,6 +282,9 @@ async fn drive(
                 Action::Bell => {
                     // Our own byte, never user content.
                     let _ = terminal.backend_mut().write_all(b"\x07");
+                }
+                Action::Copy(text) => {
+                    let _ = terminal.backend_mut().write_all(kith_tui::clipboard_sequence(&text).as_bytes());
                 }
                 Action::Request { id, request } => {
                     let _ = jobs_tx.send((id, request));
@@ -493,7 +497,7 @@ async fn requests(
 
 /// Connects to a server (or an invite's) to show the user who it is.
 async fn probe(ctx: &Ctx, address: &str) -> Result<(Probe, Client)> {
-    let invite = if address.starts_with("kith://") { Some(Invite::parse(address)?) } else { None };
+    let invite = if address.starts_with("kith://") { Some(InviteLink::parse(address)?) } else { None };
     let server = match invite.as_ref().and_then(|i| i.server.clone()) {
         Some(s) => s,
         None => with_default_port(address),
@@ -521,7 +525,13 @@ async fn probe(ctx: &Ctx, address: &str) -> Result<(Probe, Client)> {
         None
     };
     let invite_code = invite.map(|i| i.code);
-    Ok((Probe { server, fingerprint, vouched, invite_code }, client))
+    // So that a code is asked for before the password (an older server
+    // does not know the request: then the sign-in asks less precisely).
+    let registration = match client.request(Request::ServerInfo(v1::ServerInfoRequest {})).await {
+        Ok(R::ServerInfo(info)) => info.registration(),
+        _ => v1::Registration::Unspecified,
+    };
+    Ok((Probe { server, fingerprint, vouched, invite_code, registration }, client))
 }
 
 /// Logs in or registers on the probed connection, pins the server, saves
@@ -536,7 +546,7 @@ async fn sign_in_and_start(
         _ => Client::connect(&s.server, Trust::Pin(s.fingerprint.clone())).await?.0,
     };
     let ready = if s.register {
-        let credential = s.invite_code.clone().map(v1::register_request::Credential::InviteCode);
+        let credential = s.credential();
         let request = v1::RegisterRequest {
             username: s.username.clone(),
             password: s.password.clone(),

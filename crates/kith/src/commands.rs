@@ -10,7 +10,8 @@ use kith_client::{Client, Trust};
 use serde_json::json;
 
 use crate::output::{MessageJson, human, print_json, sanitize};
-use crate::profile::{ConfigDir, Invite, Profile, with_default_port};
+use crate::profile::{ConfigDir, Profile};
+use kith_proto::invite::{InviteLink, with_default_port};
 
 #[derive(Debug)]
 pub struct Ctx {
@@ -192,8 +193,13 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
         std::io::stdin().read_line(&mut line)?;
         return Ok(line.trim_end_matches(['\n', '\r']).to_owned());
     }
+    let prompt = if confirm {
+        format!("Choose a password ({}): ", kith_proto::limits::PASSWORD_RULES)
+    } else {
+        "Password: ".to_owned()
+    };
     let password =
-        rpassword::prompt_password("Password: ").context("no terminal to ask on; use --password-stdin")?;
+        rpassword::prompt_password(prompt).context("no terminal to ask on; use --password-stdin")?;
     if confirm && rpassword::prompt_password("Password (again): ")? != password {
         bail!("the passwords differ");
     }
@@ -246,13 +252,20 @@ async fn logged_in(ctx: &Ctx, client: Client, server: &str, ready: &v1::Ready, j
 }
 
 pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
-    let invite = args.invite.as_deref().map(Invite::parse).transpose()?;
+    let invite = args.invite.as_deref().map(InviteLink::parse).transpose()?;
     let server = match (&args.server, invite.as_ref().and_then(|i| i.server.clone())) {
         (Some(s), _) => with_default_port(s),
         (None, Some(s)) => s,
-        (None, None) => bail!("which server? pass --server HOST[:PORT] or --invite"),
+        (None, None) if invite.is_some() => bail!(
+            "a bare invite code does not say which server it is for: add --server HOST[:PORT], \
+             or pass the whole kith:// link"
+        ),
+        (None, None) => bail!("which server? pass --server HOST[:PORT], or --invite with a kith:// link"),
     };
     let password = read_password(args.password_stdin, !args.password_stdin)?;
+    if let Some(problem) = kith_proto::limits::password_problem(&password) {
+        bail!("{problem} ({})", kith_proto::limits::PASSWORD_RULES);
+    }
     let client = connect(&ctx.dir, &server, invite.as_ref().and_then(|i| i.fingerprint.as_deref())).await?;
     let credential = match (&invite, args.setup_code) {
         (Some(i), _) => Some(v1::register_request::Credential::InviteCode(i.code.clone())),
@@ -345,8 +358,20 @@ async fn create_invite(
     let R::Invite(invite) = client.request(Request::CreateInvite(request)).await? else {
         bail!("unexpected answer")
     };
-    let fp = dir.pinned(&profile.server)?;
-    let text = Invite::render(&profile.server, &invite.code, fp.as_deref());
+    // The server's link names its public address; an older server's is
+    // built from the address this profile uses.
+    let text = if invite.link.is_empty() {
+        let fp = dir.pinned(&profile.server)?;
+        InviteLink::render(&profile.server, &invite.code, fp.as_deref())
+    } else {
+        sanitize(&invite.link)
+    };
+    if InviteLink::parse(&text).is_ok_and(|l| l.is_local()) {
+        eprintln!(
+            "kith: this invite names this machine, so it works only here; the server's operator can \
+             set --public-address to the name others reach it by"
+        );
+    }
     Ok((invite, text))
 }
 
@@ -400,7 +425,7 @@ pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
 }
 
 pub async fn join(ctx: Ctx, invite: &str, json: bool) -> Result<()> {
-    let invite = Invite::parse(invite)?;
+    let invite = InviteLink::parse(invite)?;
     let (client, _, profile) = session(&ctx).await?;
     if let Some(server) = &invite.server
         && *server != profile.server

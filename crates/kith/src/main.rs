@@ -225,7 +225,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kith: {e:#}");
+            // A server's reason is untrusted text, and may name a time.
+            eprintln!("kith: {}", output::shown(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

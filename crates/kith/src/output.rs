@@ -4,22 +4,20 @@
 use kith_client::proto as v1;
 use serde::Serialize;
 
-/// Makes user content safe for a terminal: C0/C1 controls (except newline and
-/// tab), DEL, and bidi/invisible formatting characters become visible `\u{..}`
-/// escapes, so no message can move the cursor, retitle the window or reorder
-/// the text around it.
-pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let dangerous = (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
-        if dangerous {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Makes what a server sent safe to print on a terminal: the one cleaner
+/// every client uses (`kith_tui::text`), in its form for streams, where
+/// emoji stay whole. Control characters show as pictures (`␛`), bidi
+/// controls as `⁇`, invisible characters go.
+pub use kith_tui::text::clean_stream as sanitize;
+
+/// Server text for a person: safe to print, with `<t:…>` times in local
+/// time and how far off they are ("until 14:05 (in 9 min)").
+pub fn shown(text: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let offset = chrono::Local::now().offset().local_minus_utc();
+    sanitize(&kith_tui::text::times(text, now, offset))
 }
 
 /// Ids go out as strings: they exceed 2^53, past which JSON numbers lose
@@ -96,7 +94,9 @@ mod tests {
             shown.chars().all(|c| !c.is_control() && !('\u{202A}'..='\u{202E}').contains(&c)),
             "{shown:?}"
         );
-        assert!(shown.contains("\\u{1b}[2J"));
-        assert_eq!(sanitize("line\n\ttab"), "line\n\ttab");
+        assert!(shown.contains("␛[2J"));
+        assert_eq!(sanitize("line\nx"), "line\nx");
+        // Emoji sequences print whole (they were once escaped into `\u{200d}`).
+        assert_eq!(sanitize("👨\u{200d}👩\u{200d}👧"), "👨\u{200d}👩\u{200d}👧");
     }
 }

@@ -34,7 +34,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KITH_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// How hard commits wait for the disk: `full` (fsync each commit; survives
-    /// power loss) or `normal` (survives a crash of kith, not of the machine).
+    /// power loss) or `normal` (survives a crash of kith, not of the machine)
+    /// [default: full].
     #[arg(long, env = "KITH_SYNC", value_name = "MODE", value_parser = parse_sync)]
     sync: Option<Sync>,
     /// Serve the chat to plain telnet clients on this TCP address (e.g.
@@ -58,6 +59,31 @@ pub struct ServeArgs {
     /// secret then crosses the network in clear).
     #[arg(long, env = "KITH_TELNET_NO_PASSWORDS")]
     telnet_no_passwords: bool,
+    /// The address people elsewhere reach this server at, `HOST[:PORT]`
+    /// (e.g. chat.example.org); every invite names it [default: the address
+    /// this machine uses to reach the network].
+    #[arg(long, env = "KITH_PUBLIC_ADDRESS", value_name = "HOST[:PORT]")]
+    public_address: Option<String>,
+    /// Who may create communities: `everyone` or `owner` (the server owner
+    /// only) [default: everyone].
+    #[arg(long, env = "KITH_COMMUNITY_CREATION", value_name = "WHO", value_parser = parse_creation)]
+    community_creation: Option<Creation>,
+}
+
+/// Who may create communities (`community_creation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Creation {
+    Everyone,
+    Owner,
+}
+
+fn parse_creation(s: &str) -> Result<Creation, String> {
+    match s {
+        "everyone" => Ok(Creation::Everyone),
+        "owner" => Ok(Creation::Owner),
+        _ => Err("expected `everyone` or `owner`".into()),
+    }
 }
 
 /// What telnet guests may do.
@@ -92,6 +118,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     sync: Option<Sync>,
+    public_address: Option<String>,
+    community_creation: Option<Creation>,
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
@@ -184,6 +212,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tls,
         sync: args.sync.or(file.sync).unwrap_or(Sync::Full),
         limits: file.limits.apply(Limits::default()),
+        public_address: args.public_address.or(file.public_address),
+        community_creation: match args.community_creation.or(file.community_creation) {
+            Some(Creation::Owner) => kith_core::CommunityCreation::Owner,
+            Some(Creation::Everyone) | None => kith_core::CommunityCreation::Everyone,
+        },
         ..Config::new(listen, data_dir)
     };
 
@@ -216,8 +249,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let mut server = Server::start(config.clone()).await?;
     let addr = server.local_addr();
-    let hint_addr =
-        if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() };
+    let hint_addr = server.public_address().to_owned();
+    if kith_proto::invite::is_local_address(&hint_addr) {
+        eprintln!(
+            "kith: invites will name {hint_addr}, which works only on this machine; \
+             set --public-address HOST (or public_address in kith.toml) to the name or address others use"
+        );
+    }
     tracing::info!(data = %config.data_dir.display(), %addr, "kith is serving");
     if let Some(code) = server.setup_code() {
         eprintln!();
@@ -235,7 +273,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     // The one machine-readable line, printed once connections are accepted.
     let telnet = server.telnet_addr().map(|a| format!(" telnet={a}")).unwrap_or_default();
-    println!("kith ready quic={addr} fingerprint={}{telnet}", server.fingerprint());
+    println!("kith ready quic={addr} fingerprint={} public={hint_addr}{telnet}", server.fingerprint());
 
     let stop = tokio::select! {
         signal = shutdown_signal() => Ok(signal),

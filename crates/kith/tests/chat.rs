@@ -138,6 +138,27 @@ fn a_message_typed_in_kith_chat_is_sent_and_others_messages_appear() {
 }
 
 #[test]
+fn emoji_are_drawn_whole_in_a_real_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, bob, _]) = family(tmp.path());
+    for text in [
+        "fam 👨\u{200d}👩\u{200d}👧\u{200d}👦 end",
+        "flag 🇫🇷 end",
+        "thumb 👍\u{1f3fd} end",
+        "heart ❤\u{fe0f} end",
+    ] {
+        kith(&bob, &["send", "Family/general", text], "");
+    }
+    let term = Tmux::chat("emoji", &alice, &[]);
+    let screen = term.wait_for("heart");
+    // What tmux stores per cell is what it drew: every person, the flag, and
+    // the words after each emoji in their place.
+    for shown in ["fam 👨👩👧👦 end", "flag 🇫🇷 end", "thumb 👍 end", "heart ❤ end"] {
+        assert!(screen.contains(shown), "{shown:?} not drawn whole:\n{screen}");
+    }
+}
+
+#[test]
 fn your_own_edit_delete_and_leave_show_on_your_own_screen_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (_server, [alice, bob, _]) = family(tmp.path());
@@ -172,6 +193,47 @@ fn your_own_edit_delete_and_leave_show_on_your_own_screen_at_once() {
 }
 
 #[test]
+fn a_fresh_server_is_set_up_from_kith_chat_with_its_setup_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let code = server.setup_code.clone().expect("a fresh server prints its setup code");
+    let olive = tmp.path().join("olive");
+    let term = Tmux::chat("setup", &olive, &[]);
+    term.wait_for("Server address or invite link");
+    term.type_text(&server.addr);
+    term.key("Enter");
+    term.wait_for("Trust this server?");
+    term.key("y");
+    term.key("r");
+    // A fresh server needs its setup code: asked for first, in any case.
+    term.wait_for("Setup code");
+    term.type_text(&code.to_lowercase());
+    term.key("Enter");
+    term.wait_for("Username");
+    term.type_text("olive");
+    term.key("Enter");
+    term.wait_for("Choose a password");
+    term.type_text("olive's password");
+    term.key("Enter");
+    term.wait_for("Password again");
+    term.type_text("olive's password");
+    term.key("Enter");
+    term.wait_for("You are not in any community yet");
+
+    // The owner makes a community and an invite; it names the server's
+    // public address in full, and goes to the clipboard too.
+    term.type_text("/community Family");
+    term.key("Enter");
+    term.wait_for("#general");
+    term.type_text("/invite");
+    term.key("Enter");
+    let screen = term.wait_for("copied to your clipboard");
+    let flowing: String = screen.lines().map(|l| l.split('│').nth(1).unwrap_or("").trim()).collect();
+    assert!(flowing.contains(&format!("kith://{}/", server.addr)), "{screen}");
+    assert!(flowing.contains(&server.fingerprint), "{screen}");
+}
+
+#[test]
 fn a_newcomer_joins_from_an_invite_on_the_first_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (_server, [alice, _, _]) = family(tmp.path());
@@ -188,7 +250,9 @@ fn a_newcomer_joins_from_an_invite_on_the_first_run() {
     term.wait_for("Username");
     term.type_text("dave");
     term.key("Enter");
-    term.wait_for("Password");
+    // The rules come before the password does.
+    term.wait_for("Choose a password");
+    term.wait_for("at least 8 characters");
     term.type_text("dave's password");
     term.key("Enter");
     term.wait_for("Password again");

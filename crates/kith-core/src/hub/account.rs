@@ -7,7 +7,7 @@ use kith_proto::v1::{self, CloseCode, event::Body as EventBody, reply::Result as
 
 use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User};
 use crate::ids::{SessionId, Timestamp, TokenId, UserId};
-use crate::request::{Chosen, Credential, Registration, TokenHash};
+use crate::request::{Chosen, Credential, Registration, TokenHash, code_key};
 use crate::store::{StoredToken, StoredUser, Write};
 use crate::text::{DisplayName, StatusText};
 
@@ -29,7 +29,17 @@ impl Hub {
         }
         let mut join = None;
         let server_owner = match (&reg.credential, self.owner) {
-            (Credential::SetupCode(code), None) if Some(code) == self.config.setup_code.as_ref() => true,
+            (Credential::SetupCode(code), None)
+                if self.config.setup_code.as_deref().map(code_key) == Some(code_key(code)) =>
+            {
+                true
+            }
+            (Credential::SetupCode(_), None) => {
+                return Err(Refusal::RegistrationClosed(
+                    "that setup code is not this server's: use the one `kith serve` printed when it \
+                     first started (case and dashes do not matter)",
+                ));
+            }
             (_, None) => {
                 return Err(Refusal::RegistrationClosed(
                     "this server has no owner yet: register with the setup code it printed when it started",
@@ -39,7 +49,7 @@ impl Hub {
                 return Err(Refusal::RegistrationClosed("this server already has an owner"));
             }
             (Credential::Invite(code), Some(_)) => {
-                join = Some((self.usable_invite(code, now, None)?, code.clone()));
+                join = Some(self.usable_invite(code, now, None)?);
                 false
             }
             (Credential::None, Some(_)) if self.config.open_registration => false,
@@ -78,6 +88,19 @@ impl Hub {
         }
         self.bind(session, rid, Auth { user: id, token: Some(token.id) }, reg.token.clone(), String::new());
         Ok(())
+    }
+
+    /// What creating an account takes right now, and where invites point.
+    pub(super) fn server_info(&self) -> v1::ServerInfo {
+        let registration = match self.owner {
+            None => v1::Registration::SetupCode,
+            Some(_) if self.config.open_registration => v1::Registration::Open,
+            Some(_) => v1::Registration::Invite,
+        };
+        v1::ServerInfo {
+            registration: registration as i32,
+            public_address: self.config.public_address.clone().unwrap_or_default(),
+        }
     }
 
     pub(super) fn login(

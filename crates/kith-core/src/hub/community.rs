@@ -14,6 +14,11 @@ use crate::text::{ChannelName, CommunityName, Topic};
 
 impl Hub {
     pub(super) fn create_community(&mut self, cx: Cx, name: CommunityName) -> Outcome {
+        if self.config.community_creation == super::CommunityCreation::Owner && self.owner != Some(cx.me) {
+            return Err(forbidden(
+                "on this server only its owner creates communities; ask them for one, or for an invite",
+            ));
+        }
         let community = CommunityId(self.ids.next(cx.now));
         let general = ChannelId(self.ids.next(cx.now));
         let stored = StoredCommunity { id: community, name: name.0, owner: cx.me };
@@ -82,18 +87,18 @@ impl Hub {
         let detail = format!(
             "max uses {}, expires {}",
             max_uses.map_or("unlimited".into(), |n| n.to_string()),
-            invite.expires_at.map_or("never".into(), |t| format!("at {} (Unix ms)", t.0)),
+            invite.expires_at.map_or("never".into(), |t| kith_proto::time_token(t.0)),
         );
         let audit = self.audit(cx, community, AuditAction::InviteCreate, None, String::new(), detail);
         self.persist(vec![Write::CreateInvite { invite: invite.clone(), created_at: cx.now }, audit]);
-        let wire = super::wire::invite_wire(&invite, self.communities[&community].name.clone());
+        let wire = self.invite_wire(&invite);
         self.invites.insert(invite.code.clone(), invite);
         self.reply(cx.session, cx.rid, ReplyResult::Invite(wire));
         Ok(())
     }
 
     pub(super) fn join_community(&mut self, cx: Cx, code: String) -> Outcome {
-        let community = self.usable_invite(&code, cx.now, Some(cx.me))?;
+        let (community, code) = self.usable_invite(&code, cx.now, Some(cx.me))?;
         if !self.communities[&community].members.contains_key(&cx.me) {
             self.add_member(cx.now, community, cx.me, Some(code));
         }
@@ -108,15 +113,28 @@ impl Hub {
         }
         self.persist(vec![Write::RemoveMember { community, user: cx.me }]);
         self.reply_empty(cx.session, cx.rid);
-        self.remove_member(community, cx.me, MemberLeftReason::Left);
+        self.remove_member(community, cx.me, MemberLeftReason::Left, None);
         Ok(())
     }
 
     /// Drops a member from memory and tells everyone concerned. The caller
     /// persisted the removal.
-    pub(super) fn remove_member(&mut self, community: CommunityId, user: UserId, reason: MemberLeftReason) {
+    /// `by`: the moderator who removed them and the reason they gave.
+    pub(super) fn remove_member(
+        &mut self,
+        community: CommunityId,
+        user: UserId,
+        reason: MemberLeftReason,
+        by: Option<(UserId, String)>,
+    ) {
         self.communities.get_mut(&community).expect("member's community").members.remove(&user);
-        let left = v1::CommunityLeft { community_id: community.0, reason: reason as i32 };
+        let (by_user_id, moderator_reason) = by.map_or((0, String::new()), |(u, why)| (u.0, why));
+        let left = v1::CommunityLeft {
+            community_id: community.0,
+            reason: reason as i32,
+            by_user_id,
+            moderator_reason,
+        };
         self.fan_out(&[user], EventBody::CommunityLeft(left));
         let left = v1::MemberLeft { community_id: community.0, user_id: user.0, reason: reason as i32 };
         self.fan_out_community(community, EventBody::MemberLeft(left));
@@ -382,14 +400,21 @@ impl Hub {
         self.introduce(user, &known, true);
     }
 
-    /// The community an invite leads to, if it can still be used by `user`.
+    /// An invite by its code. Codes minted today are upper case, so a code
+    /// typed in lower case finds them; older mixed-case codes match exactly.
+    fn invite(&self, code: &str) -> Option<&StoredInvite> {
+        self.invites.get(code).or_else(|| self.invites.get(&crate::request::code_key(code)))
+    }
+
+    /// The community an invite leads to, if it can still be used by `user`,
+    /// and the invite's code as stored.
     pub(super) fn usable_invite(
         &self,
         code: &str,
         now: Timestamp,
         user: Option<UserId>,
-    ) -> Result<CommunityId, Refusal> {
-        let i = self.invites.get(code).ok_or(Refusal::InviteInvalid)?;
+    ) -> Result<(CommunityId, String), Refusal> {
+        let i = self.invite(code).ok_or(Refusal::InviteInvalid)?;
         let expired = i.expires_at.is_some_and(|t| now >= t);
         let used_up = i.max_uses.is_some_and(|max| i.uses >= max);
         let Some(c) = self.communities.get(&i.community) else { return Err(Refusal::InviteInvalid) };
@@ -399,7 +424,7 @@ impl Hub {
         if user.is_some_and(|u| c.bans.contains_key(&u)) {
             return Err(forbidden("you are banned from this community"));
         }
-        Ok(i.community)
+        Ok((i.community, i.code.clone()))
     }
 
     fn channel_named(&self, community: CommunityId, name: &ChannelName) -> Option<ChannelId> {

@@ -108,7 +108,7 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for community in joined {
-            self.remove_member(community, user, MemberLeftReason::Left);
+            self.remove_member(community, user, MemberLeftReason::Left, None);
         }
     }
 

@@ -56,6 +56,8 @@ use crate::text::Nonce;
 pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
 pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
 pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
+/// `ServerInfo` requests per session: a client asks once or twice.
+const SERVER_INFO_RATE: RateLimit = RateLimit::new(5, 1000);
 /// How long a connected session keeps sent events for replay. Only events
 /// still in flight when a connection drops can be missed, and those are
 /// seconds old; a detached session keeps collecting for the whole grace window.
@@ -85,6 +87,23 @@ pub struct HubConfig {
     pub refusal_rate: Option<RateLimit>,
     /// People in one voice channel at most.
     pub voice_room: usize,
+    /// The `host:port` invites name: where people elsewhere reach this
+    /// server. `None`: invites carry no link (clients build one).
+    pub public_address: Option<String>,
+    /// The server identity invites vouch for (`sha256:<hex>`).
+    pub fingerprint: Option<String>,
+    /// Who may create communities.
+    pub community_creation: CommunityCreation,
+}
+
+/// Who may create communities on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommunityCreation {
+    /// Every member (the default: friends set up their own groups).
+    #[default]
+    Everyone,
+    /// Only the server owner.
+    Owner,
 }
 
 impl Default for HubConfig {
@@ -103,6 +122,9 @@ impl Default for HubConfig {
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
             voice_room: DEFAULT_VOICE_ROOM,
+            public_address: None,
+            fingerprint: None,
+            community_creation: CommunityCreation::Everyone,
         }
     }
 }
@@ -372,6 +394,9 @@ pub struct Hub {
     guest_message_limits: Buckets<UserId>,
     typing_limits: Buckets<UserId>,
     refusal_limits: Buckets<SessionId>,
+    /// `ServerInfo` per session: it is answered before login, so no
+    /// account's bucket can hold it back.
+    info_limits: Buckets<SessionId>,
 
     /// Who is in voice, where (see `hub::voice`).
     voice: BTreeMap<UserId, voice::InVoice>,
@@ -432,6 +457,7 @@ impl Hub {
             guest_message_limits: Buckets::new(guest_rate),
             typing_limits: Buckets::new(limits.1),
             refusal_limits: Buckets::new(limits.2),
+            info_limits: Buckets::new(Some(SERVER_INFO_RATE)),
             voice: BTreeMap::new(),
             rooms: BTreeMap::new(),
             voice_shown: BTreeMap::new(),
@@ -771,6 +797,12 @@ impl Hub {
                 self.bind(session, rid, Auth { user, token: Some(id) }, String::new(), String::new());
                 return Ok(());
             }
+            (Request::ServerInfo, _) => {
+                self.info_limits.check(now, &session).map_err(|ms| Refusal::RateLimited("requests", ms))?;
+                let info = self.server_info();
+                self.reply(session, rid, ReplyResult::ServerInfo(info));
+                return Ok(());
+            }
             (Request::Resume { .. }, Some(_)) => return Err(Refusal::AlreadyAuthenticated),
             (Request::Resume { token_hash, resume_key, last_seq }, None) => {
                 let (token_hash, resume_key, last_seq) = (*token_hash, resume_key.clone(), *last_seq);
@@ -801,7 +833,8 @@ impl Hub {
             | Request::Login { .. }
             | Request::Authenticate { .. }
             | Request::Guest { .. }
-            | Request::Resume { .. } => {
+            | Request::Resume { .. }
+            | Request::ServerInfo => {
                 unreachable!("handled above")
             }
             Request::Logout { everywhere } => self.logout(session, rid, user, everywhere),

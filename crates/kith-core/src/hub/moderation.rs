@@ -53,10 +53,11 @@ impl Hub {
 
     pub(super) fn kick(&mut self, cx: Cx, community: CommunityId, user: UserId, reason: Reason) -> Outcome {
         self.moderate(cx, community, user, Permissions::KICK_MEMBERS, "kick")?;
-        let audit = self.audit(cx, community, AuditAction::Kick, Some(user.0), reason.0, String::new());
+        let audit =
+            self.audit(cx, community, AuditAction::Kick, Some(user.0), reason.0.clone(), String::new());
         self.persist(vec![Write::RemoveMember { community, user }, audit]);
         self.reply_empty(cx.session, cx.rid);
-        self.remove_member(community, user, MemberLeftReason::Kicked);
+        self.remove_member(community, user, MemberLeftReason::Kicked, Some((cx.me, reason.0)));
         Ok(())
     }
 
@@ -97,11 +98,11 @@ impl Hub {
             .get_mut(&community)
             .expect("visible")
             .bans
-            .insert(user, Ban { by: cx.me, reason: reason.0, at: cx.now });
+            .insert(user, Ban { by: cx.me, reason: reason.0.clone(), at: cx.now });
         self.reply_empty(cx.session, cx.rid);
         self.messages_deleted(&doomed);
         if member {
-            self.remove_member(community, user, MemberLeftReason::Banned);
+            self.remove_member(community, user, MemberLeftReason::Banned, Some((cx.me, reason.0)));
         }
         Ok(())
     }
@@ -137,7 +138,7 @@ impl Hub {
         member.timeout_until = until;
         let nickname = member.nickname.clone();
         let detail = match until {
-            Some(t) => format!("until {} (Unix ms)", t.0),
+            Some(t) => format!("until {}", kith_proto::time_token(t.0)),
             None => "lifted".into(),
         };
         let audit = self.audit(cx, community, AuditAction::Timeout, Some(user.0), reason.0, detail);

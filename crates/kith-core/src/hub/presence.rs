@@ -169,7 +169,14 @@ impl Hub {
     pub(super) fn read_counts(&self, channel: ChannelId, user: UserId) -> (u64, u32, u32) {
         let last = self.read.get(&(user, channel)).copied();
         let Some(timeline) = self.timeline.get(&channel) else { return (last.map_or(0, |m| m.0), 0, 0) };
-        let after = last.map_or(0, |m| m.0 + 1);
+        // A newcomer starts reading at their join: what was said before is
+        // history to browse, not a pile of unread messages.
+        let joined = self
+            .channels
+            .get(&channel)
+            .and_then(|ch| self.communities.get(&ch.community)?.members.get(&user))
+            .map_or(0, |m| MessageId::first_at(m.joined_at).0);
+        let after = last.map_or(0, |m| m.0 + 1).max(joined);
         let (mut unread, mut mentions) = (0, 0);
         for id in timeline.range(MessageId(after)..).rev().take(MAX_UNREAD_COUNTED) {
             let Some(m) = self.messages.get(id) else { continue };

@@ -94,8 +94,8 @@ impl Hub {
         let member = community.and_then(|community| self.communities.get(&community)?.members.get(&user));
         match member {
             Some(m) if m.timeout_until.is_some_and(|t| t > now) => forbidden(format!(
-                "you are timed out in this community until {} (Unix ms)",
-                m.timeout_until.expect("checked").0
+                "you are timed out in this community until {}",
+                kith_proto::time_token(m.timeout_until.expect("checked").0)
             )),
             Some(m) if m.ceiling.is_some() => {
                 forbidden(format!("guests may not {doing}; create an account to do more"))

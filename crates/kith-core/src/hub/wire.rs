@@ -1,6 +1,7 @@
 //! Domain → wire. Views of communities and channels are per user: they show
 //! only what that user may see, with that user's permissions.
 
+use kith_proto::invite::InviteLink;
 use kith_proto::v1;
 
 use super::Hub;
@@ -110,6 +111,24 @@ impl Hub {
         }
     }
 
+    pub(super) fn invite_wire(&self, i: &StoredInvite) -> v1::Invite {
+        let link = self
+            .config
+            .public_address
+            .as_deref()
+            .map(|server| InviteLink::render(server, &i.code, self.config.fingerprint.as_deref()))
+            .unwrap_or_default();
+        v1::Invite {
+            code: i.code.clone(),
+            community_id: i.community.0,
+            community_name: self.communities.get(&i.community).map(|c| c.name.clone()).unwrap_or_default(),
+            max_uses: i.max_uses.unwrap_or(0),
+            uses: i.uses,
+            expires_at_ms: i.expires_at.map_or(0, |t| t.0),
+            link,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn message_wire(
         &self,
@@ -134,16 +153,5 @@ impl Hub {
             nonce: nonce.unwrap_or_default(),
             mention_everyone: false,
         }
-    }
-}
-
-pub(super) fn invite_wire(i: &StoredInvite, community_name: String) -> v1::Invite {
-    v1::Invite {
-        code: i.code.clone(),
-        community_id: i.community.0,
-        community_name,
-        max_uses: i.max_uses.unwrap_or(0),
-        uses: i.uses,
-        expires_at_ms: i.expires_at.map_or(0, |t| t.0),
     }
 }

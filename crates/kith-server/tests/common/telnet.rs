@@ -219,17 +219,20 @@ impl Tn {
     }
 
     /// Creates an account with an invite through the sign-in screens.
-    pub async fn register(&mut self, name: &str, password: &str, invite: &str) {
+    /// Creates an account the way a person does: the code first (an invite,
+    /// or a fresh server's setup code), then the name and the password.
+    pub async fn register(&mut self, name: &str, password: &str, code: &str) {
         self.until_shows("[r] create an account").await;
         self.typed("r").await;
+        self.until(|t| t.text().contains("Invite code") || t.text().contains("Setup code"), "a code prompt")
+            .await;
+        self.typed(&format!("{code}\r")).await;
         self.until_shows("Username").await;
         self.typed(&format!("{name}\r")).await;
-        self.until_shows("Password").await;
+        self.until_shows("Choose a password").await;
         self.typed(&format!("{password}\r")).await;
         self.until_shows("Password again").await;
         self.typed(&format!("{password}\r")).await;
-        self.until_shows("Invite code").await;
-        self.typed(&format!("{invite}\r")).await;
     }
 }
 
