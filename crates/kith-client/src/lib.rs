@@ -44,6 +44,15 @@ pub enum Error {
     IdentityChanged { addr: String, pinned: String, presented: String },
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    /// Nothing answered in time: the server is down, or the address wrong.
+    #[error(
+        "no answer from {addr} within {} s: is the address right and the server running?",
+        after.as_secs_f32().ceil()
+    )]
+    Unreachable { addr: String, after: Duration },
+    /// The server did not answer a request in time.
+    #[error("the server did not answer within {} s", after.as_secs_f32().ceil())]
+    Timeout { after: Duration },
     /// The server refused the request.
     #[error("{reason}")]
     Server {
@@ -94,14 +103,37 @@ pub struct Client {
     events: tokio::sync::Mutex<mpsc::Receiver<v1::Event>>,
     connection_error: ConnectionError,
     endpoint: quinn::Endpoint,
+    /// The endpoint serves this connection alone (not a shared `Connector`'s).
+    own_endpoint: bool,
 }
+
+/// How often a quiet connection proves it is alive.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A connection that has heard nothing for this long is given up.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long connecting waits for an answer, unless told otherwise.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Client {
     /// Connects to `addr` (`host:port`) and opens the control stream. Returns
     /// what the handshake showed of the server's identity, for pinning.
     pub async fn connect(addr: &str, trust: Trust) -> Result<(Client, Seen), Error> {
+        Self::connect_within(addr, trust, CONNECT_TIMEOUT).await
+    }
+
+    /// [`Client::connect`], giving up after `timeout` with [`Error::Unreachable`].
+    pub async fn connect_within(
+        addr: &str,
+        trust: Trust,
+        timeout: Duration,
+    ) -> Result<(Client, Seen), Error> {
         let remote = resolve(addr).await?;
-        Connector::new(trust, remote.is_ipv6())?.connect(addr).await
+        let mut connector = Connector::new(trust, remote.is_ipv6())?;
+        connector.set_connect_timeout(timeout);
+        let (mut client, seen) = connector.connect(addr).await?;
+        client.own_endpoint = true;
+        Ok((client, seen))
     }
 
     /// Sends one voice datagram (see `kith_proto::voice`). Unreliable by
@@ -134,6 +166,15 @@ impl Client {
             answer = rx => answer.unwrap_or_else(|_| Err(self.closed_error())),
             _ = self.conn.closed() => Err(self.closed_error()),
         }
+    }
+
+    /// [`Client::request`], failing with [`Error::Timeout`] if no answer
+    /// comes within `timeout` (the request may still have been carried out:
+    /// retry sends with the same nonce).
+    pub async fn request_within(&self, request: Request, timeout: Duration) -> Result<ReplyResult, Error> {
+        tokio::time::timeout(timeout, self.request(request))
+            .await
+            .unwrap_or(Err(Error::Timeout { after: timeout }))
     }
 
     /// Writes raw bytes on the control stream. For tests of hostile input.
@@ -189,7 +230,15 @@ impl Client {
     pub async fn close(&self) {
         let _ = self.send.lock().await.finish();
         self.conn.close(0u32.into(), b"bye");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        if self.own_endpoint {
+            // Lets the close go out before a short-lived program exits.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        } else {
+            // A shared endpoint stays busy with other connections: waiting
+            // for it to go idle would wait for all of them. The close is
+            // queued; one turn of the endpoint's driver sends it.
+            tokio::task::yield_now().await;
+        }
     }
 
     // ----- typed helpers --------------------------------------------------------
@@ -257,10 +306,32 @@ pub struct Connector {
     endpoint: quinn::Endpoint,
     trust: Trust,
     seen: Arc<Mutex<Seen>>,
+    connect_timeout: Duration,
+}
+
+/// How a [`Connector`]'s UDP socket is set up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketOptions {
+    /// Bind here instead of an ephemeral port on every interface.
+    pub bind: Option<SocketAddr>,
+    /// Kernel receive and send buffer sizes, in bytes (`None`: the OS default).
+    pub recv_buffer: Option<usize>,
+    pub send_buffer: Option<usize>,
 }
 
 impl Connector {
     pub fn new(trust: Trust, ipv6: bool) -> Result<Connector, Error> {
+        Self::with_socket(trust, ipv6, SocketOptions::default())
+    }
+
+    /// How long [`Connector::connect`] waits for the server's answer.
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
+    /// A connector whose UDP socket is set up as `socket` says: a fixed
+    /// address, or larger buffers for a program with many connections.
+    pub fn with_socket(trust: Trust, ipv6: bool, socket: SocketOptions) -> Result<Connector, Error> {
         let setup = |reason: String| Error::Connect { addr: "(local)".into(), reason };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(trust::Verifier::new(trust.clone(), &provider));
@@ -276,13 +347,21 @@ impl Connector {
             quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(15)));
-        transport.max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("valid timeout")));
+        // A server that died without a word (power cut, SIGKILL) is noticed
+        // within the idle timeout; keep-alives every 5 s keep a live but
+        // quiet connection from reaching it. (The idle timeout in force is
+        // the smaller of both sides'.)
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("valid timeout")));
         config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(e.to_string()))?;
+        let any: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
+        let udp = bind_udp(socket.bind.unwrap_or(any), socket.recv_buffer, socket.send_buffer)
+            .map_err(|e| setup(e.to_string()))?;
+        let runtime = quinn::default_runtime().ok_or_else(|| setup("no async runtime".into()))?;
+        let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, udp, runtime)
+            .map_err(|e| setup(e.to_string()))?;
         endpoint.set_default_client_config(config);
-        Ok(Connector { endpoint, trust, seen })
+        Ok(Connector { endpoint, trust, seen, connect_timeout: CONNECT_TIMEOUT })
     }
 
     /// Connects to `addr` (`host:port`) and opens the control stream.
@@ -301,6 +380,7 @@ impl Connector {
             events: tokio::sync::Mutex::new(events_rx),
             connection_error,
             endpoint: self.endpoint.clone(),
+            own_endpoint: false,
         };
         Ok((client, seen))
     }
@@ -317,7 +397,10 @@ impl Connector {
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
         let connect_err = |reason: String| Error::Connect { addr: addr.into(), reason };
         let connecting = self.endpoint.connect(remote, host).map_err(|e| connect_err(e.to_string()))?;
-        let conn = match connecting.await {
+        let unreachable = || Error::Unreachable { addr: addr.into(), after: self.connect_timeout };
+        let handshake =
+            tokio::time::timeout(self.connect_timeout, connecting).await.map_err(|_| unreachable())?;
+        let conn = match handshake {
             Ok(conn) => conn,
             Err(e) => {
                 let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -333,9 +416,35 @@ impl Connector {
                 return Err(connect_err(e.to_string()));
             }
         };
-        let (send, recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
+        let (send, recv) = tokio::time::timeout(self.connect_timeout, conn.open_bi())
+            .await
+            .map_err(|_| unreachable())?
+            .map_err(|e| connect_err(e.to_string()))?;
         Ok((conn, send, recv))
     }
+}
+
+/// A UDP socket with the asked-for kernel buffers. A buffer the kernel
+/// caps lower is not an error: the socket works, with less slack.
+fn bind_udp(
+    addr: SocketAddr,
+    recv: Option<usize>,
+    send: Option<usize>,
+) -> std::io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Dual-stack where the OS allows, as std's bind to [::] would be.
+        let _ = socket.set_only_v6(false);
+    }
+    if let Some(n) = recv {
+        let _ = socket.set_recv_buffer_size(n);
+    }
+    if let Some(n) = send {
+        let _ = socket.set_send_buffer_size(n);
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 fn expect_ready(result: ReplyResult) -> Result<v1::Ready, Error> {

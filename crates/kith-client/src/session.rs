@@ -99,6 +99,12 @@ impl Session {
         Ok((Session { current, updates: tokio::sync::Mutex::new(rx), supervisor }, ready))
     }
 
+    /// Whether the session is over for good (after `Ended`): requests on it
+    /// cannot succeed any more.
+    pub fn ended(&self) -> bool {
+        self.supervisor.is_finished()
+    }
+
     /// The next update, or `None` after `Ended`.
     pub async fn next_update(&self) -> Option<Update> {
         self.updates.lock().await.recv().await

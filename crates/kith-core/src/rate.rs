@@ -81,7 +81,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         // The clock only moves forward, like the hub's.
         self.clock.0.fetch_max(now.0, Ordering::Relaxed);
         self.checks += 1;
-        if self.checks % SWEEP_EVERY == 0 {
+        if self.checks.is_multiple_of(SWEEP_EVERY) {
             limiter.retain_recent();
         }
         limiter.check_key(key).map_err(|not_until| {

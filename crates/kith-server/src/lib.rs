@@ -153,6 +153,8 @@ impl Config {
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
+    /// Held while the server runs: one server per data directory.
+    _lock: std::fs::File,
     local_addr: SocketAddr,
     public_address: String,
     fingerprint: String,
@@ -191,6 +193,7 @@ const WRITER_QUEUE: usize = 8192;
 impl Server {
     pub async fn start(config: Config) -> Result<Server> {
         create_private_dir(&config.data_dir)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let identity = match &config.tls {
             Some((cert, key)) => Identity::from_files(cert, key)?,
             None => Identity::load_or_generate(&config.data_dir)?,
@@ -261,6 +264,7 @@ impl Server {
         };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         Ok(Server {
+            _lock: lock,
             public_address,
             local_addr,
             fingerprint: identity.fingerprint,
@@ -385,6 +389,43 @@ fn server_config(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(Arc::new(quic::transport_config()));
     Ok(config)
+}
+
+/// Takes `DATA/kith.lock` for as long as the returned file stays open, and
+/// writes this process's id in it. Two servers on one database would each
+/// believe their memory is the truth (edits answered "no such message",
+/// ids minted twice); the second one is refused, naming the first.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("kith.lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let who = match pid.trim() {
+                "" => "another kith serve".to_owned(),
+                pid => format!("another kith serve (pid {pid})"),
+            };
+            return Err(anyhow!(
+                "{who} is already using {}; stop it first, or give this one its own --data",
+                dir.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.sync_all()?;
+    Ok(file)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {

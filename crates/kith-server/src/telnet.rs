@@ -562,6 +562,8 @@ impl Session {
                 // Its config says voice is unavailable, so the app never
                 // starts sound here.
                 Action::Voice(_) => continue,
+                // Requests go straight to the hub here: nothing waits to be taken back.
+                Action::Cancel { .. } => continue,
                 Action::Quit => return Err(End::Left),
             };
             let msg = ClientMessage { request_id, request: Some(request) };

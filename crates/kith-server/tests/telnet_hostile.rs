@@ -436,7 +436,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_holds_nobody_up() {
     let started = std::time::Instant::now();
     let mut flips = 0u32;
     let closed = loop {
-        let (w, h) = if flips % 2 == 0 { (300u16, 120u16) } else { (299, 119) };
+        let (w, h) = if flips.is_multiple_of(2) { (300u16, 120u16) } else { (299, 119) };
         let [w1, w2] = w.to_be_bytes();
         let [h1, h2] = h.to_be_bytes();
         let naws = naws_bytes(w1, w2, h1, h2);
@@ -446,7 +446,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_holds_nobody_up() {
         }
         flips += 1;
         // The bystander's screen keeps up meanwhile.
-        if flips % 100 == 0 {
+        if flips.is_multiple_of(100) {
             bystander.typed(&format!("still here {flips}\r")).await;
             bystander.until_shows(&format!("still here {flips}")).await;
         }

@@ -23,6 +23,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("reply", "[text]", "reply to the picked message (Ctrl+↑) or the newest from others"),
     ("edit", "[text]", "edit your newest message here"),
     ("delete", "", "delete your newest message here"),
+    ("cancel", "", "take back your newest message not sent yet (it goes back to the input)"),
     ("presence", "<online|idle|dnd|invisible>", "how others see you"),
     ("help", "", "keys and commands"),
     ("quit", "", "leave kith (also /exit)"),
@@ -127,6 +128,7 @@ impl App {
                     Request::OpenDirect(v1::OpenDirectRequest { user_ids: vec![id], name: String::new() });
                 self.request(request, Pending::OpenDirect { then_send });
             }
+            ("cancel", _) => self.cancel_unsent(),
             ("me", "") => self.complain("usage: /me <action>"),
             // Sent as Discord does: the whole body in underscores (italics).
             ("me", action) => self.send(&format!("_{action}_")),

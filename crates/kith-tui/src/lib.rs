@@ -121,6 +121,12 @@ pub enum Action {
     Setup(SetupAction),
     /// Start, adjust or stop the call's sound.
     Voice(VoiceAction),
+    /// Drop the request with this id if it has not gone out yet (a
+    /// message queued during an outage that the user took back); it needs
+    /// no answer.
+    Cancel {
+        id: u64,
+    },
     /// The user asked to leave.
     Quit,
 }
@@ -1074,6 +1080,29 @@ impl App {
             reply_to,
         });
         self.request(request, Pending::Send { channel, nonce });
+    }
+
+    /// `/cancel`: the newest message of this channel still waiting to be
+    /// sent comes back to the input, and the host drops its request.
+    fn cancel_unsent(&mut self) {
+        let Some(channel) = self.active else { return };
+        let Some(sending) = self.model.channels.get_mut(&channel).and_then(|ch| ch.sending.pop()) else {
+            return self.complain("nothing here is waiting to be sent");
+        };
+        let id = self.pending.iter().find_map(|(id, p)| match p {
+            Pending::Send { nonce, .. } if *nonce == sending.nonce => Some(*id),
+            _ => None,
+        });
+        if let Some(id) = id {
+            self.pending.remove(&id);
+            self.actions.push_back(Action::Cancel { id });
+        }
+        if self.editor.is_empty() {
+            self.editor.set(&sending.body);
+        }
+        self.say(
+            "taken back before it was sent (had it just gone out, it shows above and /delete removes it)",
+        );
     }
 
     fn complete(&mut self, forward: bool) {

@@ -436,9 +436,15 @@ impl App {
             let style = if n.error { Style::new().fg(Color::Red) } else { Style::new().fg(Color::Cyan) };
             return Some((n.text.clone(), style));
         }
+        let waiting: usize = self.model.channels.values().map(|c| c.sending.len()).sum();
+        let queued = match waiting {
+            0 => String::new(),
+            1 => " · 1 message waits to be sent (/cancel takes it back)".to_owned(),
+            n => format!(" · {n} messages wait to be sent (/cancel takes the last back)"),
+        };
         match &self.connection {
             Connection::Reconnecting { reason, .. } => Some((
-                format!("connection lost: {}; trying again…", text::clean_line(reason)),
+                format!("connection lost: {}; trying again…{queued}", text::clean_line(reason)),
                 Style::new().fg(Color::Yellow),
             )),
             Connection::Ended(reason) => {

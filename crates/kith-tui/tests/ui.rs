@@ -1133,3 +1133,25 @@ fn times_in_refusals_show_in_local_time_with_how_long_is_left() {
     let s = flowing(&mut ui);
     assert!(s.contains("timed out in this community until 12:09 (in 9 min)"), "{}", ui.screen());
 }
+
+#[test]
+fn a_message_typed_during_an_outage_waits_and_can_be_taken_back() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.input(Input::Connection(kith_tui::Connection::Reconnecting {
+        attempt: 3,
+        reason: "timed out".into(),
+    }));
+    ui.typed("are you there?");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    let s = flowing(&mut ui);
+    assert!(s.contains("are you there?") && s.contains("1 message waits to be sent"), "{}", ui.screen());
+    ui.typed("/cancel");
+    ui.key(KeyCode::Enter);
+    assert_eq!(ui.actions(), [Action::Cancel { id }], "the host drops it");
+    let s = ui.screen();
+    assert!(
+        s.contains("> are you there?") && s.contains("taken back"),
+        "the text is back in the input:\n{s}"
+    );
+}

@@ -393,14 +393,12 @@ async fn drive<C: Capture + ?Sized, P: Playback + ?Sized>(
                     let voiced = vad.update(&frame_in);
                     let open = wanted.open(now, voiced);
                     talking = voiced && open;
-                    if open {
-                        if let Some(packet) = encoder.encode(&frame_in)? {
-                            let datagram = client_datagram(VoiceHeader { seq, timestamp }, packet);
-                            if client.send_datagram(datagram).is_ok() {
-                                stats.sent += 1;
-                            }
-                            seq = seq.wrapping_add(1);
+                    if open && let Some(packet) = encoder.encode(&frame_in)? {
+                        let datagram = client_datagram(VoiceHeader { seq, timestamp }, packet);
+                        if client.send_datagram(datagram).is_ok() {
+                            stats.sent += 1;
                         }
+                        seq = seq.wrapping_add(1);
                     }
                     // The timestamp counts captured time, sent or not, so the
                     // listeners' buffers see the silence as a gap.

@@ -215,12 +215,13 @@ async fn drive(
     let mut session: Option<std::sync::Arc<Session>> = None;
     let mut jobs_rx = Some(jobs_rx);
     let mut probed: Option<Probed> = None;
+    let cancelled = Cancelled::default();
 
     let mut begin = |s: Session, ready: v1::Ready, app: &mut App| {
         let s = std::sync::Arc::new(s);
         if let Some(rx) = jobs_rx.take() {
             // Ends with the session (its job queue closes when we return).
-            tokio::spawn(requests(s.clone(), rx, answers_tx.clone()));
+            tokio::spawn(requests(s.clone(), rx, answers_tx.clone(), cancelled.clone()));
         }
         app.handle(now_ms(), Input::Ready(Box::new(ready)));
         s
@@ -289,15 +290,12 @@ async fn drive(
                 Action::Request { id, request } => {
                     let _ = jobs_tx.send((id, request));
                 }
+                Action::Cancel { id } => {
+                    cancelled.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+                }
                 Action::Setup(SetupAction::Probe { address }) => {
                     terminal.draw(|f| app.render(f))?; // "Connecting…" while we wait
-                    let result = match tokio::time::timeout(PROBE_TIMEOUT, probe(ctx, &address)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(anyhow::anyhow!(
-                            "no answer from {address} within {} s; is the address right and the server running?",
-                            PROBE_TIMEOUT.as_secs()
-                        )),
-                    };
+                    let result = probe(ctx, &address).await;
                     let input = match result {
                         Ok((p, client)) => {
                             probed = Some(Probed { client, server: p.server.clone() });
@@ -460,28 +458,37 @@ fn update_input(update: Update) -> Input {
     }
 }
 
-/// How long the first run waits for a server to answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request with no answer by then has likely met a dead connection.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-/// How long a send keeps retrying through a reconnect before giving up.
-const RETRY_FOR: Duration = Duration::from_secs(30);
+/// Requests the user took back (`/cancel`) before they went out.
+type Cancelled = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u64>>>;
 
-/// Sends requests in order. Sends, edits and deletes survive a reconnect
-/// (the nonce makes a repeated send harmless) and wait out rate limits.
+/// Sends requests in order. A message, an edit or a delete waits through
+/// an outage of any length (the nonce makes a repeated send harmless) and
+/// through rate limits, until it is delivered, the user takes it back, or
+/// the session ends for good.
 async fn requests(
     session: std::sync::Arc<Session>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     answers: mpsc::UnboundedSender<(u64, Result<R, Failure>)>,
+    cancelled: Cancelled,
 ) {
+    let taken_back = |id: u64| cancelled.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     while let Some((id, request)) = jobs.recv().await {
         let retry =
             matches!(request, Request::SendMessage(_) | Request::EditMessage(_) | Request::DeleteMessage(_));
-        let deadline = tokio::time::Instant::now() + RETRY_FOR;
         let result = loop {
-            match session.request(request.clone()).await {
-                Err(ClientError::Closed(_)) if retry && tokio::time::Instant::now() < deadline => {
+            if taken_back(id) {
+                break Err(ClientError::Closed("taken back".into()));
+            }
+            match session.client().request_within(request.clone(), ANSWER_WITHIN).await {
+                Err(ClientError::Closed(_)) if retry && !session.ended() => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                // No answer: the connection is likely dead without knowing
+                // it yet. Reconnect (the session resumes) and send again.
+                Err(ClientError::Timeout { .. }) if retry => session.drop_connection(),
                 Err(e) if retry && e.code() == Some(v1::ErrorCode::RateLimited) => {
                     tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
                 }
@@ -513,7 +520,7 @@ async fn probe(ctx: &Ctx, address: &str) -> Result<(Probe, Client)> {
         Some(fp) => Trust::Pin(fp),
         None => Trust::FirstUse,
     };
-    let (client, seen) = Client::connect(&server, trust).await?;
+    let (client, seen) = Client::connect_within(&server, trust, ctx.timeout).await?;
     let fingerprint = seen.fingerprint.context("the server presented no certificate")?;
     let vouched = if pinned.is_some() {
         Some("the same identity as when you last connected".to_owned())
@@ -527,10 +534,11 @@ async fn probe(ctx: &Ctx, address: &str) -> Result<(Probe, Client)> {
     let invite_code = invite.map(|i| i.code);
     // So that a code is asked for before the password (an older server
     // does not know the request: then the sign-in asks less precisely).
-    let registration = match client.request(Request::ServerInfo(v1::ServerInfoRequest {})).await {
-        Ok(R::ServerInfo(info)) => info.registration(),
-        _ => v1::Registration::Unspecified,
-    };
+    let registration =
+        match client.request_within(Request::ServerInfo(v1::ServerInfoRequest {}), ctx.timeout).await {
+            Ok(R::ServerInfo(info)) => info.registration(),
+            _ => v1::Registration::Unspecified,
+        };
     Ok((Probe { server, fingerprint, vouched, invite_code, registration }, client))
 }
 
@@ -543,7 +551,7 @@ async fn sign_in_and_start(
 ) -> Result<(Session, v1::Ready)> {
     let client = match probed {
         Some(p) if p.server == s.server && p.client.close_reason().is_none() => p.client,
-        _ => Client::connect(&s.server, Trust::Pin(s.fingerprint.clone())).await?.0,
+        _ => Client::connect_within(&s.server, Trust::Pin(s.fingerprint.clone()), ctx.timeout).await?.0,
     };
     let ready = if s.register {
         let credential = s.credential();
@@ -573,5 +581,5 @@ async fn sign_in_and_start(
         Profile { server: s.server.clone(), username, token: ready.token.clone() },
     )?;
     client.close().await;
-    start_session(&s.server, &s.fingerprint, &ready.token).await
+    start_session(ctx, &s.server, &s.fingerprint, &ready.token).await
 }

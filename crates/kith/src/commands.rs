@@ -17,6 +17,8 @@ use kith_proto::invite::{InviteLink, with_default_port};
 pub struct Ctx {
     pub dir: ConfigDir,
     pub profile: String,
+    /// How long to wait for the server (`--timeout`).
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -150,7 +152,8 @@ pub struct HistoryArgs {
 
 /// Connects, pinning the server's identity on first use and refusing a
 /// changed one. An invite's fingerprint counts as a pin.
-async fn connect(dir: &ConfigDir, server: &str, invite_fp: Option<&str>) -> Result<Client> {
+async fn connect(ctx: &Ctx, server: &str, invite_fp: Option<&str>) -> Result<Client> {
+    let dir = &ctx.dir;
     let pinned = dir.pinned(server)?;
     let trust = match (&pinned, invite_fp) {
         (Some(pin), Some(fp)) if pin != fp => bail!(
@@ -161,7 +164,7 @@ async fn connect(dir: &ConfigDir, server: &str, invite_fp: Option<&str>) -> Resu
         (None, Some(fp)) => Trust::Pin(fp.to_owned()),
         (None, None) => Trust::FirstUse,
     };
-    let (client, seen) = Client::connect(server, trust.clone()).await?;
+    let (client, seen) = Client::connect_within(server, trust.clone(), ctx.timeout).await?;
     if pinned.is_none()
         && let Some(fp) = seen.fingerprint
     {
@@ -179,7 +182,7 @@ async fn connect(dir: &ConfigDir, server: &str, invite_fp: Option<&str>) -> Resu
 /// Connects and authenticates as the current profile.
 pub(crate) async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
     let profile = ctx.dir.profile(&ctx.profile)?;
-    let client = connect(&ctx.dir, &profile.server, None).await?;
+    let client = connect(ctx, &profile.server, None).await?;
     let ready = client
         .authenticate(&profile.token)
         .await
@@ -266,7 +269,7 @@ pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
     if let Some(problem) = kith_proto::limits::password_problem(&password) {
         bail!("{problem} ({})", kith_proto::limits::PASSWORD_RULES);
     }
-    let client = connect(&ctx.dir, &server, invite.as_ref().and_then(|i| i.fingerprint.as_deref())).await?;
+    let client = connect(&ctx, &server, invite.as_ref().and_then(|i| i.fingerprint.as_deref())).await?;
     let credential = match (&invite, args.setup_code) {
         (Some(i), _) => Some(v1::register_request::Credential::InviteCode(i.code.clone())),
         (None, Some(code)) => Some(v1::register_request::Credential::SetupCode(code)),
@@ -287,7 +290,7 @@ pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
 pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
     let server = with_default_port(&args.server);
     let password = read_password(args.password_stdin, false)?;
-    let client = connect(&ctx.dir, &server, None).await?;
+    let client = connect(&ctx, &server, None).await?;
     let ready = client.login(&args.username, &password).await?;
     logged_in(&ctx, client, &server, &ready, args.json.json).await
 }
@@ -507,36 +510,86 @@ fn random_nonce() -> String {
     format!("{n:032x}")
 }
 
+/// How long `kith send` keeps trying through a lost connection.
+const RESEND_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Refuses a message the server would refuse, before connecting, with the rule.
+fn check_body(body: &str) -> Result<()> {
+    let chars = body.chars().count();
+    let max = kith_proto::limits::MESSAGE_MAX_CHARS;
+    if body.trim().is_empty() {
+        bail!("the message is empty");
+    }
+    if chars > max {
+        bail!(
+            "the message is {chars} characters long; a message may have at most {max} (split it, or send a file)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
     let body = text_arg(&args.text)?;
-    let (client, ready, _) = session(&ctx).await?;
-    let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
-    let request = v1::SendMessageRequest {
-        channel_id: ch.id,
-        body,
-        nonce: args.nonce.unwrap_or_else(random_nonce),
-        reply_to: args.reply_to.unwrap_or(0),
-    };
-    // Scripts send in loops: when told to slow down, wait as asked and send
-    // again (the nonce makes the retry safe).
-    let mut attempts = 0;
-    let answer = loop {
-        match client.request(Request::SendMessage(request.clone())).await {
-            Err(e) if attempts < 10 && e.retry_after().is_some() => {
-                attempts += 1;
-                tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
-            }
-            answer => break answer?,
+    check_body(&body)?;
+    let nonce = args.nonce.clone().unwrap_or_else(random_nonce);
+    let deadline = tokio::time::Instant::now() + RESEND_FOR;
+    let mut attempt = 0u32;
+    // Each try connects afresh and sends with the same nonce: if an earlier
+    // try reached the server, the answer is that message, never a second one.
+    let m = loop {
+        let error = match send_once(&ctx, &args, &body, &nonce).await {
+            Ok(m) => break m,
+            Err(e) => e,
+        };
+        let lost = error.downcast_ref::<kith_client::Error>().is_some_and(|e| {
+            matches!(
+                e,
+                kith_client::Error::Closed(_)
+                    | kith_client::Error::Unreachable { .. }
+                    | kith_client::Error::Timeout { .. }
+                    | kith_client::Error::Connect { .. }
+            )
+        });
+        if !lost || tokio::time::Instant::now() >= deadline {
+            return Err(error);
         }
+        attempt += 1;
+        eprintln!("kith: {error:#}; sending again (attempt {})", attempt + 1);
+        tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt.min(4)))).await;
     };
-    let R::Message(m) = answer else { bail!("unexpected answer") };
     if args.json.json {
         print_json(&MessageJson::new("message", &args.channel, &m))
     } else {
         println!("{}", m.id)
     }
-    client.close().await;
     Ok(())
+}
+
+/// One connection's try at a send, waiting out rate limits as asked.
+async fn send_once(ctx: &Ctx, args: &SendArgs, body: &str, nonce: &str) -> Result<v1::Message> {
+    let (client, ready, _) = session(ctx).await?;
+    let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
+    let request = v1::SendMessageRequest {
+        channel_id: ch.id,
+        body: body.to_owned(),
+        nonce: nonce.to_owned(),
+        reply_to: args.reply_to.unwrap_or(0),
+    };
+    // Scripts send in loops: when told to slow down, wait as asked and send
+    // again (the nonce makes the retry safe).
+    let mut waits = 0;
+    let answer = loop {
+        match client.request_within(Request::SendMessage(request.clone()), ctx.timeout).await {
+            Err(e) if waits < 10 && e.retry_after().is_some() => {
+                waits += 1;
+                tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+            }
+            answer => break answer?,
+        }
+    };
+    client.close().await;
+    let R::Message(m) = answer else { bail!("unexpected answer") };
+    Ok(m)
 }
 
 pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> Result<()> {
@@ -593,10 +646,10 @@ pub(crate) async fn lasting_session(ctx: &Ctx) -> Result<(kith_client::Session, 
     // Registering or logging in pinned the server; if the pin was removed,
     // pin it the way every one-shot command does before keeping a session.
     if ctx.dir.pinned(&profile.server)?.is_none() {
-        connect(&ctx.dir, &profile.server, None).await?.close().await;
+        connect(ctx, &profile.server, None).await?.close().await;
     }
     let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity could not be pinned")?;
-    let (session, ready) = start_session(&profile.server, &pin, &profile.token)
+    let (session, ready) = start_session(ctx, &profile.server, &pin, &profile.token)
         .await
         .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
     Ok((session, ready, profile))
@@ -604,12 +657,14 @@ pub(crate) async fn lasting_session(ctx: &Ctx) -> Result<(kith_client::Session, 
 
 /// Starts a resuming session with a pinned server identity.
 pub(crate) async fn start_session(
+    ctx: &Ctx,
     server: &str,
     pin: &str,
     token: &str,
 ) -> Result<(kith_client::Session, v1::Ready)> {
     let remote = tokio::net::lookup_host(server).await?.next().context("cannot resolve the server")?;
-    let connector = kith_client::Connector::new(Trust::Pin(pin.to_owned()), remote.is_ipv6())?;
+    let mut connector = kith_client::Connector::new(Trust::Pin(pin.to_owned()), remote.is_ipv6())?;
+    connector.set_connect_timeout(ctx.timeout);
     Ok(kith_client::Session::start(connector, server, token, Default::default()).await?)
 }
 
@@ -617,7 +672,8 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
     let (session, ready, _) = lasting_session(&ctx).await?;
     let (ch, community) = crate::social::resolve(&session.client(), &ready, channel).await?;
     let id = ch.id;
-    let mut last_seen = None;
+    // Where the tail starts: a lost session is caught up from here on.
+    let mut last_seen = session.client().history(id, None, 1).await?.last().map(|m| m.id);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
@@ -640,19 +696,35 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
                 continue;
             }
             Some(kith_client::Update::Reset(_)) => {
-                // The server could not replay what we missed: read it from history.
+                // The server could not replay what we missed: read it from
+                // history, page after page, until caught up. Never a gap.
                 eprintln!("kith: reconnected with a fresh session; catching up from history");
-                let anchor = last_seen.map(v1::history_request::Anchor::After);
-                for m in session.client().history(id, anchor, 100).await? {
-                    print_message("message", channel, &m, json);
-                    last_seen = Some(m.id);
+                let mut caught = 0;
+                loop {
+                    let anchor = last_seen.map(v1::history_request::Anchor::After);
+                    let page = session.client().history(id, anchor, 100).await?;
+                    for m in &page {
+                        print_message("message", channel, m, json);
+                        last_seen = Some(m.id);
+                    }
+                    caught += page.len();
+                    if page.len() < 100 {
+                        break;
+                    }
                 }
+                eprintln!("kith: caught up {caught} messages");
+                use std::io::Write as _;
+                std::io::stdout().flush()?;
                 continue;
             }
             Some(kith_client::Update::Event(event)) => event,
         };
         match event.body {
             Some(Ev::MessageCreated(m)) if m.channel_id == id => {
+                // Already printed while catching up.
+                if last_seen.is_some_and(|seen| m.id <= seen) {
+                    continue;
+                }
                 last_seen = Some(m.id);
                 print_message("message", channel, &m, json);
             }
@@ -678,6 +750,7 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
                 "type": "typing",
                 "channel": channel,
                 "user_id": t.user_id.to_string(),
+                "user": username(&ready, t.user_id),
                 "until": crate::output::rfc3339(t.until_ms),
             })),
             _ => continue,
@@ -687,6 +760,14 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
         std::io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// A user's name from what the snapshot shows (members, conversation
+/// participants), if it shows them.
+fn username(ready: &v1::Ready, user: u64) -> Option<String> {
+    let members = ready.communities.iter().flat_map(|c| c.members.iter().filter_map(|m| m.user.as_ref()));
+    let recipients = ready.direct_channels.iter().flat_map(|d| d.recipients.iter());
+    members.chain(recipients).find(|u| u.id == user).map(|u| u.username.clone())
 }
 
 fn print_message(kind: &'static str, channel: &str, m: &v1::Message, json: bool) {

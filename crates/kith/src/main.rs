@@ -16,7 +16,7 @@ mod voice_bench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 /// kith: self-hosted chat for friends and family.
 ///
@@ -32,6 +32,10 @@ struct Cli {
     /// Where profiles and pinned server identities live [default: ~/.config/kith].
     #[arg(long, global = true, env = "KITH_CONFIG_DIR", value_name = "DIR")]
     config_dir: Option<PathBuf>,
+    /// How long to wait for the server to answer before saying so (and, for
+    /// `send`, trying again), e.g. `5s`.
+    #[arg(long, global = true, env = "KITH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -195,8 +199,26 @@ pub struct Json {
     json: bool,
 }
 
+/// The command line, with the client-only global flags hidden from the
+/// server's help (they are accepted there, and ignored).
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Propagates the global flags into every subcommand first.
+    cmd.build();
+    let client_only = ["profile", "config_dir", "timeout"];
+    // `mut_args`, not `mut_arg`: the latter rebuilds a built arg and loses
+    // its settings (clap 4.6).
+    cmd.mut_subcommand("serve", |s| {
+        s.mut_args(|a| if client_only.contains(&a.get_id().as_str()) { a.hide(true) } else { a })
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let serving = matches!(cli.command, Some(Command::Serve(_) | Command::Bench(_)));
     // Log lines would tear the full-screen UI; KITH_LOG still turns them on.
     let chatting = matches!(cli.command, None | Some(Command::Chat(_)));
@@ -235,14 +257,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dirs = || profile::ConfigDir::new(cli.config_dir.clone());
     let ctx = || -> anyhow::Result<commands::Ctx> {
-        Ok(commands::Ctx { dir: dirs()?, profile: cli.profile.clone() })
+        Ok(commands::Ctx { dir: dirs()?, profile: cli.profile.clone(), timeout: cli.timeout })
     };
     let Some(command) = cli.command else {
         // `kith` alone: the chat, once there is a profile to chat as.
         let ctx = ctx()?;
         if ctx.dir.profile(&ctx.profile).is_err() {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
+            command().print_help()?;
             println!("\nTo start: `kith chat` (it asks for the server), or `kith serve` to run one.");
             return Ok(());
         }

@@ -60,7 +60,7 @@ fn message(i: u64, people: u64) -> v1::Message {
         author_name: format!("user{author}"),
         body: body(i),
         created_at_ms: START_MS + i * 2_000,
-        reply_to: if i % 10 == 0 && i > 1 { 1_000 + i - 1 } else { 0 },
+        reply_to: if i.is_multiple_of(10) && i > 1 { 1_000 + i - 1 } else { 0 },
         ..Default::default()
     }
 }

@@ -155,7 +155,9 @@ pub async fn unread(ctx: Ctx, json: bool) -> Result<()> {
         .iter()
         .flat_map(|c| c.channels.iter().map(move |ch| (Some(c.name.as_str()), ch)))
         .chain(ready.direct_channels.iter().map(|d| (None, d)));
+    let mut any = false;
     for (community, ch) in channels.filter(|(_, ch)| ch.unread_count > 0) {
+        any = true;
         if json {
             print_json(&channel_json(&ready, ch, community));
         } else {
@@ -163,6 +165,10 @@ pub async fn unread(ctx: Ctx, json: bool) -> Result<()> {
                 community.map_or_else(|| conversation_title(&ready, ch), |c| format!("{c}/{}", ch.name));
             println!("{}  {}", sanitize(&name), unread_note(ch));
         }
+    }
+    // People get an answer; scripts reading JSON get no lines.
+    if !any && !json {
+        println!("nothing unread");
     }
     client.close().await;
     Ok(())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{KITH, Served, family_from_the_shell, kith, serve, serve_with};
+use common::{KITH, Served, family_from_the_shell, kith, serve, serve_on, serve_with};
 
 /// A tmux server of its own (its own socket), killed on drop.
 struct Tmux {
@@ -135,6 +135,33 @@ fn a_message_typed_in_kith_chat_is_sent_and_others_messages_appear() {
 
     term.type_text("/quit");
     term.key("Enter");
+}
+
+/// The regression: a message typed during an outage longer than ~30 s was
+/// dropped ("connection closed: CLOSE_CODE_SHUTDOWN").
+#[test]
+fn a_message_typed_during_a_long_outage_waits_until_the_server_is_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut server, [alice, bob, _]) = {
+        let server = serve(&data);
+        let people = family_from_the_shell(tmp.path(), &server);
+        (server, people)
+    };
+    let term = Tmux::chat("outage", &alice, &[]);
+    term.wait_for("● connected");
+    let addr = server.addr.clone();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    term.type_text("did the power go out?");
+    term.key("Enter");
+    term.wait_for("reconnecting");
+    term.wait_for("1 message waits to be sent");
+    std::thread::sleep(Duration::from_secs(35));
+    let restarted = serve_on(&addr, &data, &[]);
+    wait_in_history(&bob, "Family/general", "did the power go out?");
+    term.wait_for("● connected");
+    drop(restarted);
 }
 
 #[test]

@@ -240,10 +240,36 @@ fn a_community_is_run_and_moderated_from_the_shell() {
     assert!(members.contains("bob (Bobby)  [mods]  — on call"), "{members}");
 }
 
-#[test]
-fn tail_follows_across_a_server_restart_without_losing_a_message() {
+/// `kith serve` on `addr` with `data`, as a restarted server.
+fn restart(addr: &str, data: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(KITH)
+        .args(["serve", "--listen", addr, "--data"])
+        .arg(data)
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert!(ready.starts_with("kith ready"), "{ready}");
+    child
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig}");
+}
+
+/// The regression: after a restart, tail caught up one page of 100 and
+/// silently skipped the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_across_a_server_restart_without_losing_a_message() {
+    const MISSED: usize = 160;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("kith.toml"), "[limits]\nmessages = { burst = 0, every_ms = 1 }\n").unwrap();
     let mut server = serve(&data);
     let alice = tmp.path().join("alice");
     let code = server.setup_code.clone().unwrap();
@@ -253,6 +279,7 @@ fn tail_follows_across_a_server_restart_without_losing_a_message() {
         "alice's password\n",
     );
     kith(&alice, &["community", "create", "Family"], "");
+    kith(&alice, &["send", "Family/general", "from before the tail"], "");
     let mut tail = Command::new(KITH)
         .args(["tail", "Family/general", "--json"])
         .env("KITH_CONFIG_DIR", &alice)
@@ -265,33 +292,102 @@ fn tail_follows_across_a_server_restart_without_losing_a_message() {
     kith(&alice, &["send", "Family/general", "before"], "");
     assert!(lines.next().unwrap().unwrap().contains("\"before\""));
 
-    // The server dies; while it is down nobody can send. It comes back on
-    // the same address with its data but none of its sessions.
+    // The server dies, and comes back on the same address with its data but
+    // none of its sessions. The tail is asleep meanwhile, so that what it
+    // missed is more than one page of history when it wakes.
+    let addr = server.addr.clone();
+    signal(&tail, "-STOP");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    server.child = restart(&addr, &data);
+    let (client, _) = Client::connect(&addr, Trust::Pin(server.fingerprint.clone())).await.unwrap();
+    let ready = client.login("alice", "alice's password").await.unwrap();
+    let general = ready.communities[0].channels[0].id;
+    for i in 0..MISSED {
+        client.send_message(general, &format!("after {i}"), &format!("n{i}")).await.unwrap();
+    }
+    signal(&tail, "-CONT");
+    // tail reconnects, finds its session gone, and catches up from history,
+    // page after page; then live messages follow.
+    let got: Vec<String> = (0..MISSED).map(|_| lines.next().unwrap().unwrap()).collect();
+    for (i, line) in got.iter().enumerate() {
+        assert!(line.contains(&format!("\"after {i}\"")), "line {i}: {line}");
+    }
+    client.send_message(general, "live again", "live").await.unwrap();
+    assert!(lines.next().unwrap().unwrap().contains("\"live again\""));
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
+
+#[test]
+fn kith_send_resends_with_its_nonce_when_the_server_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = serve(&data);
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
     let addr = server.addr.clone();
     let _ = server.child.kill();
     let _ = server.child.wait();
-    let mut restarted = Command::new(KITH)
-        .args(["serve", "--listen", &addr, "--data"])
-        .arg(&data)
-        .env("KITH_LOG", "warn")
+
+    // The server is down: the send says so within its timeout, and keeps trying.
+    let started = std::time::Instant::now();
+    let send = Command::new(KITH)
+        .args(["send", "Family/general", "while you were away", "--timeout", "1s"])
+        .env("KITH_CONFIG_DIR", &alice)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    BufReader::new(restarted.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    assert!(ready.starts_with("kith ready"), "{ready}");
-    server.child = restarted;
-    for i in 0..3 {
-        kith(&alice, &["send", "Family/general", &format!("after {i}")], "");
-    }
-    // tail reconnects, finds its session gone, and catches up from history.
-    let got: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
-    for (i, line) in got.iter().enumerate() {
-        assert!(line.contains(&format!("\"after {i}\"")), "{got:?}");
-    }
-    let _ = tail.kill();
-    let _ = tail.wait();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.child = restart(&addr, &data);
+    let out = send.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("no answer from") && err.contains("sending again"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let history = kith(&alice, &["history", "Family/general", "--json"], "");
+    assert_eq!(history.matches("while you were away").count(), 1, "{history}");
+}
+
+#[test]
+fn a_second_server_on_one_data_directory_is_refused_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = serve(&data);
+    let out = Command::new(KITH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("KITH_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", first.child.id())) && err.contains("already using"), "{err}");
+}
+
+#[test]
+fn a_message_over_the_limit_is_refused_before_it_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
+    let long = "x".repeat(100_000);
+    let out = Command::new(KITH)
+        .args(["send", "Family/general", "-"])
+        .env("KITH_CONFIG_DIR", &alice)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(long.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("100000 characters") && err.contains("at most 4000"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -311,7 +407,8 @@ fn friends_talk_in_direct_and_group_conversations_from_the_shell() {
     let history = kith(&bob, &["history", "@alice", "--json"], "");
     assert_eq!(history.lines().count(), 2);
     kith(&bob, &["read", "@alice"], "");
-    assert_eq!(kith(&bob, &["unread"], ""), "", "read means read");
+    assert_eq!(kith(&bob, &["unread"], ""), "nothing unread\n", "read means read, and it says so");
+    assert_eq!(kith(&bob, &["unread", "--json"], ""), "", "scripts get no lines");
     kith(&bob, &["send", "@alice", "yes!"], "");
 
     // A group, named, with everyone.

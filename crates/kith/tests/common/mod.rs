@@ -32,8 +32,13 @@ pub fn serve(data: &Path) -> Served {
 
 /// `kith serve` with extra flags (e.g. `--telnet 127.0.0.1:0`).
 pub fn serve_with(data: &Path, extra: &[&str]) -> Served {
+    serve_on("127.0.0.1:0", data, extra)
+}
+
+/// `kith serve` listening on `listen` (a restart on the same address).
+pub fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Served {
     let mut child = Command::new(KITH)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--listen", listen, "--data"])
         .arg(data)
         .args(extra)
         .env("KITH_LOG", "warn")
