@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use kith_proto::fingerprint;
 pub use kith_proto::v1 as proto;
-pub use session::{Backoff, Session, Update};
+pub use session::{Backoff, IdentityChange, Session, Update};
 pub use trust::{Seen, Trust};
 
 /// Why a client call failed.
@@ -37,9 +37,13 @@ pub use trust::{Seen, Trust};
 pub enum Error {
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// The server presented another identity than the pinned one: an
+    /// impostor, or a replaced key. Never retried.
     #[error(
-        "server identity changed for {addr}: pinned {pinned}, but the server presented {presented}. \
-             If the server's key was replaced on purpose, remove the pin and connect again"
+        "the server at {addr} presented a different identity than the one pinned for it\n  \
+         pinned:    {pinned}\n  presented: {presented}\n\
+         An impostor would look like this; so would a server whose key was replaced. \
+         Ask whoever runs it which fingerprint is right before trusting the new one"
     )]
     IdentityChanged { addr: String, pinned: String, presented: String },
     #[error("cannot connect to {addr}: {reason}")]
@@ -86,6 +90,30 @@ impl Error {
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ReplyResult, Error>>>>>;
+
+/// The answer to a request written with [`Client::submit`].
+#[derive(Debug)]
+pub struct Answer {
+    rx: oneshot::Receiver<Result<ReplyResult, Error>>,
+    conn: quinn::Connection,
+}
+
+impl Answer {
+    /// Waits for the server's reply (or refusal).
+    pub async fn answer(self) -> Result<ReplyResult, Error> {
+        // The reader fails what is pending when the stream ends; a request
+        // written after that (while the server is closing) is failed by the close.
+        tokio::select! {
+            biased;
+            answer = self.rx => answer.unwrap_or_else(|_| Err(closed_error(&self.conn))),
+            _ = self.conn.closed() => Err(closed_error(&self.conn)),
+        }
+    }
+}
+
+fn closed_error(conn: &quinn::Connection) -> Error {
+    Error::Closed(conn.close_reason().map_or_else(|| "connection lost".into(), |e| describe_close(&e)))
+}
 type ConnectionError = Arc<Mutex<Option<(v1::ErrorCode, String)>>>;
 
 /// Events buffered for the application before further ones are dropped (the
@@ -106,6 +134,9 @@ pub struct Client {
     /// The endpoint serves this connection alone (not a shared `Connector`'s).
     own_endpoint: bool,
 }
+
+/// The QUIC close code of [`Client::abort`]: a drop, not a goodbye.
+const DROPPED: u32 = 1;
 
 /// How often a quiet connection proves it is alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -150,6 +181,28 @@ impl Client {
 
     /// Sends one request and waits for its answer.
     pub async fn request(&self, request: Request) -> Result<ReplyResult, Error> {
+        self.submit(request).await?.answer().await
+    }
+
+    /// Writes one request now and returns a handle to its answer, to await
+    /// later: requests submitted one after another reach the server in
+    /// that order, with no wait for each reply (and its disk commit) in
+    /// between — what a bot or a benchmark sending in bulk wants.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &kith_client::Client, channel_id: u64) -> Result<(), kith_client::Error> {
+    /// use kith_client::proto::{SendMessageRequest, client_message::Request};
+    /// let mut answers = Vec::new();
+    /// for n in 0..100 {
+    ///     let send = SendMessageRequest { channel_id, body: format!("line {n}"), nonce: format!("n{n}"), reply_to: 0 };
+    ///     answers.push(client.submit(Request::SendMessage(send)).await?);
+    /// }
+    /// for answer in answers {
+    ///     answer.answer().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit(&self, request: Request) -> Result<Answer, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
@@ -159,13 +212,7 @@ impl Client {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Err(self.closed_error());
         }
-        // The reader fails what is pending when the stream ends; a request
-        // written after that (while the server is closing) is failed by the close.
-        tokio::select! {
-            biased;
-            answer = rx => answer.unwrap_or_else(|_| Err(self.closed_error())),
-            _ = self.conn.closed() => Err(self.closed_error()),
-        }
+        Ok(Answer { rx, conn: self.conn.clone() })
     }
 
     /// [`Client::request`], failing with [`Error::Timeout`] if no answer
@@ -190,6 +237,12 @@ impl Client {
     /// The next pushed event, or `None` once the connection is closed.
     pub async fn next_event(&self) -> Option<v1::Event> {
         self.events.lock().await.recv().await
+    }
+
+    /// Every event already received and not yet taken, without waiting.
+    pub async fn drain_events(&self) -> Vec<v1::Event> {
+        let mut events = self.events.lock().await;
+        std::iter::from_fn(|| events.try_recv().ok()).collect()
     }
 
     /// Waits until the connection closes, and says why.
@@ -219,11 +272,13 @@ impl Client {
     /// Drops the connection at once, as a network failure would (the server
     /// keeps the session resumable). Pending requests fail.
     pub fn abort(&self) {
-        self.conn.close(0u32.into(), b"connection dropped");
+        // Not code 0, which says "I am leaving" (the server then ends the
+        // session at once): this one the server treats like a lost network.
+        self.conn.close(DROPPED.into(), b"connection dropped");
     }
 
     fn closed_error(&self) -> Error {
-        Error::Closed(self.close_reason().unwrap_or_else(|| "connection lost".into()))
+        closed_error(&self.conn)
     }
 
     /// Closes the connection politely and waits briefly for the server to hear it.
@@ -277,6 +332,57 @@ impl Client {
         }
     }
 
+    /// Creates a community (with a `general` channel); the caller owns it.
+    pub async fn create_community(&self, name: &str) -> Result<v1::Community, Error> {
+        match self.request(Request::CreateCommunity(v1::CreateCommunityRequest { name: name.into() })).await?
+        {
+            ReplyResult::Community(c) => Ok(c),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Creates a text or voice channel in a community.
+    pub async fn create_channel(
+        &self,
+        community_id: u64,
+        name: &str,
+        kind: v1::ChannelKind,
+    ) -> Result<v1::Channel, Error> {
+        let r = v1::CreateChannelRequest {
+            community_id,
+            name: name.into(),
+            topic: String::new(),
+            kind: kind as i32,
+        };
+        match self.request(Request::CreateChannel(r)).await? {
+            ReplyResult::Channel(c) => Ok(c),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Creates an invite (`max_uses` 0: unlimited; `expires_in` `None`: never).
+    pub async fn create_invite(
+        &self,
+        community_id: u64,
+        max_uses: u32,
+        expires_in: Option<Duration>,
+    ) -> Result<v1::Invite, Error> {
+        let expires_in_ms = expires_in.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let r = v1::CreateInviteRequest { community_id, max_uses, expires_in_ms };
+        match self.request(Request::CreateInvite(r)).await? {
+            ReplyResult::Invite(i) => Ok(i),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Joins the community an invite code leads to.
+    pub async fn join(&self, code: &str) -> Result<v1::Community, Error> {
+        match self.request(Request::JoinCommunity(v1::JoinCommunityRequest { code: code.into() })).await? {
+            ReplyResult::Community(c) => Ok(c),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
     pub async fn history(
         &self,
         channel_id: u64,
@@ -309,19 +415,28 @@ pub struct Connector {
     connect_timeout: Duration,
 }
 
-/// How a [`Connector`]'s UDP socket is set up.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SocketOptions {
+/// How a [`Connector`] sets up its UDP socket and connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectorOptions {
     /// Bind here instead of an ephemeral port on every interface.
     pub bind: Option<SocketAddr>,
     /// Kernel receive and send buffer sizes, in bytes (`None`: the OS default).
     pub recv_buffer: Option<usize>,
     pub send_buffer: Option<usize>,
+    /// Offer QUIC datagrams, which voice needs (on by default; a program
+    /// that never joins voice saves their buffers).
+    pub datagrams: bool,
+}
+
+impl Default for ConnectorOptions {
+    fn default() -> Self {
+        ConnectorOptions { bind: None, recv_buffer: None, send_buffer: None, datagrams: true }
+    }
 }
 
 impl Connector {
     pub fn new(trust: Trust, ipv6: bool) -> Result<Connector, Error> {
-        Self::with_socket(trust, ipv6, SocketOptions::default())
+        Self::with_options(trust, ipv6, ConnectorOptions::default())
     }
 
     /// How long [`Connector::connect`] waits for the server's answer.
@@ -329,9 +444,9 @@ impl Connector {
         self.connect_timeout = timeout;
     }
 
-    /// A connector whose UDP socket is set up as `socket` says: a fixed
-    /// address, or larger buffers for a program with many connections.
-    pub fn with_socket(trust: Trust, ipv6: bool, socket: SocketOptions) -> Result<Connector, Error> {
+    /// A connector set up as `options` say: a fixed address, larger buffers
+    /// for a program with many connections, no datagrams.
+    pub fn with_options(trust: Trust, ipv6: bool, options: ConnectorOptions) -> Result<Connector, Error> {
         let setup = |reason: String| Error::Connect { addr: "(local)".into(), reason };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(trust::Verifier::new(trust.clone(), &provider));
@@ -353,9 +468,12 @@ impl Connector {
         // the smaller of both sides'.)
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("valid timeout")));
+        if !options.datagrams {
+            transport.datagram_receive_buffer_size(None);
+        }
         config.transport_config(Arc::new(transport));
         let any: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("valid");
-        let udp = bind_udp(socket.bind.unwrap_or(any), socket.recv_buffer, socket.send_buffer)
+        let udp = bind_udp(options.bind.unwrap_or(any), options.recv_buffer, options.send_buffer)
             .map_err(|e| setup(e.to_string()))?;
         let runtime = quinn::default_runtime().ok_or_else(|| setup("no async runtime".into()))?;
         let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, udp, runtime)

@@ -26,8 +26,17 @@ pub enum Update {
     /// The session could not be resumed (`ready.resume_refused` says why).
     /// This snapshot replaces all state; refetch any history on show.
     Reset(Box<v1::Ready>),
-    /// The session is over for good (logged out, token revoked); no more updates.
-    Ended { reason: String },
+    /// The session is over for good (logged out, token revoked, or the
+    /// server's identity changed — `identity` then says how); no more updates.
+    Ended { reason: String, identity: Option<IdentityChange> },
+}
+
+/// A server that came back with another identity than the pinned one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityChange {
+    pub addr: String,
+    pub pinned: String,
+    pub presented: String,
 }
 
 /// Reconnection timing: full-jitter exponential backoff (a random delay up
@@ -155,7 +164,7 @@ impl Supervisor {
             let code = client.close_code();
             let reason = client.close_reason().unwrap_or_else(|| "connection lost".into());
             if terminal(code) {
-                let _ = self.updates.send(Update::Ended { reason }).await;
+                let _ = self.updates.send(Update::Ended { reason, identity: None }).await;
                 return;
             }
             match self.reconnect(reason).await {
@@ -200,6 +209,21 @@ impl Supervisor {
             attempt = attempt.saturating_add(1);
             let client = match self.connector.connect(&self.addr).await {
                 Ok((c, _)) => Arc::new(c),
+                // An alarm, not an outage: trying again cannot help, and
+                // must not quietly succeed later either.
+                Err(e @ Error::IdentityChanged { .. }) => {
+                    let Error::IdentityChanged { addr, pinned, presented } = &e else { unreachable!() };
+                    let identity = IdentityChange {
+                        addr: addr.clone(),
+                        pinned: pinned.clone(),
+                        presented: presented.clone(),
+                    };
+                    let _ = self
+                        .updates
+                        .send(Update::Ended { reason: e.to_string(), identity: Some(identity) })
+                        .await;
+                    return None;
+                }
                 Err(e) => {
                     reason = e.to_string();
                     continue;
@@ -233,7 +257,7 @@ impl Supervisor {
                 }
                 Ok(_) => reason = "the server answered the resume oddly".into(),
                 Err(Error::Server { code: v1::ErrorCode::BadCredentials, reason, .. }) => {
-                    let _ = self.updates.send(Update::Ended { reason }).await;
+                    let _ = self.updates.send(Update::Ended { reason, identity: None }).await;
                     return None;
                 }
                 Err(e) => reason = e.to_string(),

@@ -604,3 +604,16 @@ fn every_change_reaches_the_session_that_made_it_and_the_users_other_devices() {
     w.call(alice, Request::LeaveCommunity { community: CommunityId(c.id) }).unwrap();
     both(&mut w, "that it left", &|e| matches!(e, Ev::CommunityLeft(l) if l.community_id == c.id));
 }
+
+#[test]
+fn a_retried_send_of_a_deleted_message_says_it_was_sent_and_deleted() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let sent = message(w.say(owner, general, "oops", Some("n-1")).unwrap());
+    w.call(owner, Request::DeleteMessage { channel: ChannelId(general), message: MessageId(sent.id) })
+        .unwrap();
+    let again = message(w.say(owner, general, "oops", Some("n-1")).unwrap());
+    assert_eq!((again.id, again.deleted, again.body.as_str()), (sent.id, true, ""));
+    assert!(w.reads.is_empty(), "nothing to read: the hub knows it is gone");
+}

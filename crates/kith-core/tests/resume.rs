@@ -184,3 +184,39 @@ fn a_connected_session_keeps_only_recent_events_for_replay() {
     };
     assert_eq!(ready.resume_refused, "too many events were missed to replay them");
 }
+
+/// A client that leaves on purpose leaves nothing behind: no detached
+/// session holding a replay buffer for the grace window, and its presence
+/// goes at once. One whose network dropped can still resume.
+#[test]
+fn a_session_closed_on_purpose_ends_at_once_and_cannot_be_resumed() {
+    let mut w = World::default();
+    let (owner, _, s) = w.family(&["bob"]);
+    let (phone, ready) = w.login("bob");
+    w.input(Input::Closed { session: phone });
+    let (fresh, inbox) = resume(&mut w, "bob", &ready.session_id, 0);
+    assert!(
+        matches!(&inbox[..], [Kind::Reply(v1::Reply { result: Some(R::Ready(r)), .. })] if !r.resume_refused.is_empty()),
+        "{inbox:?}"
+    );
+
+    let (laptop, ready) = w.login("bob");
+    w.input(Input::Disconnected { session: laptop });
+    let (resumed, inbox) = resume(&mut w, "bob", &ready.session_id, 0);
+    assert!(
+        matches!(inbox.last(), Some(Kind::Reply(v1::Reply { result: Some(R::Resumed(_)), .. }))),
+        "{inbox:?}"
+    );
+
+    w.events(owner);
+    for session in [s[0], fresh, resumed] {
+        w.input(Input::Closed { session });
+    }
+    let bob = w.id("bob");
+    let events = w.events(owner);
+    assert!(
+        events.iter().any(|e| matches!(&e.body, Some(Ev::PresenceUpdated(p))
+            if p.user_id == bob && p.status == v1::PresenceStatus::Offline as i32)),
+        "bob is offline as soon as his last session closes: {events:?}"
+    );
+}

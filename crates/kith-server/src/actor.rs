@@ -155,7 +155,7 @@ pub async fn run(
                     hub.handle(now(), Input::Connected { session, resume_key: crate::auth::random_code(32) });
                 }
                 Some(ToHub::Input(input)) => {
-                    if let Input::Disconnected { session } = &input {
+                    if let Input::Disconnected { session } | Input::Closed { session } = &input {
                         sessions.remove(session);
                     }
                     hub.handle(now(), input);

@@ -61,6 +61,11 @@ pub struct Config {
     pub public_address: Option<String>,
     /// Who may create communities.
     pub community_creation: kith_core::CommunityCreation,
+    /// Kernel receive and send buffers of the UDP socket, in bytes. At tens
+    /// of thousands of deliveries a second the OS default (~208 KiB) fills
+    /// between two reads and the kernel drops datagrams (QUIC resends them,
+    /// late); 4 MiB holds about a second of that.
+    pub udp_buffer: usize,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -146,6 +151,7 @@ impl Config {
             telnet: None,
             public_address: None,
             community_creation: kith_core::CommunityCreation::Everyone,
+            udp_buffer: 4 * 1024 * 1024,
         }
     }
 }
@@ -155,6 +161,8 @@ impl Config {
 pub struct Server {
     /// Held while the server runs: one server per data directory.
     _lock: std::fs::File,
+    /// Watches the UDP socket for kernel drops.
+    drops: tokio::task::JoinHandle<()>,
     local_addr: SocketAddr,
     public_address: String,
     fingerprint: String,
@@ -208,7 +216,7 @@ impl Server {
             format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
         });
         // Bound before the hub exists, so that invites name the real port.
-        let socket = std::net::UdpSocket::bind(config.listen)
+        let socket = bind_udp(config.listen, config.udp_buffer)
             .with_context(|| format!("listening on {}", config.listen))?;
         let public_address = match &config.public_address {
             Some(a) => kith_proto::invite::with_default_port(a),
@@ -263,7 +271,9 @@ impl Server {
             None => None,
         };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
+        let drops = tokio::spawn(watch_udp_drops(local_addr.port()));
         Ok(Server {
+            drops,
             _lock: lock,
             public_address,
             local_addr,
@@ -315,6 +325,7 @@ impl Server {
     /// closes every connection with a reason, and waits for them briefly.
     pub async fn shutdown(self) -> Result<()> {
         self.endpoint.set_server_config(None);
+        self.drops.abort();
         if let Some((_, accept)) = &self.telnet {
             accept.abort();
         }
@@ -460,4 +471,79 @@ pub fn guess_public_address(bound: SocketAddr) -> String {
         }
     }
     format!("localhost:{port}")
+}
+
+/// A UDP socket with `buffer` bytes of kernel buffer each way, or as much as
+/// the kernel allows (it caps what an unprivileged process gets at
+/// `net.core.rmem_max` / `wmem_max`; a smaller buffer is logged, not fatal).
+fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    // Linux reports twice what it grants (bookkeeping included).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / if cfg!(target_os = "linux") { 2 } else { 1 };
+    if granted < buffer {
+        tracing::warn!(
+            wanted = buffer,
+            granted,
+            "the kernel capped the UDP receive buffer; under heavy load datagrams may be dropped \
+             (raise net.core.rmem_max and net.core.wmem_max)"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Datagrams the kernel dropped for the UDP socket on `port` because its
+/// receive buffer was full (Linux: the `drops` column of /proc/net/udp{,6}).
+pub fn udp_drops(port: u16) -> Option<u64> {
+    let port = format!(":{port:04X} ");
+    let mut found = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1).unwrap_or("");
+            if format!("{local} ").contains(&port) {
+                let drops: u64 = line.split_whitespace().last().and_then(|d| d.parse().ok()).unwrap_or(0);
+                found = Some(found.unwrap_or(0) + drops);
+            }
+        }
+    }
+    found
+}
+
+/// Says, at most once a minute, when the kernel dropped datagrams.
+async fn watch_udp_drops(port: u16) {
+    let mut last = udp_drops(port).unwrap_or(0);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(now) = udp_drops(port) else { return };
+        if now > last {
+            tracing::warn!(
+                dropped = now - last,
+                "the UDP receive buffer overflowed in the last minute; raise udp_buffer in kith.toml \
+                 (and net.core.rmem_max)"
+            );
+        }
+        last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_kernels_drop_count_is_found_for_a_bound_socket() {
+        let socket = super::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        assert_eq!(super::udp_drops(port), Some(0));
+        assert_eq!(super::udp_drops(1), None, "no socket there");
+    }
 }

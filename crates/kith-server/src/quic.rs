@@ -117,18 +117,22 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let abort_conn = conn.clone();
     let queued = Arc::new(AtomicUsize::new(0));
     let (voice, route) = VoiceLink::new(conn.clone());
+    // Voice rides on QUIC datagrams (RFC 9221); a peer that did not offer
+    // them has no voice link, and its `join_voice` is refused saying why.
+    let datagrams = conn.max_datagram_size().is_some();
     let handle = SessionHandle {
         outbox: outbox.clone(),
         queued: queued.clone(),
         limit: edge.outbox_bytes,
         abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
-        voice: Some(voice),
+        voice: datagrams.then_some(voice),
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;
     }
     let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
     let voice = tokio::spawn(voice_loop(conn.clone(), route));
+    let extra = tokio::spawn(refuse_streams(conn.clone()));
     // The hub closes the session if it is still unauthenticated by then.
     let deadline = {
         let (hub, after) = (edge.hub.clone(), edge.admission.auth_deadline);
@@ -140,7 +144,11 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let end = read_loop(recv, session, ip, &edge, &handle).await;
     deadline.abort();
     voice.abort();
-    let _ = edge.hub.send(ToHub::Input(Input::Disconnected { session })).await;
+    extra.abort();
+    // A client that finished its stream meant to leave: nothing to resume.
+    let gone =
+        if matches!(end, End::Eof) { Input::Closed { session } } else { Input::Disconnected { session } };
+    let _ = edge.hub.send(ToHub::Input(gone)).await;
     match end {
         End::Closed(code, reason) => {
             // Let an explanatory error frame go out first, briefly.
@@ -189,6 +197,34 @@ async fn write_loop(
     let _ = send.finish();
 }
 
+/// The QUIC error code a stream beyond the control stream is reset with:
+/// this protocol version uses none (proto/README.md, "Streams").
+pub const STREAM_UNSUPPORTED: u32 = 1;
+
+/// Answers every stream after the control stream at once — reset and
+/// stopped with [`STREAM_UNSUPPORTED`] — instead of leaving it open and
+/// silent.
+async fn refuse_streams(conn: quinn::Connection) {
+    let code = quinn::VarInt::from_u32(STREAM_UNSUPPORTED);
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((mut send, mut recv)) => {
+                    let _ = send.reset(code);
+                    let _ = recv.stop(code);
+                }
+                Err(_) => return,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(mut recv) => {
+                    let _ = recv.stop(code);
+                }
+                Err(_) => return,
+            },
+        }
+    }
+}
+
 /// Forwards the session's voice datagrams by the route the hub last
 /// published for it; without one (not in voice, or muted) they are dropped.
 async fn voice_loop(conn: quinn::Connection, route: watch::Receiver<Option<Arc<Route>>>) {
@@ -228,6 +264,14 @@ async fn read_loop(
                 return End::Closed(CloseCode::Protocol, "stream ended inside a frame");
             }
             Ok(None) => return End::Eof,
+            // A client that closed the connection itself with code 0 left
+            // on purpose, like one that finished its stream (the FIN and
+            // the close often arrive together).
+            Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)))
+                if c.error_code == quinn::VarInt::from_u32(0) =>
+            {
+                return End::Eof;
+            }
             Err(_) => return End::Lost,
         };
         decoder.extend(&chunk.bytes);
@@ -271,6 +315,20 @@ pub(crate) async fn submit(
     me: &SessionHandle,
 ) -> bool {
     let rid = msg.request_id;
+    if rid == 0 {
+        // 0 names the connection in errors: a request numbered 0 could
+        // never be told apart from a connection-level error, so none runs.
+        let reason = "request_id 0 is reserved for connection-level errors; number requests from 1";
+        me.push(OutItem::Frame(error_frame(0, ErrorCode::Invalid, reason)));
+        return true;
+    }
+    if matches!(msg.request, Some(kith_proto::v1::client_message::Request::JoinVoice(_)))
+        && me.voice.is_none()
+    {
+        let reason = "voice needs QUIC datagrams (RFC 9221), which this connection did not offer";
+        me.push(OutItem::Frame(error_frame(rid, ErrorCode::Unsupported, reason)));
+        return true;
+    }
     let request = match parse(msg.request, || auth::random_code(12)) {
         Ok(Parsed::Hub(request)) => request,
         Ok(Parsed::Auth(auth)) => match authenticate(auth, ip, edge).await {
@@ -313,7 +371,7 @@ impl From<(ErrorCode, String)> for Failed {
 }
 
 async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<Request, Failed> {
-    let bad_credentials = || (ErrorCode::BadCredentials, "wrong username, password or token".to_owned());
+    let bad_credentials = || (ErrorCode::BadCredentials, kith_core::hub::BAD_CREDENTIALS.to_owned());
     match &request {
         AuthRequest::Register { .. } => edge.admission.login(ip, None).map_err(Failed::Refused)?,
         AuthRequest::Login { username_fold, .. } => {

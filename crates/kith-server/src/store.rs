@@ -791,6 +791,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Message> {
         mentions: parse_mentions(&mentions).into_iter().map(|u| u.0).collect(),
         nonce: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
         mention_everyone: r.get(10)?,
+        deleted: false,
     })
 }
 

@@ -440,7 +440,12 @@ impl Session {
                 Event::Size { width, height } => {
                     // 0 means "unknown" to some clients; keep what we had.
                     if width > 0 && height > 0 {
-                        self.size = (width.min(MAX_WIDTH), height.min(MAX_HEIGHT));
+                        let size = (width.min(MAX_WIDTH), height.min(MAX_HEIGHT));
+                        // Redraw at the new size now, not at the next key
+                        // (a storm of sizes still costs one draw: draws
+                        // are spaced out, and the last size wins).
+                        self.dirty |= size != self.size;
+                        self.size = size;
                     }
                 }
                 Event::TerminalType(_) => {}

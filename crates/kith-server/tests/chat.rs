@@ -312,3 +312,47 @@ async fn the_identity_and_everything_acknowledged_survive_a_restart() {
     let ids: HashSet<u64> = owner.history(f.general, None, 10).await.unwrap().iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), 1);
 }
+
+/// The client library, for programs built on it: submit many requests now,
+/// await the answers later, and they are carried out in submission order.
+#[tokio::test]
+async fn pipelined_sends_arrive_in_the_order_they_were_submitted() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["bob"]).await;
+    let bob = &f.members[0];
+    let mut answers = Vec::new();
+    for n in 0..200 {
+        let send = v1::SendMessageRequest {
+            channel_id: f.general,
+            body: format!("line {n}"),
+            nonce: format!("p{n}"),
+            reply_to: 0,
+        };
+        answers.push(f.owner.submit(Request::SendMessage(send)).await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for answer in answers {
+        match answer.answer().await.unwrap() {
+            R::Message(m) => ids.push(m.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "ids follow submission order");
+    let mut seen = Vec::new();
+    while seen.len() < 200 {
+        seen.push(next_message(bob).await.body);
+    }
+    assert_eq!(seen, (0..200).map(|n| format!("line {n}")).collect::<Vec<_>>());
+    // What is already queued can be taken without waiting.
+    let mut own = 0;
+    for _ in 0..250 {
+        let drained = f.owner.drain_events().await;
+        own += drained.iter().filter(|e| matches!(e.body, Some(Ev::MessageCreated(_)))).count();
+        if own >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(own, 200, "the sender's own 200 messages, as events");
+    assert!(f.owner.drain_events().await.is_empty());
+}

@@ -301,3 +301,73 @@ async fn a5_nul_in_credentials_never_aliases_another_account() {
     assert_eq!(code_of(r), ErrorCode::Invalid);
     canary_still_sings(&f.members[0], &f.owner, f.general).await;
 }
+
+#[tokio::test]
+async fn a_request_numbered_0_is_refused_and_never_carried_out() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let before = history_len(&f).await;
+    let send = Request::SendMessage(v1::SendMessageRequest {
+        channel_id: f.general,
+        body: "numbered zero".into(),
+        nonce: String::new(),
+        reply_to: 0,
+    });
+    f.owner.send_raw(&raw_frame(&encoded(0, send))).await.unwrap();
+    let (code, reason) = connection_error(&f.owner).await;
+    assert_eq!(code, ErrorCode::Invalid);
+    assert!(reason.contains("request_id 0"), "{reason}");
+    assert_eq!(history_len(&f).await, before, "nothing was sent");
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn q9_a_second_stream_is_reset_at_once_not_left_silent() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    let connector =
+        kith_client::Connector::new(kith_client::Trust::Pin(server.fingerprint.clone()), false).unwrap();
+    let (conn, _control, _recv) = connector.connect_raw(&server.addr).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(b"anyone there?").await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1024)).await.expect("an answer");
+    assert!(
+        matches!(read, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) if code == quinn::VarInt::from_u32(kith_server::quic::STREAM_UNSUPPORTED)),
+        "{read:?}"
+    );
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+#[tokio::test]
+async fn joining_voice_without_quic_datagrams_is_refused_saying_why() {
+    let server = TestServer::start().await;
+    let f = family(&server, &["bob"]).await;
+    let lounge = match f
+        .owner
+        .request(Request::CreateChannel(v1::CreateChannelRequest {
+            community_id: f.community.id,
+            name: "lounge".into(),
+            topic: String::new(),
+            kind: v1::ChannelKind::Voice as i32,
+        }))
+        .await
+        .unwrap()
+    {
+        v1::reply::Result::Channel(c) => c.id,
+        other => panic!("{other:?}"),
+    };
+    let options = kith_client::ConnectorOptions { datagrams: false, ..Default::default() };
+    let connector = kith_client::Connector::with_options(
+        kith_client::Trust::Pin(server.fingerprint.clone()),
+        false,
+        options,
+    )
+    .unwrap();
+    let (plain, _) = connector.connect(&server.addr).await.unwrap();
+    plain.login("bob", PASSWORD).await.unwrap();
+    let join =
+        Request::JoinVoice(v1::JoinVoiceRequest { channel_id: lounge, self_mute: false, self_deaf: false });
+    let err = plain.request(join).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unsupported));
+    assert!(err.to_string().contains("QUIC datagrams"), "{err}");
+}

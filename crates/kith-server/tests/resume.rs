@@ -202,3 +202,31 @@ async fn a_client_that_stops_reading_is_cut_off_and_nobody_else_notices() {
         assert!(c.close_reason().is_none(), "no chatter was disconnected");
     }
 }
+
+/// A server that comes back with another identity is an alarm: the session
+/// ends saying so (both fingerprints), instead of retrying for ever.
+#[tokio::test]
+async fn a_changed_identity_ends_the_session_instead_of_retrying() {
+    let server = TestServer::start().await;
+    let (_, ready) = server.owner("owner").await;
+    let (session, _) = Session::start(connector(&server), &server.addr, &ready.token, FAST).await.unwrap();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let pinned = server.fingerprint.clone();
+    server.server.shutdown().await.unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let impostor = start_retrying(kith_server::Config::new(addr, other.path().join("data"))).await;
+    let ended = loop {
+        match next(&session).await {
+            Update::Ended { reason, identity } => break (reason, identity),
+            Update::Reconnecting { .. } => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    let change = ended.1.expect("the identity change is named");
+    assert_eq!(
+        (change.pinned.as_str(), change.presented.as_str()),
+        (pinned.as_str(), impostor.fingerprint())
+    );
+    assert!(ended.0.contains(&pinned) && ended.0.contains(impostor.fingerprint()), "{}", ended.0);
+    assert!(session.next_update().await.is_none(), "no more attempts");
+}

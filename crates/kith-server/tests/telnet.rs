@@ -70,7 +70,7 @@ async fn an_existing_account_logs_in_and_a_wrong_password_is_refused_without_ech
 
     let mut t = Tn::connect(addr).await;
     t.log_in("dave", "not the password").await;
-    let screen = t.until_shows("wrong username").await;
+    let screen = t.until_shows("username and password do not match").await;
     assert!(!screen.contains("not the password"), "{screen}");
     t.typed("\r").await; // the username is kept; Enter moves on to the password
     t.until_shows("Password").await;
@@ -207,4 +207,23 @@ async fn an_invite_made_over_telnet_names_the_servers_public_address_not_the_tel
     assert!(!flowing.contains(&addr.port().to_string()), "not the telnet port:\n{screen}");
     // The clipboard request went to carol's own terminal (OSC 52).
     assert!(String::from_utf8_lossy(&carol.raw).contains("\u{1b}]52;c;"), "no OSC 52 sent");
+}
+
+/// The regression: a resize was drawn only at the next key.
+#[tokio::test]
+async fn a_resized_window_is_redrawn_at_once_without_a_key() {
+    let (server, addr) = serve(|_| {}).await;
+    let family = family(&server, &[]).await;
+    let mut carol = Tn::connect(addr).await;
+    carol.register("carol", PASSWORD, &family.invite).await;
+    carol.until_shows("#general").await;
+    // Let the screen settle: nothing more to draw.
+    while carol.read_for(Duration::from_millis(300)).await {}
+    carol.resize(120, 30).await;
+    carol
+        .until(
+            |t| t.text().lines().any(|l| l.trim_end().chars().count() > 100),
+            "a redraw at 120 columns, with no key pressed",
+        )
+        .await;
 }

@@ -448,7 +448,7 @@ impl App {
                 Style::new().fg(Color::Yellow),
             )),
             Connection::Ended(reason) => {
-                Some((format!("disconnected: {}", text::clean_line(reason)), Style::new().fg(Color::Red)))
+                Some((format!("disconnected: {}", text::clean(reason)), Style::new().fg(Color::Red)))
             }
             Connection::Connecting | Connection::Connected => None,
         }

@@ -294,7 +294,7 @@ fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers
     assert_eq!((sign_in.username.as_str(), sign_in.password.as_str()), ("frank", "secret-pw"));
 
     // Logging in asks for no invite.
-    ui.input(Input::Setup(SetupInput::Failed("wrong username, password or token".into())));
+    ui.input(Input::Setup(SetupInput::Failed("that username and password do not match".into())));
     ui.key(KeyCode::Esc);
     ui.key(Key::char('l'));
     ui.typed("frank");
@@ -304,7 +304,7 @@ fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers
     let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
     assert!(!sign_in.register && sign_in.invite_code.is_none());
     // No guests unless the operator says so.
-    ui.input(Input::Setup(SetupInput::Failed("wrong username, password or token".into())));
+    ui.input(Input::Setup(SetupInput::Failed("that username and password do not match".into())));
     ui.key(KeyCode::Esc);
     ui.key(Key::char('g'));
     assert!(ui.actions().is_empty() && !shows(&ui.screen(), "guest"));

@@ -330,7 +330,7 @@ async fn drive(
             _ = ticks.tick() => Input::Tick,
             Some((id, result)) = answers.recv() => Input::Reply { id, result },
             update = next_update(session.as_deref()) => match update {
-                Some(u) => update_input(u),
+                Some(u) => update_input(&ctx.dir, u),
                 None => Input::Connection(Connection::Ended("the session ended".into())),
             },
             heard = next_activity(call.as_mut()) => match heard {
@@ -446,7 +446,7 @@ async fn next_update(session: Option<&Session>) -> Option<Update> {
     }
 }
 
-fn update_input(update: Update) -> Input {
+fn update_input(dir: &crate::profile::ConfigDir, update: Update) -> Input {
     match update {
         Update::Event(e) => Input::Event(Box::new(e)),
         Update::Reconnecting { attempt, reason, .. } => {
@@ -454,7 +454,10 @@ fn update_input(update: Update) -> Input {
         }
         Update::Resumed { .. } => Input::Connection(Connection::Connected),
         Update::Reset(ready) => Input::Ready(ready),
-        Update::Ended { reason } => Input::Connection(Connection::Ended(reason)),
+        Update::Ended { reason, identity: Some(change) } => Input::Connection(Connection::Ended(
+            crate::commands::identity_advice(dir, &reason, &change.addr, &change.presented),
+        )),
+        Update::Ended { reason, identity: None } => Input::Connection(Connection::Ended(reason)),
     }
 }
 

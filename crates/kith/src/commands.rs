@@ -164,7 +164,9 @@ async fn connect(ctx: &Ctx, server: &str, invite_fp: Option<&str>) -> Result<Cli
         (None, Some(fp)) => Trust::Pin(fp.to_owned()),
         (None, None) => Trust::FirstUse,
     };
-    let (client, seen) = Client::connect_within(server, trust.clone(), ctx.timeout).await?;
+    let (client, seen) = Client::connect_within(server, trust.clone(), ctx.timeout)
+        .await
+        .map_err(|e| identity_alarm(&ctx.dir, e))?;
     if pinned.is_none()
         && let Some(fp) = seen.fingerprint
     {
@@ -179,15 +181,54 @@ async fn connect(ctx: &Ctx, server: &str, invite_fp: Option<&str>) -> Result<Cli
     Ok(client)
 }
 
+/// A changed server identity, said as the alarm it is, with what to do; any
+/// other error as it is.
+pub(crate) fn identity_alarm(dir: &ConfigDir, e: kith_client::Error) -> anyhow::Error {
+    match &e {
+        kith_client::Error::IdentityChanged { addr, presented, .. } => {
+            anyhow::anyhow!("{}", identity_advice(dir, &e.to_string(), addr, presented))
+        }
+        _ => e.into(),
+    }
+}
+
+/// What an identity alarm says beyond the two fingerprints: where the pin
+/// lives and how to accept the new identity deliberately.
+pub(crate) fn identity_advice(dir: &ConfigDir, alarm: &str, addr: &str, presented: &str) -> String {
+    format!(
+        "⚠ {alarm}.\nThe pin is in {}. If the operator confirms the new fingerprint, accept it with:\n    \
+         kith trust {addr} --fingerprint {presented}",
+        dir.known_servers().display()
+    )
+}
+
 /// Connects and authenticates as the current profile.
 pub(crate) async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
     let profile = ctx.dir.profile(&ctx.profile)?;
     let client = connect(ctx, &profile.server, None).await?;
-    let ready = client
-        .authenticate(&profile.token)
-        .await
-        .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    let ready = client.authenticate(&profile.token).await.map_err(|e| signed_out(e, ctx, &profile))?;
     Ok((client, ready, profile))
+}
+
+/// A saved token the server no longer takes was signed out (a logout
+/// elsewhere, a password reset): say so, and how to sign in again.
+fn signed_out(e: kith_client::Error, ctx: &Ctx, profile: &Profile) -> anyhow::Error {
+    if matches!(e, kith_client::Error::IdentityChanged { .. }) {
+        return identity_alarm(&ctx.dir, e);
+    }
+    if e.code() == Some(v1::ErrorCode::BadCredentials) {
+        let flag =
+            if ctx.profile == "default" { String::new() } else { format!(" --profile {}", ctx.profile) };
+        return anyhow::anyhow!(
+            "your saved login as {} on {} was signed out (a logout elsewhere, or a new password): \
+             log in again with `kith login {}{flag} --server {}`",
+            profile.username,
+            profile.server,
+            profile.username,
+            profile.server
+        );
+    }
+    anyhow::Error::new(e).context(format!("logging in as {} (profile {:?})", profile.username, ctx.profile))
 }
 
 fn read_password(from_stdin: bool, confirm: bool) -> Result<String> {
@@ -300,6 +341,33 @@ pub async fn logout(ctx: Ctx, everywhere: bool) -> Result<()> {
     client.request(Request::Logout(v1::LogoutRequest { everywhere })).await?;
     ctx.dir.forget_profile(&ctx.profile)?;
     eprintln!("logged out");
+    Ok(())
+}
+
+/// `kith trust`: replaces a pin with the identity the server presents now,
+/// only if the user names that identity (checked against the server, so a
+/// typo pins nothing).
+pub async fn trust(ctx: Ctx, server: &str, fingerprint: Option<String>) -> Result<()> {
+    let server = with_default_port(server);
+    let (client, seen) = Client::connect_within(&server, Trust::FirstUse, ctx.timeout).await?;
+    client.close().await;
+    let presented = seen.fingerprint.context("the server presented no certificate")?;
+    let pinned = ctx.dir.pinned(&server)?;
+    let Some(wanted) = fingerprint else {
+        bail!(
+            "{server} presents {presented}{}.\nCompare it with what the server's operator sees, then run:\n    \
+             kith trust {server} --fingerprint {presented}",
+            pinned.as_ref().map_or(String::new(), |p| format!(" (pinned: {p})"))
+        );
+    };
+    if wanted.trim().to_ascii_lowercase() != presented {
+        bail!("{server} presents {presented}, not {}; nothing was changed", sanitize(&wanted));
+    }
+    ctx.dir.pin(&server, &presented)?;
+    match pinned {
+        Some(old) if old != presented => println!("{server} is now pinned as {presented} (was {old})"),
+        _ => println!("{server} is pinned as {presented}"),
+    }
     Ok(())
 }
 
@@ -649,9 +717,13 @@ pub(crate) async fn lasting_session(ctx: &Ctx) -> Result<(kith_client::Session, 
         connect(ctx, &profile.server, None).await?.close().await;
     }
     let pin = ctx.dir.pinned(&profile.server)?.context("the server's identity could not be pinned")?;
-    let (session, ready) = start_session(ctx, &profile.server, &pin, &profile.token)
-        .await
-        .with_context(|| format!("logging in as {} (profile {:?})", profile.username, ctx.profile))?;
+    let (session, ready) =
+        start_session(ctx, &profile.server, &pin, &profile.token).await.map_err(|e| match e
+            .downcast::<kith_client::Error>()
+        {
+            Ok(e) => signed_out(e, ctx, &profile),
+            Err(e) => e.context(format!("logging in as {} (profile {:?})", profile.username, ctx.profile)),
+        })?;
     Ok((session, ready, profile))
 }
 
@@ -683,7 +755,12 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
         };
         let event = match update {
             None => bail!("the session ended"),
-            Some(kith_client::Update::Ended { reason }) => bail!("the session ended: {reason}"),
+            Some(kith_client::Update::Ended { reason, identity: Some(change) }) => {
+                bail!("{}", identity_advice(&ctx.dir, &reason, &change.addr, &change.presented))
+            }
+            Some(kith_client::Update::Ended { reason, identity: None }) => {
+                bail!("the session ended: {reason}")
+            }
             Some(kith_client::Update::Reconnecting { attempt, delay, reason }) => {
                 if attempt == 0 {
                     eprintln!("kith: connection lost ({reason}); reconnecting");

@@ -58,6 +58,15 @@ enum Command {
     },
     /// Show who this profile is logged in as, and what it can see.
     Whoami(Json),
+    /// Pin a server's identity deliberately (after it changed): `kith trust
+    /// HOST:PORT --fingerprint sha256:…`, the fingerprint its operator confirmed.
+    Trust {
+        /// `host[:port]`, as in your profile.
+        server: String,
+        /// The fingerprint to accept; it must be what the server presents now.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// Create and list communities.
     #[command(subcommand)]
     Community(commands::CommunityCommand),
@@ -277,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => commands::login(ctx()?, args).await,
         Command::Logout { everywhere } => commands::logout(ctx()?, everywhere).await,
         Command::Whoami(json) => commands::whoami(ctx()?, json.json).await,
+        Command::Trust { server, fingerprint } => commands::trust(ctx()?, &server, fingerprint).await,
         Command::Community(c) => commands::community(ctx()?, c).await,
         Command::Invite(c) => commands::invite(ctx()?, c).await,
         Command::Join { invite, json } => commands::join(ctx()?, &invite, json.json).await,

@@ -77,6 +77,11 @@ impl ConfigDir {
         Ok(file.servers.get(server).cloned())
     }
 
+    /// Where pinned identities are kept.
+    pub fn known_servers(&self) -> PathBuf {
+        self.dir.join("known_servers.toml")
+    }
+
     pub fn pin(&self, server: &str, fingerprint: &str) -> Result<()> {
         let path = self.dir.join("known_servers.toml");
         let mut file: KnownServers = read_toml(&path)?;

@@ -120,6 +120,8 @@ struct FileConfig {
     sync: Option<Sync>,
     public_address: Option<String>,
     community_creation: Option<Creation>,
+    /// Bytes of kernel buffer for the UDP socket, each way.
+    udp_buffer: Option<usize>,
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
@@ -219,6 +221,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
         ..Config::new(listen, data_dir)
     };
+    let config = Config { udp_buffer: file.udp_buffer.unwrap_or(config.udp_buffer), ..config };
 
     let telnet_file = file.telnet.unwrap_or_default();
     let guest_mode = args.telnet_guests.or(telnet_file.guests);

@@ -99,12 +99,27 @@ fn a_changed_server_identity_is_refused_with_both_fingerprints() {
     }
     let (mut child, ready) = impostor.expect("the port is free again");
     let out = Command::new(KITH).args(["whoami"]).env("KITH_CONFIG_DIR", &config).output().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let presented = ready.split("fingerprint=").nth(1).unwrap().split_whitespace().next().unwrap();
-    assert!(err.contains("identity changed") && err.contains(&pinned) && err.contains(presented), "{err}");
+    assert!(err.contains("different identity") && err.contains(&pinned) && err.contains(presented), "{err}");
+    // It says where the pin lives and the command that accepts the new one.
+    let trust = format!("kith trust {addr} --fingerprint {presented}");
+    assert!(err.contains("known_servers.toml") && err.contains(&trust), "{err}");
+
+    // Accepting takes the fingerprint itself, checked against the server.
+    let asked = kith_fails(&config, &["trust", &addr]);
+    assert!(asked.contains(presented) && asked.contains("Compare it"), "{asked}");
+    let wrong = kith_fails(&config, &["trust", &addr, "--fingerprint", &pinned]);
+    assert!(wrong.contains("nothing was changed"), "{wrong}");
+    let done = kith(&config, &["trust", &addr, "--fingerprint", presented], "");
+    assert!(done.contains(&format!("now pinned as {presented} (was {pinned})")), "{done}");
+    // This server does not know alice's token: the CLI says what to do.
+    let out = Command::new(KITH).args(["whoami"]).env("KITH_CONFIG_DIR", &config).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was signed out") && err.contains("kith login alice"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,23 @@ impl Hub {
             && let Some(&original) = self.nonces.get(&(cx.me, nonce.clone()))
         {
             // A retry: answer with the original, whatever this request says.
-            self.emit(Output::Read { to: cx.session, request_id: cx.rid, read: Read::Message(original) });
+            let meta = &self.messages[&original];
+            if meta.deleted {
+                // Sent, then deleted: say exactly that, with nothing to show.
+                let mut wire = self.message_wire(
+                    original,
+                    meta.channel,
+                    meta.author,
+                    String::new(),
+                    meta.reply_to,
+                    &[],
+                    Some(nonce.0.clone()),
+                );
+                wire.deleted = true;
+                self.reply(cx.session, cx.rid, ReplyResult::Message(wire));
+            } else {
+                self.emit(Output::Read { to: cx.session, request_id: cx.rid, read: Read::Message(original) });
+            }
             return Ok(());
         }
         if !perms.contains(Permissions::SEND_MESSAGES) {

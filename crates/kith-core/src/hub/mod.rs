@@ -52,6 +52,12 @@ use crate::request::{AuditQuery, HistoryQuery, Request, TokenHash};
 use crate::store::{StoredInvite, StoredState, StoredUser, Write};
 use crate::text::Nonce;
 
+/// The one answer to every failed sign-in: a wrong name, a wrong password,
+/// an unknown or revoked token all read the same, so that none can be told
+/// apart (decision 4) — and it says what to do.
+pub const BAD_CREDENTIALS: &str = "that username and password do not match (or this saved login was signed out): \
+     check both and try again; usernames ignore case, passwords do not";
+
 /// Limits that keep one user from growing the hub's memory without bound.
 pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
 pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
@@ -136,8 +142,12 @@ pub enum Input {
     /// fresh randomness from the edge (the hub has none): the secret
     /// `session_id` a client later resumes with.
     Connected { session: SessionId, resume_key: String },
-    /// The connection is gone; nothing more is sent to it.
+    /// The connection is gone; nothing more is sent to it. An
+    /// authenticated session stays resumable for the grace window.
     Disconnected { session: SessionId },
+    /// The client ended the connection on purpose (it finished its control
+    /// stream): the session ends now, with nothing kept for a resume.
+    Closed { session: SessionId },
     /// The connection's time to authenticate is up: if it has not, it is closed.
     AuthDeadline { session: SessionId },
     /// A validated request from a session.
@@ -214,9 +224,7 @@ impl Refusal {
         let (code, reason) = match self {
             Refusal::NotAuthenticated => (ErrorCode::NotAuthenticated, "log in first".into()),
             Refusal::AlreadyAuthenticated => (ErrorCode::AlreadyAuthenticated, "already logged in".into()),
-            Refusal::BadCredentials => {
-                (ErrorCode::BadCredentials, "wrong username, password or token".into())
-            }
+            Refusal::BadCredentials => (ErrorCode::BadCredentials, BAD_CREDENTIALS.into()),
             Refusal::NotFound(what) => (ErrorCode::NotFound, format!("no such {what}")),
             Refusal::Forbidden(why) => (ErrorCode::Forbidden, why),
             Refusal::Taken(what) => (ErrorCode::Taken, format!("that {what} is taken")),
@@ -585,6 +593,7 @@ impl Hub {
                 self.sessions.insert(session, s);
             }
             Input::Disconnected { session } => self.detach(session),
+            Input::Closed { session } => self.drop_session_now(session),
             Input::AuthDeadline { session } => {
                 if self.sessions.get(&session).is_some_and(|s| s.auth.is_none()) {
                     self.drop_session(session);

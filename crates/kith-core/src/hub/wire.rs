@@ -152,6 +152,7 @@ impl Hub {
             mentions: mentions.iter().map(|u| u.0).collect(),
             nonce: nonce.unwrap_or_default(),
             mention_everyone: false,
+            deleted: false,
         }
     }
 }
