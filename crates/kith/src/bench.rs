@@ -55,6 +55,10 @@ enum Kind {
         /// Message body size in bytes (at least the timing header).
         #[arg(long, default_value_t = 64)]
         body: usize,
+        /// The server's UDP buffer (`kith serve --udp-buffer`), e.g. the OS
+        /// default 212992 to compare.
+        #[arg(long, value_name = "BYTES")]
+        server_udp_buffer: Option<usize>,
     },
     /// Reconnect cost: resume after missing M events vs. a fresh session.
     Resume {
@@ -136,8 +140,9 @@ enum Kind {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.kind {
-        Kind::Chat { clients, senders, rate, duration, stalled, body } => {
-            chat(clients, senders, &rate, duration, Load { stalled, body }, args.json).await
+        Kind::Chat { clients, senders, rate, duration, stalled, body, server_udp_buffer } => {
+            let load = Load { stalled, body, server_udp_buffer };
+            chat(clients, senders, &rate, duration, load, args.json).await
         }
         Kind::Idle { clients } => idle(clients, args.json).await,
         Kind::Render { messages, width, height, frames } => {
@@ -176,6 +181,12 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
+    /// Datagrams the kernel dropped at the server's UDP socket so far.
+    fn udp_drops(&self) -> Option<u64> {
+        let port = self.addr.rsplit_once(':')?.1.parse().ok()?;
+        kith_server::udp_drops(port)
+    }
+
     fn start(sync: &str) -> Result<Self> {
         Self::start_with(sync, &[], &[])
     }
@@ -259,7 +270,16 @@ const PASSWORD: &str = "benchmark password";
 
 pub(crate) async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -> Result<World> {
     let connectors: Vec<Connector> = (0..connectors.max(1))
-        .map(|_| Connector::new(Trust::Pin(server.fingerprint.clone()), false))
+        .map(|_| {
+            // The generator's sockets take a server's worth of traffic too:
+            // an OS-default buffer would drop datagrams and blame the server.
+            let options = kith_client::ConnectorOptions {
+                recv_buffer: Some(4 << 20),
+                send_buffer: Some(4 << 20),
+                ..Default::default()
+            };
+            Connector::with_options(Trust::Pin(server.fingerprint.clone()), false, options)
+        })
         .collect::<Result<_, _>>()?;
     let (owner, _) = connectors[0].connect(&server.addr).await?;
     let setup = v1::register_request::Credential::SetupCode(server.setup_code.clone());
@@ -330,6 +350,7 @@ fn quantiles_ms(h: &Histogram<u64>) -> serde_json::Value {
 struct Load {
     stalled: usize,
     body: usize,
+    server_udp_buffer: Option<usize>,
 }
 
 /// A client that authenticates, then never reads: its connection's close
@@ -366,7 +387,9 @@ async fn chat(
     if senders == 0 || senders > clients {
         bail!("--senders must be between 1 and --clients");
     }
-    let server = ServerProcess::start("full")?;
+    let buffer = load.server_udp_buffer.map(|b| b.to_string());
+    let flags: Vec<&str> = buffer.iter().flat_map(|b| ["--udp-buffer", b.as_str()]).collect();
+    let server = ServerProcess::start_with("full", &flags, &[])?;
     let world = world(&server, senders.max(clients.min(50)), 8).await?;
     let clients = Arc::new(sessions(&server, &world, clients, 64).await?);
     let general = world.general;
@@ -405,9 +428,16 @@ async fn chat(
                         e = c.next_event() => e,
                     };
                     let Some(v1::Event { body: Some(Ev::MessageCreated(m)), .. }) = event else { continue };
-                    if let Some(sent_us) =
-                        m.body.strip_prefix("bench ").and_then(|r| r.split(' ').next()?.parse::<u64>().ok())
-                    {
+                    // `bench {sent_us} {sender}:{n}`. A sender's own message
+                    // comes back to it as well (decision 23); that is its
+                    // acknowledgement, measured as send→ack, not a delivery.
+                    let mut words = m.body.strip_prefix("bench ").unwrap_or("").split(' ');
+                    let sent = words.next().and_then(|t| t.parse::<u64>().ok());
+                    let sender = words.next().and_then(|w| w.split(':').next()?.parse::<usize>().ok());
+                    if sender == Some(i) {
+                        continue;
+                    }
+                    if let Some(sent_us) = sent {
                         let now_us = origin.elapsed().as_micros() as u64;
                         let _ = h.record(now_us.saturating_sub(sent_us).max(1));
                     }
@@ -416,6 +446,7 @@ async fn chat(
             });
         }
         let (cpu0, _) = server.usage();
+        let drops0 = server.udp_drops();
         let (gen0, _) = proc_usage("self");
         let started = Instant::now();
         let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
@@ -479,6 +510,7 @@ async fn chat(
         let lost = expected.saturating_sub(recv.len());
         let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
         let delivered = recv.len() as f64 / elapsed;
+        let udp_drops = server.udp_drops().zip(drops0).map(|(b, a)| b.saturating_sub(a));
         // A stalled client still connected after the run was never cut off.
         let mut cut = Vec::new();
         for handle in stalled {
@@ -500,6 +532,7 @@ async fn chat(
                     "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
                     "generator_cpu_pct": generator_pct, "body_bytes": load.body,
                     "stalled": load.stalled, "stalled_cut": cut_json,
+                    "server_udp_drops": udp_drops,
                 })
             );
         } else {
@@ -517,6 +550,9 @@ async fn chat(
                 q(&recv),
                 rss as f64 / 1024.0
             );
+            if let Some(n) = udp_drops.filter(|n| *n > 0) {
+                println!("       the kernel dropped {n} datagrams at the server's UDP socket");
+            }
             for (reason, at) in &cut {
                 println!("       stalled client cut after {at:.1} s: {reason}");
             }

@@ -218,9 +218,10 @@ fn command() -> clap::Command {
     let client_only = ["profile", "config_dir", "timeout"];
     // `mut_args`, not `mut_arg`: the latter rebuilds a built arg and loses
     // its settings (clap 4.6).
-    cmd.mut_subcommand("serve", |s| {
+    let hide = |s: clap::Command| {
         s.mut_args(|a| if client_only.contains(&a.get_id().as_str()) { a.hide(true) } else { a })
-    })
+    };
+    cmd.mut_subcommand("serve", hide).mut_subcommand("bench", hide)
 }
 
 fn main() -> ExitCode {

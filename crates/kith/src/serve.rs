@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// only) [default: everyone].
     #[arg(long, env = "KITH_COMMUNITY_CREATION", value_name = "WHO", value_parser = parse_creation)]
     community_creation: Option<Creation>,
+    /// Bytes of kernel buffer for the UDP socket, each way [default: 4194304].
+    #[arg(long, env = "KITH_UDP_BUFFER", value_name = "BYTES")]
+    udp_buffer: Option<usize>,
 }
 
 /// Who may create communities (`community_creation`).
@@ -221,7 +224,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
         ..Config::new(listen, data_dir)
     };
-    let config = Config { udp_buffer: file.udp_buffer.unwrap_or(config.udp_buffer), ..config };
+    let config =
+        Config { udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer), ..config };
 
     let telnet_file = file.telnet.unwrap_or_default();
     let guest_mode = args.telnet_guests.or(telnet_file.guests);
