@@ -662,6 +662,7 @@ async fn send_once(ctx: &Ctx, args: &SendArgs, body: &str, nonce: &str) -> Resul
 
 pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> Result<()> {
     let body = text_arg(text)?;
+    check_body(&body)?;
     let (client, ready, _) = session(&ctx).await?;
     let (ch, _) = crate::social::resolve(&client, &ready, channel).await?;
     let request = v1::EditMessageRequest { channel_id: ch.id, message_id: id, body };

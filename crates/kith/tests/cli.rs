@@ -227,6 +227,8 @@ fn a_community_is_run_and_moderated_from_the_shell() {
     kith(&alice, &["timeout", "Family", "carol", "10m", "--reason", "cool off"], "");
     let timed_out = kith_fails(&carol, &["send", "Family/general", "hey"]);
     assert!(timed_out.contains("timed out"), "{timed_out}");
+    // The time reads as a time, with how long is left, not as Unix ms.
+    assert!(timed_out.contains("(in 10 min)") && !timed_out.contains("<t:"), "{timed_out}");
     kith(&alice, &["timeout", "Family", "carol", "0s"], "");
     kith(&carol, &["send", "Family/general", "sorry"], "");
     let refused = kith_fails(&carol, &["kick", "Family", "bob"]);
@@ -246,6 +248,10 @@ fn a_community_is_run_and_moderated_from_the_shell() {
     assert_eq!(audit[0]["action"], "kick");
     assert_eq!(audit[0]["actor"], "bob");
     assert_eq!(audit[0]["reason"], "rude");
+    // The kicked member is named, though no longer a member.
+    assert_eq!(audit[0]["target"], "carol");
+    let text = kith(&bob, &["audit", "Family"], "");
+    assert!(text.lines().next().unwrap().contains("bob  kick carol"), "{text}");
     assert!(audit.iter().any(|e| e["action"] == "timeout" && e["reason"] == "cool off"));
 
     // Nicknames and profile.
@@ -492,4 +498,44 @@ fn telnet_guest_access_is_configured_with_flags_or_kith_toml_and_half_a_setting_
         }
     }
     assert!(!String::from_utf8_lossy(&seen).contains("log in"));
+}
+
+#[test]
+fn the_cli_prints_what_people_can_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    // Emoji sequences come out whole, not as `\u{200d}` escapes.
+    let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+    kith(&bob, &["send", "Family/general", &format!("the {family} is here")], "");
+    let history = kith(&alice, &["history", "Family/general"], "");
+    assert!(history.contains(&format!("the {family} is here")), "{history}");
+    assert!(!history.contains("\\u{"), "{history}");
+
+    // A bare invite code names no server: the error says what to add.
+    let bare = kith_fails(
+        &tmp.path().join("dave"),
+        &["register", "dave", "--invite", "ABCD2345", "--password-stdin"],
+    );
+    assert!(bare.contains("does not say which server") && bare.contains("--server"), "{bare}");
+    // A weak password is refused with the rules, before anything is sent.
+    let out = Command::new(KITH)
+        .args(["register", "dave", "--server", &server.addr, "--password-stdin"])
+        .env("KITH_CONFIG_DIR", tmp.path().join("dave"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"        \n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("only spaces") && err.contains("at least 8"), "{err}");
+
+    // The server's help is about the server.
+    let help = kith(&alice, &["serve", "--help"], "");
+    assert!(!help.contains("--profile") && !help.contains("--config-dir"), "{help}");
+    assert!(help.contains("[default: full]") && help.contains("--public-address"), "{help}");
 }
