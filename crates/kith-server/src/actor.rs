@@ -16,7 +16,7 @@ use kith_proto::encode_frame;
 use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, server_message::Kind};
 use tokio::sync::mpsc;
 
-use crate::store::{Batch, Readers, StoreError};
+use crate::store::{Batch, ReadDb, Readers, StoreError};
 use crate::voice::{Rooms, VoiceLink};
 
 /// What a session's writer task is asked to do, in order.
@@ -55,7 +55,14 @@ pub struct SessionHandle {
     pub abort: Abort,
     /// Where voice for this session is sent, if its transport carries voice.
     pub voice: Option<VoiceLink>,
+    /// The session's reads queued or running (at most [`READS_PER_SESSION`]).
+    pub reads: Arc<AtomicUsize>,
 }
+
+/// Reads one session may have queued or running at once. A client paging
+/// through history needs one or two; past this a flood is refused (with a
+/// retry time) rather than taking the pool from everyone else.
+pub const READS_PER_SESSION: usize = 8;
 
 impl std::fmt::Debug for SessionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,10 +203,26 @@ pub async fn run(
                 }
                 Output::Read { to, request_id, read } => {
                     let Some(s) = sessions.get(&to).cloned() else { continue };
-                    let readers = readers.clone();
-                    tokio::task::spawn_blocking(move || {
-                        s.push(OutItem::Frame(answer_read(&readers, request_id, read)))
-                    });
+                    if s.reads.fetch_add(1, Ordering::Relaxed) >= READS_PER_SESSION {
+                        s.reads.fetch_sub(1, Ordering::Relaxed);
+                        let reason = format!(
+                            "slow down: at most {READS_PER_SESSION} reads at once per connection; retry in 50 ms"
+                        );
+                        s.push(OutItem::Frame(error_frame_after(request_id, reason, 50)));
+                        continue;
+                    }
+                    let job = {
+                        let s = s.clone();
+                        move |db: &ReadDb| {
+                            s.push(OutItem::Frame(answer_read(db, request_id, read)));
+                            s.reads.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    };
+                    if readers.submit(job).is_err() {
+                        s.reads.fetch_sub(1, Ordering::Relaxed);
+                        let reason = "the server is busy reading; retry in 100 ms".to_owned();
+                        s.push(OutItem::Frame(error_frame_after(request_id, reason, 100)));
+                    }
                 }
             }
         }
@@ -214,7 +237,7 @@ pub async fn run(
     result
 }
 
-fn answer_read(readers: &Readers, request_id: u64, read: Read) -> Frame {
+fn answer_read(readers: &ReadDb, request_id: u64, read: Read) -> Frame {
     let answer = match read {
         Read::History(query) => {
             readers.history(query).map(|messages| ReplyResult::Messages(v1::MessagePage { messages }))

@@ -193,6 +193,12 @@ fn endpoint_config(key: &rustls::pki_types::PrivateKeyDer<'_>) -> quinn::Endpoin
     config
 }
 
+/// Reader threads (each with its own SQLite connection): reads run this many
+/// at a time, whatever peers ask for.
+const READER_THREADS: usize = 4;
+/// Reads waiting for a reader thread before new ones are refused as "busy".
+const READ_QUEUE: usize = 1024;
+
 /// Inputs queued for the hub before connection tasks wait.
 const HUB_INBOX: usize = 4096;
 /// Write batches queued for the store before the hub waits on the disk.
@@ -247,7 +253,7 @@ impl Server {
                 let _ = commit_tx.send(report);
             })
         })?;
-        let readers = Arc::new(Readers::new(db, config.sync));
+        let readers = Arc::new(Readers::start(db, config.sync, READER_THREADS, READ_QUEUE)?);
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
 

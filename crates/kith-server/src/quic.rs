@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::actor::{OutItem, SessionHandle, ToHub, error_frame, error_frame_after};
 use crate::admission::{Admission, Refused, Slot};
 use crate::auth;
-use crate::store::Readers;
+use crate::store::{ReadFailed, Readers};
 use crate::voice::{self, PacketBudget, Route, VoiceLink};
 
 /// How long a client has to open its control stream after the handshake.
@@ -126,6 +126,7 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
         limit: edge.outbox_bytes,
         abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
         voice: datagrams.then_some(voice),
+        reads: Arc::default(),
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;
@@ -414,11 +415,14 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
             if password.len() > kith_core::text::Password::MAX_BYTES {
                 return Err(bad_credentials().into());
             }
-            let readers = edge.readers.clone();
-            let found = blocking(move || readers.credentials(&username_fold)).await?.map_err(|e| {
-                tracing::error!(error = %e, "reading credentials failed");
-                (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
-            })?;
+            let found =
+                edge.readers.run(move |db| db.credentials(&username_fold)).await.map_err(|e| match e {
+                    ReadFailed::Busy => (ErrorCode::RateLimited, e.to_string()),
+                    ReadFailed::Store(e) => {
+                        tracing::error!(error = %e, "reading credentials failed");
+                        (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
+                    }
+                })?;
             let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;
             let (user, phc) = match found {
                 Some((user, phc)) => (Some(user), Some(phc)),

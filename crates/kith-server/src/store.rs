@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kith_core::permissions::{OverrideTarget, Permissions};
 use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
@@ -29,6 +29,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database schema is version {found}, newer than this kith understands ({known})")]
     TooNew { found: i64, known: i64 },
+    /// A reader thread could not open the database (logged when it happened).
+    #[error("the database could not be opened for reading")]
+    Closed,
 }
 
 /// How hard commits wait for the disk.
@@ -655,30 +658,104 @@ fn commit(conn: &mut Connection, batches: &[Batch]) -> Result<u64, StoreError> {
     Ok(batches.last().map_or(0, |(ticket, _)| *ticket))
 }
 
-/// Reader connections, opened on demand and reused. Every method blocks:
-/// call from `spawn_blocking`.
+/// A read job: runs on one of the pool's threads with its connection.
+type ReadJob = Box<dyn FnOnce(&ReadDb) + Send>;
+
+/// The store's readers: a fixed set of threads, each with its own SQLite
+/// connection (WAL lets them read during commits), fed by one bounded
+/// queue. However many reads peers ask for, the server holds `threads`
+/// connections and threads for them and at most `queue` waiting jobs; past
+/// that, [`Readers::submit`] says the server is busy instead of spawning.
 #[derive(Debug)]
 pub struct Readers {
-    path: PathBuf,
-    sync: Sync,
-    /// A std mutex: held only to push or pop a connection, never across a query.
-    idle: Mutex<Vec<Connection>>,
+    jobs: std::sync::mpsc::SyncSender<ReadJob>,
+    threads: usize,
 }
 
+/// The pool's queue is full: the caller should say "busy, retry".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl Readers {
-    pub fn new(path: PathBuf, sync: Sync) -> Self {
-        Self { path, sync, idle: Mutex::new(Vec::new()) }
+    /// Starts `threads` reader threads on the database at `path`.
+    pub fn start(path: PathBuf, sync: Sync, threads: usize, queue: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<ReadJob>(queue);
+        // A std mutex around the receiver: held only to take the next job.
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..threads.max(1) {
+            let (rx, path) = (rx.clone(), path.clone());
+            std::thread::Builder::new().name(format!("kith-reader-{n}")).spawn(move || {
+                // Opened once, kept for the thread's life; a failure is
+                // retried per job so that a transient error heals.
+                let mut db: Option<ReadDb> = None;
+                loop {
+                    let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                        Ok(job) => job,
+                        // Every sender is gone: the server stopped.
+                        Err(_) => return,
+                    };
+                    if db.is_none() {
+                        db = open(&path, sync)
+                            .map(ReadDb)
+                            .inspect_err(|e| {
+                                tracing::error!(error = %e, "a reader could not open the database");
+                            })
+                            .ok();
+                    }
+                    match &db {
+                        Some(db) => job(db),
+                        // The job's sender sees its reply channel dropped.
+                        None => drop(job),
+                    }
+                }
+            })?;
+        }
+        Ok(Readers { jobs, threads: threads.max(1) })
     }
 
+    /// How many reads run at once, at most.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Queues `job` for the next free reader, or says the queue is full.
+    pub fn submit(&self, job: impl FnOnce(&ReadDb) + Send + 'static) -> Result<(), Busy> {
+        self.jobs.try_send(Box::new(job)).map_err(|_| Busy)
+    }
+
+    /// Runs `f` on a reader and waits for its answer (for an async caller).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadDb) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ReadFailed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(move |db| {
+            let _ = tx.send(f(db));
+        })
+        .map_err(|_| ReadFailed::Busy)?;
+        match rx.await {
+            Ok(result) => result.map_err(ReadFailed::Store),
+            Err(_) => Err(ReadFailed::Store(StoreError::Closed)),
+        }
+    }
+}
+
+/// Why [`Readers::run`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFailed {
+    #[error("the server is busy reading; try again")]
+    Busy,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// One reader's connection, with the reads the server makes.
+#[derive(Debug)]
+pub struct ReadDb(Connection);
+
+impl ReadDb {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open(&self.path, self.sync)?,
-        };
-        let out = f(&conn);
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-        out
+        f(&self.0)
     }
 
     /// The account id and password hash for a case-folded username.
@@ -741,7 +818,7 @@ impl Readers {
     }
 }
 
-impl Readers {
+impl ReadDb {
     /// A page of a community's audit log, newest first.
     pub fn audit(&self, q: AuditQuery) -> Result<Vec<v1::AuditEntry>, StoreError> {
         let before = q.before.map_or(i64::MAX, |a| a.0 as i64);
@@ -826,7 +903,7 @@ mod tests {
         assert_eq!(everyone.permissions, Permissions::DEFAULT_EVERYONE);
         assert_eq!(state.members[0].nickname, None);
         assert_eq!(state.users[0].status_text, "");
-        let history = Readers::new(path, Sync::Normal)
+        let history = ReadDb(open(&path, Sync::Normal).unwrap())
             .history(HistoryQuery { channel: ChannelId(3), anchor: Anchor::Latest, limit: 10 })
             .unwrap();
         assert_eq!(history.len(), 1);

@@ -129,13 +129,21 @@ pub(crate) struct Gateway {
 
 /// Accepts telnet connections until the task is aborted.
 pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, gateway: Arc<Gateway>) {
+    let mut backoff = Duration::from_millis(10);
     loop {
         let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
             Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accepting a telnet connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: back off (up to a
+                // second), keep serving once they are back.
+                if backoff >= Duration::from_millis(640) {
+                    tracing::warn!(error = %e, "accepting telnet connections keeps failing");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
@@ -217,6 +225,7 @@ async fn run(
             let _ = abort_tx.send(reason.to_owned());
         }),
         voice: None,
+        reads: Arc::default(),
     };
     if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
         return;
