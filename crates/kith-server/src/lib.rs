@@ -28,7 +28,7 @@ use anyhow::{Context, Result, anyhow};
 use kith_core::rate::RateLimit;
 use kith_core::{Hub, HubConfig};
 use quinn::crypto::rustls::QuicServerConfig;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::actor::ToHub;
 use crate::identity::Identity;
@@ -196,6 +196,13 @@ fn endpoint_config(key: &rustls::pki_types::PrivateKeyDer<'_>) -> quinn::Endpoin
 /// Reader threads (each with its own SQLite connection): reads run this many
 /// at a time, whatever peers ask for.
 const READER_THREADS: usize = 4;
+/// Password hashing threads: argon2 runs this many at once, in 19 MiB each,
+/// allocated once (decision 4).
+const HASHER_THREADS: usize = 2;
+/// Sign-ins waiting for a hasher before new ones are told to retry: a few
+/// seconds' worth (a hash takes ~30 ms).
+const HASH_QUEUE: usize = 128;
+
 /// Reads waiting for a reader thread before new ones are refused as "busy".
 const READ_QUEUE: usize = 1024;
 
@@ -267,7 +274,7 @@ impl Server {
         let edge = Arc::new(quic::Edge {
             hub: hub_tx.clone(),
             readers,
-            hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+            hashers: auth::Hashers::start(HASHER_THREADS, HASH_QUEUE)?,
             next_session: AtomicU64::new(1),
             outbox_bytes: config.outbox_bytes,
             admission: admission::Admission::new(&config.limits),

@@ -13,7 +13,7 @@ use kith_core::{Frame, Input, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
 use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::actor::{OutItem, SessionHandle, ToHub, error_frame, error_frame_after};
 use crate::admission::{Admission, Refused, Slot};
@@ -38,9 +38,9 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct Edge {
     pub hub: mpsc::Sender<ToHub>,
     pub readers: Arc<Readers>,
-    /// argon2 needs 19 MiB and tens of milliseconds a hash: bound how many run
-    /// at once so a burst of logins cannot exhaust memory.
-    pub hashing: Semaphore,
+    /// argon2 needs 19 MiB and tens of milliseconds a hash: a fixed pool
+    /// bounds how many run at once and how much memory they ever hold.
+    pub hashers: auth::Hashers,
     pub next_session: AtomicU64,
     pub outbox_bytes: usize,
     pub admission: Admission,
@@ -352,13 +352,6 @@ pub(crate) async fn submit(
     edge.hub.send(ToHub::Input(Input::Request { session, request_id: rid, request })).await.is_ok()
 }
 
-/// Runs blocking work (argon2, SQLite) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, (ErrorCode, String)> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))
-}
-
 /// Why the edge's part of authentication failed.
 enum Failed {
     Refused(Refused),
@@ -373,6 +366,8 @@ impl From<(ErrorCode, String)> for Failed {
 
 async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<Request, Failed> {
     let bad_credentials = || (ErrorCode::BadCredentials, kith_core::hub::BAD_CREDENTIALS.to_owned());
+    let busy =
+        || (ErrorCode::RateLimited, "the server is busy signing people in; try again in a moment".to_owned());
     match &request {
         AuthRequest::Register { .. } => edge.admission.login(ip, None).map_err(Failed::Refused)?,
         AuthRequest::Login { username_fold, .. } => {
@@ -394,8 +389,7 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
             Ok(Request::Resume { token_hash: auth::token_hash(&token), resume_key: session_id, last_seq })
         }
         AuthRequest::Register { username, password, display_name, credential } => {
-            let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;
-            let password_hash = blocking(move || auth::hash_password(&password.0)).await?;
+            let password_hash = edge.hashers.hash(password.0).await.map_err(|_| busy())?;
             let (token, token_hash) = auth::new_token();
             let display_name = match display_name {
                 Some(d) => d,
@@ -423,12 +417,12 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
                         (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
                     }
                 })?;
-            let _permit = edge.hashing.acquire().await.map_err(|_| bad_credentials())?;
+
             let (user, phc) = match found {
                 Some((user, phc)) => (Some(user), Some(phc)),
                 None => (None, None),
             };
-            let ok = blocking(move || auth::verify_password(&password, phc.as_deref())).await?;
+            let ok = edge.hashers.verify(password, phc).await.map_err(|_| busy())?;
             let Some(user) = user.filter(|_| ok) else { return Err(bad_credentials().into()) };
             let (token, token_hash) = auth::new_token();
             Ok(Request::Login { user, token, token_hash })

@@ -10,6 +10,9 @@ use std::time::Duration;
 use common::*;
 use kith_client::proto::{self as v1, ErrorCode, client_message::Request, reply::Result as R};
 
+/// The tests here measure the whole process: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Open file descriptors of this process.
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
@@ -29,6 +32,7 @@ fn threads() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
     const FLOOD: usize = 5_000;
+    let _alone = SERIAL.lock().await;
     let server = TestServer::start().await;
     let f = family(&server, &["canary"]).await;
     f.owner.send_message(f.general, "something to read", "").await.unwrap();
@@ -71,5 +75,65 @@ async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
     // new thread per read; a little slack for the runtime and the client.
     assert!(fds_peak <= fds0 + 8, "fds {fds0} -> {fds_peak}");
     assert!(threads_peak <= threads0 + 4, "threads {threads0} -> {threads_peak}");
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The regression: each hash allocated its 19 MiB on whichever of up to
+/// ~120 blocking threads ran it, and glibc kept it in that thread's arena:
+/// waves of failed logins for unknown users (no account needed) took a
+/// server to 3.5 GB. Now two hashing threads own their memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory() {
+    const LOGINS: usize = 200;
+    const HASHERS: u64 = 2;
+    let _alone = SERIAL.lock().await;
+    let server = TestServer::start().await;
+    let f = family(&server, &["canary"]).await;
+    // Connect first: what is measured is the logins, not the connections.
+    let mut clients = Vec::new();
+    for _ in 0..LOGINS {
+        clients.push(std::sync::Arc::new(server.client().await));
+    }
+    let idle = rss_kib();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        }
+    });
+    for wave in 0..3 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, c) in clients.iter().enumerate() {
+            let c = c.clone();
+            tasks.spawn(async move { c.login(&format!("nobody-{wave}-{i}"), "wrong password").await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let err = done.unwrap().expect_err("nobody logs in");
+            assert!(matches!(err.code(), Some(ErrorCode::BadCredentials | ErrorCode::RateLimited)), "{err}");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = rss_kib().max(sampler.await.unwrap());
+    let cap = idle + HASHERS * 19 * 1024 + 48 * 1024;
+    eprintln!(
+        "{LOGINS} concurrent failed logins, 3 waves: RSS {idle} KiB idle -> {peak} KiB peak (cap {cap})"
+    );
+    assert!(peak <= cap, "RSS {idle} -> {peak} KiB, over the cap of {cap}");
     canary_still_sings(&f.members[0], &f.owner, f.general).await;
 }
