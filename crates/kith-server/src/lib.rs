@@ -220,6 +220,7 @@ impl Server {
             None => Identity::load_or_generate(&config.data_dir)?,
         };
         let db = config.data_dir.join("kith.db");
+        private_database(&db)?;
         let (conn, state) =
             store::open_writer(&db, config.sync).with_context(|| format!("opening {}", db.display()))?;
 
@@ -452,12 +453,56 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Creates the data directory 0700, or makes an existing one so: it holds
+/// password hashes, tokens and every message. A directory others could read
+/// is fixed, and the log says so.
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| format!("creating {}", dir.display()))
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", dir.display()))?;
+            tracing::warn!(
+                dir = %dir.display(),
+                was = format!("{mode:o}"),
+                "the data directory was open to other users; it is now 0700 (owner only)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The database and its WAL and shared-memory files, 0600. SQLite gives the
+/// -wal and -shm files the database file's permissions, so creating that
+/// one 0600 covers all three; existing ones are fixed.
+fn private_database(db: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)
+            .with_context(|| format!("creating {}", db.display()))?;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where others probably reach a server bound to `bound`, when the operator

@@ -371,3 +371,34 @@ async fn joining_voice_without_quic_datagrams_is_refused_saying_why() {
     assert_eq!(err.code(), Some(ErrorCode::Unsupported));
     assert!(err.to_string().contains("QUIC datagrams"), "{err}");
 }
+
+/// The regression: with `--data` an existing 0755 folder, kith.db and its
+/// -wal and -shm files (password hashes, tokens, every message) were 0644.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_is_readable_by_its_owner_only_even_in_an_open_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = kith_server::Config::new("127.0.0.1:0".parse().unwrap(), data.clone());
+    config.limits = kith_server::Limits::unlimited();
+    let server = start_retrying(config).await;
+    let (c, _) = kith_client::Client::connect(
+        &server.local_addr().to_string(),
+        kith_client::Trust::Pin(server.fingerprint().to_owned()),
+    )
+    .await
+    .unwrap();
+    let code = server.setup_code().unwrap().to_owned();
+    c.register("owner", PASSWORD, Some(Credential::SetupCode(code))).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the folder is made private");
+    for file in ["kith.db", "kith.db-wal", "kith.db-shm"] {
+        let path = data.join(file);
+        assert!(path.exists(), "{file} exists once something was written");
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    server.shutdown().await.unwrap();
+}
