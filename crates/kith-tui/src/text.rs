@@ -105,6 +105,17 @@ fn pictographic(c: char) -> bool {
     matches!(c, '\u{1f000}'..='\u{1faff}' | '\u{2600}'..='\u{27bf}' | '\u{2b00}'..='\u{2bff}' | '\u{2190}'..='\u{21ff}' | '\u{2300}'..='\u{23ff}')
 }
 
+/// Whether the cleaner would change `c` (other than a tab or newline): a
+/// control, bidi, invisible or tag character. For output that must keep
+/// text exact (JSON) but safe for a terminal: escape these.
+pub fn is_unsafe(c: char) -> bool {
+    match c {
+        '\n' | '\t' => false,
+        _ if TAGS.contains(&c) => true,
+        _ => !matches!(replacement(c, true), Replacement::Keep),
+    }
+}
+
 /// Unicode tag characters (U+E0000–U+E007F).
 const TAGS: std::ops::RangeInclusive<char> = '\u{e0000}'..='\u{e007f}';
 

@@ -288,7 +288,7 @@ pub async fn override_(ctx: Ctx, command: OverrideCommand) -> Result<()> {
     let R::Channel(ch) = call(&client, Request::SetChannelOverride(request)).await? else {
         bail!("unexpected answer")
     };
-    eprintln!("#{} now has {} override(s)", ch.name, ch.overrides.len());
+    eprintln!("#{} now has {} override(s)", sanitize(&ch.name), ch.overrides.len());
     client.close().await;
     Ok(())
 }

@@ -281,7 +281,7 @@ fn print_community(c: &v1::Community) {
     for ch in &c.channels {
         let topic =
             if ch.topic.is_empty() { String::new() } else { format!("  — {}", sanitize(&ch.topic)) };
-        println!("  #{}{topic}", ch.name);
+        println!("  #{}{topic}", sanitize(&ch.name));
     }
 }
 
@@ -543,7 +543,7 @@ pub async fn channel(ctx: Ctx, command: ChannelCommand) -> Result<()> {
                 bail!("unexpected answer")
             };
             let what = if voice { "voice channel" } else { "channel" };
-            println!("created {what} #{} in {}", ch.name, sanitize(&c.name));
+            println!("created {what} #{} in {}", sanitize(&ch.name), sanitize(&c.name));
         }
         ChannelCommand::Edit { channel, name, topic } => {
             let (_, ch) = find_channel(&ready, &channel)?;
@@ -551,12 +551,12 @@ pub async fn channel(ctx: Ctx, command: ChannelCommand) -> Result<()> {
             let R::Channel(ch) = client.request(Request::UpdateChannel(request)).await? else {
                 bail!("unexpected answer")
             };
-            println!("#{}: {}", ch.name, sanitize(&ch.topic));
+            println!("#{}: {}", sanitize(&ch.name), sanitize(&ch.topic));
         }
         ChannelCommand::Delete { channel } => {
             let (_, ch) = find_channel(&ready, &channel)?;
             client.request(Request::DeleteChannel(v1::DeleteChannelRequest { channel_id: ch.id })).await?;
-            eprintln!("deleted #{}", ch.name);
+            eprintln!("deleted #{}", sanitize(&ch.name));
         }
     }
     client.close().await;
@@ -622,7 +622,11 @@ pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
             return Err(error);
         }
         attempt += 1;
-        eprintln!("kith: {error:#}; sending again (attempt {})", attempt + 1);
+        eprintln!(
+            "kith: {}; sending again (attempt {})",
+            crate::output::shown(&format!("{error:#}")),
+            attempt + 1
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt.min(4)))).await;
     };
     if args.json.json {
@@ -764,7 +768,7 @@ pub async fn tail(ctx: Ctx, channel: &str, json: bool) -> Result<()> {
             }
             Some(kith_client::Update::Reconnecting { attempt, delay, reason }) => {
                 if attempt == 0 {
-                    eprintln!("kith: connection lost ({reason}); reconnecting");
+                    eprintln!("kith: connection lost ({}); reconnecting", sanitize(&reason));
                 }
                 tracing::debug!(attempt, ?delay, "reconnecting");
                 continue;

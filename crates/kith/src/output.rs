@@ -78,13 +78,42 @@ pub fn human(m: &v1::Message) -> String {
     format!("{time}  {}{reply}: {body}{edited}  [{}]", sanitize(&m.author_name), m.id)
 }
 
+/// One line of JSON. Characters a terminal could obey or hide (C1 controls,
+/// bidi, invisible and tag characters) are written as `\uXXXX` escapes —
+/// the same JSON to any parser, inert on a screen (serde_json escapes only
+/// C0). They can only occur inside strings, so escaping cannot break syntax.
 pub fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string(value).expect("serialising plain data cannot fail"));
+    println!("{}", safe_json(&serde_json::to_string(value).expect("serialising plain data cannot fail")));
+}
+
+fn safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if kith_tui::text::is_unsafe(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_what_a_terminal_could_obey_and_parses_to_the_same_text() {
+        let text = "a\u{9b}31m\u{202e}b\u{e0041}c👨\u{200d}👩";
+        let line = serde_json::to_string(&text).unwrap();
+        assert!(line.contains('\u{9b}'), "serde_json alone leaves C1 raw");
+        let out = safe_json(&line);
+        assert!(!out.chars().any(kith_tui::text::is_unsafe), "{out}");
+        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text);
+    }
 
     #[test]
     fn no_raw_control_or_bidi_character_survives() {
