@@ -41,7 +41,15 @@ fn wait_ms(d: std::time::Duration) -> u64 {
 pub struct Admission {
     connects: Keyed<IpAddr>,
     logins_ip: Keyed<IpAddr>,
+    /// Guesses at one account from one address: tight, so that a stranger's
+    /// guesses never lock the owner out from their own address.
+    logins_account_ip: Keyed<(String, IpAddr)>,
+    /// Guesses at one account from anywhere: ten times looser, a ceiling on
+    /// guessing from many addresses.
     logins_account: Keyed<String>,
+    /// IPv6 addresses count per prefix of this many bits: one home or host
+    /// gets a /64 (or more) to pick addresses from.
+    ipv6_prefix: u8,
     handshakes: Option<DefaultDirectRateLimiter>,
     cap: usize,
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -95,7 +103,12 @@ impl Admission {
         Admission {
             connects: Keyed::new(limits.connects_per_ip),
             logins_ip: Keyed::new(limits.logins_per_ip),
-            logins_account: Keyed::new(limits.logins_per_account),
+            logins_account_ip: Keyed::new(limits.logins_per_account),
+            logins_account: Keyed::new(RateLimit::new(
+                limits.logins_per_account.burst.saturating_mul(10),
+                limits.logins_per_account.every_ms / 10,
+            )),
+            ipv6_prefix: limits.ipv6_prefix.min(128),
             handshakes: limits.handshakes.quota().map(RateLimiter::direct),
             cap: limits.connections_per_ip,
             open: Arc::default(),
@@ -112,6 +125,7 @@ impl Admission {
     /// Admits a new connection from `ip` (counted until the slot drops), or
     /// refuses it.
     pub fn connect(&self, ip: IpAddr) -> Result<Slot, Refused> {
+        let ip = self.key(ip);
         self.connects.check(&ip).map_err(|ms| Refused {
             reason: "too many new connections from your address",
             retry_after_ms: ms,
@@ -131,17 +145,35 @@ impl Admission {
     /// Admits a login attempt for `account` from `ip`, or refuses it. Checked
     /// before any password hashing, so a flood costs the server nothing.
     pub fn login(&self, ip: IpAddr, account: Option<&str>) -> Result<(), Refused> {
+        let ip = self.key(ip);
         self.logins_ip.check(&ip).map_err(|ms| Refused {
             reason: "too many login attempts from your address",
             retry_after_ms: ms,
         })?;
         if let Some(account) = account {
-            self.logins_account.check(&account.to_owned()).map_err(|ms| Refused {
-                reason: "too many login attempts for this account",
-                retry_after_ms: ms,
-            })?;
+            let refused =
+                |ms| Refused { reason: "too many login attempts for this account", retry_after_ms: ms };
+            self.logins_account_ip.check(&(account.to_owned(), ip)).map_err(refused)?;
+            self.logins_account.check(&account.to_owned()).map_err(refused)?;
         }
         Ok(())
+    }
+
+    /// The address as limits count it: an IPv6 address by its prefix, an
+    /// IPv4-mapped one as the IPv4 address it is.
+    pub fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6);
+                    let keep = u32::from(self.ipv6_prefix);
+                    let mask = if keep == 0 { 0 } else { u128::MAX << (128 - keep) };
+                    IpAddr::V6((bits & mask).into())
+                }
+            },
+            v4 => v4,
+        }
     }
 }
 
@@ -184,7 +216,24 @@ mod tests {
         a.login(ip, Some("bob")).unwrap();
         let refused = a.login(ip, Some("carol")).unwrap_err();
         assert!(refused.reason.contains("address"), "{refused}");
-        // Alice from elsewhere is still throttled: the account is the key.
-        assert!(a.login("192.0.2.9".parse().unwrap(), Some("alice")).is_err());
+        // Alice from her own address is not locked out by those guesses.
+        assert!(a.login("192.0.2.9".parse().unwrap(), Some("alice")).is_ok());
+        // Guessing from many addresses meets the account-wide ceiling (10×).
+        let many =
+            (10..40).filter(|n| a.login(format!("192.0.2.{n}").parse().unwrap(), Some("alice")).is_err());
+        assert!(many.count() > 0, "the account-wide ceiling holds");
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ones_as_ipv4() {
+        let a = Admission::new(&limits());
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_home: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let _first = a.connect(one).unwrap();
+        let _second = a.connect(same_home).unwrap();
+        assert!(a.connect("2001:db8:1:2::77".parse().unwrap()).is_err(), "one /64 shares the cap");
+        assert!(a.connect("2001:db8:1:3::1".parse().unwrap()).is_ok(), "the next /64 is another home");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(a.key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

@@ -92,6 +92,10 @@ pub struct Limits {
     pub handshakes: RateLimit,
     /// A connection that has not authenticated by then is closed.
     pub auth_deadline: std::time::Duration,
+    /// A frame must arrive whole within this of its first byte.
+    pub frame_deadline: std::time::Duration,
+    /// Per-address limits count an IPv6 address by its first this many bits.
+    pub ipv6_prefix: u8,
     /// People in one voice channel at most.
     pub voice_room: usize,
 }
@@ -111,6 +115,8 @@ impl Default for Limits {
             connections_per_ip: 64,
             handshakes: RateLimit::new(200, 10),
             auth_deadline: std::time::Duration::from_secs(15),
+            frame_deadline: quic::FRAME_DEADLINE,
+            ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
         }
     }
@@ -279,6 +285,7 @@ impl Server {
             next_session: AtomicU64::new(1),
             outbox_bytes: config.outbox_bytes,
             admission: admission::Admission::new(&config.limits),
+            frame_deadline: config.limits.frame_deadline,
         });
         let telnet = match &config.telnet {
             Some(t) => Some(start_telnet(t, &edge, &identity.fingerprint).await?),

@@ -24,7 +24,7 @@ use crate::voice::{self, PacketBudget, Route, VoiceLink};
 /// How long a client has to open its control stream after the handshake.
 const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
 /// How long one frame may take to arrive once its first byte has (Q2).
-const FRAME_DEADLINE: Duration = Duration::from_secs(10);
+pub const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 /// Undecodable frames tolerated before the connection is closed (Q8).
 const MAX_PROTOCOL_ERRORS: u32 = 3;
 /// Bytes queued per session before it counts as a slow consumer: room for a
@@ -44,6 +44,8 @@ pub struct Edge {
     pub next_session: AtomicU64,
     pub outbox_bytes: usize,
     pub admission: Admission,
+    /// How long a frame may take from its first byte ([`FRAME_DEADLINE`]).
+    pub frame_deadline: Duration,
 }
 
 /// Quinn's transport settings, tuned for many mostly idle chat connections.
@@ -276,9 +278,13 @@ async fn read_loop(
             Err(_) => return End::Lost,
         };
         decoder.extend(&chunk.bytes);
+        let mut completed = false;
         loop {
             let frame = match decoder.next_frame() {
-                Ok(Some(frame)) => frame,
+                Ok(Some(frame)) => {
+                    completed = true;
+                    frame
+                }
                 Ok(None) => break,
                 Err(e) => {
                     me.push(OutItem::Frame(error_frame(0, ErrorCode::Protocol, e.to_string())));
@@ -301,7 +307,14 @@ async fn read_loop(
                 }
             }
         }
-        frame_deadline = decoder.in_frame().then(|| tokio::time::Instant::now() + FRAME_DEADLINE);
+        // The deadline runs from a frame's first byte (Q2): a frame trickled
+        // a byte at a time does not restart it. A frame that began in this
+        // chunk, after another ended, gets its own.
+        frame_deadline = match (decoder.in_frame(), frame_deadline) {
+            (false, _) => None,
+            (true, Some(deadline)) if !completed => Some(deadline),
+            (true, _) => Some(tokio::time::Instant::now() + edge.frame_deadline),
+        };
     }
 }
 

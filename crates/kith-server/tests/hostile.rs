@@ -402,3 +402,25 @@ async fn the_database_is_readable_by_its_owner_only_even_in_an_open_folder() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// The regression: the frame deadline restarted at every read, so a frame
+/// trickled a byte at a time (one per 9 s against a 10 s deadline) stayed
+/// open for ever.
+#[tokio::test]
+async fn q2_a_trickled_frame_is_cut_off_by_a_deadline_from_its_first_byte() {
+    let server = TestServer::start_with(|c| c.limits.frame_deadline = Duration::from_millis(800)).await;
+    let f = family(&server, &["canary"]).await;
+    let attacker = server.client().await;
+    let frame = raw_frame(&encoded(1, Request::Logout(v1::LogoutRequest { everywhere: false })));
+    // A byte every 200 ms: each read well inside the deadline, the frame not.
+    for byte in &frame {
+        if attacker.send_raw(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Had the whole frame arrived, the logout would have closed it NORMAL.
+    let closed = closes(&attacker).await;
+    assert!(closed.contains("TIMEOUT") && closed.contains("too long"), "{closed}");
+    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+}

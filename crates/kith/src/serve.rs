@@ -158,6 +158,7 @@ struct FileLimits {
     connections_per_ip: Option<usize>,
     auth_deadline_secs: Option<u64>,
     voice_room: Option<usize>,
+    ipv6_prefix: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -179,6 +180,7 @@ impl FileLimits {
         l.handshakes = rate(self.handshakes, l.handshakes);
         l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
         l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
+        l.ipv6_prefix = self.ipv6_prefix.unwrap_or(l.ipv6_prefix).min(128);
         if let Some(secs) = self.auth_deadline_secs {
             l.auth_deadline = std::time::Duration::from_secs(secs);
         }
