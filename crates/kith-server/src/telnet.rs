@@ -438,13 +438,18 @@ impl Session {
         while let Some(event) = self.telnet.poll_event() {
             match event {
                 Event::Data(data) => {
-                    for &b in &data {
-                        self.line = if b == b'\r' { 0 } else { self.line + 1 };
+                    for b in &data {
+                        let pasting = self.keys.in_paste();
+                        self.keys.feed(std::slice::from_ref(b), &mut self.inputs);
+                        // A paste is capped by the decoder; only typing
+                        // without an Enter counts towards the line cap.
+                        if !pasting && !self.keys.in_paste() {
+                            self.line = if *b == b'\r' { 0 } else { self.line + 1 };
+                        }
                     }
                     if self.line > MAX_LINE {
                         return Err(End::Closed("line too long".into()));
                     }
-                    self.keys.feed(&data, &mut self.inputs);
                 }
                 Event::Size { width, height } => {
                     // 0 means "unknown" to some clients; keep what we had.

@@ -459,3 +459,27 @@ async fn a_client_that_stops_reading_is_disconnected_and_holds_nobody_up() {
     assert!(closed, "a client that never reads is still connected after {:?}", started.elapsed());
     s.canary().await;
 }
+
+/// The regression: a paste over 64 KiB disconnected the user although the
+/// paste itself is capped; only typing without an Enter meets the line cap.
+#[tokio::test]
+async fn a_paste_larger_than_the_line_cap_is_cut_not_punished() {
+    let s = setup(|_| {}).await;
+    let mut t = s.signed_in("carol").await;
+    let mut paste = b"\x1b[200~".to_vec();
+    paste.extend(std::iter::repeat_n(b'x', 100 * 1024));
+    paste.extend(b"\x1b[201~");
+    t.send(&paste).await;
+    t.read_for(Duration::from_millis(300)).await;
+    assert!(!t.closed, "still connected after a 100 KiB paste");
+    // The input holds what fits; the session goes on.
+    t.typed("\x15hello after the paste\r").await;
+    let seen = loop {
+        let m = next_message(&s.family.owner).await;
+        if m.author_name == "carol" {
+            break m;
+        }
+    };
+    assert_eq!(seen.body, "hello after the paste");
+    s.canary().await;
+}

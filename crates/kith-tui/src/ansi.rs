@@ -71,6 +71,12 @@ impl Decoder {
         out.append(&mut self.out);
     }
 
+    /// Whether a bracketed paste is under way (its bytes are capped here,
+    /// at [`MAX_PASTE`]).
+    pub fn in_paste(&self) -> bool {
+        matches!(self.state, State::Paste { .. })
+    }
+
     /// Whether an ESC is waiting to learn whether it starts a sequence.
     pub fn pending(&self) -> bool {
         matches!(self.state, State::Esc | State::Csi { .. } | State::Ss3)

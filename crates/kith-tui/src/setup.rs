@@ -272,9 +272,14 @@ impl Setup {
             }
             Step::Password if self.field.text().is_empty() => None,
             Step::Password => {
-                if self.register
-                    && let Some(problem) = password_problem(self.field.text())
-                {
+                let problem = if self.register {
+                    password_problem(self.field.text())
+                } else if self.field.text().len() > kith_proto::limits::PASSWORD_MAX_BYTES {
+                    Some("that is longer than any password can be")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
                     self.error = Some(problem.to_owned());
                     self.field.clear();
                     return None;

@@ -331,6 +331,13 @@ pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
 pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
     let server = with_default_port(&args.server);
     let password = read_password(args.password_stdin, false)?;
+    // No account can have it; sending it would only overflow a frame.
+    if password.len() > kith_proto::limits::PASSWORD_MAX_BYTES {
+        bail!(
+            "that password is longer than any kith password can be ({} bytes at most)",
+            kith_proto::limits::PASSWORD_MAX_BYTES
+        );
+    }
     let client = connect(&ctx, &server, None).await?;
     let ready = client.login(&args.username, &password).await?;
     logged_in(&ctx, client, &server, &ready, args.json.json).await

@@ -534,6 +534,24 @@ fn the_cli_prints_what_people_can_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("only spaces") && err.contains("at least 8"), "{err}");
 
+    // A 10 MB password is no password: refused before it overflows a frame.
+    let out = Command::new(KITH)
+        .args(["login", "alice", "--server", &server.addr, "--password-stdin"])
+        .env("KITH_CONFIG_DIR", tmp.path().join("erin"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            let mut huge = "x".repeat(10_000_000);
+            huge.push('\n');
+            c.stdin.take().unwrap().write_all(huge.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("longer than any kith password"), "{err}");
+
     // The server's help is about the server.
     let help = kith(&alice, &["serve", "--help"], "");
     assert!(!help.contains("--profile") && !help.contains("--config-dir"), "{help}");
