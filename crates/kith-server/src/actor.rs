@@ -73,10 +73,13 @@ impl std::fmt::Debug for SessionHandle {
 impl SessionHandle {
     /// Queues an item. A session whose queue would outgrow its limit is a
     /// slow consumer: it is disconnected (and may resume), so that it never
-    /// holds up the hub or anyone else.
+    /// holds up the hub or anyone else. A frame into an empty queue is
+    /// always taken, whatever its size: a session is never cut off for the
+    /// size of one answer (its own snapshot), only for not reading.
     pub fn push(&self, item: OutItem) {
         let len = item.wire_len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > self.limit {
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > self.limit {
             self.queued.fetch_sub(len, Ordering::Relaxed);
             (self.abort)(CloseCode::SlowConsumer, "slow consumer: events were not read fast enough");
             return;

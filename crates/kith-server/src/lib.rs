@@ -78,6 +78,17 @@ pub struct Limits {
     pub guest_messages: RateLimit,
     /// Typing notices, per account.
     pub typing: RateLimit,
+    /// History pages, audit log and ban list reads, and read marks, per account.
+    pub reads: RateLimit,
+    /// Community changes (channels, roles, overrides, members, invites,
+    /// joining, leaving, moderation), per account.
+    pub changes: RateLimit,
+    /// Profile and presence changes, per account.
+    pub profile: RateLimit,
+    /// Opening and changing conversations, per account.
+    pub groups: RateLimit,
+    /// Joining, leaving and muting in voice, per account.
+    pub voice: RateLimit,
     /// Login attempts per username (before any password is checked).
     pub logins_per_account: RateLimit,
     /// Login and registration attempts per IP address.
@@ -107,6 +118,11 @@ impl Default for Limits {
             // A stranger may say hello, not hold the floor.
             guest_messages: RateLimit::new(3, 5000),
             typing: RateLimit::new(10, 1000),
+            reads: kith_core::hub::limits::READ_RATE,
+            changes: kith_core::hub::limits::CHANGE_RATE,
+            profile: kith_core::hub::limits::PROFILE_RATE,
+            groups: kith_core::hub::limits::GROUP_RATE,
+            voice: kith_core::hub::limits::VOICE_RATE,
             logins_per_account: RateLimit::new(5, 12_000),
             logins_per_ip: RateLimit::new(20, 3_000),
             // Scripts run `kith send` in loops: ten new connections a second
@@ -132,6 +148,11 @@ impl Limits {
             messages: off,
             guest_messages: off,
             typing: off,
+            reads: off,
+            changes: off,
+            profile: off,
+            groups: off,
+            voice: off,
             logins_per_account: off,
             logins_per_ip: off,
             connects_per_ip: off,
@@ -251,6 +272,11 @@ impl Server {
                 message_rate: Some(config.limits.messages),
                 guest_message_rate: Some(config.limits.guest_messages),
                 typing_rate: Some(config.limits.typing),
+                read_rate: Some(config.limits.reads),
+                change_rate: Some(config.limits.changes),
+                profile_rate: Some(config.limits.profile),
+                group_rate: Some(config.limits.groups),
+                voice_rate: Some(config.limits.voice),
                 voice_room: config.limits.voice_room,
                 public_address: Some(public_address.clone()),
                 fingerprint: Some(identity.fingerprint.clone()),

@@ -137,3 +137,28 @@ async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory()
     assert!(peak <= cap, "RSS {idle} -> {peak} KiB, over the cap of {cap}");
     canary_still_sings(&f.members[0], &f.owner, f.general).await;
 }
+
+/// A session is never cut off for the size of its own snapshot: a `Ready`
+/// larger than the whole outbox still goes out (only a session that does
+/// not read its events is a slow consumer).
+#[tokio::test]
+async fn a_snapshot_larger_than_the_outbox_still_logs_in() {
+    let _alone = SERIAL.lock().await;
+    let server = TestServer::start_with(|c| c.outbox_bytes = 64 * 1024).await;
+    let (owner, _) = server.owner("owner").await;
+    let community = owner.create_community("Big").await.unwrap();
+    for n in 0..100 {
+        let create = v1::CreateChannelRequest {
+            community_id: community.id,
+            name: format!("c{n}"),
+            topic: "t".repeat(1000),
+            kind: v1::ChannelKind::Text as i32,
+        };
+        owner.request(Request::CreateChannel(create)).await.unwrap();
+    }
+    let again = server.client().await;
+    let ready = again.login("owner", PASSWORD).await.expect("logs in");
+    let bytes = prost::Message::encoded_len(&ready);
+    assert!(bytes > 64 * 1024, "the snapshot ({bytes} bytes) is larger than the outbox");
+    assert_eq!(ready.communities[0].channels.len(), 101);
+}

@@ -197,10 +197,21 @@ impl ServerProcess {
         // The load comes from one address and a few accounts, far faster than
         // people: lift the rate limits (connection cap included).
         let off = "{ burst = 0, every_ms = 1 }";
-        let limits =
-            ["messages", "typing", "logins_per_account", "logins_per_ip", "connects_per_ip", "handshakes"]
-                .map(|k| format!("{k} = {off}\n"))
-                .concat();
+        let limits = [
+            "messages",
+            "typing",
+            "reads",
+            "changes",
+            "profile",
+            "groups",
+            "voice",
+            "logins_per_account",
+            "logins_per_ip",
+            "connects_per_ip",
+            "handshakes",
+        ]
+        .map(|k| format!("{k} = {off}\n"))
+        .concat();
         std::fs::write(
             data.path().join("kith.toml"),
             format!("[limits]\n{limits}connections_per_ip = 1000000\nvoice_room = 1000\n"),

@@ -151,6 +151,11 @@ struct FileLimits {
     messages: Option<FileRate>,
     guest_messages: Option<FileRate>,
     typing: Option<FileRate>,
+    reads: Option<FileRate>,
+    changes: Option<FileRate>,
+    profile: Option<FileRate>,
+    groups: Option<FileRate>,
+    voice: Option<FileRate>,
     logins_per_account: Option<FileRate>,
     logins_per_ip: Option<FileRate>,
     connects_per_ip: Option<FileRate>,
@@ -174,6 +179,11 @@ impl FileLimits {
         l.messages = rate(self.messages, l.messages);
         l.guest_messages = rate(self.guest_messages, l.guest_messages);
         l.typing = rate(self.typing, l.typing);
+        l.reads = rate(self.reads, l.reads);
+        l.changes = rate(self.changes, l.changes);
+        l.profile = rate(self.profile, l.profile);
+        l.groups = rate(self.groups, l.groups);
+        l.voice = rate(self.voice, l.voice);
         l.logins_per_account = rate(self.logins_per_account, l.logins_per_account);
         l.logins_per_ip = rate(self.logins_per_ip, l.logins_per_ip);
         l.connects_per_ip = rate(self.connects_per_ip, l.connects_per_ip);

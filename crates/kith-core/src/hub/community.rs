@@ -19,6 +19,12 @@ impl Hub {
                 "on this server only its owner creates communities; ask them for one, or for an invite",
             ));
         }
+        if self.communities.values().filter(|c| c.owner == cx.me).count() >= super::MAX_COMMUNITIES_OWNED {
+            return Err(forbidden(format!(
+                "you already own {} communities, the most one account may",
+                super::MAX_COMMUNITIES_OWNED
+            )));
+        }
         let community = CommunityId(self.ids.next(cx.now));
         let general = ChannelId(self.ids.next(cx.now));
         let stored = StoredCommunity { id: community, name: name.0, owner: cx.me };
@@ -72,6 +78,17 @@ impl Hub {
         code: String,
     ) -> Outcome {
         self.require(community, cx.me, cx.now, Permissions::CREATE_INVITES, "create invites")?;
+        let usable = |i: &&StoredInvite| {
+            i.community == community
+                && i.expires_at.is_none_or(|t| cx.now < t)
+                && i.max_uses.is_none_or(|max| i.uses < max)
+        };
+        if self.invites.values().filter(usable).count() >= super::MAX_INVITES_PER_COMMUNITY {
+            return Err(forbidden(format!(
+                "this community has {} invites that still work, the most it may; let some expire first",
+                super::MAX_INVITES_PER_COMMUNITY
+            )));
+        }
         if self.invites.contains_key(&code) {
             // 2^-60-ish odds with the edge's random codes; refuse rather than overwrite.
             return Err(Refusal::Taken("invite code"));

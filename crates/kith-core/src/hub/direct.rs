@@ -38,6 +38,17 @@ impl Hub {
         ids
     }
 
+    /// Refuses to put `user` in one more group once they are in the most
+    /// one account may be (their snapshot stays loadable whatever others do).
+    fn room_in_groups(&self, user: UserId) -> Outcome {
+        let groups = self.directs.values().filter(|d| d.group && d.members.contains(&user)).count();
+        if groups >= super::MAX_GROUPS_PER_USER {
+            let name = self.users.get(&user).map_or("?", |u| u.stored.username.as_str());
+            return Err(forbidden(format!("{name} is in as many group conversations as one account may be")));
+        }
+        Ok(())
+    }
+
     pub(super) fn add_direct(&mut self, d: StoredDirect) {
         if d.members.is_empty() {
             return;
@@ -89,6 +100,11 @@ impl Hub {
                 return Ok(());
             }
         }
+        if group {
+            for member in std::iter::once(cx.me).chain(others.iter().copied()) {
+                self.room_in_groups(member)?;
+            }
+        }
         let id = ChannelId(self.ids.next(cx.now));
         let members: Vec<UserId> = std::iter::once(cx.me).chain(others.iter().copied()).collect();
         let known: Vec<(UserId, Vec<UserId>)> =
@@ -133,6 +149,7 @@ impl Hub {
         let add: Vec<UserId> = add.into_iter().filter(|u| !d.members.contains(u)).collect();
         for a in &add {
             self.reachable(cx.me, *a)?;
+            self.room_in_groups(*a)?;
         }
         let d = &self.directs[&channel];
         if d.members.len() + add.len() - remove.len() > MAX_GROUP {

@@ -29,6 +29,7 @@ mod account;
 mod community;
 mod direct;
 mod guest;
+pub mod limits;
 mod messages;
 mod moderation;
 mod presence;
@@ -62,6 +63,14 @@ pub const BAD_CREDENTIALS: &str = "that username and password do not match (or t
 pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
 pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
 pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
+/// Communities one account may own.
+pub const MAX_COMMUNITIES_OWNED: usize = 100;
+/// Usable (unexpired, not used up) invites one community may have.
+pub const MAX_INVITES_PER_COMMUNITY: usize = 1000;
+/// Group conversations one account may be in. Others add people to groups
+/// without asking, and every group is in its members' snapshots: without a
+/// cap, a member could bloat a co-member's `Ready` until it no longer loads.
+pub const MAX_GROUPS_PER_USER: usize = 100;
 /// `ServerInfo` requests per session: a client asks once or twice.
 const SERVER_INFO_RATE: RateLimit = RateLimit::new(5, 1000);
 /// How long a connected session keeps sent events for replay. Only events
@@ -88,6 +97,12 @@ pub struct HubConfig {
     pub guest_message_rate: Option<RateLimit>,
     /// Typing notices per account. `None`: unlimited.
     pub typing_rate: Option<RateLimit>,
+    /// The other rate classes ([`limits::RateClass`]), per account.
+    pub read_rate: Option<RateLimit>,
+    pub change_rate: Option<RateLimit>,
+    pub profile_rate: Option<RateLimit>,
+    pub group_rate: Option<RateLimit>,
+    pub voice_rate: Option<RateLimit>,
     /// Rate-limit refusals a session may collect; one that keeps sending
     /// past them (ignoring `retry_after_ms`) is disconnected. `None`: never.
     pub refusal_rate: Option<RateLimit>,
@@ -125,6 +140,11 @@ impl Default for HubConfig {
             // A stranger may say hello, not hold the floor.
             guest_message_rate: Some(RateLimit::new(3, 5000)),
             typing_rate: Some(RateLimit::new(10, 1000)),
+            read_rate: Some(limits::READ_RATE),
+            change_rate: Some(limits::CHANGE_RATE),
+            profile_rate: Some(limits::PROFILE_RATE),
+            group_rate: Some(limits::GROUP_RATE),
+            voice_rate: Some(limits::VOICE_RATE),
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
             voice_room: DEFAULT_VOICE_ROOM,
@@ -398,9 +418,8 @@ pub struct Hub {
     shown: HashMap<UserId, v1::PresenceStatus>,
     /// When each user last had a typing notice passed on, per channel.
     typing: HashMap<(UserId, ChannelId), Timestamp>,
-    message_limits: Buckets<UserId>,
-    guest_message_limits: Buckets<UserId>,
-    typing_limits: Buckets<UserId>,
+    /// Per-account rate classes (see `limits.rs`).
+    limits: limits::Limits,
     refusal_limits: Buckets<SessionId>,
     /// `ServerInfo` per session: it is answered before login, so no
     /// account's bucket can hold it back.
@@ -439,8 +458,8 @@ pub struct Hub {
 impl Hub {
     /// A hub continuing from what the store holds.
     pub fn new(state: StoredState, config: HubConfig) -> Self {
-        let limits = (config.message_rate, config.typing_rate, config.refusal_rate);
-        let guest_rate = config.guest_message_rate;
+        let refusal_rate = config.refusal_rate;
+        let limits = limits::Limits::new(&config);
         let mut hub = Hub {
             config,
             ids: IdGen::after(state.max_id),
@@ -461,10 +480,8 @@ impl Hub {
             pairs: HashMap::new(),
             shown: HashMap::new(),
             typing: HashMap::new(),
-            message_limits: Buckets::new(limits.0),
-            guest_message_limits: Buckets::new(guest_rate),
-            typing_limits: Buckets::new(limits.1),
-            refusal_limits: Buckets::new(limits.2),
+            limits,
+            refusal_limits: Buckets::new(refusal_rate),
             info_limits: Buckets::new(Some(SERVER_INFO_RATE)),
             voice: BTreeMap::new(),
             rooms: BTreeMap::new(),
@@ -826,17 +843,7 @@ impl Hub {
         if guest {
             Self::guest_may(&request)?;
         }
-        if matches!(
-            request,
-            Request::SendMessage { .. } | Request::EditMessage { .. } | Request::DeleteMessage { .. }
-        ) {
-            self.message_limits.check(now, &me).map_err(|ms| Refusal::RateLimited("messages", ms))?;
-            if guest {
-                self.guest_message_limits
-                    .check(now, &me)
-                    .map_err(|ms| Refusal::RateLimited("messages", ms))?;
-            }
-        }
+        self.limits.check(now, me, guest, &request)?;
         match request {
             Request::Register(_)
             | Request::Login { .. }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use kith_proto::v1::{self, PresenceStatus, event::Body as EventBody, reply::Result as ReplyResult};
 
-use super::{Cx, Hub, Outcome, Refusal};
+use super::{Cx, Hub, Outcome};
 use crate::ids::{ChannelId, MessageId, UserId};
 use crate::permissions::Permissions;
 use crate::request::Chosen;
@@ -141,7 +141,6 @@ impl Hub {
         if !perms.contains(Permissions::SEND_MESSAGES) {
             return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
         }
-        self.typing_limits.check(cx.now, &cx.me).map_err(|ms| Refusal::RateLimited("typing notices", ms))?;
         self.reply_empty(cx.session, cx.rid);
         let key = (cx.me, channel);
         if self.typing.get(&key).is_some_and(|t| cx.now < t.plus_ms(TYPING_REPEAT_MS)) {
