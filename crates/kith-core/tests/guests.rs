@@ -125,7 +125,7 @@ fn a_guest_who_may_write_is_held_to_the_guest_rate() {
 }
 
 #[test]
-fn a_guest_leaves_when_its_session_ends_and_its_name_is_never_handed_out_again() {
+fn a_guest_leaves_when_its_session_ends_and_its_account_goes_to_the_next_visitor_if_unused() {
     let mut w = World::default();
     let (owner, _, _) = w.family(&[]);
     let writes_before = w.writes.len();
@@ -145,8 +145,12 @@ fn a_guest_leaves_when_its_session_ends_and_its_name_is_never_handed_out_again()
     assert_eq!(left(&w.events(owner)), [id], "the guest left with its session");
     assert_eq!(w.hub.detached_sessions(), 0, "a guest session cannot be resumed");
 
+    // It wrote nothing, so the next visitor gets that account (a guest that
+    // wrote keeps its name: `guests_who_wrote_nothing_leave_no_rows_behind`).
+    let before = w.writes.len();
     let (second, ready) = w.guest("Family", false).unwrap();
-    assert_eq!(ready.user.unwrap().username, "guest-2");
+    assert_eq!(ready.user.unwrap().username, "guest-1");
+    assert!(!w.writes[before..].iter().any(|(_, wr)| matches!(wr, Write::CreateUser { .. })), "no new row");
     // Logging out ends the session and leaves, with no token to revoke.
     let before = w.writes.len();
     w.call(second, Request::Logout { everywhere: false }).unwrap();
@@ -171,8 +175,11 @@ fn guest_numbers_continue_after_a_restart() {
     let config = HubConfig { setup_code: Some(SETUP.into()), ..HubConfig::default() };
     let mut w = World { hub: Hub::new(state, config), ..World::default() };
     w.family(&[]);
-    let (_, ready) = w.guest("Family", false).unwrap();
-    assert_eq!(ready.user.unwrap().username, "guest-42");
+    // The stored guests wrote nothing: they are taken first; then numbers
+    // continue after the highest.
+    let names: Vec<String> =
+        (0..3).map(|_| w.guest("Family", false).unwrap().1.user.unwrap().username).collect();
+    assert_eq!(names, ["guest-3", "guest-41", "guest-42"]);
 }
 
 #[test]
@@ -208,4 +215,83 @@ fn a_kicked_or_banned_guest_is_handled_like_a_member() {
     // Its session ending afterwards changes nothing more.
     w.input(Input::Disconnected { session: guest });
     assert!(w.closes.is_empty() || w.closes.iter().all(|(s, _)| *s == guest));
+}
+
+/// The regression: every guest sign-in stored a new account row for ever
+/// (162 rows from seconds of sign-ins). A guest that wrote nothing hands its
+/// account to the next visitor; one that wrote keeps its name for good.
+#[test]
+fn guests_who_wrote_nothing_leave_no_rows_behind() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let created =
+        |w: &World| w.writes.iter().filter(|(_, wr)| matches!(wr, Write::CreateUser { .. })).count();
+    let before = created(&w);
+    let mut names = Vec::new();
+    for _ in 0..50 {
+        let (s, ready) = w.guest("Family", true).unwrap();
+        names.push(ready.user.unwrap().username);
+        w.input(Input::Closed { session: s });
+    }
+    assert_eq!(created(&w) - before, 1, "one row for fifty visits");
+    assert!(names.iter().all(|n| n == "guest-1"), "{names:?}");
+
+    // A guest who writes keeps the name: the next one is someone else.
+    let (s, ready) = w.guest("Family", true).unwrap();
+    let writer = ready.user.unwrap().username;
+    w.say(s, general, "hello from a visitor", None).unwrap();
+    w.input(Input::Closed { session: s });
+    let (_, next) = w.guest("Family", true).unwrap();
+    assert_ne!(next.user.unwrap().username, writer, "nobody takes over a visitor's words");
+    let _ = owner;
+}
+
+/// After a restart the same holds: idle guest accounts are found again.
+#[test]
+fn idle_guest_accounts_are_recycled_after_a_restart_too() {
+    use kith_core::permissions::Permissions;
+    use kith_core::store::{StoredChannel, StoredCommunity, StoredRole};
+    use kith_core::{RoleId, Timestamp};
+    let user = |id: u64, name: &str, owner: bool| StoredUser {
+        id: UserId(id),
+        username: name.into(),
+        fold: name.into(),
+        skeleton: name.into(),
+        display_name: name.into(),
+        status_text: String::new(),
+        server_owner: owner,
+        presence: Chosen::Online,
+    };
+    let state = StoredState {
+        users: vec![user(1, "owner", true), user(2, "guest-4", false)],
+        communities: vec![StoredCommunity { id: CommunityId(10), name: "Family".into(), owner: UserId(1) }],
+        roles: vec![StoredRole {
+            id: RoleId(10),
+            community: CommunityId(10),
+            name: "@everyone".into(),
+            permissions: Permissions::DEFAULT_EVERYONE,
+            rank: 0,
+        }],
+        channels: vec![StoredChannel {
+            id: ChannelId(11),
+            community: CommunityId(10),
+            name: "general".into(),
+            topic: String::new(),
+            voice: false,
+        }],
+        members: vec![kith_core::store::StoredMember {
+            community: CommunityId(10),
+            user: UserId(1),
+            joined_at: Timestamp(0),
+            nickname: None,
+            timeout_until: None,
+        }],
+        max_id: 11,
+        ..StoredState::default()
+    };
+    let mut w = World::new(HubConfig::default());
+    w.hub = Hub::new(state, HubConfig::default());
+    let (_, ready) = w.guest("Family", false).unwrap();
+    assert_eq!(ready.user.unwrap().username, "guest-4");
 }

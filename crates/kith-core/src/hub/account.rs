@@ -239,6 +239,6 @@ impl Hub {
         }
         self.by_fold.insert(u.fold.clone(), u.id);
         self.by_skeleton.insert(u.skeleton.clone(), u.id);
-        self.users.insert(u.id, User { stored: u, guest: false });
+        self.users.insert(u.id, User { stored: u, guest: false, authored: false });
     }
 }

@@ -9,9 +9,11 @@
 //! added to conversations. Its sessions cannot be resumed.
 //!
 //! The account row is stored (a guest's messages, a ban on it, its read
-//! states all refer to it, and its name is never handed out again, so no
-//! later guest inherits its messages); its membership is not: after a restart
-//! no guest is in any community.
+//! states all refer to it); its membership is not: after a restart no guest
+//! is in any community. A guest that wrote something keeps its name for
+//! good, so no later guest inherits its messages; one that wrote nothing
+//! (and is banned nowhere) goes to the next visitor, so that sign-ins do not
+//! pile up rows.
 
 use kith_proto::v1::MemberLeftReason;
 
@@ -42,6 +44,19 @@ impl Hub {
                  ask the server's owner",
             ));
         };
+        let reused =
+            self.idle_guests.iter().copied().find(|g| !self.communities[&community].bans.contains_key(g));
+        if let Some(id) = reused {
+            // A visitor before this one left nothing behind: this visitor
+            // takes its account (and name) instead of a new row.
+            self.idle_guests.remove(&id);
+            self.forget_read_marks(id, community);
+            self.users.get_mut(&id).expect("an idle guest's account").guest = true;
+            let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
+            self.join_without_writing(community, id, member);
+            self.bind(session, rid, Auth { user: id, token: None }, String::new(), String::new());
+            return Ok(());
+        }
         let username = loop {
             let name = Username::guest(self.next_guest);
             self.next_guest += 1;
@@ -109,6 +124,31 @@ impl Hub {
             .collect();
         for community in joined {
             self.remove_member(community, user, MemberLeftReason::Left, None);
+        }
+        if self.recyclable_guest(user) {
+            self.idle_guests.insert(user);
+        }
+    }
+
+    /// A guest account that can go to a later visitor: it wrote nothing
+    /// (nobody would take the newcomer for its author) and is banned
+    /// nowhere.
+    pub(super) fn recyclable_guest(&self, user: UserId) -> bool {
+        self.users.get(&user).is_some_and(|u| !u.authored && !u.guest)
+            && !self.communities.values().any(|c| c.bans.contains_key(&user))
+    }
+
+    /// Clears `user`'s read marks in `community`'s channels (persisted), so
+    /// that a recycled guest account starts reading afresh.
+    fn forget_read_marks(&mut self, user: UserId, community: CommunityId) {
+        let channels: Vec<_> = self.communities[&community].channels.iter().copied().collect();
+        let writes: Vec<Write> = channels
+            .into_iter()
+            .filter(|ch| self.read.remove(&(user, *ch)).is_some())
+            .map(|channel| Write::SetReadState { user, channel, last_read: None })
+            .collect();
+        if !writes.is_empty() {
+            self.persist(writes);
         }
     }
 

@@ -86,6 +86,9 @@ impl Hub {
             },
         );
         self.timeline.entry(channel).or_default().insert(id);
+        if let Some(u) = self.users.get_mut(&cx.me) {
+            u.authored = true;
+        }
         if let Some(nonce) = &nonce {
             self.nonces.insert((cx.me, nonce.clone()), id);
         }

@@ -266,6 +266,9 @@ struct User {
     stored: StoredUser,
     /// A guest whose session is still going (see `guest.rs`).
     guest: bool,
+    /// Wrote at least one message (so, for a guest account, it is not
+    /// handed to a later guest).
+    authored: bool,
 }
 
 /// A conversation outside communities: two users, or a group of up to 10.
@@ -400,6 +403,9 @@ pub struct Hub {
     owner: Option<UserId>,
     /// The number the next guest's name is tried with.
     next_guest: u64,
+    /// Guest accounts with no session that wrote nothing and are banned
+    /// nowhere: a later guest gets one of these rather than a new row.
+    idle_guests: BTreeSet<UserId>,
     tokens: HashMap<TokenHash, (TokenId, UserId)>,
     communities: BTreeMap<CommunityId, Community>,
     channels: HashMap<ChannelId, Channel>,
@@ -468,6 +474,7 @@ impl Hub {
             by_skeleton: HashMap::new(),
             owner: None,
             next_guest: 1,
+            idle_guests: BTreeSet::new(),
             tokens: HashMap::new(),
             communities: BTreeMap::new(),
             channels: HashMap::new(),
@@ -564,6 +571,9 @@ impl Hub {
             if !m.deleted {
                 hub.timeline.entry(m.channel).or_default().insert(m.id);
             }
+            if let Some(u) = hub.users.get_mut(&m.author) {
+                u.authored = true;
+            }
             hub.messages.insert(
                 m.id,
                 MessageMeta {
@@ -576,6 +586,14 @@ impl Hub {
                 },
             );
         }
+        let idle: Vec<UserId> = hub
+            .users
+            .iter()
+            .filter(|(_, u)| crate::text::Username::guest_number(&u.stored.fold).is_some())
+            .map(|(id, _)| *id)
+            .filter(|id| hub.recyclable_guest(*id))
+            .collect();
+        hub.idle_guests.extend(idle);
         for d in state.directs {
             hub.add_direct(d);
         }
