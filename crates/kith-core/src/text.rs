@@ -108,6 +108,18 @@ impl Username {
     }
 }
 
+/// The look-alike keys of a name people see (a username, display name or
+/// nickname): its UTS #39 skeleton taken as typed and after case folding.
+/// Both, because case hides look-alikes either way: `aIice` (capital i)
+/// looks like `alice` but folds to `aiice`; two names look alike when they
+/// share a key.
+pub fn look_alike_keys(name: &str) -> [String; 2] {
+    let typed: String = name.nfkc().collect();
+    let as_typed = skeleton(typed.trim()).collect::<String>().to_lowercase();
+    let folded = skeleton(&Username::fold(typed.trim())).collect::<String>().to_lowercase();
+    [as_typed, folded]
+}
+
 /// Checks free-form single-line text: display names, community names, topics.
 fn line(field: &'static str, raw: &str, max_chars: usize, allow_empty: bool) -> Result<String, TextError> {
     if raw.len() > max_chars * 4 {

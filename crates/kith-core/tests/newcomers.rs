@@ -171,3 +171,47 @@ fn server_info_says_what_registering_needs_before_anyone_logs_in() {
     let refused = (0..10).map(|_| w.call(s, Request::ServerInfo)).filter(Result::is_err).count();
     assert!(refused >= 5, "{refused} of 10 refused");
 }
+
+/// The regression: a member could take the nickname and display name
+/// "owner" and be shown exactly like the owner; `aIice` (capital i)
+/// registered beside `alice`.
+#[test]
+fn nobody_can_take_a_name_that_passes_for_another_members() {
+    use kith_core::text::Nickname;
+    let mut w = World::default();
+    let (_, c, s) = w.family(&["alice", "mallory"]);
+    let mallory = s[1];
+    let me = UserId(w.id("mallory"));
+    for fake in ["owner", "OWNER", "0wner", "alice", "aIice"] {
+        let nick = Request::UpdateMember {
+            community: CommunityId(c.id),
+            user: me,
+            nickname: Some(Nickname::parse(fake).unwrap()),
+            add_roles: vec![],
+            remove_roles: vec![],
+        };
+        let (code, reason) = w.call(mallory, nick).unwrap_err();
+        assert_eq!(code, ErrorCode::Forbidden, "{fake}");
+        assert!(reason.contains("looks like"), "{fake}: {reason}");
+        let profile = Request::UpdateProfile {
+            display_name: Some(DisplayName::parse(fake).unwrap()),
+            status_text: None,
+        };
+        assert_eq!(w.call(mallory, profile).unwrap_err().0, ErrorCode::Forbidden, "display name {fake}");
+    }
+    // A name of one's own is fine, and so is one's own username.
+    for own in ["Mal", "mallory"] {
+        let nick = Request::UpdateMember {
+            community: CommunityId(c.id),
+            user: me,
+            nickname: Some(Nickname::parse(own).unwrap()),
+            add_roles: vec![],
+            remove_roles: vec![],
+        };
+        w.call(mallory, nick).unwrap();
+    }
+    // Capital I as l, at registration.
+    let (owner, _) = w.login("owner");
+    let code = w.invite(owner, c.id);
+    assert_eq!(w.register("aIice", Credential::Invite(code)), Err(ErrorCode::Taken));
+}

@@ -30,17 +30,35 @@ const SIDEBAR_FROM: u16 = 60;
 const MIN_WIDTH: u16 = 20;
 const MIN_HEIGHT: u16 = 6;
 
-const PALETTE: [Color; 10] = [
-    Color::Red,
-    Color::Green,
-    Color::Yellow,
-    Color::Blue,
-    Color::Magenta,
-    Color::Cyan,
-    Color::LightRed,
-    Color::LightGreen,
-    Color::LightBlue,
-    Color::LightMagenta,
+/// Name colours: 24 from the 256-colour cube that read on a dark or a light
+/// background and are told apart from each other. Ten (the basic colours)
+/// meant one member in ten shared a colour with the owner; a colour is a
+/// hint, never the identity (names cannot pass for each other's).
+const PALETTE: [Color; 24] = [
+    Color::Indexed(33),
+    Color::Indexed(37),
+    Color::Indexed(39),
+    Color::Indexed(41),
+    Color::Indexed(43),
+    Color::Indexed(69),
+    Color::Indexed(75),
+    Color::Indexed(77),
+    Color::Indexed(99),
+    Color::Indexed(105),
+    Color::Indexed(111),
+    Color::Indexed(125),
+    Color::Indexed(135),
+    Color::Indexed(141),
+    Color::Indexed(147),
+    Color::Indexed(161),
+    Color::Indexed(167),
+    Color::Indexed(173),
+    Color::Indexed(179),
+    Color::Indexed(185),
+    Color::Indexed(203),
+    Color::Indexed(209),
+    Color::Indexed(215),
+    Color::Indexed(221),
 ];
 
 /// A user's colour: the same on every screen and every run.

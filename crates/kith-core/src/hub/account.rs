@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 
 use kith_proto::v1::{self, CloseCode, event::Body as EventBody, reply::Result as ReplyResult};
 
-use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User};
-use crate::ids::{SessionId, Timestamp, TokenId, UserId};
+use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User, forbidden};
+use crate::ids::{CommunityId, SessionId, Timestamp, TokenId, UserId};
 use crate::request::{Chosen, Credential, Registration, TokenHash, code_key};
 use crate::store::{StoredToken, StoredUser, Write};
-use crate::text::{DisplayName, StatusText};
+use crate::text::{DisplayName, StatusText, look_alike_keys};
 
 impl Hub {
     pub(super) fn register(
@@ -19,10 +19,20 @@ impl Hub {
         rid: u64,
         reg: &Registration,
     ) -> Outcome {
+        let [typed, _] = look_alike_keys(&reg.username.name);
         if self.by_skeleton.contains_key(&reg.username.skeleton)
+            || self.by_skeleton.contains_key(&typed)
             || self.by_fold.contains_key(&reg.username.fold)
         {
             return Err(Refusal::Taken("username"));
+        }
+        // A display name is what others see: it may not pass for someone
+        // else's username.
+        let shown = look_alike_keys(&reg.display_name.0);
+        if shown.iter().any(|k| self.by_skeleton.contains_key(k)) {
+            return Err(Refusal::Invalid(
+                "that display name looks like another person's username; pick another",
+            ));
         }
         if reg.username.is_mixed_script() {
             return Err(Refusal::Invalid("username mixes scripts (e.g. Latin with Cyrillic look-alikes)"));
@@ -204,6 +214,17 @@ impl Hub {
         display_name: Option<DisplayName>,
         status_text: Option<StatusText>,
     ) -> Outcome {
+        if let Some(DisplayName(d)) = &display_name {
+            let communities: Vec<CommunityId> = self
+                .communities
+                .iter()
+                .filter(|(_, c)| c.members.contains_key(&cx.me))
+                .map(|(id, _)| *id)
+                .collect();
+            for community in communities {
+                self.refuse_look_alike(community, cx.me, d, "display name")?;
+            }
+        }
         let u = &mut self.users.get_mut(&cx.me).expect("authenticated user exists").stored;
         if let Some(DisplayName(d)) = display_name {
             u.display_name = d;
@@ -217,6 +238,37 @@ impl Hub {
         self.reply(cx.session, cx.rid, ReplyResult::User(wire.clone()));
         let audience = self.acquaintances(cx.me);
         self.fan_out(&audience, EventBody::UserUpdated(wire));
+        Ok(())
+    }
+
+    /// Refuses a name for `user` that others in `community` could take for
+    /// another member: one that looks like (UTS #39 confusables, with and
+    /// without case) another member's username, display name or nickname.
+    pub(super) fn refuse_look_alike(
+        &self,
+        community: CommunityId,
+        user: UserId,
+        name: &str,
+        what: &str,
+    ) -> Outcome {
+        let wanted = look_alike_keys(name);
+        let c = &self.communities[&community];
+        for (other, m) in &c.members {
+            if *other == user {
+                continue;
+            }
+            let u = &self.users[other].stored;
+            let theirs = [Some(u.username.as_str()), Some(u.display_name.as_str()), m.nickname.as_deref()];
+            for shown in theirs.into_iter().flatten() {
+                let keys = look_alike_keys(shown);
+                if wanted.iter().any(|w| keys.contains(w)) {
+                    return Err(forbidden(format!(
+                        "that {what} looks like {}'s name in {}: pick one people can tell apart",
+                        u.username, c.name
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -239,6 +291,9 @@ impl Hub {
         }
         self.by_fold.insert(u.fold.clone(), u.id);
         self.by_skeleton.insert(u.skeleton.clone(), u.id);
+        // The name as typed has a key of its own (`aIice`: see look_alike_keys).
+        let [typed, _] = look_alike_keys(&u.username);
+        self.by_skeleton.entry(typed).or_insert(u.id);
         self.users.insert(u.id, User { stored: u, guest: false, authored: false });
     }
 }

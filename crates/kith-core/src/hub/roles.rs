@@ -397,6 +397,9 @@ impl Hub {
                     detail,
                 ));
             }
+            if let Some(n) = &nick.0 {
+                self.refuse_look_alike(community, user, n, "nickname")?;
+            }
             updated.nickname = nick.0;
             writes.push(Write::UpdateMember {
                 community,
