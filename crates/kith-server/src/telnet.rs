@@ -360,7 +360,12 @@ struct Session {
     telnet: Telnet,
     keys: kith_tui::ansi::Decoder,
     app: App,
-    terminal: Terminal<CrosstermBackend<Drawn>>,
+    /// The screen as last drawn, kept for drawing only what changed — once
+    /// signed in. Before that there is none: the sign-in screen is drawn
+    /// whole each time (a few keystrokes' worth), so a connection that never
+    /// signs in costs kilobytes, not two window-sized cell buffers (300×120
+    /// of them were 3 MB a connection).
+    terminal: Option<Terminal<CrosstermBackend<Drawn>>>,
     /// What the terminal wrote at the last draw (shared with its backend).
     drawn: Drawn,
     /// The size the client last reported, applied at the next draw.
@@ -397,11 +402,7 @@ impl Session {
         backlog.extend_from_slice(ENTER_SCREEN);
         let size = (80, 24);
         let drawn = Drawn::default();
-        let terminal = Terminal::with_options(
-            CrosstermBackend::new(drawn.clone()),
-            TerminalOptions { viewport: Viewport::Fixed(Rect::new(0, 0, size.0, size.1)) },
-        )
-        .expect("drawing into memory cannot fail");
+        let terminal = None;
         Session {
             telnet,
             keys: kith_tui::ansi::Decoder::new(),
@@ -595,19 +596,42 @@ impl Session {
 
     /// Draws the screen and queues the cells that changed.
     fn render(&mut self) {
-        let area = Rect::new(0, 0, self.size.0, self.size.1);
-        if area != self.terminal.get_frame().area() {
-            // A resize redraws everything (NAWS storms land here at most
-            // once per draw).
-            let _ = self.terminal.resize(area);
-        }
+        let full = Rect::new(0, 0, self.size.0, self.size.1);
         let app = &self.app;
-        let _ = self.terminal.draw(|f| app.render(f));
+        if self.signed_in {
+            let terminal = self.terminal.get_or_insert_with(|| {
+                // The sign-in screen was drawn without one: start clean.
+                self.backlog.extend_from_slice(b"\x1b[H\x1b[2J");
+                fixed_terminal(&self.drawn, full)
+            });
+            if full != terminal.get_frame().area() {
+                // A resize redraws everything (NAWS storms land here at most
+                // once per draw).
+                let _ = terminal.resize(full);
+            }
+            let _ = terminal.draw(|f| app.render(f));
+        } else {
+            // The sign-in box, centred, at most 80×24, drawn whole on a
+            // cleared screen into buffers that live for this draw only.
+            let (w, h) = (self.size.0.min(80), self.size.1.min(24));
+            let area = Rect::new((self.size.0 - w) / 2, (self.size.1 - h) / 2, w, h);
+            self.backlog.extend_from_slice(b"\x1b[H\x1b[2J");
+            let _ = fixed_terminal(&self.drawn, area).draw(|f| app.render(f));
+        }
         let drawn = std::mem::take(&mut *self.drawn.0.lock().expect("screen buffer lock"));
         kith_telnet::escape(&drawn, &mut self.backlog);
         self.dirty = false;
         self.last_render = Instant::now();
     }
+}
+
+/// A terminal drawing `area` of the telnet user's screen into `drawn`.
+fn fixed_terminal(drawn: &Drawn, area: Rect) -> Terminal<CrosstermBackend<Drawn>> {
+    Terminal::with_options(
+        CrosstermBackend::new(drawn.clone()),
+        TerminalOptions { viewport: Viewport::Fixed(area) },
+    )
+    .expect("drawing into memory cannot fail")
 }
 
 /// The login or registration a sign-in asks for.

@@ -162,3 +162,55 @@ async fn a_snapshot_larger_than_the_outbox_still_logs_in() {
     assert!(bytes > 64 * 1024, "the snapshot ({bytes} bytes) is larger than the outbox");
     assert_eq!(ready.communities[0].channels.len(), 101);
 }
+
+/// The regression: a telnet connection that had not signed in cost ~3 MB
+/// (two cell buffers of its window, 300×120 at most), so 504 of them took a
+/// server from 0.43 to 1.93 GB. Before signing in there is no screen kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnet_connections_that_never_sign_in_cost_kilobytes() {
+    use common::telnet::*;
+    const CONNECTIONS: usize = 200;
+    let _alone = SERIAL.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.telnet = Some(kith_server::telnet::TelnetConfig::new("127.0.0.1:0".parse().unwrap()));
+    })
+    .await;
+    let addr = server.server.telnet_addr().unwrap();
+    // One first, so what the gateway allocates once is not counted.
+    let mut warm = Tn::connect(addr).await;
+    warm.until_shows("[l] log in").await;
+    let before = rss_kib();
+    // Raw connections (no emulator on this end, which lives in this process
+    // too): agree to NAWS, report 300×120, press `l`, read until the prompt.
+    let mut idle = Vec::new();
+    for _ in 0..CONNECTIONS {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut hello = vec![255, 251, 31]; // IAC WILL NAWS
+        hello.extend(naws_bytes(1, 44, 0, 120));
+        hello.push(b'l');
+        stream.write_all(&hello).await.unwrap();
+        let mut tail = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed before the prompt");
+            tail.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&tail).contains("Username") {
+                break;
+            }
+            let keep = tail.len().saturating_sub(64);
+            tail.drain(..keep);
+        }
+        idle.push(stream);
+    }
+    let after = rss_kib();
+    let per = (after.saturating_sub(before)) * 1024 / CONNECTIONS as u64;
+    eprintln!(
+        "{CONNECTIONS} telnet connections at 300×120, not signed in: RSS {before} -> {after} KiB, {per} B each"
+    );
+    // Both ends are in this process; the client's end is a socket.
+    assert!(per <= 64 * 1024, "{per} bytes per connection");
+    drop(idle);
+}
