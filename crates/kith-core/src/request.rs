@@ -192,6 +192,10 @@ pub enum Request {
         add: Vec<UserId>,
         remove: Vec<UserId>,
     },
+    /// `None`: the caller.
+    LeaveGroups {
+        user: Option<UserId>,
+    },
     Typing {
         channel: ChannelId,
     },
@@ -608,6 +612,9 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             add: user_ids(r.add_user_ids, "add_user_ids")?,
             remove: user_ids(r.remove_user_ids, "remove_user_ids")?,
         }),
+        Wire::LeaveGroups(r) => {
+            hub(Request::LeaveGroups { user: (r.user_id != 0).then_some(UserId(r.user_id)) })
+        }
         Wire::Typing(r) => hub(Request::Typing { channel: ChannelId(required(r.channel_id, "channel_id")?) }),
         Wire::Ack(r) => hub(Request::Ack {
             channel: ChannelId(required(r.channel_id, "channel_id")?),

@@ -153,3 +153,36 @@ fn others_cannot_grow_a_members_snapshot_without_bound_by_adding_them_to_groups(
     let bytes = ready.encoded_len();
     assert!(bytes < 1024 * 1024, "the victim's Ready is {bytes} bytes");
 }
+
+#[test]
+fn a_member_leaves_every_group_at_once_and_the_owner_can_do_it_for_them() {
+    let mut w = with(|_| {});
+    let (owner, _, s) = w.family(&["mallory", "victim", "friend"]);
+    let (mallory, victim_session) = (s[0], s[1]);
+    let (victim, friend) = (UserId(w.id("victim")), UserId(w.id("friend")));
+    let open = |n: usize| Request::OpenDirect {
+        users: vec![victim, friend],
+        name: GroupName::parse(&format!("g{n}")).unwrap(),
+    };
+    for n in 0..20 {
+        w.call(mallory, open(n)).unwrap();
+    }
+    // Nobody but the owner takes someone else out.
+    let (code, _) = w.call(mallory, Request::LeaveGroups { user: Some(friend) }).unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden);
+    w.events(victim_session);
+    w.call(owner, Request::LeaveGroups { user: Some(victim) }).unwrap();
+    let gone =
+        w.events(victim_session).iter().filter(|e| matches!(e.body, Some(Ev::ChannelDeleted(_)))).count();
+    assert_eq!(gone, 20, "the victim's screens drop every group");
+    let (_, ready) = w.login("victim");
+    assert!(ready.direct_channels.is_empty());
+    // The groups go on without them.
+    let (_, ready) = w.login("friend");
+    assert_eq!(ready.direct_channels.len(), 20);
+    // And anyone may leave all their own groups.
+    let (friend_session, _) = w.login("friend");
+    w.call(friend_session, Request::LeaveGroups { user: None }).unwrap();
+    let (_, ready) = w.login("friend");
+    assert!(ready.direct_channels.is_empty());
+}

@@ -37,6 +37,13 @@ pub enum GroupCommand {
     Rename { group: String, name: String },
     /// Leave a group.
     Leave { group: String },
+    /// Leave every group at once (direct conversations stay). The server's
+    /// owner may take someone else out with --user (a name they can see, or
+    /// an id): the remedy for a person others keep adding to groups.
+    LeaveAll {
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// Every user the session can see: community members and conversation partners.
@@ -221,6 +228,16 @@ pub async fn group(ctx: Ctx, command: GroupCommand) -> Result<()> {
             name: Some(name.clone()),
             ..update(find_group(&ready, group)?.id)
         }),
+        GroupCommand::LeaveAll { user } => {
+            let user_id = match user {
+                None => 0,
+                Some(spec) => match spec.trim_start_matches('@').parse::<u64>() {
+                    Ok(id) => id,
+                    Err(_) => find_user(&ready, spec)?.id,
+                },
+            };
+            Request::LeaveGroups(v1::LeaveGroupsRequest { user_id })
+        }
         GroupCommand::Leave { group } => {
             let me = ready.user.as_ref().map_or(0, |u| u.id);
             Request::UpdateGroup(v1::UpdateGroupRequest {

@@ -457,6 +457,11 @@ fn friends_talk_in_direct_and_group_conversations_from_the_shell() {
         seen.lines().any(|l| l.starts_with("offline") && l.ends_with("alice")),
         "alice's command ended: {seen}"
     );
+
+    // Leaving every group at once; direct conversations stay.
+    kith(&carol, &["group", "leave-all"], "");
+    let dms = kith(&carol, &["dms", "--json"], "");
+    assert!(!dms.contains("\"group\""), "{dms}");
 }
 
 #[test]

@@ -192,4 +192,43 @@ impl Hub {
         }
         Ok(())
     }
+
+    /// Takes `user` out of every group they are in: their own choice, or
+    /// the server owner's (the operator's remedy for someone others keep
+    /// adding to groups).
+    pub(super) fn leave_groups(&mut self, cx: Cx, user: UserId) -> Outcome {
+        if user != cx.me && self.owner != Some(cx.me) {
+            return Err(forbidden("only the server's owner can take someone else out of their groups"));
+        }
+        if !self.users.contains_key(&user) {
+            return Err(Refusal::NotFound("user"));
+        }
+        let groups: Vec<ChannelId> = self
+            .directs
+            .iter()
+            .filter(|(_, d)| d.group && d.members.contains(&user))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut writes = Vec::new();
+        for channel in &groups {
+            let d = self.directs.get_mut(channel).expect("found above");
+            d.members.retain(|m| *m != user);
+            if d.owner == Some(user) {
+                d.owner = d.members.first().copied();
+            }
+            writes.push(Write::PutDirect { direct: self.stored_direct(*channel) });
+        }
+        self.persist(writes);
+        self.reply_empty(cx.session, cx.rid);
+        for channel in groups {
+            let deleted = v1::ChannelDeleted { community_id: 0, channel_id: channel.0 };
+            self.fan_out(&[user], EventBody::ChannelDeleted(deleted));
+            let stayed = self.directs[&channel].members.clone();
+            if stayed.is_empty() {
+                self.directs.remove(&channel);
+            }
+            self.fan_out_each(&stayed, |hub, u| EventBody::ChannelUpdated(hub.channel_wire(channel, u)));
+        }
+        Ok(())
+    }
 }

@@ -66,7 +66,7 @@ impl RateClass {
             | Request::Timeout { .. }
             | Request::ModerateVoice { .. } => Changes,
             Request::UpdateProfile { .. } | Request::SetPresence { .. } => Profile,
-            Request::OpenDirect { .. } | Request::UpdateGroup { .. } => Groups,
+            Request::OpenDirect { .. } | Request::UpdateGroup { .. } | Request::LeaveGroups { .. } => Groups,
             Request::JoinVoice { .. } | Request::LeaveVoice | Request::UpdateVoiceState { .. } => Voice,
         })
     }

@@ -921,6 +921,7 @@ impl Hub {
             Request::UpdateGroup { channel, name, add, remove } => {
                 self.update_group(cx, channel, name, add, remove)
             }
+            Request::LeaveGroups { user } => self.leave_groups(cx, user.unwrap_or(me)),
             Request::Typing { channel } => self.typing(cx, channel),
             Request::Ack { channel, message } => self.ack(cx, channel, message),
             Request::AuditLog(query) => {
