@@ -34,7 +34,7 @@ async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
     const FLOOD: usize = 5_000;
     let _alone = SERIAL.lock().await;
     let server = TestServer::start().await;
-    let f = family(&server, &["canary"]).await;
+    let f = family(&server, &["canary", "listener"]).await;
     f.owner.send_message(f.general, "something to read", "").await.unwrap();
     // Warm: the readers have opened their connections.
     for _ in 0..8 {
@@ -51,6 +51,9 @@ async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
         }
         (fds_peak, threads_peak)
     });
+    let mut members = f.members.into_iter().map(std::sync::Arc::new);
+    let (canary, listener) = (members.next().unwrap(), members.next().unwrap());
+    let (stop, singing) = canary_during(canary.clone(), listener.clone(), f.general);
     let mut answers = Vec::with_capacity(FLOOD);
     for _ in 0..FLOOD {
         let read = v1::HistoryRequest { channel_id: f.general, anchor: None, limit: 1 };
@@ -65,9 +68,11 @@ async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
         }
     }
     let (fds_peak, threads_peak) = sampler.await.unwrap();
+    let _ = stop.send(());
+    let (median, worst) = median_and_max_ms(singing.await.unwrap());
     eprintln!(
         "history flood of {FLOOD}: {pages} answered, {slowed} told to slow down; fds {fds0} -> peak {fds_peak}, \
-         threads {threads0} -> peak {threads_peak}"
+         threads {threads0} -> peak {threads_peak}; canary {median:.1} ms median, {worst:.1} ms worst"
     );
     assert_eq!(pages + slowed, FLOOD, "every request is answered");
     assert!(pages >= 8, "reads are served while refused ones are told when to retry");
@@ -75,7 +80,7 @@ async fn a_history_flood_holds_a_fixed_number_of_readers_and_threads() {
     // new thread per read; a little slack for the runtime and the client.
     assert!(fds_peak <= fds0 + 8, "fds {fds0} -> {fds_peak}");
     assert!(threads_peak <= threads0 + 4, "threads {threads0} -> {threads_peak}");
-    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+    canary_still_sings(&canary, &listener, f.general).await;
 }
 
 /// Resident memory of this process, in KiB.
@@ -98,7 +103,9 @@ async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory()
     const HASHERS: u64 = 2;
     let _alone = SERIAL.lock().await;
     let server = TestServer::start().await;
-    let f = family(&server, &["canary"]).await;
+    let f = family(&server, &["canary", "listener"]).await;
+    let mut members = f.members.into_iter().map(std::sync::Arc::new);
+    let (canary, listener) = (members.next().unwrap(), members.next().unwrap());
     // Connect first: what is measured is the logins, not the connections.
     let mut clients = Vec::new();
     for _ in 0..LOGINS {
@@ -117,6 +124,7 @@ async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory()
             peak
         }
     });
+    let (stop, singing) = canary_during(canary.clone(), listener.clone(), f.general);
     for wave in 0..3 {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, c) in clients.iter().enumerate() {
@@ -131,11 +139,14 @@ async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory()
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = rss_kib().max(sampler.await.unwrap());
     let cap = idle + HASHERS * 19 * 1024 + 48 * 1024;
+    let _ = stop.send(());
+    let (median, worst) = median_and_max_ms(singing.await.unwrap());
     eprintln!(
-        "{LOGINS} concurrent failed logins, 3 waves: RSS {idle} KiB idle -> {peak} KiB peak (cap {cap})"
+        "{LOGINS} concurrent failed logins, 3 waves: RSS {idle} KiB idle -> {peak} KiB peak (cap {cap}); \
+         canary {median:.1} ms median, {worst:.1} ms worst"
     );
     assert!(peak <= cap, "RSS {idle} -> {peak} KiB, over the cap of {cap}");
-    canary_still_sings(&f.members[0], &f.owner, f.general).await;
+    canary_still_sings(&canary, &listener, f.general).await;
 }
 
 /// A session is never cut off for the size of its own snapshot: a `Ready`

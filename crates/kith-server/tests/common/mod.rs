@@ -146,6 +146,47 @@ pub async fn canary_still_sings(canary: &Client, listener: &Client, channel: u64
     }
 }
 
+/// Sends a canary message every 100 ms until the returned sender fires,
+/// and collects each one's send→seen latency at the listener: what a flood
+/// costs everyone else while it runs.
+pub fn canary_during(
+    canary: std::sync::Arc<Client>,
+    listener: std::sync::Arc<Client>,
+    channel: u64,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<Duration>>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        loop {
+            let started = tokio::time::Instant::now();
+            let text = format!("canary {}", rand_suffix());
+            let sent = canary.send_message(channel, &text, "").await.expect("canary accepted");
+            loop {
+                let seen = next_message(&listener).await;
+                if seen.id == sent.id {
+                    break;
+                }
+            }
+            latencies.push(started.elapsed());
+            tokio::select! {
+                _ = &mut stopped => return latencies,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// The median and the worst of some latencies, in ms, for a report line.
+pub fn median_and_max_ms(mut latencies: Vec<Duration>) -> (f64, f64) {
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    match (latencies.get(latencies.len() / 2), latencies.last()) {
+        (Some(m), Some(x)) => (ms(*m), ms(*x)),
+        _ => (0.0, 0.0),
+    }
+}
+
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
