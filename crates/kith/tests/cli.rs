@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{KITH, family_from_the_shell, kith, kith_fails, serve};
+use common::{KITH, family_from_the_shell, kith, kith_fails, kith_fails_given, serve};
 use kith_client::proto::register_request::Credential;
 use kith_client::{Client, Trust};
 
@@ -392,23 +392,8 @@ fn a_message_over_the_limit_is_refused_before_it_is_sent() {
     let server = serve(&tmp.path().join("data"));
     let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
     let long = "x".repeat(100_000);
-    let out = Command::new(KITH)
-        .args(["send", "Family/general", "-"])
-        .env("KITH_CONFIG_DIR", &alice)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(long.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("100000 characters") && err.contains("at most 4000"),
-        "{err}"
-    );
+    let err = kith_fails_given(&alice, &["send", "Family/general", "-"], long.as_bytes());
+    assert!(err.contains("100000 characters") && err.contains("at most 4000"), "{err}");
 }
 
 #[test]
@@ -524,38 +509,22 @@ fn the_cli_prints_what_people_can_read() {
     );
     assert!(bare.contains("does not say which server") && bare.contains("--server"), "{bare}");
     // A weak password is refused with the rules, before anything is sent.
-    let out = Command::new(KITH)
-        .args(["register", "dave", "--server", &server.addr, "--password-stdin"])
-        .env("KITH_CONFIG_DIR", tmp.path().join("dave"))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"        \n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("only spaces") && err.contains("at least 8"), "{err}");
+    let err = kith_fails_given(
+        &tmp.path().join("dave"),
+        &["register", "dave", "--server", &server.addr, "--password-stdin"],
+        b"        \n",
+    );
+    assert!(err.contains("only spaces") && err.contains("at least 8"), "{err}");
 
     // A 10 MB password is no password: refused before it overflows a frame.
-    let out = Command::new(KITH)
-        .args(["login", "alice", "--server", &server.addr, "--password-stdin"])
-        .env("KITH_CONFIG_DIR", tmp.path().join("erin"))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            let mut huge = "x".repeat(10_000_000);
-            huge.push('\n');
-            c.stdin.take().unwrap().write_all(huge.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("longer than any kith password"), "{err}");
+    let mut huge = "x".repeat(10_000_000);
+    huge.push('\n');
+    let err = kith_fails_given(
+        &tmp.path().join("erin"),
+        &["login", "alice", "--server", &server.addr, "--password-stdin"],
+        huge.as_bytes(),
+    );
+    assert!(err.contains("longer than any kith password"), "{err}");
 
     // The server's help is about the server.
     let help = kith(&alice, &["serve", "--help"], "");

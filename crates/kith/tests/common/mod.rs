@@ -90,6 +90,24 @@ pub fn kith(config: &Path, args: &[&str], stdin: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs a CLI command that must fail, with `stdin` as its input; returns
+/// its stderr.
+pub fn kith_fails_given(config: &Path, args: &[&str], stdin: &[u8]) -> String {
+    let mut child = Command::new(KITH)
+        .args(args)
+        .env("KITH_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command may refuse before reading it all.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "kith {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// Runs a CLI command that must fail; returns its stderr.
 pub fn kith_fails(config: &Path, args: &[&str]) -> String {
     let out =
