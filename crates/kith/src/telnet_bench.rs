@@ -207,9 +207,9 @@ async fn session(
     let mut hello = vec![IAC, WILL, NAWS, IAC, SB, NAWS, 0, width, 0, height, IAC, SE];
     hello.extend([IAC, DO, ECHO, IAC, DO, SGA, IAC, WONT, TTYPE]);
     stream.write_all(&hello).await?;
-    // The screens take keys as fast as they come: choose, name, password
-    // twice, invite.
-    stream.write_all(format!("ruser{i}\r{PASSWORD}\r{PASSWORD}\r{invite}\r").as_bytes()).await?;
+    // The screens take keys as fast as they come: choose, invite, name,
+    // password twice.
+    stream.write_all(format!("r{invite}\ruser{i}\r{PASSWORD}\r{PASSWORD}\r").as_bytes()).await?;
 
     let mut buf = vec![0u8; 16 * 1024];
     let mut carry: Vec<u8> = Vec::new();
