@@ -51,7 +51,7 @@ impl World {
 
     fn connect(&mut self, n: u64) -> SessionId {
         let s = SessionId(n);
-        self.input(Input::Connected { session: s, resume_key: format!("key-{n}") });
+        self.input(Input::Connected { session: s, resume_key: format!("key-{n}"), auth_within_ms: 15_000 });
         s
     }
 

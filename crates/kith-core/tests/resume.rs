@@ -220,3 +220,29 @@ fn a_session_closed_on_purpose_ends_at_once_and_cannot_be_resumed() {
         "bob is offline as soon as his last session closes: {events:?}"
     );
 }
+
+/// Timers are outputs: the hub says when it next needs the time, and a tick
+/// then — no other input — carries out the deadline.
+#[test]
+fn the_hub_names_its_next_deadline_and_a_tick_carries_it_out() {
+    let mut w = World::default();
+    let (_, _, s) = w.family(&["bob"]);
+    // An unauthenticated connection: closed at its deadline by a tick alone.
+    let lurker = w.connect();
+    let due = w.hub.poll_timeout().expect("a deadline");
+    assert_eq!(due, w.now.plus_ms(AUTH_WITHIN_MS), "the lurker's time to sign in");
+    w.now = due;
+    w.hub.handle(w.now, Input::Tick);
+    w.drain();
+    assert!(w.closes.contains(&(lurker, v1::CloseCode::Timeout)), "{:?}", w.closes);
+
+    // A dropped session: resumable until the grace window ends, then gone.
+    w.input(Input::Disconnected { session: s[0] });
+    let grace_ends = w.hub.poll_timeout().expect("the grace window's end");
+    assert_eq!(grace_ends, w.now.plus_ms(HubConfig::default().resume_grace_ms));
+    assert_eq!(w.hub.detached_sessions(), 1);
+    w.now = grace_ends;
+    w.hub.handle(w.now, Input::Tick);
+    assert_eq!(w.hub.detached_sessions(), 0, "expired on time, with no other input");
+    assert_eq!(w.hub.poll_timeout(), None, "nothing left to wait for");
+}

@@ -96,6 +96,8 @@ pub enum ToHub {
     Open {
         session: SessionId,
         handle: SessionHandle,
+        /// How long it has to authenticate (the hub keeps the deadline).
+        auth_within: std::time::Duration,
     },
     Input(Input),
     /// Stop taking requests, flush the store, close every session.
@@ -145,7 +147,20 @@ pub async fn run(
     let mut rooms = Rooms::default();
     let mut writer = Some(writer);
     let mut result = Ok(());
+    // The hub's next deadline, as one timer re-armed only when it moves (not
+    // once per turn: the actor turns tens of thousands of times a second).
+    let timer = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed: Option<Timestamp> = None;
     loop {
+        let next = hub.poll_timeout();
+        if next != armed {
+            armed = next;
+            if let Some(at) = next {
+                let wait = std::time::Duration::from_millis(at.0.saturating_sub(now().0));
+                timer.as_mut().reset(tokio::time::Instant::now() + wait);
+            }
+        }
         // Commits first: they release acknowledgements that clients wait on.
         tokio::select! {
             biased;
@@ -160,9 +175,11 @@ pub async fn run(
                 None => break,
             },
             msg = inbox.recv(), if writer.is_some() => match msg {
-                Some(ToHub::Open { session, handle }) => {
+                Some(ToHub::Open { session, handle, auth_within }) => {
                     sessions.insert(session, handle);
-                    hub.handle(now(), Input::Connected { session, resume_key: crate::auth::random_code(32) });
+                    let auth_within_ms = u64::try_from(auth_within.as_millis()).unwrap_or(u64::MAX);
+                    let resume_key = crate::auth::random_code(32);
+                    hub.handle(now(), Input::Connected { session, resume_key, auth_within_ms });
                 }
                 Some(ToHub::Input(input)) => {
                     if let Input::Disconnected { session } | Input::Closed { session } = &input {
@@ -176,6 +193,10 @@ pub async fn run(
                     writer = None;
                 }
             },
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                hub.handle(now(), Input::Tick);
+            }
         }
         while let Some(out) = hub.poll_output() {
             match out {

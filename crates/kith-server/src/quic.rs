@@ -130,22 +130,15 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
         voice: datagrams.then_some(voice),
         reads: Arc::default(),
     };
-    if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
+    // The hub closes the session if it is still unauthenticated by then.
+    let open = ToHub::Open { session, handle: handle.clone(), auth_within: edge.admission.auth_deadline };
+    if edge.hub.send(open).await.is_err() {
         return;
     }
     let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
     let voice = tokio::spawn(voice_loop(conn.clone(), route));
     let extra = tokio::spawn(refuse_streams(conn.clone()));
-    // The hub closes the session if it is still unauthenticated by then.
-    let deadline = {
-        let (hub, after) = (edge.hub.clone(), edge.admission.auth_deadline);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = hub.send(ToHub::Input(Input::AuthDeadline { session })).await;
-        })
-    };
     let end = read_loop(recv, session, ip, &edge, &handle).await;
-    deadline.abort();
     voice.abort();
     extra.abort();
     // A client that finished its stream meant to leave: nothing to resume.

@@ -227,16 +227,12 @@ async fn run(
         voice: None,
         reads: Arc::default(),
     };
-    if edge.hub.send(ToHub::Open { session, handle: handle.clone() }).await.is_err() {
+    // A person signs in at this prompt: the hub gives them the gateway's
+    // (longer) deadline.
+    let open = ToHub::Open { session, handle: handle.clone(), auth_within: gateway.config.sign_in_deadline };
+    if edge.hub.send(open).await.is_err() {
         return;
     }
-    let deadline = {
-        let (hub, after) = (edge.hub.clone(), gateway.config.sign_in_deadline);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = hub.send(ToHub::Input(HubInput::AuthDeadline { session })).await;
-        })
-    };
 
     let mut s = Session::new(&gateway, local, remote.ip(), session);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -298,7 +294,6 @@ async fn run(
             break End::Closed("your connection is too slow to keep up".into());
         }
     };
-    deadline.abort();
     tracing::debug!(%remote, ?end, "telnet session ended");
     if s.signed_in {
         // Telnet sessions are not resumed: revoke this session's token so

@@ -144,6 +144,10 @@ impl Hub {
     ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.auth = Some(auth);
+        // Signed in: its deadline no longer applies.
+        if let Some(at) = s.auth_by.take() {
+            self.auth_deadlines.remove(&(at, session));
+        }
         let session_id = s.resume_key.clone();
         self.by_resume_key.insert(session_id.clone(), session);
         self.user_sessions.entry(auth.user).or_default().insert(session);

@@ -9,6 +9,10 @@
 //! 3. When the store has durably committed the writes of a
 //!    [`Output::Persist`], feed [`Input::Committed`] with its ticket (or any
 //!    later one: commits are cumulative), and drain again.
+//! 4. Ask [`Hub::poll_timeout`] when the hub next needs the time, and feed
+//!    [`Input::Tick`] then if nothing else came first. Every deadline the
+//!    hub keeps (unauthenticated sessions, detached sessions waiting for a
+//!    resume) is its own: no edge runs a timer for it.
 //!
 //! # Durability ordering
 //!
@@ -160,16 +164,20 @@ impl Default for HubConfig {
 pub enum Input {
     /// A connection was accepted and may now send requests. `resume_key` is
     /// fresh randomness from the edge (the hub has none): the secret
-    /// `session_id` a client later resumes with.
-    Connected { session: SessionId, resume_key: String },
+    /// `session_id` a client later resumes with. A session that has not
+    /// authenticated `auth_within_ms` later is closed (the transport says
+    /// how long: a person typing at a telnet prompt needs longer than a
+    /// program).
+    Connected { session: SessionId, resume_key: String, auth_within_ms: u64 },
+    /// Time passed with nothing else happening: the hub's deadlines
+    /// ([`Hub::poll_timeout`]) up to `now` are carried out.
+    Tick,
     /// The connection is gone; nothing more is sent to it. An
     /// authenticated session stays resumable for the grace window.
     Disconnected { session: SessionId },
     /// The client ended the connection on purpose (it finished its control
     /// stream): the session ends now, with nothing kept for a resume.
     Closed { session: SessionId },
-    /// The connection's time to authenticate is up: if it has not, it is closed.
-    AuthDeadline { session: SessionId },
     /// A validated request from a session.
     Request { session: SessionId, request_id: u64, request: Request },
     /// Every `Persist` up to and including `ticket` is durable.
@@ -382,6 +390,9 @@ struct Session {
     detached_at: Option<Timestamp>,
     /// The user said they are away from this connection.
     afk: bool,
+    /// While unauthenticated: when its time to do so is up (its entry in
+    /// `Hub::auth_deadlines`).
+    auth_by: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -449,6 +460,8 @@ pub struct Hub {
     by_resume_key: HashMap<String, SessionId>,
     /// Detached sessions in the order they detached, to expire them.
     detached: VecDeque<(Timestamp, SessionId)>,
+    /// When each unauthenticated session's time to sign in is up.
+    auth_deadlines: BTreeSet<(Timestamp, SessionId)>,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -499,6 +512,7 @@ impl Hub {
             user_sessions: HashMap::new(),
             by_resume_key: HashMap::new(),
             detached: VecDeque::new(),
+            auth_deadlines: BTreeSet::new(),
             now: Timestamp(0),
             issued: 0,
             committed: 0,
@@ -615,8 +629,12 @@ impl Hub {
     pub fn handle(&mut self, now: Timestamp, input: Input) {
         self.now = self.now.max(now);
         self.expire_detached();
+        self.expire_unauthenticated();
         match input {
-            Input::Connected { session, resume_key } => {
+            Input::Tick => {}
+            Input::Connected { session, resume_key, auth_within_ms } => {
+                let auth_by = self.now.plus_ms(auth_within_ms);
+                self.auth_deadlines.insert((auth_by, session));
                 let s = Session {
                     auth: None,
                     seq: 0,
@@ -624,18 +642,12 @@ impl Hub {
                     replay: VecDeque::new(),
                     detached_at: None,
                     afk: false,
+                    auth_by: Some(auth_by),
                 };
                 self.sessions.insert(session, s);
             }
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
-            Input::AuthDeadline { session } => {
-                if self.sessions.get(&session).is_some_and(|s| s.auth.is_none()) {
-                    self.drop_session(session);
-                    let reason = "no successful authentication within the deadline".to_owned();
-                    self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
-                }
-            }
             Input::Committed { ticket } => self.committed(ticket),
             Input::Request { session, request_id, request } => {
                 if !self.sessions.contains_key(&session) {
@@ -671,6 +683,30 @@ impl Hub {
         self.ready.pop_front()
     }
 
+    /// When the hub next needs to be handed the time ([`Input::Tick`]), if
+    /// it has a deadline at all: the first unauthenticated session's time to
+    /// sign in, or the first detached session's end of grace.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let auth = self.auth_deadlines.first().map(|(at, _)| *at);
+        let detached = self.detached.front().map(|(at, _)| at.plus_ms(self.config.resume_grace_ms));
+        auth.into_iter().chain(detached).min()
+    }
+
+    /// Closes the sessions whose time to authenticate is up.
+    fn expire_unauthenticated(&mut self) {
+        while let Some(&(at, session)) = self.auth_deadlines.first() {
+            if at > self.now {
+                break;
+            }
+            self.auth_deadlines.pop_first();
+            if self.sessions.get(&session).is_some_and(|s| s.auth.is_none()) {
+                self.drop_session(session);
+                let reason = "no successful authentication within the deadline".to_owned();
+                self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
+            }
+        }
+    }
+
     fn committed(&mut self, ticket: u64) {
         self.committed = self.committed.max(ticket);
         while self.held.front().is_some_and(|(t, _)| *t <= self.committed) {
@@ -691,6 +727,9 @@ impl Hub {
     /// Forgets a session for good: it cannot be resumed.
     fn drop_session(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        if let Some(at) = s.auth_by {
+            self.auth_deadlines.remove(&(at, session));
+        }
         self.voice_dirty = true;
         if self.by_resume_key.get(&s.resume_key) == Some(&session) {
             self.by_resume_key.remove(&s.resume_key);

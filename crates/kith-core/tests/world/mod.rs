@@ -15,6 +15,8 @@ pub use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, event_frame_header};
 pub use prost::Message;
 
 pub const SETUP: &str = "SETUP-CODE";
+/// How long a test session has to authenticate.
+pub const AUTH_WITHIN_MS: u64 = 15_000;
 
 /// A hub plus a recorder of everything it asked for.
 pub struct World {
@@ -122,7 +124,11 @@ impl World {
     pub fn connect(&mut self) -> SessionId {
         self.next_session += 1;
         let s = SessionId(self.next_session);
-        self.input(Input::Connected { session: s, resume_key: format!("resume-{}", s.0) });
+        self.input(Input::Connected {
+            session: s,
+            resume_key: format!("resume-{}", s.0),
+            auth_within_ms: AUTH_WITHIN_MS,
+        });
         s
     }
 
