@@ -13,11 +13,12 @@
 pub mod actor;
 pub mod admission;
 pub mod auth;
+pub mod edge;
 pub mod identity;
-pub mod quic;
 pub mod store;
-pub mod telnet;
 pub mod voice;
+
+pub use edge::{quic, telnet};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -173,7 +174,7 @@ impl Config {
             tls: None,
             sync: Sync::Full,
             resume_grace: std::time::Duration::from_secs(120),
-            outbox_bytes: quic::OUTBOX_BYTES,
+            outbox_bytes: edge::OUTBOX_BYTES,
             limits: Limits::default(),
             telnet: None,
             public_address: None,
@@ -304,7 +305,7 @@ impl Server {
             Arc::new(quinn::TokioRuntime),
         )?;
         let local_addr = endpoint.local_addr()?;
-        let edge = Arc::new(quic::Edge {
+        let edge = Arc::new(edge::Edge {
             hub: hub_tx.clone(),
             readers,
             hashers: auth::Hashers::start(HASHER_THREADS, HASH_QUEUE)?,
@@ -393,7 +394,7 @@ impl Server {
 /// allowed unless the operator opted in; then it says so in the log.
 async fn start_telnet(
     config: &telnet::TelnetConfig,
-    edge: &Arc<quic::Edge>,
+    edge: &Arc<edge::Edge>,
     fingerprint: &str,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     match &config.guests {

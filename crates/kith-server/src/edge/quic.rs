@@ -4,21 +4,18 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kith_core::request::{AuthRequest, Parsed, Registration, Request, parse};
-use kith_core::text::DisplayName;
 use kith_core::{Frame, Input, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
 use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-use crate::actor::{OutItem, SessionHandle, ToHub, error_frame, error_frame_after};
-use crate::admission::{Admission, Refused, Slot};
-use crate::auth;
-use crate::store::{ReadFailed, Readers};
+use super::{Edge, Opened, submit};
+use crate::actor::{Abort, OutItem, SessionHandle, ToHub, error_frame};
+use crate::admission::{Refused, Slot};
 use crate::voice::{self, PacketBudget, Route, VoiceLink};
 
 /// How long a client has to open its control stream after the handshake.
@@ -27,26 +24,8 @@ const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 /// Undecodable frames tolerated before the connection is closed (Q8).
 const MAX_PROTOCOL_ERRORS: u32 = 3;
-/// Bytes queued per session before it counts as a slow consumer: room for a
-/// couple of full history pages on top of a burst of events.
-pub const OUTBOX_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes read from the transport per call: bounds the decoder's buffer.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// What every connection task shares.
-#[derive(Debug)]
-pub struct Edge {
-    pub hub: mpsc::Sender<ToHub>,
-    pub readers: Arc<Readers>,
-    /// argon2 needs 19 MiB and tens of milliseconds a hash: a fixed pool
-    /// bounds how many run at once and how much memory they ever hold.
-    pub hashers: auth::Hashers,
-    pub next_session: AtomicU64,
-    pub outbox_bytes: usize,
-    pub admission: Admission,
-    /// How long a frame may take from its first byte ([`FRAME_DEADLINE`]).
-    pub frame_deadline: Duration,
-}
 
 /// Quinn's transport settings, tuned for many mostly idle chat connections.
 pub fn transport_config() -> quinn::TransportConfig {
@@ -105,7 +84,7 @@ enum End {
 }
 
 async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
-    let session = SessionId(edge.next_session.fetch_add(1, Ordering::Relaxed));
+    let session = edge.session_id();
     let ip = conn.remote_address().ip();
     let (send, recv) = match tokio::time::timeout(CONTROL_STREAM_DEADLINE, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -115,26 +94,20 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
             return;
         }
     };
-    let (outbox, outbox_rx) = mpsc::unbounded_channel();
-    let abort_conn = conn.clone();
-    let queued = Arc::new(AtomicUsize::new(0));
     let (voice, route) = VoiceLink::new(conn.clone());
     // Voice rides on QUIC datagrams (RFC 9221); a peer that did not offer
     // them has no voice link, and its `join_voice` is refused saying why.
-    let datagrams = conn.max_datagram_size().is_some();
-    let handle = SessionHandle {
-        outbox: outbox.clone(),
-        queued: queued.clone(),
-        limit: edge.outbox_bytes,
-        abort: Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes())),
-        voice: datagrams.then_some(voice),
-        reads: Arc::default(),
-    };
+    let voice = conn.max_datagram_size().is_some().then_some(voice);
+    let abort_conn = conn.clone();
+    let abort: Abort =
+        Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes()));
     // The hub closes the session if it is still unauthenticated by then.
-    let open = ToHub::Open { session, handle: handle.clone(), auth_within: edge.admission.auth_deadline };
-    if edge.hub.send(open).await.is_err() {
+    let Some(Opened { handle, outbox: outbox_rx }) =
+        edge.open(session, abort, voice, edge.admission.auth_deadline).await
+    else {
         return;
-    }
+    };
+    let queued = handle.queued.clone();
     let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
     let voice = tokio::spawn(voice_loop(conn.clone(), route));
     let extra = tokio::spawn(refuse_streams(conn.clone()));
@@ -147,13 +120,14 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let _ = edge.hub.send(ToHub::Input(gone)).await;
     match end {
         End::Closed(code, reason) => {
-            // Let an explanatory error frame go out first, briefly.
-            drop(outbox);
+            // Let an explanatory error frame go out first, briefly (the
+            // writer ends once the hub's handle and this one are gone).
+            drop(handle);
             let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
             conn.close((code as u32).into(), reason.as_bytes());
         }
         End::Eof => {
-            drop(outbox);
+            drop(handle);
             let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
             conn.close((CloseCode::Normal as u32).into(), b"bye");
         }
@@ -308,130 +282,5 @@ async fn read_loop(
             (true, Some(deadline)) if !completed => Some(deadline),
             (true, _) => Some(tokio::time::Instant::now() + edge.frame_deadline),
         };
-    }
-}
-
-/// Parses one request, does the edge's part (cryptography), and hands it to
-/// the hub; refusals are answered on `me`. Returns false if the hub is gone.
-/// Every edge's requests take this one path (the telnet gateway's too).
-pub(crate) async fn submit(
-    msg: ClientMessage,
-    session: SessionId,
-    ip: IpAddr,
-    edge: &Edge,
-    me: &SessionHandle,
-) -> bool {
-    let rid = msg.request_id;
-    if rid == 0 {
-        // 0 names the connection in errors: a request numbered 0 could
-        // never be told apart from a connection-level error, so none runs.
-        let reason = "request_id 0 is reserved for connection-level errors; number requests from 1";
-        me.push(OutItem::Frame(error_frame(0, ErrorCode::Invalid, reason)));
-        return true;
-    }
-    if matches!(msg.request, Some(kith_proto::v1::client_message::Request::JoinVoice(_)))
-        && me.voice.is_none()
-    {
-        let reason = "voice needs QUIC datagrams (RFC 9221), which this connection did not offer";
-        me.push(OutItem::Frame(error_frame(rid, ErrorCode::Unsupported, reason)));
-        return true;
-    }
-    let request = match parse(msg.request, || auth::random_code(12)) {
-        Ok(Parsed::Hub(request)) => request,
-        Ok(Parsed::Auth(auth)) => match authenticate(auth, ip, edge).await {
-            Ok(request) => request,
-            Err(Failed::Refused(refused)) => {
-                let reason = refused.to_string();
-                me.push(OutItem::Frame(error_frame_after(rid, reason, refused.retry_after_ms)));
-                return true;
-            }
-            Err(Failed::Error((code, reason))) => {
-                me.push(OutItem::Frame(error_frame(rid, code, reason)));
-                return true;
-            }
-        },
-        Err(e) => {
-            me.push(OutItem::Frame(error_frame(rid, e.code, e.reason)));
-            return true;
-        }
-    };
-    edge.hub.send(ToHub::Input(Input::Request { session, request_id: rid, request })).await.is_ok()
-}
-
-/// Why the edge's part of authentication failed.
-enum Failed {
-    Refused(Refused),
-    Error((ErrorCode, String)),
-}
-
-impl From<(ErrorCode, String)> for Failed {
-    fn from(e: (ErrorCode, String)) -> Self {
-        Failed::Error(e)
-    }
-}
-
-async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<Request, Failed> {
-    let bad_credentials = || (ErrorCode::BadCredentials, kith_core::hub::BAD_CREDENTIALS.to_owned());
-    let busy =
-        || (ErrorCode::RateLimited, "the server is busy signing people in; try again in a moment".to_owned());
-    match &request {
-        AuthRequest::Register { .. } => edge.admission.login(ip, None).map_err(Failed::Refused)?,
-        AuthRequest::Login { username_fold, .. } => {
-            edge.admission.login(ip, Some(username_fold)).map_err(Failed::Refused)?
-        }
-        AuthRequest::Authenticate { .. } | AuthRequest::Resume { .. } => {}
-    }
-    match request {
-        AuthRequest::Authenticate { token } => {
-            if token.len() > 128 {
-                return Err(bad_credentials().into());
-            }
-            Ok(Request::Authenticate { token_hash: auth::token_hash(&token) })
-        }
-        AuthRequest::Resume { token, session_id, last_seq } => {
-            if token.len() > 128 {
-                return Err(bad_credentials().into());
-            }
-            Ok(Request::Resume { token_hash: auth::token_hash(&token), resume_key: session_id, last_seq })
-        }
-        AuthRequest::Register { username, password, display_name, credential } => {
-            let password_hash = edge.hashers.hash(password.0).await.map_err(|_| busy())?;
-            let (token, token_hash) = auth::new_token();
-            let display_name = match display_name {
-                Some(d) => d,
-                None => DisplayName(username.name.clone()),
-            };
-            Ok(Request::Register(Box::new(Registration {
-                username,
-                display_name,
-                password_hash,
-                token,
-                token_hash,
-                credential,
-            })))
-        }
-        AuthRequest::Login { username_fold, password } => {
-            // A password of impossible length is wrong without any hashing (A3).
-            if password.len() > kith_core::text::Password::MAX_BYTES {
-                return Err(bad_credentials().into());
-            }
-            let found =
-                edge.readers.run(move |db| db.credentials(&username_fold)).await.map_err(|e| match e {
-                    ReadFailed::Busy => (ErrorCode::RateLimited, e.to_string()),
-                    ReadFailed::Store(e) => {
-                        tracing::error!(error = %e, "reading credentials failed");
-                        (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
-                    }
-                })?;
-
-            let (user, phc) = match found {
-                Some((user, phc)) => (Some(user), Some(phc)),
-                None => (None, None),
-            };
-            let ok = edge.hashers.verify(password, phc).await.map_err(|_| busy())?;
-            let Some(user) = user.filter(|_| ok) else { return Err(bad_credentials().into()) };
-            let (token, token_hash) = auth::new_token();
-            Ok(Request::Login { user, token, token_hash })
-        }
     }
 }

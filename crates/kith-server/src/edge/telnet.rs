@@ -5,7 +5,7 @@
 //! socket go through the telnet protocol ([`kith_telnet`]) and the key
 //! decoder ([`kith_tui::ansi`]) into the app; the app's requests are protocol
 //! requests, which take the same path into the hub as a QUIC client's
-//! ([`crate::quic::submit`]: the same parsing, password hashing, login
+//! ([`super::submit`]: the same parsing, password hashing, login
 //! throttles and permissions); what the hub sends back is decoded and fed to
 //! the app. The screen is redrawn at most [`RENDER_EVERY`], and only the
 //! cells that changed are sent.
@@ -17,8 +17,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use kith_core::request::Request as HubRequest;
 use kith_core::{Frame, Input as HubInput, SessionId};
@@ -34,9 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::actor::{OutItem, SessionHandle, ToHub};
+use super::{Edge, Opened, submit};
+use crate::actor::{Abort, OutItem, SessionHandle, ToHub};
 use crate::admission::{Refused, Slot};
-use crate::quic::{Edge, submit};
 
 /// The gateway's settings.
 #[derive(Debug, Clone)]
@@ -108,9 +108,6 @@ const MAX_BACKLOG: usize = 64 * 1024;
 /// Window sizes are clamped to this (a claim of 65535×65535 costs nothing).
 pub const MAX_WIDTH: u16 = 300;
 pub const MAX_HEIGHT: u16 = 120;
-/// Hub events queued for one session before it is a slow consumer; the
-/// session drains them as they come, so only a stuck task reaches this.
-const OUTBOX_BYTES: usize = 4 * 1024 * 1024;
 /// The request id the gateway's own sign-in uses (the app counts from 1).
 const SIGN_IN: u64 = u64::MAX;
 /// Switch to the alternate screen, turn on bracketed paste, clear.
@@ -177,7 +174,7 @@ async fn supervise(
     edge: Arc<Edge>,
     gateway: Arc<Gateway>,
 ) {
-    let session = SessionId(edge.next_session.fetch_add(1, Ordering::Relaxed));
+    let session = edge.session_id();
     let task = tokio::spawn(run(stream, remote, session, edge.clone(), gateway));
     if let Err(e) = task.await
         && e.is_panic()
@@ -199,7 +196,7 @@ enum End {
 
 /// The wall clock, in Unix milliseconds (the app is told the time).
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    crate::actor::now().0
 }
 
 async fn run(
@@ -214,25 +211,18 @@ async fn run(
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUT_CHUNKS);
     let write_task = tokio::spawn(write_loop(writer, out_rx, gateway.config.write_deadline));
 
-    let (outbox, mut from_hub) = mpsc::unbounded_channel();
     let (abort_tx, mut aborts) = mpsc::unbounded_channel::<String>();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let handle = SessionHandle {
-        outbox,
-        queued: queued.clone(),
-        limit: OUTBOX_BYTES,
-        abort: Arc::new(move |_code, reason| {
-            let _ = abort_tx.send(reason.to_owned());
-        }),
-        voice: None,
-        reads: Arc::default(),
-    };
+    let abort: Abort = Arc::new(move |_code, reason| {
+        let _ = abort_tx.send(reason.to_owned());
+    });
     // A person signs in at this prompt: the hub gives them the gateway's
-    // (longer) deadline.
-    let open = ToHub::Open { session, handle: handle.clone(), auth_within: gateway.config.sign_in_deadline };
-    if edge.hub.send(open).await.is_err() {
+    // (longer) deadline. No voice: a telnet connection carries no sound.
+    let Some(Opened { handle, outbox: mut from_hub }) =
+        edge.open(session, abort, None, gateway.config.sign_in_deadline).await
+    else {
         return;
-    }
+    };
+    let queued = handle.queued.clone();
 
     let mut s = Session::new(&gateway, local, remote.ip(), session);
     let mut buf = vec![0u8; READ_CHUNK];
