@@ -1,17 +1,13 @@
 //! `kith`: the server and its command-line clients in one binary.
 
 mod admin;
-mod bench;
 mod chat;
 mod commands;
 mod output;
 mod profile;
-mod render_bench;
 mod serve;
 mod social;
-mod telnet_bench;
 mod voice;
-mod voice_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -197,8 +193,6 @@ enum Command {
     /// Talk in voice channels without a sound card: play a WAV file, record the others.
     #[command(subcommand)]
     Voice(voice::VoiceCommand),
-    /// Load-test a `kith serve` child process; see BENCHMARKS.md.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -221,7 +215,7 @@ fn command() -> clap::Command {
     let hide = |s: clap::Command| {
         s.mut_args(|a| if client_only.contains(&a.get_id().as_str()) { a.hide(true) } else { a })
     };
-    cmd.mut_subcommand("serve", hide).mut_subcommand("bench", hide)
+    cmd.mut_subcommand("serve", hide)
 }
 
 fn main() -> ExitCode {
@@ -229,7 +223,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let serving = matches!(cli.command, Some(Command::Serve(_) | Command::Bench(_)));
+    let serving = matches!(cli.command, Some(Command::Serve(_)));
     // Log lines would tear the full-screen UI; KITH_LOG still turns them on.
     let chatting = matches!(cli.command, None | Some(Command::Chat(_)));
     let default_level = if serving {
@@ -282,7 +276,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args).await,
         Command::Chat(args) => chat::run(ctx()?, args).await,
-        Command::Bench(args) => bench::run(args).await,
         Command::Register(args) => commands::register(ctx()?, args).await,
         Command::Login(args) => commands::login(ctx()?, args).await,
         Command::Logout { everywhere } => commands::logout(ctx()?, everywhere).await,

@@ -1,4 +1,4 @@
-//! `kith bench voice`: the server as a selective forwarding unit under load.
+//! `kith-bench voice`: the server as a selective forwarding unit under load.
 //!
 //! Each of `rooms` voice channels holds `size` clients (each its own account
 //! and QUIC connection); `speakers` of them per room send a 20 ms packet every
@@ -22,7 +22,7 @@ use kith_client::proto::{self as v1, client_message::Request, reply::Result as R
 use kith_proto::voice::{VoiceHeader, client_datagram, parse_forwarded};
 use serde_json::json;
 
-use crate::bench::{ServerProcess, World, sessions, world};
+use crate::server::{ServerProcess, World, sessions, world};
 
 /// Opus bytes in one 20 ms packet at 32 kb/s.
 const PACKET_BYTES: usize = 80;

@@ -1,4 +1,4 @@
-//! `kith bench telnet`: N telnet sessions, each signed in and looking at one
+//! `kith-bench telnet`: N telnet sessions, each signed in and looking at one
 //! busy channel, against a `kith serve --telnet` child process.
 //!
 //! Every session is a real TCP connection that negotiates a window size,
@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::bench::{ServerProcess, world};
+use crate::server::{ServerProcess, world};
 
 const PASSWORD: &str = "benchmark password";
 /// What the terminal gets at the end of every draw.

@@ -1,4 +1,4 @@
-//! `kith bench render`: what one frame of `kith chat` costs, with a busy
+//! `kith-bench render`: what one frame of `kith chat` costs, with a busy
 //! channel loaded. No server: the app is fed the same protocol data a
 //! session delivers (a snapshot, a page of history, then message events),
 //! and drawn through ratatui's crossterm backend into a sink, so each figure
