@@ -4,8 +4,11 @@
 //! order and in batches, and at start-up hands the hub a [`StoredState`]. Any
 //! backend that can do those two things (SQLite today, PostgreSQL later) fits
 //! without touching the hub.
+//!
+//! Reads the hub delegates come back from the store as rows
+//! ([`MessageRow`], [`AuditRow`]); each turns into its wire form here, once.
 
-use kith_proto::v1::AuditAction;
+use kith_proto::v1::{self, AuditAction};
 
 use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use crate::permissions::{OverrideTarget, Permissions};
@@ -134,7 +137,7 @@ pub enum Write {
 }
 
 /// Everything the hub needs in memory, as loaded at start-up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
     pub users: Vec<StoredUser>,
     pub tokens: Vec<StoredToken>,
@@ -286,4 +289,71 @@ pub struct StoredDirect {
     pub owner: Option<UserId>,
     /// In the order they joined.
     pub members: Vec<UserId>,
+}
+
+/// A message as the store reads it back, body and author's name included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub channel: ChannelId,
+    pub author: UserId,
+    /// The author's username now (not when they wrote).
+    pub author_name: String,
+    /// Empty once deleted.
+    pub body: String,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub reply_to: Option<MessageId>,
+    pub mentions: Vec<UserId>,
+    pub mention_everyone: bool,
+    pub nonce: Option<String>,
+    pub deleted: bool,
+}
+
+impl MessageRow {
+    pub fn into_wire(self) -> v1::Message {
+        v1::Message {
+            id: self.id.0,
+            channel_id: self.channel.0,
+            author_id: self.author.0,
+            author_name: self.author_name,
+            body: self.body,
+            created_at_ms: self.created_at.0,
+            edited_at_ms: self.edited_at.map_or(0, |t| t.0),
+            reply_to: self.reply_to.map_or(0, |m| m.0),
+            mentions: self.mentions.into_iter().map(|u| u.0).collect(),
+            nonce: self.nonce.unwrap_or_default(),
+            mention_everyone: self.mention_everyone,
+            deleted: self.deleted,
+        }
+    }
+}
+
+/// An audit entry as the store reads it back, with names joined in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub entry: StoredAudit,
+    /// The actor's username now.
+    pub actor_name: String,
+    /// The target's name now: a username, `#channel` or role name; empty
+    /// when there is no target or it no longer exists.
+    pub target_name: String,
+}
+
+impl AuditRow {
+    pub fn into_wire(self) -> v1::AuditEntry {
+        let AuditRow { entry, actor_name, target_name } = self;
+        v1::AuditEntry {
+            id: entry.id.0,
+            community_id: entry.community.0,
+            actor_id: entry.actor.0,
+            action: entry.action as i32,
+            target_id: entry.target.unwrap_or(0),
+            reason: entry.reason,
+            detail: entry.detail,
+            created_at_ms: entry.id.timestamp().0,
+            actor_name,
+            target_name,
+        }
+    }
 }

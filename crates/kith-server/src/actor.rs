@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use kith_core::store::{AuditRow, MessageRow};
 use kith_core::{Frame, Hub, Input, Output, Read, SessionId, Timestamp};
 use kith_proto::encode_frame;
 use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, server_message::Kind};
 use tokio::sync::mpsc;
 
-use crate::store::{Batch, ReadDb, Readers, StoreError};
+use crate::store::{Batch, Reader, Readers, StoreError};
 use crate::voice::{Rooms, VoiceLink};
 
 /// What a session's writer task is asked to do, in order.
@@ -237,7 +238,7 @@ pub async fn run(
                     }
                     let job = {
                         let s = s.clone();
-                        move |db: &ReadDb| {
+                        move |db: &dyn Reader| {
                             s.push(OutItem::Frame(answer_read(db, request_id, read)));
                             s.reads.fetch_sub(1, Ordering::Relaxed);
                         }
@@ -261,19 +262,23 @@ pub async fn run(
     result
 }
 
-fn answer_read(readers: &ReadDb, request_id: u64, read: Read) -> Frame {
+fn answer_read(reader: &dyn Reader, request_id: u64, read: Read) -> Frame {
     let answer = match read {
-        Read::History(query) => {
-            readers.history(query).map(|messages| ReplyResult::Messages(v1::MessagePage { messages }))
-        }
-        Read::Message(id) => readers.message(id).map(|m| match m {
-            Some(m) => ReplyResult::Message(m),
+        Read::History(query) => reader.history(query).map(|rows| {
+            ReplyResult::Messages(v1::MessagePage {
+                messages: rows.into_iter().map(MessageRow::into_wire).collect(),
+            })
+        }),
+        Read::Message(id) => reader.message(id).map(|m| match m {
+            Some(m) => ReplyResult::Message(m.into_wire()),
             // The hub only asks for messages it knows are committed.
             None => ReplyResult::Empty(v1::Empty {}),
         }),
-        Read::Audit(query) => {
-            readers.audit(query).map(|entries| ReplyResult::AuditLog(v1::AuditLogPage { entries }))
-        }
+        Read::Audit(query) => reader.audit(query).map(|rows| {
+            ReplyResult::AuditLog(v1::AuditLogPage {
+                entries: rows.into_iter().map(AuditRow::into_wire).collect(),
+            })
+        }),
     };
     match answer {
         Ok(result) => reply_frame(request_id, result),

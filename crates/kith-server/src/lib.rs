@@ -33,9 +33,10 @@ use tokio::sync::mpsc;
 
 use crate::actor::ToHub;
 use crate::identity::Identity;
-use crate::store::{Readers, StoreError};
+use crate::store::sqlite::Sqlite;
+use crate::store::{Backend, Readers, StoreError};
 
-pub use crate::store::Sync;
+pub use crate::store::sqlite::Sync;
 
 /// Everything the server needs to start. Defaults are chosen by the binary.
 #[derive(Debug, Clone)]
@@ -249,8 +250,8 @@ impl Server {
         };
         let db = config.data_dir.join("kith.db");
         private_database(&db)?;
-        let (conn, state) =
-            store::open_writer(&db, config.sync).with_context(|| format!("opening {}", db.display()))?;
+        let store = Arc::new(Sqlite { path: db.clone(), sync: config.sync });
+        let (writer, state) = store.open_writer().with_context(|| format!("opening {}", db.display()))?;
 
         let needs_owner = !state.users.iter().any(|u| u.server_owner);
         let setup_code = needs_owner.then(|| {
@@ -289,12 +290,12 @@ impl Server {
         let (batch_tx, batch_rx) = mpsc::channel(WRITER_QUEUE);
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
         let writer = std::thread::Builder::new().name("kith-store-writer".into()).spawn(move || {
-            store::run_writer(conn, batch_rx, |report| {
+            store::run_writer(writer, batch_rx, |report| {
                 // The actor may already be gone at shutdown; nothing to tell then.
                 let _ = commit_tx.send(report);
             })
         })?;
-        let readers = Arc::new(Readers::start(db, config.sync, READER_THREADS, READ_QUEUE)?);
+        let readers = Arc::new(Readers::start(store, READER_THREADS, READ_QUEUE)?);
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
 

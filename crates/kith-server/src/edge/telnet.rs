@@ -646,7 +646,15 @@ mod tests {
         let edge = Arc::new(Edge {
             hub,
             readers: Arc::new(
-                crate::store::Readers::start(dir.path().join("db"), crate::Sync::Normal, 1, 1).unwrap(),
+                crate::store::Readers::start(
+                    Arc::new(crate::store::sqlite::Sqlite {
+                        path: dir.path().join("db"),
+                        sync: crate::Sync::Normal,
+                    }),
+                    1,
+                    1,
+                )
+                .unwrap(),
             ),
             hashers: crate::auth::Hashers::start(1, 1).unwrap(),
             next_session: std::sync::atomic::AtomicU64::new(1),

@@ -1,5 +1,5 @@
-//! SQLite storage: one writer thread that group-commits the hub's writes, and
-//! a small pool of reader connections for history and logins.
+//! The SQLite backend: one writer connection that group-commits the hub's
+//! writes, and one connection per reader thread.
 //!
 //! WAL mode lets readers run while the writer commits. `synchronous=FULL`
 //! (the default) fsyncs every commit, so an acknowledged message survives a
@@ -8,30 +8,46 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use kith_core::permissions::{OverrideTarget, Permissions};
 use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
 use kith_core::store::{
-    StoredBan, StoredChannel, StoredCommunity, StoredDirect, StoredInvite, StoredMember, StoredMessageMeta,
-    StoredOverride, StoredRole, StoredState, StoredToken, StoredUser, Write,
+    AuditRow, MessageRow, StoredAudit, StoredBan, StoredChannel, StoredCommunity, StoredDirect, StoredInvite,
+    StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState, StoredToken, StoredUser, Write,
 };
-use kith_core::{ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
-use kith_proto::v1;
+use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
+use kith_proto::v1::AuditAction;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::mpsc;
 
-/// Why the store failed. Any of these is fatal for the writer: the server
-/// stops rather than acknowledge something it could not make durable.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the database schema is version {found}, newer than this kith understands ({known})")]
-    TooNew { found: i64, known: i64 },
-    /// A reader thread could not open the database (logged when it happened).
-    #[error("the database could not be opened for reading")]
-    Closed,
+use super::{Backend, Batch, Reader, StoreError, Writer};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// The database file at `path`, opened with `sync`.
+#[derive(Debug, Clone)]
+pub struct Sqlite {
+    pub path: PathBuf,
+    pub sync: Sync,
+}
+
+impl Backend for Sqlite {
+    type Writer = SqliteWriter;
+    type Reader = SqliteReader;
+
+    fn open_writer(&self) -> Result<(SqliteWriter, StoredState), StoreError> {
+        let mut conn = open(&self.path, self.sync)?;
+        migrate(&mut conn)?;
+        let state = load(&conn)?;
+        Ok((SqliteWriter(conn), state))
+    }
+
+    fn open_reader(&self) -> Result<SqliteReader, StoreError> {
+        open(&self.path, self.sync).map(SqliteReader)
+    }
 }
 
 /// How hard commits wait for the disk.
@@ -193,15 +209,6 @@ fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
-}
-
-/// Opens (creating and migrating if needed) the database at `path` and loads
-/// the hub's state. Returns the writer's connection and the state.
-pub fn open_writer(path: &Path, sync: Sync) -> Result<(Connection, StoredState), StoreError> {
-    let mut conn = open(path, sync)?;
-    migrate(&mut conn)?;
-    let state = load(&conn)?;
-    Ok((conn, state))
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -615,266 +622,161 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     .map(drop)
 }
 
-/// A batch of writes from one `Output::Persist`.
-pub type Batch = (u64, Vec<Write>);
-
-/// Runs the writer on the current thread until `batches` closes: waits for
-/// one batch, takes every other batch already queued, applies them all in
-/// one transaction, commits (one fsync), and reports the highest ticket.
-///
-/// An error is reported and ends the writer: nothing after it is committed.
-pub fn run_writer(
-    mut conn: Connection,
-    mut batches: mpsc::Receiver<Batch>,
-    committed: impl Fn(Result<u64, StoreError>),
-) {
-    const MAX_BATCHES_PER_COMMIT: usize = 4096;
-    let mut pending = Vec::new();
-    while let Some(first) = batches.blocking_recv() {
-        pending.push(first);
-        while pending.len() < MAX_BATCHES_PER_COMMIT
-            && let Ok(next) = batches.try_recv()
-        {
-            pending.push(next);
-        }
-        let result = commit(&mut conn, &pending);
-        pending.clear();
-        let failed = result.is_err();
-        committed(result);
-        if failed {
-            return;
-        }
-    }
-}
-
-fn commit(conn: &mut Connection, batches: &[Batch]) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
-    for (_, writes) in batches {
-        for write in writes {
-            apply(&tx, write)?;
-        }
-    }
-    tx.commit()?;
-    Ok(batches.last().map_or(0, |(ticket, _)| *ticket))
-}
-
-/// A read job: runs on one of the pool's threads with its connection.
-type ReadJob = Box<dyn FnOnce(&ReadDb) + Send>;
-
-/// The store's readers: a fixed set of threads, each with its own SQLite
-/// connection (WAL lets them read during commits), fed by one bounded
-/// queue. However many reads peers ask for, the server holds `threads`
-/// connections and threads for them and at most `queue` waiting jobs; past
-/// that, [`Readers::submit`] says the server is busy instead of spawning.
+/// The writer's connection.
 #[derive(Debug)]
-pub struct Readers {
-    jobs: std::sync::mpsc::SyncSender<ReadJob>,
-    threads: usize,
-}
+pub struct SqliteWriter(Connection);
 
-/// The pool's queue is full: the caller should say "busy, retry".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
-
-impl Readers {
-    /// Starts `threads` reader threads on the database at `path`.
-    pub fn start(path: PathBuf, sync: Sync, threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<ReadJob>(queue);
-        // A std mutex around the receiver: held only to take the next job.
-        let rx = Arc::new(Mutex::new(rx));
-        for n in 0..threads.max(1) {
-            let (rx, path) = (rx.clone(), path.clone());
-            std::thread::Builder::new().name(format!("kith-reader-{n}")).spawn(move || {
-                // Opened once, kept for the thread's life; a failure is
-                // retried per job so that a transient error heals.
-                let mut db: Option<ReadDb> = None;
-                loop {
-                    let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-                        Ok(job) => job,
-                        // Every sender is gone: the server stopped.
-                        Err(_) => return,
-                    };
-                    if db.is_none() {
-                        db = open(&path, sync)
-                            .map(ReadDb)
-                            .inspect_err(|e| {
-                                tracing::error!(error = %e, "a reader could not open the database");
-                            })
-                            .ok();
-                    }
-                    match &db {
-                        Some(db) => job(db),
-                        // The job's sender sees its reply channel dropped.
-                        None => drop(job),
-                    }
-                }
-            })?;
+impl Writer for SqliteWriter {
+    fn commit(&mut self, batches: &[Batch]) -> Result<(), StoreError> {
+        let tx = self.0.transaction()?;
+        for (_, writes) in batches {
+            for write in writes {
+                apply(&tx, write)?;
+            }
         }
-        Ok(Readers { jobs, threads: threads.max(1) })
-    }
-
-    /// How many reads run at once, at most.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Queues `job` for the next free reader, or says the queue is full.
-    pub fn submit(&self, job: impl FnOnce(&ReadDb) + Send + 'static) -> Result<(), Busy> {
-        self.jobs.try_send(Box::new(job)).map_err(|_| Busy)
-    }
-
-    /// Runs `f` on a reader and waits for its answer (for an async caller).
-    pub async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&ReadDb) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ReadFailed> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(move |db| {
-            let _ = tx.send(f(db));
-        })
-        .map_err(|_| ReadFailed::Busy)?;
-        match rx.await {
-            Ok(result) => result.map_err(ReadFailed::Store),
-            Err(_) => Err(ReadFailed::Store(StoreError::Closed)),
-        }
+        Ok(tx.commit()?)
     }
 }
 
-/// Why [`Readers::run`] has no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadFailed {
-    #[error("the server is busy reading; try again")]
-    Busy,
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-/// One reader's connection, with the reads the server makes.
+/// One reader thread's connection.
 #[derive(Debug)]
-pub struct ReadDb(Connection);
+pub struct SqliteReader(Connection);
 
-impl ReadDb {
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        f(&self.0)
-    }
+/// The columns [`row_to_message`] reads, from `messages m` joined with `users u`.
+const MESSAGE_COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at,
+    m.edited_at, m.reply_to, m.mentions, m.nonce, m.mention_everyone, m.deleted
+    FROM messages m JOIN users u ON u.id = m.author_id";
 
-    /// The account id and password hash for a case-folded username.
-    pub fn credentials(&self, fold: &str) -> Result<Option<(UserId, String)>, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row("SELECT id, password_hash FROM users WHERE fold = ?1", [fold], |r| {
+impl Reader for SqliteReader {
+    fn credentials(&self, fold: &str) -> Result<Option<(UserId, String)>, StoreError> {
+        Ok(self
+            .0
+            .query_row("SELECT id, password_hash FROM users WHERE fold = ?1", [fold], |r| {
                 Ok((UserId(id(r.get(0)?)), r.get(1)?))
             })
             .optional()?)
-        })
     }
 
-    /// One page of a channel's history, oldest first.
-    pub fn history(&self, q: HistoryQuery) -> Result<Vec<v1::Message>, StoreError> {
-        const COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at,
-            m.edited_at, m.reply_to, m.mentions, m.nonce, m.mention_everyone FROM messages m
-            JOIN users u ON u.id = m.author_id WHERE m.channel_id = ?1 AND m.deleted = 0";
+    fn history(&self, q: HistoryQuery) -> Result<Vec<MessageRow>, StoreError> {
         let ch = q.channel.0 as i64;
         let limit = i64::from(q.limit);
-        self.with(|c| {
-            let query = |sql: &str, anchor: i64, limit: i64| -> Result<Vec<v1::Message>, StoreError> {
-                let mut stmt = c.prepare_cached(&format!("{COLUMNS} {sql}"))?;
-                let rows = stmt.query_map(params![ch, anchor, limit], row_to_message)?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            };
-            let older = |anchor: i64, limit: i64| -> Result<Vec<v1::Message>, StoreError> {
-                let mut page = query("AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3", anchor, limit)?;
-                page.reverse();
+        let query = |sql: &str, anchor: i64, limit: i64| -> Result<Vec<MessageRow>, StoreError> {
+            let mut stmt = self.0.prepare_cached(&format!(
+                "{MESSAGE_COLUMNS} WHERE m.channel_id = ?1 AND m.deleted = 0 {sql}"
+            ))?;
+            let rows = stmt.query_map(params![ch, anchor, limit], row_to_message)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let older = |anchor: i64, limit: i64| -> Result<Vec<MessageRow>, StoreError> {
+            let mut page = query("AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3", anchor, limit)?;
+            page.reverse();
+            Ok(page)
+        };
+        let newer =
+            |anchor: i64, limit: i64| query("AND m.id > ?2 ORDER BY m.id ASC LIMIT ?3", anchor, limit);
+        match q.anchor {
+            Anchor::Latest => older(i64::MAX, limit),
+            Anchor::Before(m) => older(m.0 as i64, limit),
+            Anchor::After(m) => newer(m.0 as i64, limit),
+            Anchor::Around(m) => {
+                // The anchor itself and up to half the page before it.
+                let mut page = older(m.0 as i64 + 1, (limit + 1) / 2)?;
+                let after = newer(m.0 as i64, limit - page.len() as i64)?;
+                page.extend(after);
                 Ok(page)
-            };
-            let newer =
-                |anchor: i64, limit: i64| query("AND m.id > ?2 ORDER BY m.id ASC LIMIT ?3", anchor, limit);
-            match q.anchor {
-                Anchor::Latest => older(i64::MAX, limit),
-                Anchor::Before(m) => older(m.0 as i64, limit),
-                Anchor::After(m) => newer(m.0 as i64, limit),
-                Anchor::Around(m) => {
-                    // The anchor itself and up to half the page before it.
-                    let mut page = older(m.0 as i64 + 1, (limit + 1) / 2)?;
-                    let after = newer(m.0 as i64, limit - page.len() as i64)?;
-                    page.extend(after);
-                    Ok(page)
-                }
             }
-        })
+        }
     }
 
-    /// One message by id (deleted or not), as sent.
-    pub fn message(&self, message: MessageId) -> Result<Option<v1::Message>, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at, m.edited_at,
-                 m.reply_to, m.mentions, m.nonce, m.mention_everyone FROM messages m
-                 JOIN users u ON u.id = m.author_id WHERE m.id = ?1",
-                [message.0 as i64],
-                row_to_message,
-            )
+    fn message(&self, message: MessageId) -> Result<Option<MessageRow>, StoreError> {
+        Ok(self
+            .0
+            .query_row(&format!("{MESSAGE_COLUMNS} WHERE m.id = ?1"), [message.0 as i64], row_to_message)
             .optional()?)
-        })
     }
-}
 
-impl ReadDb {
-    /// A page of a community's audit log, newest first.
-    pub fn audit(&self, q: AuditQuery) -> Result<Vec<v1::AuditEntry>, StoreError> {
+    fn audit(&self, q: AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         let before = q.before.map_or(i64::MAX, |a| a.0 as i64);
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT a.id, a.community_id, a.actor_id, a.action, a.target_id, a.reason, a.detail,
-                        actor.username,
-                        COALESCE(target.username, '#' || ch.name, role.name, '')
-                 FROM audit_log a
-                 JOIN users actor ON actor.id = a.actor_id
-                 LEFT JOIN users target ON target.id = a.target_id
-                 LEFT JOIN channels ch ON ch.id = a.target_id
-                 LEFT JOIN roles role ON role.id = a.target_id
-                 WHERE a.community_id = ?1 AND a.id < ?2 ORDER BY a.id DESC LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![q.community.0 as i64, before, i64::from(q.limit)], |r| {
-                let entry = id(r.get(0)?);
-                Ok(v1::AuditEntry {
-                    id: entry,
-                    community_id: id(r.get(1)?),
-                    actor_id: id(r.get(2)?),
-                    action: r.get(3)?,
-                    target_id: r.get::<_, Option<i64>>(4)?.map_or(0, id),
+        let mut stmt = self.0.prepare_cached(
+            "SELECT a.id, a.community_id, a.actor_id, a.action, a.target_id, a.reason, a.detail,
+                    actor.username,
+                    COALESCE(target.username, '#' || ch.name, role.name, '')
+             FROM audit_log a
+             JOIN users actor ON actor.id = a.actor_id
+             LEFT JOIN users target ON target.id = a.target_id
+             LEFT JOIN channels ch ON ch.id = a.target_id
+             LEFT JOIN roles role ON role.id = a.target_id
+             WHERE a.community_id = ?1 AND a.id < ?2 ORDER BY a.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![q.community.0 as i64, before, i64::from(q.limit)], |r| {
+            Ok(AuditRow {
+                entry: StoredAudit {
+                    id: AuditId(id(r.get(0)?)),
+                    community: CommunityId(id(r.get(1)?)),
+                    actor: UserId(id(r.get(2)?)),
+                    // Written by this or an older version: every code is known.
+                    action: AuditAction::try_from(r.get::<_, i32>(3)?).unwrap_or(AuditAction::Unspecified),
+                    target: r.get::<_, Option<i64>>(4)?.map(id),
                     reason: r.get(5)?,
                     detail: r.get(6)?,
-                    created_at_ms: kith_core::AuditId(entry).timestamp().0,
-                    actor_name: r.get(7)?,
-                    target_name: r.get(8)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+                },
+                actor_name: r.get(7)?,
+                target_name: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
-fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Message> {
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     let mentions: String = r.get(8)?;
-    Ok(v1::Message {
-        id: id(r.get(0)?),
-        channel_id: id(r.get(1)?),
-        author_id: id(r.get(2)?),
+    Ok(MessageRow {
+        id: MessageId(id(r.get(0)?)),
+        channel: ChannelId(id(r.get(1)?)),
+        author: UserId(id(r.get(2)?)),
         author_name: r.get(3)?,
         body: r.get(4)?,
-        created_at_ms: id(r.get(5)?),
-        edited_at_ms: r.get::<_, Option<i64>>(6)?.map_or(0, id),
-        reply_to: r.get::<_, Option<i64>>(7)?.map_or(0, id),
-        mentions: parse_mentions(&mentions).into_iter().map(|u| u.0).collect(),
-        nonce: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        created_at: Timestamp(id(r.get(5)?)),
+        edited_at: r.get::<_, Option<i64>>(6)?.map(|t| Timestamp(id(t))),
+        reply_to: r.get::<_, Option<i64>>(7)?.map(|m| MessageId(id(m))),
+        mentions: parse_mentions(&mentions),
+        nonce: r.get(9)?,
         mention_everyone: r.get(10)?,
-        deleted: false,
+        deleted: r.get(11)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance;
+
+    /// A fresh database in its own directory (kept while the test runs).
+    fn fresh() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite { path: dir.path().join("kith.db"), sync: Sync::Full };
+        (dir, store)
+    }
+
+    #[test]
+    fn sqlite_keeps_every_write_across_a_reopen() {
+        conformance::every_write_survives_a_reopen(&fresh().1);
+    }
+
+    #[test]
+    fn sqlite_applies_nothing_of_a_failed_commit() {
+        conformance::a_failed_commit_applies_nothing(&fresh().1);
+    }
+
+    #[test]
+    fn sqlite_answers_every_read_from_what_was_written() {
+        conformance::reads_answer_from_what_was_written(&fresh().1);
+    }
+
+    #[test]
+    fn sqlite_readers_see_commits_as_they_land() {
+        conformance::readers_see_commits_as_they_land(&fresh().1);
+    }
 
     /// A database written by the first schema version opens under the
     /// current one, and its communities get an `@everyone` role.
@@ -896,14 +798,17 @@ mod tests {
             )
             .unwrap();
         }
-        let (_, state) = open_writer(&path, Sync::Normal).unwrap();
+        let store = Sqlite { path, sync: Sync::Normal };
+        let (_, state) = store.open_writer().unwrap();
         assert_eq!(state.roles.len(), 1);
         let everyone = &state.roles[0];
         assert_eq!((everyone.id.0, everyone.community.0, everyone.rank), (2, 2, 0));
         assert_eq!(everyone.permissions, Permissions::DEFAULT_EVERYONE);
         assert_eq!(state.members[0].nickname, None);
         assert_eq!(state.users[0].status_text, "");
-        let history = ReadDb(open(&path, Sync::Normal).unwrap())
+        let history = store
+            .open_reader()
+            .unwrap()
             .history(HistoryQuery { channel: ChannelId(3), anchor: Anchor::Latest, limit: 10 })
             .unwrap();
         assert_eq!(history.len(), 1);
