@@ -30,7 +30,8 @@ impl World {
         while let Some(out) = self.hub.poll_output() {
             match out {
                 Output::Persist { ticket, .. } => self.hub.handle(self.now, Input::Committed { ticket }),
-                Output::Send { to, frame: kith_core::Frame::Whole(bytes) } => {
+                Output::Send { to, message: kith_core::Outgoing::Message(m) } => {
+                    let bytes = [&(m.len() as u32).to_be_bytes()[..], &m.bytes()[..]].concat();
                     let mut dec = FrameDecoder::new(MAX_SERVER_FRAME);
                     dec.extend(&bytes);
                     let frame = dec.next_frame().expect("frames fit").expect("whole");

@@ -1,8 +1,6 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 
-use crate::v1;
-
 /// Why a byte stream is not a valid sequence of frames.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -20,20 +18,14 @@ pub fn encode_frame(msg: &impl Message) -> Bytes {
     buf.freeze()
 }
 
-/// Encodes an event body once so it can be shared by every recipient; each
-/// recipient's frame is then [`event_frame_header`] followed by these bytes.
-///
-/// This is the encoding of an `Event` whose `seq` is 0 (omitted), i.e. just the
-/// `body` oneof field. Protobuf decoders merge concatenated fields, so prefixing
-/// a per-recipient `seq` field yields a valid `Event`.
-pub fn event_body(body: v1::event::Body) -> Bytes {
-    let event = v1::Event { seq: 0, body: Some(body) };
-    Bytes::from(event.encode_to_vec())
-}
-
-/// The per-recipient bytes that precede a shared [`event_body`] in a frame:
-/// the frame length, the `ServerMessage.event` field key and length, and the
+/// The per-recipient bytes that precede a shared event body in a frame: the
+/// frame length, the `ServerMessage.event` field key and length, and the
 /// `Event.seq` field. Returns the buffer and how many of its bytes are used.
+///
+/// The body is the encoding of an `Event` whose `seq` is 0 (omitted), i.e.
+/// just its `body` oneof field, made once for every recipient. Protobuf
+/// decoders merge concatenated fields, so prefixing a per-recipient `seq`
+/// field yields a valid `Event`.
 pub fn event_frame_header(seq: u64, body_len: usize) -> ([u8; 32], usize) {
     // Event.seq = field 1, varint: key 0x08.
     let seq_field_len = 1 + prost::encoding::encoded_len_varint(seq);
@@ -106,7 +98,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::{ServerMessage, event, server_message};
+    use crate::v1::{self, ServerMessage, event, server_message};
 
     fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Bytes>, FrameError> {
         let mut dec = FrameDecoder::new(max);
@@ -145,8 +137,8 @@ mod tests {
 
     #[test]
     fn shared_event_body_with_per_recipient_header_decodes_as_one_event() {
-        let body =
-            event_body(event::Body::MessageDeleted(v1::MessageDeleted { channel_id: 5, message_id: 9 }));
+        let deleted = event::Body::MessageDeleted(v1::MessageDeleted { channel_id: 5, message_id: 9 });
+        let body = v1::Event { seq: 0, body: Some(deleted) }.encode_to_vec();
         for seq in [1u64, 127, 128, 300, u64::MAX] {
             let (header, used) = event_frame_header(seq, body.len());
             let frame: Vec<u8> = [&header[..used], body.as_ref()].concat();

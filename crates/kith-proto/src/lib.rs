@@ -11,7 +11,7 @@ pub mod invite;
 pub mod limits;
 pub mod voice;
 
-pub use frame::{FrameDecoder, FrameError, encode_frame, event_body, event_frame_header};
+pub use frame::{FrameDecoder, FrameError, encode_frame, event_frame_header};
 
 /// Generated protobuf types (package `kith.v1`).
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kith_core::store::{AuditRow, MessageRow};
-use kith_core::{Frame, Hub, Input, Output, Read, SessionId, Timestamp};
-use kith_proto::encode_frame;
+use kith_core::{Hub, Input, Outgoing, Output, Read, SessionId, Timestamp};
 use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, server_message::Kind};
 use tokio::sync::mpsc;
 
@@ -23,7 +22,7 @@ use crate::voice::{Rooms, VoiceLink};
 /// What a session's writer task is asked to do, in order.
 #[derive(Debug)]
 pub enum OutItem {
-    Frame(Frame),
+    Send(Outgoing),
     /// Flush what came before, then close the connection.
     Close(CloseCode, String),
 }
@@ -32,10 +31,7 @@ impl OutItem {
     /// Bytes this item puts on the wire (what the outbox limit counts).
     pub fn wire_len(&self) -> usize {
         match self {
-            OutItem::Frame(Frame::Whole(b)) => b.len(),
-            OutItem::Frame(Frame::Event { seq, body }) => {
-                body.len() + kith_proto::event_frame_header(*seq, body.len()).1
-            }
+            OutItem::Send(out) => crate::edge::framed_len(out),
             OutItem::Close(_, reason) => reason.len(),
         }
     }
@@ -114,25 +110,25 @@ pub fn now() -> Timestamp {
 }
 
 /// An error frame answering `request_id`.
-pub fn error_frame(request_id: u64, code: ErrorCode, reason: impl Into<String>) -> Frame {
+pub fn error_frame(request_id: u64, code: ErrorCode, reason: impl Into<String>) -> Outgoing {
     error(request_id, code, reason.into(), 0)
 }
 
 /// A RATE_LIMITED error: try again after `retry_after_ms`.
-pub fn error_frame_after(request_id: u64, reason: String, retry_after_ms: u64) -> Frame {
+pub fn error_frame_after(request_id: u64, reason: String, retry_after_ms: u64) -> Outgoing {
     error(request_id, ErrorCode::RateLimited, reason, retry_after_ms)
 }
 
-fn error(request_id: u64, code: ErrorCode, reason: String, retry_after_ms: u64) -> Frame {
-    let msg = v1::ServerMessage {
+fn error(request_id: u64, code: ErrorCode, reason: String, retry_after_ms: u64) -> Outgoing {
+    Outgoing::message(v1::ServerMessage {
         kind: Some(Kind::Error(v1::Error { request_id, code: code as i32, reason, retry_after_ms })),
-    };
-    Frame::Whole(encode_frame(&msg))
+    })
 }
 
-fn reply_frame(request_id: u64, result: ReplyResult) -> Frame {
-    let msg = v1::ServerMessage { kind: Some(Kind::Reply(v1::Reply { request_id, result: Some(result) })) };
-    Frame::Whole(encode_frame(&msg))
+fn reply_frame(request_id: u64, result: ReplyResult) -> Outgoing {
+    Outgoing::message(v1::ServerMessage {
+        kind: Some(Kind::Reply(v1::Reply { request_id, result: Some(result) })),
+    })
 }
 
 /// Runs the hub until shutdown or a store failure. Returns the store error,
@@ -213,9 +209,9 @@ pub async fn run(
                         break;
                     }
                 }
-                Output::Send { to, frame } => {
+                Output::Send { to, message } => {
                     if let Some(s) = sessions.get(&to) {
-                        s.push(OutItem::Frame(frame));
+                        s.push(OutItem::Send(message));
                     }
                 }
                 Output::Close { session, code, reason } => {
@@ -233,20 +229,20 @@ pub async fn run(
                         let reason = format!(
                             "slow down: at most {READS_PER_SESSION} reads at once per connection; retry in 50 ms"
                         );
-                        s.push(OutItem::Frame(error_frame_after(request_id, reason, 50)));
+                        s.push(OutItem::Send(error_frame_after(request_id, reason, 50)));
                         continue;
                     }
                     let job = {
                         let s = s.clone();
                         move |db: &dyn Reader| {
-                            s.push(OutItem::Frame(answer_read(db, request_id, read)));
+                            s.push(OutItem::Send(answer_read(db, request_id, read)));
                             s.reads.fetch_sub(1, Ordering::Relaxed);
                         }
                     };
                     if readers.submit(job).is_err() {
                         s.reads.fetch_sub(1, Ordering::Relaxed);
                         let reason = "the server is busy reading; retry in 100 ms".to_owned();
-                        s.push(OutItem::Frame(error_frame_after(request_id, reason, 100)));
+                        s.push(OutItem::Send(error_frame_after(request_id, reason, 100)));
                     }
                 }
             }
@@ -262,7 +258,7 @@ pub async fn run(
     result
 }
 
-fn answer_read(reader: &dyn Reader, request_id: u64, read: Read) -> Frame {
+fn answer_read(reader: &dyn Reader, request_id: u64, read: Read) -> Outgoing {
     let answer = match read {
         Read::History(query) => reader.history(query).map(|rows| {
             ReplyResult::Messages(v1::MessagePage {

@@ -36,6 +36,8 @@ mod guest;
 pub mod limits;
 mod messages;
 mod moderation;
+mod outgoing;
+pub use outgoing::{Encoded, Outgoing};
 mod presence;
 pub use presence::TYPING_MS;
 mod roles;
@@ -45,10 +47,9 @@ pub use voice::{DEFAULT_VOICE_ROOM, VoiceRoute};
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use kith_proto::v1::{self, CloseCode, ErrorCode, event::Body as EventBody, reply::Result as ReplyResult};
-use kith_proto::{encode_frame, event_body};
 
 use crate::ids::{ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
@@ -189,8 +190,8 @@ pub enum Input {
 pub enum Output {
     /// Make these writes durable, in order, then report `Committed(ticket)`.
     Persist { ticket: u64, writes: Vec<Write> },
-    /// Queue a frame on a session's outbox.
-    Send { to: SessionId, frame: Frame },
+    /// Queue this on a session's outbox.
+    Send { to: SessionId, message: Outgoing },
     /// Read from the store and answer `request_id` on `to`. Authorisation was
     /// done here.
     Read { to: SessionId, request_id: u64, read: Read },
@@ -200,16 +201,6 @@ pub enum Output {
     /// (none: the room is empty). Sessions not in any room's latest list
     /// have no voice route. Not held behind pending commits.
     VoiceRoom { channel: ChannelId, members: Vec<VoiceRoute> },
-}
-
-/// An encoded server frame.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Frame {
-    /// A whole frame, length prefix included.
-    Whole(Bytes),
-    /// An event: the edge writes `event_frame_header(seq, body.len())` then
-    /// `body`, which is shared by every recipient of the event.
-    Event { seq: u64, body: Bytes },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +390,7 @@ struct Session {
 struct Replay {
     seq: u64,
     at: Timestamp,
-    body: Bytes,
+    event: Arc<Encoded<v1::Event>>,
 }
 
 /// The state machine. See the module docs for how to drive it.
@@ -767,7 +758,7 @@ impl Hub {
         let msg = v1::ServerMessage {
             kind: Some(v1::server_message::Kind::Reply(v1::Reply { request_id, result: Some(result) })),
         };
-        self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
+        self.emit(Output::Send { to, message: Outgoing::message(msg) });
     }
 
     fn reply_empty(&mut self, to: SessionId, request_id: u64) {
@@ -790,7 +781,7 @@ impl Hub {
                 retry_after_ms,
             })),
         };
-        self.emit(Output::Send { to, frame: Frame::Whole(encode_frame(&msg)) });
+        self.emit(Output::Send { to, message: Outgoing::message(msg) });
     }
 
     /// Sends one event to every authenticated session of `users`. The
@@ -800,7 +791,7 @@ impl Hub {
     /// user's other devices see the same). The event is encoded once;
     /// recipients share the bytes.
     fn fan_out<'a>(&mut self, users: impl IntoIterator<Item = &'a UserId>, body: EventBody) {
-        let body = event_body(body);
+        let event = Outgoing::event(body);
         let mut targets = Vec::new();
         for user in users {
             if let Some(set) = self.user_sessions.get(user) {
@@ -820,10 +811,10 @@ impl Hub {
                 session.replay.pop_front();
             }
             if keep > 0 {
-                session.replay.push_back(Replay { seq, at: now, body: body.clone() });
+                session.replay.push_back(Replay { seq, at: now, event: event.clone() });
             }
             if session.detached_at.is_none() {
-                self.emit(Output::Send { to, frame: Frame::Event { seq, body: body.clone() } });
+                self.emit(Output::Send { to, message: Outgoing::Event { seq, event: event.clone() } });
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use kith_proto::v1::{self, CloseCode, reply::Result as ReplyResult};
 
-use super::{Auth, Frame, Hub, Outcome, Output, Refusal};
+use super::{Auth, Hub, Outcome, Outgoing, Output, Refusal};
 use crate::ids::SessionId;
 use crate::request::TokenHash;
 
@@ -86,16 +86,20 @@ impl Hub {
         state.detached_at = None;
         // The new connection's own key was never handed out; the session keeps its name.
         self.sessions.remove(&session);
-        let missed: Vec<(u64, bytes::Bytes)> =
-            state.replay.iter().filter(|r| r.seq > last_seq).map(|r| (r.seq, r.body.clone())).collect();
+        let missed: Vec<Outgoing> = state
+            .replay
+            .iter()
+            .filter(|r| r.seq > last_seq)
+            .map(|r| Outgoing::Event { seq: r.seq, event: r.event.clone() })
+            .collect();
         self.sessions.insert(session, state);
         self.by_resume_key.insert(resume_key.clone(), session);
         let set = self.user_sessions.entry(user).or_default();
         set.remove(&old);
         set.insert(session);
         let replayed = missed.len() as u64;
-        for (seq, body) in missed {
-            self.emit(Output::Send { to: session, frame: Frame::Event { seq, body } });
+        for message in missed {
+            self.emit(Output::Send { to: session, message });
         }
         self.reply(session, rid, ReplyResult::Resumed(v1::Resumed { session_id: resume_key, replayed }));
         self.refresh_presence(user);

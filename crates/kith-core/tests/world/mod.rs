@@ -7,7 +7,7 @@ pub use kith_core::request::{Anchor, Credential, HistoryQuery, Registration, Req
 pub use kith_core::store::{StoredState, Write};
 pub use kith_core::text::{Body, ChannelName, CommunityName, DisplayName, Nonce, Topic, Username};
 pub use kith_core::{
-    ChannelId, CommunityId, Frame, Hub, HubConfig, Input, MessageId, Output, Read, SessionId, Timestamp,
+    ChannelId, CommunityId, Hub, HubConfig, Input, MessageId, Outgoing, Output, Read, SessionId, Timestamp,
     UserId, VoiceRoute,
 };
 pub use kith_proto::v1::{self, ErrorCode, event::Body as Ev, reply::Result as R, server_message::Kind};
@@ -39,19 +39,24 @@ pub struct World {
     pub ids: HashMap<String, u64>,
 }
 
-pub fn decode(frame: Frame) -> Kind {
-    let bytes = match frame {
-        Frame::Whole(b) => b.to_vec(),
-        Frame::Event { seq, body } => {
-            let (h, n) = event_frame_header(seq, body.len());
-            [&h[..n], &body[..]].concat()
+/// What the hub sent, read the two ways an edge reads it: typed (as the
+/// telnet gateway does), and encoded and framed for a stream (as QUIC does,
+/// the body shared and the head per recipient). Both must agree.
+pub fn decode(out: Outgoing) -> Kind {
+    let bytes = match &out {
+        Outgoing::Message(m) => [&(m.len() as u32).to_be_bytes()[..], &m.bytes()[..]].concat(),
+        Outgoing::Event { seq, event } => {
+            let (h, n) = event_frame_header(*seq, event.len());
+            [&h[..n], &event.bytes()[..]].concat()
         }
     };
     let mut dec = FrameDecoder::new(MAX_SERVER_FRAME);
     dec.extend(&bytes);
     let frame = dec.next_frame().unwrap().unwrap();
     assert!(!dec.in_frame(), "exactly one frame");
-    v1::ServerMessage::decode(frame).unwrap().kind.unwrap()
+    let decoded = v1::ServerMessage::decode(frame).unwrap();
+    assert_eq!(decoded, out.into_server_message(), "the encoding says what the message says");
+    decoded.kind.unwrap()
 }
 
 impl World {
@@ -107,7 +112,7 @@ impl World {
                     self.issued = ticket;
                     self.writes.extend(writes.into_iter().map(|w| (ticket, w)));
                 }
-                Output::Send { to, frame } => self.inbox.entry(to).or_default().push(decode(frame)),
+                Output::Send { to, message } => self.inbox.entry(to).or_default().push(decode(message)),
                 Output::Read { to, request_id, read } => self.reads.push((to, request_id, read)),
                 Output::Close { session, code, .. } => self.closes.push((session, code)),
                 Output::VoiceRoom { channel, members } => {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kith_core::request::{AuthRequest, Parsed, Registration, Request, parse};
 use kith_core::text::DisplayName;
-use kith_core::{Input, SessionId};
+use kith_core::{Input, Outgoing, SessionId};
 use kith_proto::v1::{ClientMessage, ErrorCode};
 use tokio::sync::mpsc;
 
@@ -29,6 +29,52 @@ use crate::voice::VoiceLink;
 /// Bytes queued per session before it counts as a slow consumer: room for a
 /// couple of full history pages on top of a burst of events.
 pub const OUTBOX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The bytes a stream transport writes before an outgoing message's shared
+/// body: the length prefix and, for an event, this recipient's `seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHead {
+    buf: [u8; 32],
+    used: usize,
+}
+
+impl FrameHead {
+    pub fn of(out: &Outgoing) -> FrameHead {
+        match out {
+            Outgoing::Message(m) => {
+                let mut buf = [0; 32];
+                // The hub never makes a message near 4 GiB: MAX_SERVER_FRAME is 16 MiB.
+                buf[..4].copy_from_slice(&(m.len() as u32).to_be_bytes());
+                FrameHead { buf, used: 4 }
+            }
+            Outgoing::Event { seq, event } => {
+                let (buf, used) = kith_proto::event_frame_header(*seq, event.len());
+                FrameHead { buf, used }
+            }
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+}
+
+/// The body every recipient shares, encoded on first use.
+pub fn frame_body(out: &Outgoing) -> &bytes::Bytes {
+    match out {
+        Outgoing::Message(m) => m.bytes(),
+        Outgoing::Event { event, .. } => event.bytes(),
+    }
+}
+
+/// How many bytes `out` takes on a stream, without encoding it.
+pub fn framed_len(out: &Outgoing) -> usize {
+    let body = match out {
+        Outgoing::Message(m) => m.len(),
+        Outgoing::Event { event, .. } => event.len(),
+    };
+    FrameHead::of(out).used + body
+}
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -100,14 +146,14 @@ pub(crate) async fn submit(
         // 0 names the connection in errors: a request numbered 0 could
         // never be told apart from a connection-level error, so none runs.
         let reason = "request_id 0 is reserved for connection-level errors; number requests from 1";
-        me.push(OutItem::Frame(error_frame(0, ErrorCode::Invalid, reason)));
+        me.push(OutItem::Send(error_frame(0, ErrorCode::Invalid, reason)));
         return true;
     }
     if matches!(msg.request, Some(kith_proto::v1::client_message::Request::JoinVoice(_)))
         && me.voice.is_none()
     {
         let reason = "voice needs QUIC datagrams (RFC 9221), which this connection did not offer";
-        me.push(OutItem::Frame(error_frame(rid, ErrorCode::Unsupported, reason)));
+        me.push(OutItem::Send(error_frame(rid, ErrorCode::Unsupported, reason)));
         return true;
     }
     let request = match parse(msg.request, || auth::random_code(12)) {
@@ -116,16 +162,16 @@ pub(crate) async fn submit(
             Ok(request) => request,
             Err(Failed::Refused(refused)) => {
                 let reason = refused.to_string();
-                me.push(OutItem::Frame(error_frame_after(rid, reason, refused.retry_after_ms)));
+                me.push(OutItem::Send(error_frame_after(rid, reason, refused.retry_after_ms)));
                 return true;
             }
             Err(Failed::Error((code, reason))) => {
-                me.push(OutItem::Frame(error_frame(rid, code, reason)));
+                me.push(OutItem::Send(error_frame(rid, code, reason)));
                 return true;
             }
         },
         Err(e) => {
-            me.push(OutItem::Frame(error_frame(rid, e.code, e.reason)));
+            me.push(OutItem::Send(error_frame(rid, e.code, e.reason)));
             return true;
         }
     };

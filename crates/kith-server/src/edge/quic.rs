@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kith_core::{Frame, Input, SessionId};
+use kith_core::{Input, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
-use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME, event_frame_header};
+use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-use super::{Edge, Opened, submit};
+use super::{Edge, FrameHead, Opened, frame_body, submit};
 use crate::actor::{Abort, OutItem, SessionHandle, ToHub, error_frame};
 use crate::admission::{Refused, Slot};
 use crate::voice::{self, PacketBudget, Route, VoiceLink};
@@ -144,14 +144,10 @@ async fn write_loop(
     while let Some(item) = outbox.recv().await {
         queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
         let written = match item {
-            OutItem::Frame(Frame::Whole(bytes)) => send.write_all(&bytes).await,
-            OutItem::Frame(Frame::Event { seq, body }) => {
-                let (header, used) = event_frame_header(seq, body.len());
-                match send.write_all(&header[..used]).await {
-                    Ok(()) => send.write_all(&body).await,
-                    Err(e) => Err(e),
-                }
-            }
+            OutItem::Send(out) => match send.write_all(FrameHead::of(&out).as_bytes()).await {
+                Ok(()) => send.write_all(frame_body(&out)).await,
+                Err(e) => Err(e),
+            },
             OutItem::Close(code, reason) => {
                 // Make sure what came before (say, a logout's reply) arrives first.
                 let _ = send.finish();
@@ -254,7 +250,7 @@ async fn read_loop(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    me.push(OutItem::Frame(error_frame(0, ErrorCode::Protocol, e.to_string())));
+                    me.push(OutItem::Send(error_frame(0, ErrorCode::Protocol, e.to_string())));
                     return End::Closed(CloseCode::FrameTooLarge, "frame too large");
                 }
             };
@@ -267,7 +263,7 @@ async fn read_loop(
                 Err(e) => {
                     protocol_errors += 1;
                     let reason = format!("undecodable frame: {e}");
-                    me.push(OutItem::Frame(error_frame(0, ErrorCode::Protocol, reason)));
+                    me.push(OutItem::Send(error_frame(0, ErrorCode::Protocol, reason)));
                     if protocol_errors >= MAX_PROTOCOL_ERRORS {
                         return End::Closed(CloseCode::Protocol, "too many undecodable frames");
                     }

@@ -21,11 +21,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kith_core::request::Request as HubRequest;
-use kith_core::{Frame, Input as HubInput, SessionId};
+use kith_core::{Input as HubInput, SessionId};
 use kith_proto::v1::{self, ClientMessage, ErrorCode, client_message::Request, server_message::Kind};
 use kith_telnet::{Event, Telnet};
 use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn, SignInWays};
-use prost::Message;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
@@ -480,39 +479,31 @@ impl Session {
 
     /// Something the hub sent this session.
     fn hub_sent(&mut self, item: OutItem) -> Result<(), End> {
+        // In process: the message as the hub made it, never encoded.
         let message = match item {
-            OutItem::Frame(Frame::Whole(bytes)) => {
-                v1::ServerMessage::decode(bytes.get(4..).unwrap_or_default()).map(|m| m.kind)
-            }
-            OutItem::Frame(Frame::Event { seq, body }) => {
-                v1::Event::decode(body).map(|e| Some(Kind::Event(v1::Event { seq, ..e })))
-            }
+            OutItem::Send(out) => out.into_server_message().kind,
             OutItem::Close(_, reason) => return Err(End::Closed(reason)),
         };
         let input = match message {
-            Ok(Some(Kind::Reply(v1::Reply {
+            Some(Kind::Reply(v1::Reply {
                 request_id: SIGN_IN,
                 result: Some(v1::reply::Result::Ready(r)),
-            }))) => {
+            })) => {
                 self.signed_in = true;
                 Input::Ready(Box::new(r))
             }
-            Ok(Some(Kind::Reply(v1::Reply { request_id, result: Some(result) }))) => {
+            Some(Kind::Reply(v1::Reply { request_id, result: Some(result) })) => {
                 Input::Reply { id: request_id, result: Ok(result) }
             }
-            Ok(Some(Kind::Error(e))) if e.request_id == SIGN_IN => Input::Setup(SetupInput::Failed(e.reason)),
-            Ok(Some(Kind::Error(e))) if e.request_id != 0 => Input::Reply {
+            Some(Kind::Error(e)) if e.request_id == SIGN_IN => Input::Setup(SetupInput::Failed(e.reason)),
+            Some(Kind::Error(e)) if e.request_id != 0 => Input::Reply {
                 id: e.request_id,
                 result: Err(Failure { code: ErrorCode::try_from(e.code).ok(), reason: e.reason }),
             },
-            Ok(Some(Kind::Event(event))) => Input::Event(Box::new(event)),
+            Some(Kind::Event(event)) => Input::Event(Box::new(event)),
             // Connection-level errors name a request we did not make; the
             // hub closes the session itself if it must.
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "the gateway could not decode the hub's frame");
-                return Err(End::Closed("internal error".into()));
-            }
+            _ => return Ok(()),
         };
         self.app.handle(now_ms(), input);
         self.dirty = true;
