@@ -136,6 +136,44 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Whether this write may change who may be in a channel or speak there
+    /// (permissions, membership, channels, sign-ins). The hub re-derives
+    /// voice after any such write, so a new request kind needs no list of
+    /// its own; the match has no wildcard, so a new kind of write must say.
+    pub fn changes_access(&self) -> bool {
+        match self {
+            Write::RevokeToken { .. }
+            | Write::RemoveMember { .. }
+            | Write::UpdateMember { .. }
+            | Write::PutRole { .. }
+            | Write::DeleteRole { .. }
+            | Write::AddMemberRole { .. }
+            | Write::RemoveMemberRole { .. }
+            | Write::SetOverride { .. }
+            | Write::Ban { .. }
+            | Write::UpdateChannel { .. }
+            | Write::DeleteChannel { .. } => true,
+            Write::CreateUser { .. }
+            | Write::CreateToken { .. }
+            | Write::UpdateUser { .. }
+            | Write::CreateCommunity { .. }
+            | Write::AddMember { .. }
+            | Write::Unban { .. }
+            | Write::Audit { .. }
+            | Write::CreateChannel { .. }
+            | Write::CreateInvite { .. }
+            | Write::UseInvite { .. }
+            | Write::InsertMessage { .. }
+            | Write::EditMessage { .. }
+            | Write::DeleteMessage { .. }
+            | Write::PutDirect { .. }
+            | Write::SetReadState { .. }
+            | Write::SetPresence { .. } => false,
+        }
+    }
+}
+
 /// Everything the hub needs in memory, as loaded at start-up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {

@@ -36,6 +36,7 @@ mod guest;
 pub mod limits;
 mod messages;
 mod moderation;
+mod outbox;
 mod outgoing;
 pub use outgoing::{Encoded, Outgoing};
 mod presence;
@@ -441,7 +442,8 @@ pub struct Hub {
     voice_shown: BTreeMap<UserId, v1::VoiceState>,
     /// Each room's routing as last published to the edges.
     voice_published: BTreeMap<ChannelId, Vec<VoiceRoute>>,
-    /// Something that can change voice happened during this input.
+    /// A session went or came during this input: voice may differ. (Other
+    /// changes that matter to voice are writes: `Outbox::take_access_changed`.)
     voice_dirty: bool,
 
     sessions: HashMap<SessionId, Session>,
@@ -456,13 +458,7 @@ pub struct Hub {
     /// The time of the input being handled.
     now: Timestamp,
 
-    /// The last `Persist` ticket issued, and the last one known committed.
-    issued: u64,
-    committed: u64,
-    /// Outputs free to go.
-    ready: VecDeque<Output>,
-    /// Session-facing outputs waiting for a ticket to commit.
-    held: VecDeque<(u64, Output)>,
+    outbox: outbox::Outbox,
 }
 
 impl Hub {
@@ -505,10 +501,7 @@ impl Hub {
             detached: VecDeque::new(),
             auth_deadlines: BTreeSet::new(),
             now: Timestamp(0),
-            issued: 0,
-            committed: 0,
-            ready: VecDeque::new(),
-            held: VecDeque::new(),
+            outbox: outbox::Outbox::default(),
         };
         for u in state.users {
             hub.add_user(u);
@@ -639,12 +632,11 @@ impl Hub {
             }
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
-            Input::Committed { ticket } => self.committed(ticket),
+            Input::Committed { ticket } => self.outbox.committed(ticket),
             Input::Request { session, request_id, request } => {
                 if !self.sessions.contains_key(&session) {
                     return;
                 }
-                self.voice_dirty |= Self::touches_voice(&request);
                 if let Err(refusal) = self.request(now, session, request_id, request) {
                     let flooding = matches!(refusal, Refusal::RateLimited(..))
                         && self.refusal_limits.check(self.now, &session).is_err();
@@ -664,14 +656,17 @@ impl Hub {
                 }
             }
         }
-        if std::mem::take(&mut self.voice_dirty) && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
+        // Voice is re-derived (a diff: only what changed goes out) after any
+        // input that may have changed it, whatever the request was.
+        let changed = self.outbox.take_access_changed() | std::mem::take(&mut self.voice_dirty);
+        if changed && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
             self.voice_sync();
         }
     }
 
     /// The next thing to do, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.ready.pop_front()
+        self.outbox.pop()
     }
 
     /// When the hub next needs to be handed the time ([`Input::Tick`]), if
@@ -695,14 +690,6 @@ impl Hub {
                 let reason = "no successful authentication within the deadline".to_owned();
                 self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
             }
-        }
-    }
-
-    fn committed(&mut self, ticket: u64) {
-        self.committed = self.committed.max(ticket);
-        while self.held.front().is_some_and(|(t, _)| *t <= self.committed) {
-            let (_, out) = self.held.pop_front().expect("front exists");
-            self.ready.push_back(out);
         }
     }
 
@@ -741,17 +728,12 @@ impl Hub {
     // ----- output plumbing ---------------------------------------------------
 
     fn persist(&mut self, writes: Vec<Write>) {
-        self.issued += 1;
-        self.ready.push_back(Output::Persist { ticket: self.issued, writes });
+        self.outbox.persist(writes);
     }
 
     /// Queues a session-facing output behind any uncommitted write.
     fn emit(&mut self, out: Output) {
-        if self.committed < self.issued {
-            self.held.push_back((self.issued, out));
-        } else {
-            self.ready.push_back(out);
-        }
+        self.outbox.emit(out);
     }
 
     fn reply(&mut self, to: SessionId, request_id: u64, result: ReplyResult) {

@@ -19,7 +19,6 @@ use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResul
 use super::{Cx, Hub, Outcome, Output, Refusal, forbidden};
 use crate::ids::{ChannelId, CommunityId, SessionId, UserId};
 use crate::permissions::Permissions;
-use crate::request::Request;
 
 /// Most users in one voice channel unless the operator says otherwise. The
 /// server forwards each packet to every other member, so a room's traffic
@@ -50,27 +49,6 @@ pub struct VoiceRoute {
 }
 
 impl Hub {
-    /// Requests after which who may be in voice, or speak there, may differ.
-    pub(super) fn touches_voice(request: &Request) -> bool {
-        matches!(
-            request,
-            Request::JoinVoice { .. }
-                | Request::LeaveVoice
-                | Request::UpdateVoiceState { .. }
-                | Request::ModerateVoice { .. }
-                | Request::UpdateRole { .. }
-                | Request::DeleteRole { .. }
-                | Request::UpdateMember { .. }
-                | Request::SetOverride { .. }
-                | Request::Timeout { .. }
-                | Request::Kick { .. }
-                | Request::Ban { .. }
-                | Request::LeaveCommunity { .. }
-                | Request::DeleteChannel { .. }
-                | Request::Logout { .. }
-        )
-    }
-
     pub(super) fn join_voice(
         &mut self,
         cx: Cx,
@@ -266,7 +244,7 @@ impl Hub {
             self.voice_published.keys().filter(|c| !rooms.contains_key(c)).copied().collect();
         for channel in emptied {
             self.voice_published.remove(&channel);
-            self.ready.push_back(Output::VoiceRoom { channel, members: Vec::new() });
+            self.outbox.emit_now(Output::VoiceRoom { channel, members: Vec::new() });
         }
         for (channel, mut members) in rooms {
             members.sort();
@@ -275,7 +253,7 @@ impl Hub {
                 // Routing is not durable state and reveals nothing unwritten:
                 // it goes out at once, not behind pending commits, so a mute
                 // takes effect on the next packet.
-                self.ready.push_back(Output::VoiceRoom { channel, members });
+                self.outbox.emit_now(Output::VoiceRoom { channel, members });
             }
         }
     }
