@@ -156,6 +156,52 @@ fn retry_with_the_same_nonce_returns_the_original_and_writes_nothing() {
     assert_eq!(w.reads.last(), Some(&(owner, rid, Read::Message(MessageId(original.id)))));
 }
 
+/// A channel's messages go with it, and so do their nonces (as the store's
+/// rows do); every other channel's stay.
+#[test]
+fn deleting_a_channel_frees_its_nonces_and_keeps_every_other_channels() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    let second = match w
+        .call(
+            owner,
+            Request::CreateChannel {
+                community: CommunityId(c.id),
+                name: ChannelName::parse("second").unwrap(),
+                topic: Topic::parse("").unwrap(),
+                voice: false,
+            },
+        )
+        .unwrap()
+    {
+        R::Channel(ch) => ch.id,
+        r => panic!("{r:?}"),
+    };
+    w.say(owner, general, "in general", Some("a")).unwrap();
+    let kept = message(w.say(owner, second, "in second", Some("b")).unwrap());
+    w.call(owner, Request::DeleteChannel { channel: ChannelId(general) }).unwrap();
+
+    let inserts =
+        |w: &World| w.writes.iter().filter(|(_, wr)| matches!(wr, Write::InsertMessage { .. })).count();
+    let before = inserts(&w);
+    let reused = message(w.say(owner, second, "a again", Some("a")).unwrap());
+    assert_eq!(inserts(&w), before + 1, "the deleted channel's nonce is free again");
+    assert_eq!((reused.channel_id, reused.body.as_str()), (second, "a again"));
+
+    let rid = w.send(
+        owner,
+        Request::SendMessage {
+            channel: ChannelId(second),
+            body: Body::parse("retry").unwrap(),
+            nonce: Some(Nonce::parse("b").unwrap().unwrap()),
+            reply_to: None,
+        },
+    );
+    assert_eq!(inserts(&w), before + 1, "the other channel's nonce still deduplicates");
+    assert_eq!(w.reads.last(), Some(&(owner, rid, Read::Message(MessageId(kept.id)))));
+}
+
 #[test]
 fn outsiders_get_not_found_and_change_nothing() {
     let mut w = World::new(HubConfig {

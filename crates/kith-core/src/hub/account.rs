@@ -152,15 +152,8 @@ impl Hub {
         self.by_resume_key.insert(session_id.clone(), session);
         self.user_sessions.entry(auth.user).or_default().insert(session);
         self.refresh_presence(auth.user);
-        let communities = self
-            .communities
-            .iter()
-            .filter(|(_, c)| c.members.contains_key(&auth.user))
-            .map(|(id, _)| *id)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|id| self.community_wire(id, auth.user))
-            .collect();
+        let communities =
+            self.memberships.communities(auth.user).map(|id| self.community_wire(id, auth.user)).collect();
         let ready = v1::Ready {
             user: Some(self.user_wire(auth.user)),
             token,
@@ -219,12 +212,7 @@ impl Hub {
         status_text: Option<StatusText>,
     ) -> Outcome {
         if let Some(DisplayName(d)) = &display_name {
-            let communities: Vec<CommunityId> = self
-                .communities
-                .iter()
-                .filter(|(_, c)| c.members.contains_key(&cx.me))
-                .map(|(id, _)| *id)
-                .collect();
+            let communities: Vec<CommunityId> = self.memberships.communities(cx.me).collect();
             for community in communities {
                 self.refuse_look_alike(community, cx.me, d, "display name")?;
             }
@@ -280,11 +268,11 @@ impl Hub {
     /// them: who sees their profile and presence.
     pub(super) fn acquaintances(&self, user: UserId) -> Vec<UserId> {
         let mut all = BTreeSet::from([user]);
-        for c in self.communities.values().filter(|c| c.members.contains_key(&user)) {
-            all.extend(c.members.keys().copied());
+        for c in self.memberships.communities(user) {
+            all.extend(self.communities[&c].members.keys().copied());
         }
-        for d in self.directs.values().filter(|d| d.members.contains(&user)) {
-            all.extend(d.members.iter().copied());
+        for d in self.memberships.directs(user) {
+            all.extend(self.directs[&d].members.iter().copied());
         }
         all.into_iter().collect()
     }

@@ -62,6 +62,7 @@ impl Hub {
                 bans: BTreeMap::new(),
             },
         );
+        self.memberships.joined(cx.me, community);
         self.add_channel(channel);
         let wire = self.community_wire(community, cx.me);
         self.reply(cx.session, cx.rid, ReplyResult::Community(wire.clone()));
@@ -145,6 +146,7 @@ impl Hub {
         by: Option<(UserId, String)>,
     ) {
         self.communities.get_mut(&community).expect("member's community").members.remove(&user);
+        self.memberships.left(user, community);
         let (by_user_id, moderator_reason) = by.map_or((0, String::new()), |(u, why)| (u.0, why));
         let left = v1::CommunityLeft {
             community_id: community.0,
@@ -255,11 +257,10 @@ impl Hub {
         self.persist(vec![Write::DeleteChannel { id: channel }, audit]);
         self.channels.remove(&channel);
         self.communities.get_mut(&community).expect("visible").channels.remove(&channel);
-        self.messages.retain(|_, m| m.channel != channel);
-        self.timeline.remove(&channel);
-        self.read.retain(|(_, c), _| *c != channel);
-        let messages = &self.messages;
-        self.nonces.retain(|_, id| messages.contains_key(id));
+        // The channel's own messages and read marks only, not the server's.
+        if let Some(timeline) = self.timelines.remove(&channel) {
+            self.nonces.remove_all_of(&timeline);
+        }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::ChannelDeleted { community_id: community.0, channel_id: channel.0 };
         self.fan_out(&viewers, EventBody::ChannelDeleted(deleted));
@@ -409,6 +410,7 @@ impl Hub {
         let others = self.member_ids(community);
         let c = self.communities.get_mut(&community).expect("joining a live community");
         c.members.insert(user, member);
+        self.memberships.joined(user, community);
         let joined =
             v1::MemberJoined { community_id: community.0, member: Some(self.member_wire(community, user)) };
         self.fan_out(&others, EventBody::MemberJoined(joined));

@@ -27,21 +27,23 @@ impl Hub {
     }
 
     pub(super) fn share_community(&self, a: UserId, b: UserId) -> bool {
-        self.communities.values().any(|c| c.members.contains_key(&a) && c.members.contains_key(&b))
+        self.memberships.communities(a).any(|c| self.communities[&c].members.contains_key(&b))
     }
 
-    /// The conversations `user` takes part in.
+    /// The conversations `user` takes part in, in id order.
     pub(super) fn directs_of(&self, user: UserId) -> Vec<ChannelId> {
-        let mut ids: Vec<ChannelId> =
-            self.directs.iter().filter(|(_, d)| d.members.contains(&user)).map(|(id, _)| *id).collect();
-        ids.sort();
-        ids
+        self.memberships.directs(user).collect()
+    }
+
+    /// The groups (not conversations of two) `user` takes part in.
+    fn groups_of(&self, user: UserId) -> impl Iterator<Item = ChannelId> + '_ {
+        self.memberships.directs(user).filter(|id| self.directs[id].group)
     }
 
     /// Refuses to put `user` in one more group once they are in the most
     /// one account may be (their snapshot stays loadable whatever others do).
     fn room_in_groups(&self, user: UserId) -> Outcome {
-        let groups = self.directs.values().filter(|d| d.group && d.members.contains(&user)).count();
+        let groups = self.groups_of(user).count();
         if groups >= super::MAX_GROUPS_PER_USER {
             let name = self.users.get(&user).map_or("?", |u| u.stored.username.as_str());
             return Err(forbidden(format!("{name} is in as many group conversations as one account may be")));
@@ -58,6 +60,7 @@ impl Hub {
         {
             self.pairs.insert((a.min(b), a.max(b)), d.id);
         }
+        self.memberships.direct_changed(d.id, &[], &d.members);
         self.directs
             .insert(d.id, Direct { group: d.group, name: d.name, owner: d.owner, members: d.members });
     }
@@ -169,6 +172,8 @@ impl Hub {
             d.owner = d.members.first().copied();
         }
         let members = d.members.clone();
+        let before_list: Vec<UserId> = before.iter().copied().collect();
+        self.memberships.direct_changed(channel, &before_list, &members);
         self.persist(vec![Write::PutDirect { direct: self.stored_direct(channel) }]);
         if members.is_empty() {
             self.directs.remove(&channel);
@@ -203,16 +208,13 @@ impl Hub {
         if !self.users.contains_key(&user) {
             return Err(Refusal::NotFound("user"));
         }
-        let groups: Vec<ChannelId> = self
-            .directs
-            .iter()
-            .filter(|(_, d)| d.group && d.members.contains(&user))
-            .map(|(id, _)| *id)
-            .collect();
+        let groups: Vec<ChannelId> = self.groups_of(user).collect();
         let mut writes = Vec::new();
         for channel in &groups {
             let d = self.directs.get_mut(channel).expect("found above");
+            let before = d.members.clone();
             d.members.retain(|m| *m != user);
+            self.memberships.direct_changed(*channel, &before, &d.members);
             if d.owner == Some(user) {
                 d.owner = d.members.first().copied();
             }

@@ -116,12 +116,7 @@ impl Hub {
     pub(super) fn end_guest(&mut self, user: UserId) {
         let Some(u) = self.users.get_mut(&user) else { return };
         u.guest = false;
-        let joined: Vec<CommunityId> = self
-            .communities
-            .iter()
-            .filter(|(_, c)| c.members.contains_key(&user))
-            .map(|(id, _)| *id)
-            .collect();
+        let joined: Vec<CommunityId> = self.memberships.communities(user).collect();
         for community in joined {
             self.remove_member(community, user, MemberLeftReason::Left, None);
         }
@@ -144,7 +139,7 @@ impl Hub {
         let channels: Vec<_> = self.communities[&community].channels.iter().copied().collect();
         let writes: Vec<Write> = channels
             .into_iter()
-            .filter(|ch| self.read.remove(&(user, *ch)).is_some())
+            .filter(|ch| self.timelines.get_mut(ch).is_some_and(|t| t.set_read(user, None)))
             .map(|channel| Write::SetReadState { user, channel, last_read: None })
             .collect();
         if !writes.is_empty() {

@@ -22,15 +22,15 @@ impl Hub {
     ) -> Outcome {
         let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
         if let Some(nonce) = &nonce
-            && let Some(&original) = self.nonces.get(&(cx.me, nonce.clone()))
+            && let Some((original_channel, original)) = self.nonces.find(cx.me, &nonce.0, &self.timelines)
         {
             // A retry: answer with the original, whatever this request says.
-            let meta = &self.messages[&original];
+            let meta = self.timelines[&original_channel].get(original).expect("indexed nonces name messages");
             if meta.deleted {
                 // Sent, then deleted: say exactly that, with nothing to show.
                 let mut wire = self.message_wire(
                     original,
-                    meta.channel,
+                    original_channel,
                     meta.author,
                     String::new(),
                     meta.reply_to,
@@ -52,11 +52,10 @@ impl Hub {
         }
         // The message ends their typing; a new notice may go out at once.
         self.typing.remove(&(cx.me, channel));
-        if let Some(target) = reply_to {
-            match self.messages.get(&target) {
-                Some(m) if m.channel == channel && !m.deleted => {}
-                _ => return Err(Refusal::NotFound("message to reply to")),
-            }
+        if let Some(target) = reply_to
+            && self.timelines.get(&channel).and_then(|t| t.live(target)).is_none()
+        {
+            return Err(Refusal::NotFound("message to reply to"));
         }
         let (mentions, everyone) = self.resolve_mentions(community, channel, perms, &body);
         let id = MessageId(self.ids.next(cx.now));
@@ -74,23 +73,22 @@ impl Hub {
                 created_at,
             },
         }]);
-        self.messages.insert(
+        self.timelines.entry(channel).or_default().insert(
             id,
             MessageMeta {
-                channel,
                 author: cx.me,
                 reply_to,
                 deleted: false,
                 mentions: mentions.clone().into(),
                 mention_everyone: everyone,
+                nonce: nonce.as_ref().map(|n| n.0.as_str().into()),
             },
         );
-        self.timeline.entry(channel).or_default().insert(id);
         if let Some(u) = self.users.get_mut(&cx.me) {
             u.authored = true;
         }
         if let Some(nonce) = &nonce {
-            self.nonces.insert((cx.me, nonce.clone()), id);
+            self.nonces.insert(cx.me, &nonce.0, channel, id);
         }
         let mut wire = self.message_wire(id, channel, cx.me, body.0, reply_to, &mentions, nonce.map(|n| n.0));
         wire.mention_everyone = everyone;
@@ -124,7 +122,7 @@ impl Hub {
             mention_everyone: everyone,
             edited_at,
         }]);
-        let meta = self.messages.get_mut(&message).expect("visible");
+        let meta = self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible");
         meta.mentions = mentions.clone().into();
         meta.mention_everyone = everyone;
         let mut wire = self.message_wire(message, channel, cx.me, body.0, reply_to, &mentions, None);
@@ -158,10 +156,7 @@ impl Hub {
             ));
         }
         self.persist(writes);
-        self.messages.get_mut(&message).expect("visible").deleted = true;
-        if let Some(t) = self.timeline.get_mut(&channel) {
-            t.remove(&message);
-        }
+        self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible").deleted = true;
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::MessageDeleted { channel_id: channel.0, message_id: message.0 };
         self.fan_out_channel(channel, EventBody::MessageDeleted(deleted));
@@ -179,10 +174,7 @@ impl Hub {
         if !self.can_view(channel, user) {
             return Err(Refusal::NotFound("channel"));
         }
-        self.messages
-            .get(&id)
-            .filter(|m| m.channel == channel && !m.deleted)
-            .ok_or(Refusal::NotFound("message"))
+        self.timelines.get(&channel).and_then(|t| t.live(id)).ok_or(Refusal::NotFound("message"))
     }
 
     /// `@name` mentions of members of the community, as ids, and whether the
@@ -217,14 +209,13 @@ impl Hub {
         user: UserId,
         since: crate::ids::Timestamp,
     ) -> Vec<(MessageId, ChannelId)> {
-        let channels = &self.communities[&community].channels;
-        let mut found: Vec<(MessageId, ChannelId)> = self
-            .messages
+        // Each of the community's channels from `since` on: recent messages
+        // of this community only.
+        let mut found: Vec<(MessageId, ChannelId)> = self.communities[&community]
+            .channels
             .iter()
-            .filter(|(id, m)| {
-                m.author == user && !m.deleted && channels.contains(&m.channel) && id.timestamp() >= since
-            })
-            .map(|(id, m)| (*id, m.channel))
+            .filter_map(|ch| Some((*ch, self.timelines.get(ch)?)))
+            .flat_map(|(ch, t)| t.authored_since(user, since).map(move |id| (id, ch)))
             .collect();
         found.sort();
         found
@@ -234,11 +225,8 @@ impl Hub {
     /// and tells each channel's viewers.
     pub(super) fn messages_deleted(&mut self, deleted: &[(MessageId, ChannelId)]) {
         for (id, channel) in deleted {
-            if let Some(m) = self.messages.get_mut(id) {
+            if let Some(m) = self.timelines.get_mut(channel).and_then(|t| t.get_mut(*id)) {
                 m.deleted = true;
-            }
-            if let Some(t) = self.timeline.get_mut(channel) {
-                t.remove(id);
             }
             let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };
             self.fan_out_channel(*channel, EventBody::MessageDeleted(event));

@@ -34,6 +34,7 @@ mod community;
 mod direct;
 mod guest;
 pub mod limits;
+mod memberships;
 mod messages;
 mod moderation;
 mod outbox;
@@ -43,6 +44,9 @@ mod presence;
 pub use presence::TYPING_MS;
 mod roles;
 mod session;
+mod timeline;
+use memberships::Memberships;
+use timeline::{MessageMeta, Nonces, Timeline};
 mod voice;
 pub use voice::{DEFAULT_VOICE_ROOM, VoiceRoute};
 mod wire;
@@ -57,7 +61,6 @@ use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::rate::{Buckets, RateLimit};
 use crate::request::{AuditQuery, HistoryQuery, Request, TokenHash};
 use crate::store::{StoredInvite, StoredState, StoredUser, Write};
-use crate::text::Nonce;
 
 /// The one answer to every failed sign-in: a wrong name, a wrong password,
 /// an unknown or revoked token all read the same, so that none can be told
@@ -346,22 +349,6 @@ struct Channel {
     voice: bool,
 }
 
-#[derive(Debug)]
-struct MessageMeta {
-    channel: ChannelId,
-    author: UserId,
-    reply_to: Option<MessageId>,
-    deleted: bool,
-    mentions: Box<[UserId]>,
-    mention_everyone: bool,
-}
-
-impl MessageMeta {
-    fn mentions(&self, user: UserId) -> bool {
-        self.mention_everyone || self.mentions.contains(&user)
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Auth {
     user: UserId,
@@ -411,14 +398,14 @@ pub struct Hub {
     idle_guests: BTreeSet<UserId>,
     tokens: HashMap<TokenHash, (TokenId, UserId)>,
     communities: BTreeMap<CommunityId, Community>,
+    /// Who is in which community and conversation, by user.
+    memberships: Memberships,
     channels: HashMap<ChannelId, Channel>,
     invites: HashMap<String, StoredInvite>,
-    messages: HashMap<MessageId, MessageMeta>,
-    nonces: HashMap<(UserId, Nonce), MessageId>,
-    /// Live (undeleted) messages per channel, for read-state counts.
-    timeline: HashMap<ChannelId, BTreeSet<MessageId>>,
+    /// Each channel's and conversation's messages and read marks.
+    timelines: HashMap<ChannelId, Timeline>,
+    nonces: Nonces,
     /// The newest message each user has read in each channel.
-    read: HashMap<(UserId, ChannelId), MessageId>,
     directs: HashMap<ChannelId, Direct>,
     /// The direct conversation of each pair (lower id first).
     pairs: HashMap<(UserId, UserId), ChannelId>,
@@ -477,12 +464,11 @@ impl Hub {
             idle_guests: BTreeSet::new(),
             tokens: HashMap::new(),
             communities: BTreeMap::new(),
+            memberships: Memberships::default(),
             channels: HashMap::new(),
             invites: HashMap::new(),
-            messages: HashMap::new(),
-            nonces: HashMap::new(),
-            timeline: HashMap::new(),
-            read: HashMap::new(),
+            timelines: HashMap::new(),
+            nonces: Nonces::default(),
             directs: HashMap::new(),
             pairs: HashMap::new(),
             shown: HashMap::new(),
@@ -539,6 +525,7 @@ impl Hub {
                     ..Member::new(m.joined_at)
                 };
                 c.members.insert(m.user, member);
+                hub.memberships.joined(m.user, m.community);
             }
         }
         for (community, user, role) in state.member_roles {
@@ -563,24 +550,21 @@ impl Hub {
             hub.invites.insert(i.code.clone(), i);
         }
         for m in state.messages {
-            if let Some(nonce) = m.nonce {
-                hub.nonces.insert((m.author, Nonce(nonce)), m.id);
-            }
-            if !m.deleted {
-                hub.timeline.entry(m.channel).or_default().insert(m.id);
+            if let Some(nonce) = &m.nonce {
+                hub.nonces.insert(m.author, nonce, m.channel, m.id);
             }
             if let Some(u) = hub.users.get_mut(&m.author) {
                 u.authored = true;
             }
-            hub.messages.insert(
+            hub.timelines.entry(m.channel).or_default().insert(
                 m.id,
                 MessageMeta {
-                    channel: m.channel,
                     author: m.author,
                     reply_to: m.reply_to,
                     deleted: m.deleted,
                     mentions: m.mentions.into(),
                     mention_everyone: m.mention_everyone,
+                    nonce: m.nonce.map(Into::into),
                 },
             );
         }
@@ -596,7 +580,7 @@ impl Hub {
             hub.add_direct(d);
         }
         for (user, channel, last) in state.read_states {
-            hub.read.insert((user, channel), last);
+            hub.timelines.entry(channel).or_default().set_read(user, Some(last));
         }
         if hub.owner.is_some() {
             hub.config.setup_code = None;
@@ -662,6 +646,11 @@ impl Hub {
         if changed && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
             self.voice_sync();
         }
+        #[cfg(debug_assertions)]
+        self.memberships.check(
+            self.communities.iter().flat_map(|(id, c)| c.members.keys().map(move |u| (*id, *u))),
+            self.directs.iter().flat_map(|(id, d)| d.members.iter().map(move |u| (*id, *u))),
+        );
     }
 
     /// The next thing to do, in order.

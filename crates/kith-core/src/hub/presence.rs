@@ -166,8 +166,8 @@ impl Hub {
     /// `user`'s read state in `channel`: the last message read, and how many
     /// newer messages from others there are and how many of them mention `user`.
     pub(super) fn read_counts(&self, channel: ChannelId, user: UserId) -> (u64, u32, u32) {
-        let last = self.read.get(&(user, channel)).copied();
-        let Some(timeline) = self.timeline.get(&channel) else { return (last.map_or(0, |m| m.0), 0, 0) };
+        let Some(timeline) = self.timelines.get(&channel) else { return (0, 0, 0) };
+        let last = timeline.read(user);
         // A newcomer starts reading at their join: what was said before is
         // history to browse, not a pile of unread messages.
         let joined = self
@@ -177,8 +177,7 @@ impl Hub {
             .map_or(0, |m| MessageId::first_at(m.joined_at).0);
         let after = last.map_or(0, |m| m.0 + 1).max(joined);
         let (mut unread, mut mentions) = (0, 0);
-        for id in timeline.range(MessageId(after)..).rev().take(MAX_UNREAD_COUNTED) {
-            let Some(m) = self.messages.get(id) else { continue };
+        for (_, m) in timeline.live_from(MessageId(after)).take(MAX_UNREAD_COUNTED) {
             if m.author == user {
                 continue;
             }
@@ -197,18 +196,13 @@ impl Hub {
 
     pub(super) fn ack(&mut self, cx: Cx, channel: ChannelId, message: Option<MessageId>) -> Outcome {
         self.channel_permissions(channel, cx.me, cx.now)?;
-        let newest = self.timeline.get(&channel).and_then(|t| t.last().copied());
+        let newest = self.timelines.get(&channel).and_then(|t| t.newest());
         let last = match (message, newest) {
             (Some(m), Some(newest)) => Some(m.min(newest)),
             _ => None,
         };
-        let key = (cx.me, channel);
-        if self.read.get(&key).copied() != last {
+        if self.timelines.entry(channel).or_default().set_read(cx.me, last) {
             self.persist(vec![Write::SetReadState { user: cx.me, channel, last_read: last }]);
-            match last {
-                Some(m) => self.read.insert(key, m),
-                None => self.read.remove(&key),
-            };
             let state = self.read_state_wire(channel, cx.me);
             self.fan_out(&[cx.me], EventBody::ReadStateUpdated(state));
         }
