@@ -434,6 +434,21 @@ impl Default for ConnectorOptions {
     }
 }
 
+/// TLS for the server's HTTPS side (the web client, and its WebSocket),
+/// checking the server's identity as `trust` says, as native connections do.
+pub fn https_config(trust: Trust) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(trust::Verifier::new(trust, &provider));
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls
+}
+
 impl Connector {
     pub fn new(trust: Trust, ipv6: bool) -> Result<Connector, Error> {
         Self::with_options(trust, ipv6, ConnectorOptions::default())

@@ -17,6 +17,7 @@ pub mod edge;
 pub mod identity;
 pub mod store;
 pub mod voice;
+pub mod webcert;
 
 pub use edge::{quic, telnet};
 
@@ -68,6 +69,9 @@ pub struct Config {
     /// between two reads and the kernel drops datagrams (QUIC resends them,
     /// late); 4 MiB holds about a second of that.
     pub udp_buffer: usize,
+    /// Serve the browser client over HTTPS on TCP, on the same port number
+    /// as QUIC (WebTransport shares the UDP port either way).
+    pub web: bool,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -181,6 +185,7 @@ impl Config {
             public_address: None,
             community_creation: kith_core::CommunityCreation::Everyone,
             udp_buffer: 4 * 1024 * 1024,
+            web: true,
         }
     }
 }
@@ -202,6 +207,7 @@ pub struct Server {
     writer: std::thread::JoinHandle<()>,
     accept: tokio::task::JoinHandle<()>,
     telnet: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    web: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// QUIC endpoint settings whose secrets derive from the server's private key
@@ -259,8 +265,7 @@ impl Server {
             format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
         });
         // Bound before the hub exists, so that invites name the real port.
-        let socket = bind_udp(config.listen, config.udp_buffer)
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let (socket, tcp) = bind_ports(&config).await?;
         let public_address = match &config.public_address {
             Some(a) => kith_proto::invite::with_default_port(a),
             None => guess_public_address(socket.local_addr()?),
@@ -299,9 +304,19 @@ impl Server {
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
 
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Without an operator's certificate, browsers get WebTransport by hash.
+        let self_signed = config.tls.is_none();
+        let certs = Arc::new(webcert::Resolver::new(
+            identity.certs.clone(),
+            identity.key.clone_key(),
+            provider.clone(),
+            self_signed,
+        )?);
+        let web_tls = tcp.as_ref().map(|_| https_config(&identity, &provider)).transpose()?;
         let endpoint = quinn::Endpoint::new(
             endpoint_config(&identity.key),
-            Some(server_config(identity.certs, identity.key)?),
+            Some(server_config(certs.clone(), &provider)?),
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
@@ -319,6 +334,18 @@ impl Server {
             Some(t) => Some(start_telnet(t, &edge, &identity.fingerprint).await?),
             None => None,
         };
+        let web = match (tcp, web_tls) {
+            (Some(listener), Some(tls)) => {
+                let site = Arc::new(edge::web::Site {
+                    fingerprint: identity.fingerprint.clone(),
+                    certs,
+                    hsts: !self_signed,
+                });
+                let addr = listener.local_addr()?;
+                Some((addr, tokio::spawn(edge::web::accept_loop(listener, tls, edge.clone(), site))))
+            }
+            _ => None,
+        };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         let drops = tokio::spawn(watch_udp_drops(local_addr.port()));
         Ok(Server {
@@ -334,7 +361,13 @@ impl Server {
             writer,
             accept,
             telnet,
+            web,
         })
+    }
+
+    /// Where the HTTPS server (the browser client) listens, if enabled.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Where the telnet gateway listens, if it is enabled.
@@ -375,7 +408,7 @@ impl Server {
     pub async fn shutdown(self) -> Result<()> {
         self.endpoint.set_server_config(None);
         self.drops.abort();
-        if let Some((_, accept)) = &self.telnet {
+        for (_, accept) in self.telnet.iter().chain(&self.web) {
             accept.abort();
         }
         let _ = self.hub.send(ToHub::Shutdown).await;
@@ -435,20 +468,59 @@ async fn start_telnet(
     Ok((addr, tokio::spawn(telnet::accept_loop(listener, edge.clone(), gateway))))
 }
 
+/// The UDP port's TLS: kith's own protocol for native clients, HTTP/3 for
+/// browsers' WebTransport, each with the certificate [`webcert::Resolver`]
+/// picks.
 fn server_config(
-    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
+    certs: Arc<webcert::Resolver>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<quinn::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
-    tls.alpn_protocols = vec![kith_proto::ALPN.to_vec()];
+        .with_cert_resolver(certs);
+    tls.alpn_protocols = vec![kith_proto::ALPN.to_vec(), edge::webtransport::ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     config.transport_config(Arc::new(quic::transport_config()));
     Ok(config)
+}
+
+/// The TCP port's TLS (HTTPS): the server's identity, which browsers accept
+/// once by hand when it is self-signed.
+fn https_config(
+    identity: &Identity,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(identity.certs.clone(), identity.key.clone_key())
+        .context("the TLS certificate and key do not match")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// Binds the UDP socket and, for the web client, TCP on the same port
+/// number. With port 0 the kernel picks the UDP port; should that number be
+/// taken on TCP, another pair is tried.
+async fn bind_ports(config: &Config) -> Result<(std::net::UdpSocket, Option<tokio::net::TcpListener>)> {
+    let context = || format!("listening on {}", config.listen);
+    for _ in 0..16 {
+        let socket = bind_udp(config.listen, config.udp_buffer).with_context(context)?;
+        if !config.web {
+            return Ok((socket, None));
+        }
+        let port = socket.local_addr()?.port();
+        let addr = SocketAddr::new(config.listen.ip(), port);
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((socket, Some(tcp))),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && config.listen.port() == 0 => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("listening for HTTPS on TCP {addr} (the web client)"));
+            }
+        }
+    }
+    Err(anyhow!("no port was free on both UDP and TCP")).with_context(context)
 }
 
 /// Takes `DATA/kith.lock` for as long as the returned file stays open, and

@@ -34,20 +34,56 @@ pub struct Route {
 /// The sessions in one voice room who hear.
 #[derive(Debug, Default)]
 pub struct Room {
-    pub listeners: Vec<(SessionId, quinn::Connection)>,
+    pub listeners: Vec<(SessionId, Datagrams)>,
 }
 
-/// What the actor keeps of a session that can carry voice (QUIC; the telnet
-/// gateway's sessions have none).
+/// Where a session's voice datagrams go out: a native QUIC connection, or a
+/// browser's WebTransport session (whose datagrams carry the session's
+/// stream id in front; the library adds and strips it). The packet format
+/// inside is the same.
+#[derive(Debug, Clone)]
+pub enum Datagrams {
+    Quic(quinn::Connection),
+    // A WebTransport session is some 800 bytes of handles; boxed, a room's
+    // listener list stays dense.
+    Web(Box<web_transport_quinn::Session>),
+}
+
+impl Datagrams {
+    /// The next datagram the peer sent; `None` once the connection is gone.
+    async fn receive(&self) -> Option<bytes::Bytes> {
+        match self {
+            Datagrams::Quic(c) => c.read_datagram().await.ok(),
+            Datagrams::Web(s) => s.read_datagram().await.ok(),
+        }
+    }
+
+    /// Queues one datagram; dropped, oldest first, when the peer's send
+    /// buffer is full (late audio is worth nothing), and dropped as well
+    /// when the peer is gone.
+    fn send(&self, datagram: bytes::Bytes) {
+        match self {
+            Datagrams::Quic(c) => {
+                let _ = c.send_datagram(datagram);
+            }
+            Datagrams::Web(s) => {
+                let _ = s.send_datagram(datagram);
+            }
+        }
+    }
+}
+
+/// What the actor keeps of a session that can carry voice (QUIC and
+/// WebTransport; the telnet gateway's and WebSocket sessions have none).
 #[derive(Debug, Clone)]
 pub struct VoiceLink {
-    pub conn: quinn::Connection,
+    pub conn: Datagrams,
     pub route: Arc<watch::Sender<Option<Arc<Route>>>>,
 }
 
 impl VoiceLink {
     /// A link for `conn`, and the receiving end its connection task reads.
-    pub fn new(conn: quinn::Connection) -> (VoiceLink, watch::Receiver<Option<Arc<Route>>>) {
+    pub fn new(conn: Datagrams) -> (VoiceLink, watch::Receiver<Option<Arc<Route>>>) {
         let (tx, rx) = watch::channel(None);
         (VoiceLink { conn, route: Arc::new(tx) }, rx)
     }
@@ -121,6 +157,20 @@ impl PacketBudget {
     }
 }
 
+/// Forwards the session's voice datagrams by the route the hub last
+/// published for it; without one (not in voice, or muted) they are dropped.
+pub async fn receive(conn: Datagrams, route: watch::Receiver<Option<Arc<Route>>>) {
+    let mut budget = PacketBudget::default();
+    while let Some(datagram) = conn.receive().await {
+        if !budget.take(Instant::now()) {
+            continue;
+        }
+        // Clone the Arc out so the watch's lock is not held while sending.
+        let current = route.borrow().clone();
+        forward(current.as_deref(), &datagram);
+    }
+}
+
 /// Forwards one datagram a session sent, by its current route.
 pub fn forward(route: Option<&Route>, datagram: &[u8]) {
     let Some(route) = route else { return };
@@ -130,10 +180,7 @@ pub fn forward(route: Option<&Route>, datagram: &[u8]) {
     let out = kith_proto::voice::forward(route.sender.0, datagram);
     for (session, conn) in &route.room.listeners {
         if *session != route.from {
-            // Datagrams are dropped, oldest first, when a listener's send
-            // buffer is full (late audio is worth nothing); a closed
-            // listener's error is the same loss.
-            let _ = conn.send_datagram(out.clone());
+            conn.send(out.clone());
         }
     }
 }

@@ -481,7 +481,8 @@ fn quic_client(alpn: &[u8]) -> quinn_proto::ClientConfig {
     ))
 }
 
-/// Q14: another protocol's ALPN is refused in the handshake, and garbage
+/// Q14: another protocol's ALPN is refused in the handshake (the port
+/// speaks `kith/1` and, for browsers' WebTransport, `h3`), and garbage
 /// datagrams at the port change nothing.
 #[tokio::test]
 async fn q14_a_foreign_alpn_and_garbage_datagrams_are_refused_and_harmless() {
@@ -490,11 +491,11 @@ async fn q14_a_foreign_alpn_and_garbage_datagrams_are_refused_and_harmless() {
     let addr: std::net::SocketAddr = server.addr.parse().unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     // quinn's client config is quinn-proto's.
-    endpoint.set_default_client_config(quic_client(b"h3"));
+    endpoint.set_default_client_config(quic_client(b"hq-interop"));
     let refused = tokio::time::timeout(Duration::from_secs(5), endpoint.connect(addr, "localhost").unwrap())
         .await
         .expect("an answer, not silence");
-    assert!(refused.is_err(), "the handshake fails for ALPN h3");
+    assert!(refused.is_err(), "the handshake fails for ALPN hq-interop");
 
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for n in 0..5_000u32 {

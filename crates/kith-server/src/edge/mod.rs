@@ -7,7 +7,10 @@
 //! writes what arrives in the session's outbox.
 
 pub mod quic;
+pub mod stream;
 pub mod telnet;
+pub mod web;
+pub mod webtransport;
 
 use std::net::IpAddr;
 use std::sync::Arc;

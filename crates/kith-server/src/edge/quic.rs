@@ -2,28 +2,22 @@
 //! writes each session's outbox back out. One task reads and one writes per
 //! connection; neither shares state with another connection.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kith_core::{Input, SessionId};
-use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
-use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME};
-use prost::Message;
-use tokio::sync::{mpsc, watch};
+use bytes::Bytes;
+use kith_proto::v1::CloseCode;
 
-use super::{Edge, FrameHead, Opened, frame_body, submit};
-use crate::actor::{Abort, OutItem, SessionHandle, ToHub, error_frame};
+use super::Edge;
+use super::stream::{self, Chunk, Sink, Source};
+use crate::actor::Abort;
 use crate::admission::{Refused, Slot};
-use crate::voice::{self, PacketBudget, Route, VoiceLink};
+use crate::voice::{self, Datagrams, VoiceLink};
 
 /// How long a client has to open its control stream after the handshake.
 const CONTROL_STREAM_DEADLINE: Duration = Duration::from_secs(10);
 /// How long one frame may take to arrive once its first byte has (Q2).
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(10);
-/// Undecodable frames tolerated before the connection is closed (Q8).
-const MAX_PROTOCOL_ERRORS: u32 = 3;
 /// Bytes read from the transport per call: bounds the decoder's buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -61,6 +55,11 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
             let admitted = edge.admission.connect(remote.ip());
             match incoming.await {
                 Ok(conn) => match admitted {
+                    // One UDP port, two protocols: browsers ask for HTTP/3
+                    // (WebTransport), native clients for kith's own.
+                    Ok(slot) if alpn(&conn).as_deref() == Some(super::webtransport::ALPN) => {
+                        super::webtransport::serve(conn, edge, slot).await
+                    }
                     Ok(slot) => serve(conn, edge, slot).await,
                     Err(refused) => refuse(conn, refused),
                 },
@@ -70,17 +69,16 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
     }
 }
 
+/// The protocol the handshake settled on.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = conn.handshake_data()?;
+    data.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?.protocol
+}
+
 /// Closes a connection the admission rules turned away, saying when to retry.
 fn refuse(conn: quinn::Connection, refused: Refused) {
     tracing::debug!(remote = %conn.remote_address(), %refused, "connection refused");
     conn.close((CloseCode::RateLimited as u32).into(), refused.to_string().as_bytes());
-}
-
-/// Why a connection's read side ended.
-enum End {
-    Eof,
-    Lost,
-    Closed(CloseCode, &'static str),
 }
 
 async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
@@ -94,7 +92,7 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
             return;
         }
     };
-    let (voice, route) = VoiceLink::new(conn.clone());
+    let (voice, route) = VoiceLink::new(Datagrams::Quic(conn.clone()));
     // Voice rides on QUIC datagrams (RFC 9221); a peer that did not offer
     // them has no voice link, and its `join_voice` is refused saying why.
     let voice = conn.max_datagram_size().is_some().then_some(voice);
@@ -102,65 +100,63 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let abort: Abort =
         Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes()));
     // The hub closes the session if it is still unauthenticated by then.
-    let Some(Opened { handle, outbox: outbox_rx }) =
-        edge.open(session, abort, voice, edge.admission.auth_deadline).await
-    else {
+    let Some(opened) = edge.open(session, abort, voice, edge.admission.auth_deadline).await else {
         return;
     };
-    let queued = handle.queued.clone();
-    let writer = tokio::spawn(write_loop(send, outbox_rx, queued, conn.clone()));
-    let voice = tokio::spawn(voice_loop(conn.clone(), route));
+    let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route));
     let extra = tokio::spawn(refuse_streams(conn.clone()));
-    let end = read_loop(recv, session, ip, &edge, &handle).await;
+    let sink = QuicSink { send, conn: conn.clone() };
+    let source = QuicSource(recv);
+    stream::run(&edge, session, ip, opened, source, sink, |code, reason| {
+        conn.close((code as u32).into(), reason.as_bytes())
+    })
+    .await;
     voice.abort();
     extra.abort();
-    // A client that finished its stream meant to leave: nothing to resume.
-    let gone =
-        if matches!(end, End::Eof) { Input::Closed { session } } else { Input::Disconnected { session } };
-    let _ = edge.hub.send(ToHub::Input(gone)).await;
-    match end {
-        End::Closed(code, reason) => {
-            // Let an explanatory error frame go out first, briefly (the
-            // writer ends once the hub's handle and this one are gone).
-            drop(handle);
-            let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
-            conn.close((code as u32).into(), reason.as_bytes());
-        }
-        End::Eof => {
-            drop(handle);
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-            conn.close((CloseCode::Normal as u32).into(), b"bye");
-        }
-        End::Lost => writer.abort(),
+}
+
+/// A session's control stream, written.
+struct QuicSink {
+    send: quinn::SendStream,
+    conn: quinn::Connection,
+}
+
+impl Sink for QuicSink {
+    async fn send(&mut self, head: &[u8], body: &Bytes) -> bool {
+        self.send.write_all(head).await.is_ok() && self.send.write_all(body).await.is_ok()
+    }
+
+    async fn close(mut self, code: CloseCode, reason: &str) {
+        // Make sure what came before (say, a logout's reply) arrives first.
+        let _ = self.send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
+        self.conn.close((code as u32).into(), reason.as_bytes());
+    }
+
+    async fn finish(mut self) {
+        let _ = self.send.finish();
     }
 }
 
-async fn write_loop(
-    mut send: quinn::SendStream,
-    mut outbox: mpsc::UnboundedReceiver<OutItem>,
-    queued: Arc<AtomicUsize>,
-    conn: quinn::Connection,
-) {
-    while let Some(item) = outbox.recv().await {
-        queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
-        let written = match item {
-            OutItem::Send(out) => match send.write_all(FrameHead::of(&out).as_bytes()).await {
-                Ok(()) => send.write_all(frame_body(&out)).await,
-                Err(e) => Err(e),
-            },
-            OutItem::Close(code, reason) => {
-                // Make sure what came before (say, a logout's reply) arrives first.
-                let _ = send.finish();
-                let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-                conn.close((code as u32).into(), reason.as_bytes());
-                return;
+/// A session's control stream, read.
+struct QuicSource(quinn::RecvStream);
+
+impl Source for QuicSource {
+    async fn next_chunk(&mut self) -> Chunk {
+        match self.0.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => Chunk::Data(chunk.bytes),
+            Ok(None) => Chunk::Eof,
+            // A client that closed the connection itself with code 0 left
+            // on purpose, like one that finished its stream (the FIN and
+            // the close often arrive together).
+            Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)))
+                if c.error_code == quinn::VarInt::from_u32(0) =>
+            {
+                Chunk::Eof
             }
-        };
-        if written.is_err() {
-            return;
+            Err(_) => Chunk::Lost,
         }
     }
-    let _ = send.finish();
 }
 
 /// The QUIC error code a stream beyond the control stream is reset with:
@@ -188,95 +184,5 @@ async fn refuse_streams(conn: quinn::Connection) {
                 Err(_) => return,
             },
         }
-    }
-}
-
-/// Forwards the session's voice datagrams by the route the hub last
-/// published for it; without one (not in voice, or muted) they are dropped.
-async fn voice_loop(conn: quinn::Connection, route: watch::Receiver<Option<Arc<Route>>>) {
-    let mut budget = PacketBudget::default();
-    while let Ok(datagram) = conn.read_datagram().await {
-        if !budget.take(std::time::Instant::now()) {
-            continue;
-        }
-        // Clone the Arc out so the watch's lock is not held while sending.
-        let current = route.borrow().clone();
-        voice::forward(current.as_deref(), &datagram);
-    }
-}
-
-async fn read_loop(
-    mut recv: quinn::RecvStream,
-    session: SessionId,
-    ip: IpAddr,
-    edge: &Edge,
-    me: &SessionHandle,
-) -> End {
-    let mut decoder = FrameDecoder::new(MAX_CLIENT_FRAME);
-    let mut protocol_errors = 0;
-    let mut frame_deadline = None;
-    loop {
-        let read = recv.read_chunk(READ_CHUNK, true);
-        let chunk = match frame_deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                Ok(r) => r,
-                Err(_) => return End::Closed(CloseCode::Timeout, "a frame took too long to arrive"),
-            },
-            None => read.await,
-        };
-        let chunk = match chunk {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) if decoder.in_frame() => {
-                return End::Closed(CloseCode::Protocol, "stream ended inside a frame");
-            }
-            Ok(None) => return End::Eof,
-            // A client that closed the connection itself with code 0 left
-            // on purpose, like one that finished its stream (the FIN and
-            // the close often arrive together).
-            Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)))
-                if c.error_code == quinn::VarInt::from_u32(0) =>
-            {
-                return End::Eof;
-            }
-            Err(_) => return End::Lost,
-        };
-        decoder.extend(&chunk.bytes);
-        let mut completed = false;
-        loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    completed = true;
-                    frame
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    me.push(OutItem::Send(error_frame(0, ErrorCode::Protocol, e.to_string())));
-                    return End::Closed(CloseCode::FrameTooLarge, "frame too large");
-                }
-            };
-            match ClientMessage::decode(frame) {
-                Ok(msg) => {
-                    if !submit(msg, session, ip, edge, me).await {
-                        return End::Lost;
-                    }
-                }
-                Err(e) => {
-                    protocol_errors += 1;
-                    let reason = format!("undecodable frame: {e}");
-                    me.push(OutItem::Send(error_frame(0, ErrorCode::Protocol, reason)));
-                    if protocol_errors >= MAX_PROTOCOL_ERRORS {
-                        return End::Closed(CloseCode::Protocol, "too many undecodable frames");
-                    }
-                }
-            }
-        }
-        // The deadline runs from a frame's first byte (Q2): a frame trickled
-        // a byte at a time does not restart it. A frame that began in this
-        // chunk, after another ended, gets its own.
-        frame_deadline = match (decoder.in_frame(), frame_deadline) {
-            (false, _) => None,
-            (true, Some(deadline)) if !completed => Some(deadline),
-            (true, _) => Some(tokio::time::Instant::now() + edge.frame_deadline),
-        };
     }
 }

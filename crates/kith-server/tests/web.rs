@@ -1,0 +1,311 @@
+//! The web edge: the HTTPS side on TCP (pages, the WebTransport details, a
+//! WebSocket fallback) and WebTransport on the QUIC port, each speaking
+//! kith's frames with a native client on the other end.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{PASSWORD, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use kith_client::Trust;
+use kith_client::proto::{self as v1, client_message::Request, reply::Result as R, server_message::Kind};
+use kith_proto::{FrameDecoder, MAX_SERVER_FRAME, encode_frame};
+use prost::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::{self, Message as Ws};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn tls(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let addr = server.server.web_addr().expect("the web edge is on by default");
+    let config = kith_client::https_config(Trust::Pin(server.fingerprint.clone()));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap()
+}
+
+/// One HTTP/1.1 GET; the whole answer as text.
+async fn get(server: &TestServer, path: &str) -> String {
+    let mut s = tls(server).await;
+    let host = server.server.web_addr().unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await.expect("an answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    response
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Both ways of carrying frames from a browser, behind one small client.
+#[allow(clippy::large_enum_variant)] // one per test client
+enum Transport {
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+    Wt {
+        send: web_transport_quinn::SendStream,
+        recv: web_transport_quinn::RecvStream,
+        /// Held: the session closes when its last handle goes.
+        _session: web_transport_quinn::Session,
+    },
+}
+
+struct WebClient {
+    transport: Transport,
+    decoder: FrameDecoder,
+    next_id: u64,
+}
+
+impl WebClient {
+    async fn send(&mut self, request: Request) -> u64 {
+        self.next_id += 1;
+        let frame = encode_frame(&v1::ClientMessage { request_id: self.next_id, request: Some(request) });
+        match &mut self.transport {
+            Transport::Ws(ws) => ws.send(Ws::Binary(frame)).await.unwrap(),
+            Transport::Wt { send, .. } => send.write_all(&frame).await.unwrap(),
+        }
+        self.next_id
+    }
+
+    /// The next message from the server; `None` when the transport closed.
+    async fn next(&mut self) -> Option<v1::ServerMessage> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame().unwrap() {
+                return Some(v1::ServerMessage::decode(frame).unwrap());
+            }
+            let chunk: Bytes = match &mut self.transport {
+                Transport::Ws(ws) => match tokio::time::timeout(WAIT, ws.next()).await.expect("a message")? {
+                    Ok(Ws::Binary(b)) => b,
+                    Ok(Ws::Close(_)) | Err(_) => return None,
+                    Ok(_) => continue,
+                },
+                Transport::Wt { recv, .. } => {
+                    match tokio::time::timeout(WAIT, recv.read_chunk(64 * 1024, true)).await.expect("a chunk")
+                    {
+                        Ok(Some(c)) => c.bytes,
+                        _ => return None,
+                    }
+                }
+            };
+            self.decoder.extend(&chunk);
+        }
+    }
+
+    /// Sends `request` and returns its reply, skipping events.
+    async fn call(&mut self, request: Request) -> Result<R, v1::Error> {
+        let id = self.send(request).await;
+        loop {
+            match self.next().await.expect("the connection stays open").kind {
+                Some(Kind::Reply(r)) if r.request_id == id => return Ok(r.result.unwrap()),
+                Some(Kind::Error(e)) if e.request_id == id => return Err(e),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event whose body matches.
+    async fn event(&mut self, mut wanted: impl FnMut(&v1::event::Body) -> bool) -> v1::event::Body {
+        loop {
+            if let Some(Kind::Event(e)) = self.next().await.expect("the connection stays open").kind
+                && let Some(body) = e.body
+                && wanted(&body)
+            {
+                return body;
+            }
+        }
+    }
+}
+
+fn client(transport: Transport) -> WebClient {
+    WebClient { transport, decoder: FrameDecoder::new(MAX_SERVER_FRAME), next_id: 0 }
+}
+
+async fn websocket(server: &TestServer, origin: Option<&str>) -> Result<WebClient, tungstenite::Error> {
+    let host = server.server.web_addr().unwrap();
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("wss://{host}/ws"))?;
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::client_async(request, tls(server).await).await?;
+    Ok(client(Transport::Ws(Box::new(ws))))
+}
+
+/// The certificate hash the page is given, base64-decoded.
+async fn published_hashes(server: &TestServer) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let answer = get(server, "/api/webtransport").await;
+    let json: serde_json::Value = serde_json::from_str(body(&answer)).unwrap();
+    assert_eq!(json["path"], "/kith");
+    assert_eq!(json["fingerprint"], server.fingerprint.as_str());
+    json["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+async fn webtransport(server: &TestServer, hashes: Vec<Vec<u8>>, path: &str) -> anyhow::Result<WebClient> {
+    let wt = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(hashes)?;
+    let url: url::Url = format!("https://localhost:{}{path}", server.server.local_addr().port()).parse()?;
+    let session = wt.connect(url).await?;
+    let (send, recv) = session.open_bi().await?;
+    Ok(client(Transport::Wt { send, recv, _session: session }))
+}
+
+/// An owner on a native client, in a community with a channel, and an
+/// invite for the browser user.
+async fn family(server: &TestServer) -> (kith_client::Client, u64, String) {
+    let (owner, _) = server.owner("olive").await;
+    let community = owner.create_community("Family").await.unwrap();
+    let channel = community.channels[0].id;
+    let invite = owner.create_invite(community.id, 0, None).await.unwrap();
+    (owner, channel, invite.code)
+}
+
+async fn register(web: &mut WebClient, name: &str, invite: &str) -> v1::Ready {
+    let register = v1::RegisterRequest {
+        username: name.into(),
+        password: PASSWORD.into(),
+        display_name: String::new(),
+        credential: Some(v1::register_request::Credential::InviteCode(invite.into())),
+    };
+    match web.call(Request::Register(register)).await {
+        Ok(R::Ready(ready)) => ready,
+        other => panic!("registering over the web: {other:?}"),
+    }
+}
+
+/// A browser user and a native user talk both ways in one channel.
+async fn chats_both_ways(server: &TestServer, mut web: WebClient) {
+    let (owner, channel, invite) = family(server).await;
+    let ready = register(&mut web, "wren", &invite).await;
+    assert!(ready.communities.iter().any(|c| c.name == "Family"), "landed in the community");
+
+    let send = |body: &str, nonce: &str| {
+        Request::SendMessage(v1::SendMessageRequest {
+            channel_id: channel,
+            body: body.into(),
+            nonce: nonce.into(),
+            reply_to: 0,
+        })
+    };
+    let Ok(R::Message(sent)) = web.call(send("hello from the browser", "w1")).await else { panic!() };
+    loop {
+        let event = tokio::time::timeout(WAIT, owner.next_event()).await.unwrap().unwrap();
+        if let Some(v1::event::Body::MessageCreated(m)) = event.body {
+            assert_eq!(m.body, "hello from the browser");
+            break;
+        }
+    }
+    owner.send_message(channel, "hello from the terminal", "o1").await.unwrap();
+    let got = web.event(|b| matches!(b, v1::event::Body::MessageCreated(m) if m.id != sent.id)).await;
+    let v1::event::Body::MessageCreated(m) = got else { unreachable!() };
+    assert_eq!(m.body, "hello from the terminal");
+}
+
+#[tokio::test]
+async fn the_page_is_served_over_https_with_a_policy_that_runs_nothing_foreign() {
+    let server = TestServer::start().await;
+    for path in ["/", "/invite/SOMECODE"] {
+        let page = get(&server, path).await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
+        assert_eq!(header(&page, "content-type"), Some("text/html; charset=utf-8"));
+        let csp = header(&page, "content-security-policy").expect("a CSP");
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(header(&page, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&page, "referrer-policy"), Some("no-referrer"));
+        // Self-signed: no HSTS, or a browser would refuse the page for a year
+        // once its user accepted the warning.
+        assert_eq!(header(&page, "strict-transport-security"), None);
+    }
+    let js = get(&server, "/app.js").await;
+    assert_eq!(header(&js, "content-type"), Some("text/javascript; charset=utf-8"));
+    assert!(get(&server, "/nothing-here").await.starts_with("HTTP/1.1 404"));
+}
+
+#[tokio::test]
+async fn a_browser_on_the_websocket_fallback_chats_with_a_native_client() {
+    let server = TestServer::start().await;
+    let host = server.server.web_addr().unwrap();
+    let web = websocket(&server, Some(&format!("https://{host}"))).await.unwrap();
+    chats_both_ways(&server, web).await;
+}
+
+#[tokio::test]
+async fn a_websocket_opened_by_another_sites_page_is_refused() {
+    let server = TestServer::start().await;
+    match websocket(&server, Some("https://evil.example")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("another origin's WebSocket was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_text_message_is_refused_with_a_reason() {
+    let server = TestServer::start().await;
+    let mut web = websocket(&server, None).await.unwrap();
+    let Transport::Ws(ws) = &mut web.transport else { unreachable!() };
+    ws.send(Ws::Text("hello".into())).await.unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Ws::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .unwrap()
+    .expect("a close frame");
+    assert_eq!(u16::from(closed.code), 4000 + v1::CloseCode::Protocol as u16);
+    assert!(closed.reason.contains("binary"), "{}", closed.reason);
+}
+
+#[tokio::test]
+async fn a_browser_on_webtransport_chats_with_a_native_client_on_the_same_udp_port() {
+    let server = TestServer::start().await;
+    let hashes = published_hashes(&server).await;
+    assert_eq!(hashes.len(), 1, "a self-signed server publishes its WebTransport certificate's hash");
+    let web = webtransport(&server, hashes, "/kith").await.unwrap();
+    chats_both_ways(&server, web).await;
+}
+
+#[tokio::test]
+async fn webtransport_is_answered_with_the_short_lived_certificate_not_the_identity() {
+    let server = TestServer::start().await;
+    let identity = {
+        let pem = std::fs::read(server.dir.path().join("data/cert.pem")).unwrap();
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        ring::digest::digest(&ring::digest::SHA256, &der).as_ref().to_vec()
+    };
+    assert!(!published_hashes(&server).await.contains(&identity));
+    // Browsers refuse a hash for a certificate valid longer than 14 days;
+    // the identity's hash does not open a session.
+    let refused = webtransport(&server, vec![identity], "/kith").await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("certificate"), "{refused:#}");
+}
+
+#[tokio::test]
+async fn a_webtransport_session_to_another_path_is_refused() {
+    let server = TestServer::start().await;
+    let hashes = published_hashes(&server).await;
+    let refused = webtransport(&server, hashes, "/elsewhere").await.err().expect("refused");
+    assert!(format!("{refused:#}").contains("404"), "{refused:#}");
+}
