@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Bytes of kernel buffer for the UDP socket, each way [default: 4194304].
     #[arg(long, env = "KITH_UDP_BUFFER", value_name = "BYTES")]
     udp_buffer: Option<usize>,
+    /// Do not serve the browser client (HTTPS on TCP, same port number);
+    /// WebTransport on the UDP port stays, for pages served elsewhere.
+    #[arg(long, env = "KITH_NO_WEB")]
+    no_web: bool,
 }
 
 /// Who may create communities (`community_creation`).
@@ -125,6 +129,8 @@ struct FileConfig {
     community_creation: Option<Creation>,
     /// Bytes of kernel buffer for the UDP socket, each way.
     udp_buffer: Option<usize>,
+    /// Serve the browser client over HTTPS (default true).
+    web: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
@@ -236,8 +242,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
         ..Config::new(listen, data_dir)
     };
-    let config =
-        Config { udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer), ..config };
+    let config = Config {
+        udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer),
+        web: !args.no_web && file.web.unwrap_or(true),
+        ..config
+    };
 
     let telnet_file = file.telnet.unwrap_or_default();
     let guest_mode = args.telnet_guests.or(telnet_file.guests);
@@ -287,12 +296,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         eprintln!("Connect with: kith login <name> --server {hint_addr}");
     }
+    if server.web_addr().is_some() {
+        eprintln!("In a browser: https://{hint_addr}/ (the browser warns once about the certificate unless");
+        eprintln!("  it is CA-signed; its fingerprint is {})", server.fingerprint());
+    }
     if let Some(telnet) = server.telnet_addr() {
         eprintln!("Telnet gateway (unencrypted): telnet {} {}", telnet.ip(), telnet.port());
     }
     // The one machine-readable line, printed once connections are accepted.
     let telnet = server.telnet_addr().map(|a| format!(" telnet={a}")).unwrap_or_default();
-    println!("kith ready quic={addr} fingerprint={} public={hint_addr}{telnet}", server.fingerprint());
+    let web = server.web_addr().map(|a| format!(" web=https://{a}/")).unwrap_or_default();
+    println!("kith ready quic={addr} fingerprint={} public={hint_addr}{telnet}{web}", server.fingerprint());
 
     let stop = tokio::select! {
         signal = shutdown_signal() => Ok(signal),

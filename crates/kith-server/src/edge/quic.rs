@@ -26,7 +26,12 @@ pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // One control stream, plus a little room for bulk streams in later versions.
     t.max_concurrent_bidi_streams(4u32.into());
-    t.max_concurrent_uni_streams(0u32.into());
+    // HTTP/3 (browsers' WebTransport) opens three unidirectional streams at
+    // once — its control stream and QPACK's two — and browsers refuse a
+    // server that does not allow them in its first transport parameters,
+    // before ALPN says which protocol a connection speaks. Native
+    // connections are given the same credit; streams they open are refused.
+    t.max_concurrent_uni_streams(3u32.into());
     // Chat frames are small; smaller windows bound what a peer can make us buffer.
     t.stream_receive_window((256 * 1024u32).into());
     t.receive_window((512 * 1024u32).into());

@@ -55,6 +55,7 @@ struct Conn {
 const INDEX: &str = include_str!("../../../../web/dist/index.html");
 const APP_JS: &str = include_str!("../../../../web/dist/app.js");
 const APP_CSS: &str = include_str!("../../../../web/dist/app.css");
+const FAVICON: &str = include_str!("../../../../web/dist/favicon.svg");
 
 /// Accepts HTTPS connections until the listener fails or the task is aborted.
 pub async fn accept_loop(
@@ -117,6 +118,7 @@ fn router() -> Router<Conn> {
         .route("/invite/{code}", get(index))
         .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
         .route("/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
+        .route("/favicon.svg", get(|| async { asset(FAVICON, "image/svg+xml") }))
         .route("/api/webtransport", get(webtransport))
         .route("/ws", get(websocket))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })

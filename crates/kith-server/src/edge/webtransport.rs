@@ -24,17 +24,11 @@ pub const PATH: &str = "/kith";
 /// How long a browser has for the HTTP/3 handshake, the CONNECT and
 /// opening its stream.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// Unidirectional streams a browser may open: HTTP/3's control stream and
-/// QPACK's encoder and decoder streams, and one to spare.
-const HTTP3_UNI_STREAMS: u32 = 4;
 /// Bytes read from the transport per call: bounds the decoder's buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
 pub(super) async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let ip = conn.remote_address().ip();
-    // HTTP/3 needs the unidirectional streams native connections are not
-    // given: each side's control stream and QPACK's two.
-    conn.set_max_concurrent_uni_streams(HTTP3_UNI_STREAMS.into());
     let session = match tokio::time::timeout(HANDSHAKE_DEADLINE, accept(conn.clone())).await {
         Ok(Some(session)) => session,
         Ok(None) => {

@@ -17,6 +17,8 @@ pub struct Served {
     pub setup_code: Option<String>,
     /// The telnet gateway's address, when it was asked for.
     pub telnet: Option<String>,
+    /// `https://HOST:PORT/`: the browser client, unless `--no-web`.
+    pub web: Option<String>,
 }
 
 impl Drop for Served {
@@ -70,7 +72,8 @@ pub fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Served {
     });
     let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
     let telnet = ready.split_whitespace().find_map(|w| w.strip_prefix("telnet=")).map(str::to_owned);
-    Served { child, addr, fingerprint, setup_code, telnet }
+    let web = ready.split_whitespace().find_map(|w| w.strip_prefix("web=")).map(str::to_owned);
+    Served { child, addr, fingerprint, setup_code, telnet, web }
 }
 
 /// Runs a CLI command with its own config dir; returns stdout, panics with

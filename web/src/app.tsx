@@ -1,0 +1,629 @@
+// The browser client's interface. Everything other people wrote is
+// rendered as text (Preact escapes it), cleaned first (text.ts).
+
+import { Fragment, render } from "preact";
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "preact/hooks";
+import type { Channel, Message } from "./gen/kith_pb";
+import { ChannelKind, ErrorCode, Permission, PresenceStatus } from "./gen/kith_pb";
+import { PAGE, Store } from "./state";
+import { clean, cleanName, dayLabel, linkify, timeOfDay } from "./text";
+import { Connection, RequestError, serverInfo } from "./transport";
+
+const store = new Store();
+let conn: Connection | null = null;
+
+const TOKEN = "kith.token";
+const params = new URLSearchParams(location.search);
+const inviteCode = location.pathname.match(/^\/invite\/([A-Za-z0-9]+)$/)?.[1] ?? null;
+
+function savedToken(): string | null {
+  return localStorage.getItem(TOKEN) ?? sessionStorage.getItem(TOKEN);
+}
+
+function keepToken(token: string, remember: boolean) {
+  // Kept only as long as the user chose: this tab, or this browser.
+  (remember ? localStorage : sessionStorage).setItem(TOKEN, token);
+  (remember ? sessionStorage : localStorage).removeItem(TOKEN);
+}
+
+function forgetToken() {
+  localStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(TOKEN);
+}
+
+/// A failure, as a person should read it.
+function explain(e: unknown): string {
+  if (e instanceof RequestError) {
+    switch (e.wire.code) {
+      case ErrorCode.BAD_CREDENTIALS:
+        return "That username and password do not match. Check both, or ask whoever invited you to reset it.";
+      case ErrorCode.TAKEN:
+        return "That name is taken; try another.";
+      case ErrorCode.INVITE_INVALID:
+        return "This invite no longer works (used up, expired or revoked). Ask for a new one.";
+      case ErrorCode.RATE_LIMITED:
+        return `Slow down a little: ${e.wire.reason}`;
+      default:
+        return e.wire.reason;
+    }
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function connect(onClosed: (why: string) => void): Promise<Connection> {
+  conn?.close("reconnecting");
+  conn = await Connection.open(
+    {
+      event: (e) => store.apply(e),
+      notice: (e) => store.notice(e.reason),
+      closed: onClosed,
+    },
+    params.get("transport") ?? undefined,
+  );
+  document.documentElement.dataset.transport = conn.kind;
+  return conn;
+}
+
+function useStore() {
+  const [, bump] = useReducer((n: number, _: void) => n + 1, 0);
+  useEffect(() => store.subscribe(() => bump()), []);
+  return store;
+}
+
+type Phase = { kind: "connecting" } | { kind: "signin"; error?: string } | { kind: "ready" } | { kind: "lost"; why: string };
+
+function App() {
+  const [phase, setPhase] = useState<Phase>({ kind: "connecting" });
+  const start = async () => {
+    setPhase({ kind: "connecting" });
+    try {
+      const c = await connect((why) => setPhase({ kind: "lost", why }));
+      const token = savedToken();
+      if (token && !inviteCode) {
+        try {
+          const r = await c.request({ case: "authenticate", value: { token } });
+          if (r.case === "ready") {
+            store.load(r.value);
+            setPhase({ kind: "ready" });
+            return;
+          }
+        } catch {
+          forgetToken();
+        }
+      }
+      setPhase({ kind: "signin" });
+    } catch (e) {
+      setPhase({ kind: "lost", why: explain(e) });
+    }
+  };
+  useEffect(() => {
+    start();
+  }, []);
+  switch (phase.kind) {
+    case "connecting":
+      return <div class="center" role="status">Connecting…</div>;
+    case "lost":
+      return (
+        <div class="center" role="alert">
+          <p>Disconnected: {cleanName(phase.why)}</p>
+          <button onClick={start}>Reconnect</button>
+        </div>
+      );
+    case "signin":
+      return <SignIn onReady={() => setPhase({ kind: "ready" })} />;
+    case "ready":
+      return <Main />;
+  }
+}
+
+function SignIn({ onReady }: { onReady: () => void }) {
+  const [register, setRegister] = useState(inviteCode !== null);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [fingerprint, setFingerprint] = useState("");
+  useEffect(() => {
+    serverInfo().then((i) => setFingerprint(i.fingerprint), () => {});
+  }, []);
+  const submit = async (e: SubmitEvent) => {
+    e.preventDefault();
+    const f = new FormData(e.target as HTMLFormElement);
+    const username = String(f.get("username") ?? "").trim();
+    const password = String(f.get("password") ?? "");
+    const remember = f.get("remember") === "on";
+    setBusy(true);
+    setError("");
+    try {
+      const r = register
+        ? await conn!.request({
+            case: "register",
+            value: {
+              username,
+              password,
+              displayName: String(f.get("display") ?? "").trim(),
+              credential: { case: "inviteCode", value: String(f.get("invite") ?? "").trim() },
+            },
+          })
+        : await conn!.request({ case: "login", value: { username, password } });
+      if (r.case !== "ready") throw new Error("the server answered something unexpected");
+      keepToken(r.value.token, remember);
+      store.load(r.value);
+      if (inviteCode) history.replaceState(null, "", "/");
+      onReady();
+    } catch (err) {
+      setError(explain(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-labelledby="signin-title">
+        <h1 id="signin-title">{register ? "Join kith" : "Sign in to kith"}</h1>
+        {register && (
+          <label>
+            Invite code
+            <input name="invite" required value={inviteCode ?? ""} autocomplete="off" />
+          </label>
+        )}
+        <label>
+          Username
+          <input name="username" required autocomplete="username" autofocus />
+        </label>
+        {register && (
+          <label>
+            Display name <span class="hint">(optional)</span>
+            <input name="display" autocomplete="nickname" />
+          </label>
+        )}
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            required
+            minLength={8}
+            autocomplete={register ? "new-password" : "current-password"}
+          />
+        </label>
+        <label class="check">
+          <input name="remember" type="checkbox" /> Remember me on this browser
+        </label>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {register ? "Create account" : "Sign in"}
+        </button>
+        <button type="button" class="link" onClick={() => setRegister(!register)}>
+          {register ? "I already have an account" : "I have an invite"}
+        </button>
+        {fingerprint && (
+          <p class="hint fingerprint">
+            If your browser warned about this site's certificate: this server's identity is{" "}
+            <code>{fingerprint}</code>. It should match what the person who runs it told you.
+          </p>
+        )}
+      </form>
+    </main>
+  );
+}
+
+type Place = { community: bigint | null; channel: bigint | null };
+
+function firstTextChannel(community: bigint): bigint | null {
+  return store.communities.get(community)?.channels.find((c) => c.kind === ChannelKind.TEXT)?.id ?? null;
+}
+
+function Main() {
+  const s = useStore();
+  const [place, setPlace] = useState<Place>(() => {
+    const first = [...s.communities.keys()][0] ?? null;
+    return { community: first, channel: first === null ? null : firstTextChannel(first) };
+  });
+  // Phones show one pane at a time: the list, or the conversation.
+  const [pane, setPane] = useState<"list" | "chat">("list");
+  const channel = place.channel === null ? undefined : s.channel(place.channel);
+  const community = place.community === null ? undefined : s.communities.get(place.community);
+  useEffect(() => {
+    if (place.community !== null && !s.communities.has(place.community)) {
+      const first = [...s.communities.keys()][0] ?? null;
+      setPlace({ community: first, channel: first === null ? null : firstTextChannel(first) });
+    } else if (place.channel !== null && !s.channel(place.channel)) {
+      setPlace({ ...place, channel: place.community === null ? null : firstTextChannel(place.community) });
+    }
+  });
+  const open = (p: Place) => {
+    setPlace(p);
+    setPane("chat");
+  };
+  return (
+    <div class={`layout pane-${pane}`}>
+      <nav class="rail" aria-label="Communities">
+        <button
+          class={`rail-item ${place.community === null ? "active" : ""}`}
+          aria-label="Direct messages"
+          title="Direct messages"
+          onClick={() => setPlace({ community: null, channel: [...s.directs.keys()][0] ?? null })}
+        >
+          @
+          {[...s.directs.values()].some((d) => d.unreadCount > 0) && <span class="dot" aria-label="unread" />}
+        </button>
+        {[...s.communities.values()].map((c) => (
+          <button
+            key={String(c.id)}
+            class={`rail-item ${place.community === c.id ? "active" : ""}`}
+            title={cleanName(c.name)}
+            aria-label={cleanName(c.name)}
+            aria-current={place.community === c.id}
+            onClick={() => setPlace({ community: c.id, channel: firstTextChannel(c.id) })}
+          >
+            {cleanName(c.name).slice(0, 2)}
+            {c.channels.some((ch) => ch.unreadCount > 0) && <span class="dot" aria-label="unread" />}
+          </button>
+        ))}
+      </nav>
+      <nav class="channels" aria-label={community ? `Channels of ${cleanName(community.name)}` : "Direct messages"}>
+        <header class="channels-head">
+          <h2>{community ? cleanName(community.name) : "Direct messages"}</h2>
+        </header>
+        <ul role="list">
+          {(community ? community.channels.filter((c) => c.kind === ChannelKind.TEXT) : [...s.directs.values()]).map(
+            (c) => (
+              <li key={String(c.id)}>
+                <button
+                  class={`channel ${place.channel === c.id ? "active" : ""} ${c.unreadCount ? "unread" : ""}`}
+                  aria-current={place.channel === c.id}
+                  onClick={() => open({ community: place.community, channel: c.id })}
+                >
+                  <span class="name">{community ? `# ${cleanName(c.name)}` : cleanName(s.directName(c))}</span>
+                  {c.mentionCount > 0 ? (
+                    <span class="badge mention" aria-label={`${c.mentionCount} mentions`}>
+                      {c.mentionCount}
+                    </span>
+                  ) : c.unreadCount > 0 ? (
+                    <span class="badge" aria-label={`${c.unreadCount} unread`}>
+                      {c.unreadCount}
+                    </span>
+                  ) : null}
+                </button>
+              </li>
+            ),
+          )}
+        </ul>
+        <footer class="me">
+          <span class="presence online" aria-hidden="true" />
+          <span class="name">{cleanName(s.me.displayName || s.me.username)}</span>
+          <button
+            class="link"
+            onClick={async () => {
+              try {
+                await conn?.request({ case: "logout", value: {} });
+              } finally {
+                forgetToken();
+                location.href = "/";
+              }
+            }}
+          >
+            Sign out
+          </button>
+        </footer>
+      </nav>
+      {channel ? (
+        <Conversation key={String(channel.id)} channel={channel} onBack={() => setPane("list")} />
+      ) : (
+        <main class="empty">
+          <p>{s.communities.size ? "Pick a channel." : "You are not in any community yet. Open an invite link to join one."}</p>
+        </main>
+      )}
+      {community && (
+        <aside class="members" aria-label="Members">
+          <h3>Members — {community.members.length}</h3>
+          <ul role="list">
+            {community.members.map((m) => {
+              const id = m.user!.id;
+              const status = s.presence.get(id) ?? PresenceStatus.OFFLINE;
+              return (
+                <li key={String(id)} class={s.isOnline(id) ? "" : "offline"}>
+                  <span class={`presence ${PresenceStatus[status].toLowerCase()}`} aria-label={PresenceStatus[status].toLowerCase()} />
+                  {cleanName(m.nickname || m.user!.displayName || m.user!.username)}
+                </li>
+              );
+            })}
+          </ul>
+        </aside>
+      )}
+      <Notices />
+    </div>
+  );
+}
+
+function Notices() {
+  const s = useStore();
+  if (!s.notices.length) return null;
+  return (
+    <div class="notices" role="status">
+      {s.notices.map((n, i) => (
+        <p key={i}>
+          {cleanName(n)}
+          <button class="link" aria-label="Dismiss" onClick={() => ((s.notices = s.notices.filter((_, j) => j !== i)), s.changed())}>
+            ×
+          </button>
+        </p>
+      ))}
+    </div>
+  );
+}
+
+async function loadOlder(channel: bigint) {
+  const t = store.timeline(channel);
+  if (t.loading || t.complete) return;
+  t.loading = true;
+  const oldest = t.messages[0]?.id;
+  try {
+    const r = await conn!.request({
+      case: "history",
+      value: { channelId: channel, limit: PAGE, anchor: oldest ? { case: "before", value: oldest } : { case: undefined } },
+    });
+    if (r.case === "messages") store.addPage(channel, r.value.messages, true);
+  } catch (e) {
+    store.notice(explain(e));
+  } finally {
+    t.loading = false;
+  }
+}
+
+function Conversation({ channel, onBack }: { channel: Channel; onBack: () => void }) {
+  const s = useStore();
+  const t = s.timeline(channel.id);
+  const list = useRef<HTMLDivElement>(null);
+  const [editing, setEditing] = useState<bigint | null>(null);
+  const stick = useRef(true);
+  const anchor = useRef<{ id: bigint; top: number } | null>(null);
+  const canSend = s.may(channel, Permission.SEND_MESSAGES);
+  const canManage = s.may(channel, Permission.MANAGE_MESSAGES);
+  const direct = channel.kind === ChannelKind.DIRECT || channel.kind === ChannelKind.GROUP;
+  const title = direct ? cleanName(s.directName(channel)) : `# ${cleanName(channel.name)}`;
+
+  useEffect(() => {
+    if (!t.messages.length) loadOlder(channel.id);
+  }, [channel.id]);
+
+  // Keep the view where the reader left it: at the bottom while they are
+  // there, and on the same message when older ones load above.
+  useLayoutEffect(() => {
+    const el = list.current;
+    if (!el) return;
+    if (anchor.current) {
+      const node = el.querySelector<HTMLElement>(`[data-id="${anchor.current.id}"]`);
+      if (node) el.scrollTop = node.offsetTop - anchor.current.top;
+      anchor.current = null;
+    } else if (stick.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  });
+
+  // Read up to the newest message while it is on screen.
+  const newest = t.messages[t.messages.length - 1];
+  useEffect(() => {
+    if (newest && stick.current && document.visibilityState === "visible" && newest.id > channel.lastReadId) {
+      conn?.request({ case: "ack", value: { channelId: channel.id, messageId: newest.id } }).catch(() => {});
+    }
+  }, [newest?.id]);
+
+  const onScroll = () => {
+    const el = list.current!;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    if (el.scrollTop < 200 && !t.complete && !t.loading) {
+      const first = t.messages[0];
+      if (first) {
+        const node = el.querySelector<HTMLElement>(`[data-id="${first.id}"]`);
+        anchor.current = { id: first.id, top: (node?.offsetTop ?? 0) - el.scrollTop };
+      }
+      loadOlder(channel.id);
+    }
+  };
+
+  const mine = (m: Message) => m.authorId === s.me.id;
+  const typers = s.typers(channel.id);
+  let lastDay = "";
+  return (
+    <main class="conversation" aria-label={title}>
+      <header class="conversation-head">
+        <button class="back" aria-label="Back to channels" onClick={onBack}>
+          ‹
+        </button>
+        <h2>{title}</h2>
+        {channel.topic && <span class="topic">{cleanName(channel.topic)}</span>}
+      </header>
+      <div class="messages" ref={list} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages in ${title}`}>
+        {t.complete && <p class="beginning">This is the beginning of {title}.</p>}
+        {t.messages.map((m) => {
+          const day = dayLabel(Number(m.createdAtMs));
+          const separator = day !== lastDay ? <div class="day" role="separator">{day}</div> : null;
+          lastDay = day;
+          return (
+            <Fragment key={String(m.id)}>
+              {separator}
+              <MessageRow
+                m={m}
+                channel={channel}
+                editing={editing === m.id}
+                onEdit={mine(m) ? () => setEditing(m.id) : undefined}
+                onDelete={mine(m) || canManage ? () => deleteMessage(m) : undefined}
+                onDone={() => setEditing(null)}
+              />
+            </Fragment>
+          );
+        })}
+      </div>
+      <div class="typing" aria-live="polite">
+        {typers.length ? `${typers.join(", ")} ${typers.length > 1 ? "are" : "is"} typing…` : ""}
+      </div>
+      {canSend ? (
+        <Composer
+          channel={channel}
+          title={title}
+          onEditLast={() => {
+            const last = [...t.messages].reverse().find(mine);
+            if (last) setEditing(last.id);
+          }}
+        />
+      ) : (
+        <p class="readonly">You cannot send messages here.</p>
+      )}
+    </main>
+  );
+}
+
+async function deleteMessage(m: Message) {
+  if (!confirm("Delete this message?")) return;
+  try {
+    await conn!.request({ case: "deleteMessage", value: { channelId: m.channelId, messageId: m.id } });
+  } catch (e) {
+    store.notice(explain(e));
+  }
+}
+
+function MessageRow(props: {
+  m: Message;
+  channel: Channel;
+  editing: boolean;
+  onEdit?: () => void;
+  onDelete?: () => void;
+  onDone: () => void;
+}) {
+  const { m, channel } = props;
+  const s = store;
+  const mentioned = m.mentionEveryone || m.mentions.includes(s.me.id);
+  const replied = m.replyTo ? s.timeline(channel.id).messages.find((x) => x.id === m.replyTo) : undefined;
+  return (
+    <article class={`message ${mentioned ? "mentioned" : ""}`} data-id={String(m.id)} aria-label={`${cleanName(m.authorName)} at ${timeOfDay(Number(m.createdAtMs))}`}>
+      {replied && (
+        <p class="reply-to">
+          ↪ {cleanName(replied.authorName)}: {cleanName(replied.body).slice(0, 80)}
+        </p>
+      )}
+      <header>
+        <span class="author">{cleanName(m.authorName) || s.nameOf(m.authorId, channel)}</span>
+        <time dateTime={new Date(Number(m.createdAtMs)).toISOString()}>{timeOfDay(Number(m.createdAtMs))}</time>
+        {m.editedAtMs > 0n && <span class="edited">(edited)</span>}
+        <span class="actions">
+          {props.onEdit && (
+            <button class="link" onClick={props.onEdit} aria-label="Edit message">
+              Edit
+            </button>
+          )}
+          {props.onDelete && (
+            <button class="link danger" onClick={props.onDelete} aria-label="Delete message">
+              Delete
+            </button>
+          )}
+        </span>
+      </header>
+      {props.editing ? <EditBox m={m} onDone={props.onDone} /> : <Body text={m.body} />}
+    </article>
+  );
+}
+
+function Body({ text }: { text: string }) {
+  return (
+    <p class="body">
+      {linkify(clean(text)).map((part, i) =>
+        part.href ? (
+          <a key={i} href={part.href} target="_blank" rel="noopener noreferrer">
+            {part.text}
+          </a>
+        ) : (
+          part.text
+        ),
+      )}
+    </p>
+  );
+}
+
+function EditBox({ m, onDone }: { m: Message; onDone: () => void }) {
+  const [text, setText] = useState(m.body);
+  const save = async () => {
+    if (text.trim() === "" || text === m.body) return onDone();
+    try {
+      await conn!.request({ case: "editMessage", value: { channelId: m.channelId, messageId: m.id, body: text } });
+      onDone();
+    } catch (e) {
+      store.notice(explain(e));
+    }
+  };
+  return (
+    <textarea
+      class="edit"
+      aria-label="Edit message"
+      value={text}
+      autofocus
+      onInput={(e) => setText((e.target as HTMLTextAreaElement).value)}
+      onKeyDown={(e) => {
+        if (e.key === "Enter" && !e.shiftKey) {
+          e.preventDefault();
+          save();
+        } else if (e.key === "Escape") onDone();
+      }}
+    />
+  );
+}
+
+let nonceCounter = 0;
+
+function Composer({ channel, title, onEditLast }: { channel: Channel; title: string; onEditLast: () => void }) {
+  const [text, setText] = useState("");
+  const lastTyping = useRef(0);
+  const send = async () => {
+    const body = text.trim();
+    if (!body) return;
+    const nonce = `${Date.now().toString(36)}-${(nonceCounter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    setText("");
+    try {
+      await conn!.request({ case: "sendMessage", value: { channelId: channel.id, body, nonce, replyTo: 0n } });
+    } catch (e) {
+      setText(body);
+      store.notice(explain(e));
+    }
+  };
+  return (
+    <form
+      class="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        send();
+      }}
+    >
+      <textarea
+        aria-label={`Message ${title}`}
+        placeholder={`Message ${title}`}
+        rows={1}
+        value={text}
+        onInput={(e) => {
+          setText((e.target as HTMLTextAreaElement).value);
+          const now = Date.now();
+          if (now - lastTyping.current > 4000) {
+            lastTyping.current = now;
+            conn?.request({ case: "typing", value: { channelId: channel.id } }).catch(() => {});
+          }
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey) {
+            e.preventDefault();
+            send();
+          } else if (e.key === "ArrowUp" && text === "") {
+            e.preventDefault();
+            onEditLast();
+          }
+        }}
+      />
+      <button type="submit" aria-label="Send">
+        Send
+      </button>
+    </form>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

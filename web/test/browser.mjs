@@ -1,0 +1,230 @@
+// The browser client, end to end: a real headless Chromium against a real
+// `kith serve`, with a real `kith` CLI user on the other side. Run by
+// crates/kith/tests/browser.rs, which starts the server, makes the CLI
+// user (alice, the owner of Family) and passes:
+//
+//   KITH_BIN       the kith binary
+//   KITH_WEB       the server's https://HOST:PORT/
+//   ALICE          alice's config directory (KITH_CONFIG_DIR for the CLI)
+//   INVITE         an invite code to Family
+//   TRANSPORT      "webtransport" or "websocket" (forced with ?transport=)
+//   SHOTS          where screenshots go
+//   CHROMIUM       the browser binary
+//
+// Any console error, page error or failed expectation fails the run.
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const [BIN, WEB, ALICE, INVITE, TRANSPORT, SHOTS] = ["KITH_BIN", "KITH_WEB", "ALICE", "INVITE", "TRANSPORT", "SHOTS"].map(env);
+mkdirSync(SHOTS, { recursive: true });
+
+/// alice, on the command line.
+function alice(...args) {
+  return execFileSync(BIN, args, { env: { ...process.env, KITH_CONFIG_DIR: ALICE }, encoding: "utf8" });
+}
+function aliceHistory(channel) {
+  return alice("history", channel, "--json", "--limit", "100")
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+async function eventually(what, f, ms = 10_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+const problems = [];
+const browser = await chromium.launch({ executablePath: env("CHROMIUM"), headless: true, args: ["--no-sandbox"] });
+
+async function person(name, viewport = { width: 1280, height: 800 }) {
+  // The self-signed page is accepted once, as its user would after
+  // comparing the fingerprint; WebTransport then goes by the hash.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport });
+  const page = await ctx.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`${name}: console error: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on("dialog", (d) => {
+    if (d.type() === "confirm") d.accept();
+    else {
+      problems.push(`${name}: unexpected ${d.type()} dialog: ${d.message()}`);
+      d.dismiss();
+    }
+  });
+  return page;
+}
+
+const query = TRANSPORT === "websocket" ? "?transport=websocket" : "";
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${TRANSPORT}-${name}.png` });
+
+try {
+  const wren = await person("wren");
+  await wren.goto(`${WEB}invite/${INVITE}${query}`);
+  await wren.getByLabel("Username").fill("wren");
+  await wren.getByLabel("Password").fill("wren's password");
+  await shot(wren, "join");
+  await wren.getByRole("button", { name: "Create account" }).click();
+
+  // She lands in Family and sees the newest of alice's 120 messages.
+  const log = wren.getByRole("log");
+  await log.getByText("message number 120", { exact: true }).waitFor();
+  expect((await wren.evaluate(() => document.documentElement.dataset.transport)) === TRANSPORT, `the page speaks over ${TRANSPORT}`);
+  expect(new URL(wren.url()).pathname === "/", "the invite link is gone from the address bar once joined");
+  await shot(wren, "channel");
+
+  // Both ways, with the CLI.
+  const composer = wren.getByRole("textbox", { name: "Message # general" });
+  await composer.fill("hello from the browser");
+  await composer.press("Enter");
+  await log.getByText("hello from the browser").waitFor();
+  const mine = await eventually("alice to see wren's message", () =>
+    aliceHistory("Family/general").find((m) => m.body === "hello from the browser" && m.author === "wren"),
+  );
+  expect(mine, "alice reads wren's message with `kith history`");
+  alice("send", "Family/general", "hello from the terminal");
+  await log.getByText("hello from the terminal").waitFor();
+  expect(true, "wren sees alice's reply at once");
+
+  // Her own edit shows on her screen at once, and on alice's.
+  await composer.press("ArrowUp");
+  const edit = wren.getByRole("textbox", { name: "Edit message" });
+  await edit.fill("hello from the browser, edited");
+  await edit.press("Enter");
+  await log.getByText("hello from the browser, edited").waitFor();
+  await log.getByRole("article").filter({ hasText: "hello from the browser, edited" }).getByText("(edited)").waitFor();
+  await eventually("alice to see the edit", () =>
+    aliceHistory("Family/general").find((m) => m.id === mine.id && m.body === "hello from the browser, edited"),
+  );
+  expect(true, "an edit shows at once on both screens");
+
+  // alice edits and deletes hers; wren sees both.
+  const theirs = aliceHistory("Family/general").find((m) => m.body === "hello from the terminal");
+  alice("edit", "Family/general", theirs.id, "hello from the terminal (fixed)");
+  await log.getByText("hello from the terminal (fixed)").waitFor();
+  alice("delete", "Family/general", theirs.id);
+  await log.getByText("hello from the terminal (fixed)").waitFor({ state: "detached" });
+  expect(true, "alice's edit and delete reach the browser");
+
+  // wren deletes her own.
+  const row = log.getByRole("article").filter({ hasText: "hello from the browser, edited" });
+  await row.hover();
+  await row.getByRole("button", { name: "Delete message" }).click();
+  await row.waitFor({ state: "detached" });
+  await eventually("the delete to reach alice", () => !aliceHistory("Family/general").some((m) => m.id === mine.id));
+  expect(true, "a delete shows at once on both screens");
+
+  // Scrolling back loads older pages until the channel's beginning.
+  for (let i = 0; i < 20; i++) {
+    await log.evaluate((el) => (el.scrollTop = 0));
+    if (await log.getByText("message number 1", { exact: true }).count()) break;
+    await wren.waitForTimeout(300);
+  }
+  await log.getByText("message number 1", { exact: true }).waitFor();
+  await log.getByText("This is the beginning of # general.").waitFor();
+  expect(true, "scrolling back loads older pages down to the first message");
+  await shot(wren, "scrolled-back");
+  await log.evaluate((el) => (el.scrollTop = el.scrollHeight));
+
+  // Unread badges, and opening the channel clears them.
+  alice("channel", "create", "Family/news");
+  const news = wren.getByRole("button", { name: /# news/ });
+  await news.waitFor();
+  alice("send", "Family/news", "the news");
+  await news.getByLabel("1 unread").waitFor();
+  expect(true, "a message in another channel shows as an unread badge");
+  await news.click();
+  await wren.getByRole("log").getByText("the news").waitFor();
+  await eventually("the badge to clear", async () => (await news.getByLabel(/unread/).count()) === 0);
+  expect(true, "reading the channel clears its badge");
+
+  // A direct message.
+  alice("send", "@wren", "psst, just you");
+  await wren.getByRole("button", { name: "Direct messages" }).click();
+  await wren.getByRole("button", { name: /alice/ }).click();
+  await wren.getByRole("log").getByText("psst, just you").waitFor();
+  expect(true, "a direct message from the CLI arrives in the browser");
+  const dm = wren.getByRole("textbox", { name: "Message alice" });
+  await dm.fill("got it");
+  await dm.press("Enter");
+  await eventually("alice to read the DM reply", () => aliceHistory("@wren").some((m) => m.body === "got it"));
+  expect(true, "and the answer reaches alice");
+
+  // Hostile content renders as inert text.
+  await wren.getByRole("button", { name: "Family" }).click();
+  await wren.getByRole("button", { name: /# general/ }).click();
+  const hostile = [
+    '<script>alert("x")</script><img src=x onerror=alert(1)>',
+    // (The server refuses control characters such as ESC outright.)
+    "\u202Eevil\u202C and zero\u200Bwidth and \u2066isolated\u2069",
+    `https://example.org/"><b>bold</b>`,
+  ];
+  for (const h of hostile) alice("send", "Family/general", h);
+  const general = wren.getByRole("log");
+  await general.getByText('<script>alert("x")</script>', { exact: false }).waitFor();
+  const inert = await general.evaluate((el) => ({
+    scripts: el.querySelectorAll("script, img, b").length,
+    text: el.textContent,
+    links: [...el.querySelectorAll("a")].map((a) => ({ rel: a.rel, target: a.target, href: a.getAttribute("href") })),
+  }));
+  expect(inert.scripts === 0, "markup in a message stays text");
+  expect(!/[\u202A-\u202E\u2066-\u2069\u200B\u001b]/.test(inert.text), "bidi, zero-width and escape characters are removed");
+  expect(inert.links.length > 0 && inert.links.every((l) => l.rel.includes("noopener") && l.rel.includes("noreferrer")), "links open with noopener noreferrer");
+  await shot(wren, "hostile");
+
+  // A huge message is wrapped, not a page as wide as itself.
+  alice("send", "Family/general", "x".repeat(3900));
+  await general.getByText("x".repeat(100), { exact: false }).waitFor();
+  const wide = await wren.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  expect(!wide, "a 3900-character word wraps inside the window");
+
+  // The phone-sized screen: one pane at a time.
+  const phone = await person("wren on a phone", { width: 390, height: 844 });
+  await phone.goto(`${WEB}${query}`);
+  await phone.getByLabel("Username").fill("wren");
+  await phone.getByLabel("Password").fill("wren's password");
+  await phone.getByRole("button", { name: "Sign in" }).click();
+  await phone.getByRole("button", { name: /# general/ }).waitFor();
+  await shot(phone, "phone-channels");
+  expect(!(await phone.getByRole("log").isVisible().catch(() => false)), "a phone shows the channel list alone first");
+  await phone.getByRole("button", { name: /# general/ }).click();
+  await phone.getByRole("log").getByText("hello from the terminal", { exact: false }).count();
+  await phone.getByRole("textbox", { name: "Message # general" }).waitFor();
+  expect(!(await phone.getByRole("navigation", { name: /Channels of/ }).isVisible()), "then the conversation alone");
+  await shot(phone, "phone-conversation");
+  await phone.getByRole("button", { name: "Back to channels" }).click();
+  await phone.getByRole("button", { name: /# general/ }).waitFor();
+  expect(true, "and back");
+
+  // Signing out revokes the token: the next visit asks again.
+  await wren.getByRole("button", { name: "Sign out" }).click();
+  await wren.getByRole("button", { name: "Sign in" }).waitFor();
+  expect(true, "signing out returns to the sign-in page");
+} catch (e) {
+  problems.push(e.stack ?? String(e));
+} finally {
+  await browser.close();
+}
+
+if (problems.length) {
+  console.error(problems.join("\n"));
+  process.exit(1);
+}
+console.log("all browser checks passed");
