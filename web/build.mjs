@@ -15,5 +15,7 @@ await build({
   jsx: "automatic",
   jsxImportSource: "preact",
 });
+// The audio worklets run in their own scope, loaded by URL.
+await build({ ...common, entryPoints: ["src/worklet.ts"], outfile: "dist/worklet.js", format: "esm", target: ["chrome114", "firefox115", "safari17"] });
 await build({ ...common, entryPoints: ["src/app.css"], outfile: "dist/app.css" });
 for (const f of ["index.html", "favicon.svg"]) copyFileSync(`src/${f}`, `dist/${f}`);

@@ -8,9 +8,12 @@ import { ChannelKind, ErrorCode, Permission, PresenceStatus } from "./gen/kith_p
 import { PAGE, Store } from "./state";
 import { clean, cleanName, dayLabel, linkify, timeOfDay } from "./text";
 import { Connection, RequestError, serverInfo } from "./transport";
+import { supported as voiceSupported, Voice } from "./voice";
 
 const store = new Store();
 let conn: Connection | null = null;
+/// The voice call this tab is in, if any.
+let voice: Voice | null = null;
 
 const TOKEN = "kith.token";
 const params = new URLSearchParams(location.search);
@@ -56,7 +59,11 @@ async function connect(onClosed: (why: string) => void): Promise<Connection> {
     {
       event: (e) => store.apply(e),
       notice: (e) => store.notice(e.reason),
-      closed: onClosed,
+      closed: (why) => {
+        voice?.stop();
+        voice = null;
+        onClosed(why);
+      },
     },
     params.get("transport") ?? undefined,
   );
@@ -267,8 +274,11 @@ function Main() {
       <nav class="channels" aria-label={community ? `Channels of ${cleanName(community.name)}` : "Direct messages"}>
         <header class="channels-head">
           <h2>{community ? cleanName(community.name) : "Direct messages"}</h2>
+          {community && (community.permissions & BigInt(Permission.CREATE_INVITES | Permission.ADMINISTRATOR)) !== 0n && (
+            <InviteButton community={community.id} />
+          )}
         </header>
-        <ul role="list">
+        <ul role="list" aria-label="Text channels">
           {(community ? community.channels.filter((c) => c.kind === ChannelKind.TEXT) : [...s.directs.values()]).map(
             (c) => (
               <li key={String(c.id)}>
@@ -292,6 +302,8 @@ function Main() {
             ),
           )}
         </ul>
+        {community && <VoiceChannels community={community.id} />}
+        <VoicePanel />
         <footer class="me">
           <span class="presence online" aria-hidden="true" />
           <span class="name">{cleanName(s.me.displayName || s.me.username)}</span>
@@ -336,6 +348,227 @@ function Main() {
       )}
       <Notices />
     </div>
+  );
+}
+
+async function joinVoice(channel: Channel) {
+  if (!voiceSupported(conn?.datagrams)) {
+    store.notice(
+      conn?.kind === "websocket"
+        ? "Voice needs WebTransport, and this connection fell back to a WebSocket (UDP may be blocked here)."
+        : "This browser cannot do voice here (it lacks WebCodecs or audio worklets).",
+    );
+    return;
+  }
+  voice?.stop();
+  voice = null;
+  try {
+    await conn!.request({ case: "joinVoice", value: { channelId: channel.id, selfMute: false, selfDeaf: false } });
+    const v = new Voice(conn!.datagrams!, { changed: () => store.changed() });
+    try {
+      await v.start();
+    } catch (e) {
+      await conn!.request({ case: "leaveVoice", value: {} }).catch(() => {});
+      throw e instanceof DOMException && e.name === "NotAllowedError"
+        ? new Error("Voice needs the microphone, and the browser was not allowed to use it.")
+        : e;
+    }
+    voice = v;
+    store.changed();
+  } catch (e) {
+    store.notice(explain(e));
+  }
+}
+
+async function leaveVoice() {
+  voice?.stop();
+  voice = null;
+  await conn?.request({ case: "leaveVoice", value: {} }).catch(() => {});
+  store.changed();
+}
+
+async function setVoiceState(change: { selfMute?: boolean; selfDeaf?: boolean }) {
+  if (!voice) return;
+  if (change.selfMute !== undefined) voice.muted = change.selfMute;
+  if (change.selfDeaf !== undefined) voice.deafened = change.selfDeaf;
+  store.changed();
+  try {
+    await conn!.request({ case: "updateVoiceState", value: change });
+  } catch (e) {
+    store.notice(explain(e));
+  }
+}
+
+/// Speaking indicators fade by time: redraw a few times a second while in a call.
+function useVoiceClock() {
+  const [, tick] = useReducer((n: number, _: void) => n + 1, 0);
+  useEffect(() => {
+    const t = setInterval(() => voice && tick(), 250);
+    return () => clearInterval(t);
+  }, []);
+}
+
+function VoiceChannels({ community }: { community: bigint }) {
+  const s = useStore();
+  useVoiceClock();
+  const c = s.communities.get(community);
+  const rooms = c?.channels.filter((ch) => ch.kind === ChannelKind.VOICE) ?? [];
+  if (!rooms.length) return null;
+  const mine = s.voice.get(s.me.id)?.channelId;
+  return (
+    <ul role="list" aria-label="Voice channels" class="voice-channels">
+      {rooms.map((ch) => {
+        const inside = [...s.voice.values()].filter((v) => v.channelId === ch.id);
+        return (
+          <li key={String(ch.id)}>
+            <button
+              class={`channel ${mine === ch.id ? "active" : ""}`}
+              disabled={!s.may(ch, Permission.CONNECT)}
+              onClick={() => (mine === ch.id ? leaveVoice() : joinVoice(ch))}
+              aria-label={`${mine === ch.id ? "Leave" : "Join"} voice channel ${cleanName(ch.name)}`}
+            >
+              <span class="name">🔊 {cleanName(ch.name)}</span>
+            </button>
+            <ul role="list" class="in-voice">
+              {inside.map((v) => {
+                const id = String(v.userId);
+                const me = v.userId === s.me.id;
+                const speaking = voice && (me ? voice.selfSpeaking : voice.speaking(id));
+                const name = cleanName(s.nameOf(v.userId, ch));
+                return (
+                  <li key={id} class={speaking ? "speaking" : ""} aria-label={`${name}${speaking ? ", speaking" : ""}`}>
+                    <span class="avatar" aria-hidden="true">
+                      {name.slice(0, 1).toUpperCase()}
+                    </span>
+                    {name}
+                    {(v.selfMute || v.serverMute) && <span aria-label="muted"> 🔇</span>}
+                    {v.selfDeaf && <span aria-label="deafened"> 🙉</span>}
+                    {voice && !me && mine === ch.id && (
+                      <input
+                        type="range"
+                        min="0"
+                        max="2"
+                        step="0.05"
+                        value={voice.volume(id)}
+                        aria-label={`Volume of ${name}`}
+                        onInput={(e) => voice?.setVolume(id, Number((e.target as HTMLInputElement).value))}
+                      />
+                    )}
+                  </li>
+                );
+              })}
+            </ul>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+function VoicePanel() {
+  const s = useStore();
+  const state = s.voice.get(s.me.id);
+  useEffect(() => {
+    // Push to talk: hold V anywhere but a text field.
+    const typing = (e: KeyboardEvent) => e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+    const down = (e: KeyboardEvent) => {
+      if (voice?.mode === "push-to-talk" && e.key.toLowerCase() === "v" && !typing(e) && !voice.talking) {
+        voice.talking = true;
+        store.changed();
+      }
+    };
+    const up = (e: KeyboardEvent) => {
+      if (voice && e.key.toLowerCase() === "v" && voice.talking) {
+        voice.talking = false;
+        store.changed();
+      }
+    };
+    addEventListener("keydown", down);
+    addEventListener("keyup", up);
+    return () => {
+      removeEventListener("keydown", down);
+      removeEventListener("keyup", up);
+    };
+  }, []);
+  if (!voice || !state?.channelId) return null;
+  const room = s.channel(state.channelId);
+  const v = voice;
+  const hold = (on: boolean) => {
+    v.talking = on;
+    store.changed();
+  };
+  return (
+    <section class="voice-panel" aria-label="Voice">
+      <p>
+        <strong>Voice connected</strong> — 🔊 {cleanName(room?.name ?? "")}
+      </p>
+      <div class="row">
+        <button aria-pressed={v.muted} onClick={() => setVoiceState({ selfMute: !v.muted })}>
+          {v.muted ? "Unmute" : "Mute"}
+        </button>
+        <button aria-pressed={v.deafened} onClick={() => setVoiceState({ selfDeaf: !v.deafened })}>
+          {v.deafened ? "Undeafen" : "Deafen"}
+        </button>
+        <button class="danger" onClick={leaveVoice}>
+          Leave
+        </button>
+      </div>
+      <label class="check">
+        <input
+          type="checkbox"
+          checked={v.mode === "push-to-talk"}
+          onChange={(e) => {
+            v.mode = (e.target as HTMLInputElement).checked ? "push-to-talk" : "voice-activity";
+            store.changed();
+          }}
+        />{" "}
+        Push to talk (hold V)
+      </label>
+      {v.mode === "push-to-talk" && (
+        <button
+          class={v.talking ? "talking" : ""}
+          onPointerDown={() => hold(true)}
+          onPointerUp={() => hold(false)}
+          onPointerLeave={() => hold(false)}
+        >
+          {v.talking ? "Talking…" : "Hold to talk"}
+        </button>
+      )}
+      <p class="hint">
+        sent {v.sent} · received {v.received} packets
+      </p>
+    </section>
+  );
+}
+
+function InviteButton({ community }: { community: bigint }) {
+  const [link, setLink] = useState<string | null>(null);
+  const create = async () => {
+    try {
+      const r = await conn!.request({ case: "createInvite", value: { communityId: community, maxUses: 0, expiresInMs: 0n } });
+      if (r.case === "invite") setLink(r.value.webLink || `${location.origin}/invite/${r.value.code}`);
+    } catch (e) {
+      store.notice(explain(e));
+    }
+  };
+  return (
+    <>
+      <button class="link invite" onClick={create} aria-label="Invite people">
+        Invite
+      </button>
+      {link && (
+        <div class="dialog" role="dialog" aria-label="Invite link">
+          <p>Anyone with this link can join, from a browser:</p>
+          <input readOnly value={link} aria-label="Invite link" onFocus={(e) => (e.target as HTMLInputElement).select()} />
+          <div class="row">
+            <button onClick={() => navigator.clipboard?.writeText(link).then(() => store.notice("Invite link copied"), () => {})}>Copy</button>
+            <button class="link" onClick={() => setLink(null)}>
+              Close
+            </button>
+          </div>
+        </div>
+      )}
+    </>
   );
 }
 
@@ -428,6 +661,7 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
   const mine = (m: Message) => m.authorId === s.me.id;
   const typers = s.typers(channel.id);
   let lastDay = "";
+  let previous: Message | undefined;
   return (
     <main class="conversation" aria-label={title}>
       <header class="conversation-head">
@@ -442,12 +676,21 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
         {t.messages.map((m) => {
           const day = dayLabel(Number(m.createdAtMs));
           const separator = day !== lastDay ? <div class="day" role="separator">{day}</div> : null;
+          // A run of one person's messages shows their name once, as long
+          // as no day or five minutes pass.
+          const grouped =
+            !separator &&
+            !m.replyTo &&
+            previous?.authorId === m.authorId &&
+            Number(m.createdAtMs - previous.createdAtMs) < 5 * 60_000;
           lastDay = day;
+          previous = m;
           return (
             <Fragment key={String(m.id)}>
               {separator}
               <MessageRow
                 m={m}
+                grouped={grouped}
                 channel={channel}
                 editing={editing === m.id}
                 onEdit={mine(m) ? () => setEditing(m.id) : undefined}
@@ -488,6 +731,7 @@ async function deleteMessage(m: Message) {
 
 function MessageRow(props: {
   m: Message;
+  grouped: boolean;
   channel: Channel;
   editing: boolean;
   onEdit?: () => void;
@@ -499,7 +743,7 @@ function MessageRow(props: {
   const mentioned = m.mentionEveryone || m.mentions.includes(s.me.id);
   const replied = m.replyTo ? s.timeline(channel.id).messages.find((x) => x.id === m.replyTo) : undefined;
   return (
-    <article class={`message ${mentioned ? "mentioned" : ""}`} data-id={String(m.id)} aria-label={`${cleanName(m.authorName)} at ${timeOfDay(Number(m.createdAtMs))}`}>
+    <article class={`message ${mentioned ? "mentioned" : ""} ${props.grouped ? "grouped" : ""}`} data-id={String(m.id)} aria-label={`${cleanName(m.authorName)} at ${timeOfDay(Number(m.createdAtMs))}`}>
       {replied && (
         <p class="reply-to">
           ↪ {cleanName(replied.authorName)}: {cleanName(replied.body).slice(0, 80)}

@@ -10,10 +10,13 @@
 //   TRANSPORT      "webtransport" or "websocket" (forced with ?transport=)
 //   SHOTS          where screenshots go
 //   CHROMIUM       the browser binary
+//   SCENARIO       "chat" (the default) or "voice"; voice also takes
+//   SAID, HEARD    the WAV the browser's fake microphone plays, and where
+//                  alice's recording of the browser user goes
 //
 // Any console error, page error or failed expectation fails the run.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -51,7 +54,13 @@ function expect(ok, what) {
 }
 
 const problems = [];
-const browser = await chromium.launch({ executablePath: env("CHROMIUM"), headless: true, args: ["--no-sandbox"] });
+const SCENARIO = process.env.SCENARIO ?? "chat";
+const args = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"];
+if (SCENARIO === "voice") {
+  // The microphone is a WAV file, looped; permission is granted as a user would.
+  args.push("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${env("SAID")}`);
+}
+const browser = await chromium.launch({ executablePath: env("CHROMIUM"), headless: true, args });
 
 async function person(name, viewport = { width: 1280, height: 800 }) {
   // The self-signed page is accepted once, as its user would after
@@ -75,7 +84,58 @@ async function person(name, viewport = { width: 1280, height: 800 }) {
 const query = TRANSPORT === "websocket" ? "?transport=websocket" : "";
 const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${TRANSPORT}-${name}.png` });
 
-try {
+/// alice runs a command in the background; resolves with its output when it ends.
+function aliceAsync(...args) {
+  return new Promise((ok, fail) => {
+    const child = spawn(BIN, args, { env: { ...process.env, KITH_CONFIG_DIR: ALICE } });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("exit", (code) => (code === 0 ? ok(out) : fail(new Error(`kith ${args.join(" ")}: ${out}`))));
+  });
+}
+
+async function voice() {
+  const wren = await person("wren");
+  const granted = wren.context().grantPermissions(["microphone"], { origin: WEB });
+  await granted;
+  await wren.goto(`${WEB}invite/${INVITE}`);
+  await wren.getByLabel("Username").fill("wren");
+  await wren.getByLabel("Password").fill("wren's password");
+  await wren.getByRole("button", { name: "Create account" }).click();
+  const join = wren.getByRole("button", { name: "Join voice channel lounge" });
+  await join.waitFor();
+
+  // alice records the lounge while wren talks into it from the browser.
+  const recording = aliceAsync("voice", "join", "Family/lounge", "--mute", "--output", env("HEARD"), "--duration", "7s");
+  await eventually("alice to be in the lounge", () => alice("voice", "list").includes("alice"));
+  await join.click();
+  await wren.getByRole("region", { name: "Voice" }).waitFor();
+  await wren.getByRole("listitem", { name: "wren, speaking" }).waitFor();
+  expect(true, "wren's own speaking indicator lights while her microphone plays");
+  await shot(wren, "voice");
+  const report = await recording;
+  expect(/wren: /.test(report), `alice's recorder heard wren (${report.trim().split("\n").pop()})`);
+  const sent = Number((await wren.getByText(/sent \d+/).textContent()).match(/sent (\d+)/)[1]);
+  expect(sent > 100, `the browser sent ${sent} voice packets`);
+
+  // And back: alice says the same file; wren sees her speak and hears it.
+  await wren.getByRole("button", { name: "Mute" }).click();
+  const saying = aliceAsync("voice", "join", "Family/lounge", "--input", env("SAID"));
+  await wren.getByRole("listitem", { name: "alice, speaking" }).waitFor({ timeout: 15_000 });
+  expect(true, "alice's speaking indicator lights in the browser while she talks");
+  const volume = wren.getByRole("slider", { name: "Volume of alice" });
+  await volume.fill("0.5");
+  await saying;
+  const received = Number((await wren.getByText(/received \d+/).textContent()).match(/received (\d+)/)[1]);
+  expect(received > 50, `the browser received ${received} of alice's packets`);
+  await wren.getByRole("button", { name: "Leave", exact: true }).click();
+  await wren.getByRole("region", { name: "Voice" }).waitFor({ state: "detached" });
+  await eventually("wren to be gone from the lounge", () => !alice("voice", "list").includes("wren"));
+  expect(true, "leaving empties the lounge");
+}
+
+async function chat() {
   const wren = await person("wren");
   await wren.goto(`${WEB}invite/${INVITE}${query}`);
   await wren.getByLabel("Username").fill("wren");
@@ -217,6 +277,10 @@ try {
   await wren.getByRole("button", { name: "Sign out" }).click();
   await wren.getByRole("button", { name: "Sign in" }).waitFor();
   expect(true, "signing out returns to the sign-in page");
+}
+
+try {
+  await (SCENARIO === "voice" ? voice() : chat());
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

@@ -71,6 +71,12 @@ impl InviteLink {
         }
     }
 
+    /// The browser link for `code` on `server`: the web client's invite
+    /// page, on the same port number over HTTPS.
+    pub fn render_web(server: &str, code: &str) -> String {
+        format!("https://{}/invite/{code}", with_default_port(server))
+    }
+
     /// Whether the link only works on the machine that made it (it names
     /// `localhost` or a loopback address).
     pub fn is_local(&self) -> bool {
@@ -150,6 +156,8 @@ mod tests {
         let i = InviteLink::parse("kith://[2001:db8::1]/CODE").unwrap();
         assert_eq!(i.server.as_deref(), Some("[2001:db8::1]:7443"));
         assert_eq!(InviteLink::render("2001:db8::1", "C", None), "kith://[2001:db8::1]:7443/C");
+        assert_eq!(InviteLink::render_web("chat.example.org", "C"), "https://chat.example.org:7443/invite/C");
+        assert_eq!(InviteLink::render_web("[2001:db8::1]:8443", "C"), "https://[2001:db8::1]:8443/invite/C");
         assert_eq!(InviteLink::parse("kith://[::1]:9000/C").unwrap().server.as_deref(), Some("[::1]:9000"));
         assert_eq!(with_default_port("example.org"), "example.org:7443");
         assert_eq!(with_default_port("example.org:9000"), "example.org:9000");

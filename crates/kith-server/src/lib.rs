@@ -288,6 +288,7 @@ impl Server {
                 public_address: Some(public_address.clone()),
                 fingerprint: Some(identity.fingerprint.clone()),
                 community_creation: config.community_creation,
+                web: config.web,
                 ..HubConfig::default()
             },
         );

@@ -29,13 +29,18 @@ async fn tls(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net:
 
 /// One HTTP/1.1 GET; the whole answer as text.
 async fn get(server: &TestServer, path: &str) -> String {
+    String::from_utf8_lossy(&get_bytes(server, path, "").await).into_owned()
+}
+
+/// One HTTP/1.1 GET with extra header lines; the whole answer.
+async fn get_bytes(server: &TestServer, path: &str, headers: &str) -> Vec<u8> {
     let mut s = tls(server).await;
     let host = server.server.web_addr().unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
     s.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await.expect("an answer");
-    String::from_utf8_lossy(&answer).into_owned()
+    answer
 }
 
 fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
@@ -235,6 +240,36 @@ async fn the_page_is_served_over_https_with_a_policy_that_runs_nothing_foreign()
     let js = get(&server, "/app.js").await;
     assert_eq!(header(&js, "content-type"), Some("text/javascript; charset=utf-8"));
     assert!(get(&server, "/nothing-here").await.starts_with("HTTP/1.1 404"));
+}
+
+/// The goal for a first load: the script and the stylesheet, as sent.
+const FIRST_LOAD_BUDGET: usize = 150 * 1024;
+
+#[tokio::test]
+async fn the_client_goes_out_gzipped_and_within_its_first_load_budget() {
+    use std::io::Read as _;
+    let server = TestServer::start().await;
+    let mut sent = 0;
+    for path in ["/app.js", "/app.css"] {
+        let plain = get_bytes(&server, path, "").await;
+        let zipped = get_bytes(&server, path, "Accept-Encoding: br, gzip;q=0.9\r\n").await;
+        let split = |r: &[u8]| {
+            let at = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            (String::from_utf8_lossy(&r[..at]).into_owned(), r[at + 4..].to_vec())
+        };
+        let (plain_head, plain_body) = split(&plain);
+        let (head, body) = split(&zipped);
+        assert_eq!(header(&plain_head, "content-encoding"), None);
+        assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
+        assert_eq!(header(&head, "vary"), Some("accept-encoding"));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut unzipped).unwrap();
+        assert_eq!(unzipped, plain_body, "{path} unzips to the file itself");
+        println!("{path}: {} bytes, {} gzipped", plain_body.len(), body.len());
+        sent += body.len();
+    }
+    println!("first load: {sent} bytes of script and style");
+    assert!(sent <= FIRST_LOAD_BUDGET, "{sent} bytes > {FIRST_LOAD_BUDGET}");
 }
 
 #[tokio::test]

@@ -608,6 +608,9 @@ impl App {
                     "invite to {} (copied to your clipboard where the terminal allows): {link}",
                     text::clean_line(&i.community_name)
                 );
+                if !i.web_link.is_empty() {
+                    said.push_str(&format!(" — or, in a browser: {}", text::clean_line(&i.web_link)));
+                }
                 if local {
                     said.push_str(
                         " — it names this machine, so it works only here; the server's operator can set \

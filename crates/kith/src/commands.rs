@@ -461,14 +461,16 @@ pub async fn community(ctx: Ctx, command: CommunityCommand) -> Result<()> {
             let R::Community(c) = client.request(Request::CreateCommunity(request)).await? else {
                 bail!("unexpected answer")
             };
-            let (_, invite) = create_invite(&client, &profile, &ctx.dir, c.id, None, None).await?;
+            let (wire, invite) = create_invite(&client, &profile, &ctx.dir, c.id, None, None).await?;
             if json.json {
                 let mut value = community_json(&c);
                 value["invite"] = invite.into();
+                value["web_invite"] = sanitize(&wire.web_link).into();
                 print_json(&value);
             } else {
                 println!("created {} with #general. Invite others with:", sanitize(&c.name));
                 println!("{invite}");
+                print_web_link(&wire);
             }
         }
         CommunityCommand::List(json) => {
@@ -485,6 +487,13 @@ pub async fn community(ctx: Ctx, command: CommunityCommand) -> Result<()> {
     Ok(())
 }
 
+/// The browser link of an invite, for people with nothing installed.
+fn print_web_link(invite: &v1::Invite) {
+    if !invite.web_link.is_empty() {
+        println!("or, in a browser: {}", sanitize(&invite.web_link));
+    }
+}
+
 pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
     let InviteCommand::Create { community, max_uses, expires, json } = command;
     let (client, ready, profile) = session(&ctx).await?;
@@ -492,11 +501,13 @@ pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
     let (invite, text) = create_invite(&client, &profile, &ctx.dir, c.id, max_uses, expires).await?;
     if json.json {
         print_json(&json!({
-            "invite": text, "code": invite.code, "community": invite.community_name,
-            "max_uses": invite.max_uses, "expires_ms": invite.expires_at_ms,
+            "invite": text, "web_invite": sanitize(&invite.web_link), "code": invite.code,
+            "community": invite.community_name, "max_uses": invite.max_uses,
+            "expires_ms": invite.expires_at_ms,
         }));
     } else {
         println!("{text}");
+        print_web_link(&invite);
     }
     client.close().await;
     Ok(())

@@ -53,8 +53,59 @@ fn which(program: &str) -> Option<PathBuf> {
 fn a_newcomer_joins_from_a_link_and_chats_with_the_cli(transport: &str) {
     let Some((web, chromium)) = browser() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let server = serve(&tmp.path().join("data"));
-    let alice = tmp.path().join("alice");
+    let (server, alice, invite) = family(tmp.path());
+    for i in 1..=120 {
+        kith(&alice, &["send", "Family/general", &format!("message number {i}")], "");
+    }
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, transport)
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    report(out, &shots);
+}
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+/// The browser spec, set up to run against `server` with alice on the CLI.
+fn spec(
+    web: &Path,
+    chromium: &Path,
+    server: &common::Served,
+    alice: &Path,
+    invite: &str,
+    transport: &str,
+) -> Command {
+    let mut node = Command::new("node");
+    node.arg("test/browser.mjs")
+        .current_dir(web)
+        .env("KITH_BIN", KITH)
+        .env("KITH_WEB", server.web.as_deref().expect("the web client is on by default"))
+        .env("ALICE", alice)
+        .env("INVITE", invite)
+        .env("TRANSPORT", transport)
+        .env("SHOTS", screenshots())
+        .env("CHROMIUM", chromium);
+    node
+}
+
+fn report(out: std::process::Output, shots: &Path) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\nscreenshots in {}", shots.display());
+    assert!(
+        out.status.success(),
+        "the browser spec failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh server, alice (its owner, on the CLI) with Family, and an
+/// invite code to it.
+fn family(tmp: &Path) -> (common::Served, PathBuf, String) {
+    let server = serve(&tmp.join("data"));
+    let alice = tmp.join("alice");
     let code = server.setup_code.clone().expect("a fresh server prints a setup code");
     kith(
         &alice,
@@ -64,30 +115,13 @@ fn a_newcomer_joins_from_a_link_and_chats_with_the_cli(transport: &str) {
     let created: serde_json::Value =
         serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
     let link = created["invite"].as_str().unwrap();
-    let invite = link.rsplit('/').next().unwrap().split('?').next().unwrap();
-    for i in 1..=120 {
-        kith(&alice, &["send", "Family/general", &format!("message number {i}")], "");
-    }
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    let out = Command::new("node")
-        .arg("test/browser.mjs")
-        .current_dir(&web)
-        .env("KITH_BIN", KITH)
-        .env("KITH_WEB", server.web.as_deref().expect("the web client is on by default"))
-        .env("ALICE", &alice)
-        .env("INVITE", invite)
-        .env("TRANSPORT", transport)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", chromium)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\nscreenshots in {}", shots.display());
-    assert!(
-        out.status.success(),
-        "the browser spec failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let invite = link.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    assert_eq!(
+        created["web_invite"].as_str().unwrap(),
+        format!("https://{}/invite/{invite}", server.addr),
+        "invites carry a browser link"
     );
+    (server, alice, invite)
 }
 
 #[test]
@@ -98,4 +132,57 @@ fn a_newcomer_joins_from_an_invite_link_in_a_browser_over_webtransport() {
 #[test]
 fn the_same_over_the_websocket_fallback() {
     a_newcomer_joins_from_a_link_and_chats_with_the_cli("websocket");
+}
+
+/// A browser user talks (Chromium's fake microphone plays a WAV file) to a
+/// `kith voice join --output` recorder, whose recording must match what was
+/// said; then the CLI user talks back and the browser shows her speaking.
+#[test]
+fn a_browser_user_and_a_kith_voice_user_hear_each_other() {
+    let Some((web, chromium)) = browser() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) = family(tmp.path());
+    kith(&alice, &["channel", "create", "Family/lounge", "--voice"], "");
+    let said = tmp.path().join("said.wav");
+    let heard = tmp.path().join("heard.wav");
+    let speech = kith_voice::speech_like(2.0);
+    kith_voice::write_wav(&said, &speech).unwrap();
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "voice")
+        .env("SAID", &said)
+        .env("HEARD", &heard)
+        .output()
+        .expect("node runs");
+    report(out, &shots);
+    let recording = kith_voice::read_wav(&heard).unwrap();
+    // The fake microphone loops the file; somewhere in the first seconds a
+    // whole loop starts.
+    let m = kith_voice::compare(&speech, &recording, 4 * kith_voice::RATE as usize);
+    // The browser's echo canceller and noise suppressor (on, as for every
+    // user) reshape the waveform, so sample-exact correlation is low (about
+    // 0.37; 0.9998 with them off). What must survive is what was said: its
+    // loudness contour, syllable by syllable, compared in 10 ms steps.
+    let said = envelope(&speech);
+    let got = envelope(&recording[m.delay.min(recording.len())..]);
+    let contour = pearson(&said, &got[..said.len().min(got.len())]);
+    println!("browser → kith voice: {m:?}, loudness contour correlation {contour:.3}");
+    assert!(contour > 0.8, "contour {contour:.3}, {m:?}");
+}
+
+/// Mean absolute amplitude per 10 ms.
+fn envelope(samples: &[i16]) -> Vec<f64> {
+    samples.chunks(480).map(|c| c.iter().map(|s| f64::from(*s).abs()).sum::<f64>() / c.len() as f64).collect()
+}
+
+/// Pearson correlation of two equally long series (the shorter's length).
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / n as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
 }

@@ -124,6 +124,8 @@ pub struct HubConfig {
     pub fingerprint: Option<String>,
     /// Who may create communities.
     pub community_creation: CommunityCreation,
+    /// The server serves the browser client: invites carry a web link too.
+    pub web: bool,
 }
 
 /// Who may create communities on the server.
@@ -160,6 +162,7 @@ impl Default for HubConfig {
             public_address: None,
             fingerprint: None,
             community_creation: CommunityCreation::Everyone,
+            web: false,
         }
     }
 }

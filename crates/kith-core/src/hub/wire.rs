@@ -118,6 +118,10 @@ impl Hub {
             .as_deref()
             .map(|server| InviteLink::render(server, &i.code, self.config.fingerprint.as_deref()))
             .unwrap_or_default();
+        let web_link = match (&self.config.public_address, self.config.web) {
+            (Some(server), true) => InviteLink::render_web(server, &i.code),
+            _ => String::new(),
+        };
         v1::Invite {
             code: i.code.clone(),
             community_id: i.community.0,
@@ -126,6 +130,7 @@ impl Hub {
             uses: i.uses,
             expires_at_ms: i.expires_at.map_or(0, |t| t.0),
             link,
+            web_link,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The edge layer: what every transport shares, written once. A transport
-//! (QUIC, the telnet gateway, the web later) is IO around it: it accepts a
+//! (QUIC, WebTransport, the WebSocket fallback, the telnet gateway) is IO around it: it accepts a
 //! connection, allocates a [`SessionId`], opens the session with
 //! [`Edge::open`] (registration with the hub and its authentication
 //! deadline), hands every decoded `ClientMessage` to [`submit`] (parsing,
@@ -155,7 +155,8 @@ pub(crate) async fn submit(
     if matches!(msg.request, Some(kith_proto::v1::client_message::Request::JoinVoice(_)))
         && me.voice.is_none()
     {
-        let reason = "voice needs QUIC datagrams (RFC 9221), which this connection did not offer";
+        let reason =
+            "voice needs QUIC datagrams (RFC 9221) or WebTransport's, which this connection does not carry";
         me.push(OutItem::Send(error_frame(rid, ErrorCode::Unsupported, reason)));
         return true;
     }

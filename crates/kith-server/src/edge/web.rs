@@ -51,11 +51,55 @@ struct Conn {
     ip: IpAddr,
 }
 
-/// The browser client, built into the binary (`web/`, see ARCHITECTURE.md).
-const INDEX: &str = include_str!("../../../../web/dist/index.html");
-const APP_JS: &str = include_str!("../../../../web/dist/app.js");
-const APP_CSS: &str = include_str!("../../../../web/dist/app.css");
-const FAVICON: &str = include_str!("../../../../web/dist/favicon.svg");
+/// One file of the browser client, built into the binary (`web/`, see
+/// ARCHITECTURE.md), and its gzip encoding, made on first demand.
+struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    gzip: std::sync::OnceLock<Bytes>,
+}
+
+impl Asset {
+    const fn new(body: &'static str, content_type: &'static str) -> Asset {
+        Asset { body, content_type, gzip: std::sync::OnceLock::new() }
+    }
+
+    fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                use std::io::Write as _;
+                let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                out.write_all(self.body.as_bytes()).expect("writing to memory");
+                out.finish().expect("writing to memory").into()
+            })
+            .clone()
+    }
+
+    /// The file, gzipped if the browser takes that.
+    fn respond(&self, request: &HeaderMap) -> Response {
+        let gzip = request
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+        let headers = [
+            (header::CONTENT_TYPE, self.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::VARY, "accept-encoding"),
+        ];
+        match gzip {
+            true => (headers, [(header::CONTENT_ENCODING, "gzip")], self.gzip()).into_response(),
+            false => (headers, self.body).into_response(),
+        }
+    }
+}
+
+static INDEX: Asset = Asset::new(include_str!("../../../../web/dist/index.html"), "text/html; charset=utf-8");
+static APP_JS: Asset =
+    Asset::new(include_str!("../../../../web/dist/app.js"), "text/javascript; charset=utf-8");
+static APP_CSS: Asset = Asset::new(include_str!("../../../../web/dist/app.css"), "text/css; charset=utf-8");
+static WORKLET: Asset =
+    Asset::new(include_str!("../../../../web/dist/worklet.js"), "text/javascript; charset=utf-8");
+static FAVICON: Asset = Asset::new(include_str!("../../../../web/dist/favicon.svg"), "image/svg+xml");
 
 /// Accepts HTTPS connections until the listener fails or the task is aborted.
 pub async fn accept_loop(
@@ -116,9 +160,10 @@ fn router() -> Router<Conn> {
     Router::new()
         .route("/", get(index))
         .route("/invite/{code}", get(index))
-        .route("/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
-        .route("/favicon.svg", get(|| async { asset(FAVICON, "image/svg+xml") }))
+        .route("/app.js", get(|h: HeaderMap| async move { APP_JS.respond(&h) }))
+        .route("/app.css", get(|h: HeaderMap| async move { APP_CSS.respond(&h) }))
+        .route("/worklet.js", get(|h: HeaderMap| async move { WORKLET.respond(&h) }))
+        .route("/favicon.svg", get(|h: HeaderMap| async move { FAVICON.respond(&h) }))
         .route("/api/webtransport", get(webtransport))
         .route("/ws", get(websocket))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
@@ -144,19 +189,14 @@ async fn security_headers(State(()): State<()>, mut response: Response) -> Respo
     response
 }
 
-async fn index(State(conn): State<Conn>) -> Response {
-    let mut response = asset(INDEX, "text/html; charset=utf-8");
+async fn index(State(conn): State<Conn>, request: HeaderMap) -> Response {
+    let mut response = INDEX.respond(&request);
     if conn.site.hsts {
         response
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
     response
-}
-
-fn asset(body: &'static str, content_type: &'static str) -> Response {
-    let headers = [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")];
-    (headers, body).into_response()
 }
 
 /// Where the page opens its WebTransport session, and the certificate hash
