@@ -57,7 +57,10 @@ async function connect(onClosed: (why: string) => void): Promise<Connection> {
   conn?.close("reconnecting");
   conn = await Connection.open(
     {
-      event: (e) => store.apply(e),
+      event: (e) => {
+        store.apply(e);
+        if (e.body.case === "messageCreated") notify(e.body.value);
+      },
       notice: (e) => store.notice(e.reason),
       closed: (why) => {
         voice?.stop();
@@ -69,6 +72,58 @@ async function connect(onClosed: (why: string) => void): Promise<Connection> {
   );
   document.documentElement.dataset.transport = conn.kind;
   return conn;
+}
+
+const NOTIFY_ASKED = "kith.notify.asked";
+
+/// A desktop notification for a mention or a direct message, while the tab
+/// is in the background; shown by the browser itself, sent nowhere else.
+function notify(m: Message) {
+  if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  if (document.visibilityState === "visible" || m.authorId === store.me.id) return;
+  const channel = store.channel(m.channelId);
+  const direct = channel?.kind === ChannelKind.DIRECT || channel?.kind === ChannelKind.GROUP;
+  if (!direct && !m.mentionEveryone && !m.mentions.includes(store.me.id)) return;
+  const where = direct ? "" : ` in #${cleanName(channel?.name ?? "")}`;
+  const n = new Notification(`${cleanName(m.authorName)}${where}`, { body: clean(m.body).slice(0, 200), tag: String(m.channelId) });
+  n.onclick = () => window.focus();
+}
+
+const THEME = "kith.theme";
+const themes = ["system", "dark", "light"] as const;
+function applyTheme(theme: string) {
+  if (theme === "system") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+}
+applyTheme(localStorage.getItem(THEME) ?? "system");
+
+/// Small line icons, drawn here: no icon font, no emoji font needed.
+const ICONS = {
+  speaker: "M4 9h3l5-4v14l-5-4H4z M16 9a4 4 0 0 1 0 6 M18.5 6.5a8 8 0 0 1 0 11",
+  muted: "M4 9h3l5-4v14l-5-4H4z M16 9l5 6 M21 9l-5 6",
+  deafened: "M4 14v-2a8 8 0 0 1 16 0v2 M4 14h3v5H4z M17 14h3v5h-3z M3 3l18 18",
+  bell: "M6 16V11a6 6 0 0 1 12 0v5l2 2H4z M10 20a2 2 0 0 0 4 0",
+};
+
+function Icon({ name, label }: { name: keyof typeof ICONS; label?: string }) {
+  return (
+    <svg
+      class="icon"
+      viewBox="0 0 24 24"
+      width="16"
+      height="16"
+      fill="none"
+      stroke="currentColor"
+      stroke-width="2"
+      stroke-linecap="round"
+      stroke-linejoin="round"
+      role={label ? "img" : undefined}
+      aria-label={label}
+      aria-hidden={label ? undefined : "true"}
+    >
+      <path d={ICONS[name]} />
+    </svg>
+  );
 }
 
 function useStore() {
@@ -231,6 +286,17 @@ function Main() {
   });
   // Phones show one pane at a time: the list, or the conversation.
   const [pane, setPane] = useState<"list" | "chat">("list");
+  const [switching, setSwitching] = useState(false);
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        setSwitching((on) => !on);
+      }
+    };
+    addEventListener("keydown", key);
+    return () => removeEventListener("keydown", key);
+  }, []);
   const channel = place.channel === null ? undefined : s.channel(place.channel);
   const community = place.community === null ? undefined : s.communities.get(place.community);
   useEffect(() => {
@@ -307,6 +373,7 @@ function Main() {
         <footer class="me">
           <span class="presence online" aria-hidden="true" />
           <span class="name">{cleanName(s.me.displayName || s.me.username)}</span>
+          <Preferences />
           <button
             class="link"
             onClick={async () => {
@@ -345,6 +412,15 @@ function Main() {
             })}
           </ul>
         </aside>
+      )}
+      {switching && (
+        <Switcher
+          onPick={(p) => {
+            setSwitching(false);
+            open(p);
+          }}
+          onClose={() => setSwitching(false)}
+        />
       )}
       <Notices />
     </div>
@@ -427,7 +503,9 @@ function VoiceChannels({ community }: { community: bigint }) {
               onClick={() => (mine === ch.id ? leaveVoice() : joinVoice(ch))}
               aria-label={`${mine === ch.id ? "Leave" : "Join"} voice channel ${cleanName(ch.name)}`}
             >
-              <span class="name">🔊 {cleanName(ch.name)}</span>
+              <span class="name">
+                <Icon name="speaker" /> {cleanName(ch.name)}
+              </span>
             </button>
             <ul role="list" class="in-voice">
               {inside.map((v) => {
@@ -441,8 +519,8 @@ function VoiceChannels({ community }: { community: bigint }) {
                       {name.slice(0, 1).toUpperCase()}
                     </span>
                     {name}
-                    {(v.selfMute || v.serverMute) && <span aria-label="muted"> 🔇</span>}
-                    {v.selfDeaf && <span aria-label="deafened"> 🙉</span>}
+                    {(v.selfMute || v.serverMute) && <Icon name="muted" label="muted" />}
+                    {v.selfDeaf && <Icon name="deafened" label="deafened" />}
                     {voice && !me && mine === ch.id && (
                       <input
                         type="range"
@@ -500,7 +578,7 @@ function VoicePanel() {
   return (
     <section class="voice-panel" aria-label="Voice">
       <p>
-        <strong>Voice connected</strong> — 🔊 {cleanName(room?.name ?? "")}
+        <strong>Voice connected</strong> — <Icon name="speaker" /> {cleanName(room?.name ?? "")}
       </p>
       <div class="row">
         <button aria-pressed={v.muted} onClick={() => setVoiceState({ selfMute: !v.muted })}>
@@ -538,6 +616,89 @@ function VoicePanel() {
         sent {v.sent} · received {v.received} packets
       </p>
     </section>
+  );
+}
+
+function Preferences() {
+  const [theme, setTheme] = useState(localStorage.getItem(THEME) ?? "system");
+  const [asked, setAsked] = useState(
+    typeof Notification === "undefined" || Notification.permission !== "default" || localStorage.getItem(NOTIFY_ASKED) !== null,
+  );
+  const next = themes[(themes.indexOf(theme as (typeof themes)[number]) + 1) % themes.length];
+  return (
+    <>
+      {!asked && (
+        <button
+          class="link"
+          aria-label="Turn on desktop notifications"
+          title="Desktop notifications for mentions and direct messages while this tab is in the background"
+          onClick={async () => {
+            // Asked once: whatever the answer, the button goes.
+            localStorage.setItem(NOTIFY_ASKED, "1");
+            setAsked(true);
+            await Notification.requestPermission();
+          }}
+        >
+          <Icon name="bell" />
+        </button>
+      )}
+      <button
+        class="link"
+        aria-label={`Theme: ${theme}; switch to ${next}`}
+        title={`Theme: ${theme}`}
+        onClick={() => {
+          localStorage.setItem(THEME, next);
+          applyTheme(next);
+          setTheme(next);
+        }}
+      >
+        {theme === "dark" ? "☾" : theme === "light" ? "☀" : "◐"}
+      </button>
+    </>
+  );
+}
+
+/// Ctrl+K (⌘K): jump to any channel or conversation by typing part of its name.
+function Switcher({ onPick, onClose }: { onPick: (p: Place) => void; onClose: () => void }) {
+  const s = store;
+  const [q, setQ] = useState("");
+  const [i, setI] = useState(0);
+  const all: Array<{ label: string; place: Place }> = [];
+  for (const c of s.communities.values()) {
+    for (const ch of c.channels.filter((ch) => ch.kind === ChannelKind.TEXT)) {
+      all.push({ label: `#${cleanName(ch.name)} — ${cleanName(c.name)}`, place: { community: c.id, channel: ch.id } });
+    }
+  }
+  for (const d of s.directs.values()) all.push({ label: `@${cleanName(s.directName(d))}`, place: { community: null, channel: d.id } });
+  const found = all.filter((x) => x.label.toLowerCase().includes(q.toLowerCase())).slice(0, 12);
+  return (
+    <div class="dialog switcher" role="dialog" aria-label="Jump to a conversation">
+      <input
+        autofocus
+        aria-label="Jump to"
+        placeholder="Where to?"
+        value={q}
+        onInput={(e) => {
+          setQ((e.target as HTMLInputElement).value);
+          setI(0);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Escape") onClose();
+          else if (e.key === "ArrowDown") setI((i + 1) % Math.max(found.length, 1));
+          else if (e.key === "ArrowUp") setI((i + found.length - 1) % Math.max(found.length, 1));
+          else if (e.key === "Enter" && found[i]) onPick(found[i].place);
+          else return;
+          e.preventDefault();
+        }}
+      />
+      <ul role="listbox" aria-label="Conversations">
+        {found.map((x, k) => (
+          <li key={x.label} role="option" aria-selected={k === i} class={k === i ? "chosen" : ""} onMouseDown={() => onPick(x.place)}>
+            {x.label}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 
@@ -612,6 +773,7 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
   const t = s.timeline(channel.id);
   const list = useRef<HTMLDivElement>(null);
   const [editing, setEditing] = useState<bigint | null>(null);
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
   const stick = useRef(true);
   const anchor = useRef<{ id: bigint; top: number } | null>(null);
   const canSend = s.may(channel, Permission.SEND_MESSAGES);
@@ -695,6 +857,7 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
                 editing={editing === m.id}
                 onEdit={mine(m) ? () => setEditing(m.id) : undefined}
                 onDelete={mine(m) || canManage ? () => deleteMessage(m) : undefined}
+                onReply={canSend ? () => setReplyTo(m) : undefined}
                 onDone={() => setEditing(null)}
               />
             </Fragment>
@@ -708,6 +871,8 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
         <Composer
           channel={channel}
           title={title}
+          replyTo={replyTo}
+          onReplied={() => setReplyTo(null)}
           onEditLast={() => {
             const last = [...t.messages].reverse().find(mine);
             if (last) setEditing(last.id);
@@ -736,6 +901,7 @@ function MessageRow(props: {
   editing: boolean;
   onEdit?: () => void;
   onDelete?: () => void;
+  onReply?: () => void;
   onDone: () => void;
 }) {
   const { m, channel } = props;
@@ -754,6 +920,11 @@ function MessageRow(props: {
         <time dateTime={new Date(Number(m.createdAtMs)).toISOString()}>{timeOfDay(Number(m.createdAtMs))}</time>
         {m.editedAtMs > 0n && <span class="edited">(edited)</span>}
         <span class="actions">
+          {props.onReply && (
+            <button class="link" onClick={props.onReply} aria-label="Reply to message">
+              Reply
+            </button>
+          )}
           {props.onEdit && (
             <button class="link" onClick={props.onEdit} aria-label="Edit message">
               Edit
@@ -817,16 +988,68 @@ function EditBox({ m, onDone }: { m: Message; onDone: () => void }) {
 
 let nonceCounter = 0;
 
-function Composer({ channel, title, onEditLast }: { channel: Channel; title: string; onEditLast: () => void }) {
+/// People who can be mentioned in a channel: its community's members, or
+/// the conversation's participants.
+function mentionable(channel: Channel): Array<{ username: string; name: string }> {
+  if (channel.communityId) {
+    return (store.communities.get(channel.communityId)?.members ?? []).map((m) => ({
+      username: m.user!.username,
+      name: cleanName(m.nickname || m.user!.displayName || m.user!.username),
+    }));
+  }
+  return channel.recipients.map((u) => ({ username: u.username, name: cleanName(u.displayName || u.username) }));
+}
+
+/// The `@word` being typed at the caret, if any.
+function mentionAt(text: string, caret: number): { start: number; prefix: string } | null {
+  const m = /(^|[^\p{L}\p{N}])@([\p{L}\p{N}_.-]*)$/u.exec(text.slice(0, caret));
+  return m ? { start: caret - m[2].length - 1, prefix: m[2].toLowerCase() } : null;
+}
+
+function Composer(props: {
+  channel: Channel;
+  title: string;
+  replyTo: Message | null;
+  onReplied: () => void;
+  onEditLast: () => void;
+}) {
+  const { channel, title } = props;
   const [text, setText] = useState("");
+  const [caret, setCaret] = useState(0);
+  const [choice, setChoice] = useState(0);
+  const box = useRef<HTMLTextAreaElement>(null);
   const lastTyping = useRef(0);
+  const at = mentionAt(text, caret);
+  const candidates = at
+    ? mentionable(channel)
+        .filter((p) => p.username.toLowerCase().startsWith(at.prefix) || p.name.toLowerCase().startsWith(at.prefix))
+        .slice(0, 8)
+    : [];
+  const complete = (username: string) => {
+    if (!at) return;
+    const next = `${text.slice(0, at.start)}@${username} ${text.slice(caret)}`;
+    const pos = at.start + username.length + 2;
+    // Set the box at once, caret included: keys typed before the next
+    // render must land after the completed name.
+    if (box.current) {
+      box.current.value = next;
+      box.current.setSelectionRange(pos, pos);
+    }
+    setText(next);
+    setCaret(pos);
+    setChoice(0);
+  };
   const send = async () => {
     const body = text.trim();
     if (!body) return;
     const nonce = `${Date.now().toString(36)}-${(nonceCounter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const replyTo = props.replyTo?.id ?? 0n;
+    // The message ends this typing; the next keystroke announces the next.
+    lastTyping.current = 0;
     setText("");
+    props.onReplied();
     try {
-      await conn!.request({ case: "sendMessage", value: { channelId: channel.id, body, nonce, replyTo: 0n } });
+      await conn!.request({ case: "sendMessage", value: { channelId: channel.id, body, nonce, replyTo } });
     } catch (e) {
       setText(body);
       store.notice(explain(e));
@@ -840,32 +1063,81 @@ function Composer({ channel, title, onEditLast }: { channel: Channel; title: str
         send();
       }}
     >
-      <textarea
-        aria-label={`Message ${title}`}
-        placeholder={`Message ${title}`}
-        rows={1}
-        value={text}
-        onInput={(e) => {
-          setText((e.target as HTMLTextAreaElement).value);
-          const now = Date.now();
-          if (now - lastTyping.current > 4000) {
-            lastTyping.current = now;
-            conn?.request({ case: "typing", value: { channelId: channel.id } }).catch(() => {});
-          }
-        }}
-        onKeyDown={(e) => {
-          if (e.key === "Enter" && !e.shiftKey) {
-            e.preventDefault();
-            send();
-          } else if (e.key === "ArrowUp" && text === "") {
-            e.preventDefault();
-            onEditLast();
-          }
-        }}
-      />
-      <button type="submit" aria-label="Send">
-        Send
-      </button>
+      {props.replyTo && (
+        <p class="replying">
+          Replying to {cleanName(props.replyTo.authorName)}
+          <button type="button" class="link" aria-label="Cancel reply" onClick={props.onReplied}>
+            ×
+          </button>
+        </p>
+      )}
+      {candidates.length > 0 && (
+        <ul class="mentions" role="listbox" aria-label="People to mention">
+          {candidates.map((p, i) => (
+            <li
+              key={p.username}
+              role="option"
+              aria-selected={i === choice}
+              class={i === choice ? "chosen" : ""}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                complete(p.username);
+              }}
+            >
+              {p.name} <span class="hint">@{cleanName(p.username)}</span>
+            </li>
+          ))}
+        </ul>
+      )}
+      <div class="row">
+        <textarea
+          ref={box}
+          aria-label={`Message ${title}`}
+          placeholder={`Message ${title}`}
+          rows={1}
+          value={text}
+          onInput={(e) => {
+            const el = e.target as HTMLTextAreaElement;
+            setText(el.value);
+            setCaret(el.selectionStart);
+            setChoice(0);
+            const now = Date.now();
+            if (now - lastTyping.current > 4000) {
+              lastTyping.current = now;
+              conn?.request({ case: "typing", value: { channelId: channel.id } }).catch(() => {});
+            }
+          }}
+          onKeyUp={(e) => setCaret((e.target as HTMLTextAreaElement).selectionStart)}
+          onClick={(e) => setCaret((e.target as HTMLTextAreaElement).selectionStart)}
+          onKeyDown={(e) => {
+            if (candidates.length) {
+              if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+                e.preventDefault();
+                const n = candidates.length;
+                setChoice((choice + (e.key === "ArrowDown" ? 1 : n - 1)) % n);
+                return;
+              }
+              if (e.key === "Tab" || e.key === "Enter") {
+                e.preventDefault();
+                complete(candidates[choice].username);
+                return;
+              }
+            }
+            if (e.key === "Enter" && !e.shiftKey) {
+              e.preventDefault();
+              send();
+            } else if (e.key === "ArrowUp" && text === "") {
+              e.preventDefault();
+              props.onEditLast();
+            } else if (e.key === "Escape" && props.replyTo) {
+              props.onReplied();
+            }
+          }}
+        />
+        <button type="submit" aria-label="Send">
+          Send
+        </button>
+      </div>
     </form>
   );
 }

@@ -10,7 +10,8 @@
 //   TRANSPORT      "webtransport" or "websocket" (forced with ?transport=)
 //   SHOTS          where screenshots go
 //   CHROMIUM       the browser binary
-//   SCENARIO       "chat" (the default) or "voice"; voice also takes
+//   SCENARIO       "chat" (the default), "three" (two browsers and alice
+//                  in `kith chat` under tmux) or "voice"; voice also takes
 //   SAID, HEARD    the WAV the browser's fake microphone plays, and where
 //                  alice's recording of the browser user goes
 //
@@ -135,6 +136,81 @@ async function voice() {
   expect(true, "leaving empties the lounge");
 }
 
+/// alice's `kith chat`, in a tmux server of its own.
+class Terminal {
+  constructor() {
+    this.socket = `kith-browser-${process.pid}`;
+    this.tmux("new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", `env KITH_CONFIG_DIR=${ALICE} ${BIN} chat`);
+  }
+  tmux(...args) {
+    return execFileSync("tmux", ["-L", this.socket, ...args], { encoding: "utf8" });
+  }
+  screen() {
+    return this.tmux("capture-pane", "-p", "-t", "chat");
+  }
+  async waitFor(text) {
+    try {
+      return await eventually(`the terminal to show ${JSON.stringify(text)}`, () => this.screen().includes(text), 20_000);
+    } catch (e) {
+      throw new Error(`${e.message}; the screen:\n${this.screen()}`);
+    }
+  }
+  type(text) {
+    this.tmux("send-keys", "-t", "chat", "-l", text);
+    this.tmux("send-keys", "-t", "chat", "Enter");
+  }
+  close() {
+    try {
+      this.tmux("kill-server");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+async function join(name) {
+  const page = await person(name);
+  await page.goto(`${WEB}invite/${INVITE}${query}`);
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Password").fill(`${name}'s password`);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("textbox", { name: "Message # general" }).waitFor();
+  return page;
+}
+
+async function say(page, text) {
+  const box = page.getByRole("textbox", { name: "Message # general" });
+  await box.fill(text);
+  await box.press("Enter");
+}
+
+async function three() {
+  const term = new Terminal();
+  try {
+    await term.waitFor("● connected");
+    const wren = await join("wren");
+    const robin = await join("robin");
+    await say(wren, "wren here, from a browser");
+    await robin.getByRole("log").getByText("wren here, from a browser").waitFor();
+    await term.waitFor("wren here, from a browser");
+    expect(true, "a browser user's message reaches the other browser and kith chat");
+    term.type("alice here, from a terminal");
+    await wren.getByRole("log").getByText("alice here, from a terminal").waitFor();
+    await robin.getByRole("log").getByText("alice here, from a terminal").waitFor();
+    expect(true, "kith chat's message reaches both browsers");
+    await say(robin, "robin too");
+    await wren.getByRole("log").getByText("robin too").waitFor();
+    await term.waitFor("robin too");
+    expect(true, "and the second browser's reaches everyone");
+    await robin.getByRole("textbox", { name: "Message # general" }).pressSequentially("typing…");
+    await wren.getByText("robin is typing…").waitFor();
+    expect(true, "typing shows in the other browser");
+    await shot(wren, "three");
+  } finally {
+    term.close();
+  }
+}
+
 async function chat() {
   const wren = await person("wren");
   await wren.goto(`${WEB}invite/${INVITE}${query}`);
@@ -183,6 +259,26 @@ async function chat() {
   await log.getByText("hello from the terminal (fixed)").waitFor({ state: "detached" });
   expect(true, "alice's edit and delete reach the browser");
 
+  // A reply, with a mention completed from the member list.
+  const question = log.getByRole("article").filter({ hasText: "message number 120" });
+  await question.hover();
+  await question.getByRole("button", { name: "Reply to message" }).click();
+  await wren.getByText("Replying to alice").waitFor();
+  await composer.fill("");
+  await composer.pressSequentially("thanks @al");
+  await wren.getByRole("option", { name: /alice/ }).waitFor();
+  await composer.press("Tab");
+  expect((await composer.inputValue()) === "thanks @alice ", "@al completes to @alice");
+  await composer.pressSequentially("for all of these");
+  await composer.press("Enter");
+  const reply = await eventually("alice to get the reply", () =>
+    aliceHistory("Family/general").find((m) => m.body === "thanks @alice for all of these"),
+  );
+  const m120 = aliceHistory("Family/general").find((m) => m.body === "message number 120");
+  expect(reply.mentions.length === 1 && reply.mentions[0] === m120.author_id, "the reply mentions alice");
+  expect(reply.reply_to === m120.id, "and answers message 120");
+  await log.getByText("↪ alice: message number 120").waitFor();
+
   // wren deletes her own.
   const row = log.getByRole("article").filter({ hasText: "hello from the browser, edited" });
   await row.hover();
@@ -214,6 +310,20 @@ async function chat() {
   await wren.getByRole("log").getByText("the news").waitFor();
   await eventually("the badge to clear", async () => (await news.getByLabel(/unread/).count()) === 0);
   expect(true, "reading the channel clears its badge");
+
+  // Ctrl+K jumps anywhere by name.
+  await wren.keyboard.press("Control+k");
+  await wren.getByRole("textbox", { name: "Jump to" }).fill("gen");
+  await wren.keyboard.press("Enter");
+  await wren.getByRole("textbox", { name: "Message # general" }).waitFor();
+  expect(true, "Ctrl+K, a few letters and Enter open #general");
+
+  // The theme follows the system until chosen.
+  await wren.getByRole("button", { name: /^Theme: system/ }).click();
+  expect((await wren.evaluate(() => document.documentElement.dataset.theme)) === "dark", "the theme can be switched to dark");
+  await shot(wren, "dark");
+  await wren.getByRole("button", { name: /^Theme: dark/ }).click();
+  await wren.getByRole("button", { name: /^Theme: light/ }).click();
 
   // A direct message.
   alice("send", "@wren", "psst, just you");
@@ -280,7 +390,7 @@ async function chat() {
 }
 
 try {
-  await (SCENARIO === "voice" ? voice() : chat());
+  await ({ voice, three, chat }[SCENARIO] ?? chat)();
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

@@ -186,3 +186,18 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
     if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
 }
+
+/// Two browser users and alice in `kith chat` (under tmux) in one channel:
+/// each one's message reaches the other two.
+#[test]
+fn two_browser_users_and_a_kith_chat_user_talk_in_one_channel() {
+    let Some((web, chromium)) = browser() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) = family(tmp.path());
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "three")
+        .output()
+        .expect("node runs");
+    report(out, &shots);
+}
