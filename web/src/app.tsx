@@ -128,7 +128,14 @@ function Icon({ name, label }: { name: keyof typeof ICONS; label?: string }) {
 
 function useStore() {
   const [, bump] = useReducer((n: number, _: void) => n + 1, 0);
-  useEffect(() => store.subscribe(() => bump()), []);
+  // A change between this render and the subscription (an answer that came
+  // back quickly, a throttled background tab) must not be missed.
+  const seen = store.version;
+  useLayoutEffect(() => {
+    const unsubscribe = store.subscribe(() => bump());
+    if (store.version !== seen) bump();
+    return unsubscribe;
+  }, []);
   return store;
 }
 
@@ -750,21 +757,54 @@ function Notices() {
   );
 }
 
+/// Rows in the page at once, however long the channel: the reader's view
+/// moves through the timeline by STEP rows when it comes within EDGE_PX of
+/// the window's top or bottom.
+const WINDOW = 150;
+const STEP = 50;
+const EDGE_PX = 400;
+
+/// The index of the first message with an id at or after `id`.
+function lowerBound(msgs: Message[], id: bigint): number {
+  let lo = 0;
+  let hi = msgs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (msgs[mid].id < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return Math.min(lo, Math.max(0, msgs.length - 1));
+}
+
 async function loadOlder(channel: bigint) {
   const t = store.timeline(channel);
   if (t.loading || t.complete) return;
   t.loading = true;
   const oldest = t.messages[0]?.id;
   try {
-    const r = await conn!.request({
-      case: "history",
-      value: { channelId: channel, limit: PAGE, anchor: oldest ? { case: "before", value: oldest } : { case: undefined } },
-    });
-    if (r.case === "messages") store.addPage(channel, r.value.messages, true);
+    // A busy server (or a reader paging fast) is told when to come back:
+    // wait that long and ask again, rather than leave the page empty.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await conn!.request({
+          case: "history",
+          value: { channelId: channel, limit: PAGE, anchor: oldest ? { case: "before", value: oldest } : { case: undefined } },
+        });
+        if (r.case === "messages") store.addPage(channel, r.value.messages, true);
+        return;
+      } catch (e) {
+        const wait = e instanceof RequestError && e.wire.code === ErrorCode.RATE_LIMITED ? Number(e.wire.retryAfterMs) : 0;
+        if (!wait || attempt >= 20) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(wait, 5000)));
+      }
+    }
   } catch (e) {
     store.notice(explain(e));
   } finally {
     t.loading = false;
+    // What was asked for while this page loaded (the reader kept
+    // scrolling) is answered by the next render's edge check.
+    store.changed();
   }
 }
 
@@ -775,7 +815,15 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
   const [editing, setEditing] = useState<bigint | null>(null);
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const stick = useRef(true);
+  // The row the reader is looking at, and how far from the top of the
+  // view: whatever is added or removed around it, it stays put.
   const anchor = useRef<{ id: bigint; top: number } | null>(null);
+  // Only a window of the timeline is in the page; `firstId` is its first
+  // message, or null while it follows the newest.
+  const [firstId, setFirstId] = useState<bigint | null>(null);
+  const msgs = t.messages;
+  const start = firstId === null ? Math.max(0, msgs.length - WINDOW) : lowerBound(msgs, firstId);
+  const end = Math.min(msgs.length, start + WINDOW);
   const canSend = s.may(channel, Permission.SEND_MESSAGES);
   const canManage = s.may(channel, Permission.MANAGE_MESSAGES);
   const direct = channel.kind === ChannelKind.DIRECT || channel.kind === ChannelKind.GROUP;
@@ -786,17 +834,18 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
   }, [channel.id]);
 
   // Keep the view where the reader left it: at the bottom while they are
-  // there, and on the same message when older ones load above.
+  // there, and on the same message when rows come or go above or below;
+  // then move the window if the reader is near one of its edges.
   useLayoutEffect(() => {
     const el = list.current;
     if (!el) return;
-    if (anchor.current) {
+    if (stick.current) {
+      el.scrollTop = el.scrollHeight;
+    } else if (anchor.current) {
       const node = el.querySelector<HTMLElement>(`[data-id="${anchor.current.id}"]`);
       if (node) el.scrollTop = node.offsetTop - anchor.current.top;
-      anchor.current = null;
-    } else if (stick.current) {
-      el.scrollTop = el.scrollHeight;
     }
+    edges();
   });
 
   // Read up to the newest message while it is on screen.
@@ -807,17 +856,32 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
     }
   }, [newest?.id]);
 
+  /// Near the window's top: show older rows (loading them first if none
+  /// are kept); near its bottom: newer ones, until it follows the newest.
+  const edges = () => {
+    const el = list.current;
+    if (!el) return;
+    const below = el.scrollHeight - el.scrollTop - el.clientHeight;
+    if (el.scrollTop < EDGE_PX) {
+      if (start > 0) setFirstId(msgs[Math.max(0, start - STEP)].id);
+      else if (!t.complete && !t.loading) loadOlder(channel.id);
+    } else if (below < EDGE_PX && end < msgs.length) {
+      const next = start + STEP;
+      setFirstId(next + WINDOW >= msgs.length ? null : msgs[next].id);
+    }
+  };
+
   const onScroll = () => {
     const el = list.current!;
-    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-    if (el.scrollTop < 200 && !t.complete && !t.loading) {
-      const first = t.messages[0];
-      if (first) {
-        const node = el.querySelector<HTMLElement>(`[data-id="${first.id}"]`);
-        anchor.current = { id: first.id, top: (node?.offsetTop ?? 0) - el.scrollTop };
+    stick.current = end === msgs.length && el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    // The first row whose bottom is in view.
+    for (const node of el.querySelectorAll<HTMLElement>("[data-id]")) {
+      if (node.offsetTop + node.offsetHeight > el.scrollTop) {
+        anchor.current = { id: BigInt(node.dataset.id!), top: node.offsetTop - el.scrollTop };
+        break;
       }
-      loadOlder(channel.id);
     }
+    edges();
   };
 
   const mine = (m: Message) => m.authorId === s.me.id;
@@ -834,8 +898,8 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
         {channel.topic && <span class="topic">{cleanName(channel.topic)}</span>}
       </header>
       <div class="messages" ref={list} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages in ${title}`}>
-        {t.complete && <p class="beginning">This is the beginning of {title}.</p>}
-        {t.messages.map((m) => {
+        {t.complete && start === 0 && <p class="beginning">This is the beginning of {title}.</p>}
+        {msgs.slice(start, end).map((m) => {
           const day = dayLabel(Number(m.createdAtMs));
           const separator = day !== lastDay ? <div class="day" role="separator">{day}</div> : null;
           // A run of one person's messages shows their name once, as long
@@ -864,6 +928,17 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
           );
         })}
       </div>
+      {end < msgs.length && (
+        <button
+          class="jump"
+          onClick={() => {
+            stick.current = true;
+            setFirstId(null);
+          }}
+        >
+          Jump to the newest messages
+        </button>
+      )}
       <div class="typing" aria-live="polite">
         {typers.length ? `${typers.join(", ")} ${typers.length > 1 ? "are" : "is"} typing…` : ""}
       </div>

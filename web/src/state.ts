@@ -36,6 +36,8 @@ export class Store {
   typing = new Map<bigint, Map<bigint, number>>();
   voice = new Map<bigint, VoiceState>();
   notices: string[] = [];
+  /// +1 for every change, so a view can tell it missed one.
+  version = 0;
   private listeners = new Set<() => void>();
 
   subscribe(f: () => void): () => void {
@@ -44,6 +46,7 @@ export class Store {
   }
 
   changed() {
+    this.version++;
     for (const f of this.listeners) f();
   }
 

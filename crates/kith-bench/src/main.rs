@@ -6,7 +6,8 @@
 //!   (open loop, send time in the payload); send→ack and send→receive latency.
 //!   `--stalled K` adds K clients that authenticate and then never read, to
 //!   measure what a slow consumer costs everyone else.
-//! - `idle`: memory per idle, authenticated connection.
+//! - `idle`: memory per idle, authenticated connection (native QUIC, or
+//!   WebTransport as the browser client holds one).
 //! - `resume`: what reconnecting costs: resuming a session that missed M
 //!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
@@ -22,6 +23,7 @@ mod render;
 mod server;
 mod telnet;
 mod voice;
+mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +87,9 @@ enum Kind {
     Idle {
         #[arg(long, default_value_t = 10_000)]
         clients: usize,
+        /// `quic` (native clients) or `webtransport` (as the browser client).
+        #[arg(long, default_value = "quic")]
+        transport: String,
     },
     /// Frame time of `kith chat` with a busy channel loaded (no server involved).
     Render {
@@ -179,7 +184,7 @@ async fn run(args: BenchArgs) -> Result<()> {
             let load = Load { stalled, body, server_udp_buffer };
             chat(clients, senders, &rate, duration, load, args.json).await
         }
-        Kind::Idle { clients } => idle(clients, args.json).await,
+        Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
         Kind::Render { messages, width, height, frames } => {
             render::run(messages, width, height, frames, args.json)
         }
@@ -481,13 +486,39 @@ async fn resume(missed: &[usize], trials: usize, members: usize, json_out: bool)
     Ok(())
 }
 
-async fn idle(n: usize, json_out: bool) -> Result<()> {
+async fn idle(n: usize, transport: &str, json_out: bool) -> Result<()> {
     let server = ServerProcess::start("full")?;
     let world = world(&server, 1, 16).await?;
+    let web = match transport {
+        "quic" => None,
+        "webtransport" => Some(web::client(&server).await?),
+        other => bail!("--transport is quic or webtransport, not {other}"),
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, before) = server.usage();
     let started = Instant::now();
-    let clients = sessions(&server, &world, n, 256).await?;
+    let (clients, web_sessions) = match &web {
+        None => (sessions(&server, &world, n, 256).await?, Vec::new()),
+        Some(client) => {
+            let mut held = Vec::with_capacity(n);
+            let mut tasks = tokio::task::JoinSet::new();
+            let gate = Arc::new(tokio::sync::Semaphore::new(256));
+            for i in 0..n {
+                let permit = gate.clone().acquire_owned().await?;
+                let client = client.clone();
+                let token = world.tokens[i % world.tokens.len()].clone();
+                let addr = server.addr.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    web::session_at(&client, &addr, &token).await
+                });
+            }
+            while let Some(s) = tasks.join_next().await {
+                held.push(s??);
+            }
+            (Vec::new(), held)
+        }
+    };
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, after) = server.usage();
@@ -495,17 +526,18 @@ async fn idle(n: usize, json_out: bool) -> Result<()> {
     if json_out {
         println!(
             "{}",
-            json!({"bench": "idle", "clients": n, "rss_before_kib": before, "rss_after_kib": after,
+            json!({"bench": "idle", "transport": transport, "clients": n, "rss_before_kib": before, "rss_after_kib": after,
                    "rss_per_connection_kib": per, "connect_s": connect_s})
         );
     } else {
         println!(
-            "{n} idle connections: server RSS {:.1} MiB → {:.1} MiB, {per:.1} KiB per connection (connected in {connect_s:.1} s)",
+            "{n} idle {transport} connections: server RSS {:.1} MiB → {:.1} MiB, {per:.1} KiB per connection (connected in {connect_s:.1} s)",
             before as f64 / 1024.0,
             after as f64 / 1024.0
         );
     }
     drop(clients);
+    drop(web_sessions);
     drop(world.owner);
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct ServerProcess {
     setup_code: String,
     /// The telnet gateway's address, if it was started with one.
     pub telnet: Option<String>,
+    /// `https://HOST:PORT/`, the web client, unless started `--no-web`.
+    pub web: Option<String>,
     _data: tempfile::TempDir,
 }
 
@@ -90,7 +92,13 @@ impl ServerProcess {
             .find_map(|l| l.split("--setup-code ").nth(1).map(|c| c.trim().to_owned()))
             .context("no setup code")?;
         let telnet = field("telnet=");
-        Ok(Self { child, addr, fingerprint, setup_code, telnet, _data: data })
+        let web = field("web=");
+        Ok(Self { child, addr, fingerprint, setup_code, telnet, web, _data: data })
+    }
+
+    /// `sha256:<hex>` of the server's identity.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// (user + system CPU seconds, resident memory in KiB) from /proc.

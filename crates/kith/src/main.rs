@@ -227,7 +227,9 @@ fn main() -> ExitCode {
     // Log lines would tear the full-screen UI; KITH_LOG still turns them on.
     let chatting = matches!(cli.command, None | Some(Command::Chat(_)));
     let default_level = if serving {
-        "info"
+        // The WebTransport library warns each time a browser tab closes
+        // its session without the closing capsule: routine, not news.
+        "info,web_transport_quinn=error"
     } else if chatting {
         "off"
     } else {
