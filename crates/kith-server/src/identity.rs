@@ -50,10 +50,11 @@ impl Identity {
     }
 }
 
-/// Writes a secret readable by the owner only.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+/// Writes a secret (a key, credentials) readable by the owner only,
+/// replacing any earlier one.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;

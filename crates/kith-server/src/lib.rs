@@ -10,6 +10,7 @@
 //! accepted; [`Server::shutdown`] stops accepting, flushes the store and
 //! closes every connection with a reason.
 
+pub mod acme;
 pub mod actor;
 pub mod admission;
 pub mod auth;
@@ -72,6 +73,8 @@ pub struct Config {
     /// Serve the browser client over HTTPS on TCP, on the same port number
     /// as QUIC (WebTransport shares the UDP port either way).
     pub web: bool,
+    /// Obtain and renew the browsers' certificate by ACME.
+    pub acme: Option<acme::AcmeConfig>,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -186,6 +189,7 @@ impl Config {
             community_creation: kith_core::CommunityCreation::Everyone,
             udp_buffer: 4 * 1024 * 1024,
             web: true,
+            acme: None,
         }
     }
 }
@@ -208,6 +212,8 @@ pub struct Server {
     accept: tokio::task::JoinHandle<()>,
     telnet: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
     web: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    /// Obtains and renews the ACME certificate, if asked to.
+    acme: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// QUIC endpoint settings whose secrets derive from the server's private key
@@ -314,7 +320,14 @@ impl Server {
             provider.clone(),
             self_signed,
         )?);
-        let web_tls = tcp.as_ref().map(|_| https_config(&identity, &provider)).transpose()?;
+        let web_tls = tcp.as_ref().map(|_| https_config(&certs, &provider)).transpose()?;
+        let acme = match (&config.acme, &tcp) {
+            (Some(acme), Some(_)) => Some(acme::start(acme.clone(), certs.clone(), &config.data_dir)?),
+            (Some(_), None) => {
+                return Err(anyhow!("--domain needs the HTTPS port (it answers the CA's challenge there)"));
+            }
+            (None, _) => None,
+        };
         let endpoint = quinn::Endpoint::new(
             endpoint_config(&identity.key),
             Some(server_config(certs.clone(), &provider)?),
@@ -339,8 +352,7 @@ impl Server {
             (Some(listener), Some(tls)) => {
                 let site = Arc::new(edge::web::Site {
                     fingerprint: identity.fingerprint.clone(),
-                    certs,
-                    hsts: !self_signed,
+                    certs: certs.clone(),
                 });
                 let addr = listener.local_addr()?;
                 Some((addr, tokio::spawn(edge::web::accept_loop(listener, tls, edge.clone(), site))))
@@ -363,6 +375,7 @@ impl Server {
             accept,
             telnet,
             web,
+            acme,
         })
     }
 
@@ -411,6 +424,9 @@ impl Server {
         self.drops.abort();
         for (_, accept) in self.telnet.iter().chain(&self.web) {
             accept.abort();
+        }
+        if let Some(acme) = &self.acme {
+            acme.abort();
         }
         let _ = self.hub.send(ToHub::Shutdown).await;
         let result = if self.actor.is_finished() { Ok(()) } else { self.actor.await? };
@@ -486,18 +502,18 @@ fn server_config(
     Ok(config)
 }
 
-/// The TCP port's TLS (HTTPS): the server's identity, which browsers accept
-/// once by hand when it is self-signed.
+/// The TCP port's TLS (HTTPS): a CA-signed certificate if there is one,
+/// else the server's identity, which browsers accept once by hand; and the
+/// ACME challenge (`acme-tls/1`) while a certificate is being obtained.
 fn https_config(
-    identity: &Identity,
+    certs: &Arc<webcert::Resolver>,
     provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<rustls::ServerConfig>> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(identity.certs.clone(), identity.key.clone_key())
-        .context("the TLS certificate and key do not match")?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_cert_resolver(certs.https());
+    tls.alpn_protocols = vec![b"http/1.1".to_vec(), webcert::ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(tls))
 }
 

@@ -1,4 +1,5 @@
-//! Which certificate a TLS handshake on the UDP port gets, chosen by ALPN.
+//! Which certificate a TLS handshake gets, chosen by ALPN, on the UDP port
+//! and on the HTTPS port.
 //!
 //! Native clients (`kith/1`) pin the server's long-lived identity. A browser
 //! cannot pin: it either trusts a certificate through a CA, or — for
@@ -7,9 +8,13 @@
 //! certificate valid for at most 14 days, so a server without a CA-signed
 //! certificate answers `h3` with a separate short-lived one, made here,
 //! replaced before it expires, and published (its hash) by the HTTPS page
-//! the user has already accepted.
+//! the user has already accepted. A certificate obtained by ACME
+//! (`crate::acme`) takes over for browsers — HTTPS and WebTransport — once
+//! it arrives; while it is being obtained, the HTTPS port answers the CA's
+//! TLS-ALPN-01 challenge (`acme-tls/1`) with the challenge certificate.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -35,12 +40,19 @@ pub struct WebCert {
     pub made: SystemTime,
 }
 
-/// The UDP port's certificate resolver.
+/// The ALPN of the ACME TLS-ALPN-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificates both ports answer with.
 #[derive(Debug)]
 pub struct Resolver {
     identity: Arc<CertifiedKey>,
     /// `None` when the identity is CA-signed: browsers trust it as it is.
     web: Option<Mutex<Arc<WebCert>>>,
+    /// A CA-signed certificate obtained by ACME, once there is one.
+    ca: RwLock<Option<Arc<CertifiedKey>>>,
+    /// TLS-ALPN-01 challenge certificates, by domain, while an order is open.
+    challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
@@ -61,16 +73,59 @@ impl Resolver {
             true => Some(Mutex::new(Arc::new(make(&provider, SystemTime::now())?))),
             false => None,
         };
-        Ok(Resolver { identity, web, provider })
+        Ok(Resolver { identity, web, ca: RwLock::default(), challenges: Mutex::default(), provider })
     }
 
     /// The current WebTransport certificate, replaced first if it is due.
-    /// `None` when browsers trust the identity itself.
+    /// `None` when browsers trust the certificate they are given.
     pub fn web_cert(&self) -> Option<Arc<WebCert>> {
         self.web_cert_at(SystemTime::now())
     }
 
+    /// Browsers trust what this server shows them (an operator's or an
+    /// ACME certificate): the page may ask for HSTS.
+    pub fn ca_signed(&self) -> bool {
+        self.web.is_none() || self.ca().is_some()
+    }
+
+    /// Serves `chain` and `key` (PEM) to browsers from now on.
+    pub fn set_ca(&self, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+        let key = CertifiedKey::from_der(certs, key, &self.provider)
+            .context("the certificate and key do not match")?;
+        *self.ca.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
+        Ok(())
+    }
+
+    /// Answers the TLS-ALPN-01 challenge for `domain` with `cert` (or stops, `None`).
+    pub fn set_challenge(&self, domain: &str, cert: Option<Arc<CertifiedKey>>) {
+        let mut challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        match cert {
+            Some(cert) => challenges.insert(domain.to_ascii_lowercase(), cert),
+            None => challenges.remove(&domain.to_ascii_lowercase()),
+        };
+    }
+
+    pub fn provider(&self) -> &Arc<rustls::crypto::CryptoProvider> {
+        &self.provider
+    }
+
+    fn ca(&self) -> Option<Arc<CertifiedKey>> {
+        self.ca.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The resolver for the HTTPS port: the ACME challenge when the CA asks
+    /// for it, else the CA-signed certificate, else the identity.
+    pub fn https(self: &Arc<Self>) -> Arc<Https> {
+        Arc::new(Https(self.clone()))
+    }
+
     fn web_cert_at(&self, now: SystemTime) -> Option<Arc<WebCert>> {
+        if self.ca().is_some() {
+            return None;
+        }
         let mut current = self.web.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
         let age = now.duration_since(current.made).unwrap_or_default();
         if age >= ROTATE_AFTER {
@@ -84,14 +139,37 @@ impl Resolver {
     }
 }
 
+fn offers(hello: &ClientHello<'_>, alpn: &[u8]) -> bool {
+    hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == alpn))
+}
+
+/// The UDP port: native clients get the identity they pin; browsers
+/// (`h3`) the CA-signed certificate, or else the short-lived one.
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let h3 =
-            hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == crate::edge::webtransport::ALPN));
-        match (h3, self.web_cert()) {
-            (true, Some(web)) => Some(web.key.clone()),
-            _ => Some(self.identity.clone()),
+        if !offers(&hello, crate::edge::webtransport::ALPN) {
+            return Some(self.identity.clone());
         }
+        match (self.ca(), self.web_cert()) {
+            (Some(ca), _) => Some(ca),
+            (None, Some(web)) => Some(web.key.clone()),
+            (None, None) => Some(self.identity.clone()),
+        }
+    }
+}
+
+/// The HTTPS port's view of the [`Resolver`].
+#[derive(Debug)]
+pub struct Https(Arc<Resolver>);
+
+impl ResolvesServerCert for Https {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if offers(&hello, ACME_TLS_ALPN) {
+            // Only the challenge, for only the name asked about (RFC 8737 §3).
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.0.challenges.lock().unwrap_or_else(|e| e.into_inner()).get(&name).cloned();
+        }
+        Some(self.0.ca().unwrap_or_else(|| self.0.identity.clone()))
     }
 }
 

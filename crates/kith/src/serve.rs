@@ -71,6 +71,21 @@ pub struct ServeArgs {
     /// Bytes of kernel buffer for the UDP socket, each way [default: 4194304].
     #[arg(long, env = "KITH_UDP_BUFFER", value_name = "BYTES")]
     udp_buffer: Option<usize>,
+    /// This server's domain name: obtain and renew a certificate browsers
+    /// trust for it by ACME (TLS-ALPN-01 on the HTTPS port, so the port must
+    /// be reachable as DOMAIN:443 or the address invites name), kept in
+    /// DATA/acme; invites then name the domain.
+    #[arg(long, env = "KITH_DOMAIN", value_name = "DOMAIN", conflicts_with_all = ["tls_cert", "no_web"])]
+    domain: Option<String>,
+    /// The ACME CA's directory URL [default: Let's Encrypt].
+    #[arg(long, env = "KITH_ACME_DIRECTORY", value_name = "URL", requires = "domain")]
+    acme_directory: Option<String>,
+    /// A PEM root certificate to trust for the ACME CA's own API (a test CA).
+    #[arg(long, env = "KITH_ACME_CA_ROOT", value_name = "FILE", requires = "domain")]
+    acme_ca_root: Option<PathBuf>,
+    /// An e-mail address the CA may write to about this certificate.
+    #[arg(long, env = "KITH_ACME_CONTACT", value_name = "EMAIL", requires = "domain")]
+    acme_contact: Option<String>,
     /// Do not serve the browser client (HTTPS on TCP, same port number);
     /// WebTransport on the UDP port stays, for pages served elsewhere.
     #[arg(long, env = "KITH_NO_WEB")]
@@ -131,6 +146,10 @@ struct FileConfig {
     udp_buffer: Option<usize>,
     /// Serve the browser client over HTTPS (default true).
     web: Option<bool>,
+    /// ACME: `domain`, and optionally `acme_directory`, `acme_contact`.
+    domain: Option<String>,
+    acme_directory: Option<String>,
+    acme_contact: Option<String>,
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
@@ -242,9 +261,22 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
         ..Config::new(listen, data_dir)
     };
+    let domain = args.domain.or(file.domain);
+    let acme = domain.clone().map(|domain| kith_server::acme::AcmeConfig {
+        domain,
+        directory: args
+            .acme_directory
+            .or(file.acme_directory)
+            .unwrap_or_else(|| kith_server::acme::LETS_ENCRYPT.to_owned()),
+        ca_root: args.acme_ca_root,
+        contact: args.acme_contact.or(file.acme_contact).map(|e| format!("mailto:{e}")).into_iter().collect(),
+    });
     let config = Config {
         udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer),
         web: !args.no_web && file.web.unwrap_or(true),
+        // Invites name the domain the certificate is for.
+        public_address: config.public_address.or(domain),
+        acme,
         ..config
     };
 

@@ -106,14 +106,7 @@ fn report(out: std::process::Output, shots: &Path) {
 fn family(tmp: &Path) -> (common::Served, PathBuf, String) {
     let server = serve(&tmp.join("data"));
     let alice = tmp.join("alice");
-    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
-    kith(
-        &alice,
-        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
-        "alice's password\n",
-    );
-    let created: serde_json::Value =
-        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
+    let created = common::owner_creates_family(&alice, &server);
     let link = created["invite"].as_str().unwrap();
     let invite = link.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
     assert_eq!(

@@ -39,8 +39,6 @@ pub struct Site {
     /// page shows it, to compare with the one the owner was told.
     pub fingerprint: String,
     pub certs: Arc<Resolver>,
-    /// Send HSTS: the identity is CA-signed, so browsers trust it.
-    pub hsts: bool,
 }
 
 /// Each connection's view: the shared edge, the site, and who is asking.
@@ -191,7 +189,9 @@ async fn security_headers(State(()): State<()>, mut response: Response) -> Respo
 
 async fn index(State(conn): State<Conn>, request: HeaderMap) -> Response {
     let mut response = INDEX.respond(&request);
-    if conn.site.hsts {
+    // HSTS only for a certificate browsers trust: with a self-signed one it
+    // would lock the user out for a year once they had accepted it.
+    if conn.site.certs.ca_signed() {
         response
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));

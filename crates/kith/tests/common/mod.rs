@@ -119,18 +119,23 @@ pub fn kith_fails(config: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// Alice registers as the owner (config in `alice`) and creates Family;
+/// returns what `community create --json` printed (its invites included).
+pub fn owner_creates_family(alice: &Path, server: &Served) -> serde_json::Value {
+    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
+    kith(
+        alice,
+        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
+        "alice's password\n",
+    );
+    serde_json::from_str(&kith(alice, &["community", "create", "Family", "--json"], "")).unwrap()
+}
+
 /// Alice (the owner) creates Family; bob and carol join it by invite. Returns
 /// their config directories.
 pub fn family_from_the_shell(tmp: &Path, server: &Served) -> [std::path::PathBuf; 3] {
     let [alice, bob, carol] = ["alice", "bob", "carol"].map(|n| tmp.join(n));
-    let code = server.setup_code.clone().expect("a fresh server prints a setup code");
-    kith(
-        &alice,
-        &["register", "alice", "--server", &server.addr, "--setup-code", &code, "--password-stdin"],
-        "alice's password\n",
-    );
-    let created: serde_json::Value =
-        serde_json::from_str(&kith(&alice, &["community", "create", "Family", "--json"], "")).unwrap();
+    let created = owner_creates_family(&alice, server);
     let invite = created["invite"].as_str().unwrap().to_owned();
     kith(&bob, &["register", "bob", "--invite", &invite, "--password-stdin"], "bob's password!\n");
     kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
