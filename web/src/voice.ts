@@ -17,6 +17,21 @@ const HANG_MS = 400;
 
 export type Mode = "voice-activity" | "push-to-talk";
 
+const VOLUMES = "kith.voice.volumes";
+
+function savedVolumes(): Record<string, number> {
+  try {
+    const v: unknown = JSON.parse(localStorage.getItem(VOLUMES) ?? "{}");
+    if (typeof v !== "object" || v === null) return {};
+    // Only gains the slider could have set.
+    return Object.fromEntries(
+      Object.entries(v).filter((e): e is [string, number] => typeof e[1] === "number" && e[1] >= 0 && e[1] <= 2),
+    );
+  } catch {
+    return {};
+  }
+}
+
 export interface VoiceListener {
   changed(): void;
 }
@@ -54,7 +69,7 @@ export class Voice {
   private writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   private reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   private speakers = new Map<string, Speaker>();
-  private volumes = new Map<string, number>();
+  private volumes = new Map<string, number>(Object.entries(savedVolumes()));
   private seq = 0;
   private timestamp = 0;
   private lastLoud = 0;
@@ -121,8 +136,10 @@ export class Voice {
     return this.volumes.get(sender) ?? 1;
   }
 
+  /// Kept in this browser, per person, across calls and reloads.
   setVolume(sender: string, gain: number) {
     this.volumes.set(sender, gain);
+    localStorage.setItem(VOLUMES, JSON.stringify(Object.fromEntries(this.volumes)));
     this.playback?.port.postMessage({ sender, gain });
     this.listener.changed();
   }

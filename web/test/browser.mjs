@@ -127,6 +127,8 @@ async function voice() {
   expect(true, "alice's speaking indicator lights in the browser while she talks");
   const volume = wren.getByRole("slider", { name: "Volume of alice" });
   await volume.fill("0.5");
+  const kept = await wren.evaluate(() => JSON.parse(localStorage.getItem("kith.voice.volumes") ?? "{}"));
+  expect(Object.values(kept).includes(0.5), "alice's volume is kept for the next call");
   await saying;
   const received = Number((await wren.getByText(/received \d+/).textContent()).match(/received (\d+)/)[1]);
   expect(received > 50, `the browser received ${received} of alice's packets`);
