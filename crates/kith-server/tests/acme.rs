@@ -105,6 +105,66 @@ async fn pebble_root(management: SocketAddr, api_root: &Path) -> CertificateDer<
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
+/// Runs web/test/browser.mjs's "acme" scenario against the server, with
+/// Pebble's root trusted by Chromium the way a user's system trusts a public
+/// CA: in the NSS database of a home directory of its own. Without Node,
+/// Playwright, Chromium or NSS's certutil it says so and returns, except
+/// under CI.
+fn in_chromium(root: &CertificateDer<'_>, port: u16, tmp: &Path) {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let chromium = ["chromium", "chromium-browser"].into_iter().find_map(on_path);
+    let ready = on_path("node").is_some()
+        && on_path("certutil").is_some()
+        && web.join("node_modules/playwright-core").exists()
+        && chromium.is_some();
+    if !ready {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the ACME browser check needs Node, npm ci in web/, Chromium and certutil under CI (.ci/run installs them)"
+        );
+        eprintln!(
+            "SKIPPED: the ACME browser check needs Node, `npm ci` in web/, Chromium and certutil (libnss3-tools)"
+        );
+        return;
+    }
+    let home = tmp.join("home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let root_pem = tmp.join("pebble-root.pem");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(root)
+    };
+    std::fs::write(&root_pem, format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"))
+        .unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let certutil = |args: &[&str]| {
+        let ok = Command::new("certutil").args(args).stdout(Stdio::null()).status().unwrap().success();
+        assert!(ok, "certutil {args:?}");
+    };
+    certutil(&["-d", &db, "-N", "--empty-password"]);
+    certutil(&["-d", &db, "-A", "-n", "pebble", "-t", "C,,", "-i", root_pem.to_str().unwrap()]);
+    let out = Command::new("node")
+        .arg("test/browser.mjs")
+        .current_dir(&web)
+        .env("SCENARIO", "acme")
+        .env("HOME", &home)
+        .env("KITH_WEB", format!("https://{DOMAIN}:{port}/"))
+        .env("HOSTS", format!("MAP {DOMAIN} 127.0.0.1"))
+        .env("SHOTS", tmp.join("shots"))
+        .env("CHROMIUM", chromium.unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Where `program` is on the PATH, if it is.
+fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
 #[tokio::test]
 async fn a_server_with_a_domain_gets_a_certificate_browsers_trust_by_acme() {
     if !installed("pebble") || !installed("pebble-challtestsrv") {
@@ -239,6 +299,13 @@ async fn a_server_with_a_domain_gets_a_certificate_browsers_trust_by_acme() {
         .await
         .unwrap();
     native.close().await;
+
+    // And Chromium, trusting Pebble's root as it would a public CA's, loads
+    // the page and opens WebTransport without any hash.
+    let scratch = tmp.path().to_owned();
+    let ca = root.clone();
+    // Off the runtime's thread: the server in this process must keep serving.
+    tokio::task::spawn_blocking(move || in_chromium(&ca, kith_port, &scratch)).await.unwrap();
 
     // The certificate is kept: a restart serves it at once, before any order.
     assert!(data.join(format!("acme/{DOMAIN}.crt")).exists());
