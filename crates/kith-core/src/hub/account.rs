@@ -142,15 +142,7 @@ impl Hub {
         token: String,
         resume_refused: String,
     ) {
-        let Some(s) = self.sessions.get_mut(&session) else { return };
-        s.auth = Some(auth);
-        // Signed in: its deadline no longer applies.
-        if let Some(at) = s.auth_by.take() {
-            self.auth_deadlines.remove(&(at, session));
-        }
-        let session_id = s.resume_key.clone();
-        self.by_resume_key.insert(session_id.clone(), session);
-        self.user_sessions.entry(auth.user).or_default().insert(session);
+        let Some(session_id) = self.sessions.bind(session, auth) else { return };
         self.refresh_presence(auth.user);
         let communities =
             self.memberships.communities(auth.user).map(|id| self.community_wire(id, auth.user)).collect();
@@ -183,10 +175,9 @@ impl Hub {
         self.tokens.retain(|_, (id, _)| !revoked.contains(id));
         self.reply_empty(session, rid);
 
-        let sessions: Vec<SessionId> =
-            self.user_sessions.get(&auth.user).into_iter().flatten().copied().collect();
+        let sessions: Vec<SessionId> = self.sessions.of_user(auth.user).collect();
         for s in sessions {
-            let token = self.sessions.get(&s).and_then(|s| s.auth).and_then(|a| a.token);
+            let token = self.sessions.auth(s).and_then(|a| a.token);
             // This session ends either way (a guest's has no token to revoke).
             if s != session && !token.is_some_and(|t| revoked.contains(&t)) {
                 continue;

@@ -150,6 +150,6 @@ impl Hub {
     /// Whether the guest session `session` should end instead of waiting to
     /// be resumed.
     pub(super) fn unresumable(&self, session: SessionId) -> bool {
-        self.sessions.get(&session).and_then(|s| s.auth).is_some_and(|a| self.is_guest(a.user))
+        self.sessions.auth(session).is_some_and(|a| self.is_guest(a.user))
     }
 }

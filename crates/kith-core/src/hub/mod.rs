@@ -46,13 +46,13 @@ mod roles;
 mod session;
 mod timeline;
 use memberships::Memberships;
+use session::{Replay, Sessions};
 use timeline::{MessageMeta, Nonces, Timeline};
 mod voice;
 pub use voice::{DEFAULT_VOICE_ROOM, VoiceRoute};
 mod wire;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kith_proto::v1::{self, CloseCode, ErrorCode, event::Body as EventBody, reply::Result as ReplyResult};
 
@@ -359,31 +359,6 @@ struct Auth {
     token: Option<TokenId>,
 }
 
-#[derive(Debug)]
-struct Session {
-    auth: Option<Auth>,
-    /// The seq of the last event sent to this session.
-    seq: u64,
-    /// The secret a reconnecting client names this session by.
-    resume_key: String,
-    /// Recent events, oldest first, for replay on resume.
-    replay: VecDeque<Replay>,
-    /// When the connection dropped, while the session waits to be resumed.
-    detached_at: Option<Timestamp>,
-    /// The user said they are away from this connection.
-    afk: bool,
-    /// While unauthenticated: when its time to do so is up (its entry in
-    /// `Hub::auth_deadlines`).
-    auth_by: Option<Timestamp>,
-}
-
-#[derive(Debug)]
-struct Replay {
-    seq: u64,
-    at: Timestamp,
-    event: Arc<Encoded<v1::Event>>,
-}
-
 /// The state machine. See the module docs for how to drive it.
 #[derive(Debug)]
 pub struct Hub {
@@ -436,15 +411,8 @@ pub struct Hub {
     /// changes that matter to voice are writes: `Outbox::take_access_changed`.)
     voice_dirty: bool,
 
-    sessions: HashMap<SessionId, Session>,
-    /// Authenticated sessions per user (detached ones included). Ordered so
-    /// fan-out order is deterministic.
-    user_sessions: HashMap<UserId, BTreeSet<SessionId>>,
-    by_resume_key: HashMap<String, SessionId>,
-    /// Detached sessions in the order they detached, to expire them.
-    detached: VecDeque<(Timestamp, SessionId)>,
-    /// When each unauthenticated session's time to sign in is up.
-    auth_deadlines: BTreeSet<(Timestamp, SessionId)>,
+    /// Every session, and the indexes that find them.
+    sessions: Sessions,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -484,11 +452,7 @@ impl Hub {
             voice_shown: BTreeMap::new(),
             voice_published: BTreeMap::new(),
             voice_dirty: false,
-            sessions: HashMap::new(),
-            user_sessions: HashMap::new(),
-            by_resume_key: HashMap::new(),
-            detached: VecDeque::new(),
-            auth_deadlines: BTreeSet::new(),
+            sessions: Sessions::default(),
             now: Timestamp(0),
             outbox: outbox::Outbox::default(),
         };
@@ -604,24 +568,13 @@ impl Hub {
         match input {
             Input::Tick => {}
             Input::Connected { session, resume_key, auth_within_ms } => {
-                let auth_by = self.now.plus_ms(auth_within_ms);
-                self.auth_deadlines.insert((auth_by, session));
-                let s = Session {
-                    auth: None,
-                    seq: 0,
-                    resume_key,
-                    replay: VecDeque::new(),
-                    detached_at: None,
-                    afk: false,
-                    auth_by: Some(auth_by),
-                };
-                self.sessions.insert(session, s);
+                self.sessions.connect(session, resume_key, self.now.plus_ms(auth_within_ms));
             }
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
             Input::Committed { ticket } => self.outbox.committed(ticket),
             Input::Request { session, request_id, request } => {
-                if !self.sessions.contains_key(&session) {
+                if self.sessions.get(session).is_none() {
                     return;
                 }
                 if let Err(refusal) = self.request(now, session, request_id, request) {
@@ -665,29 +618,21 @@ impl Hub {
     /// it has a deadline at all: the first unauthenticated session's time to
     /// sign in, or the first detached session's end of grace.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let auth = self.auth_deadlines.first().map(|(at, _)| *at);
-        let detached = self.detached.front().map(|(at, _)| at.plus_ms(self.config.resume_grace_ms));
-        auth.into_iter().chain(detached).min()
+        self.sessions.next_deadline(self.config.resume_grace_ms)
     }
 
     /// Closes the sessions whose time to authenticate is up.
     fn expire_unauthenticated(&mut self) {
-        while let Some(&(at, session)) = self.auth_deadlines.first() {
-            if at > self.now {
-                break;
-            }
-            self.auth_deadlines.pop_first();
-            if self.sessions.get(&session).is_some_and(|s| s.auth.is_none()) {
-                self.drop_session(session);
-                let reason = "no successful authentication within the deadline".to_owned();
-                self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
-            }
+        for session in self.sessions.overdue(self.now) {
+            self.drop_session(session);
+            let reason = "no successful authentication within the deadline".to_owned();
+            self.emit(Output::Close { session, code: CloseCode::Timeout, reason });
         }
     }
 
     /// Forgets a connected session for good and updates its user's presence.
     fn drop_session_now(&mut self, session: SessionId) {
-        let user = self.sessions.get(&session).and_then(|s| s.auth).map(|a| a.user);
+        let user = self.sessions.auth(session).map(|a| a.user);
         self.drop_session(session);
         if let Some(user) = user {
             self.refresh_presence(user);
@@ -696,24 +641,12 @@ impl Hub {
 
     /// Forgets a session for good: it cannot be resumed.
     fn drop_session(&mut self, session: SessionId) {
-        let Some(s) = self.sessions.remove(&session) else { return };
-        if let Some(at) = s.auth_by {
-            self.auth_deadlines.remove(&(at, session));
-        }
+        let Some(gone) = self.sessions.remove(session) else { return };
         self.voice_dirty = true;
-        if self.by_resume_key.get(&s.resume_key) == Some(&session) {
-            self.by_resume_key.remove(&s.resume_key);
-        }
-        if let Some(auth) = s.auth
-            && let Some(set) = self.user_sessions.get_mut(&auth.user)
+        if let Some(user) = gone.last_of
+            && self.is_guest(user)
         {
-            set.remove(&session);
-            if set.is_empty() {
-                self.user_sessions.remove(&auth.user);
-                if self.is_guest(auth.user) {
-                    self.end_guest(auth.user);
-                }
-            }
+            self.end_guest(user);
         }
     }
 
@@ -766,15 +699,10 @@ impl Hub {
     /// recipients share the bytes.
     fn fan_out<'a>(&mut self, users: impl IntoIterator<Item = &'a UserId>, body: EventBody) {
         let event = Outgoing::event(body);
-        let mut targets = Vec::new();
-        for user in users {
-            if let Some(set) = self.user_sessions.get(user) {
-                targets.extend(set.iter().copied());
-            }
-        }
+        let targets: Vec<SessionId> = users.into_iter().flat_map(|u| self.sessions.of_user(*u)).collect();
         let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
         for to in targets {
-            let Some(session) = self.sessions.get_mut(&to) else { continue };
+            let Some(session) = self.sessions.get_mut(to) else { continue };
             session.seq += 1;
             let seq = session.seq;
             // What a resume could need: recent enough, and not too much of it.
@@ -820,7 +748,7 @@ impl Hub {
     // ----- requests -------------------------------------------------------------
 
     fn request(&mut self, now: Timestamp, session: SessionId, rid: u64, request: Request) -> Outcome {
-        let auth = self.sessions.get(&session).and_then(|s| s.auth);
+        let auth = self.sessions.auth(session);
         let user = match (&request, auth) {
             (
                 Request::Register(_)

@@ -30,10 +30,8 @@ impl Hub {
     /// status and their connected (not detached) sessions.
     fn presence_now(&self, user: UserId) -> PresenceStatus {
         let connected: Vec<bool> = self
-            .user_sessions
-            .get(&user)
-            .into_iter()
-            .flatten()
+            .sessions
+            .of_user(user)
             .filter_map(|s| self.sessions.get(s))
             .filter(|s| s.detached_at.is_none())
             .map(|s| s.afk)
@@ -126,7 +124,7 @@ impl Hub {
             }
         }
         if let Some(afk) = afk {
-            self.sessions.get_mut(&cx.session).expect("requesting session exists").afk = afk;
+            self.sessions.get_mut(cx.session).expect("requesting session exists").afk = afk;
         }
         self.refresh_presence(cx.me);
         let wire = self.presence_wire(cx.me, cx.me);

@@ -179,7 +179,7 @@ impl Hub {
     fn may_stay(&self, user: UserId, v: &InVoice) -> bool {
         let connected = self
             .sessions
-            .get(&v.session)
+            .get(v.session)
             .is_some_and(|s| s.detached_at.is_none() && s.auth.is_some_and(|a| a.user == user));
         let voice_channel = self.channels.get(&v.channel).is_some_and(|c| c.voice);
         connected
