@@ -17,5 +17,6 @@ await build({
 });
 // The audio worklets run in their own scope, loaded by URL.
 await build({ ...common, entryPoints: ["src/worklet.ts"], outfile: "dist/worklet.js", format: "esm", target: ["chrome114", "firefox115", "safari17"] });
-await build({ ...common, entryPoints: ["src/app.css"], outfile: "dist/app.css" });
+// light-dark() (the theme) needs these or later.
+await build({ ...common, entryPoints: ["src/app.css"], outfile: "dist/app.css", target: ["chrome123", "firefox120", "safari17.5"] });
 for (const f of ["index.html", "favicon.svg"]) copyFileSync(`src/${f}`, `dist/${f}`);

@@ -265,10 +265,6 @@ export class Store {
     return [...t.entries()].filter(([u, until]) => until > now && u !== this.me.id).map(([u]) => this.nameOf(u, ch));
   }
 
-  unread(channel: Channel): number {
-    return channel.unreadCount;
-  }
-
   isOnline(user: bigint): boolean {
     const p = this.presence.get(user);
     return p !== undefined && p !== PresenceStatus.OFFLINE && p !== PresenceStatus.INVISIBLE;

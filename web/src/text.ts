@@ -20,13 +20,6 @@ export function cleanName(text: string): string {
   return clean(text).replace(/[\n\t]/g, " ");
 }
 
-const SNOWFLAKE_EPOCH_MS = Date.UTC(2026, 0, 1);
-
-/// When an id was made (ids carry milliseconds since 2026-01-01 in their top bits).
-export function idTime(id: bigint): Date {
-  return new Date(Number(id >> 22n) + SNOWFLAKE_EPOCH_MS);
-}
-
 export function timeOfDay(ms: number): string {
   return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
