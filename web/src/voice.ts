@@ -72,6 +72,11 @@ export class Voice {
   private volumes = new Map<string, number>(Object.entries(savedVolumes()));
   private seq = 0;
   private timestamp = 0;
+  /// The capture timestamps of the frames given to the encoder and not yet
+  /// out of it, oldest first. Chromium numbers its output chunks as if the
+  /// input had no gaps, so a chunk's own timestamp loses the silence voice
+  /// activity left out; listeners need that gap to start a new spurt.
+  private encoding: number[] = [];
   private lastLoud = 0;
   private stopped = false;
 
@@ -95,7 +100,8 @@ export class Voice {
     this.playback = new AudioWorkletNode(ctx, "kith-playback", { outputChannelCount: [2] });
     this.playback.connect(ctx.destination);
     this.encoder = new AudioEncoder({
-      output: (chunk) => this.send(chunk),
+      // One 20 ms frame in, one chunk out, in order.
+      output: (chunk) => this.send(chunk, this.encoding.shift() ?? 0),
       error: (e) => console.warn("voice encoder:", e),
     });
     this.encoder.configure({
@@ -172,18 +178,20 @@ export class Voice {
       timestamp: Math.round((ts * 1e6) / RATE),
       data: pcm,
     });
+    this.encoding.push(ts);
     this.encoder.encode(data);
     data.close();
   }
 
-  private send(chunk: EncodedAudioChunk) {
+  /// `timestamp`: when the frame was captured, in samples.
+  private send(chunk: EncodedAudioChunk, timestamp: number) {
     if (this.stopped || !this.writer || chunk.byteLength > 400) return;
     const out = new Uint8Array(7 + chunk.byteLength);
     const view = new DataView(out.buffer);
     out[0] = KIND_VOICE;
     view.setUint16(1, this.seq);
     this.seq = (this.seq + 1) & 0xffff;
-    view.setUint32(3, Math.round((chunk.timestamp * RATE) / 1e6) >>> 0);
+    view.setUint32(3, timestamp);
     chunk.copyTo(out.subarray(7));
     this.sent++;
     // Datagrams are best effort: a full queue drops the packet, as it should.

@@ -137,6 +137,11 @@ enum Kind {
         /// Mouth-to-ear latency between two clients with real Opus.
         #[arg(long)]
         latency: bool,
+        /// With --latency: between a browser (headless Chromium, the web
+        /// client) and a native client, both ways. Needs Node, `npm ci` in
+        /// web/, and Chromium (CHROMIUM, default /usr/bin/chromium).
+        #[arg(long, requires = "latency")]
+        browser: bool,
     },
     /// Durable ingest: closed-loop senders, acknowledged messages per second.
     Ingest {
@@ -192,9 +197,13 @@ async fn run(args: BenchArgs) -> Result<()> {
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
         }
-        Kind::Voice { rooms, size, speakers, duration, ramp, latency } => {
+        Kind::Voice { rooms, size, speakers, duration, ramp, latency, browser } => {
             let shape = voice::Shape { rooms, size, speakers, duration };
-            voice::run(shape, ramp, latency, args.json).await
+            match (latency, browser) {
+                (true, true) => voice::browser_mouth_to_ear(args.json).await,
+                (true, false) => voice::mouth_to_ear(args.json).await,
+                (false, _) => voice::run(shape, ramp, args.json).await,
+            }
         }
         Kind::Telnet { sessions, rate, duration, size } => {
             telnet::run(sessions, rate, duration, &size, args.json).await

@@ -8,7 +8,8 @@
 //! work, so its CPU goes to the network; packets are 80 bytes, a 32 kb/s
 //! stream. `--ramp` instead grows one room with one speaker until more than
 //! 0.5 % of packets are lost. `--latency` measures mouth-to-ear with real
-//! Opus between two clients.
+//! Opus between two clients; `--latency --browser` between the web client in
+//! headless Chromium and a native client, both ways.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,10 +82,7 @@ impl Outcome {
     }
 }
 
-pub async fn run(shape: Shape, ramp: bool, latency: bool, json_out: bool) -> Result<()> {
-    if latency {
-        return mouth_to_ear(json_out).await;
-    }
+pub async fn run(shape: Shape, ramp: bool, json_out: bool) -> Result<()> {
     let server = ServerProcess::start_with("normal", &[], &[])?;
     if !ramp {
         let w = world(&server, shape.rooms * shape.size, 16).await?;
@@ -216,7 +214,7 @@ async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outc
 /// Two clients with real Opus: when A's audio appears in B's recording. The
 /// recording is aligned with what A played; the offset, plus the 20 ms a
 /// microphone takes to fill a frame, is mouth-to-ear.
-async fn mouth_to_ear(json_out: bool) -> Result<()> {
+pub async fn mouth_to_ear(json_out: bool) -> Result<()> {
     let server = ServerProcess::start_with("normal", &[], &[])?;
     let w = world(&server, 2, 2).await?;
     let clients = sessions(&server, &w, 2, 2).await?;
@@ -251,6 +249,164 @@ async fn mouth_to_ear(json_out: bool) -> Result<()> {
             "mouth-to-ear between two local clients: {median:.1} ms (median of {}; runs {:?}); correlation {corr:.3}",
             delays.len(),
             delays.iter().map(|d| (d.0 * 10.0).round() / 10.0).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
+/// A syllable every second, then silence: 150 ms of a voiced tone with
+/// harmonics (pitch `hz`) that starts within 5 ms. Onsets are easy to find
+/// after any codec, and the browser's noise suppressor keeps it as speech
+/// (a pure tone it learns as noise and removes after a few repeats).
+fn clicks(seconds: usize, hz: f64) -> Vec<i16> {
+    let rate = kith_voice::RATE as usize;
+    let mut out = vec![0i16; seconds * rate];
+    for second in 0..seconds {
+        for i in 0..rate * 150 / 1000 {
+            let t = i as f64 / rate as f64;
+            let envelope = (t / 0.005).min(1.0) * ((0.15 - t) / 0.03).min(1.0);
+            let phase = 2.0 * std::f64::consts::PI * hz * t;
+            let voice = phase.sin() + 0.5 * (2.0 * phase).sin() + 0.25 * (3.0 * phase).sin();
+            out[second * rate + i] = (envelope * voice * 0.3 * 32767.0) as i16;
+        }
+    }
+    out
+}
+
+/// Sample indices where sound starts: above 5 % of full scale after 200 ms
+/// below it (the rule the browser's probe applies too).
+fn onsets(samples: &[i16]) -> Vec<usize> {
+    let (threshold, quiet_needed) = (0.05 * 32768.0, kith_voice::RATE as usize / 5);
+    let mut quiet = quiet_needed;
+    let mut found = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        if f64::from(*s).abs() > threshold {
+            if quiet >= quiet_needed {
+                found.push(i);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    found
+}
+
+/// For each mouth time, the delay to the first ear time after it (within
+/// half the click period); all times in milliseconds.
+fn delays(mouth: &[f64], ear: &[f64]) -> Vec<f64> {
+    mouth.iter().filter_map(|m| ear.iter().find(|e| **e > *m && **e - *m < 500.0).map(|e| e - m)).collect()
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied()
+}
+
+fn epoch_ms(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The web client in headless Chromium (fake microphone playing clicks)
+/// and a native client (`kith_voice::run`, as `kith voice join` uses) in
+/// one voice channel: first the browser talks, then the native client (the
+/// browser's echo canceller would take clicks heard and said at once for an
+/// echo and remove them). The browser reports, in wall-clock
+/// time, when each click entered its audio graph and when one left its
+/// playback worklet (plus the output latency it reports); the native side
+/// knows when each of its samples was captured and played. Both run on
+/// this machine's clock.
+pub async fn browser_mouth_to_ear(json_out: bool) -> Result<()> {
+    use anyhow::Context as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let server = ServerProcess::start_with("normal", &[], &[])?;
+    let web = server.web.clone().context("the server serves no web client")?;
+    let w = world(&server, 2, 1).await?;
+    let clients = sessions(&server, &w, 2, 2).await?;
+    let native = &clients[1];
+    let lounge = voice_channel(&w.owner, w.community, "lounge".into()).await?;
+    native
+        .request(Request::JoinVoice(v1::JoinVoiceRequest { channel_id: lounge, ..Default::default() }))
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let said = dir.path().join("clicks.wav");
+    kith_voice::write_wav(&said, &clicks(1, 150.0))?;
+    // The browser talks for `half`, then the native client for `half`.
+    let half = 10;
+    let web_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut browser = tokio::process::Command::new("node")
+        .arg("test/voice-latency.mjs")
+        .current_dir(&web_dir)
+        .env("KITH_WEB", &web)
+        .env("TOKEN", &w.tokens[2])
+        .env("SAID", &said)
+        .env("SECONDS", (2 * half + 1).to_string())
+        .env("CHROMIUM", chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    // Once the browser is in the channel (its first line says so).
+    let mut lines = tokio::io::BufReader::new(browser.stderr.take().context("stderr")?).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.contains("in voice") {
+            break;
+        }
+        eprintln!("{line}");
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    let mut input = vec![0; half * kith_voice::RATE as usize];
+    input.extend(clicks(half, 220.0));
+    let config = kith_voice::VoiceConfig::default();
+    let started = std::time::SystemTime::now();
+    let seconds = Duration::from_secs(2 * half as u64);
+    let (browser, recording) =
+        tokio::join!(browser.wait_with_output(), kith_voice::run(native, &input, seconds, &config));
+    let (browser, recording) = (browser?, recording?);
+    if !browser.status.success() {
+        bail!("the browser side failed: {}", String::from_utf8_lossy(&browser.stdout));
+    }
+    let seen: serde_json::Value = serde_json::from_slice(&browser.stdout)?;
+    let times = |key: &str| -> Vec<f64> {
+        seen[key].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default()
+    };
+    let t0 = epoch_ms(started);
+    let ms = |i: usize| i as f64 * 1000.0 / f64::from(kith_voice::RATE);
+    // A native microphone needs a frame's time to deliver a sample the
+    // call reads at its tick; the recording's sample i plays at t0 + i.
+    let native_mouth: Vec<f64> =
+        onsets(&input).into_iter().map(|i| t0 + ms(i) - kith_voice::FRAME_MS as f64).collect();
+    let native_ear: Vec<f64> = onsets(&recording.samples).into_iter().map(|i| t0 + ms(i)).collect();
+    let to_native = delays(&times("mouth"), &native_ear);
+    let to_browser = delays(&native_mouth, &times("ear"));
+    let (Some(up), Some(down)) = (median(to_native.clone()), median(to_browser.clone())) else {
+        bail!("no click made it through: browser → native {to_native:?}, native → browser {to_browser:?}");
+    };
+    let round = |xs: &[f64]| xs.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>();
+    if json_out {
+        println!(
+            "{}",
+            json!({"bench": "voice-latency-browser", "browser_to_native_ms": up, "native_to_browser_ms": down,
+                   "browser_to_native_runs": to_native, "native_to_browser_runs": to_browser,
+                   "audio_context": seen["latency"], "browser_encoder_ms": seen["encoderMs"],
+                   "native_jitter": format!("{:?}", recording.stats.speakers.values().next())})
+        );
+    } else {
+        println!(
+            "browser → native: {up:.1} ms (median of {} syllables: {:?})\nnative → browser: {down:.1} ms (median of {} syllables: {:?})\nbrowser audio context (s): {}; its Opus encoder holds a frame {:.1} ms (median of {})\nthe native side's jitter buffer for the browser: {:?}",
+            to_native.len(),
+            round(&to_native),
+            to_browser.len(),
+            round(&to_browser),
+            seen["latency"],
+            seen["encoderMs"].as_f64().unwrap_or(f64::NAN),
+            seen["encoded"],
+            recording.stats.speakers.values().next()
         );
     }
     Ok(())

@@ -138,8 +138,12 @@ fn a_browser_user_and_a_kith_voice_user_hear_each_other() {
     kith(&alice, &["channel", "create", "Family/lounge", "--voice"], "");
     let said = tmp.path().join("said.wav");
     let heard = tmp.path().join("heard.wav");
+    // Two seconds of speech, then a second of silence that voice activity
+    // leaves out: listeners must see the gap in the timestamps.
     let speech = kith_voice::speech_like(2.0);
-    kith_voice::write_wav(&said, &speech).unwrap();
+    let mut file = speech.clone();
+    file.resize(3 * kith_voice::RATE as usize, 0);
+    kith_voice::write_wav(&said, &file).unwrap();
     let shots = screenshots();
     let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
         .env("SCENARIO", "voice")
