@@ -10,10 +10,13 @@ use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(msg) = ClientMessage::decode(data) else { return };
-    let Ok(parsed) = parse(msg.request, || "CODE".to_owned()) else { return };
+    let Ok(parsed) = parse(msg.request, |_| "CODE".to_owned()) else { return };
     if let Parsed::Hub(Request::SendMessage { body, .. } | Request::EditMessage { body, .. }) = parsed {
-        // Whatever passed validation passes it again, and mentions parse.
-        assert_eq!(Body::parse(&body.0).as_ref(), Ok(&body));
+        // Whatever passed validation passes it again (a message of files
+        // alone has no words), and mentions parse.
+        if !body.0.is_empty() {
+            assert_eq!(Body::parse(&body.0).as_ref(), Ok(&body));
+        }
         let _ = body.mention_names();
     }
 });

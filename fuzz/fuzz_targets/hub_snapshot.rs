@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
         let body = &rest[3..3 + len];
         rest = &rest[3 + len..];
         let Ok(msg) = ClientMessage::decode(body) else { continue };
-        if let Ok(Parsed::Hub(request)) = parse(msg.request, || format!("C{}", w.rid)) {
+        if let Ok(Parsed::Hub(request)) = parse(msg.request, |_| format!("C{}", w.rid)) {
             w.request(who, request);
             w.answers.clear();
         }

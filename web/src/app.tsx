@@ -1012,9 +1012,31 @@ function MessageRow(props: {
           )}
         </span>
       </header>
-      {props.editing ? <EditBox m={m} onDone={props.onDone} /> : <Body text={m.body} />}
+      {props.editing ? <EditBox m={m} onDone={props.onDone} /> : m.body && <Body text={m.body} />}
+      {m.attachments.length > 0 && (
+        <ul class="files" aria-label="Attached files">
+          {m.attachments.map((a, i) => (
+            <li key={i}>
+              {cleanName(a.name)} · {size(Number(a.size))} · {cleanName(a.contentType)}
+            </li>
+          ))}
+        </ul>
+      )}
     </article>
   );
+}
+
+/// A file size as file managers show it: 512 B, 1.5 kB, 2.4 MB.
+function size(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 999.95 && unit + 1 < units.length) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function Body({ text }: { text: string }) {

@@ -20,7 +20,8 @@
 // Any console error, page error or failed expectation fails the run.
 
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { chromium } from "playwright-core";
 
 const env = (k) => {
@@ -393,6 +394,17 @@ async function chat() {
   expect(!/[\u202A-\u202E\u2066-\u2069\u200B\u001b]/.test(inert.text), "bidi, zero-width and escape characters are removed");
   expect(inert.links.length > 0 && inert.links.every((l) => l.rel.includes("noopener") && l.rel.includes("noreferrer")), "links open with noopener noreferrer");
   await shot(wren, "hostile");
+
+  // Files alice attaches are listed under her message, with a hostile name
+  // made inert (no path, no bidi override).
+  const file = `${mkdtempSync(`${tmpdir()}/kith-`)}/\u202Egpj.exe`;
+  writeFileSync(file, "\xFF\xD8\xFF\xE0 hello");
+  alice("send", "Family/general", "--file", file, "a file for you");
+  const files = general.getByRole("list", { name: "Attached files" }).last();
+  await files.waitFor();
+  const listed = await files.textContent();
+  expect(/^gpj\.exe · \d+ B · application\/octet-stream$/.test(listed), `the file is listed by cleaned name, size and type (${listed})`);
+  await shot(wren, "file");
 
   // A huge message is wrapped, not a page as wide as itself.
   alice("send", "Family/general", "x".repeat(3900));

@@ -13,8 +13,11 @@
 //! replies by id, so any number may be in flight from any task; pushed events
 //! arrive on [`Client::next_event`].
 
+mod files;
 mod session;
 mod trust;
+
+pub use files::hash_file;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -69,6 +72,9 @@ pub enum Error {
     Closed(String),
     #[error("the server sent an unexpected answer")]
     Unexpected,
+    /// A local file could not be read or written.
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
 }
 
 impl Error {
@@ -194,7 +200,7 @@ impl Client {
     /// use kith_client::proto::{SendMessageRequest, client_message::Request};
     /// let mut answers = Vec::new();
     /// for n in 0..100 {
-    ///     let send = SendMessageRequest { channel_id, body: format!("line {n}"), nonce: format!("n{n}"), reply_to: 0 };
+    ///     let send = SendMessageRequest { channel_id, body: format!("line {n}"), nonce: format!("n{n}"), reply_to: 0, uploads: Vec::new() };
     ///     answers.push(client.submit(Request::SendMessage(send)).await?);
     /// }
     /// for answer in answers {
@@ -325,7 +331,13 @@ impl Client {
     }
 
     pub async fn send_message(&self, channel_id: u64, body: &str, nonce: &str) -> Result<v1::Message, Error> {
-        let r = v1::SendMessageRequest { channel_id, body: body.into(), nonce: nonce.into(), reply_to: 0 };
+        let r = v1::SendMessageRequest {
+            channel_id,
+            body: body.into(),
+            nonce: nonce.into(),
+            reply_to: 0,
+            uploads: Vec::new(),
+        };
         match self.request(Request::SendMessage(r)).await? {
             ReplyResult::Message(m) => Ok(m),
             _ => Err(Error::Unexpected),

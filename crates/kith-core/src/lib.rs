@@ -16,7 +16,7 @@ pub mod request;
 pub mod store;
 pub mod text;
 
-pub use hub::{CommunityCreation, Encoded, Hub, HubConfig, Input, Outgoing, Output, Read, VoiceRoute};
+pub use hub::{CommunityCreation, Encoded, Grant, Hub, HubConfig, Input, Outgoing, Output, Read, VoiceRoute};
 pub use ids::{
     AuditId, ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId,
 };

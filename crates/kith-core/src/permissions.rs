@@ -34,6 +34,7 @@ bitflags! {
         const ADMINISTRATOR = Wire::Administrator as u64;
         const VIEW_AUDIT_LOG = Wire::ViewAuditLog as u64;
         const MANAGE_NICKNAMES = Wire::ManageNicknames as u64;
+        const ATTACH_FILES = Wire::AttachFiles as u64;
     }
 }
 
@@ -41,6 +42,7 @@ impl Permissions {
     /// What `@everyone` may do in a new community.
     pub const DEFAULT_EVERYONE: Permissions = Permissions::VIEW_CHANNEL
         .union(Permissions::SEND_MESSAGES)
+        .union(Permissions::ATTACH_FILES)
         .union(Permissions::CREATE_INVITES)
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK);

@@ -6,8 +6,8 @@ use kith_proto::v1::{self, ErrorCode, client_message::Request as Wire};
 use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::text::{
-    Body, ChannelName, CommunityName, DisplayName, GroupName, Nickname, Nonce, Password, Reason, RoleName,
-    StatusText, TextError, Topic, Username,
+    Body, ChannelName, CommunityName, DisplayName, FileName, GroupName, Nickname, Nonce, Password, Reason,
+    RoleName, StatusText, TextError, Topic, Username,
 };
 
 /// SHA-256 of a login token. Only the hash is kept in memory and on disk.
@@ -122,6 +122,23 @@ pub enum Request {
         body: Body,
         nonce: Option<Nonce>,
         reply_to: Option<MessageId>,
+        /// Completed uploads to attach, in order (at most
+        /// [`MAX_ATTACHMENTS`]).
+        uploads: Vec<String>,
+    },
+    CreateUpload {
+        channel: ChannelId,
+        name: FileName,
+        size: u64,
+        blake3: [u8; 32],
+        /// Fresh from the edge: what the client presents on the transfer stream.
+        key: String,
+    },
+    OpenAttachments {
+        channel: ChannelId,
+        message: MessageId,
+        /// Fresh from the edge: what the client presents to download.
+        key: String,
     },
     EditMessage {
         channel: ChannelId,
@@ -397,9 +414,15 @@ pub fn code_key(code: &str) -> String {
     code.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
-/// Validates one request. `new_invite_code` supplies randomness (the hub has
+/// Files one message carries at most.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// Characters in an upload or download key: 31 letters each, 128 bits.
+pub const KEY_CHARS: usize = 26;
+
+/// Validates one request. `new_code(len)` supplies randomness (the hub has
 /// none of its own); it is called only for invite creation.
-pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) -> Result<Parsed, ParseError> {
+pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> Result<Parsed, ParseError> {
     let Some(request) = request else {
         return Err(ParseError {
             code: ErrorCode::Unsupported,
@@ -448,7 +471,7 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
             community: CommunityId(required(r.community_id, "community_id")?),
             max_uses: (r.max_uses > 0).then_some(r.max_uses),
             expires_in_ms: (r.expires_in_ms > 0).then_some(r.expires_in_ms),
-            code: new_invite_code(),
+            code: new_code(12),
         }),
         Wire::JoinCommunity(r) => hub(Request::JoinCommunity { code: code(r.code, "invite code")? }),
         Wire::LeaveCommunity(r) => {
@@ -472,11 +495,46 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
         Wire::DeleteChannel(r) => {
             hub(Request::DeleteChannel { channel: ChannelId(required(r.channel_id, "channel_id")?) })
         }
-        Wire::SendMessage(r) => hub(Request::SendMessage {
+        Wire::SendMessage(r) => {
+            if r.uploads.len() > MAX_ATTACHMENTS {
+                return Err(invalid(format!("a message carries at most {MAX_ATTACHMENTS} files")));
+            }
+            if let Some(k) = r.uploads.iter().find(|k| k.len() != KEY_CHARS || !k.is_ascii()) {
+                return Err(invalid(format!(
+                    "{:?} is not an upload key",
+                    k.chars().take(40).collect::<String>()
+                )));
+            }
+            // A message of files alone needs no words.
+            let body = if r.body.is_empty() && !r.uploads.is_empty() {
+                Body(String::new())
+            } else {
+                Body::parse(&r.body)?
+            };
+            hub(Request::SendMessage {
+                channel: ChannelId(required(r.channel_id, "channel_id")?),
+                body,
+                nonce: Nonce::parse(&r.nonce)?,
+                reply_to: (r.reply_to != 0).then_some(MessageId(r.reply_to)),
+                uploads: r.uploads,
+            })
+        }
+        Wire::CreateUpload(r) => {
+            let Ok(blake3) = <[u8; 32]>::try_from(r.blake3.as_slice()) else {
+                return Err(invalid("blake3 must be the file's 32-byte BLAKE3 hash"));
+            };
+            hub(Request::CreateUpload {
+                channel: ChannelId(required(r.channel_id, "channel_id")?),
+                name: FileName::clean(&r.name),
+                size: r.size,
+                blake3,
+                key: new_code(KEY_CHARS),
+            })
+        }
+        Wire::OpenAttachments(r) => hub(Request::OpenAttachments {
             channel: ChannelId(required(r.channel_id, "channel_id")?),
-            body: Body::parse(&r.body)?,
-            nonce: Nonce::parse(&r.nonce)?,
-            reply_to: (r.reply_to != 0).then_some(MessageId(r.reply_to)),
+            message: MessageId(required(r.message_id, "message_id")?),
+            key: new_code(KEY_CHARS),
         }),
         Wire::EditMessage(r) => hub(Request::EditMessage {
             channel: ChannelId(required(r.channel_id, "channel_id")?),
@@ -647,7 +705,7 @@ pub fn parse(request: Option<Wire>, new_invite_code: impl FnOnce() -> String) ->
 mod tests {
     use super::*;
 
-    fn code() -> String {
+    fn code(_: usize) -> String {
         "CODE".into()
     }
 

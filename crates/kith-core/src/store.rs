@@ -301,6 +301,28 @@ pub struct NewMessage {
     pub mentions: Vec<UserId>,
     pub mention_everyone: bool,
     pub created_at: Timestamp,
+    pub attachments: Vec<AttachmentMeta>,
+}
+
+/// A file a message carries: what is shown and how its bytes are found
+/// (content-addressed by BLAKE3 in the server's file store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub blake3: [u8; 32],
+}
+
+impl AttachmentMeta {
+    pub fn to_wire(&self) -> v1::Attachment {
+        v1::Attachment {
+            name: self.name.clone(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+            blake3: self.blake3.to_vec(),
+        }
+    }
 }
 
 /// What the hub keeps of each message: enough to authorise edits, deletes and
@@ -315,6 +337,7 @@ pub struct StoredMessageMeta {
     pub deleted: bool,
     pub mentions: Vec<UserId>,
     pub mention_everyone: bool,
+    pub attachments: Vec<AttachmentMeta>,
 }
 
 /// A conversation outside communities.
@@ -346,6 +369,8 @@ pub struct MessageRow {
     pub mention_everyone: bool,
     pub nonce: Option<String>,
     pub deleted: bool,
+    /// None once deleted.
+    pub attachments: Vec<AttachmentMeta>,
 }
 
 impl MessageRow {
@@ -363,6 +388,7 @@ impl MessageRow {
             nonce: self.nonce.unwrap_or_default(),
             mention_everyone: self.mention_everyone,
             deleted: self.deleted,
+            attachments: self.attachments.iter().map(AttachmentMeta::to_wire).collect(),
         }
     }
 }

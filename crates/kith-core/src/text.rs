@@ -305,6 +305,35 @@ impl Nonce {
     }
 }
 
+/// An attachment's file name, cleaned rather than refused: a name is
+/// only ever shown, so what a hostile one carries is taken out. What is
+/// kept is the last path component, without control, invisible or bidi
+/// characters, trimmed, at most 255 bytes; nothing left (or `.`, `..`)
+/// becomes "file".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(pub String);
+
+impl FileName {
+    pub const MAX_BYTES: usize = 255;
+
+    pub fn clean(raw: &str) -> Self {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let kept: String = last.chars().filter(|&c| !c.is_control() && !is_invisible_or_bidi(c)).collect();
+        let mut name = kept.trim();
+        if name.len() > Self::MAX_BYTES {
+            let mut end = Self::MAX_BYTES;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name = name[..end].trim_end();
+        }
+        match name {
+            "" | "." | ".." => Self("file".into()),
+            n => Self(n.to_owned()),
+        }
+    }
+}
+
 /// A password as received, before hashing: 8-1024 bytes.
 ///
 /// The upper bound keeps argon2 cost independent of the attacker (A3); it is
@@ -331,6 +360,23 @@ impl Password {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn file_names_are_cleaned_to_something_safe_to_show() {
+        let clean = |raw: &str| FileName::clean(raw).0;
+        assert_eq!(clean("photo.jpg"), "photo.jpg");
+        assert_eq!(clean("../../etc/passwd"), "passwd");
+        assert_eq!(clean("C:\\Users\\me\\cat.png"), "cat.png");
+        assert_eq!(clean("\u{202E}gpj.exe"), "gpj.exe");
+        assert_eq!(clean("a\u{1b}[2Jb\u{0}c\u{200B}.txt"), "a[2Jbc.txt");
+        assert_eq!(clean("  spaced  "), "spaced");
+        for nothing in ["", "..", ".", "dir/", "\u{202E}"] {
+            assert_eq!(clean(nothing), "file", "{nothing:?}");
+        }
+        let long = clean(&"é".repeat(200));
+        assert!(long.len() <= FileName::MAX_BYTES && long.chars().all(|c| c == 'é'), "{}", long.len());
+    }
+
     use super::*;
 
     fn key(name: &str) -> String {

@@ -75,6 +75,7 @@ fn two_members_talk_privately_with_every_message_feature() {
         body: Body::parse("hi @owner").unwrap(),
         nonce: Nonce::parse("n1").unwrap(),
         reply_to: None,
+        uploads: Vec::new(),
     };
     w.send(bob, resend);
     assert!(
@@ -94,6 +95,7 @@ fn two_members_talk_privately_with_every_message_feature() {
         body: Body::parse("hey").unwrap(),
         nonce: None,
         reply_to: Some(MessageId(hi.id)),
+        uploads: Vec::new(),
     };
     assert_eq!(message(w.call(owner, reply).unwrap()).reply_to, hi.id);
     w.send(

@@ -92,6 +92,7 @@ fn acknowledgement_and_fan_out_wait_for_the_commit() {
             body: Body::parse("hello").unwrap(),
             nonce: None,
             reply_to: None,
+            uploads: Vec::new(),
         },
     );
     assert!(w.take_answer(owner, rid).is_none(), "no ack before commit");
@@ -117,6 +118,7 @@ fn a_quick_answer_never_overtakes_an_uncommitted_one() {
             body: Body::parse("one").unwrap(),
             nonce: None,
             reply_to: None,
+            uploads: Vec::new(),
         },
     );
     // A request that writes nothing still waits behind the pending write.
@@ -150,6 +152,7 @@ fn retry_with_the_same_nonce_returns_the_original_and_writes_nothing() {
             body: Body::parse("different text").unwrap(),
             nonce: Some(Nonce::parse("n-1").unwrap().unwrap()),
             reply_to: None,
+            uploads: Vec::new(),
         },
     );
     assert_eq!(w.writes.len(), writes_before, "no second message");
@@ -196,6 +199,7 @@ fn deleting_a_channel_frees_its_nonces_and_keeps_every_other_channels() {
             body: Body::parse("retry").unwrap(),
             nonce: Some(Nonce::parse("b").unwrap().unwrap()),
             reply_to: None,
+            uploads: Vec::new(),
         },
     );
     assert_eq!(inserts(&w), before + 1, "the other channel's nonce still deduplicates");
@@ -221,6 +225,7 @@ fn outsiders_get_not_found_and_change_nothing() {
             body: Body::parse("hi").unwrap(),
             nonce: None,
             reply_to: None,
+            uploads: Vec::new(),
         },
         Request::History(HistoryQuery { channel: ChannelId(general), anchor: Anchor::Latest, limit: 50 }),
         Request::EditMessage {
@@ -277,6 +282,7 @@ fn edits_and_replies_across_channels_are_not_found() {
         body: Body::parse("re").unwrap(),
         nonce: None,
         reply_to: Some(MessageId(msg.id)),
+        uploads: Vec::new(),
     };
     assert_eq!(w.call(owner, reply).unwrap_err().0, ErrorCode::NotFound);
     let edit = Request::EditMessage {
@@ -290,6 +296,7 @@ fn edits_and_replies_across_channels_are_not_found() {
         body: Body::parse("re").unwrap(),
         nonce: None,
         reply_to: Some(MessageId(msg.id)),
+        uploads: Vec::new(),
     };
     assert_eq!(message(w.call(owner, ok).unwrap()).reply_to, msg.id);
 }
@@ -482,6 +489,7 @@ mod properties {
                             body: Body::parse("x").unwrap(),
                             nonce: nonce.map(|n| Nonce(format!("n{n}"))),
                             reply_to: None,
+                            uploads: Vec::new(),
                         });
                         asked.push((people[who], rid));
                     }

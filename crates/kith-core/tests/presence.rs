@@ -180,6 +180,7 @@ fn typing_and_messages_are_rate_limited_per_account_and_say_when_to_retry() {
             body: Body::parse("one too many").unwrap(),
             nonce: None,
             reply_to: None,
+            uploads: Vec::new(),
         },
     );
     let refusal = w.inbox.get_mut(&bob).unwrap().iter().find_map(|k| match k {

@@ -38,6 +38,10 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
 /// history page of 100 maximum-size messages, fits with room to spare).
 pub const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
 
+/// The largest `TransferRequest` or `TransferStatus` frame on a transfer
+/// stream (a key, a file name and a reason fit easily).
+pub const MAX_TRANSFER_FRAME: usize = 4 * 1024;
+
 /// A point in time inside human-readable text the server sends (error
 /// reasons, audit details): `<t:UNIX_SECONDS>`, as in Discord's markup.
 /// Clients show it in the reader's time zone with how far away it is

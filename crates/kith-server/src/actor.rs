@@ -139,6 +139,7 @@ pub async fn run(
     mut commits: mpsc::UnboundedReceiver<CommitReport>,
     writer: mpsc::Sender<Batch>,
     readers: Arc<Readers>,
+    files: Arc<crate::files::Files>,
 ) -> Result<(), StoreError> {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     let mut rooms = Rooms::default();
@@ -222,6 +223,7 @@ pub async fn run(
                 Output::VoiceRoom { channel, members } => {
                     rooms.publish(channel, &members, |s| sessions.get(&s).and_then(|h| h.voice.as_ref()));
                 }
+                Output::Grant(grant) => files.grant(grant),
                 Output::Read { to, request_id, read } => {
                     let Some(s) = sessions.get(&to).cloned() else { continue };
                     if s.reads.fetch_add(1, Ordering::Relaxed) >= READS_PER_SESSION {

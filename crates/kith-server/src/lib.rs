@@ -15,6 +15,7 @@ pub mod actor;
 pub mod admission;
 pub mod auth;
 pub mod edge;
+pub mod files;
 pub mod identity;
 pub mod store;
 pub mod voice;
@@ -118,6 +119,11 @@ pub struct Limits {
     pub ipv6_prefix: u8,
     /// People in one voice channel at most.
     pub voice_room: usize,
+    /// The largest file one upload may be.
+    pub attachment_bytes: u64,
+    /// Uploads are refused while fewer bytes than this would stay free on
+    /// the data directory's disk.
+    pub disk_reserve: u64,
 }
 
 impl Default for Limits {
@@ -143,6 +149,8 @@ impl Default for Limits {
             frame_deadline: quic::FRAME_DEADLINE,
             ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
+            attachment_bytes: kith_core::hub::DEFAULT_MAX_ATTACHMENT_BYTES,
+            disk_reserve: 1 << 30,
         }
     }
 }
@@ -214,6 +222,8 @@ pub struct Server {
     web: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
     /// Obtains and renews the ACME certificate, if asked to.
     acme: Option<tokio::task::JoinHandle<()>>,
+    /// Sweeps the file store of what no message names.
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 /// QUIC endpoint settings whose secrets derive from the server's private key
@@ -295,6 +305,7 @@ impl Server {
                 fingerprint: Some(identity.fingerprint.clone()),
                 community_creation: config.community_creation,
                 web: config.web,
+                max_attachment_bytes: config.limits.attachment_bytes,
                 ..HubConfig::default()
             },
         );
@@ -309,7 +320,13 @@ impl Server {
         })?;
         let readers = Arc::new(Readers::start(store, READER_THREADS, READ_QUEUE)?);
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
-        let actor = tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone()));
+        let files = Arc::new(
+            files::Files::open(&config.data_dir, config.limits.disk_reserve)
+                .with_context(|| format!("opening the file store in {}", config.data_dir.display()))?,
+        );
+        let actor =
+            tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone(), files.clone()));
+        let sweeper = tokio::spawn(files::sweep_every(files.clone(), readers.clone(), files::SWEEP_EVERY));
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // Without an operator's certificate, browsers get WebTransport by hash.
@@ -343,6 +360,7 @@ impl Server {
             outbox_bytes: config.outbox_bytes,
             admission: admission::Admission::new(&config.limits),
             frame_deadline: config.limits.frame_deadline,
+            files,
         });
         let telnet = match &config.telnet {
             Some(t) => Some(start_telnet(t, &edge, &identity.fingerprint).await?),
@@ -376,6 +394,7 @@ impl Server {
             telnet,
             web,
             acme,
+            sweeper,
         })
     }
 
@@ -428,6 +447,7 @@ impl Server {
         if let Some(acme) = &self.acme {
             acme.abort();
         }
+        self.sweeper.abort();
         let _ = self.hub.send(ToHub::Shutdown).await;
         let result = if self.actor.is_finished() { Ok(()) } else { self.actor.await? };
         let writer = self.writer;

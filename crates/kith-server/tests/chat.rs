@@ -187,6 +187,7 @@ async fn edits_deletes_and_replies_reach_other_members() {
         body: "nice".into(),
         nonce: String::new(),
         reply_to: m.id,
+        uploads: Vec::new(),
     };
     let R::Message(r) = bob.request(Request::SendMessage(reply)).await.unwrap() else { panic!() };
     assert_eq!(r.reply_to, m.id);
@@ -327,6 +328,7 @@ async fn pipelined_sends_arrive_in_the_order_they_were_submitted() {
             body: format!("line {n}"),
             nonce: format!("p{n}"),
             reply_to: 0,
+            uploads: Vec::new(),
         };
         answers.push(f.owner.submit(Request::SendMessage(send)).await.unwrap());
     }

@@ -205,6 +205,7 @@ async fn chats_both_ways(server: &TestServer, mut web: WebClient) {
             body: body.into(),
             nonce: nonce.into(),
             reply_to: 0,
+            uploads: Vec::new(),
         })
     };
     let Ok(R::Message(sent)) = web.call(send("hello from the browser", "w1")).await else { panic!() };

@@ -1081,6 +1081,7 @@ impl App {
             body: text.to_owned(),
             nonce: nonce.clone(),
             reply_to,
+            uploads: Vec::new(),
         });
         self.request(request, Pending::Send { channel, nonce });
     }

@@ -52,6 +52,8 @@ pub struct Msg {
     pub edited: bool,
     pub reply_to: u64,
     pub mentions_me: bool,
+    /// One line per attached file: `name · size · type`, cleaned.
+    pub files: Vec<String>,
     /// (width, hash of the author's shown name, rows) of the last layout,
     /// so scrolling a long window does not re-wrap every message.
     pub layout: Cell<Option<(u16, u64, u16)>>,
@@ -68,6 +70,18 @@ impl Msg {
             edited: m.edited_at_ms != 0,
             reply_to: m.reply_to,
             mentions_me: m.mention_everyone || m.mentions.contains(&me),
+            files: m
+                .attachments
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} · {} · {}",
+                        clean_line(&a.name),
+                        crate::text::size(a.size),
+                        clean_line(&a.content_type)
+                    )
+                })
+                .collect(),
             layout: Cell::new(None),
         }
     }

@@ -160,6 +160,22 @@ fn replacement(c: char, keep_newlines: bool) -> Replacement {
 }
 
 /// The display width of cleaned text (no newlines).
+/// A file size for people: `512 B`, `1.5 kB`, `2.4 MB`, `1.1 GB` (decimal
+/// units, as file managers show them).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 pub fn width(text: &str) -> usize {
     text.graphemes(true).map(grapheme_width).sum()
 }
@@ -307,6 +323,17 @@ fn relative(delta_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_read_like_a_file_manager() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(1500), "1.5 kB");
+        assert_eq!(size(2_400_000), "2.4 MB");
+        assert_eq!(size(999_999), "1.0 MB");
+        assert_eq!(size(1 << 30), "1.1 GB");
+    }
+
     use super::*;
 
     /// 2026-11-21 12:00 UTC.

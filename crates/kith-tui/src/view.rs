@@ -665,6 +665,13 @@ impl App {
             }
             out.push(Line::from(spans));
         }
+        for file in &m.files {
+            let line = truncate(&format!("📎 {file}"), usize::from(w).saturating_sub(TIME));
+            out.push(Line::from(vec![
+                Span::raw(" ".repeat(TIME)),
+                Span::styled(line, Style::new().fg(Color::Cyan)),
+            ]));
+        }
         out
     }
 
@@ -1050,8 +1057,9 @@ pub(crate) fn message_rows(model: &Model, ch: &Chan, m: &Msg, w: u16) -> usize {
         return usize::from(rows);
     }
     let content = Content::of(name, m);
-    let rows =
-        wrap(&content.text, usize::from(w).saturating_sub(TIME).max(1)).len() + usize::from(m.reply_to != 0);
+    let rows = wrap(&content.text, usize::from(w).saturating_sub(TIME).max(1)).len()
+        + usize::from(m.reply_to != 0)
+        + m.files.len();
     m.layout.set(Some((w, name_hash, rows.min(usize::from(u16::MAX)) as u16)));
     rows
 }

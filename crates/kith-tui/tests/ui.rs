@@ -1155,3 +1155,36 @@ fn a_message_typed_during_an_outage_waits_and_can_be_taken_back() {
         "the text is back in the input:\n{s}"
     );
 }
+
+#[test]
+fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_inert() {
+    let photo = v1::Attachment {
+        name: "beach.jpg".into(),
+        size: 2_400_000,
+        content_type: "image/jpeg".into(),
+        blake3: vec![1; 32],
+    };
+    let hostile = v1::Attachment {
+        name: "\u{1b}[2Jevil\u{202E}gpj.exe".into(),
+        size: 512,
+        content_type: "application/octet-stream".into(),
+        blake3: vec![2; 32],
+    };
+    let mut m = msg(1, GENERAL, BOB, "bob", "from the beach");
+    m.attachments = vec![photo, hostile];
+    let mut files_only = msg(2, GENERAL, BOB, "bob", "");
+    files_only.attachments = vec![v1::Attachment {
+        name: "clip.mp4".into(),
+        size: 9,
+        content_type: "video/mp4".into(),
+        ..Default::default()
+    }];
+    let mut ui = Ui::chatting(vec![m, files_only]);
+    let s = ui.screen();
+    assert!(shows(&s, "bob from the beach"), "{s}");
+    assert!(shows(&s, "📎  beach.jpg · 2.4 MB · image/jpeg"), "{s}");
+    // The escape and the bidi override show as inert marks, as in bodies.
+    assert!(shows(&s, "📎  ␛[2Jevil⁇gpj.exe · 512 B · application/octet-stream"), "{s}");
+    assert!(!s.contains('\u{1b}') && !s.contains('\u{202E}'));
+    assert!(shows(&s, "📎  clip.mp4 · 9 B · video/mp4"), "{s}");
+}

@@ -117,8 +117,14 @@ pub enum ChannelCommand {
 pub struct SendArgs {
     /// `Community/channel`, `@user` (a direct conversation) or `@group`.
     channel: String,
-    /// The message, or `-` to read it from stdin.
+    /// The message, or `-` to read it from stdin (may be left out when
+    /// files are attached).
+    #[arg(default_value = "", required_unless_present = "file")]
     text: String,
+    /// Attach a file (repeat for more, up to 10): photos, videos, anything.
+    /// A dropped upload continues where it stopped when sent again.
+    #[arg(long, value_name = "PATH")]
+    file: Vec<std::path::PathBuf>,
     /// Reply to this message id.
     #[arg(long)]
     reply_to: Option<u64>,
@@ -616,7 +622,18 @@ fn check_body(body: &str) -> Result<()> {
 
 pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
     let body = text_arg(&args.text)?;
-    check_body(&body)?;
+    if args.file.is_empty() || !body.is_empty() {
+        check_body(&body)?;
+    }
+    if args.file.len() > kith_core::request::MAX_ATTACHMENTS {
+        bail!("a message carries at most {} files", kith_core::request::MAX_ATTACHMENTS);
+    }
+    for path in &args.file {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a file", path.display());
+        }
+    }
     let nonce = args.nonce.clone().unwrap_or_else(random_nonce);
     let deadline = tokio::time::Instant::now() + RESEND_FOR;
     let mut attempt = 0u32;
@@ -659,11 +676,35 @@ pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
 async fn send_once(ctx: &Ctx, args: &SendArgs, body: &str, nonce: &str) -> Result<v1::Message> {
     let (client, ready, _) = session(ctx).await?;
     let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
+    let mut uploads = Vec::with_capacity(args.file.len());
+    for path in &args.file {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let bar = crate::output::progress(&name);
+        let mut first = true;
+        let key = client.upload(ch.id, path, |sent, total| {
+            if std::mem::take(&mut first) && sent > 0 && sent < total {
+                bar.suspend(|| {
+                    eprintln!(
+                        "{}: continuing from {} of {}",
+                        sanitize(&name),
+                        kith_tui::text::size(sent),
+                        kith_tui::text::size(total)
+                    )
+                });
+            }
+            bar.set_length(total);
+            bar.set_position(sent);
+        });
+        let key = key.await.inspect_err(|_| bar.abandon())?;
+        bar.finish();
+        uploads.push(key);
+    }
     let request = v1::SendMessageRequest {
         channel_id: ch.id,
         body: body.to_owned(),
         nonce: nonce.to_owned(),
         reply_to: args.reply_to.unwrap_or(0),
+        uploads,
     };
     // Scripts send in loops: when told to slow down, wait as asked and send
     // again (the nonce makes the retry safe).
@@ -680,6 +721,50 @@ async fn send_once(ctx: &Ctx, args: &SendArgs, body: &str, nonce: &str) -> Resul
     client.close().await;
     let R::Message(m) = answer else { bail!("unexpected answer") };
     Ok(m)
+}
+
+/// Fetches what message `id` carries into `out` (a file name already there
+/// is not overwritten: the copy gets a number), with progress, checking
+/// each file's BLAKE3. Prints each file's path.
+pub async fn download(ctx: Ctx, channel: &str, id: u64, out: &std::path::Path) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    let (ch, _) = crate::social::resolve(&client, &ready, channel).await?;
+    let access = client.open_attachments(ch.id, id).await?;
+    if access.attachments.is_empty() {
+        bail!("message {id} carries no files");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    for (index, a) in access.attachments.iter().enumerate() {
+        // The server cleaned the name; clean it again here, as a path.
+        let name = kith_core::text::FileName::clean(&a.name).0;
+        let hash: String = a.blake3.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let partial = out.join(format!(".{name}.{hash}.part"));
+        let bar = crate::output::progress(&name);
+        let fetched = client.download(&access, index as u32, &partial, |got, total| {
+            bar.set_length(total);
+            bar.set_position(got);
+        });
+        fetched.await.inspect_err(|_| bar.abandon())?;
+        bar.finish();
+        let target = unused(&out.join(&name));
+        std::fs::rename(&partial, &target).with_context(|| format!("{}", target.display()))?;
+        println!("{}", sanitize(&target.display().to_string()));
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// `path`, or `name (1).ext`, `name (2).ext`… if it exists.
+fn unused(path: &std::path::Path) -> std::path::PathBuf {
+    if !path.exists() {
+        return path.to_owned();
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    (1..)
+        .map(|n| path.with_file_name(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .expect("some number is free")
 }
 
 pub async fn edit(ctx: Ctx, channel: &str, id: u64, text: &str, json: bool) -> Result<()> {

@@ -81,7 +81,8 @@ enum Command {
     /// Create, change and delete channels (`--voice` for a voice channel).
     #[command(subcommand)]
     Channel(commands::ChannelCommand),
-    /// Send a message: `kith send Family/general 'hello'`, or `-` to read stdin.
+    /// Send a message: `kith send Family/general 'hello'`, or `-` to read stdin;
+    /// `--file photo.jpg` attaches a file.
     Send(commands::SendArgs),
     /// Edit one of your messages.
     Edit {
@@ -92,6 +93,15 @@ enum Command {
         text: String,
         #[command(flatten)]
         json: Json,
+    },
+    /// Save the files a message carries: `kith download Family/general 123 --out ~/Pictures`.
+    Download {
+        /// `Community/channel`, `@user` or `@group`.
+        channel: String,
+        id: u64,
+        /// Where to save them (default: here).
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
     },
     /// Delete one of your messages.
     Delete {
@@ -289,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leave { community } => commands::leave(ctx()?, &community).await,
         Command::Channel(c) => commands::channel(ctx()?, c).await,
         Command::Send(args) => commands::send(ctx()?, args).await,
+        Command::Download { channel, id, out } => commands::download(ctx()?, &channel, id, &out).await,
         Command::Edit { channel, id, text, json } => {
             commands::edit(ctx()?, &channel, id, &text, json.json).await
         }

@@ -41,6 +41,16 @@ pub struct MessageJson<'a> {
     pub mentions: Vec<String>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub nonce: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachmentJson<'a> {
+    pub name: &'a str,
+    pub size: u64,
+    pub content_type: &'a str,
+    pub blake3: String,
 }
 
 impl<'a> MessageJson<'a> {
@@ -59,6 +69,16 @@ impl<'a> MessageJson<'a> {
             reply_to: (m.reply_to != 0).then(|| m.reply_to.to_string()),
             mentions: m.mentions.iter().map(u64::to_string).collect(),
             nonce: &m.nonce,
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| AttachmentJson {
+                    name: &a.name,
+                    size: a.size,
+                    content_type: &a.content_type,
+                    blake3: a.blake3.iter().map(|b| format!("{b:02x}")).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -75,7 +95,28 @@ pub fn human(m: &v1::Message) -> String {
     let edited = if m.edited_at_ms != 0 { " (edited)" } else { "" };
     let reply = if m.reply_to != 0 { format!(" ↪{}", m.reply_to) } else { String::new() };
     let body = sanitize(&m.body).replace('\n', "\n    ");
-    format!("{time}  {}{reply}: {body}{edited}  [{}]", sanitize(&m.author_name), m.id)
+    let mut line = format!("{time}  {}{reply}: {body}{edited}  [{}]", sanitize(&m.author_name), m.id);
+    for a in &m.attachments {
+        line.push_str(&format!("\n    📎 {}", attachment_line(a)));
+    }
+    line
+}
+
+/// A byte progress bar on stderr when it is a terminal; hidden when piped.
+pub fn progress(name: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .expect("a valid template");
+    bar.set_style(style);
+    bar.set_message(sanitize(name));
+    bar
+}
+
+/// `photo.jpg · 2.4 MB · image/jpeg`: what a file is, for a terminal.
+pub fn attachment_line(a: &v1::Attachment) -> String {
+    format!("{} · {} · {}", sanitize(&a.name), kith_tui::text::size(a.size), sanitize(&a.content_type))
 }
 
 /// One line of JSON. Characters a terminal could obey or hide (C1 controls,

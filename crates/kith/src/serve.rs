@@ -189,6 +189,8 @@ struct FileLimits {
     auth_deadline_secs: Option<u64>,
     voice_room: Option<usize>,
     ipv6_prefix: Option<u8>,
+    attachment_bytes: Option<u64>,
+    disk_reserve_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -216,6 +218,8 @@ impl FileLimits {
         l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
         l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
         l.ipv6_prefix = self.ipv6_prefix.unwrap_or(l.ipv6_prefix).min(128);
+        l.attachment_bytes = self.attachment_bytes.unwrap_or(l.attachment_bytes);
+        l.disk_reserve = self.disk_reserve_bytes.unwrap_or(l.disk_reserve);
         if let Some(secs) = self.auth_deadline_secs {
             l.auth_deadline = std::time::Duration::from_secs(secs);
         }

@@ -41,13 +41,17 @@ impl RateClass {
             | Request::Resume { .. }
             | Request::ServerInfo
             | Request::Logout { .. } => return None,
-            Request::SendMessage { .. } | Request::EditMessage { .. } | Request::DeleteMessage { .. } => {
-                Messages
-            }
+            // An upload is the first half of sending a message.
+            Request::SendMessage { .. }
+            | Request::EditMessage { .. }
+            | Request::DeleteMessage { .. }
+            | Request::CreateUpload { .. } => Messages,
             Request::Typing { .. } => Typing,
-            Request::History(_) | Request::AuditLog(_) | Request::ListBans { .. } | Request::Ack { .. } => {
-                Reads
-            }
+            Request::History(_)
+            | Request::AuditLog(_)
+            | Request::ListBans { .. }
+            | Request::Ack { .. }
+            | Request::OpenAttachments { .. } => Reads,
             Request::CreateCommunity { .. }
             | Request::CreateInvite { .. }
             | Request::JoinCommunity { .. }

@@ -5,7 +5,7 @@ use kith_proto::v1::{self, AuditAction, event::Body as EventBody, reply::Result 
 use super::{Cx, Hub, MessageMeta, Outcome, Output, Read, Refusal, forbidden};
 use crate::ids::{ChannelId, CommunityId, MessageId, UserId};
 use crate::permissions::Permissions;
-use crate::store::{NewMessage, Write};
+use crate::store::{AttachmentMeta, NewMessage, Write};
 use crate::text::{Body, Nonce};
 
 /// The name that mentions everyone who can see the channel.
@@ -19,6 +19,7 @@ impl Hub {
         body: Body,
         nonce: Option<Nonce>,
         reply_to: Option<MessageId>,
+        uploads: &[String],
     ) -> Outcome {
         let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
         if let Some(nonce) = &nonce
@@ -57,6 +58,8 @@ impl Hub {
         {
             return Err(Refusal::NotFound("message to reply to"));
         }
+        // Last: a refusal above leaves the uploads pending, for a retry.
+        let attachments = self.take_uploads(cx, channel, uploads)?;
         let (mentions, everyone) = self.resolve_mentions(community, channel, perms, &body);
         let id = MessageId(self.ids.next(cx.now));
         let created_at = id.timestamp();
@@ -71,6 +74,7 @@ impl Hub {
                 mentions: mentions.clone(),
                 mention_everyone: everyone,
                 created_at,
+                attachments: attachments.clone(),
             },
         }]);
         self.timelines.entry(channel).or_default().insert(
@@ -82,6 +86,7 @@ impl Hub {
                 mentions: mentions.clone().into(),
                 mention_everyone: everyone,
                 nonce: nonce.as_ref().map(|n| n.0.as_str().into()),
+                attachments: attachments.clone().into(),
             },
         );
         if let Some(u) = self.users.get_mut(&cx.me) {
@@ -92,6 +97,7 @@ impl Hub {
         }
         let mut wire = self.message_wire(id, channel, cx.me, body.0, reply_to, &mentions, nonce.map(|n| n.0));
         wire.mention_everyone = everyone;
+        wire.attachments = attachments.iter().map(AttachmentMeta::to_wire).collect();
         self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
         self.fan_out_channel(channel, EventBody::MessageCreated(wire));
         Ok(())
@@ -125,9 +131,11 @@ impl Hub {
         let meta = self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible");
         meta.mentions = mentions.clone().into();
         meta.mention_everyone = everyone;
+        let attachments = meta.attachments.iter().map(AttachmentMeta::to_wire).collect();
         let mut wire = self.message_wire(message, channel, cx.me, body.0, reply_to, &mentions, None);
         wire.edited_at_ms = edited_at.0;
         wire.mention_everyone = everyone;
+        wire.attachments = attachments;
         self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
         self.fan_out_channel(channel, EventBody::MessageUpdated(wire));
         Ok(())
@@ -165,7 +173,7 @@ impl Hub {
 
     /// A live message in `channel` that `user` may see. A message in another
     /// channel is "not found", exactly like a missing one.
-    fn visible_message(
+    pub(super) fn visible_message(
         &self,
         channel: ChannelId,
         id: MessageId,

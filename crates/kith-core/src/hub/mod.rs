@@ -32,6 +32,7 @@
 mod account;
 mod community;
 mod direct;
+mod files;
 mod guest;
 pub mod limits;
 mod memberships;
@@ -39,6 +40,7 @@ mod messages;
 mod moderation;
 mod outbox;
 mod outgoing;
+pub use files::{DOWNLOAD_KEY_MS, Grant};
 pub use outgoing::{Encoded, Outgoing};
 mod presence;
 pub use presence::TYPING_MS;
@@ -126,7 +128,12 @@ pub struct HubConfig {
     pub community_creation: CommunityCreation,
     /// The server serves the browser client: invites carry a web link too.
     pub web: bool,
+    /// The largest file one upload may be.
+    pub max_attachment_bytes: u64,
 }
+
+/// The default largest upload: 100 MiB.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 << 20;
 
 /// Who may create communities on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,6 +170,7 @@ impl Default for HubConfig {
             fingerprint: None,
             community_creation: CommunityCreation::Everyone,
             web: false,
+            max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
         }
     }
 }
@@ -190,6 +198,9 @@ pub enum Input {
     Request { session: SessionId, request_id: u64, request: Request },
     /// Every `Persist` up to and including `ticket` is durable.
     Committed { ticket: u64 },
+    /// The bytes of the upload granted with `key` are stored durably and
+    /// match its hash; `content_type` is what the edge found in them.
+    UploadStored { key: String, content_type: String },
 }
 
 /// Something for the edges to do, in order.
@@ -208,6 +219,9 @@ pub enum Output {
     /// (none: the room is empty). Sessions not in any room's latest list
     /// have no voice route. Not held behind pending commits.
     VoiceRoom { channel: ChannelId, members: Vec<VoiceRoute> },
+    /// Accept this key on transfer streams (see `hub::files`). Not held
+    /// behind pending commits; the reply that hands out the key comes after.
+    Grant(Grant),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +246,8 @@ enum Refusal {
     RegistrationClosed(&'static str),
     InviteInvalid,
     Invalid(&'static str),
+    /// Over a size limit; the reason names it.
+    TooLarge(String),
     /// Wait this many milliseconds.
     RateLimited(&'static str, u64),
 }
@@ -259,6 +275,7 @@ impl Refusal {
                 (ErrorCode::InviteInvalid, "the invite is unknown, expired or used up".into())
             }
             Refusal::Invalid(why) => (ErrorCode::Invalid, why.into()),
+            Refusal::TooLarge(why) => (ErrorCode::TooLarge, why),
             Refusal::RateLimited(..) => unreachable!("answered above"),
         };
         (code, reason, 0)
@@ -413,6 +430,8 @@ pub struct Hub {
 
     /// Every session, and the indexes that find them.
     sessions: Sessions,
+    /// Uploads granted and not yet attached.
+    uploads: files::Uploads,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -453,6 +472,7 @@ impl Hub {
             voice_published: BTreeMap::new(),
             voice_dirty: false,
             sessions: Sessions::default(),
+            uploads: files::Uploads::default(),
             now: Timestamp(0),
             outbox: outbox::Outbox::default(),
         };
@@ -532,6 +552,7 @@ impl Hub {
                     mentions: m.mentions.into(),
                     mention_everyone: m.mention_everyone,
                     nonce: m.nonce.map(Into::into),
+                    attachments: m.attachments.into(),
                 },
             );
         }
@@ -573,6 +594,7 @@ impl Hub {
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
             Input::Committed { ticket } => self.outbox.committed(ticket),
+            Input::UploadStored { key, content_type } => self.upload_stored(&key, content_type),
             Input::Request { session, request_id, request } => {
                 if self.sessions.get(session).is_none() {
                     return;
@@ -641,6 +663,7 @@ impl Hub {
 
     /// Forgets a session for good: it cannot be resumed.
     fn drop_session(&mut self, session: SessionId) {
+        self.uploads.forget(session);
         let Some(gone) = self.sessions.remove(session) else { return };
         self.voice_dirty = true;
         if let Some(user) = gone.last_of
@@ -819,8 +842,14 @@ impl Hub {
             Request::UpdateChannel { channel, name, topic } => self.update_channel(cx, channel, name, topic),
             Request::DeleteChannel { channel } => self.delete_channel(cx, channel),
             Request::SetOverride { channel, target, rule } => self.set_override(cx, channel, target, rule),
-            Request::SendMessage { channel, body, nonce, reply_to } => {
-                self.send_message(cx, channel, body, nonce, reply_to)
+            Request::SendMessage { channel, body, nonce, reply_to, uploads } => {
+                self.send_message(cx, channel, body, nonce, reply_to, &uploads)
+            }
+            Request::CreateUpload { channel, name, size, blake3, key } => {
+                self.create_upload(cx, channel, name, size, blake3, key)
+            }
+            Request::OpenAttachments { channel, message, key } => {
+                self.open_attachments(cx, channel, message, key)
             }
             Request::EditMessage { channel, message, body } => self.edit_message(cx, channel, message, body),
             Request::DeleteMessage { channel, message } => self.delete_message(cx, channel, message),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use crate::ids::{ChannelId, MessageId, Timestamp, UserId};
+use crate::store::AttachmentMeta;
 
 /// What the hub keeps of one message: enough to authorise edits, deletes and
 /// replies, count unread messages and mentions, and deduplicate its nonce.
@@ -19,6 +20,8 @@ pub(super) struct MessageMeta {
     pub mention_everyone: bool,
     /// The sender's deduplication key, if it gave one ([`Nonces`] indexes it).
     pub nonce: Option<Box<str>>,
+    /// The files it carries (kept so an edit's event can carry them too).
+    pub attachments: Box<[AttachmentMeta]>,
 }
 
 impl MessageMeta {
@@ -153,6 +156,7 @@ mod tests {
             mentions: Box::new([]),
             mention_everyone: false,
             nonce: nonce.map(Into::into),
+            attachments: Box::new([]),
         }
     }
 

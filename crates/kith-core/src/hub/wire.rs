@@ -158,6 +158,7 @@ impl Hub {
             nonce: nonce.unwrap_or_default(),
             mention_everyone: false,
             deleted: false,
+            attachments: Vec::new(),
         }
     }
 }

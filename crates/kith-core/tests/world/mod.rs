@@ -32,6 +32,8 @@ pub struct World {
     pub closes: Vec<(SessionId, v1::CloseCode)>,
     /// Each voice room's routing as last published.
     pub rooms: HashMap<ChannelId, Vec<VoiceRoute>>,
+    /// Keys granted for transfer streams, in order.
+    pub grants: Vec<kith_core::Grant>,
     pub next_session: u64,
     /// The last event seq drained per session, so later checks can continue it.
     pub last_seq: HashMap<SessionId, u64>,
@@ -72,6 +74,7 @@ impl World {
             inbox: HashMap::new(),
             reads: Vec::new(),
             closes: Vec::new(),
+            grants: Vec::new(),
             rooms: HashMap::new(),
             next_session: 0,
             last_seq: HashMap::new(),
@@ -115,6 +118,7 @@ impl World {
                 Output::Send { to, message } => self.inbox.entry(to).or_default().push(decode(message)),
                 Output::Read { to, request_id, read } => self.reads.push((to, request_id, read)),
                 Output::Close { session, code, .. } => self.closes.push((session, code)),
+                Output::Grant(grant) => self.grants.push(grant),
                 Output::VoiceRoom { channel, members } => {
                     if members.is_empty() {
                         self.rooms.remove(&channel);
@@ -271,6 +275,7 @@ impl World {
                 body: Body::parse(text).unwrap(),
                 nonce: nonce.map(|n| Nonce::parse(n).unwrap().unwrap()),
                 reply_to: None,
+                uploads: Vec::new(),
             },
         )
     }

@@ -9,6 +9,7 @@
 pub mod quic;
 pub mod stream;
 pub mod telnet;
+pub mod transfer;
 pub mod web;
 pub mod webtransport;
 
@@ -92,6 +93,8 @@ pub struct Edge {
     pub admission: Admission,
     /// How long a frame may take from its first byte ([`quic::FRAME_DEADLINE`]).
     pub frame_deadline: Duration,
+    /// Attachments' bytes, and the keys that move them.
+    pub files: Arc<crate::files::Files>,
 }
 
 /// A session the hub knows about, and what its transport reads from it.
@@ -160,7 +163,7 @@ pub(crate) async fn submit(
         me.push(OutItem::Send(error_frame(rid, ErrorCode::Unsupported, reason)));
         return true;
     }
-    let request = match parse(msg.request, || auth::random_code(12)) {
+    let request = match parse(msg.request, auth::random_code) {
         Ok(Parsed::Hub(request)) => request,
         Ok(Parsed::Auth(auth)) => match authenticate(auth, ip, edge).await {
             Ok(request) => request,

@@ -24,7 +24,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Quinn's transport settings, tuned for many mostly idle chat connections.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    // One control stream, plus a little room for bulk streams in later versions.
+    // One control stream and three transfer streams (a file each).
     t.max_concurrent_bidi_streams(4u32.into());
     // HTTP/3 (browsers' WebTransport) opens three unidirectional streams at
     // once — its control stream and QPACK's two — and browsers refuse a
@@ -109,7 +109,7 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
         return;
     };
     let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route));
-    let extra = tokio::spawn(refuse_streams(conn.clone()));
+    let extra = tokio::spawn(transfers(conn.clone(), edge.clone(), session));
     let sink = QuicSink { send, conn: conn.clone() };
     let source = QuicSource(recv);
     stream::run(&edge, session, ip, opened, source, sink, |code, reason| {
@@ -164,24 +164,30 @@ impl Source for QuicSource {
     }
 }
 
-/// The QUIC error code a stream beyond the control stream is reset with:
-/// this protocol version uses none (proto/README.md, "Streams").
+/// The QUIC error code a unidirectional stream is stopped with: this
+/// protocol version uses none (proto/README.md, "Streams").
 pub const STREAM_UNSUPPORTED: u32 = 1;
 
-/// Answers every stream after the control stream at once — reset and
-/// stopped with [`STREAM_UNSUPPORTED`] — instead of leaving it open and
-/// silent.
-async fn refuse_streams(conn: quinn::Connection) {
+/// Serves every bidirectional stream after the control stream as a
+/// transfer stream (at most three at once: the transport's stream credit),
+/// and stops every unidirectional one at once instead of leaving it open
+/// and silent.
+async fn transfers(conn: quinn::Connection, edge: Arc<Edge>, session: kith_core::SessionId) {
     let code = quinn::VarInt::from_u32(STREAM_UNSUPPORTED);
+    let mut running = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
-                Ok((mut send, mut recv)) => {
-                    let _ = send.reset(code);
-                    let _ = recv.stop(code);
+                Ok((send, recv)) => {
+                    let edge = edge.clone();
+                    running.spawn(async move {
+                        let files = edge.files.clone();
+                        super::transfer::serve(&edge, &files, session, recv, send).await
+                    });
                 }
                 Err(_) => return,
             },
+            Some(_) = running.join_next() => {}
             uni = conn.accept_uni() => match uni {
                 Ok(mut recv) => {
                     let _ = recv.stop(code);

@@ -6,9 +6,9 @@
 use kith_core::permissions::{OverrideTarget, Permissions};
 use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
 use kith_core::store::{
-    MessageRow, NewMessage, StoredAudit, StoredBan, StoredChannel, StoredCommunity, StoredDirect,
-    StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState, StoredToken,
-    StoredUser, Write,
+    AttachmentMeta, MessageRow, NewMessage, StoredAudit, StoredBan, StoredChannel, StoredCommunity,
+    StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState,
+    StoredToken, StoredUser, Write,
 };
 use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1::AuditAction;
@@ -82,6 +82,17 @@ fn message(id: u64, channel: ChannelId, author: UserId) -> NewMessage {
         mentions: Vec::new(),
         mention_everyone: false,
         created_at: Timestamp(1000 + id),
+        attachments: Vec::new(),
+    }
+}
+
+/// A file named `name` whose hash is made from `seed`.
+fn file(name: &str, seed: u8) -> AttachmentMeta {
+    AttachmentMeta {
+        name: name.into(),
+        size: 1000 + u64::from(seed),
+        content_type: "image/png".into(),
+        blake3: [seed; 32],
     }
 }
 
@@ -227,8 +238,11 @@ fn scenario() -> Vec<Batch> {
             ..message(51, GENERAL, BOB)
         }),
         insert(NewMessage { mention_everyone: true, ..message(52, GENERAL, ANN) }),
-        insert(message(53, GENERAL, BOB)),
-        insert(message(54, GENERAL, ANN)),
+        insert(NewMessage { attachments: vec![file("gone.png", 3)], ..message(53, GENERAL, BOB) }),
+        insert(NewMessage {
+            attachments: vec![file("a.png", 1), file("b.png", 2)],
+            ..message(54, GENERAL, ANN)
+        }),
         insert(message(55, GENERAL, BOB)),
         Write::EditMessage {
             id: MessageId(51),
@@ -238,7 +252,7 @@ fn scenario() -> Vec<Batch> {
             edited_at: Timestamp(2000),
         },
         Write::DeleteMessage { id: MessageId(53) },
-        insert(message(60, OLD, ANN)),
+        insert(NewMessage { attachments: vec![file("old.png", 4)], ..message(60, OLD, ANN) }),
         Write::SetReadState { user: ANN, channel: OLD, last_read: Some(MessageId(60)) },
         Write::SetOverride {
             rule: override_rule(OLD, OverrideTarget::Member(BOB), Permissions::SEND_MESSAGES),
@@ -271,6 +285,7 @@ fn expected() -> StoredState {
         deleted: false,
         mentions: Vec::new(),
         mention_everyone: false,
+        attachments: Vec::new(),
     };
     let member = |user: UserId, joined: u64| StoredMember {
         community: FAMILY,
@@ -350,7 +365,10 @@ fn expected() -> StoredState {
             },
             StoredMessageMeta { mention_everyone: true, ..meta(52, GENERAL, ANN) },
             StoredMessageMeta { deleted: true, ..meta(53, GENERAL, BOB) },
-            meta(54, GENERAL, ANN),
+            StoredMessageMeta {
+                attachments: vec![file("a.png", 1), file("b.png", 2)],
+                ..meta(54, GENERAL, ANN)
+            },
             meta(55, GENERAL, BOB),
             meta(HIGHEST_LIVE_ID, DM, BOB),
         ],
@@ -535,8 +553,21 @@ pub fn reads_answer_from_what_was_written(store: &impl Backend) {
             mention_everyone: false,
             nonce: None,
             deleted: false,
+            attachments: Vec::new(),
         }
     );
+    // Attachments: in order, with the message and its history rows; a
+    // deleted message's and a deleted channel's files are named by nothing.
+    let files = vec![file("a.png", 1), file("b.png", 2)];
+    assert_eq!(reader.attachments(MessageId(54)).unwrap(), files);
+    assert_eq!(reader.message(MessageId(54)).unwrap().unwrap().attachments, files);
+    let latest =
+        reader.history(HistoryQuery { channel: GENERAL, anchor: Anchor::Latest, limit: 10 }).unwrap();
+    assert_eq!(latest.iter().find(|m| m.id == MessageId(54)).unwrap().attachments, files);
+    assert!(reader.attachments(MessageId(53)).unwrap().is_empty());
+    assert!(reader.names_file(&[1; 32]).unwrap() && reader.names_file(&[2; 32]).unwrap());
+    assert!(!reader.names_file(&[3; 32]).unwrap(), "its message was deleted");
+    assert!(!reader.names_file(&[4; 32]).unwrap(), "its channel was deleted");
     let first = reader.message(MessageId(50)).unwrap().expect("message 50");
     assert_eq!((first.nonce.as_deref(), first.edited_at), (Some("n-50"), None));
     let deleted = reader.message(MessageId(53)).unwrap().expect("a deleted message is still found");

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 
 use kith_core::request::{AuditQuery, HistoryQuery};
-use kith_core::store::{AuditRow, MessageRow, StoredState, Write};
+use kith_core::store::{AttachmentMeta, AuditRow, MessageRow, StoredState, Write};
 use kith_core::{MessageId, UserId};
 use tokio::sync::mpsc;
 
@@ -61,6 +61,11 @@ pub trait Reader {
     /// A page of a community's audit log, newest first, with the names of
     /// whoever and whatever each entry is about.
     fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRow>, StoreError>;
+    /// The files a message carries, in order (none once it is deleted).
+    fn attachments(&self, id: MessageId) -> Result<Vec<AttachmentMeta>, StoreError>;
+    /// Whether any message carries the file with this BLAKE3: the file
+    /// store's sweep keeps exactly those.
+    fn names_file(&self, blake3: &[u8; 32]) -> Result<bool, StoreError>;
 }
 
 /// A place the server keeps its data.

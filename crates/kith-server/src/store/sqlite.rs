@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use kith_core::permissions::{OverrideTarget, Permissions};
 use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
 use kith_core::store::{
-    AuditRow, MessageRow, StoredAudit, StoredBan, StoredChannel, StoredCommunity, StoredDirect, StoredInvite,
-    StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState, StoredToken, StoredUser, Write,
+    AttachmentMeta, AuditRow, MessageRow, StoredAudit, StoredBan, StoredChannel, StoredCommunity,
+    StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState,
+    StoredToken, StoredUser, Write,
 };
 use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1::AuditAction;
@@ -200,6 +201,23 @@ CREATE TABLE read_states (
     r#"
 ALTER TABLE channels ADD COLUMN voice INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Attachments. The bytes live in the file store, named by blake3; a
+    // row is what a message says about a file. Attaching files becomes one
+    // of @everyone's default permissions (ATTACH_FILES = 131072), as for
+    // communities created from now on.
+    r#"
+CREATE TABLE attachments (
+    message_id   INTEGER NOT NULL REFERENCES messages(id),
+    position     INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    blake3       BLOB NOT NULL,
+    PRIMARY KEY (message_id, position)
+) WITHOUT ROWID;
+CREATE INDEX attachments_by_blake3 ON attachments(blake3);
+UPDATE roles SET permissions = permissions | 131072 WHERE id = community_id;
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -355,6 +373,14 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let mut files: std::collections::HashMap<i64, Vec<AttachmentMeta>> = std::collections::HashMap::new();
+    let mut q = conn.prepare(
+        "SELECT message_id, name, size, content_type, blake3 FROM attachments ORDER BY message_id, position",
+    )?;
+    for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)?, row_to_attachment(r, 1)?)))? {
+        let (message, attachment) = row?;
+        files.entry(message).or_default().push(attachment);
+    }
     let mut q = conn.prepare(
         "SELECT id, channel_id, author_id, reply_to, nonce, deleted, mentions, mention_everyone FROM messages",
     )?;
@@ -369,6 +395,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 deleted: r.get(5)?,
                 mentions: parse_mentions(&r.get::<_, String>(6)?),
                 mention_everyone: r.get(7)?,
+                attachments: files.remove(&r.get::<_, i64>(0)?).unwrap_or_default(),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -542,6 +569,10 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             params![i(channel.id.0), channel.name, channel.topic],
         ),
         Write::DeleteChannel { id } => {
+            tx.execute(
+                "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE channel_id = ?1)",
+                [i(id.0)],
+            )?;
             tx.execute("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
             tx.execute("DELETE FROM read_states WHERE channel_id = ?1", [i(id.0)])?;
             tx.execute("DELETE FROM channel_overrides WHERE channel_id = ?1", [i(id.0)])?;
@@ -561,26 +592,38 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             ],
         ),
         Write::UseInvite { code } => tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?1", [code]),
-        Write::InsertMessage { message: m } => tx.execute(
-            "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at,
-             mention_everyone) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                i(m.id.0),
-                i(m.channel.0),
-                i(m.author.0),
-                m.body,
-                m.nonce,
-                m.reply_to.map(|r| i(r.0)),
-                mentions_text(&m.mentions),
-                i(m.created_at.0),
-                m.mention_everyone
-            ],
-        ),
+        Write::InsertMessage { message: m } => {
+            tx.execute(
+                "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at,
+                 mention_everyone) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    i(m.id.0),
+                    i(m.channel.0),
+                    i(m.author.0),
+                    m.body,
+                    m.nonce,
+                    m.reply_to.map(|r| i(r.0)),
+                    mentions_text(&m.mentions),
+                    i(m.created_at.0),
+                    m.mention_everyone
+                ],
+            )?;
+            for (position, a) in m.attachments.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO attachments (message_id, position, name, size, content_type, blake3)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![i(m.id.0), position as i64, a.name, i(a.size), a.content_type, &a.blake3[..]],
+                )?;
+            }
+            Ok(1)
+        }
         Write::EditMessage { id, body, mentions, mention_everyone, edited_at } => tx.execute(
             "UPDATE messages SET body = ?2, mentions = ?3, edited_at = ?4, mention_everyone = ?5 WHERE id = ?1",
             params![i(id.0), body, mentions_text(mentions), i(edited_at.0), mention_everyone],
         ),
         Write::DeleteMessage { id } => {
+            // The bytes go once nothing names them (the file store's sweep).
+            tx.execute("DELETE FROM attachments WHERE message_id = ?1", [i(id.0)])?;
             tx.execute(
                 "UPDATE messages SET body = '', mentions = '', mention_everyone = 0, deleted = 1 WHERE id = ?1",
                 [i(id.0)],
@@ -665,7 +708,11 @@ impl Reader for SqliteReader {
                 "{MESSAGE_COLUMNS} WHERE m.channel_id = ?1 AND m.deleted = 0 {sql}"
             ))?;
             let rows = stmt.query_map(params![ch, anchor, limit], row_to_message)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows: Vec<MessageRow> = rows.collect::<Result<_, _>>()?;
+            for row in &mut rows {
+                row.attachments = self.attachments(row.id)?;
+            }
+            Ok(rows)
         };
         let older = |anchor: i64, limit: i64| -> Result<Vec<MessageRow>, StoreError> {
             let mut page = query("AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3", anchor, limit)?;
@@ -689,10 +736,26 @@ impl Reader for SqliteReader {
     }
 
     fn message(&self, message: MessageId) -> Result<Option<MessageRow>, StoreError> {
-        Ok(self
+        let row = self
             .0
             .query_row(&format!("{MESSAGE_COLUMNS} WHERE m.id = ?1"), [message.0 as i64], row_to_message)
-            .optional()?)
+            .optional()?;
+        let Some(mut row) = row else { return Ok(None) };
+        row.attachments = self.attachments(message)?;
+        Ok(Some(row))
+    }
+
+    fn attachments(&self, message: MessageId) -> Result<Vec<AttachmentMeta>, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT name, size, content_type, blake3 FROM attachments WHERE message_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map([message.0 as i64], |r| row_to_attachment(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn names_file(&self, blake3: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut stmt = self.0.prepare_cached("SELECT 1 FROM attachments WHERE blake3 = ?1 LIMIT 1")?;
+        Ok(stmt.exists([&blake3[..]])?)
     }
 
     fn audit(&self, q: AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
@@ -743,6 +806,19 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         nonce: r.get(9)?,
         mention_everyone: r.get(10)?,
         deleted: r.get(11)?,
+        attachments: Vec::new(),
+    })
+}
+
+/// An attachment's columns (name, size, content_type, blake3) from `first` on.
+fn row_to_attachment(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<AttachmentMeta> {
+    let blake3: Vec<u8> = r.get(first + 3)?;
+    Ok(AttachmentMeta {
+        name: r.get(first)?,
+        size: id(r.get(first + 1)?),
+        content_type: r.get(first + 2)?,
+        // Written by this code: always 32 bytes.
+        blake3: blake3.try_into().unwrap_or([0; 32]),
     })
 }
 

@@ -1,0 +1,238 @@
+//! Attachments: who may upload what, which uploads are complete, and who
+//! may fetch a message's files. The bytes never pass through the hub: it
+//! grants keys ([`Output::Grant`]) that the edge's transfer streams check,
+//! and it learns that an upload is stored, durably, from the edge
+//! ([`Input::UploadStored`]). A message may name an upload only after that,
+//! so no message ever points at bytes that are not on disk.
+
+use std::collections::HashMap;
+
+use kith_proto::v1::reply::Result as ReplyResult;
+
+use super::{Cx, Hub, Outcome, Output, Refusal, SessionId};
+use crate::ids::{ChannelId, MessageId, Timestamp, UserId};
+use crate::permissions::Permissions;
+use crate::store::AttachmentMeta;
+use crate::text::FileName;
+
+/// Uploads one session may have pending at once; asking for more forgets
+/// its oldest. Bounds the hub's memory whatever a client asks.
+const PENDING_PER_SESSION: usize = 16;
+
+/// How long a download key works.
+pub const DOWNLOAD_KEY_MS: u64 = 60 * 60 * 1000;
+
+/// What the edge's transfer streams accept, granted by the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `session` may send this file's bytes, presenting `key`.
+    Upload { key: String, session: SessionId, user: UserId, size: u64, blake3: [u8; 32] },
+    /// `session` may fetch `message`'s attachments, presenting `key`, until
+    /// `expires_at`.
+    Download { key: String, session: SessionId, message: MessageId, expires_at: Timestamp },
+}
+
+#[derive(Debug)]
+struct Pending {
+    session: SessionId,
+    channel: ChannelId,
+    name: FileName,
+    size: u64,
+    blake3: [u8; 32],
+    /// Set once the edge stored the bytes: the type it found in them.
+    stored: Option<String>,
+}
+
+/// Uploads granted and not yet attached, with an index by session so a
+/// session's end forgets its own.
+#[derive(Debug, Default)]
+pub(super) struct Uploads {
+    by_key: HashMap<String, Pending>,
+    by_session: HashMap<SessionId, Vec<String>>,
+}
+
+impl Uploads {
+    fn insert(&mut self, key: String, pending: Pending) {
+        let keys = self.by_session.entry(pending.session).or_default();
+        if keys.len() >= PENDING_PER_SESSION {
+            let oldest = keys.remove(0);
+            self.by_key.remove(&oldest);
+        }
+        keys.push(key.clone());
+        self.by_key.insert(key, pending);
+    }
+
+    fn take(&mut self, key: &str) -> Option<Pending> {
+        let pending = self.by_key.remove(key)?;
+        if let Some(keys) = self.by_session.get_mut(&pending.session) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_session.remove(&pending.session);
+            }
+        }
+        Some(pending)
+    }
+
+    /// The session ended: its keys are worthless now.
+    pub(super) fn forget(&mut self, session: SessionId) {
+        for key in self.by_session.remove(&session).unwrap_or_default() {
+            self.by_key.remove(&key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+}
+
+impl Hub {
+    pub(super) fn create_upload(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        name: FileName,
+        size: u64,
+        blake3: [u8; 32],
+        key: String,
+    ) -> Outcome {
+        self.may_attach(cx, channel)?;
+        let max = self.config.max_attachment_bytes;
+        if size > max {
+            return Err(Refusal::TooLarge(format!(
+                "the file is {size} bytes; this server takes files of at most {max} bytes"
+            )));
+        }
+        self.uploads
+            .insert(key.clone(), Pending { session: cx.session, channel, name, size, blake3, stored: None });
+        self.emit(Output::Grant(Grant::Upload {
+            key: key.clone(),
+            session: cx.session,
+            user: cx.me,
+            size,
+            blake3,
+        }));
+        let upload = kith_proto::v1::Upload { key, max_bytes: max };
+        self.reply(cx.session, cx.rid, ReplyResult::Upload(upload));
+        Ok(())
+    }
+
+    /// The edge stored an upload's bytes durably and checked its hash.
+    pub(super) fn upload_stored(&mut self, key: &str, content_type: String) {
+        if let Some(p) = self.uploads.by_key.get_mut(key) {
+            p.stored = Some(content_type);
+        }
+    }
+
+    fn may_attach(&self, cx: Cx, channel: ChannelId) -> Result<(), Refusal> {
+        let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
+        if !perms.contains(Permissions::SEND_MESSAGES) {
+            return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
+        }
+        if !perms.contains(Permissions::ATTACH_FILES) {
+            return Err(self.lacking(community, cx.me, cx.now, "attach files in this channel"));
+        }
+        if self.channels.get(&channel).is_some_and(|c| c.voice) {
+            return Err(Refusal::Invalid("a voice channel takes no messages"));
+        }
+        Ok(())
+    }
+
+    /// The files a message being sent names, checked and used up; all or
+    /// none (a refusal leaves every upload pending).
+    pub(super) fn take_uploads(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        keys: &[String],
+    ) -> Result<Vec<AttachmentMeta>, Refusal> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.may_attach(cx, channel)?;
+        for (i, key) in keys.iter().enumerate() {
+            let Some(p) = self.uploads.by_key.get(key).filter(|p| p.session == cx.session) else {
+                return Err(Refusal::NotFound(
+                    "upload (ask again with create_upload: keys last one connection)",
+                ));
+            };
+            if p.channel != channel {
+                return Err(Refusal::Invalid("that upload was made for another channel"));
+            }
+            if p.stored.is_none() {
+                return Err(Refusal::Invalid(
+                    "an upload is not complete yet; finish sending its bytes first",
+                ));
+            }
+            if keys[..i].contains(key) {
+                return Err(Refusal::Invalid("the same upload is named twice"));
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let p = self.uploads.take(key).expect("checked above");
+                AttachmentMeta {
+                    name: p.name.0,
+                    size: p.size,
+                    content_type: p.stored.expect("checked above"),
+                    blake3: p.blake3,
+                }
+            })
+            .collect())
+    }
+
+    pub(super) fn open_attachments(
+        &mut self,
+        cx: Cx,
+        channel: ChannelId,
+        message: MessageId,
+        key: String,
+    ) -> Outcome {
+        let meta = self.visible_message(channel, message, cx.me)?;
+        let attachments: Vec<_> = meta.attachments.iter().map(AttachmentMeta::to_wire).collect();
+        let expires_at = cx.now.plus_ms(DOWNLOAD_KEY_MS);
+        self.emit(Output::Grant(Grant::Download {
+            key: key.clone(),
+            session: cx.session,
+            message,
+            expires_at,
+        }));
+        let access = kith_proto::v1::AttachmentAccess { key, expires_at_ms: expires_at.0, attachments };
+        self.reply(cx.session, cx.rid, ReplyResult::AttachmentAccess(access));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(session: u64) -> Pending {
+        Pending {
+            session: SessionId(session),
+            channel: ChannelId(1),
+            name: FileName::clean("a.txt"),
+            size: 1,
+            blake3: [0; 32],
+            stored: None,
+        }
+    }
+
+    #[test]
+    fn a_session_holds_a_bounded_number_of_pending_uploads_and_its_end_forgets_them() {
+        let mut u = Uploads::default();
+        for i in 0..PENDING_PER_SESSION + 5 {
+            u.insert(format!("k{i}"), pending(1));
+        }
+        u.insert("other".into(), pending(2));
+        assert_eq!(u.len(), PENDING_PER_SESSION + 1);
+        assert!(!u.by_key.contains_key("k0"), "the oldest went first");
+        assert!(u.take("k5").is_some());
+        u.forget(SessionId(1));
+        assert_eq!(u.len(), 1);
+        assert!(!u.by_session.contains_key(&SessionId(1)), "no index left behind");
+        assert!(u.take("other").is_some());
+        assert!(u.by_session.is_empty());
+    }
+}

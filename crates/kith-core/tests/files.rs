@@ -1,0 +1,157 @@
+//! Specs for attachments in the hub: who may upload, when a message may
+//! name an upload, and who may fetch a message's files.
+
+mod world;
+
+use kith_core::Grant;
+use kith_core::permissions::{Override, OverrideTarget, Permissions};
+use kith_core::text::FileName;
+use world::*;
+
+const KEY: &str = "ABCDEFGHJKMNPQRSTUVWXYZ234";
+
+fn create_upload(
+    w: &mut World,
+    s: SessionId,
+    channel: u64,
+    size: u64,
+    key: &str,
+) -> Result<R, (ErrorCode, String)> {
+    w.call(
+        s,
+        Request::CreateUpload {
+            channel: ChannelId(channel),
+            name: FileName::clean("../../etc/\u{202E}gpj.exe"),
+            size,
+            blake3: [5; 32],
+            key: key.into(),
+        },
+    )
+}
+
+fn send_with(w: &mut World, s: SessionId, channel: u64, uploads: &[&str]) -> Result<R, (ErrorCode, String)> {
+    w.call(
+        s,
+        Request::SendMessage {
+            channel: ChannelId(channel),
+            body: Body(String::new()),
+            nonce: None,
+            reply_to: None,
+            uploads: uploads.iter().map(|k| k.to_string()).collect(),
+        },
+    )
+}
+
+fn stored(w: &mut World, key: &str) {
+    w.input(Input::UploadStored { key: key.into(), content_type: "image/png".into() });
+}
+
+#[test]
+fn a_message_names_an_upload_only_once_its_bytes_are_stored() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    let Ok(R::Upload(upload)) = create_upload(&mut w, owner, general, 1234, KEY) else { panic!() };
+    assert_eq!(upload.key, KEY);
+    assert!(
+        matches!(&w.grants[..], [Grant::Upload { key, size: 1234, blake3: [5, ..], .. }] if key == KEY),
+        "the edge is told to accept the key: {:?}",
+        w.grants
+    );
+    let (code, why) = send_with(&mut w, owner, general, &[KEY]).unwrap_err();
+    assert_eq!(code, ErrorCode::Invalid);
+    assert!(why.contains("not complete"), "{why}");
+
+    stored(&mut w, KEY);
+    let m = message(send_with(&mut w, owner, general, &[KEY]).unwrap());
+    let a = &m.attachments[..];
+    assert_eq!(a.len(), 1);
+    // The name is shown, never used as a path: no directories, no bidi.
+    assert_eq!((a[0].name.as_str(), a[0].size, a[0].content_type.as_str()), ("gpj.exe", 1234, "image/png"));
+    assert!(
+        matches!(&w.writes.last(), Some((_, Write::InsertMessage { message })) if message.attachments.len() == 1)
+    );
+    let seen = w.events(members[0]);
+    assert!(seen.iter().any(|e| matches!(&e.body, Some(Ev::MessageCreated(m)) if m.attachments.len() == 1)));
+    // Used up: a second message cannot name it.
+    let (code, _) = send_with(&mut w, owner, general, &[KEY]).unwrap_err();
+    assert_eq!(code, ErrorCode::NotFound);
+}
+
+#[test]
+fn uploads_are_refused_over_the_limit_and_without_attach_files() {
+    let mut w = World::new(HubConfig {
+        max_attachment_bytes: 1000,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    let (code, why) = create_upload(&mut w, owner, general, 1001, KEY).unwrap_err();
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(why.contains("1001") && why.contains("at most 1000 bytes"), "{why}");
+    assert!(w.grants.is_empty(), "nothing may be sent");
+
+    let bob = members[0];
+    let rule = Override { allow: Permissions::empty(), deny: Permissions::ATTACH_FILES };
+    let target = OverrideTarget::Member(UserId(w.id("bob")));
+    w.call(owner, Request::SetOverride { channel: ChannelId(general), target, rule }).unwrap();
+    let (code, why) = create_upload(&mut w, bob, general, 10, KEY).unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden);
+    assert!(why.contains("attach files"), "{why}");
+}
+
+#[test]
+fn an_upload_key_belongs_to_the_session_that_asked_for_it() {
+    let mut w = World::default();
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    create_upload(&mut w, owner, general, 10, KEY).unwrap();
+    stored(&mut w, KEY);
+    let (other, _) = w.login("owner");
+    let (code, _) = send_with(&mut w, other, general, &[KEY]).unwrap_err();
+    assert_eq!(code, ErrorCode::NotFound);
+    // Its own session still may.
+    assert_eq!(message(send_with(&mut w, owner, general, &[KEY]).unwrap()).attachments.len(), 1);
+}
+
+#[test]
+fn a_messages_files_open_to_those_who_see_the_channel_and_survive_an_edit() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    create_upload(&mut w, owner, general, 10, KEY).unwrap();
+    stored(&mut w, KEY);
+    let m = message(send_with(&mut w, owner, general, &[KEY]).unwrap());
+    let edited = w.call(
+        owner,
+        Request::EditMessage {
+            channel: ChannelId(general),
+            message: MessageId(m.id),
+            body: Body::parse("now with words").unwrap(),
+        },
+    );
+    assert_eq!(message(edited.unwrap()).attachments.len(), 1, "an edit keeps the files");
+
+    let open = |w: &mut World, s| {
+        w.call(
+            s,
+            Request::OpenAttachments {
+                channel: ChannelId(general),
+                message: MessageId(m.id),
+                key: "K2".into(),
+            },
+        )
+    };
+    let Ok(R::AttachmentAccess(access)) = open(&mut w, members[0]) else { panic!() };
+    assert_eq!((access.key.as_str(), access.attachments.len()), ("K2", 1));
+    assert!(matches!(w.grants.last(), Some(Grant::Download { message, .. }) if message.0 == m.id));
+
+    let hide = Override { allow: Permissions::empty(), deny: Permissions::VIEW_CHANNEL };
+    let target = OverrideTarget::Member(UserId(w.id("bob")));
+    w.call(owner, Request::SetOverride { channel: ChannelId(general), target, rule: hide }).unwrap();
+    let granted = w.grants.len();
+    let (code, why) = open(&mut w, members[0]).unwrap_err();
+    assert_eq!((code, why.as_str()), (ErrorCode::NotFound, "no such channel"));
+    assert_eq!(w.grants.len(), granted, "no key for someone who cannot see it");
+}

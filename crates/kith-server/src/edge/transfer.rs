@@ -1,0 +1,204 @@
+//! Transfer streams: one file each way per stream, beside the control
+//! stream (proto/kith.proto, "Transfer streams"). IO only: the hub granted
+//! the key ([`crate::files::Files::grant`]), the file store keeps the bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kith_core::{Input, SessionId};
+use kith_proto::MAX_TRANSFER_FRAME;
+use kith_proto::v1::{ErrorCode, TransferRequest, TransferStatus};
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+
+use super::Edge;
+use crate::actor::ToHub;
+use crate::files::Files;
+
+/// How long the request frame may take after the stream opens.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long an upload may go without a byte before the stream is dropped
+/// (what was received stays, to be continued).
+const IDLE: Duration = Duration::from_secs(60);
+/// Bytes moved per read.
+const CHUNK: usize = 256 * 1024;
+
+/// Serves one transfer stream of `session` to its end.
+pub async fn serve(
+    edge: &Edge,
+    files: &Arc<Files>,
+    session: SessionId,
+    mut recv: impl AsyncRead + Unpin,
+    mut send: impl AsyncWrite + Unpin,
+) {
+    let request = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut recv)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(why)) => return refuse(&mut send, ErrorCode::Protocol, why).await,
+        Err(_) => {
+            return refuse(&mut send, ErrorCode::Protocol, "no transfer request within 10 s".into()).await;
+        }
+    };
+    let outcome = if let Some(up) = files.upload_key(&request.key, session) {
+        upload(edge, files, &request.key, up, &mut recv, &mut send).await
+    } else if let Some(message) = files.download_key(&request.key, session, crate::actor::now()) {
+        download(edge, files, message, &request, &mut send).await
+    } else {
+        Err((
+            ErrorCode::NotFound,
+            "unknown or expired key (keys work on the connection that asked for them)".into(),
+        ))
+    };
+    match outcome {
+        Ok(()) => {
+            let _ = send.shutdown().await;
+        }
+        Err((code, why)) => refuse(&mut send, code, why).await,
+    }
+}
+
+type Refusal = (ErrorCode, String);
+
+async fn read_request(recv: &mut (impl AsyncRead + Unpin)) -> Result<TransferRequest, String> {
+    let len = recv.read_u32().await.map_err(|e| format!("reading the transfer request: {e}"))? as usize;
+    if len > MAX_TRANSFER_FRAME {
+        return Err(format!("a transfer request of {len} bytes is over the {MAX_TRANSFER_FRAME}-byte limit"));
+    }
+    let mut body = vec![0; len];
+    recv.read_exact(&mut body).await.map_err(|e| format!("reading the transfer request: {e}"))?;
+    TransferRequest::decode(&body[..]).map_err(|e| format!("undecodable transfer request: {e}"))
+}
+
+async fn write_status(send: &mut (impl AsyncWrite + Unpin), status: &TransferStatus) -> std::io::Result<()> {
+    send.write_all(&kith_proto::encode_frame(status)).await
+}
+
+async fn refuse(send: &mut (impl AsyncWrite + Unpin), code: ErrorCode, reason: String) {
+    let status = TransferStatus { code: code as i32, reason, ..Default::default() };
+    let _ = write_status(send, &status).await;
+    let _ = send.shutdown().await;
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "{what}");
+    (ErrorCode::Internal, format!("the server failed {what}; try again"))
+}
+
+async fn upload(
+    edge: &Edge,
+    files: &Arc<Files>,
+    key: &str,
+    up: crate::files::UploadKey,
+    recv: &mut (impl AsyncRead + Unpin),
+    send: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), Refusal> {
+    let done = |size| TransferStatus { offset: size, size, complete: true, ..Default::default() };
+    if files.blob(&up.blake3).exists() {
+        // Stored already (by anyone): nothing to send.
+        let blake3 = up.blake3;
+        let f = files.clone();
+        let content_type = tokio::task::spawn_blocking(move || f.content_type_of(&blake3))
+            .await
+            .map_err(|e| internal("checking a stored file", e))?
+            .map_err(|e| internal("checking a stored file", e))?;
+        stored(edge, key, content_type).await?;
+        return write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e));
+    }
+    let partial = files.partial(up.user, &up.blake3);
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&partial)
+        .await
+        .map_err(|e| internal("opening an upload", e))?;
+    let mut have = file.metadata().await.map_err(|e| internal("opening an upload", e))?.len();
+    if have > up.size {
+        file.set_len(0).await.map_err(|e| internal("restarting an upload", e))?;
+        have = 0;
+    }
+    files.room_for(up.size - have).map_err(|why| (ErrorCode::TooLarge, why))?;
+    let start = TransferStatus { offset: have, size: up.size, ..Default::default() };
+    write_status(send, &start).await.map_err(|e| internal("answering", e))?;
+    let mut buf = vec![0u8; CHUNK];
+    while have < up.size {
+        let n = match tokio::time::timeout(IDLE, recv.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        let take = n.min((up.size - have) as usize);
+        file.write_all(&buf[..take]).await.map_err(|e| internal("writing an upload", e))?;
+        have += take as u64;
+        if take < n {
+            let _ = file.set_len(0).await;
+            return Err((
+                ErrorCode::Invalid,
+                format!("more than the {} bytes declared; send the file again", up.size),
+            ));
+        }
+    }
+    file.flush().await.map_err(|e| internal("writing an upload", e))?;
+    if have < up.size {
+        // Kept, to be continued by the next upload of the same file.
+        file.sync_data().await.map_err(|e| internal("writing an upload", e))?;
+        return Err((
+            ErrorCode::Invalid,
+            format!(
+                "the stream ended at {have} of {} bytes; upload the same file again to continue",
+                up.size
+            ),
+        ));
+    }
+    drop(file);
+    let (f, blake3) = (files.clone(), up.blake3);
+    let content_type = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
+        .await
+        .map_err(|e| internal("storing an upload", e))?
+        .map_err(|why| (ErrorCode::Invalid, why))?;
+    stored(edge, key, content_type).await?;
+    write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e))
+}
+
+/// Tells the hub before the client hears it: the client's next request
+/// (a message naming the upload) queues behind this.
+async fn stored(edge: &Edge, key: &str, content_type: String) -> Result<(), Refusal> {
+    let input = Input::UploadStored { key: key.to_owned(), content_type };
+    edge.hub
+        .send(ToHub::Input(input))
+        .await
+        .map_err(|_| (ErrorCode::Internal, "the server is stopping".into()))
+}
+
+async fn download(
+    edge: &Edge,
+    files: &Files,
+    message: kith_core::MessageId,
+    request: &TransferRequest,
+    send: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), Refusal> {
+    let attachments = edge.readers.run(move |db| db.attachments(message)).await.map_err(|e| match e {
+        crate::store::ReadFailed::Busy => (ErrorCode::RateLimited, e.to_string()),
+        crate::store::ReadFailed::Store(e) => internal("reading attachments", e),
+    })?;
+    let Some(a) = attachments.get(request.index as usize) else {
+        return Err((ErrorCode::NotFound, "no such attachment".into()));
+    };
+    if request.offset > a.size {
+        return Err((
+            ErrorCode::Invalid,
+            format!("offset {} is past the end ({} bytes)", request.offset, a.size),
+        ));
+    }
+    let mut file =
+        tokio::fs::File::open(files.blob(&a.blake3)).await.map_err(|e| internal("opening a file", e))?;
+    file.seek(std::io::SeekFrom::Start(request.offset)).await.map_err(|e| internal("reading a file", e))?;
+    let status = TransferStatus {
+        offset: request.offset,
+        size: a.size,
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        ..Default::default()
+    };
+    write_status(send, &status).await.map_err(|e| internal("answering", e))?;
+    // A peer that stops reading stalls only this stream: QUIC flow control.
+    let _ = tokio::io::copy(&mut file.take(a.size - request.offset), send).await;
+    Ok(())
+}

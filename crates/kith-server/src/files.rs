@@ -1,0 +1,369 @@
+//! The file store: attachments' bytes on the operator's disk, named by
+//! their BLAKE3 (the same file uploaded twice is kept once), and the keys
+//! the hub granted for moving them.
+//!
+//! Layout under the data directory:
+//! - `files/blobs/ab/abcdef…` — complete files, each checked against its
+//!   hash, fsynced, then renamed into place (the directory fsynced too);
+//! - `files/partial/USER-abcdef…` — an upload so far, appended to; a new
+//!   upload of the same file by the same account continues it.
+//!
+//! A message may name an upload only once it is a blob ([`kith_core::Input::UploadStored`]
+//! comes after the rename), so no message points at missing bytes. A
+//! crash leaves at most a blob nothing names, or a partial file:
+//! [`Files::sweep`] removes both once they are old enough not to be an
+//! upload in progress.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use kith_core::{Grant, MessageId, SessionId, Timestamp, UserId};
+
+use crate::store::Reader;
+
+/// Keys held at most; the oldest go first. Each session may hold 16
+/// uploads and the hub's rate limits pace the rest.
+const MAX_GRANTS: usize = 65_536;
+
+/// How long an upload key works (its session usually ends sooner).
+const UPLOAD_KEY: Duration = Duration::from_secs(24 * 3600);
+
+/// A blob nothing names survives this long (an upload that finished but
+/// whose message is still being sent), and a partial upload this long after
+/// its last byte (to be continued).
+pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+pub const PARTIAL_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// Bytes sniffed for a file's type.
+const SNIFF: usize = 8192;
+
+#[derive(Debug, Clone)]
+enum Key {
+    Upload { session: SessionId, user: UserId, size: u64, blake3: [u8; 32], until: Instant },
+    Download { session: SessionId, message: MessageId, expires_at: Timestamp },
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    by_key: HashMap<String, Key>,
+    order: VecDeque<String>,
+}
+
+/// An upload the key allows.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadKey {
+    pub user: UserId,
+    pub size: u64,
+    pub blake3: [u8; 32],
+}
+
+#[derive(Debug)]
+pub struct Files {
+    root: PathBuf,
+    /// Keep at least this many bytes free on the disk.
+    reserve: u64,
+    keys: Mutex<Keys>,
+}
+
+impl Files {
+    /// Opens (creating) the store under `data_dir`.
+    pub fn open(data_dir: &Path, reserve: u64) -> std::io::Result<Files> {
+        let root = data_dir.join("files");
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("partial"))?;
+        Ok(Files { root, reserve, keys: Mutex::default() })
+    }
+
+    /// Accepts a key the hub granted.
+    pub fn grant(&self, grant: Grant) {
+        let (key, entry) = match grant {
+            Grant::Upload { key, session, user, size, blake3 } => {
+                (key, Key::Upload { session, user, size, blake3, until: Instant::now() + UPLOAD_KEY })
+            }
+            Grant::Download { key, session, message, expires_at } => {
+                (key, Key::Download { session, message, expires_at })
+            }
+        };
+        let mut keys = self.keys.lock().expect("keys lock");
+        while keys.order.len() >= MAX_GRANTS {
+            let Some(oldest) = keys.order.pop_front() else { break };
+            keys.by_key.remove(&oldest);
+        }
+        keys.order.push_back(key.clone());
+        keys.by_key.insert(key, entry);
+    }
+
+    /// The upload `key` allows on `session`'s connection.
+    pub fn upload_key(&self, key: &str, session: SessionId) -> Option<UploadKey> {
+        match self.keys.lock().expect("keys lock").by_key.get(key)? {
+            Key::Upload { session: s, user, size, blake3, until }
+                if *s == session && *until > Instant::now() =>
+            {
+                Some(UploadKey { user: *user, size: *size, blake3: *blake3 })
+            }
+            _ => None,
+        }
+    }
+
+    /// The message whose files `key` opens for `session`, until it expires.
+    pub fn download_key(&self, key: &str, session: SessionId, now: Timestamp) -> Option<MessageId> {
+        match self.keys.lock().expect("keys lock").by_key.get(key)? {
+            Key::Download { session: s, message, expires_at } if *s == session && *expires_at > now => {
+                Some(*message)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn blob(&self, blake3: &[u8; 32]) -> PathBuf {
+        let hex = hex(blake3);
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    pub fn partial(&self, user: UserId, blake3: &[u8; 32]) -> PathBuf {
+        self.root.join("partial").join(format!("{}-{}", user.0, hex(blake3)))
+    }
+
+    /// Refuses before the disk fills: `more` bytes must leave the reserve.
+    pub fn room_for(&self, more: u64) -> Result<(), String> {
+        let free =
+            fs4::available_space(&self.root).map_err(|e| format!("the server cannot see its disk: {e}"))?;
+        if free < more.saturating_add(self.reserve) {
+            return Err(format!(
+                "the server's disk is nearly full ({free} bytes free, {} kept in reserve); ask its operator",
+                self.reserve
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a complete partial upload and makes it a blob: hash, type,
+    /// fsync, rename, fsync the directory. Blocking; run off the runtime.
+    /// Returns the sniffed type, or why the bytes were refused (the partial
+    /// file is removed then: the upload starts over).
+    pub fn commit(&self, partial: &Path, blake3: &[u8; 32]) -> Result<String, String> {
+        let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        let mut file = std::fs::File::open(partial).map_err(|e| fail("reopening the upload", e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut head = Vec::with_capacity(SNIFF);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| fail("reading the upload", e))?;
+            if n == 0 {
+                break;
+            }
+            if head.len() < SNIFF {
+                let take = (SNIFF - head.len()).min(n);
+                head.extend_from_slice(&buf[..take]);
+            }
+            hasher.update(&buf[..n]);
+        }
+        if hasher.finalize().as_bytes() != blake3 {
+            let _ = std::fs::remove_file(partial);
+            return Err(
+                "the bytes received do not have the BLAKE3 the upload declared; send the file again".into()
+            );
+        }
+        file.sync_all().map_err(|e| fail("syncing the upload", e))?;
+        let blob = self.blob(blake3);
+        let dir = blob.parent().expect("blobs have a parent");
+        std::fs::create_dir_all(dir).map_err(|e| fail("making the blob directory", e))?;
+        std::fs::rename(partial, &blob).map_err(|e| fail("storing the upload", e))?;
+        sync_dir(dir).map_err(|e| fail("syncing the blob directory", e))?;
+        Ok(content_type(&head))
+    }
+
+    /// The type of a stored blob (for an upload the store already holds).
+    pub fn content_type_of(&self, blake3: &[u8; 32]) -> std::io::Result<String> {
+        let mut head = vec![0u8; SNIFF];
+        let mut file = std::fs::File::open(self.blob(blake3))?;
+        let mut got = 0;
+        while got < SNIFF {
+            let n = file.read(&mut head[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        head.truncate(got);
+        Ok(content_type(&head))
+    }
+
+    /// Removes blobs no message names (older than [`BLOB_GRACE`]) and
+    /// partial uploads untouched for [`PARTIAL_GRACE`]. Blocking. Returns
+    /// how many files and bytes went.
+    pub fn sweep(&self, reader: &dyn Reader, now: SystemTime) -> std::io::Result<(u64, u64)> {
+        let old = |meta: &std::fs::Metadata, grace: Duration| {
+            meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age >= grace)
+        };
+        let (mut files, mut bytes) = (0, 0);
+        for entry in std::fs::read_dir(self.root.join("partial"))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() && old(&meta, PARTIAL_GRACE) {
+                std::fs::remove_file(entry.path())?;
+                (files, bytes) = (files + 1, bytes + meta.len());
+            }
+        }
+        for dir in std::fs::read_dir(self.root.join("blobs"))? {
+            let dir = dir?;
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(dir.path())? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let Some(blake3) = entry.file_name().to_str().and_then(unhex) else { continue };
+                if !old(&meta, BLOB_GRACE) {
+                    continue;
+                }
+                match reader.names_file(&blake3) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        std::fs::remove_file(entry.path())?;
+                        (files, bytes) = (files + 1, bytes + meta.len());
+                    }
+                    Err(e) => return Err(std::io::Error::other(e.to_string())),
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+}
+
+/// How often the store is swept (and once at start).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sweeps `files` at start and then every `period`, on a reader.
+pub async fn sweep_every(
+    files: std::sync::Arc<Files>,
+    readers: std::sync::Arc<crate::store::Readers>,
+    period: Duration,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let f = files.clone();
+        let swept = readers.run(move |db| Ok(f.sweep(db, SystemTime::now()))).await;
+        match swept {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((n, bytes))) => tracing::info!(files = n, bytes, "swept files no message names"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the file store failed"),
+            Err(e) => tracing::warn!(error = %e, "sweeping the file store failed"),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The type a file's first bytes show, from a short list of types clients
+/// may show inline or play; anything else — HTML, SVG, scripts, archives
+/// with a misleading name — is a plain download. The name never counts.
+pub fn content_type(head: &[u8]) -> String {
+    const SHOWN: &[&str] = &[
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "video/mp4",
+        "video/webm",
+        "video/quicktime",
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/x-wav",
+        "audio/x-flac",
+        "audio/m4a",
+        "application/pdf",
+    ];
+    match infer::get(head).map(|t| t.mime_type()) {
+        Some(t) if SHOWN.contains(&t) => t.to_owned(),
+        _ => "application/octet-stream".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_type_comes_from_the_bytes_and_only_known_media_are_named() {
+        let png = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R'];
+        assert_eq!(content_type(&png), "image/png");
+        assert_eq!(content_type(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F']), "image/jpeg");
+        // An HTML page named photo.jpg, an SVG with script, nothing at all.
+        assert_eq!(content_type(b"<!DOCTYPE html><script>alert(1)</script>"), "application/octet-stream");
+        assert_eq!(content_type(b"<svg onload=alert(1)>"), "application/octet-stream");
+        assert_eq!(content_type(b""), "application/octet-stream");
+    }
+
+    #[test]
+    fn hex_names_round_trip() {
+        let h = *blake3::hash(b"x").as_bytes();
+        assert_eq!(unhex(&hex(&h)), Some(h));
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn keys_work_only_for_their_session_and_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::open(dir.path(), 0).unwrap();
+        let blake3 = [7; 32];
+        files.grant(Grant::Upload {
+            key: "u".into(),
+            session: SessionId(1),
+            user: UserId(9),
+            size: 5,
+            blake3,
+        });
+        files.grant(Grant::Download {
+            key: "d".into(),
+            session: SessionId(1),
+            message: MessageId(3),
+            expires_at: Timestamp(1000),
+        });
+        assert_eq!(files.upload_key("u", SessionId(1)).map(|k| (k.user, k.size)), Some((UserId(9), 5)));
+        assert!(files.upload_key("u", SessionId(2)).is_none(), "another connection");
+        assert!(files.upload_key("d", SessionId(1)).is_none(), "a download key uploads nothing");
+        assert_eq!(files.download_key("d", SessionId(1), Timestamp(999)), Some(MessageId(3)));
+        assert!(files.download_key("d", SessionId(1), Timestamp(1000)).is_none(), "expired");
+        assert!(files.download_key("nope", SessionId(1), Timestamp(0)).is_none());
+    }
+
+    #[test]
+    fn a_commit_checks_the_hash_and_keeps_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::open(dir.path(), 0).unwrap();
+        let body = b"hello, family".repeat(1000);
+        let blake3 = *blake3::hash(&body).as_bytes();
+        let partial = files.partial(UserId(1), &blake3);
+        std::fs::write(&partial, &body).unwrap();
+        assert_eq!(files.commit(&partial, &blake3).unwrap(), "application/octet-stream");
+        assert_eq!(std::fs::read(files.blob(&blake3)).unwrap(), body);
+        assert!(!partial.exists());
+        // Wrong bytes for the declared hash: refused, and the partial goes.
+        std::fs::write(&partial, b"something else").unwrap();
+        assert!(files.commit(&partial, &blake3).unwrap_err().contains("BLAKE3"));
+        assert!(!partial.exists());
+    }
+}
