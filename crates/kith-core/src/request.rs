@@ -414,8 +414,7 @@ pub fn code_key(code: &str) -> String {
     code.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
-/// Files one message carries at most.
-pub const MAX_ATTACHMENTS: usize = 10;
+pub use kith_proto::limits::MAX_ATTACHMENTS;
 
 /// Characters in an upload or download key: 31 letters each, 128 bits.
 pub const KEY_CHARS: usize = 26;

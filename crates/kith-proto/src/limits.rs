@@ -5,6 +5,9 @@
 /// A message body: 1 to this many characters (Unicode scalar values).
 pub const MESSAGE_MAX_CHARS: usize = 4000;
 
+/// Files one message carries at most.
+pub const MAX_ATTACHMENTS: usize = 10;
+
 /// A password: at least this many characters, not all of them spaces...
 pub const PASSWORD_MIN_CHARS: usize = 8;
 /// ...and at most this many bytes of UTF-8 (argon2's cost stays ours to set).

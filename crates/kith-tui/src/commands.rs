@@ -18,6 +18,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("nick", "[name]", "your name in this community; empty clears it"),
     ("dm", "<user> [message]", "open the direct conversation with someone"),
     ("me", "<action>", "say what you are doing (/me waves)"),
+    ("upload", "<path>… [-- message]", "attach files from this computer (\"quotes\" for spaces)"),
     ("topic", "[text]", "show or change this channel's topic"),
     ("invite", "", "create an invite link to this community"),
     ("reply", "[text]", "reply to the picked message (Ctrl+↑) or the newest from others"),
@@ -129,6 +130,7 @@ impl App {
                 self.request(request, Pending::OpenDirect { then_send });
             }
             ("cancel", _) => self.cancel_unsent(),
+            ("upload" | "attach", args) => self.upload_command(args),
             ("me", "") => self.complain("usage: /me <action>"),
             // Sent as Discord does: the whole body in underscores (italics).
             ("me", action) => self.send(&format!("_{action}_")),

@@ -10,6 +10,7 @@
 pub mod ansi;
 mod commands;
 mod editor;
+mod files;
 mod keys;
 mod model;
 mod setup;
@@ -23,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use kith_proto::invite::InviteLink;
 use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult};
 
+pub use files::UploadInput;
 pub use keys::{Key, KeyCode};
 pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
 pub use voice::{TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport};
@@ -99,6 +101,8 @@ pub enum Input {
     Setup(SetupInput),
     /// How the call's sound is going ([`Action::Voice`]).
     Voice(VoiceInput),
+    /// How an [`Action::Upload`] is going.
+    Upload(UploadInput),
     /// Time passes (the host sends one every second or so): typing
     /// indicators lapse, pending read marks go out.
     Tick,
@@ -121,6 +125,13 @@ pub enum Action {
     Setup(SetupAction),
     /// Start, adjust or stop the call's sound.
     Voice(VoiceAction),
+    /// Upload these files (paths on the user's machine) to attach in
+    /// `channel`, reporting as [`Input::Upload`] with this `id`.
+    Upload {
+        id: u64,
+        channel: u64,
+        paths: Vec<String>,
+    },
     /// Drop the request with this id if it has not gone out yet (a
     /// message queued during an outage that the user took back); it needs
     /// no answer.
@@ -258,6 +269,8 @@ pub struct App {
     /// The member list as last drawn, kept until its inputs change.
     roster: std::cell::RefCell<Option<view::Roster>>,
     voice: voice::VoiceUi,
+    /// `/upload` under way.
+    uploading: Option<files::Uploading>,
 }
 
 impl App {
@@ -287,6 +300,7 @@ impl App {
             help_last: Cell::new(0),
             roster: std::cell::RefCell::new(None),
             voice: voice::VoiceUi::default(),
+            uploading: None,
         }
     }
 
@@ -352,6 +366,7 @@ impl App {
                 self.connection = c;
             }
             Input::Voice(v) => self.voice_input(v),
+            Input::Upload(u) => self.upload_input(u),
             Input::Reply { id, result } => self.reply(id, result),
             Input::Setup(s) => {
                 if let Screen::Setup(setup) = &mut self.screen {
@@ -1064,6 +1079,11 @@ impl App {
     }
 
     fn send(&mut self, text: &str) {
+        self.send_with(text, Vec::new());
+    }
+
+    /// Sends `text` with these completed uploads to the active channel.
+    fn send_with(&mut self, text: &str, uploads: Vec<String>) {
         let Some(channel) = self.active else {
             self.complain("join a community first: /join <invite>");
             return;
@@ -1081,7 +1101,7 @@ impl App {
             body: text.to_owned(),
             nonce: nonce.clone(),
             reply_to,
-            uploads: Vec::new(),
+            uploads,
         });
         self.request(request, Pending::Send { channel, nonce });
     }

@@ -150,6 +150,9 @@ impl App {
             };
             spans.push(Span::styled(format!("{}  ", self.voice_status()), Style::new().fg(colour)));
         }
+        if let Some(up) = self.upload_status() {
+            spans.push(Span::styled(format!("{up}  "), Style::new().fg(Color::Cyan)));
+        }
         spans.push(Span::raw(self.config.server.clone()));
         if !fp.is_empty() {
             spans.push(Span::styled(format!("  {fp}"), dim()));

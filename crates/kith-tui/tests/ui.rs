@@ -4,7 +4,7 @@
 use kith_proto::v1::{self, client_message::Request, event::Body, reply::Result as ReplyResult};
 use kith_tui::{
     Action, App, Bell, Config, Connection, Input, Key, KeyCode, Probe, SetupAction, SetupInput, SignInWays,
-    TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
+    TalkMode, UploadInput, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -1187,4 +1187,38 @@ fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_iner
     assert!(shows(&s, "📎  ␛[2Jevil⁇gpj.exe · 512 B · application/octet-stream"), "{s}");
     assert!(!s.contains('\u{1b}') && !s.contains('\u{202E}'));
     assert!(shows(&s, "📎  clip.mp4 · 9 B · video/mp4"), "{s}");
+}
+
+#[test]
+fn upload_asks_the_host_shows_progress_and_sends_the_message_naming_the_files() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/upload \"my photo.jpg\" clip.mp4 -- from the beach");
+    ui.key(KeyCode::Enter);
+    let actions = ui.actions();
+    let [Action::Upload { id, channel, paths }] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!(
+        (*channel, paths.as_slice()),
+        (GENERAL, &["my photo.jpg".to_owned(), "clip.mp4".to_owned()][..])
+    );
+    let id = *id;
+    ui.input(Input::Upload(UploadInput::Progress { id, name: "my photo.jpg".into(), sent: 45, total: 100 }));
+    assert!(shows(&ui.screen(), "uploading my photo.jpg 45%"));
+    ui.input(Input::Upload(UploadInput::Done { id, keys: vec!["K1".into(), "K2".into()] }));
+    let (_, request) = ui.request();
+    let Request::SendMessage(send) = request else { panic!("{request:?}") };
+    assert_eq!((send.channel_id, send.body.as_str()), (GENERAL, "from the beach"));
+    assert_eq!(send.uploads, ["K1", "K2"]);
+    assert!(!shows(&ui.screen(), "uploading"));
+
+    // A failure is said, and nothing is sent.
+    ui.typed("/upload gone.png");
+    ui.key(KeyCode::Enter);
+    let actions = ui.actions();
+    let [Action::Upload { id, .. }] = &actions[..] else { panic!("{actions:?}") };
+    ui.input(Input::Upload(UploadInput::Failed {
+        id: *id,
+        reason: "gone.png: No such file or directory".into(),
+    }));
+    assert!(shows(&ui.screen(), "gone.png: No such file or directory"));
+    assert!(ui.actions().is_empty());
 }

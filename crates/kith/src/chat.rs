@@ -11,7 +11,7 @@ use kith_client::proto::{self as v1, client_message::Request, reply::Result as R
 use kith_client::{Client, Error as ClientError, Session, Trust, Update};
 use kith_tui::{
     Action, App, Bell, Config, Connection, Failure, Input, Key, KeyCode, Probe, SetupAction, SetupInput,
-    TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
+    TalkMode, UploadInput, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
 };
 use kith_voice::{Call, VoiceError};
 use ratatui::crossterm::event::{self as ct, Event, KeyEventKind, KeyModifiers, MouseEventKind};
@@ -212,6 +212,7 @@ async fn drive(
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(u64, Result<R, Failure>)>();
+    let (uploads_tx, mut uploads) = mpsc::unbounded_channel::<UploadInput>();
     let mut session: Option<std::sync::Arc<Session>> = None;
     let mut jobs_rx = Some(jobs_rx);
     let mut probed: Option<Probed> = None;
@@ -293,6 +294,10 @@ async fn drive(
                 Action::Cancel { id } => {
                     cancelled.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
                 }
+                Action::Upload { id, channel, paths } => {
+                    let Some(s) = &session else { continue };
+                    tokio::spawn(upload(s.client(), id, channel, paths, uploads_tx.clone()));
+                }
                 Action::Setup(SetupAction::Probe { address }) => {
                     terminal.draw(|f| app.render(f))?; // "Connecting…" while we wait
                     let result = probe(ctx, &address).await;
@@ -329,6 +334,7 @@ async fn drive(
             },
             _ = ticks.tick() => Input::Tick,
             Some((id, result)) = answers.recv() => Input::Reply { id, result },
+            Some(u) = uploads.recv() => Input::Upload(u),
             update = next_update(session.as_deref()) => match update {
                 Some(u) => update_input(&ctx.dir, u),
                 None => Input::Connection(Connection::Ended("the session ended".into())),
@@ -364,6 +370,43 @@ async fn drive(
             }
         }
     }
+}
+
+/// Uploads `paths` (a leading `~/` is the home directory) one after
+/// another, reporting progress at most every percent, then the keys.
+async fn upload(
+    client: std::sync::Arc<Client>,
+    id: u64,
+    channel: u64,
+    paths: Vec<String>,
+    report: mpsc::UnboundedSender<UploadInput>,
+) {
+    let mut keys = Vec::with_capacity(paths.len());
+    for path in paths {
+        let path = match path.strip_prefix("~/").zip(std::env::var_os("HOME")) {
+            Some((rest, home)) => std::path::Path::new(&home).join(rest),
+            None => std::path::PathBuf::from(&path),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let mut shown = u64::MAX;
+        let sent = client
+            .upload(channel, &path, |sent, total| {
+                let pct = (sent * 100).checked_div(total).unwrap_or(100);
+                if pct != shown {
+                    shown = pct;
+                    let _ = report.send(UploadInput::Progress { id, name: name.clone(), sent, total });
+                }
+            })
+            .await;
+        match sent {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                let _ = report.send(UploadInput::Failed { id, reason: format!("{e}") });
+                return;
+            }
+        }
+    }
+    let _ = report.send(UploadInput::Done { id, keys });
 }
 
 /// The call's next change of who is heard; `None` once it has ended.

@@ -625,8 +625,8 @@ pub async fn send(ctx: Ctx, args: SendArgs) -> Result<()> {
     if args.file.is_empty() || !body.is_empty() {
         check_body(&body)?;
     }
-    if args.file.len() > kith_core::request::MAX_ATTACHMENTS {
-        bail!("a message carries at most {} files", kith_core::request::MAX_ATTACHMENTS);
+    if args.file.len() > kith_proto::limits::MAX_ATTACHMENTS {
+        bail!("a message carries at most {} files", kith_proto::limits::MAX_ATTACHMENTS);
     }
     for path in &args.file {
         let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;

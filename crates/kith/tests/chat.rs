@@ -219,6 +219,29 @@ fn your_own_edit_delete_and_leave_show_on_your_own_screen_at_once() {
 }
 
 #[test]
+fn a_file_uploaded_from_kith_chat_reaches_the_others_with_its_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, [alice, bob, _]) = family(tmp.path());
+    let photo = tmp.path().join("my photo.jpg");
+    std::fs::write(&photo, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00 a tiny photo").unwrap();
+    let term = Tmux::chat("upload", &bob, &[]);
+    term.wait_for("● connected");
+    term.type_text(&format!("/upload \"{}\" -- look at this", photo.display()));
+    term.key("Enter");
+    // On bob's own screen, under his message, as on everyone's.
+    term.wait_for("bob look at this");
+    term.wait_for("my photo.jpg · 24 B · image/jpeg");
+    wait_in_history(&alice, "Family/general", "look at this");
+    let listed = kith(&alice, &["history", "Family/general"], "");
+    assert!(listed.contains("📎 my photo.jpg · 24 B · image/jpeg"), "{listed}");
+
+    // A file that is not there: said, and nothing sent.
+    term.type_text("/upload /nonexistent/cat.png");
+    term.key("Enter");
+    term.wait_for("/nonexistent/cat.png");
+}
+
+#[test]
 fn a_fresh_server_is_set_up_from_kith_chat_with_its_setup_code() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(&tmp.path().join("data"));

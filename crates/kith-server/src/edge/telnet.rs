@@ -557,6 +557,17 @@ impl Session {
                 Action::Voice(_) => continue,
                 // Requests go straight to the hub here: nothing waits to be taken back.
                 Action::Cancel { .. } => continue,
+                // The gateway runs on the server: the telnet user's files are
+                // on their own machine, out of its reach.
+                Action::Upload { id, .. } => {
+                    let reason =
+                        "telnet cannot reach the files on your computer: attach them with `kith chat` \
+                                  or `kith send --file`"
+                            .to_owned();
+                    self.app.handle(now_ms(), Input::Upload(kith_tui::UploadInput::Failed { id, reason }));
+                    self.dirty = true;
+                    continue;
+                }
                 Action::Quit => return Err(End::Left),
             };
             let msg = ClientMessage { request_id, request: Some(request) };
