@@ -19,6 +19,7 @@
 //! The server is the `kith` binary beside this one (`cargo build --release`
 //! builds both), or the one `KITH_BIN` names.
 
+mod files;
 mod render;
 mod server;
 mod telnet;
@@ -90,6 +91,13 @@ enum Kind {
         /// `quic` (native clients) or `webtransport` (as the browser client).
         #[arg(long, default_value = "quic")]
         transport: String,
+    },
+    /// One big attachment up and down: throughput, server CPU and memory,
+    /// and chat on the same connection meanwhile (`files.rs`).
+    Files {
+        /// The file's size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
     },
     /// Frame time of `kith chat` with a busy channel loaded (no server involved).
     Render {
@@ -190,6 +198,7 @@ async fn run(args: BenchArgs) -> Result<()> {
             chat(clients, senders, &rate, duration, load, args.json).await
         }
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
+        Kind::Files { mib } => files::run(mib, args.json).await,
         Kind::Render { messages, width, height, frames } => {
             render::run(messages, width, height, frames, args.json)
         }

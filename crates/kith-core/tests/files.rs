@@ -43,7 +43,7 @@ fn send_with(w: &mut World, s: SessionId, channel: u64, uploads: &[&str]) -> Res
 }
 
 fn stored(w: &mut World, key: &str) {
-    w.input(Input::UploadStored { key: key.into(), content_type: "image/png".into() });
+    w.input(Input::UploadStored { key: key.into(), content_type: "image/png".into(), blake3: [6; 32], size: 1200 });
 }
 
 #[test]
@@ -67,7 +67,9 @@ fn a_message_names_an_upload_only_once_its_bytes_are_stored() {
     let a = &m.attachments[..];
     assert_eq!(a.len(), 1);
     // The name is shown, never used as a path: no directories, no bidi.
-    assert_eq!((a[0].name.as_str(), a[0].size, a[0].content_type.as_str()), ("gpj.exe", 1234, "image/png"));
+    // What the edge kept (a photo without its metadata), not what was declared.
+    assert_eq!((a[0].name.as_str(), a[0].size, a[0].content_type.as_str()), ("gpj.exe", 1200, "image/png"));
+    assert_eq!(a[0].blake3, [6; 32]);
     assert!(
         matches!(&w.writes.last(), Some((_, Write::InsertMessage { message })) if message.attachments.len() == 1)
     );

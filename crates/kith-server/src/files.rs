@@ -65,16 +65,29 @@ pub struct Files {
     root: PathBuf,
     /// Keep at least this many bytes free on the disk.
     reserve: u64,
+    /// Store photos as uploaded, metadata and all (the operator's choice;
+    /// off by default).
+    keep_metadata: bool,
     keys: Mutex<Keys>,
+}
+
+/// A file made durable: what the message will say about it. A photo's
+/// metadata was taken out, so its hash and size may differ from the
+/// upload's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub content_type: String,
+    pub blake3: [u8; 32],
+    pub size: u64,
 }
 
 impl Files {
     /// Opens (creating) the store under `data_dir`.
-    pub fn open(data_dir: &Path, reserve: u64) -> std::io::Result<Files> {
+    pub fn open(data_dir: &Path, reserve: u64, keep_metadata: bool) -> std::io::Result<Files> {
         let root = data_dir.join("files");
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("partial"))?;
-        Ok(Files { root, reserve, keys: Mutex::default() })
+        Ok(Files { root, reserve, keep_metadata, keys: Mutex::default() })
     }
 
     /// Accepts a key the hub granted.
@@ -141,39 +154,52 @@ impl Files {
     }
 
     /// Checks a complete partial upload and makes it a blob: hash, type,
-    /// fsync, rename, fsync the directory. Blocking; run off the runtime.
-    /// Returns the sniffed type, or why the bytes were refused (the partial
-    /// file is removed then: the upload starts over).
-    pub fn commit(&self, partial: &Path, blake3: &[u8; 32]) -> Result<String, String> {
+    /// metadata out of photos, fsync, rename, fsync the directory.
+    /// Blocking; run off the runtime. Returns what was stored, or why the
+    /// bytes were refused (the partial file is removed then: the upload
+    /// starts over).
+    pub fn commit(&self, partial: &Path, blake3: &[u8; 32]) -> Result<Stored, String> {
         let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
-        let mut file = std::fs::File::open(partial).map_err(|e| fail("reopening the upload", e))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut head = Vec::with_capacity(SNIFF);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf).map_err(|e| fail("reading the upload", e))?;
-            if n == 0 {
-                break;
-            }
-            if head.len() < SNIFF {
-                let take = (SNIFF - head.len()).min(n);
-                head.extend_from_slice(&buf[..take]);
-            }
-            hasher.update(&buf[..n]);
-        }
-        if hasher.finalize().as_bytes() != blake3 {
+        let (hash, head, size) = hash_file(partial).map_err(|e| fail("reading the upload", e))?;
+        if &hash != blake3 {
             let _ = std::fs::remove_file(partial);
-            return Err(
-                "the bytes received do not have the BLAKE3 the upload declared; send the file again".into()
-            );
+            return Err("the bytes received do not have the BLAKE3 the upload declared; send the file again".into());
         }
-        file.sync_all().map_err(|e| fail("syncing the upload", e))?;
-        let blob = self.blob(blake3);
+        let content_type = kith_media::content_type(&head);
+        let (source, stored) = if self.keep_metadata {
+            (partial.to_owned(), Stored { content_type, blake3: hash, size })
+        } else {
+            let clean = partial.with_extension("clean");
+            let result = std::fs::File::open(partial).and_then(|input| {
+                let output = std::fs::File::create(&clean)?;
+                kith_media::strip::strip(&content_type, input, output)
+            });
+            match result {
+                Ok(kith_media::strip::Stripped::Untouched) => {
+                    let _ = std::fs::remove_file(&clean);
+                    (partial.to_owned(), Stored { content_type, blake3: hash, size })
+                }
+                Ok(kith_media::strip::Stripped::Cleaned) => {
+                    let _ = std::fs::remove_file(partial);
+                    let (hash, _, size) = hash_file(&clean).map_err(|e| fail("reading the cleaned photo", e))?;
+                    (clean, Stored { content_type, blake3: hash, size })
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(partial);
+                    let _ = std::fs::remove_file(&clean);
+                    return Err(format!("the file looks like {content_type} but is not a valid one ({e})"));
+                }
+            }
+        };
+        std::fs::File::open(&source)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| fail("syncing the upload", e))?;
+        let blob = self.blob(&stored.blake3);
         let dir = blob.parent().expect("blobs have a parent");
         std::fs::create_dir_all(dir).map_err(|e| fail("making the blob directory", e))?;
-        std::fs::rename(partial, &blob).map_err(|e| fail("storing the upload", e))?;
+        std::fs::rename(&source, &blob).map_err(|e| fail("storing the upload", e))?;
         sync_dir(dir).map_err(|e| fail("syncing the blob directory", e))?;
-        Ok(content_type(&head))
+        Ok(stored)
     }
 
     /// The type of a stored blob (for an upload the store already holds).
@@ -189,7 +215,7 @@ impl Files {
             got += n;
         }
         head.truncate(got);
-        Ok(content_type(&head))
+        Ok(kith_media::content_type(&head))
     }
 
     /// Removes blobs no message names (older than [`BLOB_GRACE`]) and
@@ -257,6 +283,28 @@ pub async fn sweep_every(
     }
 }
 
+/// A file's BLAKE3, its first bytes (for its type) and its length.
+fn hash_file(path: &Path) -> std::io::Result<([u8; 32], Vec<u8>, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut head = Vec::with_capacity(SNIFF);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if head.len() < SNIFF {
+            let take = (SNIFF - head.len()).min(n);
+            head.extend_from_slice(&buf[..take]);
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((*hasher.finalize().as_bytes(), head, size))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -276,46 +324,9 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The type a file's first bytes show, from a short list of types clients
-/// may show inline or play; anything else — HTML, SVG, scripts, archives
-/// with a misleading name — is a plain download. The name never counts.
-pub fn content_type(head: &[u8]) -> String {
-    const SHOWN: &[&str] = &[
-        "image/jpeg",
-        "image/png",
-        "image/gif",
-        "image/webp",
-        "image/avif",
-        "video/mp4",
-        "video/webm",
-        "video/quicktime",
-        "audio/mpeg",
-        "audio/ogg",
-        "audio/x-wav",
-        "audio/x-flac",
-        "audio/m4a",
-        "application/pdf",
-    ];
-    match infer::get(head).map(|t| t.mime_type()) {
-        Some(t) if SHOWN.contains(&t) => t.to_owned(),
-        _ => "application/octet-stream".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_type_comes_from_the_bytes_and_only_known_media_are_named() {
-        let png = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R'];
-        assert_eq!(content_type(&png), "image/png");
-        assert_eq!(content_type(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F']), "image/jpeg");
-        // An HTML page named photo.jpg, an SVG with script, nothing at all.
-        assert_eq!(content_type(b"<!DOCTYPE html><script>alert(1)</script>"), "application/octet-stream");
-        assert_eq!(content_type(b"<svg onload=alert(1)>"), "application/octet-stream");
-        assert_eq!(content_type(b""), "application/octet-stream");
-    }
 
     #[test]
     fn hex_names_round_trip() {
@@ -327,7 +338,7 @@ mod tests {
     #[test]
     fn keys_work_only_for_their_session_and_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path(), 0).unwrap();
+        let files = Files::open(dir.path(), 0, false).unwrap();
         let blake3 = [7; 32];
         files.grant(Grant::Upload {
             key: "u".into(),
@@ -353,12 +364,13 @@ mod tests {
     #[test]
     fn a_commit_checks_the_hash_and_keeps_one_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path(), 0).unwrap();
+        let files = Files::open(dir.path(), 0, false).unwrap();
         let body = b"hello, family".repeat(1000);
         let blake3 = *blake3::hash(&body).as_bytes();
         let partial = files.partial(UserId(1), &blake3);
         std::fs::write(&partial, &body).unwrap();
-        assert_eq!(files.commit(&partial, &blake3).unwrap(), "application/octet-stream");
+        let stored = files.commit(&partial, &blake3).unwrap();
+        assert_eq!(stored, Stored { content_type: "application/octet-stream".into(), blake3, size: body.len() as u64 });
         assert_eq!(std::fs::read(files.blob(&blake3)).unwrap(), body);
         assert!(!partial.exists());
         // Wrong bytes for the declared hash: refused, and the partial goes.

@@ -76,6 +76,9 @@ pub struct Config {
     pub web: bool,
     /// Obtain and renew the browsers' certificate by ACME.
     pub acme: Option<acme::AcmeConfig>,
+    /// Keep photos' metadata (GPS, camera, time) as uploaded. Off by
+    /// default: it is taken out before anyone else can fetch the photo.
+    pub keep_photo_metadata: bool,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -198,6 +201,7 @@ impl Config {
             udp_buffer: 4 * 1024 * 1024,
             web: true,
             acme: None,
+            keep_photo_metadata: false,
         }
     }
 }
@@ -321,7 +325,7 @@ impl Server {
         let readers = Arc::new(Readers::start(store, READER_THREADS, READ_QUEUE)?);
         let (hub_tx, hub_rx) = mpsc::channel(HUB_INBOX);
         let files = Arc::new(
-            files::Files::open(&config.data_dir, config.limits.disk_reserve)
+            files::Files::open(&config.data_dir, config.limits.disk_reserve, config.keep_photo_metadata)
                 .with_context(|| format!("opening the file store in {}", config.data_dir.display()))?,
         );
         let actor =

@@ -150,6 +150,9 @@ struct FileConfig {
     domain: Option<String>,
     acme_directory: Option<String>,
     acme_contact: Option<String>,
+    /// Keep photos' Exif, XMP and the like (GPS included) as uploaded
+    /// (default false: they are taken out).
+    keep_photo_metadata: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
@@ -278,6 +281,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let config = Config {
         udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer),
         web: !args.no_web && file.web.unwrap_or(true),
+        keep_photo_metadata: file.keep_photo_metadata.unwrap_or(false),
         // Invites name the domain the certificate is for.
         public_address: config.public_address.or(domain),
         acme,

@@ -223,17 +223,22 @@ fn a_file_uploaded_from_kith_chat_reaches_the_others_with_its_message() {
     let tmp = tempfile::tempdir().unwrap();
     let (_server, [alice, bob, _]) = family(tmp.path());
     let photo = tmp.path().join("my photo.jpg");
-    std::fs::write(&photo, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00 a tiny photo").unwrap();
+    let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 120, 40]));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&pixels).unwrap();
+    std::fs::write(&photo, &jpeg).unwrap();
+    // Stored a little smaller: even the JFIF header is metadata.
+    let shown = format!("my photo.jpg · {} B · image/jpeg", jpeg.len() - 18);
     let term = Tmux::chat("upload", &bob, &[]);
     term.wait_for("● connected");
     term.type_text(&format!("/upload \"{}\" -- look at this", photo.display()));
     term.key("Enter");
     // On bob's own screen, under his message, as on everyone's.
     term.wait_for("bob look at this");
-    term.wait_for("my photo.jpg · 24 B · image/jpeg");
+    term.wait_for(&shown);
     wait_in_history(&alice, "Family/general", "look at this");
     let listed = kith(&alice, &["history", "Family/general"], "");
-    assert!(listed.contains("📎 my photo.jpg · 24 B · image/jpeg"), "{listed}");
+    assert!(listed.contains(&format!("📎 {shown}")), "{listed}");
 
     // A file that is not there: said, and nothing sent.
     term.type_text("/upload /nonexistent/cat.png");

@@ -23,6 +23,14 @@ fn random_file(path: &Path, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// A real 8×8 JPEG, with no metadata to take out.
+pub fn tiny_jpeg() -> Vec<u8> {
+    let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 120, 40]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut out).encode_image(&pixels).unwrap();
+    out
+}
+
 fn history(config: &Path, channel: &str) -> Vec<serde_json::Value> {
     kith(config, &["history", channel, "--json"], "")
         .lines()
@@ -59,7 +67,7 @@ fn a_file_sent_from_the_cli_is_downloaded_by_another_member_byte_for_byte() {
     let big = tmp.path().join("beach.bin");
     let bytes = random_file(&big, 20 << 20);
     let photo = tmp.path().join("photo.jpg");
-    std::fs::write(&photo, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00 not really a photo").unwrap();
+    std::fs::write(&photo, tiny_jpeg()).unwrap();
 
     let id = kith(
         &alice,
@@ -82,7 +90,7 @@ fn a_file_sent_from_the_cli_is_downloaded_by_another_member_byte_for_byte() {
     assert_eq!(files.len(), 2);
     assert_eq!((files[0]["name"].as_str(), files[0]["size"].as_u64()), (Some("beach.bin"), Some(20 << 20)));
     assert_eq!(files[0]["content_type"], "application/octet-stream");
-    // The type comes from the bytes: these start like a JPEG.
+    // The type comes from the bytes.
     assert_eq!(
         (files[1]["name"].as_str(), files[1]["content_type"].as_str()),
         (Some("photo.jpg"), Some("image/jpeg"))
@@ -214,4 +222,91 @@ fn a_deleted_messages_files_can_no_longer_be_fetched() {
     kith(&alice, &["delete", "Family/general", id.trim()], "");
     let err = kith_fails(&bob, &["download", "Family/general", id.trim()]);
     assert!(err.contains("no such message"), "{err}");
+}
+
+/// An Exif APP1 segment (little-endian TIFF) saying the photo is rotated
+/// (orientation 6) and where it was taken.
+fn exif_with_gps() -> Vec<u8> {
+    let mut t = b"II*\0".to_vec();
+    t.extend_from_slice(&8u32.to_le_bytes());
+    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: [u8; 4]| {
+        t.extend_from_slice(&tag.to_le_bytes());
+        t.extend_from_slice(&kind.to_le_bytes());
+        t.extend_from_slice(&count.to_le_bytes());
+        t.extend_from_slice(&value);
+    };
+    // IFD0 at 8: orientation, and the GPS IFD's offset (38).
+    t.extend_from_slice(&2u16.to_le_bytes());
+    entry(&mut t, 0x0112, 3, 1, [6, 0, 0, 0]);
+    entry(&mut t, 0x8825, 4, 1, 38u32.to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    // GPS IFD at 38: latitude N, 48° 51' 30" (rationals at 68).
+    t.extend_from_slice(&2u16.to_le_bytes());
+    entry(&mut t, 0x0001, 2, 2, *b"N\0\0\0");
+    entry(&mut t, 0x0002, 5, 3, 68u32.to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    for (n, d) in [(48u32, 1u32), (51, 1), (30, 1)] {
+        t.extend_from_slice(&n.to_le_bytes());
+        t.extend_from_slice(&d.to_le_bytes());
+    }
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((t.len() + 8) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&t);
+    app1
+}
+
+fn exif_fields(jpeg: &[u8]) -> Vec<exif::Tag> {
+    match exif::Reader::new().read_from_container(&mut std::io::Cursor::new(jpeg)) {
+        Ok(e) => e.fields().map(|f| f.tag).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_photo_loses_where_it_was_taken_and_stays_upright() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    // A real JPEG (64×32), with GPS and a rotation in its Exif.
+    let pixels = image::RgbImage::from_fn(64, 32, |x, y| image::Rgb([(x * 4) as u8, (y * 8) as u8, 128]));
+    let mut plain = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut plain).encode_image(&pixels).unwrap();
+    let mut photo = plain[..2].to_vec();
+    photo.extend(exif_with_gps());
+    photo.extend_from_slice(&plain[2..]);
+    let tags = exif_fields(&photo);
+    assert!(tags.contains(&exif::Tag::GPSLatitude) && tags.contains(&exif::Tag::Orientation), "{tags:?}");
+    let path = tmp.path().join("eiffel.jpg");
+    std::fs::write(&path, &photo).unwrap();
+
+    let id = kith(&alice, &["send", "Family/general", "--file", path.to_str().unwrap(), "look where we are"], "");
+    let out = tmp.path().join("bob");
+    kith(&bob, &["download", "Family/general", id.trim(), "--out", out.to_str().unwrap()], "");
+    let got = std::fs::read(out.join("eiffel.jpg")).unwrap();
+    let tags = exif_fields(&got);
+    assert!(!tags.iter().any(|t| t.context() == exif::Context::Gps), "GPS survived: {tags:?}");
+    assert_eq!(tags, [exif::Tag::Orientation], "only the orientation is kept");
+    let exif = exif::Reader::new().read_from_container(&mut std::io::Cursor::new(&got)).unwrap();
+    let orientation = exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY).unwrap();
+    assert_eq!(orientation.value.get_uint(0), Some(6), "still upright once shown");
+    let decoded = image::load_from_memory(&got).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (64, 32), "the picture itself is whole");
+    assert!(got.len() < photo.len());
+    // What the message says matches what was kept.
+    let m = history(&bob, "Family/general").into_iter().find(|m| m["id"] == id.trim()).unwrap();
+    assert_eq!(m["attachments"][0]["size"].as_u64(), Some(got.len() as u64));
+    assert_eq!(m["attachments"][0]["content_type"], "image/jpeg");
+}
+
+#[test]
+fn a_file_that_claims_to_be_a_jpeg_but_is_broken_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, ..] = family_from_the_shell(tmp.path(), &server);
+    let path = tmp.path().join("truncated.jpg");
+    // A JPEG's start (SOI, APP0 JFIF) and then nothing.
+    std::fs::write(&path, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00").unwrap();
+    let err = kith_fails(&alice, &["send", "Family/general", "--file", path.to_str().unwrap(), "broken"]);
+    assert!(err.contains("not a valid one"), "{err}");
 }

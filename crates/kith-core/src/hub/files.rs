@@ -37,10 +37,16 @@ struct Pending {
     session: SessionId,
     channel: ChannelId,
     name: FileName,
-    size: u64,
+    /// Set once the edge stored the bytes: what it kept.
+    stored: Option<Kept>,
+}
+
+/// What the edge kept of an upload.
+#[derive(Debug)]
+struct Kept {
+    content_type: String,
     blake3: [u8; 32],
-    /// Set once the edge stored the bytes: the type it found in them.
-    stored: Option<String>,
+    size: u64,
 }
 
 /// Uploads granted and not yet attached, with an index by session so a
@@ -104,7 +110,7 @@ impl Hub {
             )));
         }
         self.uploads
-            .insert(key.clone(), Pending { session: cx.session, channel, name, size, blake3, stored: None });
+            .insert(key.clone(), Pending { session: cx.session, channel, name, stored: None });
         self.emit(Output::Grant(Grant::Upload {
             key: key.clone(),
             session: cx.session,
@@ -118,9 +124,9 @@ impl Hub {
     }
 
     /// The edge stored an upload's bytes durably and checked its hash.
-    pub(super) fn upload_stored(&mut self, key: &str, content_type: String) {
+    pub(super) fn upload_stored(&mut self, key: &str, content_type: String, blake3: [u8; 32], size: u64) {
         if let Some(p) = self.uploads.by_key.get_mut(key) {
-            p.stored = Some(content_type);
+            p.stored = Some(Kept { content_type, blake3, size });
         }
     }
 
@@ -172,12 +178,8 @@ impl Hub {
             .iter()
             .map(|key| {
                 let p = self.uploads.take(key).expect("checked above");
-                AttachmentMeta {
-                    name: p.name.0,
-                    size: p.size,
-                    content_type: p.stored.expect("checked above"),
-                    blake3: p.blake3,
-                }
+                let kept = p.stored.expect("checked above");
+                AttachmentMeta { name: p.name.0, size: kept.size, content_type: kept.content_type, blake3: kept.blake3 }
             })
             .collect())
     }
@@ -213,8 +215,6 @@ mod tests {
             session: SessionId(session),
             channel: ChannelId(1),
             name: FileName::clean("a.txt"),
-            size: 1,
-            blake3: [0; 32],
             stored: None,
         }
     }

@@ -199,8 +199,10 @@ pub enum Input {
     /// Every `Persist` up to and including `ticket` is durable.
     Committed { ticket: u64 },
     /// The bytes of the upload granted with `key` are stored durably and
-    /// match its hash; `content_type` is what the edge found in them.
-    UploadStored { key: String, content_type: String },
+    /// matched its hash; `content_type` is what the edge found in them, and
+    /// `blake3` and `size` are those of what was kept (a photo's metadata
+    /// taken out changes both).
+    UploadStored { key: String, content_type: String, blake3: [u8; 32], size: u64 },
 }
 
 /// Something for the edges to do, in order.
@@ -594,7 +596,9 @@ impl Hub {
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
             Input::Committed { ticket } => self.outbox.committed(ticket),
-            Input::UploadStored { key, content_type } => self.upload_stored(&key, content_type),
+            Input::UploadStored { key, content_type, blake3, size } => {
+                self.upload_stored(&key, content_type, blake3, size)
+            }
             Input::Request { session, request_id, request } => {
                 if self.sessions.get(session).is_none() {
                     return;

@@ -663,7 +663,7 @@ mod tests {
             outbox_bytes: super::super::OUTBOX_BYTES,
             admission: Admission::new(&limits),
             frame_deadline: Duration::from_secs(10),
-            files: Arc::new(crate::files::Files::open(dir.path(), 0).unwrap()),
+            files: Arc::new(crate::files::Files::open(dir.path(), 0, false).unwrap()),
         });
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let slot = edge.admission.connect(remote.ip()).unwrap();

@@ -93,14 +93,14 @@ async fn upload(
 ) -> Result<(), Refusal> {
     let done = |size| TransferStatus { offset: size, size, complete: true, ..Default::default() };
     if files.blob(&up.blake3).exists() {
-        // Stored already (by anyone): nothing to send.
+        // Stored already (by anyone, as it is: no metadata to take out).
         let blake3 = up.blake3;
         let f = files.clone();
         let content_type = tokio::task::spawn_blocking(move || f.content_type_of(&blake3))
             .await
             .map_err(|e| internal("checking a stored file", e))?
             .map_err(|e| internal("checking a stored file", e))?;
-        stored(edge, key, content_type).await?;
+        stored(edge, key, crate::files::Stored { content_type, blake3, size: up.size }).await?;
         return write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e));
     }
     let partial = files.partial(up.user, &up.blake3);
@@ -149,18 +149,19 @@ async fn upload(
     }
     drop(file);
     let (f, blake3) = (files.clone(), up.blake3);
-    let content_type = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
+    let kept = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
         .await
         .map_err(|e| internal("storing an upload", e))?
         .map_err(|why| (ErrorCode::Invalid, why))?;
-    stored(edge, key, content_type).await?;
+    stored(edge, key, kept).await?;
     write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e))
 }
 
 /// Tells the hub before the client hears it: the client's next request
 /// (a message naming the upload) queues behind this.
-async fn stored(edge: &Edge, key: &str, content_type: String) -> Result<(), Refusal> {
-    let input = Input::UploadStored { key: key.to_owned(), content_type };
+async fn stored(edge: &Edge, key: &str, kept: crate::files::Stored) -> Result<(), Refusal> {
+    let crate::files::Stored { content_type, blake3, size } = kept;
+    let input = Input::UploadStored { key: key.to_owned(), content_type, blake3, size };
     edge.hub
         .send(ToHub::Input(input))
         .await
@@ -199,6 +200,8 @@ async fn download(
     };
     write_status(send, &status).await.map_err(|e| internal("answering", e))?;
     // A peer that stops reading stalls only this stream: QUIC flow control.
-    let _ = tokio::io::copy(&mut file.take(a.size - request.offset), send).await;
+    // Big reads: each read of a tokio file is a trip to a blocking thread.
+    let mut file = tokio::io::BufReader::with_capacity(CHUNK, file.take(a.size - request.offset));
+    let _ = tokio::io::copy_buf(&mut file, send).await;
     Ok(())
 }

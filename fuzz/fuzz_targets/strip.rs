@@ -1,0 +1,18 @@
+//! Photo metadata removal on hostile bytes: never panics, never loops, and
+//! what it writes is already clean (stripping it again changes nothing).
+#![no_main]
+
+use kith_media::strip::{Stripped, strip};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for kind in ["image/jpeg", "image/png"] {
+        let mut once = Vec::new();
+        if strip(kind, data, &mut once).is_ok() {
+            let mut twice = Vec::new();
+            assert_eq!(strip(kind, &once[..], &mut twice).unwrap(), Stripped::Cleaned);
+            assert_eq!(once, twice, "{kind}: stripping is idempotent");
+        }
+    }
+    let _ = kith_media::content_type(data);
+});
