@@ -38,7 +38,11 @@ fn big_file(path: &std::path::Path, mib: u64) -> Result<()> {
 
 /// Sends a short message every 100 ms until `stop`, recording how long
 /// each took to be acknowledged (durably stored), in microseconds.
-async fn chat_while(client: &Client, channel: u64, mut stop: watch::Receiver<bool>) -> Result<hdrhistogram::Histogram<u64>> {
+async fn chat_while(
+    client: &Client,
+    channel: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<hdrhistogram::Histogram<u64>> {
     let mut acks = histogram();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut n = 0u64;
@@ -142,8 +146,15 @@ pub async fn run(mib: u64, json_out: bool) -> Result<()> {
     let hashing_s = started.load(Ordering::Relaxed) as f64 / 1e6;
     let upload_s = upload.secs - hashing_s;
     let key = key.lock().expect("key").clone();
-    let send = v1::SendMessageRequest { channel_id: w.general, body: "the big one".into(), uploads: vec![key], ..Default::default() };
-    let v1::reply::Result::Message(m) = me.request(Request::SendMessage(send)).await? else { bail!("unexpected") };
+    let send = v1::SendMessageRequest {
+        channel_id: w.general,
+        body: "the big one".into(),
+        uploads: vec![key],
+        ..Default::default()
+    };
+    let v1::reply::Result::Message(m) = me.request(Request::SendMessage(send)).await? else {
+        bail!("unexpected")
+    };
 
     let access = other.open_attachments(w.general, m.id).await?;
     let out = dir.path().join("down.bin");

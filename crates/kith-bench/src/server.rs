@@ -67,7 +67,9 @@ impl ServerProcess {
         .concat();
         std::fs::write(
             data.path().join("kith.toml"),
-            format!("[limits]\n{limits}connections_per_ip = 1000000\nvoice_room = 1000\nattachment_bytes = 1099511627776\n"),
+            format!(
+                "[limits]\n{limits}connections_per_ip = 1000000\nvoice_room = 1000\nattachment_bytes = 1099511627776\n"
+            ),
         )?;
         let mut child = Command::new(kith_binary()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])

@@ -43,7 +43,12 @@ fn send_with(w: &mut World, s: SessionId, channel: u64, uploads: &[&str]) -> Res
 }
 
 fn stored(w: &mut World, key: &str) {
-    w.input(Input::UploadStored { key: key.into(), content_type: "image/png".into(), blake3: [6; 32], size: 1200 });
+    w.input(Input::UploadStored {
+        key: key.into(),
+        content_type: "image/png".into(),
+        blake3: [6; 32],
+        size: 1200,
+    });
 }
 
 #[test]

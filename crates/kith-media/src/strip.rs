@@ -293,7 +293,9 @@ mod tests {
         }
         // DQT, SOF0, DHT, SOS, then scan data with a stuffed byte and a
         // restart marker, then EOI and trailing junk.
-        for (m, p) in [(0xDBu8, &[0u8; 65][..]), (0xC0, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0][..]), (0xC4, &[0u8; 17][..])] {
+        for (m, p) in
+            [(0xDBu8, &[0u8; 65][..]), (0xC0, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0][..]), (0xC4, &[0u8; 17][..])]
+        {
             segment(&mut out, m, p).unwrap();
         }
         segment(&mut out, SOS, &[1, 1, 0, 0, 63, 0]).unwrap();
@@ -420,7 +422,9 @@ mod tests {
         let mut out = Vec::new();
         strip("image/png", &png[..], &mut out).unwrap();
         let text = String::from_utf8_lossy(&out);
-        assert!(text.contains("IHDR") && text.contains("gAMA") && text.contains("IDAT") && text.contains("IEND"));
+        assert!(
+            text.contains("IHDR") && text.contains("gAMA") && text.contains("IDAT") && text.contains("IEND")
+        );
         for gone in ["tEXt", "grandma", "eXIf", "GPS", "tIME"] {
             assert!(!text.contains(gone), "{gone} survived");
         }

@@ -163,7 +163,9 @@ impl Files {
         let (hash, head, size) = hash_file(partial).map_err(|e| fail("reading the upload", e))?;
         if &hash != blake3 {
             let _ = std::fs::remove_file(partial);
-            return Err("the bytes received do not have the BLAKE3 the upload declared; send the file again".into());
+            return Err(
+                "the bytes received do not have the BLAKE3 the upload declared; send the file again".into()
+            );
         }
         let content_type = kith_media::content_type(&head);
         let (source, stored) = if self.keep_metadata {
@@ -181,7 +183,8 @@ impl Files {
                 }
                 Ok(kith_media::strip::Stripped::Cleaned) => {
                     let _ = std::fs::remove_file(partial);
-                    let (hash, _, size) = hash_file(&clean).map_err(|e| fail("reading the cleaned photo", e))?;
+                    let (hash, _, size) =
+                        hash_file(&clean).map_err(|e| fail("reading the cleaned photo", e))?;
                     (clean, Stored { content_type, blake3: hash, size })
                 }
                 Err(e) => {
@@ -191,9 +194,7 @@ impl Files {
                 }
             }
         };
-        std::fs::File::open(&source)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| fail("syncing the upload", e))?;
+        std::fs::File::open(&source).and_then(|f| f.sync_all()).map_err(|e| fail("syncing the upload", e))?;
         let blob = self.blob(&stored.blake3);
         let dir = blob.parent().expect("blobs have a parent");
         std::fs::create_dir_all(dir).map_err(|e| fail("making the blob directory", e))?;
@@ -370,12 +371,77 @@ mod tests {
         let partial = files.partial(UserId(1), &blake3);
         std::fs::write(&partial, &body).unwrap();
         let stored = files.commit(&partial, &blake3).unwrap();
-        assert_eq!(stored, Stored { content_type: "application/octet-stream".into(), blake3, size: body.len() as u64 });
+        assert_eq!(
+            stored,
+            Stored { content_type: "application/octet-stream".into(), blake3, size: body.len() as u64 }
+        );
         assert_eq!(std::fs::read(files.blob(&blake3)).unwrap(), body);
         assert!(!partial.exists());
         // Wrong bytes for the declared hash: refused, and the partial goes.
         std::fs::write(&partial, b"something else").unwrap();
         assert!(files.commit(&partial, &blake3).unwrap_err().contains("BLAKE3"));
         assert!(!partial.exists());
+    }
+
+    /// A store that names exactly these files.
+    struct Naming(Vec<[u8; 32]>);
+
+    impl Reader for Naming {
+        fn credentials(&self, _: &str) -> Result<Option<(UserId, String)>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn history(
+            &self,
+            _: kith_core::request::HistoryQuery,
+        ) -> Result<Vec<kith_core::store::MessageRow>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn message(
+            &self,
+            _: MessageId,
+        ) -> Result<Option<kith_core::store::MessageRow>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn audit(
+            &self,
+            _: kith_core::request::AuditQuery,
+        ) -> Result<Vec<kith_core::store::AuditRow>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn attachments(
+            &self,
+            _: MessageId,
+        ) -> Result<Vec<kith_core::store::AttachmentMeta>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+        fn names_file(&self, blake3: &[u8; 32]) -> Result<bool, crate::store::StoreError> {
+            Ok(self.0.contains(blake3))
+        }
+    }
+
+    #[test]
+    fn the_sweep_removes_what_no_message_names_once_it_is_old_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::open(dir.path(), 0, false).unwrap();
+        let store = |body: &[u8]| {
+            let blake3 = *blake3::hash(body).as_bytes();
+            let partial = files.partial(UserId(1), &blake3);
+            std::fs::write(&partial, body).unwrap();
+            files.commit(&partial, &blake3).unwrap();
+            blake3
+        };
+        let (named, orphan) = (store(b"in a message"), store(b"its message never committed"));
+        let partial = files.partial(UserId(2), &[9; 32]);
+        std::fs::write(&partial, b"half an upload").unwrap();
+        let reader = Naming(vec![named]);
+        let now = SystemTime::now();
+
+        // Young: an upload whose message is on its way, one being continued.
+        assert_eq!(files.sweep(&reader, now + Duration::from_secs(1800)).unwrap(), (0, 0));
+        let (n, bytes) = files.sweep(&reader, now + BLOB_GRACE + Duration::from_secs(60)).unwrap();
+        assert_eq!((n, bytes), (1, 27));
+        assert!(files.blob(&named).exists() && !files.blob(&orphan).exists() && partial.exists());
+        assert_eq!(files.sweep(&reader, now + PARTIAL_GRACE + Duration::from_secs(60)).unwrap(), (1, 14));
+        assert!(!partial.exists() && files.blob(&named).exists());
     }
 }

@@ -184,6 +184,58 @@ fn an_upload_cut_off_midway_continues_where_it_stopped() {
 }
 
 #[test]
+fn an_upload_cut_off_by_a_server_crash_continues_after_the_restart_and_nothing_dangles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = serve(&data);
+    let addr = server.addr.clone();
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    let big = tmp.path().join("album.bin");
+    let bytes = random_file(&big, 96 << 20);
+    let mut sending = std::process::Command::new(KITH)
+        .args(["send", "Family/general", "--file", big.to_str().unwrap(), "the album"])
+        .env("KITH_CONFIG_DIR", &alice)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        let part: Vec<_> = stored(&data).into_iter().filter(|(p, _)| p.contains("partial")).collect();
+        if part.first().is_some_and(|(_, len)| *len > 0) {
+            break;
+        }
+        assert!(sending.try_wait().unwrap().is_none(), "the upload finished before the crash");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SIGKILL: no shutdown path runs.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _ = sending.kill();
+    let _ = sending.wait();
+    assert!(stored(&data).iter().all(|(p, _)| !p.contains("blobs")), "no blob from a cut-off upload");
+
+    let _server = serve_on(&addr, &data, &[]);
+    assert!(history(&bob, "Family/general").iter().all(|m| m["body"] != "the album"), "no message either");
+    let out = std::process::Command::new(KITH)
+        .args(["send", "Family/general", "--file", big.to_str().unwrap(), "the album"])
+        .env("KITH_CONFIG_DIR", &alice)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("album.bin: continuing from"),
+        "what reached the disk before the crash is kept: {stderr}"
+    );
+    let id = String::from_utf8(out.stdout).unwrap();
+    let dir = tmp.path().join("got");
+    kith(&bob, &["download", "Family/general", id.trim(), "--out", dir.to_str().unwrap()], "");
+    assert_eq!(std::fs::read(dir.join("album.bin")).unwrap(), bytes);
+    let left: Vec<_> = stored(&data).into_iter().filter(|(p, _)| p.contains("partial")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn only_members_who_may_see_a_channel_fetch_its_files_and_attaching_can_be_denied() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(&tmp.path().join("data"));
@@ -280,7 +332,8 @@ fn a_photo_loses_where_it_was_taken_and_stays_upright() {
     let path = tmp.path().join("eiffel.jpg");
     std::fs::write(&path, &photo).unwrap();
 
-    let id = kith(&alice, &["send", "Family/general", "--file", path.to_str().unwrap(), "look where we are"], "");
+    let id =
+        kith(&alice, &["send", "Family/general", "--file", path.to_str().unwrap(), "look where we are"], "");
     let out = tmp.path().join("bob");
     kith(&bob, &["download", "Family/general", id.trim(), "--out", out.to_str().unwrap()], "");
     let got = std::fs::read(out.join("eiffel.jpg")).unwrap();

@@ -109,8 +109,7 @@ impl Hub {
                 "the file is {size} bytes; this server takes files of at most {max} bytes"
             )));
         }
-        self.uploads
-            .insert(key.clone(), Pending { session: cx.session, channel, name, stored: None });
+        self.uploads.insert(key.clone(), Pending { session: cx.session, channel, name, stored: None });
         self.emit(Output::Grant(Grant::Upload {
             key: key.clone(),
             session: cx.session,
@@ -179,7 +178,12 @@ impl Hub {
             .map(|key| {
                 let p = self.uploads.take(key).expect("checked above");
                 let kept = p.stored.expect("checked above");
-                AttachmentMeta { name: p.name.0, size: kept.size, content_type: kept.content_type, blake3: kept.blake3 }
+                AttachmentMeta {
+                    name: p.name.0,
+                    size: kept.size,
+                    content_type: kept.content_type,
+                    blake3: kept.blake3,
+                }
             })
             .collect())
     }
