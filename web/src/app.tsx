@@ -836,7 +836,7 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
   // Keep the view where the reader left it: at the bottom while they are
   // there, and on the same message when rows come or go above or below;
   // then move the window if the reader is near one of its edges.
-  useLayoutEffect(() => {
+  const keepPlace = () => {
     const el = list.current;
     if (!el) return;
     if (stick.current) {
@@ -845,6 +845,9 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
       const node = el.querySelector<HTMLElement>(`[data-id="${anchor.current.id}"]`);
       if (node) el.scrollTop = node.offsetTop - anchor.current.top;
     }
+  };
+  useLayoutEffect(() => {
+    keepPlace();
     edges();
   });
 
@@ -897,7 +900,7 @@ function Conversation({ channel, onBack }: { channel: Channel; onBack: () => voi
         <h2>{title}</h2>
         {channel.topic && <span class="topic">{cleanName(channel.topic)}</span>}
       </header>
-      <div class="messages" ref={list} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages in ${title}`}>
+      <div class="messages" ref={list} onScroll={onScroll} onLoadCapture={keepPlace} role="log" aria-live="polite" aria-label={`Messages in ${title}`}>
         {t.complete && start === 0 && <p class="beginning">This is the beginning of {title}.</p>}
         {msgs.slice(start, end).map((m) => {
           const day = dayLabel(Number(m.createdAtMs));
@@ -1013,16 +1016,74 @@ function MessageRow(props: {
         </span>
       </header>
       {props.editing ? <EditBox m={m} onDone={props.onDone} /> : m.body && <Body text={m.body} />}
-      {m.attachments.length > 0 && (
-        <ul class="files" aria-label="Attached files">
-          {m.attachments.map((a, i) => (
-            <li key={i}>
-              {cleanName(a.name)} · {size(Number(a.size))} · {cleanName(a.contentType)}
-            </li>
-          ))}
-        </ul>
-      )}
+      {m.attachments.length > 0 && <Files m={m} />}
     </article>
+  );
+}
+
+/// Links to a message's files, by message id: `/files/KEY/INDEX` with the
+/// key `open_attachments` gave, until it expires (an hour).
+const fileLinks = new Map<string, Promise<{ key: string; until: number }>>();
+
+function filesKey(m: Message): Promise<{ key: string; until: number }> {
+  const id = String(m.id);
+  const known = fileLinks.get(id);
+  const fresh = known?.then((k) => k.until - Date.now() > 60_000).catch(() => false) ?? Promise.resolve(false);
+  return fresh.then((ok) => {
+    if (ok && known) return known;
+    const asked = conn!
+      .request({ case: "openAttachments", value: { channelId: m.channelId, messageId: m.id } })
+      .then((r) => {
+        if (r.case !== "attachmentAccess") throw new Error("unexpected answer");
+        return { key: r.value.key, until: Number(r.value.expiresAtMs) };
+      });
+    fileLinks.set(id, asked);
+    asked.catch(() => fileLinks.delete(id));
+    return asked;
+  });
+}
+
+/// A message's files: photos shown (click for full size), videos and audio
+/// played with seeking, anything else a download link. Only types the
+/// server found in the bytes are shown inline.
+function Files({ m }: { m: Message }) {
+  const [key, setKey] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    filesKey(m)
+      .then((k) => live && setKey(k.key))
+      .catch(() => {});
+    return () => {
+      live = false;
+    };
+  }, [String(m.id)]);
+  return (
+    <ul class="files" aria-label="Attached files">
+      {m.attachments.map((a, i) => {
+        const name = cleanName(a.name);
+        const label = `${name} · ${size(Number(a.size))} · ${cleanName(a.contentType)}`;
+        const url = key ? `/files/${encodeURIComponent(key)}/${i}` : null;
+        const type = a.contentType;
+        return (
+          <li key={i}>
+            {url && type.startsWith("image/") && (
+              <a href={url} target="_blank" rel="noopener noreferrer" aria-label={`Open ${name} full size`}>
+                <img src={url} alt={name} loading="lazy" class="photo" />
+              </a>
+            )}
+            {url && type.startsWith("video/") && <video src={url} controls preload="metadata" class="photo" aria-label={name} />}
+            {url && type.startsWith("audio/") && <audio src={url} controls preload="metadata" aria-label={name} />}
+            {url ? (
+              <a href={url} download={name} rel="noopener noreferrer" class="file-link">
+                {label}
+              </a>
+            ) : (
+              <span>{label}</span>
+            )}
+          </li>
+        );
+      })}
+    </ul>
   );
 }
 

@@ -404,6 +404,19 @@ async function chat() {
   await files.waitFor();
   const listed = await files.textContent();
   expect(/^gpj\.exe · \d+ B · application\/octet-stream$/.test(listed), `the file is listed by cleaned name, size and type (${listed})`);
+  const link = files.getByRole("link", { name: /gpj\.exe/ });
+  expect((await link.getAttribute("download")) === "gpj.exe", "a file that is not media is a download link, never shown");
+  const served = await wren.evaluate(async (href) => {
+    const r = await fetch(href);
+    return { status: r.status, type: r.headers.get("content-type"), disposition: r.headers.get("content-disposition"), csp: r.headers.get("content-security-policy") };
+  }, await link.getAttribute("href"));
+  expect(served.status === 200 && served.type === "application/octet-stream" && served.disposition.startsWith("attachment") && served.csp.includes("sandbox"), `it is served as an inert download (${JSON.stringify(served)})`);
+  // A photo is shown in the conversation (a 240×160 PNG).
+  alice("send", "Family/general", "--file", env("PHOTO"), "a photo");
+  const photo = general.getByRole("img", { name: "sunset.png" });
+  await photo.waitFor();
+  await eventually("the photo to load", () => photo.evaluate((img) => img.complete && img.naturalWidth === 240));
+  expect(true, "a photo is shown inline, fetched with the message's expiring key");
   await shot(wren, "file");
 
   // A huge message is wrapped, not a page as wide as itself.

@@ -131,6 +131,16 @@ impl Files {
         }
     }
 
+    /// The message whose files `key` opens by link (the browser's `/files/`
+    /// URLs, fetched on connections other than the session's), until it
+    /// expires: the key is the authorisation.
+    pub fn link_key(&self, key: &str, now: Timestamp) -> Option<MessageId> {
+        match self.keys.lock().expect("keys lock").by_key.get(key)? {
+            Key::Download { message, expires_at, .. } if *expires_at > now => Some(*message),
+            _ => None,
+        }
+    }
+
     pub fn blob(&self, blake3: &[u8; 32]) -> PathBuf {
         let hex = hex(blake3);
         self.root.join("blobs").join(&hex[..2]).join(hex)

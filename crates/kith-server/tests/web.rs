@@ -345,3 +345,45 @@ async fn a_webtransport_session_to_another_path_is_refused() {
     let refused = webtransport(&server, hashes, "/elsewhere").await.err().expect("refused");
     assert!(format!("{refused:#}").contains("404"), "{refused:#}");
 }
+
+/// A message's file over HTTPS, as the browser fetches it: by the link
+/// `open_attachments` gave, with byte ranges (a video seeks), as a download
+/// unless the bytes proved it media, and never by a made-up key.
+#[tokio::test]
+async fn a_file_is_served_by_its_expiring_link_with_ranges_and_as_an_inert_download() {
+    let server = TestServer::start().await;
+    let (owner, channel, _) = family(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.html");
+    std::fs::write(&path, "<script>alert('not here')</script> 0123456789").unwrap();
+    let key = owner.upload(channel, &path, |_, _| {}).await.unwrap();
+    let send = v1::SendMessageRequest { channel_id: channel, uploads: vec![key], ..Default::default() };
+    let Ok(R::Message(m)) = owner.request(Request::SendMessage(send)).await else { panic!() };
+    let access = owner.open_attachments(channel, m.id).await.unwrap();
+    let url = format!("/files/{}/0", access.key);
+
+    let whole = get(&server, &url).await;
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert_eq!(
+        header(&whole, "content-type"),
+        Some("application/octet-stream"),
+        "HTML is never served as HTML"
+    );
+    assert_eq!(header(&whole, "content-disposition"), Some("attachment; filename*=UTF-8''notes.html"));
+    assert!(header(&whole, "content-security-policy").unwrap().contains("sandbox"));
+    assert_eq!(header(&whole, "x-content-type-options"), Some("nosniff"));
+    assert!(body(&whole).ends_with("0123456789"));
+
+    let part = String::from_utf8(get_bytes(&server, &url, "Range: bytes=-4\r\n").await).unwrap();
+    assert!(part.starts_with("HTTP/1.1 206"), "{part}");
+    let len = access.attachments[0].size;
+    assert_eq!(header(&part, "content-range"), Some(format!("bytes {}-{}/{len}", len - 4, len - 1).as_str()));
+    assert_eq!(body(&part), "6789");
+    let past =
+        String::from_utf8(get_bytes(&server, &url, &format!("Range: bytes={len}-\r\n")).await).unwrap();
+    assert!(past.starts_with("HTTP/1.1 416"), "{past}");
+
+    for wrong in [format!("/files/{}/1", access.key), "/files/NOTAKEYNOTAKEYNOTAKEYNOTA/0".to_owned()] {
+        assert!(get(&server, &wrong).await.starts_with("HTTP/1.1 404"), "{wrong}");
+    }
+}

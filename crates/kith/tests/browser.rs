@@ -57,9 +57,15 @@ fn a_newcomer_joins_from_a_link_and_chats_with_the_cli(transport: &str) {
     for i in 1..=120 {
         kith(&alice, &["send", "Family/general", &format!("message number {i}")], "");
     }
+    // A photo for alice to send: a 240×160 gradient.
+    let photo = tmp.path().join("sunset.png");
+    image::RgbImage::from_fn(240, 160, |x, y| image::Rgb([255, (x + y) as u8, (160 - y.min(160)) as u8]))
+        .save(&photo)
+        .unwrap();
     let shots = screenshots();
     let out = spec(&web, &chromium, &server, &alice, &invite, transport)
         .env("SHOTS", &shots)
+        .env("PHOTO", &photo)
         .output()
         .expect("node runs");
     report(out, &shots);

@@ -11,6 +11,7 @@ pub mod stream;
 pub mod telnet;
 pub mod transfer;
 pub mod web;
+mod web_files;
 pub mod webtransport;
 
 use std::net::IpAddr;

@@ -43,8 +43,8 @@ pub struct Site {
 
 /// Each connection's view: the shared edge, the site, and who is asking.
 #[derive(Clone)]
-struct Conn {
-    edge: Arc<Edge>,
+pub(super) struct Conn {
+    pub(super) edge: Arc<Edge>,
     site: Arc<Site>,
     ip: IpAddr,
 }
@@ -164,6 +164,7 @@ fn router() -> Router<Conn> {
         .route("/favicon.svg", get(|h: HeaderMap| async move { FAVICON.respond(&h) }))
         .route("/api/webtransport", get(webtransport))
         .route("/ws", get(websocket))
+        .route("/files/{key}/{index}", get(super::web_files::file))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response_with_state((), security_headers))
 }
@@ -171,15 +172,16 @@ fn router() -> Router<Conn> {
 /// Every answer: nothing but this server's own files may run, load or be
 /// connected to, the page may not be framed, and no referrer leaves.
 async fn security_headers(State(()): State<()>, mut response: Response) -> Response {
+    // A file is served with a stricter policy still (it may run nothing).
+    let policy = if response.headers().contains_key(header::CONTENT_DISPOSITION) {
+        super::web_files::FILE_POLICY
+    } else {
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+         media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    };
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
-             media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; \
-             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
