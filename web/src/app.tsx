@@ -8,6 +8,7 @@ import { ChannelKind, ErrorCode, Permission, PresenceStatus } from "./gen/kith_p
 import { PAGE, Store } from "./state";
 import { clean, cleanName, dayLabel, linkify, timeOfDay } from "./text";
 import { Connection, RequestError, serverInfo } from "./transport";
+import { upload } from "./upload";
 import { supported as voiceSupported, Voice } from "./voice";
 
 const store = new Store();
@@ -1175,7 +1176,17 @@ function Composer(props: {
   const [text, setText] = useState("");
   const [caret, setCaret] = useState(0);
   const [choice, setChoice] = useState(0);
+  /// Files chosen to go with the next message, and how their upload goes.
+  const [files, setFiles] = useState<File[]>([]);
+  const [uploading, setUploading] = useState<string | null>(null);
   const box = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
+  const canAttach = store.may(channel, Permission.ATTACH_FILES);
+  const add = (chosen: FileList | File[] | null | undefined) => {
+    if (!canAttach || !chosen) return;
+    const more = Array.from(chosen);
+    if (more.length) setFiles((have) => [...have, ...more].slice(0, 10));
+  };
   const lastTyping = useRef(0);
   const at = mentionAt(text, caret);
   const candidates = at
@@ -1199,7 +1210,23 @@ function Composer(props: {
   };
   const send = async () => {
     const body = text.trim();
-    if (!body) return;
+    if (!body && !files.length) return;
+    const uploads: string[] = [];
+    if (files.length) {
+      try {
+        for (const f of files) {
+          const name = cleanName(f.name);
+          setUploading(`Uploading ${name}…`);
+          uploads.push(await upload(conn!, channel.id, f, (p) => setUploading(`Uploading ${name} ${Math.floor(p * 100)}%`)));
+        }
+      } catch (e) {
+        setUploading(null);
+        store.notice(explain(e));
+        return;
+      }
+      setUploading(null);
+      setFiles([]);
+    }
     const nonce = `${Date.now().toString(36)}-${(nonceCounter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const replyTo = props.replyTo?.id ?? 0n;
     // The message ends this typing; the next keystroke announces the next.
@@ -1207,7 +1234,7 @@ function Composer(props: {
     setText("");
     props.onReplied();
     try {
-      await conn!.request({ case: "sendMessage", value: { channelId: channel.id, body, nonce, replyTo } });
+      await conn!.request({ case: "sendMessage", value: { channelId: channel.id, body, nonce, replyTo, uploads } });
     } catch (e) {
       setText(body);
       store.notice(explain(e));
@@ -1220,7 +1247,26 @@ function Composer(props: {
         e.preventDefault();
         send();
       }}
+      onDragOver={(e) => canAttach && e.preventDefault()}
+      onDrop={(e) => {
+        e.preventDefault();
+        add(e.dataTransfer?.files);
+      }}
     >
+      {(files.length > 0 || uploading) && (
+        <ul class="chosen-files" aria-label="Files to send">
+          {uploading && <li role="status">{uploading}</li>}
+          {!uploading &&
+            files.map((f, i) => (
+              <li key={i}>
+                {cleanName(f.name)} · {size(f.size)}
+                <button type="button" class="link" aria-label={`Remove ${cleanName(f.name)}`} onClick={() => setFiles(files.filter((_, j) => j !== i))}>
+                  ×
+                </button>
+              </li>
+            ))}
+        </ul>
+      )}
       {props.replyTo && (
         <p class="replying">
           Replying to {cleanName(props.replyTo.authorName)}
@@ -1254,6 +1300,13 @@ function Composer(props: {
           placeholder={`Message ${title}`}
           rows={1}
           value={text}
+          onPaste={(e) => {
+            // A pasted picture (a screenshot) is a file to attach.
+            if (e.clipboardData?.files.length) {
+              e.preventDefault();
+              add(e.clipboardData.files);
+            }
+          }}
           onInput={(e) => {
             const el = e.target as HTMLTextAreaElement;
             setText(el.value);
@@ -1292,7 +1345,15 @@ function Composer(props: {
             }
           }}
         />
-        <button type="submit" aria-label="Send">
+        {canAttach && (
+          <>
+            <input ref={picker} type="file" multiple hidden aria-hidden="true" onChange={(e) => add((e.target as HTMLInputElement).files)} />
+            <button type="button" class="attach" aria-label="Attach files" onClick={() => picker.current?.click()}>
+              +
+            </button>
+          </>
+        )}
+        <button type="submit" aria-label="Send" disabled={uploading !== null}>
           Send
         </button>
       </div>

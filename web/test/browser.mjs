@@ -20,7 +20,7 @@
 // Any console error, page error or failed expectation fails the run.
 
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { chromium } from "playwright-core";
 
@@ -417,6 +417,21 @@ async function chat() {
   await photo.waitFor();
   await eventually("the photo to load", () => photo.evaluate((img) => img.complete && img.naturalWidth === 240));
   expect(true, "a photo is shown inline, fetched with the message's expiring key");
+
+  // wren attaches a photo from her side (the picker a phone opens on its
+  // gallery or camera), and alice gets the very same bytes.
+  await wren.locator('input[type="file"]').setInputFiles(env("PHOTO"));
+  await wren.getByRole("list", { name: "Files to send" }).getByText("sunset.png").waitFor();
+  await wren.getByLabel("Message # general").fill("my sunset");
+  await shot(wren, "attaching");
+  await wren.getByRole("button", { name: "Send", exact: true }).click();
+  await general.getByRole("img", { name: "sunset.png" }).nth(1).waitFor();
+  const sent = await eventually("alice to see wren's photo", () =>
+    aliceHistory("Family/general").find((m) => m.body === "my sunset" && m.attachments?.length === 1),
+  );
+  const saved = mkdtempSync(`${tmpdir()}/kith-`);
+  alice("download", "Family/general", sent.id, "--out", saved);
+  expect(readFileSync(`${saved}/sunset.png`).equals(readFileSync(env("PHOTO"))), "a photo sent from the browser reaches the CLI byte for byte");
   await shot(wren, "file");
 
   // A huge message is wrapped, not a page as wide as itself.

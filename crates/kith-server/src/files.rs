@@ -109,11 +109,13 @@ impl Files {
         keys.by_key.insert(key, entry);
     }
 
-    /// The upload `key` allows on `session`'s connection.
-    pub fn upload_key(&self, key: &str, session: SessionId) -> Option<UploadKey> {
+    /// The upload `key` allows on `session`'s connection, or (`None`) by
+    /// link: the browser's HTTPS uploads travel on other connections than
+    /// its session, and the key is the authorisation.
+    pub fn upload_key(&self, key: &str, session: Option<SessionId>) -> Option<UploadKey> {
         match self.keys.lock().expect("keys lock").by_key.get(key)? {
             Key::Upload { session: s, user, size, blake3, until }
-                if *s == session && *until > Instant::now() =>
+                if session.is_none_or(|session| *s == session) && *until > Instant::now() =>
             {
                 Some(UploadKey { user: *user, size: *size, blake3: *blake3 })
             }
@@ -364,9 +366,10 @@ mod tests {
             message: MessageId(3),
             expires_at: Timestamp(1000),
         });
-        assert_eq!(files.upload_key("u", SessionId(1)).map(|k| (k.user, k.size)), Some((UserId(9), 5)));
-        assert!(files.upload_key("u", SessionId(2)).is_none(), "another connection");
-        assert!(files.upload_key("d", SessionId(1)).is_none(), "a download key uploads nothing");
+        assert_eq!(files.upload_key("u", Some(SessionId(1))).map(|k| (k.user, k.size)), Some((UserId(9), 5)));
+        assert!(files.upload_key("u", Some(SessionId(2))).is_none(), "another connection");
+        assert!(files.upload_key("u", None).is_some(), "by link");
+        assert!(files.upload_key("d", Some(SessionId(1))).is_none(), "a download key uploads nothing");
         assert_eq!(files.download_key("d", SessionId(1), Timestamp(999)), Some(MessageId(3)));
         assert!(files.download_key("d", SessionId(1), Timestamp(1000)).is_none(), "expired");
         assert!(files.download_key("nope", SessionId(1), Timestamp(0)).is_none());

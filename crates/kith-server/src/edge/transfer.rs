@@ -38,7 +38,7 @@ pub async fn serve(
             return refuse(&mut send, ErrorCode::Protocol, "no transfer request within 10 s".into()).await;
         }
     };
-    let outcome = if let Some(up) = files.upload_key(&request.key, session) {
+    let outcome = if let Some(up) = files.upload_key(&request.key, Some(session)) {
         upload(edge, files, &request.key, up, &mut recv, &mut send).await
     } else if let Some(message) = files.download_key(&request.key, session, crate::actor::now()) {
         download(edge, files, message, &request, &mut send).await
@@ -56,7 +56,7 @@ pub async fn serve(
     }
 }
 
-type Refusal = (ErrorCode, String);
+pub(super) type Refusal = (ErrorCode, String);
 
 async fn read_request(recv: &mut (impl AsyncRead + Unpin)) -> Result<TransferRequest, String> {
     let len = recv.read_u32().await.map_err(|e| format!("reading the transfer request: {e}"))? as usize;
@@ -92,8 +92,44 @@ async fn upload(
     send: &mut (impl AsyncWrite + Unpin),
 ) -> Result<(), Refusal> {
     let done = |size| TransferStatus { offset: size, size, complete: true, ..Default::default() };
+    let mut receiving = match open_upload(edge, files, key, up).await? {
+        Opened::Stored => {
+            return write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e));
+        }
+        Opened::Receiving(r) => r,
+    };
+    let start = TransferStatus { offset: receiving.have, size: up.size, ..Default::default() };
+    write_status(send, &start).await.map_err(|e| internal("answering", e))?;
+    receiving.receive(recv).await?;
+    receiving.finish(edge, files, key).await?;
+    write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e))
+}
+
+/// Where an upload stands once its key is presented.
+pub(super) enum Opened {
+    /// The file is stored already (by anyone, as it is): nothing to send.
+    Stored,
+    Receiving(Receiving),
+}
+
+/// An upload being received: its partial file, and how much is in it.
+pub(super) struct Receiving {
+    file: tokio::fs::File,
+    partial: std::path::PathBuf,
+    pub have: u64,
+    up: crate::files::UploadKey,
+}
+
+/// Opens the upload `key` allows: says so to the hub at once if the file
+/// is stored already, or opens its partial file (what an earlier, cut-off
+/// upload of the same file by the same account left) to append to.
+pub(super) async fn open_upload(
+    edge: &Edge,
+    files: &Arc<Files>,
+    key: &str,
+    up: crate::files::UploadKey,
+) -> Result<Opened, Refusal> {
     if files.blob(&up.blake3).exists() {
-        // Stored already (by anyone, as it is: no metadata to take out).
         let blake3 = up.blake3;
         let f = files.clone();
         let content_type = tokio::task::spawn_blocking(move || f.content_type_of(&blake3))
@@ -101,10 +137,10 @@ async fn upload(
             .map_err(|e| internal("checking a stored file", e))?
             .map_err(|e| internal("checking a stored file", e))?;
         stored(edge, key, crate::files::Stored { content_type, blake3, size: up.size }).await?;
-        return write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e));
+        return Ok(Opened::Stored);
     }
     let partial = files.partial(up.user, &up.blake3);
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&partial)
@@ -116,45 +152,56 @@ async fn upload(
         have = 0;
     }
     files.room_for(up.size - have).map_err(|why| (ErrorCode::TooLarge, why))?;
-    let start = TransferStatus { offset: have, size: up.size, ..Default::default() };
-    write_status(send, &start).await.map_err(|e| internal("answering", e))?;
-    let mut buf = vec![0u8; CHUNK];
-    while have < up.size {
-        let n = match tokio::time::timeout(IDLE, recv.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => n,
-        };
-        let take = n.min((up.size - have) as usize);
-        file.write_all(&buf[..take]).await.map_err(|e| internal("writing an upload", e))?;
-        have += take as u64;
-        if take < n {
-            let _ = file.set_len(0).await;
+    Ok(Opened::Receiving(Receiving { file, partial, have, up }))
+}
+
+impl Receiving {
+    /// Appends what `recv` brings until the file is whole, the sender
+    /// stops, or it goes quiet for a minute. More than declared is refused
+    /// (and the partial file emptied).
+    pub(super) async fn receive(&mut self, recv: &mut (impl AsyncRead + Unpin)) -> Result<(), Refusal> {
+        let size = self.up.size;
+        let mut buf = vec![0u8; CHUNK];
+        while self.have < size {
+            let n = match tokio::time::timeout(IDLE, recv.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            };
+            let take = n.min((size - self.have) as usize);
+            self.file.write_all(&buf[..take]).await.map_err(|e| internal("writing an upload", e))?;
+            self.have += take as u64;
+            if take < n {
+                let _ = self.file.set_len(0).await;
+                return Err((
+                    ErrorCode::Invalid,
+                    format!("more than the {size} bytes declared; send the file again"),
+                ));
+            }
+        }
+        self.file.flush().await.map_err(|e| internal("writing an upload", e))
+    }
+
+    /// A whole file is checked, stored and reported to the hub; a partial
+    /// one is kept, to be continued by the next upload of the same file.
+    pub(super) async fn finish(self, edge: &Edge, files: &Arc<Files>, key: &str) -> Result<(), Refusal> {
+        if self.have < self.up.size {
+            self.file.sync_data().await.map_err(|e| internal("writing an upload", e))?;
             return Err((
                 ErrorCode::Invalid,
-                format!("more than the {} bytes declared; send the file again", up.size),
+                format!(
+                    "the upload stopped at {} of {} bytes; upload the same file again to continue",
+                    self.have, self.up.size
+                ),
             ));
         }
+        drop(self.file);
+        let (f, blake3, partial) = (files.clone(), self.up.blake3, self.partial);
+        let kept = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
+            .await
+            .map_err(|e| internal("storing an upload", e))?
+            .map_err(|why| (ErrorCode::Invalid, why))?;
+        stored(edge, key, kept).await
     }
-    file.flush().await.map_err(|e| internal("writing an upload", e))?;
-    if have < up.size {
-        // Kept, to be continued by the next upload of the same file.
-        file.sync_data().await.map_err(|e| internal("writing an upload", e))?;
-        return Err((
-            ErrorCode::Invalid,
-            format!(
-                "the stream ended at {have} of {} bytes; upload the same file again to continue",
-                up.size
-            ),
-        ));
-    }
-    drop(file);
-    let (f, blake3) = (files.clone(), up.blake3);
-    let kept = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
-        .await
-        .map_err(|e| internal("storing an upload", e))?
-        .map_err(|why| (ErrorCode::Invalid, why))?;
-    stored(edge, key, kept).await?;
-    write_status(send, &done(up.size)).await.map_err(|e| internal("answering", e))
 }
 
 /// Tells the hub before the client hears it: the client's next request

@@ -165,6 +165,7 @@ fn router() -> Router<Conn> {
         .route("/api/webtransport", get(webtransport))
         .route("/ws", get(websocket))
         .route("/files/{key}/{index}", get(super::web_files::file))
+        .route("/uploads/{key}", get(super::web_files::upload_status).post(super::web_files::upload))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response_with_state((), security_headers))
 }
@@ -223,7 +224,7 @@ async fn webtransport(State(conn): State<Conn>) -> Response {
 /// A WebSocket is opened by any page the user visits, with the user's
 /// address: only this server's own page may open one here. Non-browser
 /// clients send no origin.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
     origin.to_str().is_ok_and(|o| o.strip_prefix("https://") == Some(host))

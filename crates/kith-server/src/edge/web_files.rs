@@ -1,4 +1,7 @@
-//! Attachments over HTTPS, for the browser: `GET /files/KEY/INDEX`, where
+//! Attachments over HTTPS, for the browser. Uploads: `GET /uploads/KEY`
+//! says how much of the file the server holds, `POST /uploads/KEY?offset=N`
+//! appends from there (so a dropped upload continues), with the key
+//! `create_upload` gave. Downloads: `GET /files/KEY/INDEX`, where
 //! KEY is what `open_attachments` gave (128 bits, an hour long — the URL is
 //! the authorisation, and it expires). Photos and videos are served inline
 //! with their sniffed type and byte ranges (so a video seeks); every other
@@ -6,7 +9,7 @@
 //! `nosniff`, and no type the bytes did not prove.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -40,6 +43,79 @@ pub fn byte_range(header: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
         (start, end)
     };
     Some(if range.0 < range.1 { Ok(range) } else { Err(()) })
+}
+
+/// Where an upload stands, as JSON: `{"offset": N, "size": S, "complete": bool}`.
+fn progress(offset: u64, size: u64) -> Response {
+    let body = serde_json::json!({"offset": offset, "size": size, "complete": offset == size});
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string())
+        .into_response()
+}
+
+fn refused((code, reason): super::transfer::Refusal) -> Response {
+    let status = match code {
+        kith_proto::v1::ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        kith_proto::v1::ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        kith_proto::v1::ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, reason).into_response()
+}
+
+fn unknown_upload() -> Response {
+    (StatusCode::NOT_FOUND, "unknown or expired upload key; ask again with create_upload").into_response()
+}
+
+pub async fn upload_status(State(conn): State<Conn>, Path(key): Path<String>) -> Response {
+    let edge = &conn.edge;
+    let Some(up) = edge.files.upload_key(&key, None) else { return unknown_upload() };
+    match super::transfer::open_upload(edge, &edge.files, &key, up).await {
+        Ok(super::transfer::Opened::Stored) => progress(up.size, up.size),
+        Ok(super::transfer::Opened::Receiving(r)) => progress(r.have, up.size),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct At {
+    offset: u64,
+}
+
+pub async fn upload(
+    State(conn): State<Conn>,
+    Path(key): Path<String>,
+    Query(at): Query<At>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !super::web::same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "a page from another site may not upload here").into_response();
+    }
+    let edge = &conn.edge;
+    let Some(up) = edge.files.upload_key(&key, None) else { return unknown_upload() };
+    let mut receiving = match super::transfer::open_upload(edge, &edge.files, &key, up).await {
+        Ok(super::transfer::Opened::Stored) => return progress(up.size, up.size),
+        Ok(super::transfer::Opened::Receiving(r)) => r,
+        Err(e) => return refused(e),
+    };
+    if at.offset != receiving.have {
+        // The client's idea of where it stopped is not the server's: it
+        // asks again (GET) and sends from there.
+        return (StatusCode::CONFLICT, progress(receiving.have, up.size)).into_response();
+    }
+    use futures_util::TryStreamExt as _;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut reader = tokio_util::io::StreamReader::new(stream);
+    if let Err(e) = receiving.receive(&mut reader).await {
+        return refused(e);
+    }
+    let have = receiving.have;
+    match receiving.finish(edge, &edge.files, &key).await {
+        Ok(()) => progress(up.size, up.size),
+        // Cut short: what arrived is kept; the answer says how far it got.
+        Err(_) if have < up.size => progress(have, up.size),
+        Err(e) => refused(e),
+    }
 }
 
 /// Types shown in the page; anything else is only ever downloaded.
