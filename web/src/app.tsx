@@ -1062,14 +1062,15 @@ function Files({ m }: { m: Message }) {
     <ul class="files" aria-label="Attached files">
       {m.attachments.map((a, i) => {
         const name = cleanName(a.name);
-        const label = `${name} · ${size(Number(a.size))} · ${cleanName(a.contentType)}`;
+        const pixels = a.width && a.height ? ` · ${a.width}×${a.height}` : "";
+        const label = `${name}${pixels} · ${size(Number(a.size))} · ${cleanName(a.contentType)}`;
         const url = key ? `/files/${encodeURIComponent(key)}/${i}` : null;
         const type = a.contentType;
         return (
           <li key={i}>
             {url && type.startsWith("image/") && (
               <a href={url} target="_blank" rel="noopener noreferrer" aria-label={`Open ${name} full size`}>
-                <img src={url} alt={name} loading="lazy" class="photo" />
+                <img src={url} alt={name} loading="lazy" class="photo" width={a.width || undefined} height={a.height || undefined} />
               </a>
             )}
             {url && type.startsWith("video/") && <video src={url} controls preload="metadata" class="photo" aria-label={name} />}

@@ -312,6 +312,9 @@ pub struct AttachmentMeta {
     pub size: u64,
     pub content_type: String,
     pub blake3: [u8; 32],
+    /// A picture's size in pixels; 0 × 0 otherwise.
+    pub width: u32,
+    pub height: u32,
 }
 
 impl AttachmentMeta {
@@ -321,6 +324,8 @@ impl AttachmentMeta {
             size: self.size,
             content_type: self.content_type.clone(),
             blake3: self.blake3.to_vec(),
+            width: self.width,
+            height: self.height,
         }
     }
 }

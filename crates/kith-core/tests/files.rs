@@ -48,6 +48,8 @@ fn stored(w: &mut World, key: &str) {
         content_type: "image/png".into(),
         blake3: [6; 32],
         size: 1200,
+        width: 4032,
+        height: 3024,
     });
 }
 
@@ -74,7 +76,7 @@ fn a_message_names_an_upload_only_once_its_bytes_are_stored() {
     // The name is shown, never used as a path: no directories, no bidi.
     // What the edge kept (a photo without its metadata), not what was declared.
     assert_eq!((a[0].name.as_str(), a[0].size, a[0].content_type.as_str()), ("gpj.exe", 1200, "image/png"));
-    assert_eq!(a[0].blake3, [6; 32]);
+    assert_eq!((a[0].blake3.as_slice(), a[0].width, a[0].height), (&[6; 32][..], 4032, 3024));
     assert!(
         matches!(&w.writes.last(), Some((_, Write::InsertMessage { message })) if message.attachments.len() == 1)
     );

@@ -21,21 +21,47 @@ use std::io::{self, Read, Write};
 /// What was done to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stripped {
-    /// Rewritten without its metadata.
-    Cleaned,
+    /// Rewritten without its metadata; the picture's size in pixels.
+    Cleaned { width: u32, height: u32 },
     /// Not an image this knows how to clean: copied as it is.
     Untouched,
 }
 
+/// The most pixels a picture may have (a 108-megapixel phone photo fits;
+/// a decompression bomb, tiny on disk and gigapixels decoded, does not)...
+pub const MAX_PIXELS: u64 = 200_000_000;
+/// ...and the longest side.
+pub const MAX_SIDE: u32 = 30_000;
+
 /// Copies the image in `input` to `output` without its metadata, if
 /// `content_type` (as sniffed from the bytes) is one it cleans. An error
-/// means the image is malformed (or the disk failed): refuse the upload.
+/// means the image is malformed, or bigger than [`MAX_PIXELS`] or
+/// [`MAX_SIDE`] (kind `Unsupported`), or the disk failed: refuse the upload.
+/// Nothing is decoded: the size is read from the frame header.
 pub fn strip(content_type: &str, input: impl Read, output: impl Write) -> io::Result<Stripped> {
-    match content_type {
-        "image/jpeg" => jpeg(input, output).map(|()| Stripped::Cleaned),
-        "image/png" => png(input, output).map(|()| Stripped::Cleaned),
-        _ => Ok(Stripped::Untouched),
+    let (width, height) = match content_type {
+        "image/jpeg" => jpeg(input, output)?,
+        "image/png" => png(input, output)?,
+        _ => return Ok(Stripped::Untouched),
+    };
+    Ok(Stripped::Cleaned { width, height })
+}
+
+/// Refuses a picture too big to show safely.
+fn within_caps(width: u32, height: u32) -> io::Result<(u32, u32)> {
+    if width == 0 || height == 0 {
+        return Err(bad("a picture of no pixels"));
     }
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the picture is {width}×{height} pixels; this server takes pictures of at most {} megapixels and {MAX_SIDE} pixels a side",
+                MAX_PIXELS / 1_000_000
+            ),
+        ));
+    }
+    Ok((width, height))
 }
 
 fn bad(why: &str) -> io::Error {
@@ -67,7 +93,7 @@ fn private(marker: u8, payload: &[u8]) -> bool {
     }
 }
 
-fn jpeg(input: impl Read, output: impl Write) -> io::Result<()> {
+fn jpeg(input: impl Read, output: impl Write) -> io::Result<(u32, u32)> {
     let mut r = io::BufReader::new(input);
     let mut w = io::BufWriter::new(output);
     if byte(&mut r)? != 0xFF || byte(&mut r)? != SOI {
@@ -82,6 +108,7 @@ fn jpeg(input: impl Read, output: impl Write) -> io::Result<()> {
     let mut wrote_head = false;
     // A marker the scan copy already read.
     let mut after_scan = None;
+    let mut size = None;
     loop {
         let marker = match after_scan.take() {
             Some(m) => m,
@@ -89,11 +116,12 @@ fn jpeg(input: impl Read, output: impl Write) -> io::Result<()> {
         };
         match marker {
             EOI => {
-                if !wrote_head {
-                    return Err(bad("a JPEG without a scan"));
-                }
+                let Some(size) = size.filter(|_| wrote_head) else {
+                    return Err(bad("a JPEG without a frame and a scan"));
+                };
                 w.write_all(&[0xFF, EOI])?;
-                return w.flush();
+                w.flush()?;
+                return Ok(size);
             }
             // Restart markers have no length; outside a scan they are stray.
             0xD0..=0xD7 | 0x01 => {
@@ -122,6 +150,17 @@ fn jpeg(input: impl Read, output: impl Write) -> io::Result<()> {
                 kept.push((marker, payload));
                 continue;
             }
+            if !frame {
+                return Err(bad("a JPEG scan before its frame header"));
+            }
+            // Precision, then height and width.
+            let [_, h1, h2, w1, w2, ..] = payload[..] else {
+                return Err(bad("a JPEG frame header too short"));
+            };
+            size = Some(within_caps(
+                u32::from(u16::from_be_bytes([w1, w2])),
+                u32::from(u16::from_be_bytes([h1, h2])),
+            )?);
             if let Some(o) = orientation.filter(|&o| o != 1) {
                 segment(&mut w, APP1, &orientation_exif(o))?;
             }
@@ -247,7 +286,7 @@ const PNG_KEPT: &[&[u8; 4]] = &[
 /// The largest PNG chunk copied (a bigger one is malformed or hostile).
 const PNG_MAX_CHUNK: u32 = 1 << 30;
 
-fn png(input: impl Read, output: impl Write) -> io::Result<()> {
+fn png(input: impl Read, output: impl Write) -> io::Result<(u32, u32)> {
     let mut r = io::BufReader::new(input);
     let mut w = io::BufWriter::new(output);
     let mut signature = [0u8; 8];
@@ -256,6 +295,15 @@ fn png(input: impl Read, output: impl Write) -> io::Result<()> {
         return Err(bad("not a PNG: wrong signature"));
     }
     w.write_all(PNG_SIGNATURE)?;
+    // IHDR comes first, and says the size.
+    let mut ihdr = [0u8; 8 + 13 + 4];
+    r.read_exact(&mut ihdr).map_err(|_| bad("the PNG ends in its header"))?;
+    if &ihdr[..8] != b"\0\0\0\x0dIHDR" {
+        return Err(bad("a PNG that does not start with its header chunk"));
+    }
+    let be = |at: usize| u32::from_be_bytes([ihdr[at], ihdr[at + 1], ihdr[at + 2], ihdr[at + 3]]);
+    let size = within_caps(be(8), be(12))?;
+    w.write_all(&ihdr)?;
     loop {
         let mut head = [0u8; 8];
         r.read_exact(&mut head).map_err(|_| bad("the PNG ends without IEND"))?;
@@ -274,8 +322,12 @@ fn png(input: impl Read, output: impl Write) -> io::Result<()> {
         if moved != u64::from(len) + 4 {
             return Err(bad("the PNG ends inside a chunk"));
         }
+        if &kind == b"IHDR" {
+            return Err(bad("a second PNG header chunk"));
+        }
         if &kind == b"IEND" {
-            return w.flush();
+            w.flush()?;
+            return Ok(size);
         }
     }
 }
@@ -329,7 +381,7 @@ mod tests {
 
     fn cleaned(input: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        assert_eq!(strip("image/jpeg", input, &mut out).unwrap(), Stripped::Cleaned);
+        assert_eq!(strip("image/jpeg", input, &mut out).unwrap(), Stripped::Cleaned { width: 1, height: 1 });
         out
     }
 
@@ -420,7 +472,10 @@ mod tests {
             png.extend(chunk(k, d));
         }
         let mut out = Vec::new();
-        strip("image/png", &png[..], &mut out).unwrap();
+        assert_eq!(
+            strip("image/png", &png[..], &mut out).unwrap(),
+            Stripped::Cleaned { width: 1, height: 1 }
+        );
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.contains("IHDR") && text.contains("gAMA") && text.contains("IDAT") && text.contains("IEND")
@@ -429,6 +484,24 @@ mod tests {
             assert!(!text.contains(gone), "{gone} survived");
         }
         assert!(strip("image/png", &png[..png.len() - 5], &mut Vec::new()).is_err(), "truncated");
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_by_its_header_before_any_decoding() {
+        // 50 000 × 50 000 pixels: a few kilobytes on disk, 10 GB decoded.
+        let mut png = PNG_SIGNATURE.to_vec();
+        png.extend_from_slice(b"\0\0\0\x0dIHDR");
+        png.extend_from_slice(&50_000u32.to_be_bytes());
+        png.extend_from_slice(&50_000u32.to_be_bytes());
+        png.extend_from_slice(b"\x08\x02\0\0\0\0\0\0\0");
+        let e = strip("image/png", &png[..], &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("50000×50000"), "{e}");
+        // The same for a JPEG's frame header (65 535 × 65 535).
+        let mut jpeg = vec![0xFF, SOI];
+        segment(&mut jpeg, 0xC0, &[8, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0]).unwrap();
+        let e = strip("image/jpeg", &jpeg[..], &mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use kith_core::{Grant, MessageId, SessionId, Timestamp, UserId};
+use kith_media::strip::Stripped;
 
 use crate::store::Reader;
 
@@ -79,6 +80,9 @@ pub struct Stored {
     pub content_type: String,
     pub blake3: [u8; 32],
     pub size: u64,
+    /// A picture's size in pixels (0 × 0 otherwise).
+    pub width: u32,
+    pub height: u32,
 }
 
 impl Files {
@@ -180,30 +184,43 @@ impl Files {
             );
         }
         let content_type = kith_media::content_type(&head);
-        let (source, stored) = if self.keep_metadata {
-            (partial.to_owned(), Stored { content_type, blake3: hash, size })
-        } else {
-            let clean = partial.with_extension("clean");
-            let result = std::fs::File::open(partial).and_then(|input| {
-                let output = std::fs::File::create(&clean)?;
-                kith_media::strip::strip(&content_type, input, output)
-            });
-            match result {
-                Ok(kith_media::strip::Stripped::Untouched) => {
-                    let _ = std::fs::remove_file(&clean);
-                    (partial.to_owned(), Stored { content_type, blake3: hash, size })
-                }
-                Ok(kith_media::strip::Stripped::Cleaned) => {
-                    let _ = std::fs::remove_file(partial);
-                    let (hash, _, size) =
-                        hash_file(&clean).map_err(|e| fail("reading the cleaned photo", e))?;
-                    (clean, Stored { content_type, blake3: hash, size })
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(partial);
-                    let _ = std::fs::remove_file(&clean);
-                    return Err(format!("the file looks like {content_type} but is not a valid one ({e})"));
-                }
+        // Photos are rewritten without their metadata (or, if the operator
+        // keeps it, still read through: that checks them and finds their size).
+        let clean = partial.with_extension("clean");
+        let result = std::fs::File::open(partial).and_then(|input| {
+            if self.keep_metadata {
+                kith_media::strip::strip(&content_type, input, std::io::sink())
+            } else {
+                kith_media::strip::strip(&content_type, input, std::fs::File::create(&clean)?)
+            }
+        });
+        let stored = |blake3, size, (width, height)| Stored {
+            content_type: content_type.clone(),
+            blake3,
+            size,
+            width,
+            height,
+        };
+        let (source, stored) = match result {
+            Ok(Stripped::Cleaned { width, height }) if !self.keep_metadata => {
+                let _ = std::fs::remove_file(partial);
+                let (hash, _, size) = hash_file(&clean).map_err(|e| fail("reading the cleaned photo", e))?;
+                (clean, stored(hash, size, (width, height)))
+            }
+            Ok(Stripped::Cleaned { width, height }) => {
+                (partial.to_owned(), stored(hash, size, (width, height)))
+            }
+            Ok(Stripped::Untouched) => {
+                let _ = std::fs::remove_file(&clean);
+                (partial.to_owned(), stored(hash, size, (0, 0)))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(partial);
+                let _ = std::fs::remove_file(&clean);
+                return Err(match e.kind() {
+                    std::io::ErrorKind::Unsupported => e.to_string(),
+                    _ => format!("the file looks like {content_type} but is not a valid one ({e})"),
+                });
             }
         };
         std::fs::File::open(&source).and_then(|f| f.sync_all()).map_err(|e| fail("syncing the upload", e))?;
@@ -386,7 +403,13 @@ mod tests {
         let stored = files.commit(&partial, &blake3).unwrap();
         assert_eq!(
             stored,
-            Stored { content_type: "application/octet-stream".into(), blake3, size: body.len() as u64 }
+            Stored {
+                content_type: "application/octet-stream".into(),
+                blake3,
+                size: body.len() as u64,
+                width: 0,
+                height: 0
+            }
         );
         assert_eq!(std::fs::read(files.blob(&blake3)).unwrap(), body);
         assert!(!partial.exists());

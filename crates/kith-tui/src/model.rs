@@ -73,14 +73,7 @@ impl Msg {
             files: m
                 .attachments
                 .iter()
-                .map(|a| {
-                    format!(
-                        "{} · {} · {}",
-                        clean_line(&a.name),
-                        crate::text::size(a.size),
-                        clean_line(&a.content_type)
-                    )
-                })
+                .map(|a| crate::text::attachment(&a.name, a.size, &a.content_type, a.width, a.height))
                 .collect(),
             layout: Cell::new(None),
         }

@@ -176,6 +176,13 @@ pub fn size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// What a file is, on one line: `beach.jpg · 4032×3024 · 2.4 MB ·
+/// image/jpeg` (the size in pixels when it is a picture), cleaned.
+pub fn attachment(name: &str, bytes: u64, content_type: &str, width: u32, height: u32) -> String {
+    let pixels = if width > 0 && height > 0 { format!(" · {width}×{height}") } else { String::new() };
+    format!("{}{pixels} · {} · {}", clean_line(name), size(bytes), clean_line(content_type))
+}
+
 pub fn width(text: &str) -> usize {
     text.graphemes(true).map(grapheme_width).sum()
 }

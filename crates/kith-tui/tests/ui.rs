@@ -1163,12 +1163,15 @@ fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_iner
         size: 2_400_000,
         content_type: "image/jpeg".into(),
         blake3: vec![1; 32],
+        width: 4032,
+        height: 3024,
     };
     let hostile = v1::Attachment {
         name: "\u{1b}[2Jevil\u{202E}gpj.exe".into(),
         size: 512,
         content_type: "application/octet-stream".into(),
         blake3: vec![2; 32],
+        ..Default::default()
     };
     let mut m = msg(1, GENERAL, BOB, "bob", "from the beach");
     m.attachments = vec![photo, hostile];
@@ -1182,7 +1185,7 @@ fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_iner
     let mut ui = Ui::chatting(vec![m, files_only]);
     let s = ui.screen();
     assert!(shows(&s, "bob from the beach"), "{s}");
-    assert!(shows(&s, "📎  beach.jpg · 2.4 MB · image/jpeg"), "{s}");
+    assert!(shows(&s, "📎  beach.jpg · 4032×3024 · 2.4 MB · image/jpeg"), "{s}");
     // The escape and the bidi override show as inert marks, as in bodies.
     assert!(shows(&s, "📎  ␛[2Jevil⁇gpj.exe · 512 B · application/octet-stream"), "{s}");
     assert!(!s.contains('\u{1b}') && !s.contains('\u{202E}'));

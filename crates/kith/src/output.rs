@@ -51,6 +51,10 @@ pub struct AttachmentJson<'a> {
     pub size: u64,
     pub content_type: &'a str,
     pub blake3: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
 }
 
 impl<'a> MessageJson<'a> {
@@ -77,6 +81,8 @@ impl<'a> MessageJson<'a> {
                     size: a.size,
                     content_type: &a.content_type,
                     blake3: a.blake3.iter().map(|b| format!("{b:02x}")).collect(),
+                    width: (a.width > 0).then_some(a.width),
+                    height: (a.height > 0).then_some(a.height),
                 })
                 .collect(),
         }
@@ -114,9 +120,10 @@ pub fn progress(name: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// `photo.jpg · 2.4 MB · image/jpeg`: what a file is, for a terminal.
+/// `photo.jpg · 4032×3024 · 2.4 MB · image/jpeg`: what a file is, for a
+/// terminal (cleaned by the one rule `kith_tui::text` keeps).
 pub fn attachment_line(a: &v1::Attachment) -> String {
-    format!("{} · {} · {}", sanitize(&a.name), kith_tui::text::size(a.size), sanitize(&a.content_type))
+    kith_tui::text::attachment(&a.name, a.size, &a.content_type, a.width, a.height)
 }
 
 /// One line of JSON. Characters a terminal could obey or hide (C1 controls,

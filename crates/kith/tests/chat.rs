@@ -228,7 +228,7 @@ fn a_file_uploaded_from_kith_chat_reaches_the_others_with_its_message() {
     image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&pixels).unwrap();
     std::fs::write(&photo, &jpeg).unwrap();
     // Stored a little smaller: even the JFIF header is metadata.
-    let shown = format!("my photo.jpg · {} B · image/jpeg", jpeg.len() - 18);
+    let shown = format!("my photo.jpg · 8×8 · {} B · image/jpeg", jpeg.len() - 18);
     let term = Tmux::chat("upload", &bob, &[]);
     term.wait_for("● connected");
     term.type_text(&format!("/upload \"{}\" -- look at this", photo.display()));

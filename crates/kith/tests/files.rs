@@ -350,6 +350,32 @@ fn a_photo_loses_where_it_was_taken_and_stays_upright() {
     let m = history(&bob, "Family/general").into_iter().find(|m| m["id"] == id.trim()).unwrap();
     assert_eq!(m["attachments"][0]["size"].as_u64(), Some(got.len() as u64));
     assert_eq!(m["attachments"][0]["content_type"], "image/jpeg");
+    assert_eq!(
+        (m["attachments"][0]["width"].as_u64(), m["attachments"][0]["height"].as_u64()),
+        (Some(64), Some(32))
+    );
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_saying_how_big_it_claims_to_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, ..] = family_from_the_shell(tmp.path(), &server);
+    // A PNG that says it is 40 000 × 40 000 pixels: 1.6 gigapixels, about
+    // 5 GB once decoded, from a few bytes of zeros compressed. The server
+    // refuses it from its header, before anything could decode it.
+    let bomb = tmp.path().join("bomb.png");
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&40_000u32.to_be_bytes());
+    png.extend_from_slice(&40_000u32.to_be_bytes());
+    png.extend_from_slice(b"\x08\x00\x00\x00\x00\0\0\0\0");
+    png.extend_from_slice(b"\0\0\0\x0bIDAT\x78\x9c\xed\xc1\x01\x0d\0\0\0\xc2\xa0\0\0\0\0");
+    png.extend_from_slice(b"\0\0\0\0IEND\xaeB`\x82");
+    std::fs::write(&bomb, &png).unwrap();
+    let err = kith_fails(&alice, &["send", "Family/general", "--file", bomb.to_str().unwrap(), "boom"]);
+    assert!(err.contains("40000×40000") && err.contains("at most 200 megapixels"), "{err}");
+    assert!(stored(&data).iter().all(|(p, _)| !p.contains("blobs")), "nothing kept");
 }
 
 #[test]
@@ -362,4 +388,20 @@ fn a_file_that_claims_to_be_a_jpeg_but_is_broken_is_refused() {
     std::fs::write(&path, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00").unwrap();
     let err = kith_fails(&alice, &["send", "Family/general", "--file", path.to_str().unwrap(), "broken"]);
     assert!(err.contains("not a valid one"), "{err}");
+}
+
+#[test]
+fn an_empty_file_and_a_hostile_name_are_stored_inert_and_shown_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    // Bidi override and a zero-width space in the name; no bytes at all.
+    let path = tmp.path().join("\u{202E}fdp.exe\u{200B}");
+    std::fs::write(&path, b"").unwrap();
+    let id = kith(&alice, &["send", "Family/general", "--file", path.to_str().unwrap()], "");
+    let plain = kith(&bob, &["history", "Family/general"], "");
+    assert!(plain.contains("📎 fdp.exe · 0 B · application/octet-stream"), "{plain}");
+    let out = tmp.path().join("got");
+    kith(&bob, &["download", "Family/general", id.trim(), "--out", out.to_str().unwrap()], "");
+    assert_eq!(std::fs::read(out.join("fdp.exe")).unwrap(), b"");
 }

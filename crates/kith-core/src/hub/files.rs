@@ -37,16 +37,8 @@ struct Pending {
     session: SessionId,
     channel: ChannelId,
     name: FileName,
-    /// Set once the edge stored the bytes: what it kept.
-    stored: Option<Kept>,
-}
-
-/// What the edge kept of an upload.
-#[derive(Debug)]
-struct Kept {
-    content_type: String,
-    blake3: [u8; 32],
-    size: u64,
+    /// Set once the edge stored the bytes: what it kept (named later).
+    stored: Option<AttachmentMeta>,
 }
 
 /// Uploads granted and not yet attached, with an index by session so a
@@ -123,9 +115,9 @@ impl Hub {
     }
 
     /// The edge stored an upload's bytes durably and checked its hash.
-    pub(super) fn upload_stored(&mut self, key: &str, content_type: String, blake3: [u8; 32], size: u64) {
+    pub(super) fn upload_stored(&mut self, key: &str, kept: AttachmentMeta) {
         if let Some(p) = self.uploads.by_key.get_mut(key) {
-            p.stored = Some(Kept { content_type, blake3, size });
+            p.stored = Some(kept);
         }
     }
 
@@ -177,13 +169,7 @@ impl Hub {
             .iter()
             .map(|key| {
                 let p = self.uploads.take(key).expect("checked above");
-                let kept = p.stored.expect("checked above");
-                AttachmentMeta {
-                    name: p.name.0,
-                    size: kept.size,
-                    content_type: kept.content_type,
-                    blake3: kept.blake3,
-                }
+                AttachmentMeta { name: p.name.0, ..p.stored.expect("checked above") }
             })
             .collect())
     }

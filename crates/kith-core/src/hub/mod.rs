@@ -202,7 +202,7 @@ pub enum Input {
     /// matched its hash; `content_type` is what the edge found in them, and
     /// `blake3` and `size` are those of what was kept (a photo's metadata
     /// taken out changes both).
-    UploadStored { key: String, content_type: String, blake3: [u8; 32], size: u64 },
+    UploadStored { key: String, content_type: String, blake3: [u8; 32], size: u64, width: u32, height: u32 },
 }
 
 /// Something for the edges to do, in order.
@@ -596,8 +596,16 @@ impl Hub {
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
             Input::Committed { ticket } => self.outbox.committed(ticket),
-            Input::UploadStored { key, content_type, blake3, size } => {
-                self.upload_stored(&key, content_type, blake3, size)
+            Input::UploadStored { key, content_type, blake3, size, width, height } => {
+                let kept = crate::store::AttachmentMeta {
+                    name: String::new(),
+                    size,
+                    content_type,
+                    blake3,
+                    width,
+                    height,
+                };
+                self.upload_stored(&key, kept)
             }
             Input::Request { session, request_id, request } => {
                 if self.sessions.get(session).is_none() {

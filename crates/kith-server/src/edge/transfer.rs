@@ -136,7 +136,9 @@ pub(super) async fn open_upload(
             .await
             .map_err(|e| internal("checking a stored file", e))?
             .map_err(|e| internal("checking a stored file", e))?;
-        stored(edge, key, crate::files::Stored { content_type, blake3, size: up.size }).await?;
+        // Its size in pixels is not known here: the message shows none.
+        let kept = crate::files::Stored { content_type, blake3, size: up.size, width: 0, height: 0 };
+        stored(edge, key, kept).await?;
         return Ok(Opened::Stored);
     }
     let partial = files.partial(up.user, &up.blake3);
@@ -207,8 +209,8 @@ impl Receiving {
 /// Tells the hub before the client hears it: the client's next request
 /// (a message naming the upload) queues behind this.
 async fn stored(edge: &Edge, key: &str, kept: crate::files::Stored) -> Result<(), Refusal> {
-    let crate::files::Stored { content_type, blake3, size } = kept;
-    let input = Input::UploadStored { key: key.to_owned(), content_type, blake3, size };
+    let crate::files::Stored { content_type, blake3, size, width, height } = kept;
+    let input = Input::UploadStored { key: key.to_owned(), content_type, blake3, size, width, height };
     edge.hub
         .send(ToHub::Input(input))
         .await

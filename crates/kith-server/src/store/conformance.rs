@@ -93,6 +93,8 @@ fn file(name: &str, seed: u8) -> AttachmentMeta {
         size: 1000 + u64::from(seed),
         content_type: "image/png".into(),
         blake3: [seed; 32],
+        width: 640,
+        height: 480 + u32::from(seed),
     }
 }
 

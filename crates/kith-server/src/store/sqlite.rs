@@ -218,6 +218,11 @@ CREATE TABLE attachments (
 CREATE INDEX attachments_by_blake3 ON attachments(blake3);
 UPDATE roles SET permissions = permissions | 131072 WHERE id = community_id;
 "#,
+    // Pictures' sizes, so clients reserve their space.
+    r#"
+ALTER TABLE attachments ADD COLUMN width INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attachments ADD COLUMN height INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -375,7 +380,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
         .collect::<Result<_, _>>()?;
     let mut files: std::collections::HashMap<i64, Vec<AttachmentMeta>> = std::collections::HashMap::new();
     let mut q = conn.prepare(
-        "SELECT message_id, name, size, content_type, blake3 FROM attachments ORDER BY message_id, position",
+        "SELECT message_id, name, size, content_type, blake3, width, height FROM attachments ORDER BY message_id, position",
     )?;
     for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)?, row_to_attachment(r, 1)?)))? {
         let (message, attachment) = row?;
@@ -610,9 +615,18 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             )?;
             for (position, a) in m.attachments.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO attachments (message_id, position, name, size, content_type, blake3)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![i(m.id.0), position as i64, a.name, i(a.size), a.content_type, &a.blake3[..]],
+                    "INSERT INTO attachments (message_id, position, name, size, content_type, blake3, width, height)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        i(m.id.0),
+                        position as i64,
+                        a.name,
+                        i(a.size),
+                        a.content_type,
+                        &a.blake3[..],
+                        a.width,
+                        a.height
+                    ],
                 )?;
             }
             Ok(1)
@@ -747,7 +761,7 @@ impl Reader for SqliteReader {
 
     fn attachments(&self, message: MessageId) -> Result<Vec<AttachmentMeta>, StoreError> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT name, size, content_type, blake3 FROM attachments WHERE message_id = ?1 ORDER BY position",
+            "SELECT name, size, content_type, blake3, width, height FROM attachments WHERE message_id = ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([message.0 as i64], |r| row_to_attachment(r, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -810,7 +824,8 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
-/// An attachment's columns (name, size, content_type, blake3) from `first` on.
+/// An attachment's columns (name, size, content_type, blake3, width,
+/// height) from `first` on.
 fn row_to_attachment(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<AttachmentMeta> {
     let blake3: Vec<u8> = r.get(first + 3)?;
     Ok(AttachmentMeta {
@@ -819,6 +834,8 @@ fn row_to_attachment(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<At
         content_type: r.get(first + 2)?,
         // Written by this code: always 32 bytes.
         blake3: blake3.try_into().unwrap_or([0; 32]),
+        width: r.get(first + 4)?,
+        height: r.get(first + 5)?,
     })
 }
 
