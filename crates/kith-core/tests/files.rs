@@ -164,3 +164,37 @@ fn a_messages_files_open_to_those_who_see_the_channel_and_survive_an_edit() {
     assert_eq!((code, why.as_str()), (ErrorCode::NotFound, "no such channel"));
     assert_eq!(w.grants.len(), granted, "no key for someone who cannot see it");
 }
+
+#[test]
+fn quotas_count_what_live_messages_carry_and_deleting_frees_them() {
+    let mut w = World::new(HubConfig {
+        user_files_quota: Some(3000),
+        community_files_quota: Some(4000),
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
+    let (owner, c, members) = w.family(&["bob"]);
+    let general = c.channels[0].id;
+    let keys = ["K1AAAAAAAAAAAAAAAAAAAAAAAA", "K2AAAAAAAAAAAAAAAAAAAAAAAA", "K3AAAAAAAAAAAAAAAAAAAAAAAA"];
+    let attach = |w: &mut World, s, key: &str| {
+        create_upload(w, s, general, 1200, key)?;
+        stored(w, key);
+        send_with(w, s, general, &[key]).map(message)
+    };
+    let first = attach(&mut w, owner, keys[0]).unwrap();
+    attach(&mut w, owner, keys[1]).unwrap();
+    // 2400 of 3000: a third 1200 would pass the owner's quota, said before any byte.
+    let (code, why) = create_upload(&mut w, owner, general, 1200, keys[2]).unwrap_err();
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(why.contains("your files already take") && why.contains("quota"), "{why}");
+    // bob has his own quota, but the community has 4000 in all.
+    attach(&mut w, members[0], keys[2]).unwrap();
+    let (code, why) =
+        create_upload(&mut w, members[0], general, 1200, "K4AAAAAAAAAAAAAAAAAAAAAAAA").unwrap_err();
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(why.contains("this community's files"), "{why}");
+    // Deleting a message gives its bytes back.
+    w.call(owner, Request::DeleteMessage { channel: ChannelId(general), message: MessageId(first.id) })
+        .unwrap();
+    attach(&mut w, members[0], "K4AAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+}

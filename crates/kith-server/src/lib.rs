@@ -124,6 +124,10 @@ pub struct Limits {
     pub voice_room: usize,
     /// The largest file one upload may be.
     pub attachment_bytes: u64,
+    /// Bytes of files one account's, and one community's, messages may
+    /// carry; `None`: no limit.
+    pub attachment_quota_per_user: Option<u64>,
+    pub attachment_quota_per_community: Option<u64>,
     /// Uploads are refused while fewer bytes than this would stay free on
     /// the data directory's disk.
     pub disk_reserve: u64,
@@ -153,6 +157,8 @@ impl Default for Limits {
             ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
             attachment_bytes: kith_core::hub::DEFAULT_MAX_ATTACHMENT_BYTES,
+            attachment_quota_per_user: Some(kith_core::hub::DEFAULT_USER_FILES_QUOTA),
+            attachment_quota_per_community: Some(kith_core::hub::DEFAULT_COMMUNITY_FILES_QUOTA),
             disk_reserve: 1 << 30,
         }
     }
@@ -310,6 +316,8 @@ impl Server {
                 community_creation: config.community_creation,
                 web: config.web,
                 max_attachment_bytes: config.limits.attachment_bytes,
+                user_files_quota: config.limits.attachment_quota_per_user,
+                community_files_quota: config.limits.attachment_quota_per_community,
                 ..HubConfig::default()
             },
         );

@@ -260,6 +260,9 @@ impl Hub {
         // The channel's own messages and read marks only, not the server's.
         if let Some(timeline) = self.timelines.remove(&channel) {
             self.nonces.remove_all_of(&timeline);
+            for (_, m) in timeline.live_from(crate::ids::MessageId(0)) {
+                self.usage.remove(m.author, Some(community), super::files::weight(&m.attachments));
+            }
         }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::ChannelDeleted { community_id: community.0, channel_id: channel.0 };

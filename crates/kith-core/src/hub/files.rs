@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use kith_proto::v1::reply::Result as ReplyResult;
 
 use super::{Cx, Hub, Outcome, Output, Refusal, SessionId};
-use crate::ids::{ChannelId, MessageId, Timestamp, UserId};
+use crate::ids::{ChannelId, CommunityId, MessageId, Timestamp, UserId};
 use crate::permissions::Permissions;
 use crate::store::AttachmentMeta;
 use crate::text::FileName;
@@ -84,7 +84,84 @@ impl Uploads {
     }
 }
 
+/// Bytes of files the live messages of each account and of each community
+/// carry, for the quotas (a deleted message's files stop counting).
+#[derive(Debug, Default)]
+pub(super) struct Usage {
+    by_user: HashMap<UserId, u64>,
+    by_community: HashMap<CommunityId, u64>,
+}
+
+impl Usage {
+    pub(super) fn add(&mut self, user: UserId, community: Option<CommunityId>, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        *self.by_user.entry(user).or_default() += bytes;
+        if let Some(c) = community {
+            *self.by_community.entry(c).or_default() += bytes;
+        }
+    }
+
+    pub(super) fn remove(&mut self, user: UserId, community: Option<CommunityId>, bytes: u64) {
+        fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, bytes: u64) {
+            if let Some(used) = map.get_mut(&key) {
+                *used = used.saturating_sub(bytes);
+                if *used == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        take(&mut self.by_user, user, bytes);
+        if let Some(c) = community {
+            take(&mut self.by_community, c, bytes);
+        }
+    }
+}
+
+/// Bytes as people read them, in refusals.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// What a message's files weigh.
+pub(super) fn weight(files: &[AttachmentMeta]) -> u64 {
+    files.iter().map(|a| a.size).sum()
+}
+
 impl Hub {
+    /// The community a channel belongs to; `None` for a conversation.
+    pub(super) fn community_of(&self, channel: ChannelId) -> Option<CommunityId> {
+        self.channels.get(&channel).map(|c| c.community)
+    }
+
+    /// Refuses `more` bytes of files from `me` in `channel` past a quota.
+    fn within_quotas(&self, me: UserId, channel: ChannelId, more: u64) -> Result<(), Refusal> {
+        if let Some(quota) = self.config.user_files_quota {
+            let used = self.usage.by_user.get(&me).copied().unwrap_or(0);
+            if used.saturating_add(more) > quota {
+                return Err(Refusal::TooLarge(format!(
+                    "your files already take {} of your {} quota on this server; delete some, or ask its operator",
+                    mib(used),
+                    mib(quota)
+                )));
+            }
+        }
+        if let (Some(quota), Some(community)) =
+            (self.config.community_files_quota, self.community_of(channel))
+        {
+            let used = self.usage.by_community.get(&community).copied().unwrap_or(0);
+            if used.saturating_add(more) > quota {
+                return Err(Refusal::TooLarge(format!(
+                    "this community's files already take {} of its {} quota; ask its owner to make room",
+                    mib(used),
+                    mib(quota)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn create_upload(
         &mut self,
         cx: Cx,
@@ -101,6 +178,7 @@ impl Hub {
                 "the file is {size} bytes; this server takes files of at most {max} bytes"
             )));
         }
+        self.within_quotas(cx.me, channel, size)?;
         self.uploads.insert(key.clone(), Pending { session: cx.session, channel, name, stored: None });
         self.emit(Output::Grant(Grant::Upload {
             key: key.clone(),
@@ -165,6 +243,9 @@ impl Hub {
                 return Err(Refusal::Invalid("the same upload is named twice"));
             }
         }
+        let total: u64 =
+            keys.iter().filter_map(|k| self.uploads.by_key.get(k)?.stored.as_ref()).map(|s| s.size).sum();
+        self.within_quotas(cx.me, channel, total)?;
         Ok(keys
             .iter()
             .map(|key| {

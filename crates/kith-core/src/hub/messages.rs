@@ -92,6 +92,7 @@ impl Hub {
         if let Some(u) = self.users.get_mut(&cx.me) {
             u.authored = true;
         }
+        self.usage.add(cx.me, self.community_of(channel), super::files::weight(&attachments));
         if let Some(nonce) = &nonce {
             self.nonces.insert(cx.me, &nonce.0, channel, id);
         }
@@ -164,7 +165,10 @@ impl Hub {
             ));
         }
         self.persist(writes);
-        self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible").deleted = true;
+        let meta = self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible");
+        meta.deleted = true;
+        let weight = super::files::weight(&meta.attachments);
+        self.usage.remove(author, self.community_of(channel), weight);
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::MessageDeleted { channel_id: channel.0, message_id: message.0 };
         self.fan_out_channel(channel, EventBody::MessageDeleted(deleted));
@@ -233,8 +237,12 @@ impl Hub {
     /// and tells each channel's viewers.
     pub(super) fn messages_deleted(&mut self, deleted: &[(MessageId, ChannelId)]) {
         for (id, channel) in deleted {
-            if let Some(m) = self.timelines.get_mut(channel).and_then(|t| t.get_mut(*id)) {
+            if let Some(m) = self.timelines.get_mut(channel).and_then(|t| t.get_mut(*id))
+                && !m.deleted
+            {
                 m.deleted = true;
+                let (author, weight) = (m.author, super::files::weight(&m.attachments));
+                self.usage.remove(author, self.community_of(*channel), weight);
             }
             let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };
             self.fan_out_channel(*channel, EventBody::MessageDeleted(event));

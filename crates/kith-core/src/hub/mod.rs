@@ -130,10 +130,17 @@ pub struct HubConfig {
     pub web: bool,
     /// The largest file one upload may be.
     pub max_attachment_bytes: u64,
+    /// Bytes of files one account's messages may carry; `None`: no limit.
+    pub user_files_quota: Option<u64>,
+    /// Bytes of files one community's messages may carry; `None`: no limit.
+    pub community_files_quota: Option<u64>,
 }
 
 /// The default largest upload: 100 MiB.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 << 20;
+/// The default quotas: 10 GiB of files per account, 100 GiB per community.
+pub const DEFAULT_USER_FILES_QUOTA: u64 = 10 << 30;
+pub const DEFAULT_COMMUNITY_FILES_QUOTA: u64 = 100 << 30;
 
 /// Who may create communities on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,6 +178,8 @@ impl Default for HubConfig {
             community_creation: CommunityCreation::Everyone,
             web: false,
             max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
+            user_files_quota: Some(DEFAULT_USER_FILES_QUOTA),
+            community_files_quota: Some(DEFAULT_COMMUNITY_FILES_QUOTA),
         }
     }
 }
@@ -434,6 +443,8 @@ pub struct Hub {
     sessions: Sessions,
     /// Uploads granted and not yet attached.
     uploads: files::Uploads,
+    /// Bytes of files per account and per community, for the quotas.
+    usage: files::Usage,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -475,6 +486,7 @@ impl Hub {
             voice_dirty: false,
             sessions: Sessions::default(),
             uploads: files::Uploads::default(),
+            usage: files::Usage::default(),
             now: Timestamp(0),
             outbox: outbox::Outbox::default(),
         };
@@ -544,6 +556,10 @@ impl Hub {
             }
             if let Some(u) = hub.users.get_mut(&m.author) {
                 u.authored = true;
+            }
+            if !m.deleted {
+                let community = hub.community_of(m.channel);
+                hub.usage.add(m.author, community, files::weight(&m.attachments));
             }
             hub.timelines.entry(m.channel).or_default().insert(
                 m.id,
