@@ -1070,7 +1070,7 @@ function Files({ m }: { m: Message }) {
           <li key={i}>
             {url && type.startsWith("image/") && (
               <a href={url} target="_blank" rel="noopener noreferrer" aria-label={`Open ${name} full size`}>
-                <img src={url} alt={name} loading="lazy" class="photo" width={a.width || undefined} height={a.height || undefined} />
+                <img src={`${url}?size=preview`} alt={name} loading="lazy" class="photo" width={a.width || undefined} height={a.height || undefined} />
               </a>
             )}
             {url && type.startsWith("video/") && <video src={url} controls preload="metadata" class="photo" aria-label={name} />}

@@ -98,6 +98,10 @@ enum Kind {
         /// The file's size in MiB.
         #[arg(long, default_value_t = 1024)]
         mib: u64,
+        /// Instead: how long a 12-megapixel JPEG takes to preview (and to
+        /// lose its metadata), no server involved.
+        #[arg(long)]
+        preview: bool,
     },
     /// Frame time of `kith chat` with a busy channel loaded (no server involved).
     Render {
@@ -198,7 +202,8 @@ async fn run(args: BenchArgs) -> Result<()> {
             chat(clients, senders, &rate, duration, load, args.json).await
         }
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
-        Kind::Files { mib } => files::run(mib, args.json).await,
+        Kind::Files { mib, preview: false } => files::run(mib, args.json).await,
+        Kind::Files { preview: true, .. } => files::preview(args.json),
         Kind::Render { messages, width, height, frames } => {
             render::run(messages, width, height, frames, args.json)
         }

@@ -4,6 +4,7 @@
 //! dependency on the rest of kith, so it is fuzzed on its own.
 
 pub mod strip;
+pub mod thumbnail;
 
 /// The type a file's first bytes show, from a short list of types clients
 /// may show inline or play; anything else — HTML, SVG, scripts, archives

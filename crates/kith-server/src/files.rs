@@ -41,6 +41,9 @@ pub const PARTIAL_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Bytes sniffed for a file's type.
 const SNIFF: usize = 8192;
 
+/// Uploads committed at once ([`Files::commits`]).
+const COMMITS: usize = 2;
+
 #[derive(Debug, Clone)]
 enum Key {
     Upload { session: SessionId, user: UserId, size: u64, blake3: [u8; 32], until: Instant },
@@ -70,6 +73,10 @@ pub struct Files {
     /// off by default).
     keep_metadata: bool,
     keys: Mutex<Keys>,
+    /// Commits (hashing, metadata removal, previews) at once: each reads a
+    /// whole file and a preview decodes a whole picture, so a burst of
+    /// uploads waits its turn instead of taking every core and gigabytes.
+    pub commits: tokio::sync::Semaphore,
 }
 
 /// A file made durable: what the message will say about it. A photo's
@@ -91,7 +98,9 @@ impl Files {
         let root = data_dir.join("files");
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("partial"))?;
-        Ok(Files { root, reserve, keep_metadata, keys: Mutex::default() })
+        std::fs::create_dir_all(root.join("previews"))?;
+        let commits = tokio::sync::Semaphore::new(COMMITS);
+        Ok(Files { root, reserve, keep_metadata, keys: Mutex::default(), commits })
     }
 
     /// Accepts a key the hub granted.
@@ -150,6 +159,11 @@ impl Files {
     pub fn blob(&self, blake3: &[u8; 32]) -> PathBuf {
         let hex = hex(blake3);
         self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    /// A picture's preview (a small JPEG), if one was made.
+    pub fn preview(&self, blake3: &[u8; 32]) -> PathBuf {
+        self.root.join("previews").join(format!("{}.jpg", hex(blake3)))
     }
 
     pub fn partial(&self, user: UserId, blake3: &[u8; 32]) -> PathBuf {
@@ -229,7 +243,22 @@ impl Files {
         std::fs::create_dir_all(dir).map_err(|e| fail("making the blob directory", e))?;
         std::fs::rename(&source, &blob).map_err(|e| fail("storing the upload", e))?;
         sync_dir(dir).map_err(|e| fail("syncing the blob directory", e))?;
+        // A preview is a convenience: without one, clients show the picture.
+        if let Err(e) = self.make_preview(&blob, &stored) {
+            tracing::warn!(error = %e, "making a preview failed");
+        }
         Ok(stored)
+    }
+
+    fn make_preview(&self, blob: &Path, stored: &Stored) -> std::io::Result<()> {
+        let input = std::io::BufReader::new(std::fs::File::open(blob)?);
+        let Some(jpeg) = kith_media::thumbnail::thumbnail(&stored.content_type, input)? else {
+            return Ok(());
+        };
+        let path = self.preview(&stored.blake3);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, jpeg)?;
+        std::fs::rename(tmp, path)
     }
 
     /// The type of a stored blob (for an upload the store already holds).
@@ -262,6 +291,16 @@ impl Files {
             if meta.is_file() && old(&meta, PARTIAL_GRACE) {
                 std::fs::remove_file(entry.path())?;
                 (files, bytes) = (files + 1, bytes + meta.len());
+            }
+        }
+        for entry in std::fs::read_dir(self.root.join("previews"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(blake3) = name.to_str().and_then(|n| n.strip_suffix(".jpg")).and_then(unhex) else {
+                continue;
+            };
+            if !self.blob(&blake3).exists() {
+                std::fs::remove_file(entry.path())?;
             }
         }
         for dir in std::fs::read_dir(self.root.join("blobs"))? {

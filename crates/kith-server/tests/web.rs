@@ -387,3 +387,34 @@ async fn a_file_is_served_by_its_expiring_link_with_ranges_and_as_an_inert_downl
         assert!(get(&server, &wrong).await.starts_with("HTTP/1.1 404"), "{wrong}");
     }
 }
+
+/// A big photo gets a small preview for the conversation; the link without
+/// `?size=preview` is the photo itself.
+#[tokio::test]
+async fn a_big_photo_is_previewed_small_and_served_whole_on_request() {
+    let server = TestServer::start().await;
+    let (owner, channel, _) = family(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("harbour.jpg");
+    let picture =
+        image::RgbImage::from_fn(2400, 1600, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 60]));
+    picture.save(&path).unwrap();
+    let key = owner.upload(channel, &path, |_, _| {}).await.unwrap();
+    let send = v1::SendMessageRequest { channel_id: channel, uploads: vec![key], ..Default::default() };
+    let Ok(R::Message(m)) = owner.request(Request::SendMessage(send)).await else { panic!() };
+    assert_eq!((m.attachments[0].width, m.attachments[0].height), (2400, 1600));
+    let access = owner.open_attachments(channel, m.id).await.unwrap();
+    let whole = get_bytes(&server, &format!("/files/{}/0", access.key), "").await;
+    let small = get_bytes(&server, &format!("/files/{}/0?size=preview", access.key), "").await;
+    let split = |r: &[u8]| {
+        let at = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (String::from_utf8_lossy(&r[..at]).into_owned(), r[at + 4..].to_vec())
+    };
+    let ((whole_head, whole_body), (small_head, small_body)) = (split(&whole), split(&small));
+    assert_eq!(header(&whole_head, "content-type"), Some("image/jpeg"));
+    assert_eq!(whole_body.len() as u64, m.attachments[0].size);
+    assert_eq!(header(&small_head, "content-type"), Some("image/jpeg"));
+    let preview = image::load_from_memory(&small_body).unwrap();
+    assert_eq!((preview.width(), preview.height()), (640, 427));
+    assert!(small_body.len() * 4 < whole_body.len(), "{} vs {}", small_body.len(), whole_body.len());
+}

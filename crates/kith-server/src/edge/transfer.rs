@@ -197,6 +197,11 @@ impl Receiving {
             ));
         }
         drop(self.file);
+        let _turn = files
+            .commits
+            .acquire()
+            .await
+            .map_err(|_| (ErrorCode::Internal, "the server is stopping".into()))?;
         let (f, blake3, partial) = (files.clone(), self.up.blake3, self.partial);
         let kept = tokio::task::spawn_blocking(move || f.commit(&partial, &blake3))
             .await

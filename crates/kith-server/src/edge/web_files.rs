@@ -137,9 +137,16 @@ fn disposition(kind: &str, name: &str) -> String {
     format!("{kind}; filename*=UTF-8''{encoded}")
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct Want {
+    /// `preview`: the small JPEG made for a picture, if there is one.
+    size: Option<String>,
+}
+
 pub async fn file(
     State(conn): State<Conn>,
     Path((key, index)): Path<(String, u32)>,
+    Query(want): Query<Want>,
     headers: HeaderMap,
 ) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "no such file, or its link has expired").into_response();
@@ -154,9 +161,19 @@ pub async fn file(
                 .into_response();
         }
     };
-    let Some(a) = attachments.into_iter().nth(index as usize) else { return not_found() };
-    let Ok(mut f) = tokio::fs::File::open(edge.files.blob(&a.blake3)).await else { return not_found() };
-    let size = a.size;
+    let Some(mut a) = attachments.into_iter().nth(index as usize) else { return not_found() };
+    let preview = edge.files.preview(&a.blake3);
+    let path = if want.size.as_deref() == Some("preview")
+        && a.content_type.starts_with("image/")
+        && preview.exists()
+    {
+        a.content_type = "image/jpeg".into();
+        preview
+    } else {
+        edge.files.blob(&a.blake3)
+    };
+    let Ok(mut f) = tokio::fs::File::open(path).await else { return not_found() };
+    let Ok(size) = f.metadata().await.map(|m| m.len()) else { return not_found() };
     let wanted = headers.get(header::RANGE).and_then(|h| h.to_str().ok()).and_then(|h| byte_range(h, size));
     let (status, start, end) = match wanted {
         None => (StatusCode::OK, 0, size),
