@@ -1066,9 +1066,12 @@ function Files({ m }: { m: Message }) {
         const label = `${name}${pixels} · ${size(Number(a.size))} · ${cleanName(a.contentType)}`;
         const url = key ? `/files/${encodeURIComponent(key)}/${i}` : null;
         const type = a.contentType;
+        // Past 50 megapixels the server makes no preview; a phone would
+        // choke decoding the picture inline, so it is a download.
+        const huge = a.width * a.height > 50_000_000;
         return (
           <li key={i}>
-            {url && type.startsWith("image/") && (
+            {url && type.startsWith("image/") && !huge && (
               <a href={url} target="_blank" rel="noopener noreferrer" aria-label={`Open ${name} full size`}>
                 <img src={`${url}?size=preview`} alt={name} loading="lazy" class="photo" width={a.width || undefined} height={a.height || undefined} />
               </a>

@@ -2,7 +2,8 @@
 //! pictures loads like one full of text. Only pictures that passed
 //! [`crate::strip`] (whose size in pixels was checked against its caps from
 //! the header, before anything is decoded) come here, and the decoder is
-//! held to the same caps and a memory ceiling as well.
+//! held to the same caps and a memory ceiling as well; pictures past
+//! [`MAX_PIXELS`] get no preview at all.
 
 use std::io::{self, BufRead, Seek};
 
@@ -10,8 +11,13 @@ use std::io::{self, BufRead, Seek};
 /// in CSS pixels, for sharp screens).
 pub const SIDE: u32 = 640;
 
-/// Bytes a decoder may allocate: a 200-megapixel picture in RGBA, and no more.
-const MAX_ALLOC: u64 = 800 << 20;
+/// Pictures previewed at most: decoding one takes its pixels in memory, so
+/// a bigger one (up to the 200 megapixels a picture may have) gets none,
+/// and clients offer it as a download rather than show it.
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+/// Bytes a decoder may allocate: a picture of [`MAX_PIXELS`] in RGBA.
+const MAX_ALLOC: u64 = MAX_PIXELS * 4 + (16 << 20);
 
 /// A JPEG preview of the picture in `input` (upright: its orientation is
 /// applied), or `None` if it is small enough to be its own preview.
@@ -30,7 +36,7 @@ pub fn thumbnail(content_type: &str, input: impl BufRead + Seek) -> io::Result<O
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(io::Error::other)?;
     let (w, h) = decoder.dimensions();
-    if w.max(h) <= SIDE {
+    if w.max(h) <= SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS {
         return Ok(None);
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
