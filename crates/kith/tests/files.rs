@@ -140,6 +140,28 @@ fn a_file_over_the_limit_is_refused_naming_the_limit_before_any_byte_is_sent() {
     assert!(err.contains("/nonexistent/photo.jpg"), "{err}");
 }
 
+/// Bytes of the (one) partial upload on the server.
+fn partial_len(data: &Path) -> u64 {
+    stored(data).into_iter().find(|(p, _)| p.contains("partial")).map_or(0, |(_, len)| len)
+}
+
+/// Starts `kith send --file path` and returns once some, not all, of the
+/// file is on the server (to be cut off there).
+fn send_until_partly_stored(config: &Path, data: &Path, path: &Path, text: &str) -> std::process::Child {
+    let mut sending = std::process::Command::new(KITH)
+        .args(["send", "Family/general", "--file", path.to_str().unwrap(), text])
+        .env("KITH_CONFIG_DIR", config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while partial_len(data) == 0 {
+        assert!(sending.try_wait().unwrap().is_none(), "the upload finished before it could be cut off");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sending
+}
+
 #[test]
 fn an_upload_cut_off_midway_continues_where_it_stopped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -148,24 +170,8 @@ fn an_upload_cut_off_midway_continues_where_it_stopped() {
     let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
     let big = tmp.path().join("video.bin");
     let bytes = random_file(&big, 96 << 20);
-    let mut sending = std::process::Command::new(KITH)
-        .args(["send", "Family/general", "--file", big.to_str().unwrap(), "the whole trip"])
-        .env("KITH_CONFIG_DIR", &alice)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Cut it off once some, not all, of the file is on the server.
-    let partial = loop {
-        let part: Vec<_> = stored(&data).into_iter().filter(|(p, _)| p.contains("partial")).collect();
-        if let Some((_, len)) = part.first()
-            && *len > 0
-        {
-            break *len;
-        }
-        assert!(sending.try_wait().unwrap().is_none(), "the upload finished before it could be cut off");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    let mut sending = send_until_partly_stored(&alice, &data, &big, "the whole trip");
+    let partial = partial_len(&data);
     sending.kill().unwrap();
     sending.wait().unwrap();
     assert!(partial < bytes.len() as u64);
@@ -192,21 +198,7 @@ fn an_upload_cut_off_by_a_server_crash_continues_after_the_restart_and_nothing_d
     let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
     let big = tmp.path().join("album.bin");
     let bytes = random_file(&big, 96 << 20);
-    let mut sending = std::process::Command::new(KITH)
-        .args(["send", "Family/general", "--file", big.to_str().unwrap(), "the album"])
-        .env("KITH_CONFIG_DIR", &alice)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    loop {
-        let part: Vec<_> = stored(&data).into_iter().filter(|(p, _)| p.contains("partial")).collect();
-        if part.first().is_some_and(|(_, len)| *len > 0) {
-            break;
-        }
-        assert!(sending.try_wait().unwrap().is_none(), "the upload finished before the crash");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let mut sending = send_until_partly_stored(&alice, &data, &big, "the album");
     // SIGKILL: no shutdown path runs.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
