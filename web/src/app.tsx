@@ -783,22 +783,13 @@ async function loadOlder(channel: bigint) {
   t.loading = true;
   const oldest = t.messages[0]?.id;
   try {
-    // A busy server (or a reader paging fast) is told when to come back:
-    // wait that long and ask again, rather than leave the page empty.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const r = await conn!.request({
-          case: "history",
-          value: { channelId: channel, limit: PAGE, anchor: oldest ? { case: "before", value: oldest } : { case: undefined } },
-        });
-        if (r.case === "messages") store.addPage(channel, r.value.messages, true);
-        return;
-      } catch (e) {
-        const wait = e instanceof RequestError && e.wire.code === ErrorCode.RATE_LIMITED ? Number(e.wire.retryAfterMs) : 0;
-        if (!wait || attempt >= 20) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(wait, 5000)));
-      }
-    }
+    const r = await patiently(() =>
+      conn!.request({
+        case: "history",
+        value: { channelId: channel, limit: PAGE, anchor: oldest ? { case: "before", value: oldest } : { case: undefined } },
+      }),
+    );
+    if (r.case === "messages") store.addPage(channel, r.value.messages, true);
   } catch (e) {
     store.notice(explain(e));
   } finally {
@@ -1022,9 +1013,28 @@ function MessageRow(props: {
   );
 }
 
+/// Asks, and when the server says to slow down (a busy server, or a reader
+/// scrolling fast through a channel of photos), waits as long as it says
+/// and asks again, rather than leave the page without what was asked for.
+async function patiently<T>(ask: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ask();
+    } catch (e) {
+      const wait = e instanceof RequestError && e.wire.code === ErrorCode.RATE_LIMITED ? Number(e.wire.retryAfterMs) : 0;
+      if (!wait || attempt >= 20) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(wait, 5000)));
+    }
+  }
+}
+
 /// Links to a message's files, by message id: `/files/KEY/INDEX` with the
 /// key `open_attachments` gave, until it expires (an hour).
 const fileLinks = new Map<string, Promise<{ key: string; until: number }>>();
+/// Asked one after another: a screen of photos asking all at once would be
+/// told to slow down by the dozen, and a page that keeps collecting
+/// refusals is taken for a flood and disconnected.
+let fileLinksAsked: Promise<unknown> = Promise.resolve();
 
 function filesKey(m: Message): Promise<{ key: string; until: number }> {
   const id = String(m.id);
@@ -1032,14 +1042,15 @@ function filesKey(m: Message): Promise<{ key: string; until: number }> {
   const fresh = known?.then((k) => k.until - Date.now() > 60_000).catch(() => false) ?? Promise.resolve(false);
   return fresh.then((ok) => {
     if (ok && known) return known;
-    const asked = conn!
-      .request({ case: "openAttachments", value: { channelId: m.channelId, messageId: m.id } })
+    const ask = () => conn!.request({ case: "openAttachments", value: { channelId: m.channelId, messageId: m.id } });
+    const asked = fileLinksAsked
+      .then(() => patiently(ask))
       .then((r) => {
         if (r.case !== "attachmentAccess") throw new Error("unexpected answer");
         return { key: r.value.key, until: Number(r.value.expiresAtMs) };
       });
     fileLinks.set(id, asked);
-    asked.catch(() => fileLinks.delete(id));
+    fileLinksAsked = asked.catch(() => fileLinks.delete(id));
     return asked;
   });
 }

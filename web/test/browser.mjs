@@ -167,6 +167,26 @@ async function voice() {
   expect(true, "leaving empties the lounge");
 }
 
+async function photos() {
+  const wren = await person("wren");
+  await wren.goto(`${WEB}invite/${INVITE}`);
+  await wren.getByLabel("Username").fill("wren");
+  await wren.getByLabel("Password").fill("wren's password");
+  await wren.getByRole("button", { name: "Create account" }).click();
+  const log = wren.getByRole("log");
+  await log.getByText("photo 12").waitFor();
+  await eventually(
+    "all twelve photos to load",
+    () => wren.evaluate(() => [...document.querySelectorAll("img.photo")].filter((i) => i.complete && i.naturalWidth === 120).length === 12),
+    30_000,
+  ).catch(async (e) => {
+    console.error(await wren.evaluate(() => document.body.innerText.slice(0, 600)));
+    throw e;
+  });
+  expect(true, "every photo shows, though the server asked the page to slow down");
+  await shot(wren, "photos");
+}
+
 /// alice's `kith chat`, in a tmux server of its own.
 class Terminal {
   constructor() {
@@ -483,7 +503,7 @@ async function chat() {
 }
 
 try {
-  await ({ voice, three, acme, chat }[SCENARIO] ?? chat)();
+  await ({ voice, three, acme, photos, chat }[SCENARIO] ?? chat)();
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

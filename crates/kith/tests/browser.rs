@@ -110,6 +110,13 @@ fn report(out: std::process::Output, shots: &Path) {
 /// A fresh server, alice (its owner, on the CLI) with Family, and an
 /// invite code to it.
 fn family(tmp: &Path) -> (common::Served, PathBuf, String) {
+    family_with(tmp, "")
+}
+
+/// `family`, with a kith.toml for the server.
+fn family_with(tmp: &Path, config: &str) -> (common::Served, PathBuf, String) {
+    std::fs::create_dir_all(tmp.join("data")).unwrap();
+    std::fs::write(tmp.join("data").join("kith.toml"), config).unwrap();
     let server = serve(&tmp.join("data"));
     let alice = tmp.join("alice");
     let created = common::owner_creates_family(&alice, &server);
@@ -188,6 +195,35 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
     if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+}
+
+/// A channel of photos opened under tight read limits: every photo still
+/// shows (the page waits out each "slow down" and asks again for the
+/// links it needs), rather than some staying blank.
+#[test]
+fn a_channel_full_of_photos_shows_every_one_even_when_told_to_slow_down() {
+    let Some((web, chromium)) = browser() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) =
+        family_with(tmp.path(), "[limits]\nreads = { burst = 4, every_ms = 100 }\n");
+    let photo = tmp.path().join("pebble.png");
+    image::RgbImage::from_fn(120, 80, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, 200]))
+        .save(&photo)
+        .unwrap();
+    for i in 1..=12 {
+        kith(
+            &alice,
+            &["send", "Family/general", "--file", photo.to_str().unwrap(), &format!("photo {i}")],
+            "",
+        );
+    }
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "photos")
+        .env("SHOTS", &shots)
+        .output()
+        .expect("node runs");
+    report(out, &shots);
 }
 
 /// Two browser users and alice in `kith chat` (under tmux) in one channel:
