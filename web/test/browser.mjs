@@ -184,6 +184,9 @@ async function photos() {
     throw e;
   });
   expect(true, "every photo shows, though the server asked the page to slow down");
+  // Sent twice, a file is stored once, and each message still knows its size.
+  const captions = await log.locator("a.file-link").allTextContents();
+  expect(captions.length === 12 && captions.every((c) => c.startsWith("pebble.png · 120×80 · ")), `each caption names the picture's size (${captions[11]})`);
   await shot(wren, "photos");
 }
 

@@ -261,20 +261,18 @@ impl Files {
         std::fs::rename(tmp, path)
     }
 
-    /// The type of a stored blob (for an upload the store already holds).
-    pub fn content_type_of(&self, blake3: &[u8; 32]) -> std::io::Result<String> {
-        let mut head = vec![0u8; SNIFF];
-        let mut file = std::fs::File::open(self.blob(blake3))?;
-        let mut got = 0;
-        while got < SNIFF {
-            let n = file.read(&mut head[got..])?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        head.truncate(got);
-        Ok(kith_media::content_type(&head))
+    /// What a stored blob is (for an upload the store already holds):
+    /// its type, and a picture's size in pixels, read again from its bytes.
+    /// Blocking.
+    pub fn describe(&self, blake3: &[u8; 32]) -> std::io::Result<Stored> {
+        let (_, head, size) = hash_file(&self.blob(blake3))?;
+        let content_type = kith_media::content_type(&head);
+        let file = std::fs::File::open(self.blob(blake3))?;
+        let (width, height) = match kith_media::strip::strip(&content_type, file, std::io::sink()) {
+            Ok(Stripped::Cleaned { width, height }) => (width, height),
+            _ => (0, 0),
+        };
+        Ok(Stored { content_type, blake3: *blake3, size, width, height })
     }
 
     /// Removes blobs no message names (older than [`BLOB_GRACE`]) and

@@ -132,12 +132,10 @@ pub(super) async fn open_upload(
     if files.blob(&up.blake3).exists() {
         let blake3 = up.blake3;
         let f = files.clone();
-        let content_type = tokio::task::spawn_blocking(move || f.content_type_of(&blake3))
+        let kept = tokio::task::spawn_blocking(move || f.describe(&blake3))
             .await
             .map_err(|e| internal("checking a stored file", e))?
             .map_err(|e| internal("checking a stored file", e))?;
-        // Its size in pixels is not known here: the message shows none.
-        let kept = crate::files::Stored { content_type, blake3, size: up.size, width: 0, height: 0 };
         stored(edge, key, kept).await?;
         return Ok(Opened::Stored);
     }
