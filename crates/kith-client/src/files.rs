@@ -20,7 +20,7 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// BLAKE3 of a whole file, read in a blocking thread.
-pub async fn hash_file(path: &Path) -> Result<[u8; 32], Error> {
+async fn hash_file(path: &Path) -> Result<[u8; 32], Error> {
     let owned = path.to_owned();
     let hashed = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
         let mut hasher = blake3::Hasher::new();

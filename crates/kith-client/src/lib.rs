@@ -17,8 +17,6 @@ mod files;
 mod session;
 mod trust;
 
-pub use files::hash_file;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

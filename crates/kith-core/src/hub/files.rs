@@ -20,7 +20,7 @@ use crate::text::FileName;
 const PENDING_PER_SESSION: usize = 16;
 
 /// How long a download key works.
-pub const DOWNLOAD_KEY_MS: u64 = 60 * 60 * 1000;
+const DOWNLOAD_KEY_MS: u64 = 60 * 60 * 1000;
 
 /// What the edge's transfer streams accept, granted by the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,7 @@ mod messages;
 mod moderation;
 mod outbox;
 mod outgoing;
-pub use files::{DOWNLOAD_KEY_MS, Grant};
+pub use files::Grant;
 pub use outgoing::{Encoded, Outgoing};
 mod presence;
 pub use presence::TYPING_MS;
