@@ -21,7 +21,8 @@ use std::io::{self, Read, Write};
 /// What was done to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stripped {
-    /// Rewritten without its metadata; the picture's size in pixels.
+    /// Rewritten without its metadata; the picture's size in pixels as
+    /// it is shown (its orientation applied).
     Cleaned { width: u32, height: u32 },
     /// Not an image this knows how to clean: copied as it is.
     Untouched,
@@ -121,7 +122,14 @@ fn jpeg(input: impl Read, output: impl Write) -> io::Result<(u32, u32)> {
                 };
                 w.write_all(&[0xFF, EOI])?;
                 w.flush()?;
-                return Ok(size);
+                // The size as the picture is shown: orientations 5 to 8
+                // turn it a quarter.
+                let (width, height) = size;
+                return Ok(if matches!(orientation, Some(5..=8)) {
+                    (height, width)
+                } else {
+                    (width, height)
+                });
             }
             // Restart markers have no length; outside a scan they are stray.
             0xD0..=0xD7 | 0x01 => {
@@ -440,6 +448,20 @@ mod tests {
         assert_eq!(exif_orientation(payload), Some(6));
         // Upright already: no Exif at all.
         assert_eq!(markers(&cleaned(&jpeg_with(&[(APP1, &exif(1, false))])))[0], 0xDB);
+    }
+
+    #[test]
+    fn a_turned_photo_reports_the_size_it_is_shown_at() {
+        // A frame 1 pixel wide and 2 high, turned a quarter by orientation 6.
+        let tall = |orientation| {
+            let mut input = jpeg_with(&[(APP1, &exif(orientation, false))]);
+            let sof = input.windows(4).position(|w| w == [0xFF, 0xC0, 0, 11]).unwrap();
+            input[sof + 6] = 2;
+            let mut out = Vec::new();
+            strip("image/jpeg", &input[..], &mut out).unwrap()
+        };
+        assert_eq!(tall(6), Stripped::Cleaned { width: 2, height: 1 });
+        assert_eq!(tall(1), Stripped::Cleaned { width: 1, height: 2 });
     }
 
     #[test]
