@@ -1229,10 +1229,11 @@ function Composer(props: {
     const uploads: string[] = [];
     if (files.length) {
       try {
+        const messageBytes = files.reduce((sum, f) => sum + f.size, 0);
         for (const f of files) {
           const name = cleanName(f.name);
           setUploading(`Uploading ${name}…`);
-          uploads.push(await upload(conn!, channel.id, f, (p) => setUploading(`Uploading ${name} ${Math.floor(p * 100)}%`)));
+          uploads.push(await upload(conn!, channel.id, f, messageBytes, (p) => setUploading(`Uploading ${name} ${Math.floor(p * 100)}%`)));
         }
       } catch (e) {
         setUploading(null);

@@ -48,13 +48,21 @@ function send(key: string, file: Blob, offset: number, onProgress: (sent: number
   });
 }
 
-/// Uploads `file` for a message in `channelId`; resolves with the key to
-/// name in `sendMessage.uploads` once the server has stored it.
-export async function upload(conn: Connection, channelId: bigint, file: File, onProgress: (fraction: number) => void): Promise<string> {
+/// Uploads `file` for a message in `channelId` whose files come to
+/// `messageBytes` (so that a message too big is refused before any byte is
+/// sent); resolves with the key to name in `sendMessage.uploads` once the
+/// server has stored it.
+export async function upload(
+  conn: Connection,
+  channelId: bigint,
+  file: File,
+  messageBytes: number,
+  onProgress: (fraction: number) => void,
+): Promise<string> {
   const hash = await hashFile(file);
   const answer = await conn.request({
     case: "createUpload",
-    value: { channelId, name: file.name, size: BigInt(file.size), blake3: hash },
+    value: { channelId, name: file.name, size: BigInt(file.size), blake3: hash, messageBytes: BigInt(messageBytes) },
   });
   if (answer.case !== "upload") throw new Error("unexpected answer");
   const key = answer.value.key;

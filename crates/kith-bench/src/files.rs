@@ -132,7 +132,7 @@ pub async fn run(mib: u64, json_out: bool) -> Result<()> {
         let (started, key, path) = (started.clone(), key.clone(), path.clone());
         async move {
             let k = me
-                .upload(w.general, &path, |sent, _| {
+                .upload(w.general, &path, 0, |sent, _| {
                     if sent == 0 {
                         started.store(epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
                     }

@@ -114,6 +114,7 @@ pub fn run(messages: u64, width: u16, height: u16, frames: u64, json_out: bool) 
         utc_offset_secs: 0,
         nonce_prefix: "bench".into(),
         voice: kith_tui::VoiceSupport::Unavailable("a benchmark makes no sound".into()),
+        pictures: None,
     };
     let mut app = App::new(config);
     let mut now = START_MS + messages * 2_000;

@@ -35,22 +35,31 @@ async fn hash_file(path: &Path) -> Result<[u8; 32], Error> {
 impl Client {
     /// Uploads the file at `path` to attach in `channel`; returns the key
     /// to name in `SendMessageRequest.uploads` once the server has stored
-    /// it. `progress(sent, total)` is called as bytes go out (a resumed
+    /// it. `message_bytes` is what all the message's files come to (0 if
+    /// not known), so that a message too big is refused before any byte is
+    /// sent. `progress(sent, total)` is called as bytes go out (a resumed
     /// upload starts where the server's copy ends).
     pub async fn upload(
         &self,
         channel: u64,
         path: &Path,
+        message_bytes: u64,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<String, Error> {
         let size = tokio::fs::metadata(path).await.map_err(|e| file_error(path, e))?.len();
         let blake3 = hash_file(path).await?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let create = v1::CreateUploadRequest { channel_id: channel, name, size, blake3: blake3.to_vec() };
+        let create = v1::CreateUploadRequest {
+            channel_id: channel,
+            name,
+            size,
+            blake3: blake3.to_vec(),
+            message_bytes,
+        };
         let ReplyResult::Upload(upload) = self.request(Request::CreateUpload(create)).await? else {
             return Err(Error::Unexpected);
         };
-        let (mut send, mut recv) = self.transfer(&upload.key, 0, 0).await?;
+        let (mut send, mut recv) = self.transfer(&upload.key, 0, 0, false).await?;
         let start = read_status(&mut recv).await?;
         if start.complete {
             progress(size, size);
@@ -109,7 +118,7 @@ impl Client {
             file.set_len(0).await.map_err(|e| file_error(out, e))?;
             have = 0;
         }
-        let (_send, mut recv) = self.transfer(&access.key, index, have).await?;
+        let (_send, mut recv) = self.transfer(&access.key, index, have, false).await?;
         let status = read_status(&mut recv).await?;
         let size = status.size;
         progress(have, size);
@@ -134,15 +143,39 @@ impl Client {
         Ok(())
     }
 
+    /// The preview of picture `index` of what `access` opens (the file
+    /// itself if the server made none), in memory: for showing in a chat
+    /// view. Refused as [`Error::Unexpected`] past `max` bytes, so that a
+    /// hostile server cannot make a viewer hold a huge "preview".
+    pub async fn preview(
+        &self,
+        access: &v1::AttachmentAccess,
+        index: u32,
+        max: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let (_send, mut recv) = self.transfer(&access.key, index, 0, true).await?;
+        let size = read_status(&mut recv).await?.size;
+        if size > max {
+            return Err(Error::Unexpected);
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        (&mut recv).take(size).read_to_end(&mut bytes).await.map_err(|e| Error::Closed(e.to_string()))?;
+        if (bytes.len() as u64) < size {
+            return Err(Error::Closed(format!("the preview ended at {} of {size} bytes", bytes.len())));
+        }
+        Ok(bytes)
+    }
+
     /// Opens a transfer stream and writes its request.
     async fn transfer(
         &self,
         key: &str,
         index: u32,
         offset: u64,
+        preview: bool,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), Error> {
         let (mut send, recv) = self.conn.open_bi().await.map_err(|e| Error::Closed(e.to_string()))?;
-        let request = v1::TransferRequest { key: key.to_owned(), index, offset };
+        let request = v1::TransferRequest { key: key.to_owned(), index, offset, preview };
         send.write_all(&kith_proto::encode_frame(&request))
             .await
             .map_err(|e| Error::Closed(e.to_string()))?;

@@ -131,6 +131,8 @@ pub enum Request {
         name: FileName,
         size: u64,
         blake3: [u8; 32],
+        /// What all of the message's files come to, if the client said (0 if not).
+        message_bytes: u64,
         /// Fresh from the edge: what the client presents on the transfer stream.
         key: String,
     },
@@ -527,6 +529,7 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
                 name: FileName::clean(&r.name),
                 size: r.size,
                 blake3,
+                message_bytes: r.message_bytes,
                 key: new_code(KEY_CHARS),
             })
         }

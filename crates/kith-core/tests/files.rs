@@ -17,6 +17,17 @@ fn create_upload(
     size: u64,
     key: &str,
 ) -> Result<R, (ErrorCode, String)> {
+    create_upload_for(w, s, channel, (size, 0), key)
+}
+
+/// An upload for a message whose files come to `message_bytes` (0: not said).
+fn create_upload_for(
+    w: &mut World,
+    s: SessionId,
+    channel: u64,
+    (size, message_bytes): (u64, u64),
+    key: &str,
+) -> Result<R, (ErrorCode, String)> {
     w.call(
         s,
         Request::CreateUpload {
@@ -24,6 +35,7 @@ fn create_upload(
             name: FileName::clean("../../etc/\u{202E}gpj.exe"),
             size,
             blake3: [5; 32],
+            message_bytes,
             key: key.into(),
         },
     )
@@ -108,6 +120,39 @@ fn uploads_are_refused_over_the_limit_and_without_attach_files() {
     let (code, why) = create_upload(&mut w, bob, general, 10, KEY).unwrap_err();
     assert_eq!(code, ErrorCode::Forbidden);
     assert!(why.contains("attach files"), "{why}");
+}
+
+#[test]
+fn a_message_may_carry_only_so_many_bytes_of_files_said_up_front_or_checked_at_send() {
+    let mut w = World::new(HubConfig {
+        max_message_attachment_bytes: 2000,
+        setup_code: Some(SETUP.into()),
+        ..HubConfig::default()
+    });
+    let (owner, c, _) = w.family(&[]);
+    let general = c.channels[0].id;
+    // A client that says what the message's files come to hears it before
+    // sending a byte.
+    let (code, why) = create_upload_for(&mut w, owner, general, (1200, 2400), KEY).unwrap_err();
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(why.contains("2400") && why.contains("at most 2000 bytes of files per message"), "{why}");
+    assert!(w.grants.is_empty(), "nothing may be sent");
+    let Ok(R::Upload(upload)) = create_upload_for(&mut w, owner, general, (1200, 1200), KEY) else {
+        panic!()
+    };
+    assert_eq!(upload.max_message_bytes, 2000, "said for the client's own check");
+
+    // One that does not is refused at send, and loses nothing: both uploads
+    // stay usable, one message at a time.
+    const OTHER: &str = "BCDEFGHJKMNPQRSTUVWXYZ2345";
+    create_upload(&mut w, owner, general, 1200, OTHER).unwrap();
+    stored(&mut w, KEY);
+    stored(&mut w, OTHER);
+    let (code, why) = send_with(&mut w, owner, general, &[KEY, OTHER]).unwrap_err();
+    assert_eq!(code, ErrorCode::TooLarge);
+    assert!(why.contains("2400"), "{why}");
+    assert_eq!(message(send_with(&mut w, owner, general, &[KEY]).unwrap()).attachments.len(), 1);
+    assert_eq!(message(send_with(&mut w, owner, general, &[OTHER]).unwrap()).attachments.len(), 1);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use kith_core::store::AttachmentMeta;
 use kith_core::{Grant, MessageId, SessionId, Timestamp, UserId};
 use kith_media::strip::Stripped;
 
@@ -162,8 +163,21 @@ impl Files {
     }
 
     /// A picture's preview (a small JPEG), if one was made.
-    pub fn preview(&self, blake3: &[u8; 32]) -> PathBuf {
+    fn preview(&self, blake3: &[u8; 32]) -> PathBuf {
         self.root.join("previews").join(format!("{}.jpg", hex(blake3)))
+    }
+
+    /// The file a download of `a` gets, and the type to say it is: its
+    /// preview if `preview` is asked for and the server made one, else the
+    /// attachment itself. The one rule for both edges (QUIC and HTTPS).
+    pub fn served(&self, a: &AttachmentMeta, preview: bool) -> (PathBuf, String) {
+        if preview && a.content_type.starts_with("image/") {
+            let path = self.preview(&a.blake3);
+            if path.exists() {
+                return (path, "image/jpeg".to_owned());
+            }
+        }
+        (self.blob(&a.blake3), a.content_type.clone())
     }
 
     pub fn partial(&self, user: UserId, blake3: &[u8; 32]) -> PathBuf {

@@ -124,6 +124,8 @@ pub struct Limits {
     pub voice_room: usize,
     /// The largest file one upload may be.
     pub attachment_bytes: u64,
+    /// The most one message's files may come to.
+    pub message_attachment_bytes: u64,
     /// Bytes of files one account's, and one community's, messages may
     /// carry; `None`: no limit.
     pub attachment_quota_per_user: Option<u64>,
@@ -157,6 +159,7 @@ impl Default for Limits {
             ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
             attachment_bytes: kith_core::hub::DEFAULT_MAX_ATTACHMENT_BYTES,
+            message_attachment_bytes: kith_core::hub::DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES,
             attachment_quota_per_user: Some(kith_core::hub::DEFAULT_USER_FILES_QUOTA),
             attachment_quota_per_community: Some(kith_core::hub::DEFAULT_COMMUNITY_FILES_QUOTA),
             disk_reserve: 1 << 30,
@@ -316,6 +319,7 @@ impl Server {
                 community_creation: config.community_creation,
                 web: config.web,
                 max_attachment_bytes: config.limits.attachment_bytes,
+                max_message_attachment_bytes: config.limits.message_attachment_bytes,
                 user_files_quota: config.limits.attachment_quota_per_user,
                 community_files_quota: config.limits.attachment_quota_per_community,
                 ..HubConfig::default()

@@ -356,7 +356,7 @@ async fn a_file_is_served_by_its_expiring_link_with_ranges_and_as_an_inert_downl
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.html");
     std::fs::write(&path, "<script>alert('not here')</script> 0123456789").unwrap();
-    let key = owner.upload(channel, &path, |_, _| {}).await.unwrap();
+    let key = owner.upload(channel, &path, 0, |_, _| {}).await.unwrap();
     let send = v1::SendMessageRequest { channel_id: channel, uploads: vec![key], ..Default::default() };
     let Ok(R::Message(m)) = owner.request(Request::SendMessage(send)).await else { panic!() };
     let access = owner.open_attachments(channel, m.id).await.unwrap();
@@ -399,7 +399,7 @@ async fn a_big_photo_is_previewed_small_and_served_whole_on_request() {
     let picture =
         image::RgbImage::from_fn(2400, 1600, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 60]));
     picture.save(&path).unwrap();
-    let key = owner.upload(channel, &path, |_, _| {}).await.unwrap();
+    let key = owner.upload(channel, &path, 0, |_, _| {}).await.unwrap();
     let send = v1::SendMessageRequest { channel_id: channel, uploads: vec![key], ..Default::default() };
     let Ok(R::Message(m)) = owner.request(Request::SendMessage(send)).await else { panic!() };
     assert_eq!((m.attachments[0].width, m.attachments[0].height), (2400, 1600));
@@ -417,4 +417,9 @@ async fn a_big_photo_is_previewed_small_and_served_whole_on_request() {
     let preview = image::load_from_memory(&small_body).unwrap();
     assert_eq!((preview.width(), preview.height()), (640, 427));
     assert!(small_body.len() * 4 < whole_body.len(), "{} vs {}", small_body.len(), whole_body.len());
+    // The same preview over a QUIC transfer stream (what `kith chat` draws),
+    // and a viewer's cap on it holds.
+    let over_quic = owner.preview(&access, 0, 1 << 20).await.unwrap();
+    assert_eq!(over_quic, small_body);
+    assert!(owner.preview(&access, 0, 1000).await.is_err(), "bigger than the viewer's cap");
 }

@@ -13,6 +13,7 @@ mod editor;
 mod files;
 mod keys;
 mod model;
+mod pictures;
 mod setup;
 pub mod text;
 mod view;
@@ -26,6 +27,7 @@ use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult
 
 pub use files::UploadInput;
 pub use keys::{Key, KeyCode};
+pub use pictures::{MAX_PREVIEW_BYTES, Picker, PictureInput, ProtocolType};
 pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
 pub use voice::{TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport};
 
@@ -49,6 +51,9 @@ pub struct Config {
     pub nonce_prefix: String,
     /// Whether the host can make sound (voice channels).
     pub voice: VoiceSupport,
+    /// How the terminal draws pictures, if it can and the user wants them;
+    /// `None` shows every photo as its file line.
+    pub pictures: Option<Picker>,
 }
 
 /// When to ring the terminal bell.
@@ -103,6 +108,8 @@ pub enum Input {
     Voice(VoiceInput),
     /// How an [`Action::Upload`] is going.
     Upload(UploadInput),
+    /// A preview [`Action::Pictures`] asked for.
+    Picture(PictureInput),
     /// Time passes (the host sends one every second or so): typing
     /// indicators lapse, pending read marks go out.
     Tick,
@@ -131,6 +138,14 @@ pub enum Action {
         id: u64,
         channel: u64,
         paths: Vec<String>,
+    },
+    /// Fetch the previews of these pictures of `message` (attachment
+    /// indexes), reporting each as [`Input::Picture`]. Asked once per
+    /// picture; a host that cannot (telnet) never gets a [`Picker`].
+    Pictures {
+        channel: u64,
+        message: u64,
+        indexes: Vec<u32>,
     },
     /// Drop the request with this id if it has not gone out yet (a
     /// message queued during an outage that the user took back); it needs
@@ -271,12 +286,14 @@ pub struct App {
     voice: voice::VoiceUi,
     /// `/upload` under way.
     uploading: Option<files::Uploading>,
+    pictures: pictures::Pictures,
 }
 
 impl App {
     /// An app for a signed-in user; it shows the chat once [`Input::Ready`] arrives.
     pub fn new(config: Config) -> App {
         App {
+            pictures: pictures::Pictures::new(config.pictures.clone()),
             config,
             model: Model::default(),
             screen: Screen::Chat,
@@ -325,7 +342,14 @@ impl App {
     }
 
     /// The next thing for the host to do.
+    /// Whether [`App::poll_action`] has something (a frame just drawn may
+    /// have asked for pictures).
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty() || self.pictures.has_wanted()
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
+        self.take_wanted_pictures();
         self.actions.pop_front()
     }
 
@@ -367,6 +391,7 @@ impl App {
             }
             Input::Voice(v) => self.voice_input(v),
             Input::Upload(u) => self.upload_input(u),
+            Input::Picture(p) => self.picture_input(p),
             Input::Reply { id, result } => self.reply(id, result),
             Input::Setup(s) => {
                 if let Screen::Setup(setup) = &mut self.screen {
@@ -493,7 +518,9 @@ impl App {
         let here = self.active == Some(channel);
         // Keep what the reader is looking at still as the new message lands below.
         let lift = if here && ch.scroll > 0 {
-            ch.msgs.back().map_or(0, |m| view::message_rows(&self.model, ch, m, self.geometry.get().width))
+            ch.msgs.back().map_or(0, |m| {
+                view::message_rows(&self.model, &self.pictures, ch, m, self.geometry.get().width)
+            })
         } else {
             0
         };
@@ -706,7 +733,7 @@ impl App {
                     .iter()
                     .rev()
                     .take(excess)
-                    .map(|m| view::message_rows(&self.model, ch, m, width))
+                    .map(|m| view::message_rows(&self.model, &self.pictures, ch, m, width))
                     .sum();
                 let ch = self.model.channels.get_mut(&channel).expect("present");
                 ch.scroll = ch.scroll.saturating_sub(dropped);
@@ -734,7 +761,8 @@ impl App {
         if !ch.loaded {
             return;
         }
-        let total = view::total_rows(&self.model, ch, geometry.width, self.config.utc_offset_secs);
+        let total =
+            view::total_rows(&self.model, &self.pictures, ch, geometry.width, self.config.utc_offset_secs);
         let at_top = ch.scroll + usize::from(geometry.height) >= total;
         if at_top && ch.older == Older::More {
             let Some(oldest) = ch.msgs.front().map(|m| m.id) else { return };
@@ -758,8 +786,8 @@ impl App {
         let width = self.geometry.get().width;
         let height = usize::from(self.geometry.get().height);
         let Some(ch) = self.model.channels.get(&id) else { return };
-        let max =
-            view::total_rows(&self.model, ch, width, self.config.utc_offset_secs).saturating_sub(height);
+        let max = view::total_rows(&self.model, &self.pictures, ch, width, self.config.utc_offset_secs)
+            .saturating_sub(height);
         let ch = self.model.channels.get_mut(&id).expect("present");
         let target = if lines >= 0 {
             ch.scroll.saturating_add(lines.unsigned_abs() as usize)
@@ -991,9 +1019,11 @@ impl App {
             .iter()
             .rev()
             .take_while(|m| m.id != sel)
-            .map(|m| view::message_rows(&self.model, ch, m, geometry.width))
+            .map(|m| view::message_rows(&self.model, &self.pictures, ch, m, geometry.width))
             .sum();
-        let own = ch.find(sel).map_or(1, |m| view::message_rows(&self.model, ch, m, geometry.width));
+        let own = ch
+            .find(sel)
+            .map_or(1, |m| view::message_rows(&self.model, &self.pictures, ch, m, geometry.width));
         let height = usize::from(geometry.height);
         let ch = self.model.channels.get_mut(&id).expect("present");
         if below < ch.scroll {

@@ -54,6 +54,8 @@ pub struct Msg {
     pub mentions_me: bool,
     /// One line per attached file: `name · size · type`, cleaned.
     pub files: Vec<String>,
+    /// The attachments that are pictures, drawn below where the terminal can.
+    pub pictures: Vec<crate::pictures::Shown>,
     /// (width, hash of the author's shown name, rows) of the last layout,
     /// so scrolling a long window does not re-wrap every message.
     pub layout: Cell<Option<(u16, u64, u16)>>,
@@ -75,6 +77,7 @@ impl Msg {
                 .iter()
                 .map(|a| crate::text::attachment(&a.name, a.size, &a.content_type, a.width, a.height))
                 .collect(),
+            pictures: crate::pictures::Shown::of(&m.attachments),
             layout: Cell::new(None),
         }
     }

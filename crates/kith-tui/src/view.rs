@@ -16,6 +16,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use crate::commands::COMMANDS;
 use crate::model::{Chan, Model, Msg, Older};
+use crate::pictures::Pictures;
 use crate::setup::{Setup, Step};
 use crate::text::{self, truncate, width, wrap};
 use crate::{App, Connection, Geometry, Overlay, Screen};
@@ -555,6 +556,8 @@ impl App {
         // Rows from the bottom up, until the screen (plus the scrolled-off
         // part) is full.
         let mut rows: Vec<Line> = Vec::new();
+        // (message, picture, row from the bottom of its top line)
+        let mut pictures = Vec::new();
         for s in ch.sending.iter().rev() {
             let body = text::clean(&s.body);
             let mut lines = wrap(&body, usize::from(area.width).saturating_sub(TIME + 8).max(1));
@@ -582,8 +585,9 @@ impl App {
             let day = self.day(m.created_ms);
             let new_day = prev.is_none_or(|p| self.day(p.created_ms) != day);
             if rows.is_empty() {
-                let total =
-                    message_rows(&self.model, ch, m, area.width) + usize::from(marker) + usize::from(new_day);
+                let total = message_rows(&self.model, &self.pictures, ch, m, area.width)
+                    + usize::from(marker)
+                    + usize::from(new_day);
                 if skipped + total <= ch.scroll {
                     skipped += total;
                     continue;
@@ -593,6 +597,16 @@ impl App {
             if self.selected == Some(m.id) {
                 for l in &mut lines {
                     l.style = Style::new().bg(Color::DarkGray);
+                }
+            }
+            // Pictures take the message's last rows, in order; each is
+            // placed by the row (counted from the bottom) of its top line.
+            self.pictures.want(ch.id, m);
+            let mut below = rows.len();
+            for p in m.pictures.iter().rev() {
+                if let Some(size) = self.pictures.cells(m.id, p) {
+                    below += usize::from(size.height);
+                    pictures.push((i, *p, below - 1));
                 }
             }
             rows.extend(lines.into_iter().rev());
@@ -617,6 +631,10 @@ impl App {
                 buf.set_style(Rect::new(area.x, y, area.width, 1), line.style);
             }
             buf.set_line(area.x, y, line, area.width);
+        }
+        for (i, p, top) in pictures {
+            let y = i32::from(area.bottom()) - 1 - (top as i32 - scroll as i32);
+            self.pictures.draw(&ch.msgs[i], &p, (area.x + TIME as u16, y), area, buf);
         }
         if ch.scroll > 0 {
             let more = if ch.unread > 0 {
@@ -675,6 +693,8 @@ impl App {
                 Span::styled(line, Style::new().fg(Color::Cyan)),
             ]));
         }
+        let picture_rows = self.pictures.rows(m);
+        out.extend(std::iter::repeat_n(Line::default(), picture_rows));
         out
     }
 
@@ -1045,7 +1065,7 @@ impl Content {
 /// How many rows a message takes at pane width `w` (its own rows, not the
 /// separators between messages). Cached per width and author name (a
 /// message's body never changes: an edit replaces the whole `Msg`).
-pub(crate) fn message_rows(model: &Model, ch: &Chan, m: &Msg, w: u16) -> usize {
+pub(crate) fn message_rows(model: &Model, pictures: &Pictures, ch: &Chan, m: &Msg, w: u16) -> usize {
     let name = model.name_in(ch, m.author_id).unwrap_or(&m.author_name);
     let name_hash = {
         use std::hash::{Hash, Hasher};
@@ -1062,17 +1082,24 @@ pub(crate) fn message_rows(model: &Model, ch: &Chan, m: &Msg, w: u16) -> usize {
     let content = Content::of(name, m);
     let rows = wrap(&content.text, usize::from(w).saturating_sub(TIME).max(1)).len()
         + usize::from(m.reply_to != 0)
-        + m.files.len();
+        + m.files.len()
+        + pictures.rows(m);
     m.layout.set(Some((w, name_hash, rows.min(usize::from(u16::MAX)) as u16)));
     rows
 }
 
 /// Every row of a channel's held history at width `w`, with separators.
-pub(crate) fn total_rows(model: &Model, ch: &Chan, w: u16, utc_offset_secs: i32) -> usize {
+pub(crate) fn total_rows(
+    model: &Model,
+    pictures: &Pictures,
+    ch: &Chan,
+    w: u16,
+    utc_offset_secs: i32,
+) -> usize {
     let mut total = 1; // the "beginning" or "loading" line at the top
     let mut prev_day = None;
     for m in &ch.msgs {
-        total += message_rows(model, ch, m, w);
+        total += message_rows(model, pictures, ch, m, w);
         let day = (m.created_ms as i64 + i64::from(utc_offset_secs) * 1000).div_euclid(86_400_000);
         if prev_day != Some(day) {
             total += 1;

@@ -29,6 +29,7 @@ fn config() -> Config {
         utc_offset_secs: 0,
         nonce_prefix: "t".into(),
         voice: kith_tui::VoiceSupport::Available,
+        pictures: None,
     }
 }
 
@@ -1190,6 +1191,120 @@ fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_iner
     assert!(shows(&s, "📎  ␛[2Jevil⁇gpj.exe · 512 B · application/octet-stream"), "{s}");
     assert!(!s.contains('\u{1b}') && !s.contains('\u{202E}'));
     assert!(shows(&s, "📎  clip.mp4 · 9 B · video/mp4"), "{s}");
+}
+
+fn photo_message() -> v1::Message {
+    let mut m = msg(1, GENERAL, BOB, "bob", "from the beach");
+    m.attachments = vec![v1::Attachment {
+        name: "beach.jpg".into(),
+        size: 2_400_000,
+        content_type: "image/jpeg".into(),
+        blake3: vec![1; 32],
+        width: 4032,
+        height: 3024,
+    }];
+    m
+}
+
+/// A preview as the server makes them: a small JPEG.
+fn preview_jpeg() -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut out).encode_image(&picture).unwrap();
+    out
+}
+
+fn drawing_with(protocol: kith_tui::ProtocolType) -> Ui {
+    let mut picker = kith_tui::Picker::halfblocks(); // 10×20-pixel cells
+    picker.set_protocol_type(protocol);
+    let mut ui = Ui::new(App::new(Config { pictures: Some(picker), ..config() }));
+    ui.input(Input::Ready(Box::new(ready())));
+    ui.render();
+    let (id, _) = ui.request();
+    ui.answer(id, ReplyResult::Messages(v1::MessagePage { messages: vec![photo_message()] }));
+    ui
+}
+
+/// Rows of the screen that contain `what`.
+fn rows_with(ui: &mut Ui, what: &str) -> Vec<usize> {
+    ui.render().iter().enumerate().filter(|(_, r)| r.contains(what)).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn photos_are_drawn_in_the_terminals_own_graphics_protocol() {
+    for (protocol, start) in [
+        (kith_tui::ProtocolType::Kitty, "\x1b_G"),
+        (kith_tui::ProtocolType::Sixel, "\x1bP"),
+        (kith_tui::ProtocolType::Iterm2, "\x1b]1337;File="),
+    ] {
+        let mut ui = drawing_with(protocol);
+        // The frame that shows the message asks for its preview, once.
+        ui.render();
+        assert_eq!(
+            ui.actions(),
+            [Action::Pictures { channel: GENERAL, message: 1, indexes: vec![0] }],
+            "{protocol:?}"
+        );
+        ui.render();
+        assert!(ui.actions().is_empty(), "asked once");
+        // Its place is kept from the size the server gave (4032×3024 into
+        // 48×12 cells of 10×20 pixels: 32×12), under the file line.
+        let line = rows_with(&mut ui, "beach.jpg")[0];
+        let input = rows_with(&mut ui, ">")[0];
+        assert!(input > line + 12, "{protocol:?}: 12 rows below the file line\n{}", ui.screen());
+
+        ui.input(Input::Picture(kith_tui::PictureInput {
+            channel: GENERAL,
+            message: 1,
+            index: 0,
+            result: Ok(preview_jpeg()),
+        }));
+        let buf = ui.buffer();
+        let drawn: Vec<(u16, u16)> = (0..buf.area.height)
+            .flat_map(|y| (0..buf.area.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| buf[(x, y)].symbol().contains(start))
+            .collect();
+        assert!(!drawn.is_empty(), "{protocol:?}: no {start:?} in the frame");
+        let (x, y) = drawn[0];
+        assert!(usize::from(y) > line && x >= 6, "{protocol:?}: under the file line, at ({x}, {y})");
+        // The text around it is intact.
+        assert!(shows(&ui.screen(), "bob from the beach"));
+    }
+}
+
+#[test]
+fn a_photo_that_cannot_be_drawn_gives_its_place_back_and_is_not_asked_again() {
+    let mut ui = drawing_with(kith_tui::ProtocolType::Kitty);
+    ui.render();
+    ui.drain();
+    let before = rows_with(&mut ui, "from the beach")[0];
+    // What a hostile server might send as a preview: not a picture at all,
+    // and a PNG header claiming 100 000 × 100 000 pixels.
+    let mut bomb = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13];
+    bomb.extend_from_slice(b"IHDR");
+    bomb.extend_from_slice(&100_000u32.to_be_bytes());
+    bomb.extend_from_slice(&100_000u32.to_be_bytes());
+    bomb.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    for bytes in [b"<html>".to_vec(), bomb] {
+        let mut ui = drawing_with(kith_tui::ProtocolType::Kitty);
+        ui.render();
+        ui.drain();
+        let result = Ok(bytes);
+        ui.input(Input::Picture(kith_tui::PictureInput { channel: GENERAL, message: 1, index: 0, result }));
+        let after = rows_with(&mut ui, "from the beach")[0];
+        assert!(after > before + 10, "the 12 rows went back to text: {before} → {after}");
+        assert!(shows(&ui.screen(), "beach.jpg · 4032×3024"), "the file line stays");
+        ui.render();
+        assert!(ui.actions().is_empty(), "not asked again");
+    }
+}
+
+#[test]
+fn without_a_graphics_terminal_a_photo_is_its_file_line_and_nothing_is_fetched() {
+    let mut ui = Ui::chatting(vec![photo_message()]);
+    assert!(shows(&ui.screen(), "📎  beach.jpg · 4032×3024 · 2.4 MB · image/jpeg"));
+    ui.render();
+    assert!(!ui.actions().iter().any(|a| matches!(a, Action::Pictures { .. })));
 }
 
 #[test]

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use kith_client::proto::{self as v1, client_message::Request, reply::Result as R};
 use kith_client::{Client, Error as ClientError, Session, Trust, Update};
 use kith_tui::{
-    Action, App, Bell, Config, Connection, Failure, Input, Key, KeyCode, Probe, SetupAction, SetupInput,
-    TalkMode, UploadInput, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
+    Action, App, Bell, Config, Connection, Failure, Input, Key, KeyCode, PictureInput, Probe, SetupAction,
+    SetupInput, TalkMode, UploadInput, VoiceAction, VoiceControls, VoiceInput, VoiceSupport,
 };
 use kith_voice::{Call, VoiceError};
 use ratatui::crossterm::event::{self as ct, Event, KeyEventKind, KeyModifiers, MouseEventKind};
@@ -40,6 +40,18 @@ pub struct ChatArgs {
     /// In voice, write what you hear to this WAV file instead of the speakers.
     #[arg(long, value_name = "WAV")]
     audio_out: Option<PathBuf>,
+    /// Draw photos in the conversation where the terminal can (kitty,
+    /// sixel, iTerm2), or show every photo as its file line.
+    #[arg(long, value_enum, default_value = "auto", env = "KITH_PICTURES")]
+    pictures: PicturesArg,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PicturesArg {
+    /// When the terminal answers that it can draw them.
+    #[default]
+    Auto,
+    Off,
 }
 
 #[derive(Debug, Default, Clone, Copy, clap::ValueEnum)]
@@ -72,6 +84,7 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
         utc_offset_secs: chrono::Local::now().offset().local_minus_utc(),
         nonce_prefix: format!("{:016x}", rand::random::<u64>()),
         voice: Sound::support(&args),
+        pictures: None,
     };
     let sound = Sound::new(&args)?;
     // With a saved profile, connect before taking over the screen, so that a
@@ -85,9 +98,11 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut app = if started.is_some() { App::new(config) } else { App::first_run(config) };
-
     let mut screen = Screen::take(!args.no_mouse)?;
+    if args.pictures == PicturesArg::Auto {
+        config.pictures = pictures_picker();
+    }
+    let mut app = if started.is_some() { App::new(config) } else { App::first_run(config) };
     let result = drive(&ctx, &mut app, &mut screen.terminal, started, args.invite, sound).await;
     drop(screen);
     result
@@ -127,6 +142,15 @@ impl std::fmt::Debug for Screen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Screen").field("mouse", &self.mouse).finish()
     }
+}
+
+/// What the terminal can draw pictures with, asked of the terminal itself
+/// (a query answered within a moment, before anything reads keys), or
+/// `None` if it draws none: character-cell "half blocks" are not worth a
+/// photo's room.
+fn pictures_picker() -> Option<kith_tui::Picker> {
+    let picker = kith_tui::Picker::from_query_stdio().ok()?;
+    (picker.protocol_type() != kith_tui::ProtocolType::Halfblocks).then_some(picker)
 }
 
 fn now_ms() -> u64 {
@@ -213,6 +237,9 @@ async fn drive(
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(u64, Result<R, Failure>)>();
     let (uploads_tx, mut uploads) = mpsc::unbounded_channel::<UploadInput>();
+    let (wanted_tx, wanted_rx) = mpsc::unbounded_channel::<Wanted>();
+    let (pictures_tx, mut pictures) = mpsc::unbounded_channel::<PictureInput>();
+    let mut wanted_rx = Some(wanted_rx);
     let mut session: Option<std::sync::Arc<Session>> = None;
     let mut jobs_rx = Some(jobs_rx);
     let mut probed: Option<Probed> = None;
@@ -223,6 +250,9 @@ async fn drive(
         if let Some(rx) = jobs_rx.take() {
             // Ends with the session (its job queue closes when we return).
             tokio::spawn(requests(s.clone(), rx, answers_tx.clone(), cancelled.clone()));
+        }
+        if let Some(rx) = wanted_rx.take() {
+            tokio::spawn(previews(s.clone(), rx, pictures_tx.clone()));
         }
         app.handle(now_ms(), Input::Ready(Box::new(ready)));
         s
@@ -294,6 +324,9 @@ async fn drive(
                 Action::Cancel { id } => {
                     cancelled.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
                 }
+                Action::Pictures { channel, message, indexes } => {
+                    let _ = wanted_tx.send((channel, message, indexes));
+                }
                 Action::Upload { id, channel, paths } => {
                     let Some(s) = &session else { continue };
                     tokio::spawn(upload(s.client(), id, channel, paths, uploads_tx.clone()));
@@ -326,6 +359,10 @@ async fn drive(
             }
         }
         terminal.draw(|f| app.render(f))?;
+        if app.has_actions() {
+            // The frame showed pictures not fetched yet.
+            continue;
+        }
 
         let input = tokio::select! {
             Some(event) = events.recv() => match to_input(event) {
@@ -335,6 +372,7 @@ async fn drive(
             _ = ticks.tick() => Input::Tick,
             Some((id, result)) = answers.recv() => Input::Reply { id, result },
             Some(u) = uploads.recv() => Input::Upload(u),
+            Some(p) = pictures.recv() => Input::Picture(p),
             update = next_update(session.as_deref()) => match update {
                 Some(u) => update_input(&ctx.dir, u),
                 None => Input::Connection(Connection::Ended("the session ended".into())),
@@ -382,15 +420,19 @@ async fn upload(
     report: mpsc::UnboundedSender<UploadInput>,
 ) {
     let mut keys = Vec::with_capacity(paths.len());
-    for path in paths {
-        let path = match path.strip_prefix("~/").zip(std::env::var_os("HOME")) {
+    let paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|path| match path.strip_prefix("~/").zip(std::env::var_os("HOME")) {
             Some((rest, home)) => std::path::Path::new(&home).join(rest),
-            None => std::path::PathBuf::from(&path),
-        };
+            None => PathBuf::from(path),
+        })
+        .collect();
+    let message_bytes: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    for path in paths {
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let mut shown = u64::MAX;
         let sent = client
-            .upload(channel, &path, |sent, total| {
+            .upload(channel, &path, message_bytes, |sent, total| {
                 let pct = (sent * 100).checked_div(total).unwrap_or(100);
                 if pct != shown {
                     shown = pct;
@@ -407,6 +449,42 @@ async fn upload(
         }
     }
     let _ = report.send(UploadInput::Done { id, keys });
+}
+
+/// Pictures of a message the app wants drawn: (channel, message, indexes).
+type Wanted = (u64, u64, Vec<u32>);
+
+/// Fetches previews one message at a time, as the screen shows them: a
+/// channel full of photos must not be a burst of requests the server's
+/// rate limit answers with refusals (each is waited out instead).
+async fn previews(
+    session: std::sync::Arc<Session>,
+    mut wanted: mpsc::UnboundedReceiver<Wanted>,
+    report: mpsc::UnboundedSender<PictureInput>,
+) {
+    while let Some((channel, message, indexes)) = wanted.recv().await {
+        let client = session.client();
+        let access = loop {
+            match client.open_attachments(channel, message).await {
+                Err(e) if e.code() == Some(v1::ErrorCode::RateLimited) => {
+                    tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
+                }
+                other => break other,
+            }
+        };
+        for index in indexes {
+            let result = match &access {
+                Ok(access) => client
+                    .preview(access, index, kith_tui::MAX_PREVIEW_BYTES)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if report.send(PictureInput { channel, message, index, result }).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The call's next change of who is heard; `None` once it has ended.

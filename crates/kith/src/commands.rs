@@ -677,11 +677,15 @@ async fn send_once(ctx: &Ctx, args: &SendArgs, body: &str, nonce: &str) -> Resul
     let (client, ready, _) = session(ctx).await?;
     let (ch, _) = crate::social::resolve(&client, &ready, &args.channel).await?;
     let mut uploads = Vec::with_capacity(args.file.len());
+    // Said with every file, so that a message too big is refused before
+    // the first byte goes out.
+    let message_bytes: u64 =
+        args.file.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     for path in &args.file {
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let bar = crate::output::progress(&name);
         let mut first = true;
-        let key = client.upload(ch.id, path, |sent, total| {
+        let key = client.upload(ch.id, path, message_bytes, |sent, total| {
             if std::mem::take(&mut first) && sent > 0 && sent < total {
                 bar.suspend(|| {
                     eprintln!(

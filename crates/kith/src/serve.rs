@@ -193,6 +193,7 @@ struct FileLimits {
     voice_room: Option<usize>,
     ipv6_prefix: Option<u8>,
     attachment_bytes: Option<u64>,
+    message_attachment_bytes: Option<u64>,
     /// 0: no quota.
     attachment_quota_per_user: Option<u64>,
     attachment_quota_per_community: Option<u64>,
@@ -225,6 +226,7 @@ impl FileLimits {
         l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
         l.ipv6_prefix = self.ipv6_prefix.unwrap_or(l.ipv6_prefix).min(128);
         l.attachment_bytes = self.attachment_bytes.unwrap_or(l.attachment_bytes);
+        l.message_attachment_bytes = self.message_attachment_bytes.unwrap_or(l.message_attachment_bytes);
         l.disk_reserve = self.disk_reserve_bytes.unwrap_or(l.disk_reserve);
         let quota = |set: Option<u64>, default| set.map_or(default, |q| (q > 0).then_some(q));
         l.attachment_quota_per_user = quota(self.attachment_quota_per_user, l.attachment_quota_per_user);

@@ -126,7 +126,11 @@ fn a_file_over_the_limit_is_refused_naming_the_limit_before_any_byte_is_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("kith.toml"), "[limits]\nattachment_bytes = 1000000\n").unwrap();
+    std::fs::write(
+        data.join("kith.toml"),
+        "[limits]\nattachment_bytes = 1000000\nmessage_attachment_bytes = 1500000\n",
+    )
+    .unwrap();
     let server = serve(&data);
     let [alice, ..] = family_from_the_shell(tmp.path(), &server);
     let big = tmp.path().join("big.bin");
@@ -135,6 +139,18 @@ fn a_file_over_the_limit_is_refused_naming_the_limit_before_any_byte_is_sent() {
     assert!(err.contains("1000001 bytes") && err.contains("at most 1000000 bytes"), "{err}");
     assert!(stored(&data).is_empty(), "nothing was stored: {:?}", stored(&data));
     assert!(history(&alice, "Family/general").iter().all(|m| m["body"] != "too big"), "and nothing was sent");
+    // Two files each within the limit, together over one message's: refused
+    // as early.
+    let (one, two) = (tmp.path().join("one.bin"), tmp.path().join("two.bin"));
+    random_file(&one, 800_000);
+    random_file(&two, 800_000);
+    let args = ["send", "Family/general", "--file", one.to_str().unwrap(), "--file", two.to_str().unwrap()];
+    let err = kith_fails(&alice, &args);
+    assert!(
+        err.contains("1600000 bytes") && err.contains("at most 1500000 bytes of files per message"),
+        "{err}"
+    );
+    assert!(stored(&data).is_empty(), "nothing was stored: {:?}", stored(&data));
     // A file that does not exist is refused before connecting.
     let err = kith_fails(&alice, &["send", "Family/general", "--file", "/nonexistent/photo.jpg"]);
     assert!(err.contains("/nonexistent/photo.jpg"), "{err}");

@@ -135,6 +135,17 @@ impl Hub {
         self.channels.get(&channel).map(|c| c.community)
     }
 
+    /// Refuses a message whose files come to more than one message may carry.
+    fn within_message_limit(&self, total: u64) -> Result<(), Refusal> {
+        let max = self.config.max_message_attachment_bytes;
+        if total > max {
+            return Err(Refusal::TooLarge(format!(
+                "the message's files come to {total} bytes; this server takes at most {max} bytes of files per message"
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses `more` bytes of files from `me` in `channel` past a quota.
     fn within_quotas(&self, me: UserId, channel: ChannelId, more: u64) -> Result<(), Refusal> {
         if let Some(quota) = self.config.user_files_quota {
@@ -167,7 +178,7 @@ impl Hub {
         cx: Cx,
         channel: ChannelId,
         name: FileName,
-        size: u64,
+        (size, message_bytes): (u64, u64),
         blake3: [u8; 32],
         key: String,
     ) -> Outcome {
@@ -178,6 +189,7 @@ impl Hub {
                 "the file is {size} bytes; this server takes files of at most {max} bytes"
             )));
         }
+        self.within_message_limit(message_bytes.max(size))?;
         self.within_quotas(cx.me, channel, size)?;
         self.uploads.insert(key.clone(), Pending { session: cx.session, channel, name, stored: None });
         self.emit(Output::Grant(Grant::Upload {
@@ -187,7 +199,8 @@ impl Hub {
             size,
             blake3,
         }));
-        let upload = kith_proto::v1::Upload { key, max_bytes: max };
+        let max_message_bytes = self.config.max_message_attachment_bytes;
+        let upload = kith_proto::v1::Upload { key, max_bytes: max, max_message_bytes };
         self.reply(cx.session, cx.rid, ReplyResult::Upload(upload));
         Ok(())
     }
@@ -245,6 +258,7 @@ impl Hub {
         }
         let total: u64 =
             keys.iter().filter_map(|k| self.uploads.by_key.get(k)?.stored.as_ref()).map(|s| s.size).sum();
+        self.within_message_limit(total)?;
         self.within_quotas(cx.me, channel, total)?;
         Ok(keys
             .iter()

@@ -130,6 +130,8 @@ pub struct HubConfig {
     pub web: bool,
     /// The largest file one upload may be.
     pub max_attachment_bytes: u64,
+    /// The most one message's files may come to.
+    pub max_message_attachment_bytes: u64,
     /// Bytes of files one account's messages may carry; `None`: no limit.
     pub user_files_quota: Option<u64>,
     /// Bytes of files one community's messages may carry; `None`: no limit.
@@ -138,6 +140,9 @@ pub struct HubConfig {
 
 /// The default largest upload: 100 MiB.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 << 20;
+/// The default most one message's files may come to: 250 MiB (a few
+/// phone videos, not the ten largest files at once).
+pub const DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES: u64 = 250 << 20;
 /// The default quotas: 10 GiB of files per account, 100 GiB per community.
 pub const DEFAULT_USER_FILES_QUOTA: u64 = 10 << 30;
 pub const DEFAULT_COMMUNITY_FILES_QUOTA: u64 = 100 << 30;
@@ -178,6 +183,7 @@ impl Default for HubConfig {
             community_creation: CommunityCreation::Everyone,
             web: false,
             max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
+            max_message_attachment_bytes: DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES,
             user_files_quota: Some(DEFAULT_USER_FILES_QUOTA),
             community_files_quota: Some(DEFAULT_COMMUNITY_FILES_QUOTA),
         }
@@ -873,8 +879,8 @@ impl Hub {
             Request::SendMessage { channel, body, nonce, reply_to, uploads } => {
                 self.send_message(cx, channel, body, nonce, reply_to, &uploads)
             }
-            Request::CreateUpload { channel, name, size, blake3, key } => {
-                self.create_upload(cx, channel, name, size, blake3, key)
+            Request::CreateUpload { channel, name, size, blake3, message_bytes, key } => {
+                self.create_upload(cx, channel, name, (size, message_bytes), blake3, key)
             }
             Request::OpenAttachments { channel, message, key } => {
                 self.open_attachments(cx, channel, message, key)

@@ -381,6 +381,9 @@ impl Session {
             voice: kith_tui::VoiceSupport::Unavailable(
                 "voice needs the kith app (kith chat): a telnet connection carries no sound".into(),
             ),
+            // Photos stay file lines: a telnet user's terminal is not asked
+            // what it can draw, and pictures would cost the gateway their bytes.
+            pictures: None,
         };
         let mut telnet = Telnet::new();
         let mut backlog = telnet.take_output();
@@ -557,6 +560,8 @@ impl Session {
                 Action::Voice(_) => continue,
                 // Requests go straight to the hub here: nothing waits to be taken back.
                 Action::Cancel { .. } => continue,
+                // No picker in its config: the app never asks.
+                Action::Pictures { .. } => continue,
                 // The gateway runs on the server: the telnet user's files are
                 // on their own machine, out of its reach.
                 Action::Upload { id, .. } => {

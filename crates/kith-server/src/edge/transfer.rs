@@ -234,26 +234,27 @@ async fn download(
     let Some(a) = attachments.get(request.index as usize) else {
         return Err((ErrorCode::NotFound, "no such attachment".into()));
     };
-    if request.offset > a.size {
+    let (path, content_type) = files.served(a, request.preview);
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| internal("opening a file", e))?;
+    let size = file.metadata().await.map_err(|e| internal("reading a file", e))?.len();
+    if request.offset > size {
         return Err((
             ErrorCode::Invalid,
-            format!("offset {} is past the end ({} bytes)", request.offset, a.size),
+            format!("offset {} is past the end ({size} bytes)", request.offset),
         ));
     }
-    let mut file =
-        tokio::fs::File::open(files.blob(&a.blake3)).await.map_err(|e| internal("opening a file", e))?;
     file.seek(std::io::SeekFrom::Start(request.offset)).await.map_err(|e| internal("reading a file", e))?;
     let status = TransferStatus {
         offset: request.offset,
-        size: a.size,
+        size,
         name: a.name.clone(),
-        content_type: a.content_type.clone(),
+        content_type,
         ..Default::default()
     };
     write_status(send, &status).await.map_err(|e| internal("answering", e))?;
     // A peer that stops reading stalls only this stream: QUIC flow control.
     // Big reads: each read of a tokio file is a trip to a blocking thread.
-    let mut file = tokio::io::BufReader::with_capacity(CHUNK, file.take(a.size - request.offset));
+    let mut file = tokio::io::BufReader::with_capacity(CHUNK, file.take(size - request.offset));
     let _ = tokio::io::copy_buf(&mut file, send).await;
     Ok(())
 }

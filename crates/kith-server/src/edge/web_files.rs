@@ -162,16 +162,8 @@ pub async fn file(
         }
     };
     let Some(mut a) = attachments.into_iter().nth(index as usize) else { return not_found() };
-    let preview = edge.files.preview(&a.blake3);
-    let path = if want.size.as_deref() == Some("preview")
-        && a.content_type.starts_with("image/")
-        && preview.exists()
-    {
-        a.content_type = "image/jpeg".into();
-        preview
-    } else {
-        edge.files.blob(&a.blake3)
-    };
+    let path;
+    (path, a.content_type) = edge.files.served(&a, want.size.as_deref() == Some("preview"));
     let Ok(mut f) = tokio::fs::File::open(path).await else { return not_found() };
     let Ok(size) = f.metadata().await.map(|m| m.len()) else { return not_found() };
     let wanted = headers.get(header::RANGE).and_then(|h| h.to_str().ok()).and_then(|h| byte_range(h, size));
