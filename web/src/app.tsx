@@ -1082,12 +1082,15 @@ function Files({ m }: { m: Message }) {
         const huge = a.width * a.height > 50_000_000;
         return (
           <li key={i}>
-            {url && type.startsWith("image/") && !huge && (
+            {url && INLINE_PICTURES.includes(type) && !huge && (
               <a href={url} target="_blank" rel="noopener noreferrer" aria-label={`Open ${name} full size`}>
                 <img src={`${url}?size=preview`} alt={name} loading="lazy" class="photo" width={a.width || undefined} height={a.height || undefined} />
               </a>
             )}
-            {url && type.startsWith("video/") && <video src={url} controls preload="metadata" class="photo" aria-label={name} />}
+            {/* `#t=0.1` makes phones' browsers (Safari) draw a first frame, not black, before playing. */}
+            {url && type.startsWith("video/") && (
+              <video src={`${url}#t=0.1`} controls preload="metadata" class="photo" aria-label={name} />
+            )}
             {url && type.startsWith("audio/") && <audio src={url} controls preload="metadata" aria-label={name} />}
             {url ? (
               <a href={url} download={name} rel="noopener noreferrer" class="file-link">
@@ -1102,6 +1105,10 @@ function Files({ m }: { m: Message }) {
     </ul>
   );
 }
+
+/// Picture types every browser draws (HEIF, which only Safari does, is a
+/// download like any file).
+const INLINE_PICTURES = ["image/jpeg", "image/png", "image/gif", "image/webp", "image/avif"];
 
 /// A file size as file managers show it: 512 B, 1.5 kB, 2.4 MB.
 function size(bytes: number): string {

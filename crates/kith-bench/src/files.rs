@@ -226,7 +226,7 @@ pub fn preview(json_out: bool) -> Result<()> {
     let mut preview_ms = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        kith_media::strip::strip("image/jpeg", &jpeg[..], std::io::sink())?;
+        kith_media::strip::strip("image/jpeg", std::io::Cursor::new(&jpeg), std::io::sink())?;
         strip_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let small = kith_media::thumbnail::thumbnail("image/jpeg", std::io::Cursor::new(&jpeg))?;

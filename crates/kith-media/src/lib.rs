@@ -16,6 +16,7 @@ pub fn content_type(head: &[u8]) -> String {
         "image/gif",
         "image/webp",
         "image/avif",
+        "image/heif",
         "video/mp4",
         "video/webm",
         "video/quicktime",

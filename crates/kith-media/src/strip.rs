@@ -14,9 +14,15 @@
 //! holding that tag alone, so the photo stays upright. For a PNG: the
 //! critical chunks and the ancillary chunks that only describe pixels.
 //!
-//! Both parsers are small, our own, and fuzzed (`fuzz/fuzz_targets/strip.rs`).
+//! WebP, GIF and the MP4 family get the same treatment in their own terms
+//! (`strip/`). Every parser is small, our own, and fuzzed
+//! (`fuzz/fuzz_targets/strip.rs`).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
+
+mod gif;
+mod isobmff;
+mod webp;
 
 /// What was done to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,15 +40,21 @@ pub const MAX_PIXELS: u64 = 200_000_000;
 /// ...and the longest side.
 pub const MAX_SIDE: u32 = 30_000;
 
-/// Copies the image in `input` to `output` without its metadata, if
-/// `content_type` (as sniffed from the bytes) is one it cleans. An error
-/// means the image is malformed, or bigger than [`MAX_PIXELS`] or
-/// [`MAX_SIDE`] (kind `Unsupported`), or the disk failed: refuse the upload.
-/// Nothing is decoded: the size is read from the frame header.
-pub fn strip(content_type: &str, input: impl Read, output: impl Write) -> io::Result<Stripped> {
+/// Copies the file in `input` to `output` without its metadata, if
+/// `content_type` (as sniffed from the bytes) is one it cleans: JPEG, PNG,
+/// WebP, GIF, HEIF, AVIF, and MP4, QuickTime and M4A. An error means the file is
+/// malformed, or a picture bigger than [`MAX_PIXELS`] or [`MAX_SIDE`]
+/// (kind `Unsupported`), or the disk failed: refuse the upload. Nothing is
+/// decoded: a size is read from the headers (0 × 0 for sound).
+pub fn strip(content_type: &str, input: impl Read + Seek, output: impl Write) -> io::Result<Stripped> {
     let (width, height) = match content_type {
         "image/jpeg" => jpeg(input, output)?,
         "image/png" => png(input, output)?,
+        "image/webp" => webp::webp(input, output)?,
+        "image/gif" => gif::gif(input, output)?,
+        "video/mp4" | "video/quicktime" | "audio/m4a" | "image/heif" | "image/avif" => {
+            isobmff::isobmff(input, output)?
+        }
         _ => return Ok(Stripped::Untouched),
     };
     Ok(Stripped::Cleaned { width, height })
@@ -344,6 +356,10 @@ fn png(input: impl Read, output: impl Write) -> io::Result<(u32, u32)> {
 mod tests {
     use super::*;
 
+    pub(super) fn strip_bytes(kind: &str, bytes: &[u8], out: impl Write) -> io::Result<Stripped> {
+        strip(kind, io::Cursor::new(bytes), out)
+    }
+
     /// A tiny JPEG made of named segments and a fake scan, to check which
     /// survive (the decoder-level check is in the upload spec).
     fn jpeg_with(segments: &[(u8, &[u8])]) -> Vec<u8> {
@@ -389,7 +405,10 @@ mod tests {
 
     fn cleaned(input: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        assert_eq!(strip("image/jpeg", input, &mut out).unwrap(), Stripped::Cleaned { width: 1, height: 1 });
+        assert_eq!(
+            strip_bytes("image/jpeg", input, &mut out).unwrap(),
+            Stripped::Cleaned { width: 1, height: 1 }
+        );
         out
     }
 
@@ -458,7 +477,7 @@ mod tests {
             let sof = input.windows(4).position(|w| w == [0xFF, 0xC0, 0, 11]).unwrap();
             input[sof + 6] = 2;
             let mut out = Vec::new();
-            strip("image/jpeg", &input[..], &mut out).unwrap()
+            strip_bytes("image/jpeg", &input[..], &mut out).unwrap()
         };
         assert_eq!(tall(6), Stripped::Cleaned { width: 2, height: 1 });
         assert_eq!(tall(1), Stripped::Cleaned { width: 1, height: 2 });
@@ -468,7 +487,7 @@ mod tests {
     fn malformed_jpegs_are_refused_not_passed_through() {
         let good = jpeg_with(&[]);
         for bad in [&b"not a jpeg"[..], &good[..good.len() / 2], &[0xFF, SOI, 0xFF, 0xDB, 0x00, 0x01][..]] {
-            assert!(strip("image/jpeg", bad, &mut Vec::new()).is_err(), "{bad:?}");
+            assert!(strip_bytes("image/jpeg", bad, &mut Vec::new()).is_err(), "{bad:?}");
         }
     }
 
@@ -495,7 +514,7 @@ mod tests {
         }
         let mut out = Vec::new();
         assert_eq!(
-            strip("image/png", &png[..], &mut out).unwrap(),
+            strip_bytes("image/png", &png[..], &mut out).unwrap(),
             Stripped::Cleaned { width: 1, height: 1 }
         );
         let text = String::from_utf8_lossy(&out);
@@ -505,7 +524,7 @@ mod tests {
         for gone in ["tEXt", "grandma", "eXIf", "GPS", "tIME"] {
             assert!(!text.contains(gone), "{gone} survived");
         }
-        assert!(strip("image/png", &png[..png.len() - 5], &mut Vec::new()).is_err(), "truncated");
+        assert!(strip_bytes("image/png", &png[..png.len() - 5], &mut Vec::new()).is_err(), "truncated");
     }
 
     #[test]
@@ -516,18 +535,21 @@ mod tests {
         png.extend_from_slice(&50_000u32.to_be_bytes());
         png.extend_from_slice(&50_000u32.to_be_bytes());
         png.extend_from_slice(b"\x08\x02\0\0\0\0\0\0\0");
-        let e = strip("image/png", &png[..], &mut Vec::new()).unwrap_err();
+        let e = strip_bytes("image/png", &png[..], &mut Vec::new()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         assert!(e.to_string().contains("50000×50000"), "{e}");
         // The same for a JPEG's frame header (65 535 × 65 535).
         let mut jpeg = vec![0xFF, SOI];
         segment(&mut jpeg, 0xC0, &[8, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0]).unwrap();
-        let e = strip("image/jpeg", &jpeg[..], &mut Vec::new()).unwrap_err();
+        let e = strip_bytes("image/jpeg", &jpeg[..], &mut Vec::new()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
     }
 
     #[test]
     fn other_files_are_left_alone() {
-        assert_eq!(strip("video/mp4", &b"...."[..], &mut Vec::new()).unwrap(), Stripped::Untouched);
+        assert_eq!(
+            strip_bytes("application/pdf", &b"%PDF"[..], &mut Vec::new()).unwrap(),
+            Stripped::Untouched
+        );
     }
 }

@@ -60,12 +60,16 @@ pub struct Shown {
 }
 
 impl Shown {
-    /// The attachments of `m` that are pictures of known size.
+    /// The attachments of `m` that are pictures of known size, of the kinds
+    /// the server previews (or that are their own preview when small):
+    /// JPEG and PNG. Others (GIF, WebP, HEIF…) stay file lines rather than
+    /// be fetched whole to be decoded here.
     pub fn of(attachments: &[v1::Attachment]) -> Vec<Shown> {
         attachments
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.content_type.starts_with("image/") && a.width > 0 && a.height > 0)
+            .filter(|(_, a)| matches!(a.content_type.as_str(), "image/jpeg" | "image/png"))
+            .filter(|(_, a)| a.width > 0 && a.height > 0)
             .map(|(i, a)| Shown { index: i as u32, width: a.width, height: a.height })
             .collect()
     }

@@ -358,10 +358,40 @@ fn a_photo_loses_where_it_was_taken_and_stays_upright() {
     let m = history(&bob, "Family/general").into_iter().find(|m| m["id"] == id.trim()).unwrap();
     assert_eq!(m["attachments"][0]["size"].as_u64(), Some(got.len() as u64));
     assert_eq!(m["attachments"][0]["content_type"], "image/jpeg");
+    // Its size as shown: orientation 6 turns the 64 × 32 frame upright.
     assert_eq!(
         (m["attachments"][0]["width"].as_u64(), m["attachments"][0]["height"].as_u64()),
-        (Some(64), Some(32))
+        (Some(32), Some(64))
     );
+}
+
+/// An ISO media box: its length, its type, its payload.
+fn iso_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    [&((payload.len() + 8) as u32).to_be_bytes()[..], kind, payload].concat()
+}
+
+#[test]
+fn a_phone_video_loses_where_it_was_taken_and_plays_as_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    // A QuickTime movie as a phone writes it, reduced to its boxes: the
+    // place in the movie's user data, the samples in `mdat`.
+    let place = iso_box(b"\xA9xyz", b"+48.8584+002.2945/");
+    let moov = iso_box(b"moov", &[iso_box(b"mvhd", &[0; 100]), iso_box(b"udta", &place)].concat());
+    let samples = b"the frames and the sound, untouched";
+    let movie = [iso_box(b"ftyp", b"qt  \0\0\0\0qt  "), moov, iso_box(b"mdat", samples)].concat();
+    let path = tmp.path().join("beach.mov");
+    std::fs::write(&path, &movie).unwrap();
+    let id = kith(&alice, &["send", "Family/general", "--file", path.to_str().unwrap()], "");
+    let out = tmp.path().join("bob");
+    kith(&bob, &["download", "Family/general", id.trim(), "--out", out.to_str().unwrap()], "");
+    let got = std::fs::read(out.join("beach.mov")).unwrap();
+    assert_eq!(got.len(), movie.len(), "the same layout: sample offsets still hold");
+    assert!(!got.windows(7).any(|w| w == b"48.8584"), "the place survived");
+    assert!(got.ends_with(samples));
+    let m = history(&bob, "Family/general").into_iter().find(|m| m["id"] == id.trim()).unwrap();
+    assert_eq!(m["attachments"][0]["content_type"], "video/quicktime");
 }
 
 #[test]
