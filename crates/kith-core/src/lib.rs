@@ -8,6 +8,7 @@
 //! Wire messages become domain types once, at the edge ([`request::parse`]);
 //! past that point the types carry their own validity.
 
+pub mod commands;
 pub mod hub;
 pub mod ids;
 pub mod permissions;

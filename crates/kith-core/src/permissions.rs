@@ -35,6 +35,8 @@ bitflags! {
         const VIEW_AUDIT_LOG = Wire::ViewAuditLog as u64;
         const MANAGE_NICKNAMES = Wire::ManageNicknames as u64;
         const ATTACH_FILES = Wire::AttachFiles as u64;
+        const MANAGE_BOTS = Wire::ManageBots as u64;
+        const USE_COMMANDS = Wire::UseCommands as u64;
     }
 }
 
@@ -43,6 +45,7 @@ impl Permissions {
     pub const DEFAULT_EVERYONE: Permissions = Permissions::VIEW_CHANNEL
         .union(Permissions::SEND_MESSAGES)
         .union(Permissions::ATTACH_FILES)
+        .union(Permissions::USE_COMMANDS)
         .union(Permissions::CREATE_INVITES)
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK);

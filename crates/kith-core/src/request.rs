@@ -3,11 +3,12 @@
 
 use kith_proto::v1::{self, ErrorCode, client_message::Request as Wire};
 
+use crate::commands::{parse_commands, parse_values};
 use crate::ids::{AuditId, ChannelId, CommunityId, MessageId, RoleId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::text::{
-    Body, ChannelName, CommunityName, DisplayName, FileName, GroupName, Nickname, Nonce, Password, Reason,
-    RoleName, StatusText, TextError, Topic, Username,
+    Body, ChannelName, CommandName, CommunityName, DisplayName, FileName, GroupName, Nickname, Nonce,
+    Password, Reason, RoleName, StatusText, TextError, Topic, Username,
 };
 
 /// SHA-256 of a login token. Only the hash is kept in memory and on disk.
@@ -46,6 +47,30 @@ pub enum AuthRequest {
         session_id: String,
         last_seq: u64,
     },
+    /// A bot's new token is minted at the edge (the hub has no randomness
+    /// to spare on secrets).
+    BotToken(BotTokenFor),
+}
+
+/// What a bot token is minted for.
+#[derive(Debug)]
+pub enum BotTokenFor {
+    Create { community: CommunityId, name: Username },
+    Rotate { community: CommunityId, bot: UserId },
+}
+
+impl BotTokenFor {
+    /// The hub's request, with the token the edge minted.
+    pub fn with(self, token: String, token_hash: TokenHash) -> Request {
+        match self {
+            BotTokenFor::Create { community, name } => {
+                Request::CreateBot { community, name, token, token_hash }
+            }
+            BotTokenFor::Rotate { community, bot } => {
+                Request::RotateBotToken { community, bot, token, token_hash }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +114,36 @@ pub enum Request {
     ServerInfo,
     CreateCommunity {
         name: CommunityName,
+    },
+    CreateBot {
+        community: CommunityId,
+        name: Username,
+        token: String,
+        token_hash: TokenHash,
+    },
+    RotateBotToken {
+        community: CommunityId,
+        bot: UserId,
+        token: String,
+        token_hash: TokenHash,
+    },
+    /// From a bot: its commands, validated ([`crate::commands`]).
+    RegisterCommands {
+        commands: Vec<v1::Command>,
+    },
+    InvokeCommand {
+        channel: ChannelId,
+        bot: UserId,
+        name: CommandName,
+        options: Vec<v1::OptionValue>,
+    },
+    AnswerCall {
+        call: u64,
+        /// Empty, or a valid message body.
+        text: String,
+        last: bool,
+        public: bool,
+        error: String,
     },
     CreateInvite {
         community: CommunityId,
@@ -531,6 +586,37 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
                 blake3,
                 message_bytes: r.message_bytes,
                 key: new_code(KEY_CHARS),
+            })
+        }
+        Wire::CreateBot(r) => Ok(Parsed::Auth(AuthRequest::BotToken(BotTokenFor::Create {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            name: Username::parse(&r.name)?,
+        }))),
+        Wire::RotateBotToken(r) => Ok(Parsed::Auth(AuthRequest::BotToken(BotTokenFor::Rotate {
+            community: CommunityId(required(r.community_id, "community_id")?),
+            bot: UserId(required(r.bot_id, "bot_id")?),
+        }))),
+        Wire::RegisterCommands(r) => hub(Request::RegisterCommands { commands: parse_commands(r.commands)? }),
+        Wire::InvokeCommand(r) => hub(Request::InvokeCommand {
+            channel: ChannelId(required(r.channel_id, "channel_id")?),
+            bot: UserId(required(r.bot_id, "bot_id")?),
+            name: CommandName::parse("command name", &r.name)?,
+            options: parse_values(r.options)?,
+        }),
+        Wire::AnswerCall(r) => {
+            let text = if r.text.is_empty() { String::new() } else { Body::parse(&r.text)?.0 };
+            let error = Reason::parse(&r.error)?.0;
+            if r.public && (!r.r#final || text.is_empty()) && error.is_empty() {
+                return Err(invalid(
+                    "a public answer is a final one with text: it becomes the bot's message",
+                ));
+            }
+            hub(Request::AnswerCall {
+                call: required(r.call_id, "call_id")?,
+                text,
+                last: r.r#final || !error.is_empty(),
+                public: r.public,
+                error,
             })
         }
         Wire::OpenAttachments(r) => hub(Request::OpenAttachments {

@@ -134,6 +134,12 @@ pub enum Write {
         user: UserId,
         status: Chosen,
     },
+    /// Replaces the slash commands a bot offers: an encoded
+    /// `RegisterCommandsRequest`, as validated (empty: none).
+    PutCommands {
+        bot: UserId,
+        commands: Vec<u8>,
+    },
 }
 
 impl Write {
@@ -169,7 +175,8 @@ impl Write {
             | Write::DeleteMessage { .. }
             | Write::PutDirect { .. }
             | Write::SetReadState { .. }
-            | Write::SetPresence { .. } => false,
+            | Write::SetPresence { .. }
+            | Write::PutCommands { .. } => false,
         }
     }
 }
@@ -190,6 +197,8 @@ pub struct StoredState {
     pub messages: Vec<StoredMessageMeta>,
     pub directs: Vec<StoredDirect>,
     pub read_states: Vec<(UserId, ChannelId, MessageId)>,
+    /// Each bot's commands, as `Write::PutCommands` stored them.
+    pub commands: Vec<(UserId, Vec<u8>)>,
     /// The highest id ever issued, so new ids stay unique after a restart.
     pub max_id: u64,
 }
@@ -205,6 +214,8 @@ pub struct StoredUser {
     pub server_owner: bool,
     /// The presence they chose.
     pub presence: Chosen,
+    /// A bot account: signs in with a token only.
+    pub bot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -201,6 +201,16 @@ impl Reason {
     }
 }
 
+/// A text option's value in a slash command: 1-1000 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionText(pub String);
+
+impl OptionText {
+    pub fn parse(raw: &str) -> Result<Self, TextError> {
+        line("option value", raw, 1000, false).map(Self)
+    }
+}
+
 /// A community name: 1-64 characters, one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommunityName(pub String);
@@ -228,19 +238,44 @@ pub struct ChannelName(pub String);
 
 impl ChannelName {
     pub fn parse(raw: &str) -> Result<Self, TextError> {
-        const F: &str = "channel name";
-        let name: String =
-            raw.trim().chars().map(|c| if c == ' ' { '-' } else { c.to_ascii_lowercase() }).collect();
-        if name.is_empty() || name.len() > 32 {
-            return refuse(F, "must be 1-32 characters");
-        }
-        if let Some(c) =
-            name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')))
-        {
-            return refuse(F, format!("may contain a-z, 0-9, '-' and '_', not {c:?}"));
-        }
-        Ok(Self(name))
+        slug("channel name", raw).map(Self)
     }
+}
+
+/// A slash command's or command option's name: the same rules as a
+/// channel's (`/weather`, `city`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandName(pub String);
+
+impl CommandName {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, TextError> {
+        slug(field, raw).map(Self)
+    }
+}
+
+/// What a command or option is for: 0-100 characters, one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandText(pub String);
+
+impl CommandText {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, TextError> {
+        line(field, raw, 100, true).map(Self)
+    }
+}
+
+/// 1-32 of `a-z 0-9 - _`; uppercase lowered, spaces made dashes.
+fn slug(field: &'static str, raw: &str) -> Result<String, TextError> {
+    let name: String =
+        raw.trim().chars().map(|c| if c == ' ' { '-' } else { c.to_ascii_lowercase() }).collect();
+    if name.is_empty() || name.len() > 32 {
+        return refuse(field, "must be 1-32 characters");
+    }
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_')))
+    {
+        return refuse(field, format!("may contain a-z, 0-9, '-' and '_', not {c:?}"));
+    }
+    Ok(name)
 }
 
 /// A message body: 1-4000 characters; no control characters but newline and

@@ -19,11 +19,34 @@ pub const PAGE: u32 = 100;
 pub struct UserInfo {
     pub username: String,
     pub display_name: String,
+    pub bot: bool,
+}
+
+/// Commands as a server sent them, with every text a person will see
+/// cleaned (a hostile server's names must not reach the terminal raw).
+fn clean_commands(commands: &[v1::Command]) -> Vec<v1::Command> {
+    commands
+        .iter()
+        .map(|c| v1::Command {
+            bot_id: c.bot_id,
+            name: clean_line(&c.name),
+            description: clean_line(&c.description),
+            options: c
+                .options
+                .iter()
+                .map(|o| v1::CommandOption {
+                    name: clean_line(&o.name),
+                    description: clean_line(&o.description),
+                    ..*o
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 impl UserInfo {
     fn from_wire(u: &v1::User) -> UserInfo {
-        UserInfo { username: clean_line(&u.username), display_name: clean_line(&u.display_name) }
+        UserInfo { username: clean_line(&u.username), display_name: clean_line(&u.display_name), bot: u.bot }
     }
 
     pub fn label(&self) -> &str {
@@ -38,6 +61,8 @@ pub struct CommunityInfo {
     /// (user id, nickname) in the server's order.
     pub members: Vec<(u64, String)>,
     pub channels: Vec<u64>,
+    /// The slash commands its bots offer (names and texts cleaned).
+    pub commands: Vec<v1::Command>,
 }
 
 /// One message, cleaned for display.
@@ -231,6 +256,11 @@ pub struct Effect {
 }
 
 impl Model {
+    /// Whether `user` is a bot account.
+    pub fn is_bot(&self, user: u64) -> bool {
+        self.users.get(&user).is_some_and(|u| u.bot)
+    }
+
     /// Replaces everything with a snapshot. History is refetched on show.
     pub fn load(&mut self, ready: &v1::Ready) {
         let me = ready.user.as_ref().map_or(0, |u| u.id);
@@ -268,6 +298,7 @@ impl Model {
                 .filter_map(|m| Some((m.user.as_ref()?.id, clean_line(&m.nickname))))
                 .collect(),
             channels: Vec::new(),
+            commands: clean_commands(&c.commands),
         };
         match self.communities.iter_mut().find(|x| x.id == c.id) {
             Some(existing) => {
@@ -425,6 +456,14 @@ impl Model {
                     self.voice.insert(v.user_id, *v);
                 }
             }
+            Body::CommandsChanged(c) => {
+                if let Some(community) = self.communities.iter_mut().find(|x| x.id == c.community_id) {
+                    community.commands = clean_commands(&c.commands);
+                }
+            }
+            // Calls are a bot's to answer; how one's own go is the app's
+            // (`App::call_update`).
+            Body::Call(_) | Body::CallUpdate(_) => {}
             Body::RoleCreated(_) | Body::RoleUpdated(_) | Body::RoleDeleted(_) => {}
         }
         effect

@@ -21,6 +21,8 @@ use crate::setup::{Setup, Step};
 use crate::text::{self, truncate, width, wrap};
 use crate::{App, Connection, Geometry, Overlay, Screen};
 
+/// How a bot is marked after its name, wherever it appears.
+const BOT: &str = "[bot]";
 /// The time column: `HH:MM `.
 const TIME: usize = 6;
 /// Wider than this, the member list shows.
@@ -666,7 +668,8 @@ impl App {
             let line = truncate(&format!("↳ {quoted}"), usize::from(w).saturating_sub(TIME));
             out.push(Line::from(vec![Span::raw(" ".repeat(TIME)), Span::styled(line, dim())]));
         }
-        let Content { text: content, name_end, edited_start, action } = Content::of(self.author(ch, m), m);
+        let Content { text: content, name_end, edited_start, action } =
+            Content::of(self.author(ch, m), self.model.is_bot(m.author_id), m);
         let body_style = if action { Style::new().add_modifier(Modifier::ITALIC) } else { Style::new() };
         let name_style = Style::new().fg(colour(m.author_id)).add_modifier(Modifier::BOLD);
         let time_style = if m.mentions_me { Style::new().fg(Color::Black).bg(Color::Yellow) } else { dim() };
@@ -1045,11 +1048,13 @@ struct Content {
 }
 
 impl Content {
-    fn of(name: &str, m: &Msg) -> Content {
+    /// `bot`: the author is a bot, which every client marks.
+    fn of(name: &str, bot: bool, m: &Msg) -> Content {
         let action = action_text(&m.body);
+        let name = if bot { format!("{name} {BOT}") } else { name.to_owned() };
         let lead = match action {
             Some(_) => format!("* {name}"),
-            None => name.to_owned(),
+            None => name,
         };
         let edited = if m.edited { " (edited)" } else { "" };
         let text = format!("{lead} {}{edited}", action.unwrap_or(&m.body));
@@ -1079,7 +1084,7 @@ pub(crate) fn message_rows(model: &Model, pictures: &Pictures, ch: &Chan, m: &Ms
     {
         return usize::from(rows);
     }
-    let content = Content::of(name, m);
+    let content = Content::of(name, model.is_bot(m.author_id), m);
     let rows = wrap(&content.text, usize::from(w).saturating_sub(TIME).max(1)).len()
         + usize::from(m.reply_to != 0)
         + m.files.len()
@@ -1144,7 +1149,13 @@ impl Roster {
             people.truncate(rows);
         }
         people.sort_by(cmp);
-        let first = people.into_iter().map(|(_, name, u)| (model.status(u), name.to_owned(), u)).collect();
+        let first = people
+            .into_iter()
+            .map(|(_, name, u)| {
+                let name = if model.is_bot(u) { format!("{name} {BOT}") } else { name.to_owned() };
+                (model.status(u), name, u)
+            })
+            .collect();
         Roster { key, online, offline, first }
     }
 }

@@ -22,7 +22,13 @@ fn evil(what: &str) -> String {
 }
 
 fn user(id: u64) -> v1::User {
-    v1::User { id, username: evil("user"), display_name: evil("display"), status_text: evil("status") }
+    v1::User {
+        id,
+        username: evil("user"),
+        display_name: evil("display"),
+        status_text: evil("status"),
+        bot: false,
+    }
 }
 
 fn ready() -> v1::Ready {

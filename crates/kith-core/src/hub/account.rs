@@ -77,6 +77,7 @@ impl Hub {
             status_text: String::new(),
             server_owner,
             presence: Chosen::Online,
+            bot: false,
         };
         let token = StoredToken { id: TokenId(self.ids.next(now)), user: user.id, hash: reg.token_hash };
         self.persist(vec![
@@ -122,7 +123,9 @@ impl Hub {
         token: String,
         token_hash: TokenHash,
     ) -> Outcome {
-        if !self.users.contains_key(&user) {
+        // A bot signs in with its token only (its stored hash is empty, so
+        // no password matches it anyway).
+        if !self.users.contains_key(&user) || self.is_bot(user) {
             return Err(Refusal::BadCredentials);
         }
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };

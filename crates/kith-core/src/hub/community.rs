@@ -157,6 +157,9 @@ impl Hub {
         self.fan_out(&[user], EventBody::CommunityLeft(left));
         let left = v1::MemberLeft { community_id: community.0, user_id: user.0, reason: reason as i32 };
         self.fan_out_community(community, EventBody::MemberLeft(left));
+        if self.offers_commands(user) {
+            self.commands_changed(&[community]);
+        }
     }
 
     pub(super) fn create_channel(
@@ -420,6 +423,9 @@ impl Hub {
         let wire = self.community_wire(community, user);
         self.fan_out(&[user], EventBody::CommunityJoined(wire));
         self.introduce(user, &known, true);
+        if self.offers_commands(user) {
+            self.commands_changed(&[community]);
+        }
     }
 
     /// An invite by its code. Codes minted today are upper case, so a code

@@ -73,6 +73,7 @@ impl Hub {
             status_text: String::new(),
             server_owner: false,
             presence: Chosen::Online,
+            bot: false,
         };
         // An empty hash is no PHC string: every password check fails.
         self.persist(vec![Write::CreateUser {

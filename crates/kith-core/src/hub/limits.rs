@@ -25,6 +25,8 @@ pub enum RateClass {
     Groups,
     /// Joining, leaving and muting in voice.
     Voice,
+    /// A bot's answers to calls: many calls at once, each streaming.
+    Answers,
 }
 
 impl RateClass {
@@ -68,7 +70,13 @@ impl RateClass {
             | Request::Ban { .. }
             | Request::Unban { .. }
             | Request::Timeout { .. }
-            | Request::ModerateVoice { .. } => Changes,
+            | Request::ModerateVoice { .. }
+            | Request::CreateBot { .. }
+            | Request::RotateBotToken { .. }
+            | Request::RegisterCommands { .. } => Changes,
+            // Invoking a command is a member speaking in a channel.
+            Request::InvokeCommand { .. } => Messages,
+            Request::AnswerCall { .. } => Answers,
             Request::UpdateProfile { .. } | Request::SetPresence { .. } => Profile,
             Request::OpenDirect { .. } | Request::UpdateGroup { .. } | Request::LeaveGroups { .. } => Groups,
             Request::JoinVoice { .. } | Request::LeaveVoice | Request::UpdateVoiceState { .. } => Voice,
@@ -85,6 +93,7 @@ impl RateClass {
             RateClass::Profile => "profile and presence changes",
             RateClass::Groups => "conversation changes",
             RateClass::Voice => "voice changes",
+            RateClass::Answers => "answers to calls",
         }
     }
 }
@@ -100,6 +109,7 @@ pub(super) struct Limits {
     profile: Buckets<UserId>,
     groups: Buckets<UserId>,
     voice: Buckets<UserId>,
+    answers: Buckets<UserId>,
 }
 
 impl Limits {
@@ -113,6 +123,7 @@ impl Limits {
             profile: Buckets::new(config.profile_rate),
             groups: Buckets::new(config.group_rate),
             voice: Buckets::new(config.voice_rate),
+            answers: Buckets::new(config.answer_rate),
         }
     }
 
@@ -134,6 +145,7 @@ impl Limits {
             RateClass::Profile => &mut self.profile,
             RateClass::Groups => &mut self.groups,
             RateClass::Voice => &mut self.voice,
+            RateClass::Answers => &mut self.answers,
         };
         bucket.check(now, &user).map_err(|ms| Refusal::RateLimited(class.what(), ms))?;
         if guest && class == RateClass::Messages {
@@ -149,3 +161,5 @@ pub const CHANGE_RATE: RateLimit = RateLimit::new(30, 500);
 pub const PROFILE_RATE: RateLimit = RateLimit::new(10, 3_000);
 pub const GROUP_RATE: RateLimit = RateLimit::new(10, 6_000);
 pub const VOICE_RATE: RateLimit = RateLimit::new(20, 250);
+/// A bot answering a crowd: 200 answers at once, then 200 a second.
+pub const ANSWER_RATE: RateLimit = RateLimit::new(200, 5);

@@ -12,7 +12,9 @@ use crate::text::{Body, Nonce};
 const EVERYONE: &str = "everyone";
 
 impl Hub {
-    pub(super) fn send_message(
+    /// Sends a message as `cx.me` and answers with it; returns its id (the
+    /// original's, for a retry with the same nonce).
+    pub(super) fn post_message(
         &mut self,
         cx: Cx,
         channel: ChannelId,
@@ -20,7 +22,7 @@ impl Hub {
         nonce: Option<Nonce>,
         reply_to: Option<MessageId>,
         uploads: &[String],
-    ) -> Outcome {
+    ) -> Result<MessageId, Refusal> {
         let (community, perms) = self.channel_permissions(channel, cx.me, cx.now)?;
         if let Some(nonce) = &nonce
             && let Some((original_channel, original)) = self.nonces.find(cx.me, &nonce.0, &self.timelines)
@@ -43,7 +45,7 @@ impl Hub {
             } else {
                 self.emit(Output::Read { to: cx.session, request_id: cx.rid, read: Read::Message(original) });
             }
-            return Ok(());
+            return Ok(original);
         }
         if !perms.contains(Permissions::SEND_MESSAGES) {
             return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
@@ -101,7 +103,7 @@ impl Hub {
         wire.attachments = attachments.iter().map(AttachmentMeta::to_wire).collect();
         self.reply(cx.session, cx.rid, ReplyResult::Message(wire.clone()));
         self.fan_out_channel(channel, EventBody::MessageCreated(wire));
-        Ok(())
+        Ok(id)
     }
 
     pub(super) fn edit_message(

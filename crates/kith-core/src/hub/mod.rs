@@ -30,6 +30,8 @@
 //! what does not exist, and events only reach sessions that may see them.
 
 mod account;
+mod bots;
+pub use bots::{CALL_TIMEOUT_MS, MAX_CALLS_PER_BOT};
 mod community;
 mod direct;
 mod files;
@@ -114,6 +116,8 @@ pub struct HubConfig {
     pub profile_rate: Option<RateLimit>,
     pub group_rate: Option<RateLimit>,
     pub voice_rate: Option<RateLimit>,
+    /// Bots' answers to calls, per bot.
+    pub answer_rate: Option<RateLimit>,
     /// Rate-limit refusals a session may collect; one that keeps sending
     /// past them (ignoring `retry_after_ms`) is disconnected. `None`: never.
     pub refusal_rate: Option<RateLimit>,
@@ -175,6 +179,7 @@ impl Default for HubConfig {
             profile_rate: Some(limits::PROFILE_RATE),
             group_rate: Some(limits::GROUP_RATE),
             voice_rate: Some(limits::VOICE_RATE),
+            answer_rate: Some(limits::ANSWER_RATE),
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
             voice_room: DEFAULT_VOICE_ROOM,
@@ -265,6 +270,9 @@ enum Refusal {
     Invalid(&'static str),
     /// Over a size limit; the reason names it.
     TooLarge(String),
+    /// The request does not fit what it names (a command's options); the
+    /// reason says how.
+    Unfit(String),
     /// Wait this many milliseconds.
     RateLimited(&'static str, u64),
 }
@@ -293,6 +301,7 @@ impl Refusal {
             }
             Refusal::Invalid(why) => (ErrorCode::Invalid, why.into()),
             Refusal::TooLarge(why) => (ErrorCode::TooLarge, why),
+            Refusal::Unfit(why) => (ErrorCode::Invalid, why),
             Refusal::RateLimited(..) => unreachable!("answered above"),
         };
         (code, reason, 0)
@@ -451,6 +460,8 @@ pub struct Hub {
     uploads: files::Uploads,
     /// Bytes of files per account and per community, for the quotas.
     usage: files::Usage,
+    /// Bots' commands and the calls in flight.
+    bots: bots::Bots,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -490,6 +501,7 @@ impl Hub {
             voice_shown: BTreeMap::new(),
             voice_published: BTreeMap::new(),
             voice_dirty: false,
+            bots: bots::Bots::default(),
             sessions: Sessions::default(),
             uploads: files::Uploads::default(),
             usage: files::Usage::default(),
@@ -498,6 +510,9 @@ impl Hub {
         };
         for u in state.users {
             hub.add_user(u);
+        }
+        for (bot, commands) in &state.commands {
+            hub.bots.load(*bot, commands);
         }
         // Guest names are never reused (a later guest would look like the
         // author of an earlier one's messages).
@@ -610,6 +625,7 @@ impl Hub {
         self.now = self.now.max(now);
         self.expire_detached();
         self.expire_unauthenticated();
+        self.expire_calls();
         match input {
             Input::Tick => {}
             Input::Connected { session, resume_key, auth_within_ms } => {
@@ -674,7 +690,11 @@ impl Hub {
     /// it has a deadline at all: the first unauthenticated session's time to
     /// sign in, or the first detached session's end of grace.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.sessions.next_deadline(self.config.resume_grace_ms)
+        let sessions = self.sessions.next_deadline(self.config.resume_grace_ms);
+        match (sessions, self.bots.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Closes the sessions whose time to authenticate is up.
@@ -700,6 +720,11 @@ impl Hub {
         self.uploads.forget(session);
         let Some(gone) = self.sessions.remove(session) else { return };
         self.voice_dirty = true;
+        if let Some(user) = gone.last_of
+            && self.is_bot(user)
+        {
+            self.bot_gone(user);
+        }
         if let Some(user) = gone.last_of
             && self.is_guest(user)
         {
@@ -865,6 +890,19 @@ impl Hub {
                 self.update_profile(cx, display_name, status_text)
             }
             Request::CreateCommunity { name } => self.create_community(cx, name),
+            Request::CreateBot { community, name, token, token_hash } => {
+                self.create_bot(cx, community, name, token, token_hash)
+            }
+            Request::RotateBotToken { community, bot, token, token_hash } => {
+                self.rotate_bot_token(cx, community, bot, token, token_hash)
+            }
+            Request::RegisterCommands { commands } => self.register_commands(cx, commands),
+            Request::InvokeCommand { channel, bot, name, options } => {
+                self.invoke_command(cx, channel, bot, name, options)
+            }
+            Request::AnswerCall { call, text, last, public, error } => {
+                self.answer_call(cx, call, text, last, public, error)
+            }
             Request::CreateInvite { community, max_uses, expires_in_ms, code } => {
                 self.create_invite(cx, community, max_uses, expires_in_ms, code)
             }
@@ -877,7 +915,7 @@ impl Hub {
             Request::DeleteChannel { channel } => self.delete_channel(cx, channel),
             Request::SetOverride { channel, target, rule } => self.set_override(cx, channel, target, rule),
             Request::SendMessage { channel, body, nonce, reply_to, uploads } => {
-                self.send_message(cx, channel, body, nonce, reply_to, &uploads)
+                self.post_message(cx, channel, body, nonce, reply_to, &uploads).map(|_| ())
             }
             Request::CreateUpload { channel, name, size, blake3, message_bytes, key } => {
                 self.create_upload(cx, channel, name, (size, message_bytes), blake3, key)

@@ -17,6 +17,7 @@ impl Hub {
             username: u.username.clone(),
             display_name: u.display_name.clone(),
             status_text: u.status_text.clone(),
+            bot: u.bot,
         }
     }
 
@@ -108,6 +109,7 @@ impl Hub {
             members: c.members.keys().map(|u| self.member_wire(id, *u)).collect(),
             permissions: self.community_permissions(id, viewer, None).map_or(0, |p| p.bits()),
             voice_states: self.voice_states_in(id, viewer),
+            commands: self.community_commands(id),
         }
     }
 

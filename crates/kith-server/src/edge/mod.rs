@@ -207,9 +207,14 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
         AuthRequest::Login { username_fold, .. } => {
             edge.admission.login(ip, Some(username_fold)).map_err(Failed::Refused)?
         }
-        AuthRequest::Authenticate { .. } | AuthRequest::Resume { .. } => {}
+        // An authenticated member's request; the hub's rate limits apply.
+        AuthRequest::Authenticate { .. } | AuthRequest::Resume { .. } | AuthRequest::BotToken(_) => {}
     }
     match request {
+        AuthRequest::BotToken(wanted) => {
+            let (token, token_hash) = auth::new_token();
+            Ok(wanted.with(token, token_hash))
+        }
         AuthRequest::Authenticate { token } => {
             if token.len() > 128 {
                 return Err(bad_credentials().into());

@@ -40,6 +40,8 @@ fn user(id: UserId, name: &str) -> StoredUser {
         status_text: String::new(),
         server_owner: id == ANN,
         presence: Chosen::Online,
+        // Cat is a bot.
+        bot: id == CAT,
     }
 }
 
@@ -129,6 +131,11 @@ fn scenario() -> Vec<Batch> {
         Write::RevokeToken { id: TokenId(11) },
         Write::UpdateUser { id: BOB, display_name: "Bobby".into(), status_text: "gone fishing".into() },
         Write::SetPresence { user: BOB, status: Chosen::Dnd },
+        // A bot's commands, replaced; another's, withdrawn.
+        Write::PutCommands { bot: CAT, commands: vec![1, 2, 3] },
+        Write::PutCommands { bot: CAT, commands: vec![4, 5] },
+        Write::PutCommands { bot: ANN, commands: vec![9] },
+        Write::PutCommands { bot: ANN, commands: Vec::new() },
     ];
     let community = vec![
         Write::CreateCommunity {
@@ -385,6 +392,7 @@ fn expected() -> StoredState {
             },
         ],
         read_states: vec![(ANN, GENERAL, MessageId(52))],
+        commands: vec![(CAT, vec![4, 5])],
         max_id: HIGHEST_LIVE_ID,
     }
 }
@@ -392,6 +400,7 @@ fn expected() -> StoredState {
 /// `state` in the canonical order: a backend may load rows in any order.
 fn canonical(mut state: StoredState) -> StoredState {
     state.users.sort_by_key(|u| u.id);
+    state.commands.sort();
     state.tokens.sort_by_key(|t| t.id);
     state.communities.sort_by_key(|c| c.id);
     state.members.sort_by_key(|m| (m.community, m.user));
@@ -449,9 +458,10 @@ fn kind(write: &Write) -> usize {
         Write::PutDirect { .. } => 24,
         Write::SetReadState { .. } => 25,
         Write::SetPresence { .. } => 26,
+        Write::PutCommands { .. } => 27,
     }
 }
-const KINDS: usize = 27;
+const KINDS: usize = 28;
 
 #[test]
 fn every_kind_of_write_is_in_the_scenario() {

@@ -223,6 +223,17 @@ UPDATE roles SET permissions = permissions | 131072 WHERE id = community_id;
 ALTER TABLE attachments ADD COLUMN width INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE attachments ADD COLUMN height INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Bots: accounts without a password, and the slash commands each
+    // offers (the encoded `RegisterCommandsRequest`). Using commands becomes
+    // one of @everyone's default permissions (USE_COMMANDS = 524288).
+    r#"
+ALTER TABLE users ADD COLUMN bot INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bot_commands (
+    bot_id   INTEGER PRIMARY KEY REFERENCES users(id),
+    commands BLOB NOT NULL
+);
+UPDATE roles SET permissions = permissions | 524288 WHERE id = community_id;
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -256,7 +267,7 @@ fn id(v: i64) -> u64 {
 fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
     let mut q = conn.prepare(
-        "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence FROM users",
+        "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence, bot FROM users",
     )?;
     state.users = q
         .query_map([], |r| {
@@ -269,6 +280,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 server_owner: r.get(5)?,
                 status_text: r.get(6)?,
                 presence: Chosen::from_code(r.get(7)?),
+                bot: r.get(8)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -430,6 +442,9 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     state.read_states = q
         .query_map([], |r| Ok((UserId(id(r.get(0)?)), ChannelId(id(r.get(1)?)), MessageId(id(r.get(2)?)))))?
         .collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT bot_id, commands FROM bot_commands")?;
+    state.commands =
+        q.query_map([], |r| Ok((UserId(id(r.get(0)?)), r.get(1)?)))?.collect::<Result<_, _>>()?;
     let max = |table: &str| -> Result<i64, rusqlite::Error> {
         conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0))
     };
@@ -456,8 +471,8 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     let i = |v: u64| v as i64;
     match write {
         Write::CreateUser { user, password_hash, created_at } => tx.execute(
-            "INSERT INTO users (id, username, fold, skeleton, display_name, password_hash, server_owner, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO users (id, username, fold, skeleton, display_name, password_hash, server_owner, created_at, bot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 i(user.id.0),
                 user.username,
@@ -466,7 +481,8 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 user.display_name,
                 password_hash,
                 user.server_owner,
-                i(created_at.0)
+                i(created_at.0),
+                user.bot
             ],
         ),
         Write::CreateToken { token, created_at } => tx.execute(
@@ -674,6 +690,14 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         Write::SetPresence { user, status } => tx.execute(
             "UPDATE users SET presence = ?2 WHERE id = ?1",
             params![i(user.0), status.code()],
+        ),
+        Write::PutCommands { bot, commands } if commands.is_empty() => {
+            tx.execute("DELETE FROM bot_commands WHERE bot_id = ?1", [i(bot.0)])
+        }
+        Write::PutCommands { bot, commands } => tx.execute(
+            "INSERT INTO bot_commands (bot_id, commands) VALUES (?1, ?2)
+             ON CONFLICT(bot_id) DO UPDATE SET commands = excluded.commands",
+            params![i(bot.0), commands],
         ),
     }
     .map(drop)
