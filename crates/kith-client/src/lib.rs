@@ -13,6 +13,7 @@
 //! replies by id, so any number may be in flight from any task; pushed events
 //! arrive on [`Client::next_event`].
 
+mod bots;
 mod files;
 mod session;
 mod trust;

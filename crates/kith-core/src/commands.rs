@@ -2,6 +2,7 @@
 //! whether an invocation matches what it declared ([`check_invocation`]).
 //! Pure validation, shared by the request parser and the hub.
 
+use kith_proto::commands::{type_name, usage};
 use kith_proto::v1::{self, option_value::Value};
 
 use crate::text::{CommandName, CommandText, OptionText, TextError};
@@ -110,26 +111,6 @@ pub fn check_invocation(command: &v1::Command, values: &[v1::OptionValue]) -> Re
         return Err(format!("/{} needs {}{}", command.name, missing.name, usage_hint(command)));
     }
     Ok(())
-}
-
-/// `string`, `integer` or `boolean`.
-pub fn type_name(t: i32) -> &'static str {
-    match v1::OptionType::try_from(t) {
-        Ok(v1::OptionType::Integer) => "integer",
-        Ok(v1::OptionType::Boolean) => "boolean",
-        _ => "string",
-    }
-}
-
-/// How to call a command, as people type it: `/count n:integer [step:integer]`.
-pub fn usage(command: &v1::Command) -> String {
-    let mut out = format!("/{}", command.name);
-    for o in &command.options {
-        let part = format!("{}:{}", o.name, type_name(o.r#type));
-        out.push(' ');
-        out.push_str(&if o.required { part } else { format!("[{part}]") });
-    }
-    out
 }
 
 fn usage_hint(command: &v1::Command) -> String {

@@ -6,6 +6,7 @@
 //! transport delivered and take whole frames out; it rejects an oversize
 //! length as soon as the 4 length bytes are in, before buffering the body.
 
+pub mod commands;
 mod frame;
 pub mod invite;
 pub mod limits;

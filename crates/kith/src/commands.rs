@@ -52,6 +52,10 @@ pub struct LoginArgs {
     /// Read the password from the first line of stdin instead of the terminal.
     #[arg(long)]
     password_stdin: bool,
+    /// A bot: read its token (from `kith bot create`) from the first line
+    /// of stdin instead of a password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    token_stdin: bool,
     #[command(flatten)]
     json: crate::Json,
 }
@@ -336,6 +340,21 @@ pub async fn register(ctx: Ctx, args: RegisterArgs) -> Result<()> {
 
 pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
     let server = with_default_port(&args.server);
+    if args.token_stdin {
+        let mut token = String::new();
+        std::io::stdin().read_line(&mut token)?;
+        let token = token.trim();
+        let client = connect(&ctx, &server, None).await?;
+        let mut ready = client.authenticate(token).await?;
+        let name = ready.user.as_ref().map(|u| u.username.clone()).unwrap_or_default();
+        if !name.eq_ignore_ascii_case(&args.username) {
+            client.close().await;
+            bail!("that token is {}'s, not {}'s", sanitize(&name), sanitize(&args.username));
+        }
+        // Authenticating hands out no new token: the profile keeps this one.
+        ready.token = token.to_owned();
+        return logged_in(&ctx, client, &server, &ready, args.json.json).await;
+    }
     let password = read_password(args.password_stdin, false)?;
     // No account can have it; sending it would only overflow a frame.
     if password.len() > kith_proto::limits::PASSWORD_MAX_BYTES {

@@ -1,6 +1,7 @@
 //! `kith`: the server and its command-line clients in one binary.
 
 mod admin;
+mod bots;
 mod chat;
 mod commands;
 mod output;
@@ -203,6 +204,25 @@ enum Command {
     /// Talk in voice channels without a sound card: play a WAV file, record the others.
     #[command(subcommand)]
     Voice(voice::VoiceCommand),
+    /// Make bots and replace their tokens; list their slash commands.
+    #[command(subcommand)]
+    Bot(bots::BotCommand),
+    /// Run a bot's slash command: `kith run Family/general /weather city=Paris`
+    /// (or `city:Paris`, or just `Paris`); prints its answer.
+    Run {
+        /// `Community/channel`.
+        channel: String,
+        /// The command, with or without its `/`.
+        command: String,
+        /// Its options: `name=value`, `name:value`, or bare values in order.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+        /// The bot, when several offer the command.
+        #[arg(long)]
+        bot: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -328,5 +348,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Read { channel } => social::read(ctx()?, &channel).await,
         Command::Typing { channel } => social::typing(ctx()?, &channel).await,
         Command::Voice(c) => voice::voice(ctx()?, c).await,
+        Command::Bot(c) => bots::bot(ctx()?, c).await,
+        Command::Run { channel, command, options, bot, json } => {
+            bots::run(ctx()?, &channel, &command, &options, bot.as_deref(), json.json).await
+        }
     }
 }
