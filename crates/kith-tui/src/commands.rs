@@ -201,9 +201,55 @@ impl App {
                     Request::SetPresence(v1::SetPresenceRequest { status: Some(status as i32), afk: None });
                 self.request(request, Pending::Done(format!("you are {}", status_name(status))));
             }
-            (other, _) => {
-                self.complain(format!("unknown command /{}; /help lists them", text::clean_line(other)))
+            (other, args) => {
+                if !self.bot_command(community, other, args) {
+                    self.complain(format!("unknown command /{}; /help lists them", text::clean_line(other)))
+                }
             }
+        }
+    }
+}
+
+impl App {
+    /// A bot's command typed in a community's channel: invoked if one of
+    /// its bots offers it (false: no bot does).
+    fn bot_command(&mut self, community: Option<u64>, name: &str, args: &str) -> bool {
+        let name = name.to_lowercase();
+        let (Some(channel), Some(c)) = (self.active, community.and_then(|c| self.model.community(c))) else {
+            return false;
+        };
+        // Several bots offering one name: the first (the oldest bot)
+        // answers here; `kith run --bot` names another.
+        let Some(spec) = c.commands.iter().find(|x| x.name == name).cloned() else { return false };
+        match kith_proto::commands::values(&spec, &kith_proto::commands::split(args)) {
+            Ok(options) => {
+                let request = Request::InvokeCommand(v1::InvokeCommandRequest {
+                    channel_id: channel,
+                    bot_id: spec.bot_id,
+                    name: spec.name.clone(),
+                    options,
+                });
+                self.request(request, Pending::Call { name: spec.name });
+            }
+            Err(e) => self.complain(text::clean_line(&e)),
+        }
+        true
+    }
+
+    /// How a call this user made goes: progress and the answer in the
+    /// notice line (an answer in public is the bot's message, in the
+    /// channel already).
+    pub(crate) fn call_update(&mut self, u: &v1::CallUpdate) {
+        let Some(name) = self.calls.get(&u.call_id).cloned() else { return };
+        if u.r#final {
+            self.calls.remove(&u.call_id);
+        }
+        if !u.error.is_empty() {
+            self.complain(format!("/{name}: {}", text::clean_line(&u.error)));
+        } else if u.message_id != 0 {
+            self.say(format!("/{name}: answered in the channel"));
+        } else {
+            self.say(format!("/{name}: {}", text::clean(&u.text)));
         }
     }
 }
@@ -223,7 +269,15 @@ pub fn completions(model: &Model, active: Option<u64>, word: &str, at_start: boo
     let lower = word.to_lowercase();
     let channel = active.and_then(|id| model.channels.get(&id));
     let mut out: Vec<String> = if let Some(prefix) = lower.strip_prefix('/').filter(|_| at_start) {
-        COMMANDS.iter().filter(|(n, _, _)| n.starts_with(prefix)).map(|(n, _, _)| format!("/{n} ")).collect()
+        // The app's own, then those the community's bots offer.
+        let bots = channel.and_then(|c| model.community(c.community_id)).map(|c| c.commands.as_slice());
+        COMMANDS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .chain(bots.unwrap_or_default().iter().map(|c| c.name.as_str()))
+            .filter(|n| n.starts_with(prefix))
+            .map(|n| format!("/{n} "))
+            .collect()
     } else if let Some(prefix) = lower.strip_prefix('@') {
         let people = channel.map(|c| model.people(c)).unwrap_or_default();
         let mut names: Vec<String> = people

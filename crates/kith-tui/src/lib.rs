@@ -215,6 +215,10 @@ enum Pending {
     },
     /// Mute or deafen: the state others now see.
     VoiceState,
+    /// Invoking a bot's command: its answers come as events.
+    Call {
+        name: String,
+    },
     /// Anything else: say `done` on success.
     Done(String),
     /// How to join the server hosting the sign-in screen.
@@ -287,6 +291,8 @@ pub struct App {
     /// `/upload` under way.
     uploading: Option<files::Uploading>,
     pictures: pictures::Pictures,
+    /// Bot commands this app invoked, by call id, until their final answer.
+    calls: HashMap<u64, String>,
 }
 
 impl App {
@@ -294,6 +300,7 @@ impl App {
     pub fn new(config: Config) -> App {
         App {
             pictures: pictures::Pictures::new(config.pictures.clone()),
+            calls: HashMap::new(),
             config,
             model: Model::default(),
             screen: Screen::Chat,
@@ -460,6 +467,9 @@ impl App {
             self.removed_from(left);
         }
         let effect = self.model.apply(self.now_ms, body);
+        if let v1::event::Body::CallUpdate(u) = body {
+            self.call_update(u);
+        }
         if let v1::event::Body::VoiceStateUpdated(v) = body
             && v.user_id == self.model.me
         {
@@ -684,6 +694,10 @@ impl App {
             }
             // Without it the sign-in still asks for a code, just less precisely.
             (Pending::ServerInfo, _) => {}
+            (Pending::Call { name }, Ok(ReplyResult::CallStarted(c))) => {
+                self.say(format!("/{name}: asked…"));
+                self.calls.insert(c.call_id, name);
+            }
             (Pending::Done(what), Ok(_)) => {
                 if !what.is_empty() {
                     self.say(what);

@@ -1308,6 +1308,73 @@ fn without_a_graphics_terminal_a_photo_is_its_file_line_and_nothing_is_fetched()
 }
 
 #[test]
+fn a_bots_command_is_completed_invoked_and_its_answers_shown_as_they_come() {
+    let mut ready = ready();
+    let count = v1::Command {
+        bot_id: 9,
+        name: "count".into(),
+        description: "counts to n".into(),
+        options: vec![v1::CommandOption {
+            name: "n".into(),
+            description: String::new(),
+            r#type: v1::OptionType::Integer as i32,
+            required: true,
+        }],
+    };
+    ready.communities[0].commands = vec![count];
+    ready.communities[0]
+        .members
+        .push(v1::Member { user: Some(v1::User { bot: true, ..user(9, "weather") }), ..Default::default() });
+    let mut ui = Ui::new(App::new(config()));
+    ui.input(Input::Ready(Box::new(ready)));
+    ui.render();
+    let (id, _) = ui.request();
+    ui.answer(id, ReplyResult::Messages(v1::MessagePage { messages: Vec::new() }));
+    assert!(shows(&ui.screen(), "weather [bot]"), "marked as a bot in the member list");
+    ui.typed("/cou");
+    ui.key(KeyCode::Tab);
+    assert!(shows(&ui.screen(), "> /count "), "{}", ui.screen());
+    ui.typed("five");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "n must be a whole number"), "refused before asking");
+    assert!(
+        ui.actions().iter().all(|a| !matches!(a, Action::Request { request: Request::InvokeCommand(_), .. }))
+    );
+    ui.typed("/count 5");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    let Request::InvokeCommand(invoke) = request else { panic!("{request:?}") };
+    assert_eq!((invoke.channel_id, invoke.bot_id, invoke.name.as_str()), (GENERAL, 9, "count"));
+    assert_eq!(invoke.options[0].value, Some(v1::option_value::Value::Integer(5)));
+    ui.answer(id, ReplyResult::CallStarted(v1::CallStarted { call_id: 77 }));
+    let update = |text: &str, last: bool, error: &str| {
+        Body::CallUpdate(v1::CallUpdate {
+            call_id: 77,
+            text: text.into(),
+            r#final: last,
+            error: error.into(),
+            ..Default::default()
+        })
+    };
+    ui.event(update("3", false, ""));
+    assert!(shows(&ui.screen(), "/count: 3"));
+    ui.event(update("counted to 5", true, ""));
+    assert!(shows(&ui.screen(), "/count: counted to 5"));
+    // A failed call says why.
+    ui.typed("/count 1");
+    ui.key(KeyCode::Enter);
+    let (id, _) = ui.request();
+    ui.answer(id, ReplyResult::CallStarted(v1::CallStarted { call_id: 78 }));
+    ui.event(Body::CallUpdate(v1::CallUpdate {
+        call_id: 78,
+        r#final: true,
+        error: "@weather did not answer /count within 10 s".into(),
+        ..Default::default()
+    }));
+    assert!(shows(&ui.screen(), "/count: @weather did not answer /count within 10 s"));
+}
+
+#[test]
 fn upload_asks_the_host_shows_progress_and_sends_the_message_naming_the_files() {
     let mut ui = Ui::chatting(vec![]);
     ui.typed("/upload \"my photo.jpg\" clip.mp4 -- from the beach");
