@@ -19,6 +19,7 @@
 //! The server is the `kith` binary beside this one (`cargo build --release`
 //! builds both), or the one `KITH_BIN` names.
 
+mod calls;
 mod files;
 mod render;
 mod server;
@@ -102,6 +103,16 @@ enum Kind {
         /// lose its metadata), no server involved.
         #[arg(long)]
         preview: bool,
+    },
+    /// A bot answering slash commands: the round trip one call at a time,
+    /// and calls per second with many in flight (`calls.rs`).
+    Calls {
+        #[arg(long, default_value_t = 2000)]
+        calls: usize,
+        /// Calls waiting on the bot at once in the throughput run (the hub
+        /// allows 100).
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
     },
     /// Frame time of `kith chat` with a busy channel loaded (no server involved).
     Render {
@@ -204,6 +215,7 @@ async fn run(args: BenchArgs) -> Result<()> {
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
         Kind::Files { mib, preview: false } => files::run(mib, args.json).await,
         Kind::Files { preview: true, .. } => files::preview(args.json),
+        Kind::Calls { calls, in_flight } => calls::run(calls, in_flight, args.json).await,
         Kind::Render { messages, width, height, frames } => {
             render::run(messages, width, height, frames, args.json)
         }

@@ -58,6 +58,7 @@ impl ServerProcess {
             "profile",
             "groups",
             "voice",
+            "answers",
             "logins_per_account",
             "logins_per_ip",
             "connects_per_ip",

@@ -102,6 +102,8 @@ pub struct Limits {
     pub groups: RateLimit,
     /// Joining, leaving and muting in voice, per account.
     pub voice: RateLimit,
+    /// A bot's answers to calls, per bot.
+    pub answers: RateLimit,
     /// Login attempts per username (before any password is checked).
     pub logins_per_account: RateLimit,
     /// Login and registration attempts per IP address.
@@ -147,6 +149,7 @@ impl Default for Limits {
             profile: kith_core::hub::limits::PROFILE_RATE,
             groups: kith_core::hub::limits::GROUP_RATE,
             voice: kith_core::hub::limits::VOICE_RATE,
+            answers: kith_core::hub::limits::ANSWER_RATE,
             logins_per_account: RateLimit::new(5, 12_000),
             logins_per_ip: RateLimit::new(20, 3_000),
             // Scripts run `kith send` in loops: ten new connections a second
@@ -182,6 +185,7 @@ impl Limits {
             profile: off,
             groups: off,
             voice: off,
+            answers: off,
             logins_per_account: off,
             logins_per_ip: off,
             connects_per_ip: off,
@@ -313,6 +317,7 @@ impl Server {
                 profile_rate: Some(config.limits.profile),
                 group_rate: Some(config.limits.groups),
                 voice_rate: Some(config.limits.voice),
+                answer_rate: Some(config.limits.answers),
                 voice_room: config.limits.voice_room,
                 public_address: Some(public_address.clone()),
                 fingerprint: Some(identity.fingerprint.clone()),

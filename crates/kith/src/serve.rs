@@ -184,6 +184,7 @@ struct FileLimits {
     profile: Option<FileRate>,
     groups: Option<FileRate>,
     voice: Option<FileRate>,
+    answers: Option<FileRate>,
     logins_per_account: Option<FileRate>,
     logins_per_ip: Option<FileRate>,
     connects_per_ip: Option<FileRate>,
@@ -218,6 +219,7 @@ impl FileLimits {
         l.profile = rate(self.profile, l.profile);
         l.groups = rate(self.groups, l.groups);
         l.voice = rate(self.voice, l.voice);
+        l.answers = rate(self.answers, l.answers);
         l.logins_per_account = rate(self.logins_per_account, l.logins_per_account);
         l.logins_per_ip = rate(self.logins_per_ip, l.logins_per_ip);
         l.connects_per_ip = rate(self.connects_per_ip, l.connects_per_ip);
