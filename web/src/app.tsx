@@ -987,6 +987,7 @@ function MessageRow(props: {
       )}
       <header>
         <span class="author">{cleanName(m.authorName) || s.nameOf(m.authorId, channel)}</span>
+        {m.authorBot && <span class="bot-tag" title="a bot">bot</span>}
         <time dateTime={new Date(Number(m.createdAtMs)).toISOString()}>{timeOfDay(Number(m.createdAtMs))}</time>
         {m.editedAtMs > 0n && <span class="edited">(edited)</span>}
         <span class="actions">

@@ -376,6 +376,8 @@ pub struct MessageRow {
     pub author: UserId,
     /// The author's username now (not when they wrote).
     pub author_name: String,
+    /// The author is a bot.
+    pub author_bot: bool,
     /// Empty once deleted.
     pub body: String,
     pub created_at: Timestamp,
@@ -396,6 +398,7 @@ impl MessageRow {
             channel_id: self.channel.0,
             author_id: self.author.0,
             author_name: self.author_name,
+            author_bot: self.author_bot,
             body: self.body,
             created_at_ms: self.created_at.0,
             edited_at_ms: self.edited_at.map_or(0, |t| t.0),

@@ -177,6 +177,23 @@ fn a_call_reaches_the_bot_and_its_answers_stream_back_to_the_invoker_alone() {
     assert_eq!((call.call_id, call.name.as_str(), call.channel_id), (started.call_id, "count", s.general));
     assert_eq!(call.user.as_ref().unwrap().username, "bob");
     assert_eq!(call.options, n(3));
+    // Only the bot it was given to may answer it.
+    let forged = Request::AnswerCall {
+        call: call.call_id,
+        text: "0".into(),
+        last: true,
+        public: false,
+        error: String::new(),
+    };
+    assert_eq!(s.w.call(s.carol, forged).unwrap_err().0, ErrorCode::NotFound);
+    let never = Request::AnswerCall {
+        call: 424242,
+        text: "?".into(),
+        last: true,
+        public: false,
+        error: String::new(),
+    };
+    assert_eq!(s.w.call(s.bot, never).unwrap_err().0, ErrorCode::NotFound, "a call never given");
     for i in 1..=3 {
         s.answer(call.call_id, &i.to_string(), false, false).unwrap();
     }

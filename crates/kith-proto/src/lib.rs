@@ -18,6 +18,8 @@ pub use frame::{FrameDecoder, FrameError, encode_frame, event_frame_header};
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/kith.v1.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/kith.v1.serde.rs"));
 }
 
 /// The QUIC ALPN protocol id of this protocol version.

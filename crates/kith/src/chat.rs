@@ -40,18 +40,22 @@ pub struct ChatArgs {
     /// In voice, write what you hear to this WAV file instead of the speakers.
     #[arg(long, value_name = "WAV")]
     audio_out: Option<PathBuf>,
-    /// Draw photos in the conversation where the terminal can (kitty,
-    /// sixel, iTerm2), or show every photo as its file line.
+    /// Draw photos in the conversation: `auto` where the terminal says by
+    /// its environment that it can (kitty, Ghostty, WezTerm, iTerm2, foot),
+    /// a protocol by name for others (xterm: `sixel`), or `off` for file
+    /// lines only.
     #[arg(long, value_enum, default_value = "auto", env = "KITH_PICTURES")]
     pictures: PicturesArg,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PicturesArg {
-    /// When the terminal answers that it can draw them.
     #[default]
     Auto,
     Off,
+    Kitty,
+    Sixel,
+    Iterm2,
 }
 
 #[derive(Debug, Default, Clone, Copy, clap::ValueEnum)]
@@ -99,9 +103,7 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
         None => None,
     };
     let mut screen = Screen::take(!args.no_mouse)?;
-    if args.pictures == PicturesArg::Auto {
-        config.pictures = pictures_picker();
-    }
+    config.pictures = pictures_picker(args.pictures);
     let mut app = if started.is_some() { App::new(config) } else { App::first_run(config) };
     let result = drive(&ctx, &mut app, &mut screen.terminal, started, args.invite, sound).await;
     drop(screen);
@@ -144,13 +146,47 @@ impl std::fmt::Debug for Screen {
     }
 }
 
-/// What the terminal can draw pictures with, asked of the terminal itself
-/// (a query answered within a moment, before anything reads keys), or
-/// `None` if it draws none: character-cell "half blocks" are not worth a
-/// photo's room.
-fn pictures_picker() -> Option<kith_tui::Picker> {
-    let picker = kith_tui::Picker::from_query_stdio().ok()?;
-    (picker.protocol_type() != kith_tui::ProtocolType::Halfblocks).then_some(picker)
+/// How the terminal draws pictures, if it does: the protocol asked for, or
+/// for `auto` the one its environment names. The terminal is not queried:
+/// a terminal that leaves a query unanswered (tmux does) would leave the
+/// reader of its answer blocked on stdin, taking the keys typed after.
+/// Inside tmux, `auto` draws nothing (tmux passes pictures through only
+/// when configured to). Character-cell "half blocks" are not worth a
+/// photo's room: without a protocol, photos stay file lines.
+fn pictures_picker(choice: PicturesArg) -> Option<kith_tui::Picker> {
+    use kith_tui::ProtocolType as P;
+    let env = |key: &str| std::env::var(key).unwrap_or_default();
+    let protocol = match choice {
+        PicturesArg::Off => return None,
+        PicturesArg::Kitty => P::Kitty,
+        PicturesArg::Sixel => P::Sixel,
+        PicturesArg::Iterm2 => P::Iterm2,
+        PicturesArg::Auto if !env("TMUX").is_empty() => return None,
+        PicturesArg::Auto => {
+            let (term, program) = (env("TERM"), env("TERM_PROGRAM"));
+            if !env("KITTY_WINDOW_ID").is_empty() || term == "xterm-kitty" || term == "xterm-ghostty" {
+                P::Kitty
+            } else if program == "iTerm.app" || program == "WezTerm" || !env("WEZTERM_EXECUTABLE").is_empty()
+            {
+                P::Iterm2
+            } else if term.starts_with("foot") || term.starts_with("mlterm") {
+                P::Sixel
+            } else {
+                return None;
+            }
+        }
+    };
+    // The cell's size in pixels, from the terminal's window size (an
+    // ioctl, no query); a common size when the terminal does not say.
+    let font = match ratatui::crossterm::terminal::window_size() {
+        Ok(w) if w.width > 0 && w.columns > 0 && w.rows > 0 => (w.width / w.columns, w.height / w.rows),
+        _ => (10, 20),
+    };
+    // Deprecated in favour of the query this avoids (see above).
+    #[allow(deprecated)]
+    let mut picker = kith_tui::Picker::from_fontsize(font.into());
+    picker.set_protocol_type(protocol);
+    Some(picker)
 }
 
 fn now_ms() -> u64 {

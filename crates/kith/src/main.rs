@@ -2,6 +2,7 @@
 
 mod admin;
 mod bots;
+mod bridge;
 mod chat;
 mod commands;
 mod output;
@@ -204,6 +205,13 @@ enum Command {
     /// Talk in voice channels without a sound card: play a WAV file, record the others.
     #[command(subcommand)]
     Voice(voice::VoiceCommand),
+    /// The protocol on stdin and stdout, for programs without QUIC (a bot in
+    /// bash and jq, `ssh host kith bridge`): length-prefixed protobuf
+    /// frames, or `--json` for one proto3-JSON object per line.
+    Bridge {
+        #[arg(long)]
+        json: bool,
+    },
     /// Make bots and replace their tokens; list their slash commands.
     #[command(subcommand)]
     Bot(bots::BotCommand),
@@ -349,6 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Typing { channel } => social::typing(ctx()?, &channel).await,
         Command::Voice(c) => voice::voice(ctx()?, c).await,
         Command::Bot(c) => bots::bot(ctx()?, c).await,
+        Command::Bridge { json } => bridge::bridge(ctx()?, json).await,
         Command::Run { channel, command, options, bot, json } => {
             bots::run(ctx()?, &channel, &command, &options, bot.as_deref(), json.json).await
         }

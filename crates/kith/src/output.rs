@@ -31,6 +31,9 @@ pub struct MessageJson<'a> {
     pub channel_id: String,
     pub author: &'a str,
     pub author_id: String,
+    /// Set only when the author is a bot.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub author_bot: bool,
     pub body: &'a str,
     pub time: String,
     pub time_ms: u64,
@@ -66,6 +69,7 @@ impl<'a> MessageJson<'a> {
             channel_id: m.channel_id.to_string(),
             author: &m.author_name,
             author_id: m.author_id.to_string(),
+            author_bot: m.author_bot,
             body: &m.body,
             time: rfc3339(m.created_at_ms),
             time_ms: m.created_at_ms,
@@ -101,7 +105,8 @@ pub fn human(m: &v1::Message) -> String {
     let edited = if m.edited_at_ms != 0 { " (edited)" } else { "" };
     let reply = if m.reply_to != 0 { format!(" ↪{}", m.reply_to) } else { String::new() };
     let body = sanitize(&m.body).replace('\n', "\n    ");
-    let mut line = format!("{time}  {}{reply}: {body}{edited}  [{}]", sanitize(&m.author_name), m.id);
+    let bot = if m.author_bot { " [bot]" } else { "" };
+    let mut line = format!("{time}  {}{bot}{reply}: {body}{edited}  [{}]", sanitize(&m.author_name), m.id);
     for a in &m.attachments {
         line.push_str(&format!("\n    📎 {}", attachment_line(a)));
     }

@@ -119,6 +119,7 @@ fn a_bot_made_from_the_shell_answers_slash_commands_run_from_the_shell() {
         history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = messages.last().unwrap();
     assert_eq!((last["author"].as_str(), last["body"].as_str()), (Some("weather"), Some("hello world")));
+    assert_eq!(last["author_bot"], true);
     assert!(!history.contains("counted to"), "the ephemeral answer went to bob only");
 
     // Every member sees what is offered; a wrong call says how to call it.
@@ -166,4 +167,88 @@ fn a_command_the_bot_leaves_unanswered_fails_for_the_invoker_after_the_deadline(
     let err = kith_fails(&bob, &["run", "Family/general", "/slow"]);
     assert!(err.contains("@weather did not answer /slow within 10 s"), "{err}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(10));
+}
+
+/// Starts an example bot (examples/bots/) as its program would be run, with
+/// the bot's profile in `config`; returns once it says it is ready.
+fn start_example(program: &[&str], config: &Path, env: &[(&str, &str)]) -> Example {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bots");
+    let child = std::process::Command::new(program[0])
+        .args(&program[1..])
+        .current_dir(&examples)
+        .env("KITH", KITH)
+        .env("KITH_CONFIG_DIR", config)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed and waited for on drop, ready or not.
+    let mut example = Example(child);
+    let stderr = example.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line =
+            rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the example bot says it is ready");
+        if line.contains("ready") {
+            return example;
+        }
+    }
+}
+
+struct Example(std::process::Child);
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bots_in_python_and_in_bash_answer_through_the_stdio_bridge() {
+    if !have("the example bots", &["python3", "bash", "jq"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+    let login = |name: &str| {
+        let made: serde_json::Value =
+            serde_json::from_str(&kith(&alice, &["bot", "create", "Family", name, "--json"], "")).unwrap();
+        let config = tmp.path().join(name);
+        let token = format!("{}\n", made["token"].as_str().unwrap());
+        kith(&config, &["login", name, "--server", &server.addr, "--token-stdin"], &token);
+        config
+    };
+
+    // Python, standard library only.
+    let helper = login("helper");
+    let _python = start_example(&["python3", "echo.py"], &helper, &[]);
+    let (answer, _) = run(&bob, &["Family/general", "/echo", "hi", "from", "bob"]);
+    assert_eq!(answer.trim(), "hi from bob");
+    let (answer, progress) = run(&bob, &["Family/general", "/countdown", "3"]);
+    assert_eq!(answer.trim(), "liftoff");
+    let steps: Vec<&str> = progress.lines().filter_map(|l| l.strip_prefix("… ")).collect();
+    assert_eq!(steps, ["3", "2", "1"], "{progress}");
+    let err = kith_fails(&bob, &["run", "Family/general", "/countdown", "1000"]);
+    assert!(err.contains("pick a number from 0 to 100"), "the bot's own error: {err}");
+
+    // Bash and jq: it says hello in a channel, then answers /ping.
+    let listed = kith(&alice, &["community", "list", "--json"], "");
+    let family: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let general = family["channels"][0]["id"].as_str().unwrap().to_owned();
+    let pinger = login("pinger");
+    let _bash = start_example(&["bash", "ping.sh"], &pinger, &[("CHANNEL_ID", &general)]);
+    let (answer, _) = run(&carol, &["Family/general", "ping"]);
+    assert_eq!(answer.trim(), "pong");
+    let history = kith(&carol, &["history", "Family/general"], "");
+    assert!(history.contains("pinger [bot]: pinger is here: try /ping"), "marked as a bot: {history}");
 }

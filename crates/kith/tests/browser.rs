@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{KITH, kith, serve};
+use common::{KITH, kith, serve, which};
 
 /// Node, Playwright and Chromium, or why they cannot be had here.
 fn browser() -> Option<(PathBuf, PathBuf)> {
@@ -38,14 +38,6 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
 }
 
 /// A server with alice (the owner, on the CLI) in Family, 120 messages

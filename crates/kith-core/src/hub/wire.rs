@@ -152,6 +152,7 @@ impl Hub {
             channel_id: channel.0,
             author_id: author.0,
             author_name: self.users[&author].stored.username.clone(),
+            author_bot: self.users[&author].stored.bot,
             body,
             created_at_ms: id.timestamp().0,
             edited_at_ms: 0,

@@ -557,6 +557,7 @@ pub fn reads_answer_from_what_was_written(store: &impl Backend) {
             channel: GENERAL,
             author: BOB,
             author_name: "bob".into(),
+            author_bot: false,
             body: "edited".into(),
             created_at: Timestamp(1051),
             edited_at: Some(Timestamp(2000)),

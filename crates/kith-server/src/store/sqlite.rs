@@ -725,7 +725,7 @@ pub struct SqliteReader(Connection);
 
 /// The columns [`row_to_message`] reads, from `messages m` joined with `users u`.
 const MESSAGE_COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.username, m.body, m.created_at,
-    m.edited_at, m.reply_to, m.mentions, m.nonce, m.mention_everyone, m.deleted
+    m.edited_at, m.reply_to, m.mentions, m.nonce, m.mention_everyone, m.deleted, u.bot
     FROM messages m JOIN users u ON u.id = m.author_id";
 
 impl Reader for SqliteReader {
@@ -844,6 +844,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         nonce: r.get(9)?,
         mention_everyone: r.get(10)?,
         deleted: r.get(11)?,
+        author_bot: r.get(12)?,
         attachments: Vec::new(),
     })
 }

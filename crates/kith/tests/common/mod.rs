@@ -141,3 +141,27 @@ pub fn family_from_the_shell(tmp: &Path, server: &Served) -> [std::path::PathBuf
     kith(&carol, &["register", "carol", "--invite", &invite, "--password-stdin"], "carol's password\n");
     [alice, bob, carol]
 }
+
+/// A program on the PATH, if it is there.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Whether `programs` are all installed. A test that needs one that is not
+/// says it was skipped — except under CI (`CI=true`), where it fails,
+/// because `.ci/run` installs them.
+pub fn have(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| which(p).is_none()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI: {} missing (.ci/run installs it)", missing.join(", "));
+    }
+    eprintln!("SKIPPED: {test} needs {}", missing.join(", "));
+    false
+}
