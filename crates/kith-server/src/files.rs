@@ -297,6 +297,10 @@ impl Files {
             meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age >= grace)
         };
         let (mut files, mut bytes) = (0, 0);
+        if crate::backup::sweep_paused(&self.root, now) {
+            // A backup is copying the files its database copy names.
+            return Ok((files, bytes));
+        }
         for entry in std::fs::read_dir(self.root.join("partial"))? {
             let entry = entry?;
             let meta = entry.metadata()?;

@@ -14,6 +14,7 @@ pub mod acme;
 pub mod actor;
 pub mod admission;
 pub mod auth;
+pub mod backup;
 pub mod edge;
 pub mod files;
 pub mod identity;
@@ -585,7 +586,7 @@ async fn bind_ports(config: &Config) -> Result<(std::net::UdpSocket, Option<toki
 /// writes this process's id in it. Two servers on one database would each
 /// believe their memory is the truth (edits answered "no such message",
 /// ids minted twice); the second one is refused, naming the first.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     let path = dir.join("kith.lock");
     let mut options = std::fs::OpenOptions::new();

@@ -212,6 +212,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a server's data directory while it runs: a consistent copy of
+    /// the database, the attachments it names (each checked), the server's
+    /// identity and settings.
+    Backup {
+        /// A new (or empty) directory to back up into.
+        out: PathBuf,
+        /// The server's data directory [default: the platform's, as `kith serve`].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Put a backup in place of a data directory, with the server stopped;
+    /// a damaged or foreign backup is refused, and what was there is kept
+    /// aside.
+    Restore {
+        backup: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Make bots and replace their tokens; list their slash commands.
     #[command(subcommand)]
     Bot(bots::BotCommand),
@@ -358,8 +376,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Voice(c) => voice::voice(ctx()?, c).await,
         Command::Bot(c) => bots::bot(ctx()?, c).await,
         Command::Bridge { json } => bridge::bridge(ctx()?, json).await,
+        Command::Backup { out, data } => backup(&serve::data_dir(data)?, &out),
+        Command::Restore { backup, data } => restore(&backup, &serve::data_dir(data)?),
         Command::Run { channel, command, options, bot, json } => {
             bots::run(ctx()?, &channel, &command, &options, bot.as_deref(), json.json).await
         }
     }
+}
+
+fn backup(data: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let m = kith_server::backup::backup(data, out)?;
+    println!(
+        "backed up {} into {}: the database ({}) and {} files ({})",
+        data.display(),
+        out.display(),
+        kith_tui::text::size(m.database_bytes),
+        m.files,
+        kith_tui::text::size(m.file_bytes)
+    );
+    Ok(())
+}
+
+fn restore(backup: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
+    let (m, aside) = kith_server::backup::restore(backup, data)?;
+    println!(
+        "restored {} (taken {}, {} files) into {}",
+        backup.display(),
+        output::rfc3339(m.created_at_ms),
+        m.files,
+        data.display()
+    );
+    if let Some(aside) = aside {
+        println!("what {} held before is in {}", data.display(), aside.display());
+    }
+    Ok(())
 }

@@ -249,14 +249,19 @@ fn read_file_config(path: &Path, required: bool) -> Result<FileConfig> {
     }
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
-    let data_dir = match args.data {
-        Some(d) => d,
-        None => directories::ProjectDirs::from("", "", "kith")
+/// The data directory: `--data`, or the platform's (`~/.local/share/kith`).
+pub fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
+    match arg {
+        Some(d) => Ok(d),
+        None => Ok(directories::ProjectDirs::from("", "", "kith")
             .context("cannot find a home directory; pass --data")?
             .data_dir()
-            .to_owned(),
-    };
+            .to_owned()),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let data_dir = data_dir(args.data)?;
     let file = match &args.config {
         Some(path) => read_file_config(path, true)?,
         None => read_file_config(&data_dir.join("kith.toml"), false)?,

@@ -1,0 +1,140 @@
+//! Backups, end to end: `kith backup` copies a running server's data while
+//! people keep chatting, `kith restore` puts it back on a stopped one, and
+//! the restored server is the same server with the same history and files.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+
+fn history(config: &Path) -> Vec<serde_json::Value> {
+    kith(config, &["history", "Family/general", "--json", "--limit", "100"], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn backup(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(KITH).args(args).stdin(std::process::Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn a_backup_taken_while_people_chat_restores_the_same_server_history_and_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    let photo = tmp.path().join("photo.bin");
+    std::fs::write(&photo, (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    let with_file =
+        kith(&alice, &["send", "Family/general", "--file", photo.to_str().unwrap(), "the photo"], "");
+    kith(&bob, &["send", "Family/general", "before the backup"], "");
+
+    // Bob keeps talking while the backup runs: the server never pauses.
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = {
+        let (stop, bob) = (stop.clone(), bob.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 40 {
+                kith(&bob, &["send", "Family/general", &format!("during {n}")], "");
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = tmp.path().join("backup");
+    let made = backup(&["backup", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains("and 1 files"), "{said}");
+    stop.store(true, Ordering::Relaxed);
+    let sent_during = talker.join().unwrap();
+    assert!(sent_during > 0, "messages went through during the backup");
+    assert!(!data.join("files/sweep.paused").exists(), "the sweep is not left paused");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&out), mode(&out.join("kith.db")), mode(&out.join("key.pem"))), (0o700, 0o600, 0o600));
+    }
+    let before = history(&alice);
+
+    // Another backup into the same directory is refused, not mixed in.
+    let again = backup(&["backup", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The server stops; the backup goes back in place of its data.
+    let addr = server.addr.clone();
+    let fingerprint = server.fingerprint.clone();
+    drop(server);
+    let restored = backup(&["restore", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    assert!(String::from_utf8_lossy(&restored.stdout).contains("held before is in"));
+    let server = serve_on(&addr, &data, &[]);
+    assert_eq!(server.fingerprint, fingerprint, "the same identity: clients see the same server");
+    let after = history(&alice);
+    let bodies = |h: &[serde_json::Value]| {
+        h.iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let (before, after) = (bodies(&before), bodies(&after));
+    assert!(after.contains(&"before the backup".to_owned()) && after.contains(&"the photo".to_owned()));
+    // Exactly a prefix of what was said: nothing invented, nothing missing
+    // in the middle (messages sent after the copy was taken are not in it).
+    assert_eq!(after[..], before[..after.len()], "the backup is one instant of the history");
+    let got = tmp.path().join("got");
+    kith(&bob, &["download", "Family/general", with_file.trim(), "--out", got.to_str().unwrap()], "");
+    assert_eq!(std::fs::read(got.join("photo.bin")).unwrap(), std::fs::read(&photo).unwrap());
+}
+
+#[test]
+fn a_restore_refuses_a_running_server_and_a_damaged_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, ..] = family_from_the_shell(tmp.path(), &server);
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "the recipe").unwrap();
+    kith(&alice, &["send", "Family/general", "--file", file.to_str().unwrap()], "");
+    let out = tmp.path().join("backup");
+    assert!(backup(&["backup", out.to_str().unwrap(), "--data", data.to_str().unwrap()]).status.success());
+
+    let refused = backup(&["restore", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && why.contains("already using"), "a running server: {why}");
+    drop(server);
+
+    // A damaged file in the backup: refused, and the data left as it was.
+    let blob = walk(&out.join("files/blobs")).pop().expect("one file");
+    std::fs::write(&blob, "the recipe, altered").unwrap();
+    let refused = backup(&["restore", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && why.contains("does not match its BLAKE3"), "{why}");
+    assert!(data.join("kith.db").exists(), "nothing was moved");
+    // Not a backup at all.
+    let refused = backup(&["restore", tmp.path().to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a kith backup"));
+    // A damaged database.
+    std::fs::write(&blob, "the recipe").unwrap();
+    let db = out.join("kith.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let half = bytes.len() / 2;
+    bytes.truncate(half);
+    std::fs::write(&db, bytes).unwrap();
+    let refused = backup(&["restore", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && why.contains("integrity"), "{why}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
