@@ -54,6 +54,8 @@ pub struct SessionHandle {
     pub voice: Option<VoiceLink>,
     /// The session's reads queued or running (at most [`READS_PER_SESSION`]).
     pub reads: Arc<AtomicUsize>,
+    /// Counts this session, if it is cut off as a slow consumer.
+    pub slow: prometheus_client::metrics::counter::Counter,
 }
 
 /// Reads one session may have queued or running at once. A client paging
@@ -78,6 +80,7 @@ impl SessionHandle {
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before > 0 && before + len > self.limit {
             self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.slow.inc();
             (self.abort)(CloseCode::SlowConsumer, "slow consumer: events were not read fast enough");
             return;
         }
@@ -140,6 +143,7 @@ pub async fn run(
     writer: mpsc::Sender<Batch>,
     readers: Arc<Readers>,
     files: Arc<crate::files::Files>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), StoreError> {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     let mut rooms = Rooms::default();
@@ -196,6 +200,7 @@ pub async fn run(
                 hub.handle(now(), Input::Tick);
             }
         }
+        metrics.sessions.set(sessions.len() as i64);
         while let Some(out) = hub.poll_output() {
             match out {
                 Output::Persist { ticket, writes } => {
@@ -212,6 +217,7 @@ pub async fn run(
                 }
                 Output::Send { to, message } => {
                     if let Some(s) = sessions.get(&to) {
+                        metrics.deliveries.inc();
                         s.push(OutItem::Send(message));
                     }
                 }

@@ -18,6 +18,7 @@ pub mod backup;
 pub mod edge;
 pub mod files;
 pub mod identity;
+pub mod metrics;
 pub mod store;
 pub mod voice;
 pub mod webcert;
@@ -51,6 +52,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Let anyone register without an invite (once an owner exists).
     pub open_registration: bool,
+    /// Where to serve `/metrics` and `/health` (HTTP, no TLS: loopback,
+    /// or a network only the operator reaches); `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
     /// An operator-supplied certificate chain and key (PEM); both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub sync: Sync,
@@ -204,6 +208,7 @@ impl Config {
             listen,
             data_dir,
             open_registration: false,
+            metrics: None,
             tls: None,
             sync: Sync::Full,
             resume_grace: std::time::Duration::from_secs(120),
@@ -242,6 +247,8 @@ pub struct Server {
     acme: Option<tokio::task::JoinHandle<()>>,
     /// Sweeps the file store of what no message names.
     sweeper: tokio::task::JoinHandle<()>,
+    /// `/metrics` and `/health`, if asked for.
+    metrics: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// QUIC endpoint settings whose secrets derive from the server's private key
@@ -332,10 +339,12 @@ impl Server {
             },
         );
 
+        let metrics = Arc::new(metrics::Metrics::new());
         let (batch_tx, batch_rx) = mpsc::channel(WRITER_QUEUE);
         let (commit_tx, commit_rx) = mpsc::unbounded_channel();
+        let written = metrics.clone();
         let writer = std::thread::Builder::new().name("kith-store-writer".into()).spawn(move || {
-            store::run_writer(writer, batch_rx, |report| {
+            store::run_writer(writer, batch_rx, &written, |report| {
                 // The actor may already be gone at shutdown; nothing to tell then.
                 let _ = commit_tx.send(report);
             })
@@ -346,8 +355,15 @@ impl Server {
             files::Files::open(&config.data_dir, config.limits.disk_reserve, config.keep_photo_metadata)
                 .with_context(|| format!("opening the file store in {}", config.data_dir.display()))?,
         );
-        let actor =
-            tokio::spawn(actor::run(hub, hub_rx, commit_rx, batch_tx, readers.clone(), files.clone()));
+        let actor = tokio::spawn(actor::run(
+            hub,
+            hub_rx,
+            commit_rx,
+            batch_tx,
+            readers.clone(),
+            files.clone(),
+            metrics.clone(),
+        ));
         let sweeper = tokio::spawn(files::sweep_every(files.clone(), readers.clone(), files::SWEEP_EVERY));
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -383,7 +399,18 @@ impl Server {
             admission: admission::Admission::new(&config.limits),
             frame_deadline: config.limits.frame_deadline,
             files,
+            metrics: metrics.clone(),
         });
+        let metrics_listener = match config.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for metrics on {addr}"))?;
+                let addr = listener.local_addr()?;
+                Some((addr, tokio::spawn(metrics::serve(listener, metrics.clone()))))
+            }
+            None => None,
+        };
         let telnet = match &config.telnet {
             Some(t) => Some(start_telnet(t, &edge, &identity.fingerprint).await?),
             None => None,
@@ -402,6 +429,7 @@ impl Server {
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         let drops = tokio::spawn(watch_udp_drops(local_addr.port()));
         Ok(Server {
+            metrics: metrics_listener,
             drops,
             _lock: lock,
             public_address,
@@ -418,6 +446,11 @@ impl Server {
             acme,
             sweeper,
         })
+    }
+
+    /// Where `/metrics` and `/health` are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Where the HTTPS server (the browser client) listens, if enabled.
@@ -463,6 +496,9 @@ impl Server {
     pub async fn shutdown(self) -> Result<()> {
         self.endpoint.set_server_config(None);
         self.drops.abort();
+        if let Some((_, m)) = &self.metrics {
+            m.abort();
+        }
         for (_, accept) in self.telnet.iter().chain(&self.web) {
             accept.abort();
         }

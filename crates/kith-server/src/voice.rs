@@ -159,30 +159,41 @@ impl PacketBudget {
 
 /// Forwards the session's voice datagrams by the route the hub last
 /// published for it; without one (not in voice, or muted) they are dropped.
-pub async fn receive(conn: Datagrams, route: watch::Receiver<Option<Arc<Route>>>) {
+pub async fn receive(
+    conn: Datagrams,
+    route: watch::Receiver<Option<Arc<Route>>>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let mut budget = PacketBudget::default();
     while let Some(datagram) = conn.receive().await {
         if !budget.take(Instant::now()) {
+            metrics.voice_dropped.inc();
             continue;
         }
         // Clone the Arc out so the watch's lock is not held while sending.
         let current = route.borrow().clone();
-        forward(current.as_deref(), &datagram);
+        match forward(current.as_deref(), &datagram) {
+            Some(n) => metrics.voice_forwarded.inc_by(n),
+            None => metrics.voice_dropped.inc(),
+        };
     }
 }
 
-/// Forwards one datagram a session sent, by its current route.
-pub fn forward(route: Option<&Route>, datagram: &[u8]) {
-    let Some(route) = route else { return };
-    if kith_proto::voice::check_client(datagram).is_err() {
-        return;
-    }
+/// Forwards one datagram a session sent, by its current route; how many
+/// listeners it went to, or `None` if it went nowhere (no route, or not a
+/// voice packet).
+pub fn forward(route: Option<&Route>, datagram: &[u8]) -> Option<u64> {
+    let route = route?;
+    kith_proto::voice::check_client(datagram).ok()?;
     let out = kith_proto::voice::forward(route.sender.0, datagram);
+    let mut sent = 0;
     for (session, conn) in &route.room.listeners {
         if *session != route.from {
             conn.send(out.clone());
+            sent += 1;
         }
     }
+    Some(sent)
 }
 
 #[cfg(test)]

@@ -423,3 +423,12 @@ async fn a_big_photo_is_previewed_small_and_served_whole_on_request() {
     assert_eq!(over_quic, small_body);
     assert!(owner.preview(&access, 0, 1000).await.is_err(), "bigger than the viewer's cap");
 }
+
+/// A load balancer or monitor asks the HTTPS port whether the server works.
+#[tokio::test]
+async fn the_https_port_answers_health_checks() {
+    let server = TestServer::start().await;
+    let response = get(&server, "/health").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(body(&response), "ok\n");
+}

@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server (zero configuration: creates its data directory, database and TLS identity).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Chat in a full-screen terminal UI; the first run signs you in (`kith chat INVITE` joins too).
     Chat(chat::ChatArgs),
     /// Create an account and save it as a profile.
@@ -332,7 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return chat::run(ctx, chat::ChatArgs::default()).await;
     };
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Chat(args) => chat::run(ctx()?, args).await,
         Command::Register(args) => commands::register(ctx()?, args).await,
         Command::Login(args) => commands::login(ctx()?, args).await,

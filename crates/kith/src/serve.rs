@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// Bytes of kernel buffer for the UDP socket, each way [default: 4194304].
     #[arg(long, env = "KITH_UDP_BUFFER", value_name = "BYTES")]
     udp_buffer: Option<usize>,
+    /// Serve Prometheus metrics (`/metrics`) and a health check (`/health`)
+    /// over plain HTTP on this TCP address, e.g. 127.0.0.1:9464 [default:
+    /// off]. Keep it on loopback or a network only you reach.
+    #[arg(long, env = "KITH_METRICS", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// This server's domain name: obtain and renew a certificate browsers
     /// trust for it by ACME (TLS-ALPN-01 on the HTTPS port, so the port must
     /// be reachable as DOMAIN:443 or the address invites name), kept in
@@ -144,6 +149,8 @@ struct FileConfig {
     community_creation: Option<Creation>,
     /// Bytes of kernel buffer for the UDP socket, each way.
     udp_buffer: Option<usize>,
+    /// `/metrics` and `/health` on this address.
+    metrics: Option<SocketAddr>,
     /// Serve the browser client over HTTPS (default true).
     web: Option<bool>,
     /// ACME: `domain`, and optionally `acme_directory`, `acme_contact`.
@@ -296,6 +303,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     });
     let config = Config {
         udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer),
+        metrics: args.metrics.or(file.metrics),
         web: !args.no_web && file.web.unwrap_or(true),
         keep_photo_metadata: file.keep_photo_metadata.unwrap_or(false),
         // Invites name the domain the certificate is for.
@@ -362,7 +370,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // The one machine-readable line, printed once connections are accepted.
     let telnet = server.telnet_addr().map(|a| format!(" telnet={a}")).unwrap_or_default();
     let web = server.web_addr().map(|a| format!(" web=https://{a}/")).unwrap_or_default();
-    println!("kith ready quic={addr} fingerprint={} public={hint_addr}{telnet}{web}", server.fingerprint());
+    let metrics = server.metrics_addr().map(|a| format!(" metrics=http://{a}/")).unwrap_or_default();
+    println!(
+        "kith ready quic={addr} fingerprint={} public={hint_addr}{telnet}{web}{metrics}",
+        server.fingerprint()
+    );
 
     let stop = tokio::select! {
         signal = shutdown_signal() => Ok(signal),

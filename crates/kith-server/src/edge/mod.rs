@@ -96,6 +96,7 @@ pub struct Edge {
     pub frame_deadline: Duration,
     /// Attachments' bytes, and the keys that move them.
     pub files: Arc<crate::files::Files>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A session the hub knows about, and what its transport reads from it.
@@ -116,13 +117,17 @@ impl Edge {
     /// `outbox_bytes`), how to close its connection at once, its voice link
     /// if the transport carries voice, and how long it has to authenticate
     /// (the hub keeps that deadline). `None` if the hub is gone.
+    /// `transport` names it in the metrics (`quic`, `webtransport`,
+    /// `websocket`, `telnet`).
     pub async fn open(
         &self,
         session: SessionId,
+        transport: &str,
         abort: Abort,
         voice: Option<VoiceLink>,
         auth_within: Duration,
     ) -> Option<Opened> {
+        self.metrics.connected(transport);
         let (tx, outbox) = mpsc::unbounded_channel();
         let handle = SessionHandle {
             outbox: tx,
@@ -131,6 +136,7 @@ impl Edge {
             abort,
             voice,
             reads: Arc::default(),
+            slow: self.metrics.slow_consumers.clone(),
         };
         let open = ToHub::Open { session, handle: handle.clone(), auth_within };
         self.hub.send(open).await.ok()?;

@@ -105,10 +105,10 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let abort: Abort =
         Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes()));
     // The hub closes the session if it is still unauthenticated by then.
-    let Some(opened) = edge.open(session, abort, voice, edge.admission.auth_deadline).await else {
+    let Some(opened) = edge.open(session, "quic", abort, voice, edge.admission.auth_deadline).await else {
         return;
     };
-    let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route));
+    let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route, edge.metrics.clone()));
     let extra = tokio::spawn(transfers(conn.clone(), edge.clone(), session));
     let sink = QuicSink { send, conn: conn.clone() };
     let source = QuicSource(recv);

@@ -218,7 +218,7 @@ async fn run(
     // A person signs in at this prompt: the hub gives them the gateway's
     // (longer) deadline. No voice: a telnet connection carries no sound.
     let Some(Opened { handle, outbox: mut from_hub }) =
-        edge.open(session, abort, None, gateway.config.sign_in_deadline).await
+        edge.open(session, "telnet", abort, None, gateway.config.sign_in_deadline).await
     else {
         return;
     };
@@ -669,6 +669,7 @@ mod tests {
             admission: Admission::new(&limits),
             frame_deadline: Duration::from_secs(10),
             files: Arc::new(crate::files::Files::open(dir.path(), 0, false).unwrap()),
+            metrics: Arc::default(),
         });
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let slot = edge.admission.connect(remote.ip()).unwrap();

@@ -205,6 +205,8 @@ impl Receiving {
             .await
             .map_err(|e| internal("storing an upload", e))?
             .map_err(|why| (ErrorCode::Invalid, why))?;
+        edge.metrics.uploads.inc();
+        edge.metrics.upload_bytes.inc_by(kept.size);
         stored(edge, key, kept).await
     }
 }

@@ -166,6 +166,9 @@ fn router() -> Router<Conn> {
         .route("/ws", get(websocket))
         .route("/files/{key}/{index}", get(super::web_files::file))
         .route("/uploads/{key}", get(super::web_files::upload_status).post(super::web_files::upload))
+        // For a load balancer or a monitor: no figures here (those are on
+        // the metrics listener), only whether the server takes writes.
+        .route("/health", get(health))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response_with_state((), security_headers))
 }
@@ -204,6 +207,10 @@ async fn index(State(conn): State<Conn>, request: HeaderMap) -> Response {
 
 /// Where the page opens its WebTransport session, and the certificate hash
 /// to accept there when the server has no CA-signed certificate.
+async fn health(State(conn): State<Conn>) -> Response {
+    conn.edge.metrics.health().into_response()
+}
+
 async fn webtransport(State(conn): State<Conn>) -> Response {
     let hashes: Vec<String> = conn
         .site
@@ -250,7 +257,10 @@ async fn serve_websocket(socket: WebSocket, conn: Conn) {
         abort_tx.send_replace(Some((code, reason.to_owned())));
     });
     // A WebSocket carries no datagrams: its sessions have no voice.
-    let Some(opened) = edge.open(session, abort, None, edge.admission.auth_deadline).await else { return };
+    let Some(opened) = edge.open(session, "websocket", abort, None, edge.admission.auth_deadline).await
+    else {
+        return;
+    };
     // An abort ends the read side at once ([`WsSource`]), and the write
     // side with it.
     let source = WsSource { stream: source, abort: abort_rx };

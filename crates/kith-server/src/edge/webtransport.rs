@@ -53,10 +53,12 @@ pub(super) async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot)
     let (voice, route) = VoiceLink::new(Datagrams::Web(Box::new(session.clone())));
     let abort_session = session.clone();
     let abort: Abort = Arc::new(move |code, reason| abort_session.close(code as u32, reason.as_bytes()));
-    let Some(opened) = edge.open(id, abort, Some(voice), edge.admission.auth_deadline).await else {
+    let Some(opened) = edge.open(id, "webtransport", abort, Some(voice), edge.admission.auth_deadline).await
+    else {
         return;
     };
-    let voice = tokio::spawn(voice::receive(Datagrams::Web(Box::new(session.clone())), route));
+    let voice =
+        tokio::spawn(voice::receive(Datagrams::Web(Box::new(session.clone())), route, edge.metrics.clone()));
     let extra = tokio::spawn(refuse_streams(session.clone()));
     let sink = WebSink { send, session: session.clone() };
     stream::run(&edge, id, ip, opened, WebSource(recv), sink, |code, reason| {

@@ -87,6 +87,7 @@ pub trait Backend: Send + Sync + 'static {
 pub fn run_writer(
     mut writer: impl Writer,
     mut batches: mpsc::Receiver<Batch>,
+    metrics: &crate::metrics::Metrics,
     committed: impl Fn(Result<u64, StoreError>),
 ) {
     const MAX_BATCHES_PER_COMMIT: usize = 4096;
@@ -99,7 +100,19 @@ pub fn run_writer(
             pending.push(next);
         }
         let ticket = pending.last().map_or(0, |(ticket, _)| *ticket);
+        let started = std::time::Instant::now();
         let result = writer.commit(&pending).map(|()| ticket);
+        if result.is_ok() {
+            metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            let writes = pending.iter().flat_map(|(_, w)| w);
+            let (all, messages) = writes.fold((0u64, 0u64), |(a, m), w| {
+                (a + 1, m + u64::from(matches!(w, kith_core::store::Write::InsertMessage { .. })))
+            });
+            metrics.commit_writes.observe(all as f64);
+            metrics.messages.inc_by(messages);
+        } else {
+            metrics.store_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         pending.clear();
         let failed = result.is_err();
         committed(result);

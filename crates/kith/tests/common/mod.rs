@@ -19,6 +19,8 @@ pub struct Served {
     pub telnet: Option<String>,
     /// `https://HOST:PORT/`: the browser client, unless `--no-web`.
     pub web: Option<String>,
+    /// `http://HOST:PORT/`: metrics and health, with `--metrics`.
+    pub metrics: Option<String>,
 }
 
 impl Drop for Served {
@@ -73,7 +75,8 @@ pub fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Served {
     let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
     let telnet = ready.split_whitespace().find_map(|w| w.strip_prefix("telnet=")).map(str::to_owned);
     let web = ready.split_whitespace().find_map(|w| w.strip_prefix("web=")).map(str::to_owned);
-    Served { child, addr, fingerprint, setup_code, telnet, web }
+    let metrics = ready.split_whitespace().find_map(|w| w.strip_prefix("metrics=")).map(str::to_owned);
+    Served { child, addr, fingerprint, setup_code, telnet, web, metrics }
 }
 
 /// Runs a CLI command with its own config dir; returns stdout, panics with

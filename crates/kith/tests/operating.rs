@@ -1,6 +1,7 @@
-//! Backups, end to end: `kith backup` copies a running server's data while
-//! people keep chatting, `kith restore` puts it back on a stopped one, and
-//! the restored server is the same server with the same history and files.
+//! Running a server: backups end to end (`kith backup` copies a running
+//! server's data while people keep chatting, `kith restore` puts it back on a
+//! stopped one, and the restored server is the same server with the same
+//! history and files), and what it reports on `--metrics`.
 
 mod common;
 
@@ -60,7 +61,10 @@ fn a_backup_taken_while_people_chat_restores_the_same_server_history_and_files()
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!((mode(&out), mode(&out.join("kith.db")), mode(&out.join("key.pem"))), (0o700, 0o600, 0o600));
+        assert_eq!(
+            (mode(&out), mode(&out.join("kith.db")), mode(&out.join("key.pem"))),
+            (0o700, 0o600, 0o600)
+        );
     }
     let before = history(&alice);
 
@@ -137,4 +141,49 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
     out
+}
+
+/// A plain-HTTP GET; returns (status line, body).
+fn get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of one sample line (`name{labels} value`).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[test]
+fn an_operator_sees_the_servers_figures_and_health_on_the_metrics_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve_with(&tmp.path().join("data"), &["--metrics", "127.0.0.1:0"]);
+    let base = server.metrics.clone().expect("the ready line names the metrics listener");
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "the recipe").unwrap();
+    kith(&alice, &["send", "Family/general", "--file", file.to_str().unwrap(), "hello"], "");
+    kith(&bob, &["send", "Family/general", "hi"], "");
+
+    let (status, text) = get(&base, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(sample(&text, "kith_messages_total") >= 2.0);
+    assert!(sample(&text, "kith_connections_total{transport=\"quic\"}") >= 5.0, "every CLI run connects");
+    assert_eq!(sample(&text, "kith_uploads_total"), 1.0);
+    assert_eq!(sample(&text, "kith_upload_bytes_total"), 10.0);
+    assert!(sample(&text, "kith_commit_seconds_count") >= 2.0);
+    assert!(sample(&text, "kith_deliveries_total") > 0.0);
+    assert!(sample(&text, "kith_resident_bytes") > 1e6);
+    assert_eq!(sample(&text, "kith_slow_consumers_total"), 0.0);
+    let (status, body) = get(&base, "/health");
+    assert!(status.contains("200") && body == "ok\n", "{status} {body:?}");
 }

@@ -1,0 +1,185 @@
+//! What a server is doing, for Prometheus (`/metrics`) and for a liveness
+//! check (`/health`), on a listener of its own (`--metrics ADDR`,
+//! loopback unless told otherwise: the figures are the operator's).
+//!
+//! Every figure is an atomic updated where the thing happens (the actor,
+//! the store writer, the voice forwarder, the file store); a scrape only
+//! reads them, so it costs the server nothing it would not do anyway.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Transport {
+    pub transport: String,
+}
+
+/// One server's figures.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Connections accepted, by transport (quic, webtransport, websocket, telnet).
+    pub connections: Family<Transport, Counter>,
+    /// Sessions the hub holds (connected, or detached and resumable).
+    pub sessions: Gauge,
+    /// Frames queued to sessions: replies, errors and every event fanned out.
+    pub deliveries: Counter,
+    /// Messages made durable.
+    pub messages: Counter,
+    /// Writes per commit (one fsync each) and how long each took.
+    pub commit_writes: Histogram,
+    pub commit_seconds: Histogram,
+    /// Sessions cut off for not reading their events.
+    pub slow_consumers: Counter,
+    /// Voice packets forwarded to listeners, and dropped (a full queue).
+    pub voice_forwarded: Counter,
+    pub voice_dropped: Counter,
+    /// Attachments stored, and their bytes.
+    pub uploads: Counter,
+    pub upload_bytes: Counter,
+    /// The server's resident memory, read at each scrape.
+    resident: Gauge,
+    /// The store writer is alive (it stops for good on a disk error).
+    pub store_ok: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kith");
+        let m = Metrics {
+            connections: Family::default(),
+            sessions: Gauge::default(),
+            deliveries: Counter::default(),
+            messages: Counter::default(),
+            commit_writes: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            // 50 µs to 0.8 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
+            slow_consumers: Counter::default(),
+            voice_forwarded: Counter::default(),
+            voice_dropped: Counter::default(),
+            uploads: Counter::default(),
+            upload_bytes: Counter::default(),
+            resident: Gauge::default(),
+            store_ok: AtomicBool::new(true),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Connections accepted, by transport", m.connections.clone());
+        registry.register("sessions", "Sessions held (connected or resumable)", m.sessions.clone());
+        registry.register(
+            "deliveries",
+            "Frames queued to sessions (replies and events)",
+            m.deliveries.clone(),
+        );
+        registry.register("messages", "Messages made durable", m.messages.clone());
+        registry.register(
+            "commit_writes",
+            "Writes per store commit (one fsync each)",
+            m.commit_writes.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time per store commit, fsync included",
+            m.commit_seconds.clone(),
+        );
+        registry.register("slow_consumers", "Sessions cut off for not reading", m.slow_consumers.clone());
+        registry.register(
+            "voice_forwarded",
+            "Voice packets forwarded to listeners",
+            m.voice_forwarded.clone(),
+        );
+        registry.register("voice_dropped", "Voice packets dropped on a full queue", m.voice_dropped.clone());
+        registry.register("uploads", "Attachments stored", m.uploads.clone());
+        registry.register("upload_bytes", "Bytes of attachments stored", m.upload_bytes.clone());
+        registry.register("resident_bytes", "Resident memory of the server process", m.resident.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a new connection on `transport`.
+    pub fn connected(&self, transport: &str) {
+        self.connections.get_or_create(&Transport { transport: transport.to_owned() }).inc();
+    }
+
+    /// The text exposition format, as Prometheus scrapes it.
+    pub fn render(&self) -> String {
+        self.resident.set(resident_bytes());
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// `/health`'s answer, wherever it is served: whether the server
+    /// takes writes (its store writer stops for good on a disk error).
+    pub fn health(&self) -> (axum::http::StatusCode, &'static str) {
+        if self.store_ok.load(Ordering::Relaxed) {
+            (axum::http::StatusCode::OK, "ok\n")
+        } else {
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the store failed: the server takes no writes\n")
+        }
+    }
+}
+
+/// This process's resident memory (Linux; 0 elsewhere).
+fn resident_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// `/metrics` and `/health` on `listener`, until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use axum::routing::get;
+    let scrape = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = scrape.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.health() }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "the metrics listener stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_render_in_the_exposition_format() {
+        let m = Metrics::new();
+        m.connected("quic");
+        m.connected("quic");
+        m.messages.inc();
+        m.commit_seconds.observe(0.002);
+        let text = m.render();
+        assert!(text.contains("kith_connections_total{transport=\"quic\"} 2"), "{text}");
+        assert!(text.contains("kith_messages_total 1"), "{text}");
+        assert!(text.contains("kith_commit_seconds_bucket"), "{text}");
+        assert!(text.contains("kith_resident_bytes"), "{text}");
+    }
+}
