@@ -16,6 +16,7 @@ pub mod admission;
 pub mod auth;
 pub mod backup;
 pub mod edge;
+pub mod export;
 pub mod files;
 pub mod identity;
 pub mod metrics;

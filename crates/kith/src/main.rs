@@ -222,6 +222,19 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Write the server's communities, channels, people and every message as
+    /// documented JSON (snapshot.json, history/CHANNEL.json) with their
+    /// files, while it runs (docs/export.md). Never passwords or tokens.
+    Export {
+        /// A new (or empty) directory.
+        out: PathBuf,
+        /// Only this community (by name or id) [default: the whole server,
+        /// conversations included].
+        #[arg(long)]
+        community: Option<String>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Put a backup in place of a data directory, with the server stopped;
     /// a damaged or foreign backup is refused, and what was there is kept
     /// aside.
@@ -377,6 +390,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bot(c) => bots::bot(ctx()?, c).await,
         Command::Bridge { json } => bridge::bridge(ctx()?, json).await,
         Command::Backup { out, data } => backup(&serve::data_dir(data)?, &out),
+        Command::Export { out, community, data } => {
+            export(&serve::data_dir(data)?, &out, community.as_deref())
+        }
         Command::Restore { backup, data } => restore(&backup, &serve::data_dir(data)?),
         Command::Run { channel, command, options, bot, json } => {
             bots::run(ctx()?, &channel, &command, &options, bot.as_deref(), json.json).await
@@ -409,5 +425,20 @@ fn restore(backup: &std::path::Path, data: &std::path::Path) -> anyhow::Result<(
     if let Some(aside) = aside {
         println!("what {} held before is in {}", data.display(), aside.display());
     }
+    Ok(())
+}
+
+fn export(data: &std::path::Path, out: &std::path::Path, community: Option<&str>) -> anyhow::Result<()> {
+    let bar = output::counter("messages");
+    let done = kith_server::export::export(data, out, community, |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    println!(
+        "exported {} communities, {} channels, {} messages and {} files into {}",
+        done.communities,
+        done.channels,
+        done.messages,
+        done.files,
+        out.display()
+    );
     Ok(())
 }

@@ -113,6 +113,15 @@ pub fn human(m: &v1::Message) -> String {
     line
 }
 
+/// A running count on stderr when it is a terminal; hidden when piped.
+pub fn counter(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{pos} {msg} {per_sec}").expect("a valid template");
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
 /// A byte progress bar on stderr when it is a terminal; hidden when piped.
 pub fn progress(name: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());

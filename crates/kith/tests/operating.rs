@@ -1,7 +1,8 @@
 //! Running a server: backups end to end (`kith backup` copies a running
 //! server's data while people keep chatting, `kith restore` puts it back on a
 //! stopped one, and the restored server is the same server with the same
-//! history and files), and what it reports on `--metrics`.
+//! history and files), exports in the documented format, and what it reports
+//! on `--metrics`.
 
 mod common;
 
@@ -186,4 +187,103 @@ fn an_operator_sees_the_servers_figures_and_health_on_the_metrics_listener() {
     assert_eq!(sample(&text, "kith_slow_consumers_total"), 0.0);
     let (status, body) = get(&base, "/health");
     assert!(status.contains("200") && body == "ok\n", "{status} {body:?}");
+}
+
+#[test]
+fn an_export_is_the_documented_json_with_every_message_and_file_and_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+    let file = tmp.path().join("recipe.txt");
+    std::fs::write(&file, "flour, eggs, love").unwrap();
+    let first =
+        kith(&alice, &["send", "Family/general", "--file", file.to_str().unwrap(), "grandma's recipe"], "");
+    kith(&bob, &["send", "Family/general", "@alice thanks!"], "");
+    let gone = kith(&carol, &["send", "Family/general", "oops"], "");
+    kith(&carol, &["delete", "Family/general", gone.trim()], "");
+    kith(&bob, &["send", "@carol", "psst"], "");
+    kith(&alice, &["channel", "create", "Family/staff"], "");
+    kith(&alice, &["override", "set", "Family/staff", "--role", "@everyone", "--deny", "view_channel"], "");
+
+    let out = tmp.path().join("export");
+    let made = backup(&["export", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains("1 communities, 2 channels, 4 messages and 1 files"), "{said}");
+
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/export.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("snapshot.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> =
+        validator.iter_errors(&snapshot).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "snapshot.json breaks the schema: {errors:?}");
+    let message_schema = validator_for_message(&schema);
+
+    let family = &snapshot["communities"][0];
+    assert_eq!(family["name"], "Family");
+    let general = &family["channels"][0];
+    let history: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join(general["history"].as_str().unwrap())).unwrap())
+            .unwrap();
+    for m in &history {
+        let errors: Vec<String> = message_schema.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{m} breaks the schema: {errors:?}");
+    }
+    let bodies: Vec<&str> = history.iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["grandma's recipe", "@alice thanks!", ""], "in order; the deleted one kept, empty");
+    assert_eq!(history[2]["deleted"], true);
+    assert_eq!(history[0]["id"], first.trim());
+    let alice_id =
+        snapshot["users"].as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"]
+            .clone();
+    assert_eq!(history[1]["mentions"][0], alice_id, "mentions resolve to the exported users");
+    let attached = &history[0]["attachments"][0];
+    let bytes = std::fs::read(out.join(attached["file"].as_str().unwrap())).unwrap();
+    assert_eq!(bytes, b"flour, eggs, love");
+    assert_eq!(attached["blake3"], blake3::hash(&bytes).to_hex().as_str());
+    let staff = &family["channels"][1];
+    assert_eq!(staff["overrides"][0]["deny"][0], "view_channel");
+    assert_eq!(snapshot["conversations"].as_array().unwrap().len(), 1, "bob and carol's conversation");
+
+    // Nothing secret anywhere in the export.
+    let mut all = String::new();
+    for f in walk(&out) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    for secret in ["argon2", "password", "kith_", "token"] {
+        assert!(!all.contains(secret), "{secret} in the export");
+    }
+
+    // One community alone: no conversations.
+    let only = tmp.path().join("family");
+    assert!(
+        backup(&[
+            "export",
+            only.to_str().unwrap(),
+            "--community",
+            "family",
+            "--data",
+            data.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only.join("snapshot.json")).unwrap()).unwrap();
+    assert!(snapshot["conversations"].as_array().unwrap().is_empty());
+    drop(server);
+}
+
+/// A validator for one history element (`$defs/message`).
+fn validator_for_message(schema: &serde_json::Value) -> jsonschema::Validator {
+    let mut message = schema.clone();
+    let defs = schema["$defs"].clone();
+    message = serde_json::json!({"$schema": message["$schema"], "$defs": defs, "$ref": "#/$defs/message"});
+    jsonschema::validator_for(&message).unwrap()
 }

@@ -63,6 +63,12 @@ pub enum Sync {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+/// The schema this version writes: a database at a lower `user_version`
+/// is brought up to it when a server opens it.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
