@@ -33,21 +33,61 @@ pub(crate) struct Uploading {
 pub(crate) fn parse(args: &str) -> (Vec<String>, String) {
     let (paths, text) = match args.split_once(" -- ") {
         Some((p, t)) => (p, t.trim().to_owned()),
-        None => (args, String::new()),
+        None => (args.strip_suffix(" --").unwrap_or(args), String::new()),
     };
+    let paths = kith_proto::commands::split(paths).into_iter().filter(|p| !p.is_empty()).collect();
+    (paths, text)
+}
+
+/// The words of what a terminal pastes when files are dropped on it:
+/// separated by spaces or newlines, each quoted (`'…'`, `"…"`),
+/// backslash-escaped (`my\ photo.jpg`) or a `file://` URI. Whether they are
+/// files is for the host to say ([`crate::Input::PasteFiles`]).
+pub fn dropped_paths(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = paths.trim();
-    while !rest.is_empty() {
-        let (path, after) = match rest.strip_prefix('"').and_then(|r| r.split_once('"')) {
-            Some((quoted, after)) => (quoted, after),
-            None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
-        };
-        if !path.is_empty() {
-            out.push(path.to_owned());
+    let mut chars = text.trim().chars().peekable();
+    while chars.peek().is_some() {
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            match c {
+                c if c.is_whitespace() => break,
+                '\\' => word.extend(chars.next()),
+                '\'' | '"' => word.extend(chars.by_ref().take_while(|&x| x != c)),
+                c => word.push(c),
+            }
         }
-        rest = after.trim_start();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if let Some(uri) = word.strip_prefix("file://") {
+            word = percent_decoded(uri);
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
     }
-    (out, text)
+    out
+}
+
+/// `%20` and the like in a `file://` URI's path.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex =
+            bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl App {
@@ -99,6 +139,19 @@ impl App {
         }
     }
 
+    /// Files dropped on the terminal: an `/upload` of them in the input,
+    /// what was typed kept as the message, for the user to send with Enter.
+    pub(crate) fn paste_files(&mut self, paths: &[String]) {
+        let quoted: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+        let typed = self.editor.text().trim().to_owned();
+        self.editor.set(&format!("/upload {} -- {typed}", quoted.join(" ")));
+        let n = paths.len();
+        self.say(format!(
+            "Enter sends the {n} file{} (add a message after --)",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+
     /// For the status bar: `uploading name 45%`.
     pub(crate) fn upload_status(&self) -> Option<String> {
         self.uploading.as_ref().map(|u| format!("uploading {}", u.progress))
@@ -117,5 +170,22 @@ mod tests {
             (vec!["my photo.jpg".into(), "clip.mp4".into()], "from the beach".into())
         );
         assert_eq!(parse("  "), (Vec::new(), String::new()));
+        assert_eq!(parse("\"a b.jpg\" --"), (vec!["a b.jpg".into()], String::new()), "nothing said yet");
+    }
+
+    #[test]
+    fn files_dropped_on_a_terminal_read_as_their_paths() {
+        // GNOME Terminal, iTerm2, kitty, Konsole: quotes, escapes, URIs.
+        assert_eq!(dropped_paths("'/home/a/my photo.jpg' "), ["/home/a/my photo.jpg"]);
+        assert_eq!(
+            dropped_paths("/home/a/my\\ photo.jpg /tmp/b.png"),
+            ["/home/a/my photo.jpg", "/tmp/b.png"]
+        );
+        assert_eq!(
+            dropped_paths("file:///home/a/my%20photo.jpg\nfile:///tmp/b.png\n"),
+            ["/home/a/my photo.jpg", "/tmp/b.png"]
+        );
+        assert_eq!(dropped_paths("\"/x/y.txt\""), ["/x/y.txt"]);
+        assert!(dropped_paths("   ").is_empty());
     }
 }

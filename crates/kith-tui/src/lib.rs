@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use kith_proto::invite::InviteLink;
 use kith_proto::v1::{self, client_message::Request, reply::Result as ReplyResult};
 
-pub use files::UploadInput;
+pub use files::{UploadInput, dropped_paths};
 pub use keys::{Key, KeyCode};
 pub use pictures::{MAX_PREVIEW_BYTES, Picker, PictureInput, ProtocolType};
 pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
@@ -91,6 +91,9 @@ pub struct Failure {
 pub enum Input {
     Key(Key),
     Paste(String),
+    /// Files dropped on the terminal (a paste the host found to be the
+    /// paths of files on this machine; see [`files::dropped_paths`]).
+    PasteFiles(Vec<String>),
     /// Mouse wheel: positive scrolls back (up), negative forward.
     Scroll(i32),
     /// The session's snapshot: first after signing in, and again after a
@@ -386,6 +389,8 @@ impl App {
         match input {
             Input::Key(key) => self.key(key),
             Input::Paste(text) => self.paste(&text),
+            Input::PasteFiles(paths) if matches!(self.screen, Screen::Chat) => self.paste_files(&paths),
+            Input::PasteFiles(paths) => self.paste(&paths.join(" ")),
             Input::Scroll(lines) => self.scroll_by(lines),
             Input::Ready(ready) => self.ready(&ready),
             Input::Event(event) => self.event(&event),

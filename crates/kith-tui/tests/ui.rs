@@ -1375,6 +1375,21 @@ fn a_bots_command_is_completed_invoked_and_its_answers_shown_as_they_come() {
 }
 
 #[test]
+fn files_dropped_on_the_terminal_become_an_upload_with_what_was_typed_as_its_message() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("from the beach");
+    ui.drain(); // the typing notice
+    ui.input(Input::PasteFiles(vec!["/home/a/my photo.jpg".into(), "/tmp/clip.mp4".into()]));
+    let s = ui.screen();
+    assert!(shows(&s, "> /upload \"/home/a/my photo.jpg\" \"/tmp/clip.mp4\" -- from the beach"), "{s}");
+    assert!(shows(&s, "Enter sends the 2 files"), "{s}");
+    ui.key(KeyCode::Enter);
+    let actions = ui.actions();
+    let [Action::Upload { paths, .. }] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!(paths, &["/home/a/my photo.jpg".to_owned(), "/tmp/clip.mp4".to_owned()]);
+}
+
+#[test]
 fn upload_asks_the_host_shows_progress_and_sends_the_message_naming_the_files() {
     let mut ui = Ui::chatting(vec![]);
     ui.typed("/upload \"my photo.jpg\" clip.mp4 -- from the beach");

@@ -241,7 +241,7 @@ fn key(event: ct::KeyEvent) -> Option<Key> {
 fn to_input(event: Event) -> Option<Input> {
     match event {
         Event::Key(k) => key(k).map(Input::Key),
-        Event::Paste(text) => Some(Input::Paste(text)),
+        Event::Paste(text) => Some(pasted(text)),
         Event::Mouse(m) => match m.kind {
             MouseEventKind::ScrollUp => Some(Input::Scroll(3)),
             MouseEventKind::ScrollDown => Some(Input::Scroll(-3)),
@@ -251,6 +251,17 @@ fn to_input(event: Event) -> Option<Input> {
         Event::Resize(..) => Some(Input::Tick),
         _ => None,
     }
+}
+
+/// A paste, or files dropped on the terminal: every pasted word an
+/// absolute path (as a drop gives; a word that merely names a file here is
+/// text) of a file on this machine, and no more than a message carries.
+fn pasted(text: String) -> Input {
+    let paths = if text.len() <= 16 * 1024 { kith_tui::dropped_paths(&text) } else { Vec::new() };
+    let files = !paths.is_empty()
+        && paths.len() <= kith_proto::limits::MAX_ATTACHMENTS
+        && paths.iter().all(|p| p.starts_with('/') && std::path::Path::new(p).is_file());
+    if files { Input::PasteFiles(paths) } else { Input::Paste(text) }
 }
 
 /// The first run's connection, kept from the probe to the sign-in.
