@@ -224,6 +224,19 @@ mod tests {
         assert_eq!(byte_range("bytes=x-y", 1000), None);
     }
 
+    proptest::proptest! {
+        /// Whatever a peer puts in `Range`, the span served lies inside the
+        /// file and is never empty.
+        #[test]
+        fn any_range_header_serves_a_span_inside_the_file(header in ".{0,40}", tail in "[0-9 ,-]{0,20}", size in 0u64..10_000) {
+            for h in [header.clone(), format!("bytes={tail}")] {
+                if let Some(Ok((start, end))) = byte_range(&h, size) {
+                    proptest::prop_assert!(start < end && end <= size, "{h:?} of {size}: {start}..{end}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn names_in_a_disposition_cannot_break_the_header() {
         assert_eq!(
