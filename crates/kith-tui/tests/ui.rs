@@ -1159,14 +1159,7 @@ fn a_message_typed_during_an_outage_waits_and_can_be_taken_back() {
 
 #[test]
 fn a_messages_files_show_as_lines_with_name_size_and_type_and_hostile_names_inert() {
-    let photo = v1::Attachment {
-        name: "beach.jpg".into(),
-        size: 2_400_000,
-        content_type: "image/jpeg".into(),
-        blake3: vec![1; 32],
-        width: 4032,
-        height: 3024,
-    };
+    let photo = photo_message().attachments.remove(0);
     let hostile = v1::Attachment {
         name: "\u{1b}[2Jevil\u{202E}gpj.exe".into(),
         size: 512,
