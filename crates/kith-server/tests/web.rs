@@ -432,3 +432,77 @@ async fn the_https_port_answers_health_checks() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert_eq!(body(&response), "ok\n");
 }
+
+/// One HTTP/1.1 POST; the whole answer as text.
+async fn post(server: &TestServer, path: &str, content_type: &str, body: &[u8]) -> String {
+    let mut s = tls(server).await;
+    let host = server.server.web_addr().unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await.expect("an answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A webhook is a bot's token in a URL: a POST of JSON posts as the bot,
+/// where the bot may; anything else is refused plainly; a new token kills
+/// the old URL.
+#[tokio::test]
+async fn a_webhook_posts_as_its_bot_and_dies_with_its_token() {
+    let server = TestServer::start().await;
+    let (owner, channel, _) = family(&server).await;
+    let c = owner.create_community("Alerts").await.unwrap();
+    let alerts = c.channels[0].id;
+    let hook = owner.create_bot(c.id, "door-bell").await.unwrap();
+    let path = format!("/hooks/{alerts}/{}", hook.token);
+
+    let posted = post(
+        &server,
+        &path,
+        "application/json",
+        br#"{"content": "someone is at the door", "nonce": "ring-1"}"#,
+    )
+    .await;
+    assert!(posted.starts_with("HTTP/1.1 200"), "{posted}");
+    let page = owner.history(alerts, None, 10).await.unwrap();
+    let m = page.last().unwrap();
+    assert_eq!(
+        (m.body.as_str(), m.author_name.as_str(), m.author_bot),
+        ("someone is at the door", "door-bell", true)
+    );
+    assert!(body(&posted).contains(&m.id.to_string()), "{posted}");
+    // A retried delivery with the same nonce posts once.
+    post(&server, &path, "application/json", br#"{"content": "someone is at the door", "nonce": "ring-1"}"#)
+        .await;
+    assert_eq!(owner.history(alerts, None, 10).await.unwrap().len(), page.len());
+    // Slack's shape works too.
+    assert!(
+        post(&server, &path, "application/json", br#"{"text": "ding"}"#).await.starts_with("HTTP/1.1 200")
+    );
+
+    // Refusals, plainly: not JSON, not a message, too big, a channel the
+    // bot is not in, a wrong token.
+    assert!(post(&server, &path, "text/plain", b"ding").await.starts_with("HTTP/1.1 415"));
+    assert!(post(&server, &path, "application/json", b"{\"x\": 1}").await.starts_with("HTTP/1.1 400"));
+    let huge = format!("{{\"content\": \"{}\"}}", "a".repeat(40_000));
+    assert!(post(&server, &path, "application/json", huge.as_bytes()).await.starts_with("HTTP/1.1 413"));
+    let elsewhere = format!("/hooks/{channel}/{}", hook.token);
+    assert!(
+        post(&server, &elsewhere, "application/json", br#"{"content": "x"}"#)
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    let guessed = format!("/hooks/{alerts}/kith_{}", "0".repeat(64));
+    assert!(
+        post(&server, &guessed, "application/json", br#"{"content": "x"}"#).await.starts_with("HTTP/1.1 404")
+    );
+
+    let bot = hook.bot.unwrap().id;
+    owner.rotate_bot_token(c.id, bot).await.unwrap();
+    let dead = post(&server, &path, "application/json", br#"{"content": "still there?"}"#).await;
+    assert!(dead.starts_with("HTTP/1.1 404"), "{dead}");
+}

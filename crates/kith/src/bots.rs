@@ -35,6 +35,46 @@ pub enum BotCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Make an incoming webhook for a channel: a bot whose token is in a
+    /// URL; an HTTP POST of `{"content": "…"}` there posts as it.
+    Create {
+        /// `Community/channel`.
+        channel: String,
+        /// The bot's name [default: CHANNEL-hook].
+        name: Option<String>,
+        #[command(flatten)]
+        json: crate::Json,
+    },
+}
+
+pub async fn webhook(ctx: Ctx, command: WebhookCommand) -> Result<()> {
+    let WebhookCommand::Create { channel, name, json } = command;
+    let (client, ready, profile) = session(&ctx).await?;
+    let (c, ch) = find_channel(&ready, &channel)?;
+    let name = name.unwrap_or_else(|| format!("{}-hook", ch.name));
+    let made = client.create_bot(c.id, &name).await?;
+    client.close().await;
+    // HTTPS is on the same port number as QUIC, over TCP.
+    let url = format!("https://{}/hooks/{}/{}", profile.server, ch.id, made.token);
+    if json.json {
+        print_json(&serde_json::json!({"bot": name, "url": url}));
+    } else {
+        println!("{url}");
+        eprintln!(
+            "kith: POST JSON there to post in {} as {} (keep the URL secret), e.g.\n      \
+             curl -H 'Content-Type: application/json' -d '{{\"content\": \"hello\"}}' {url}\n      \
+             `kith bot token {} {}` replaces it (the old URL stops working)",
+            sanitize(&channel),
+            sanitize(&name),
+            sanitize(&c.name),
+            sanitize(&name),
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
 struct TokenJson<'a> {
     bot: &'a str,

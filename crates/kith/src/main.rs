@@ -243,6 +243,9 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Incoming webhooks: a URL that posts in a channel.
+    #[command(subcommand)]
+    Webhook(bots::WebhookCommand),
     /// Make bots and replace their tokens; list their slash commands.
     #[command(subcommand)]
     Bot(bots::BotCommand),
@@ -388,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Typing { channel } => social::typing(ctx()?, &channel).await,
         Command::Voice(c) => voice::voice(ctx()?, c).await,
         Command::Bot(c) => bots::bot(ctx()?, c).await,
+        Command::Webhook(c) => bots::webhook(ctx()?, c).await,
         Command::Bridge { json } => bridge::bridge(ctx()?, json).await,
         Command::Backup { out, data } => backup(&serve::data_dir(data)?, &out),
         Command::Export { out, community, data } => {

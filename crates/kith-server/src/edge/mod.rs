@@ -12,6 +12,7 @@ pub mod telnet;
 pub mod transfer;
 pub mod web;
 mod web_files;
+mod webhooks;
 pub mod webtransport;
 
 use std::net::IpAddr;

@@ -46,7 +46,7 @@ pub struct Site {
 pub(super) struct Conn {
     pub(super) edge: Arc<Edge>,
     site: Arc<Site>,
-    ip: IpAddr,
+    pub(super) ip: IpAddr,
 }
 
 /// One file of the browser client, built into the binary (`web/`, see
@@ -169,6 +169,11 @@ fn router() -> Router<Conn> {
         // For a load balancer or a monitor: no figures here (those are on
         // the metrics listener), only whether the server takes writes.
         .route("/health", get(health))
+        .route(
+            "/hooks/{channel}/{token}",
+            axum::routing::post(super::webhooks::post)
+                .layer(axum::extract::DefaultBodyLimit::max(super::webhooks::MAX_BODY)),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response_with_state((), security_headers))
 }
