@@ -279,6 +279,12 @@ fn calls_in_flight_to_one_bot_are_bounded_and_none_is_lost() {
     }
     let (code, _) = s.invoke(s.carol, "count", n(1)).unwrap_err();
     assert_eq!(code, ErrorCode::RateLimited, "the bot is busy: wait");
+    // The bot's being busy is not carol flooding: many such answers do not
+    // cut her off (her own rate limits still would).
+    for _ in 0..200 {
+        assert_eq!(s.invoke(s.carol, "count", n(1)).unwrap_err().0, ErrorCode::RateLimited);
+    }
+    assert!(!s.w.closes.iter().any(|(who, _)| *who == s.carol), "{:?}", s.w.closes);
     let given = calls(&mut s.w, s.bot);
     assert_eq!(given.len(), MAX_CALLS_PER_BOT);
     for c in &given {

@@ -253,7 +253,7 @@ impl Hub {
             return Err(Refusal::Unfit(format!("{at} is not connected right now; try again later")));
         }
         if self.bots.in_flight.get(&bot).copied().unwrap_or(0) >= MAX_CALLS_PER_BOT {
-            return Err(Refusal::RateLimited("calls to this bot at once", 1000));
+            return Err(Refusal::Busy("the bot is answering as many calls as it may at once", 1000));
         }
         let id = self.ids.next(cx.now);
         let deadline = cx.now.plus_ms(CALL_TIMEOUT_MS);

@@ -275,6 +275,10 @@ enum Refusal {
     Unfit(String),
     /// Wait this many milliseconds.
     RateLimited(&'static str, u64),
+    /// Wait this many milliseconds, for a reason not the caller's own (a
+    /// bot with its calls full): said like a rate limit, but not counted
+    /// against the caller as ignoring one.
+    Busy(&'static str, u64),
 }
 
 fn forbidden(why: impl Into<String>) -> Refusal {
@@ -287,6 +291,9 @@ impl Refusal {
         if let Refusal::RateLimited(what, ms) = self {
             let reason = format!("slow down: too many {what}; retry in {ms} ms");
             return (ErrorCode::RateLimited, reason, ms);
+        }
+        if let Refusal::Busy(what, ms) = self {
+            return (ErrorCode::RateLimited, format!("{what}; retry in {ms} ms"), ms);
         }
         let (code, reason) = match self {
             Refusal::NotAuthenticated => (ErrorCode::NotAuthenticated, "log in first".into()),
@@ -302,7 +309,7 @@ impl Refusal {
             Refusal::Invalid(why) => (ErrorCode::Invalid, why.into()),
             Refusal::TooLarge(why) => (ErrorCode::TooLarge, why),
             Refusal::Unfit(why) => (ErrorCode::Invalid, why),
-            Refusal::RateLimited(..) => unreachable!("answered above"),
+            Refusal::RateLimited(..) | Refusal::Busy(..) => unreachable!("answered above"),
         };
         (code, reason, 0)
     }
