@@ -166,6 +166,81 @@ impl Client {
         Ok(bytes)
     }
 
+    /// Offers `user_id` a pipe; the key sends its bytes once they accept.
+    pub async fn open_pipe(&self, user_id: u64, name: &str, size: u64) -> Result<v1::PipeKey, Error> {
+        let open = v1::OpenPipeRequest { user_id, name: name.into(), size };
+        match self.request(Request::OpenPipe(open)).await? {
+            ReplyResult::PipeKey(k) => Ok(k),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Takes a pipe offered to this user; the key receives its bytes.
+    pub async fn accept_pipe(&self, pipe_id: u64) -> Result<v1::PipeKey, Error> {
+        match self.request(Request::AcceptPipe(v1::AcceptPipeRequest { pipe_id })).await? {
+            ReplyResult::PipeKey(k) => Ok(k),
+            _ => Err(Error::Unexpected),
+        }
+    }
+
+    /// Sends everything `input` gives through the pipe `key`, once the
+    /// receiver has joined (the server says so first), at the receiver's
+    /// pace; `progress(sent)` as bytes go. Returns how many went.
+    pub async fn pipe_send(
+        &self,
+        key: &str,
+        mut input: impl tokio::io::AsyncRead + Unpin,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
+        let (mut send, mut recv) = self.transfer(key, 0, 0, false).await?;
+        read_status(&mut recv).await?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut sent = 0u64;
+        loop {
+            let n = input.read(&mut buf).await.map_err(|e| file_error(Path::new("stdin"), e))?;
+            if n == 0 {
+                break;
+            }
+            send.write_all(&buf[..n]).await.map_err(|e| Error::Closed(format!("the pipe was cut: {e}")))?;
+            sent += n as u64;
+            progress(sent);
+        }
+        let _ = send.finish();
+        let done = read_status(&mut recv).await?;
+        if !done.complete || done.size != sent {
+            return Err(Error::Closed(format!("the receiver took {} of {sent} bytes", done.size)));
+        }
+        Ok(sent)
+    }
+
+    /// Receives the pipe `key` into `out` until the sender ends it;
+    /// `progress(received)` as bytes come. A pipe cut midway is an error,
+    /// never a short success.
+    pub async fn pipe_receive(
+        &self,
+        key: &str,
+        mut out: impl tokio::io::AsyncWrite + Unpin,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
+        let (_send, mut recv) = self.transfer(key, 0, 0, false).await?;
+        read_status(&mut recv).await?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        loop {
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => {
+                    out.write_all(&buf[..n]).await.map_err(|e| file_error(Path::new("stdout"), e))?;
+                    got += n as u64;
+                    progress(got);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(Error::Closed(format!("the pipe was cut after {got} bytes: {e}"))),
+            }
+        }
+        out.flush().await.map_err(|e| file_error(Path::new("stdout"), e))?;
+        Ok(got)
+    }
+
     /// Opens a transfer stream and writes its request.
     async fn transfer(
         &self,

@@ -137,6 +137,18 @@ pub enum Request {
         name: CommandName,
         options: Vec<v1::OptionValue>,
     },
+    OpenPipe {
+        to: UserId,
+        name: FileName,
+        size: u64,
+        /// Fresh from the edge: what the sender presents on its transfer stream.
+        key: String,
+    },
+    AcceptPipe {
+        pipe: u64,
+        /// Fresh from the edge: what the receiver presents.
+        key: String,
+    },
     AnswerCall {
         call: u64,
         /// Empty, or a valid message body.
@@ -618,6 +630,15 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
                 public: r.public,
                 error,
             })
+        }
+        Wire::OpenPipe(r) => hub(Request::OpenPipe {
+            to: UserId(required(r.user_id, "user_id")?),
+            name: FileName::clean(&r.name),
+            size: r.size,
+            key: new_code(KEY_CHARS),
+        }),
+        Wire::AcceptPipe(r) => {
+            hub(Request::AcceptPipe { pipe: required(r.pipe_id, "pipe_id")?, key: new_code(KEY_CHARS) })
         }
         Wire::OpenAttachments(r) => hub(Request::OpenAttachments {
             channel: ChannelId(required(r.channel_id, "channel_id")?),

@@ -49,7 +49,12 @@ const COMMITS: usize = 2;
 enum Key {
     Upload { session: SessionId, user: UserId, size: u64, blake3: [u8; 32], until: Instant },
     Download { session: SessionId, message: MessageId, expires_at: Timestamp },
+    Pipe { session: SessionId, pipe: u64, sending: bool, until: Instant },
 }
+
+/// How long a pipe key works: the offer lasts a minute, and the receiver's
+/// key is presented as soon as it is had.
+const PIPE_KEY: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Default)]
 struct Keys {
@@ -113,6 +118,9 @@ impl Files {
             Grant::Download { key, session, message, expires_at } => {
                 (key, Key::Download { session, message, expires_at })
             }
+            Grant::Pipe { key, session, pipe, sending } => {
+                (key, Key::Pipe { session, pipe, sending, until: Instant::now() + PIPE_KEY })
+            }
         };
         let mut keys = self.keys.lock().expect("keys lock");
         while keys.order.len() >= MAX_GRANTS {
@@ -132,6 +140,20 @@ impl Files {
                 if session.is_none_or(|session| *s == session) && *until > Instant::now() =>
             {
                 Some(UploadKey { user: *user, size: *size, blake3: *blake3 })
+            }
+            _ => None,
+        }
+    }
+
+    /// The pipe end `key` is for on `session`: (pipe, sending). Used up by
+    /// the asking: an end is joined once.
+    pub fn pipe_key(&self, key: &str, session: SessionId) -> Option<(u64, bool)> {
+        let mut keys = self.keys.lock().expect("keys lock");
+        match keys.by_key.get(key)? {
+            Key::Pipe { session: s, pipe, sending, until } if *s == session && *until > Instant::now() => {
+                let end = (*pipe, *sending);
+                keys.by_key.remove(key);
+                Some(end)
             }
             _ => None,
         }

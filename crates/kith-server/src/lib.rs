@@ -401,6 +401,7 @@ impl Server {
             frame_deadline: config.limits.frame_deadline,
             files,
             metrics: metrics.clone(),
+            pipes: edge::pipes::Pipes::default(),
         });
         let metrics_listener = match config.metrics {
             Some(addr) => {

@@ -475,6 +475,15 @@ impl App {
         if let v1::event::Body::CallUpdate(u) = body {
             self.call_update(u);
         }
+        if let v1::event::Body::PipeOffered(p) = body {
+            // The bytes go to a file or a program, which a shell chooses.
+            let from = p.from.as_ref().map(|u| text::clean_line(&u.username)).unwrap_or_default();
+            let what =
+                if p.name.is_empty() { String::new() } else { format!(" {}", text::clean_line(&p.name)) };
+            self.say(format!(
+                "{from} wants to pipe you{what}: take it in a shell with `kith pipe --accept {from} > FILE`"
+            ));
+        }
         if let v1::event::Body::VoiceStateUpdated(v) = body
             && v.user_id == self.model.me
         {

@@ -463,7 +463,7 @@ impl Model {
             }
             // Calls are a bot's to answer; how one's own go is the app's
             // (`App::call_update`).
-            Body::Call(_) | Body::CallUpdate(_) => {}
+            Body::Call(_) | Body::CallUpdate(_) | Body::PipeOffered(_) => {}
             Body::RoleCreated(_) | Body::RoleUpdated(_) | Body::RoleDeleted(_) => {}
         }
         effect

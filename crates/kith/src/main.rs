@@ -6,6 +6,7 @@ mod bridge;
 mod chat;
 mod commands;
 mod output;
+mod pipe;
 mod profile;
 mod serve;
 mod social;
@@ -243,6 +244,19 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Stream bytes to someone through the server, never stored: `kith pipe
+    /// @bob < photos.tar`; they run `kith pipe --accept alice > photos.tar`.
+    Pipe {
+        /// `@user` to send stdin to.
+        #[arg(conflicts_with = "accept")]
+        to: Option<String>,
+        /// Take what `USER` pipes to you, onto stdout.
+        #[arg(long, value_name = "USER")]
+        accept: Option<String>,
+        /// What it is, for the receiver (e.g. a file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Incoming webhooks: a URL that posts in a channel.
     #[command(subcommand)]
     Webhook(bots::WebhookCommand),
@@ -392,6 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Voice(c) => voice::voice(ctx()?, c).await,
         Command::Bot(c) => bots::bot(ctx()?, c).await,
         Command::Webhook(c) => bots::webhook(ctx()?, c).await,
+        Command::Pipe { to, accept, name } => pipe::pipe(ctx()?, to, accept, name).await,
         Command::Bridge { json } => bridge::bridge(ctx()?, json).await,
         Command::Backup { out, data } => backup(&serve::data_dir(data)?, &out),
         Command::Export { out, community, data } => {

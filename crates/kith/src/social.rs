@@ -53,7 +53,7 @@ fn known_users(ready: &v1::Ready) -> impl Iterator<Item = &v1::User> {
     ready.user.iter().chain(members).chain(partners)
 }
 
-fn find_user<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::User> {
+pub(crate) fn find_user<'a>(ready: &'a v1::Ready, spec: &str) -> Result<&'a v1::User> {
     let spec = spec.trim_start_matches('@');
     known_users(ready)
         .find(|u| u.username.to_lowercase() == spec.to_lowercase() || u.id.to_string() == spec)

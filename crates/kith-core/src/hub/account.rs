@@ -164,6 +164,10 @@ impl Hub {
             presences: self.presences_for(auth.user),
         };
         self.reply(session, rid, ReplyResult::Ready(ready));
+        // Pipes offered while this user was away: this session hears of them.
+        for offer in self.offers_for(auth.user) {
+            self.deliver(session, &super::Outgoing::event(EventBody::PipeOffered(offer)));
+        }
     }
 
     pub(super) fn logout(&mut self, session: SessionId, rid: u64, auth: Auth, everywhere: bool) -> Outcome {

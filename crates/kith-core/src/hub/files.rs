@@ -30,6 +30,9 @@ pub enum Grant {
     /// `session` may fetch `message`'s attachments, presenting `key`, until
     /// `expires_at`.
     Download { key: String, session: SessionId, message: MessageId, expires_at: Timestamp },
+    /// `session` may send (`sending`) or receive the bytes of pipe `pipe`,
+    /// presenting `key`; the edge joins the two ends (see `hub::pipes`).
+    Pipe { key: String, session: SessionId, pipe: u64, sending: bool },
 }
 
 #[derive(Debug)]

@@ -74,8 +74,9 @@ impl RateClass {
             | Request::CreateBot { .. }
             | Request::RotateBotToken { .. }
             | Request::RegisterCommands { .. } => Changes,
-            // Invoking a command is a member speaking in a channel.
-            Request::InvokeCommand { .. } => Messages,
+            // Invoking a command is a member speaking in a channel; so is
+            // offering someone a pipe.
+            Request::InvokeCommand { .. } | Request::OpenPipe { .. } | Request::AcceptPipe { .. } => Messages,
             Request::AnswerCall { .. } => Answers,
             Request::UpdateProfile { .. } | Request::SetPresence { .. } => Profile,
             Request::OpenDirect { .. } | Request::UpdateGroup { .. } | Request::LeaveGroups { .. } => Groups,

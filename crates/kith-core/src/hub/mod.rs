@@ -42,8 +42,10 @@ mod messages;
 mod moderation;
 mod outbox;
 mod outgoing;
+mod pipes;
 pub use files::Grant;
 pub use outgoing::{Encoded, Outgoing};
+pub use pipes::OFFER_MS;
 mod presence;
 pub use presence::TYPING_MS;
 mod roles;
@@ -469,6 +471,8 @@ pub struct Hub {
     usage: files::Usage,
     /// Bots' commands and the calls in flight.
     bots: bots::Bots,
+    /// Pipes offered and not yet taken.
+    pipes: pipes::Pipes,
     /// The time of the input being handled.
     now: Timestamp,
 
@@ -509,6 +513,7 @@ impl Hub {
             voice_published: BTreeMap::new(),
             voice_dirty: false,
             bots: bots::Bots::default(),
+            pipes: pipes::Pipes::default(),
             sessions: Sessions::default(),
             uploads: files::Uploads::default(),
             usage: files::Usage::default(),
@@ -633,6 +638,7 @@ impl Hub {
         self.expire_detached();
         self.expire_unauthenticated();
         self.expire_calls();
+        self.expire_pipes();
         match input {
             Input::Tick => {}
             Input::Connected { session, resume_key, auth_within_ms } => {
@@ -698,10 +704,7 @@ impl Hub {
     /// sign in, or the first detached session's end of grace.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let sessions = self.sessions.next_deadline(self.config.resume_grace_ms);
-        match (sessions, self.bots.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [sessions, self.bots.next_deadline(), self.pipes.next_deadline()].into_iter().flatten().min()
     }
 
     /// Closes the sessions whose time to authenticate is up.
@@ -789,24 +792,28 @@ impl Hub {
     fn fan_out<'a>(&mut self, users: impl IntoIterator<Item = &'a UserId>, body: EventBody) {
         let event = Outgoing::event(body);
         let targets: Vec<SessionId> = users.into_iter().flat_map(|u| self.sessions.of_user(*u)).collect();
-        let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
         for to in targets {
-            let Some(session) = self.sessions.get_mut(to) else { continue };
-            session.seq += 1;
-            let seq = session.seq;
-            // What a resume could need: recent enough, and not too much of it.
-            let window =
-                if session.detached_at.is_some() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
-            let oldest = Timestamp(now.0.saturating_sub(window));
-            while session.replay.front().is_some_and(|r| r.at < oldest) || session.replay.len() >= keep {
-                session.replay.pop_front();
-            }
-            if keep > 0 {
-                session.replay.push_back(Replay { seq, at: now, event: event.clone() });
-            }
-            if session.detached_at.is_none() {
-                self.emit(Output::Send { to, message: Outgoing::Event { seq, event: event.clone() } });
-            }
+            self.deliver(to, &event);
+        }
+    }
+
+    /// Sends one session an event (numbered, and kept for a resume).
+    fn deliver(&mut self, to: SessionId, event: &std::sync::Arc<Encoded<v1::Event>>) {
+        let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
+        let Some(session) = self.sessions.get_mut(to) else { return };
+        session.seq += 1;
+        let seq = session.seq;
+        // What a resume could need: recent enough, and not too much of it.
+        let window = if session.detached_at.is_some() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
+        let oldest = Timestamp(now.0.saturating_sub(window));
+        while session.replay.front().is_some_and(|r| r.at < oldest) || session.replay.len() >= keep {
+            session.replay.pop_front();
+        }
+        if keep > 0 {
+            session.replay.push_back(Replay { seq, at: now, event: event.clone() });
+        }
+        if session.detached_at.is_none() {
+            self.emit(Output::Send { to, message: Outgoing::Event { seq, event: event.clone() } });
         }
     }
 
@@ -910,6 +917,8 @@ impl Hub {
             Request::AnswerCall { call, text, last, public, error } => {
                 self.answer_call(cx, call, text, last, public, error)
             }
+            Request::OpenPipe { to, name, size, key } => self.open_pipe(cx, to, name, size, key),
+            Request::AcceptPipe { pipe, key } => self.accept_pipe(cx, pipe, key),
             Request::CreateInvite { community, max_uses, expires_in_ms, code } => {
                 self.create_invite(cx, community, max_uses, expires_in_ms, code)
             }

@@ -6,6 +6,7 @@
 //! password hashing, login throttles — one path for every transport), and
 //! writes what arrives in the session's outbox.
 
+pub mod pipes;
 pub mod quic;
 pub mod stream;
 pub mod telnet;
@@ -98,6 +99,8 @@ pub struct Edge {
     /// Attachments' bytes, and the keys that move them.
     pub files: Arc<crate::files::Files>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Pipe ends waiting for their other half.
+    pub pipes: pipes::Pipes,
 }
 
 /// A session the hub knows about, and what its transport reads from it.

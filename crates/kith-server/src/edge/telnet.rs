@@ -670,6 +670,7 @@ mod tests {
             frame_deadline: Duration::from_secs(10),
             files: Arc::new(crate::files::Files::open(dir.path(), 0, false).unwrap()),
             metrics: Arc::default(),
+            pipes: Default::default(),
         });
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let slot = edge.admission.connect(remote.ip()).unwrap();

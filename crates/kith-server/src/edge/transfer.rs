@@ -28,8 +28,8 @@ pub async fn serve(
     edge: &Edge,
     files: &Arc<Files>,
     session: SessionId,
-    mut recv: impl AsyncRead + Unpin,
-    mut send: impl AsyncWrite + Unpin,
+    mut recv: quinn::RecvStream,
+    mut send: quinn::SendStream,
 ) {
     let request = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut recv)).await {
         Ok(Ok(r)) => r,
@@ -38,6 +38,9 @@ pub async fn serve(
             return refuse(&mut send, ErrorCode::Protocol, "no transfer request within 10 s".into()).await;
         }
     };
+    if let Some((pipe, sending)) = files.pipe_key(&request.key, session) {
+        return edge.pipes.join(pipe, sending, super::pipes::End { recv, send }).await;
+    }
     let outcome = if let Some(up) = files.upload_key(&request.key, Some(session)) {
         upload(edge, files, &request.key, up, &mut recv, &mut send).await
     } else if let Some(message) = files.download_key(&request.key, session, crate::actor::now()) {
