@@ -1193,6 +1193,7 @@ impl App {
             c.index = if forward { (c.index + 1) % n } else { (c.index + n - 1) % n };
             let pick = c.candidates[c.index].clone();
             self.editor.replace_current_word(&pick);
+            self.show_usage(&pick);
             return;
         }
         let word = self.editor.current_word().to_owned();
@@ -1203,8 +1204,23 @@ impl App {
         }
         let index = if forward { 0 } else { candidates.len() - 1 };
         self.editor.replace_current_word(&candidates[index]);
+        self.show_usage(&candidates[index]);
         if candidates.len() > 1 {
             self.completion = Some(Completion { candidates, index });
+        }
+    }
+
+    /// A bot's command just completed: how to call it, and what it does.
+    fn show_usage(&mut self, picked: &str) {
+        let Some(name) = picked.trim().strip_prefix('/') else { return };
+        let community = self.active.and_then(|id| self.model.channels.get(&id)).map(|c| c.community_id);
+        let command = community
+            .and_then(|c| self.model.community(c))
+            .and_then(|c| c.commands.iter().find(|x| x.name == name))
+            .map(|x| (kith_proto::commands::usage(x), x.description.clone()));
+        if let Some((usage, description)) = command {
+            let what = if description.is_empty() { String::new() } else { format!(" — {description}") };
+            self.say(format!("{usage}{what}"));
         }
     }
 }

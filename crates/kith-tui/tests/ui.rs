@@ -1326,7 +1326,9 @@ fn a_bots_command_is_completed_invoked_and_its_answers_shown_as_they_come() {
     assert!(shows(&ui.screen(), "weather [bot]"), "marked as a bot in the member list");
     ui.typed("/cou");
     ui.key(KeyCode::Tab);
-    assert!(shows(&ui.screen(), "> /count "), "{}", ui.screen());
+    let s = ui.screen();
+    assert!(shows(&s, "> /count "), "{s}");
+    assert!(shows(&s, "/count n:integer — counts to n"), "completed with how to call it: {s}");
     ui.typed("five");
     ui.key(KeyCode::Enter);
     assert!(shows(&ui.screen(), "n must be a whole number"), "refused before asking");
