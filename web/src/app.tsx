@@ -6,7 +6,7 @@ import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "preact
 import type { Channel, Message } from "./gen/kith_pb";
 import { ChannelKind, ErrorCode, Permission, PresenceStatus } from "./gen/kith_pb";
 import { PAGE, Store } from "./state";
-import { clean, cleanName, dayLabel, linkify, timeOfDay } from "./text";
+import { clean, cleanName, commandValues, dayLabel, linkify, timeOfDay, words } from "./text";
 import { Connection, RequestError, serverInfo } from "./transport";
 import { upload } from "./upload";
 import { supported as voiceSupported, Voice } from "./voice";
@@ -415,6 +415,7 @@ function Main() {
                 <li key={String(id)} class={s.isOnline(id) ? "" : "offline"}>
                   <span class={`presence ${PresenceStatus[status].toLowerCase()}`} aria-label={PresenceStatus[status].toLowerCase()} />
                   {cleanName(m.nickname || m.user!.displayName || m.user!.username)}
+                  {m.user!.bot && <span class="bot-tag" title="a bot">bot</span>}
                 </li>
               );
             })}
@@ -1234,6 +1235,28 @@ function Composer(props: {
   const send = async () => {
     const body = text.trim();
     if (!body && !files.length) return;
+    // A bot's slash command: invoked, its answers shown as they come.
+    const slash = /^\/(\S+)\s*(.*)$/s.exec(body);
+    const community = "communityId" in channel ? store.communities.get(channel.communityId) : undefined;
+    const command = slash && !files.length ? community?.commands.find((c) => c.name === slash[1].toLowerCase()) : undefined;
+    if (slash && command) {
+      try {
+        const options = commandValues(command, words(slash[2]));
+        setText("");
+        const answer = await conn!.request({
+          case: "invokeCommand",
+          value: { channelId: channel.id, botId: command.botId, name: command.name, options },
+        });
+        if (answer.case === "callStarted") {
+          store.calls.set(answer.value.callId, command.name);
+          store.notice(`/${command.name}: asked…`);
+        }
+      } catch (e) {
+        setText(body);
+        store.notice(e instanceof Error && !(e instanceof RequestError) ? e.message : explain(e));
+      }
+      return;
+    }
     const uploads: string[] = [];
     if (files.length) {
       try {

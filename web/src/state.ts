@@ -50,6 +50,9 @@ export class Store {
     for (const f of this.listeners) f();
   }
 
+  /// Bot commands this page invoked, by call id, until their final answer.
+  calls = new Map<bigint, string>();
+
   notice(text: string) {
     this.notices = [...this.notices.slice(-4), text];
     this.changed();
@@ -250,6 +253,22 @@ export class Store {
         const v = b.value;
         if (v.channelId) this.voice.set(v.userId, v);
         else this.voice.delete(v.userId);
+        break;
+      }
+      case "commandsChanged": {
+        const c = this.communities.get(b.value.communityId);
+        if (c) c.commands = b.value.commands;
+        break;
+      }
+      case "callUpdate": {
+        const u = b.value;
+        const name = this.calls.get(u.callId);
+        if (name === undefined) break;
+        if (u.final) this.calls.delete(u.callId);
+        // Each answer replaces the last one shown for the command.
+        const lead = `/${name}: `;
+        const said = u.error || (u.messageId ? "answered in the channel" : u.text);
+        this.notices = [...this.notices.filter((n) => !n.startsWith(lead)).slice(-4), lead + said];
         break;
       }
       default:

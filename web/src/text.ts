@@ -49,3 +49,55 @@ export function linkify(body: string): Array<{ text: string; href?: string }> {
   if (last < body.length) out.push({ text: body.slice(last) });
   return out;
 }
+
+/// The option values typed after a slash command, read as every kith client
+/// reads them (kith_proto::commands::values in the Rust clients): `name:value`
+/// or `name=value` for any option, bare words for the options in order, the
+/// last text option taking the words left. Throws with the usage on a mistake.
+export function commandValues(
+  command: { name: string; options: { name: string; type: number; required: boolean }[] },
+  words: string[],
+): { name: string; value: { case: "string"; value: string } | { case: "integer"; value: bigint } | { case: "boolean"; value: boolean } }[] {
+  const typeName = (t: number) => (t === 2 ? "integer" : t === 3 ? "boolean" : "string");
+  const usage = `/${command.name}${command.options.map((o) => ` ${o.required ? "" : "["}${o.name}:${typeName(o.type)}${o.required ? "" : "]"}`).join("")}`;
+  const given = new Map<number, string>();
+  const bare: string[] = [];
+  for (const w of words) {
+    const m = /^([^:=]+)[:=](.*)$/.exec(w);
+    const at = m ? command.options.findIndex((o) => o.name.toLowerCase() === m[1].toLowerCase()) : -1;
+    if (m && at >= 0) {
+      if (given.has(at)) throw new Error(`${command.options[at].name} is given twice (usage: ${usage})`);
+      given.set(at, m[2]);
+    } else bare.push(w);
+  }
+  const free = command.options.map((_, i) => i).filter((i) => !given.has(i));
+  while (bare.length) {
+    const at = free.shift();
+    if (at === undefined) throw new Error(`/${command.name} takes no more than that (usage: ${usage})`);
+    const rest = command.options[at].type === 1 && free.length === 0;
+    given.set(at, bare.splice(0, rest ? bare.length : 1).join(" "));
+  }
+  const out = [...given.entries()].sort((a, b) => a[0] - b[0]).map(([at, raw]) => {
+    const o = command.options[at];
+    if (o.type === 2) {
+      if (!/^-?\d+$/.test(raw.trim())) throw new Error(`${o.name} must be a whole number (usage: ${usage})`);
+      return { name: o.name, value: { case: "integer" as const, value: BigInt(raw.trim()) } };
+    }
+    if (o.type === 3) {
+      const v = raw.trim().toLowerCase();
+      if (!["true", "yes", "on", "1", "false", "no", "off", "0"].includes(v)) throw new Error(`${o.name} must be yes or no (usage: ${usage})`);
+      return { name: o.name, value: { case: "boolean" as const, value: ["true", "yes", "on", "1"].includes(v) } };
+    }
+    return { name: o.name, value: { case: "string" as const, value: raw } };
+  });
+  const missing = command.options.find((o) => o.required && !out.some((v) => v.name === o.name));
+  if (missing) throw new Error(`/${command.name} needs ${missing.name} (usage: ${usage})`);
+  return out;
+}
+
+/// Words split at spaces, a double-quoted stretch kept whole.
+export function words(line: string): string[] {
+  const out: string[] = [];
+  for (const m of line.matchAll(/"([^"]*)"|(\S+)/g)) out.push(m[1] ?? m[2]);
+  return out;
+}

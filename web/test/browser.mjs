@@ -271,6 +271,23 @@ async function three() {
 /// QUIC), so against the test CA the page falls back to the WebSocket; a
 /// public CA's certificate gets WebTransport (the Rust side checks `h3`
 /// with the same certificate).
+/// The Rust side runs examples/bots/echo.py (/echo, /countdown) in Family.
+async function bots() {
+  const page = await join("wren");
+  await say(page, "/echo hi from the web");
+  await page.getByRole("log").getByText("hi from the web").waitFor();
+  expect(true, "a bot's public answer to a browser user's /echo is its message in the channel");
+  const status = page.getByRole("status");
+  await say(page, "/countdown 2");
+  await status.getByText("/countdown: liftoff").waitFor();
+  expect(true, "an answer for the invoker alone shows as a notice");
+  await say(page, "/countdown lots");
+  await status.getByText("n must be a whole number").waitFor();
+  const box = page.getByRole("textbox", { name: "Message # general" });
+  expect((await box.inputValue()) === "/countdown lots", "a mistyped command stays in the box, with how to call it");
+  await shot(page, "bot");
+}
+
 async function acme() {
   const visitor = await person("visitor", undefined, true);
   await visitor.goto(WEB);
@@ -506,7 +523,7 @@ async function chat() {
 }
 
 try {
-  await ({ voice, three, acme, photos, chat }[SCENARIO] ?? chat)();
+  await ({ voice, three, acme, photos, bots, chat }[SCENARIO] ?? chat)();
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

@@ -232,3 +232,40 @@ fn two_browser_users_and_a_kith_chat_user_talk_in_one_channel() {
         .expect("node runs");
     report(out, &shots);
 }
+
+/// A bot in the community (the Python example, through `kith bridge`), and
+/// a browser user who runs its slash commands.
+#[test]
+fn a_browser_user_runs_a_bots_slash_commands() {
+    let Some((web, chromium)) = browser() else { return };
+    if !common::have("the browser's bot spec", &["python3"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) = family(tmp.path());
+    let made: serde_json::Value =
+        serde_json::from_str(&kith(&alice, &["bot", "create", "Family", "helper", "--json"], "")).unwrap();
+    let helper = tmp.path().join("helper");
+    let token = format!("{}\n", made["token"].as_str().unwrap());
+    kith(&helper, &["login", "helper", "--server", &server.addr, "--token-stdin"], &token);
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bots");
+    let mut bot = Command::new("python3")
+        .arg("echo.py")
+        .current_dir(&examples)
+        .env("KITH", KITH)
+        .env("KITH_CONFIG_DIR", &helper)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ready once it says so.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(bot.stderr.take().unwrap()));
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("ready"))), "the bot started");
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "bots")
+        .output()
+        .expect("node runs");
+    let _ = bot.kill();
+    let _ = bot.wait();
+    report(out, &shots);
+}
