@@ -178,7 +178,9 @@ struct UpdateJson<'a> {
 /// `kith run Family/general /weather city=Paris`: invokes the command,
 /// prints its progress on stderr as it comes and its answer on stdout
 /// (a public answer is the bot's message in the channel: its text, and its
-/// id on stderr). Fails with the bot's error, or if it does not answer.
+/// id on stderr). A pipe the bot opens to the invoker meanwhile (a log, a
+/// file) goes to stdout as it streams. Fails with the bot's error, or if
+/// it does not answer.
 pub async fn run(
     ctx: Ctx,
     channel: &str,
@@ -225,6 +227,13 @@ pub async fn run(
             bail!("the connection ended before the answer came: {}", sanitize(&client.closed().await));
         };
         let update = match event.body {
+            // A bot may answer with a stream: a pipe from it, taken onto
+            // stdout while the call lasts.
+            Some(v1::event::Body::PipeOffered(p)) if p.from.as_ref().is_some_and(|u| u.id == spec.bot_id) => {
+                let taken = client.accept_pipe(p.pipe_id).await?;
+                client.pipe_receive(&taken.key, tokio::io::stdout(), |_| {}).await?;
+                continue;
+            }
             Some(v1::event::Body::MessageCreated(m)) => {
                 posted.push(m);
                 // Only the newest few can be the answer.

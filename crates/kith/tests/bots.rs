@@ -39,6 +39,7 @@ fn run_bot(server: &Served, token: &str) -> std::thread::JoinHandle<String> {
                 command("echo", "says it back", vec![option("text", v1::OptionType::String)]),
                 command("count", "counts to n", vec![option("n", v1::OptionType::Integer)]),
                 command("slow", "never answers", Vec::new()),
+                command("logs", "streams its log", Vec::new()),
             ];
             client.register_commands(commands).await.unwrap();
             ready_tx.send(()).unwrap();
@@ -62,6 +63,14 @@ fn run_bot(server: &Served, token: &str) -> std::thread::JoinHandle<String> {
                             client.answer_call(answer(i.to_string(), false, false)).await.unwrap();
                         }
                         client.answer_call(answer(format!("counted to {n}"), true, false)).await.unwrap();
+                    }
+                    ("logs", _, _) => {
+                        // A stream for the invoker: a pipe, then the answer.
+                        let to = call.user.as_ref().unwrap().id;
+                        let pipe = client.open_pipe(to, "log", 0).await.unwrap();
+                        let log = b"line one\nline two\n".to_vec();
+                        client.pipe_send(&pipe.key, &log[..], |_| {}).await.unwrap();
+                        client.answer_call(answer("that was the log".into(), true, false)).await.unwrap();
                     }
                     _ => {}
                 }
@@ -121,6 +130,10 @@ fn a_bot_made_from_the_shell_answers_slash_commands_run_from_the_shell() {
     assert_eq!((last["author"].as_str(), last["body"].as_str()), (Some("weather"), Some("hello world")));
     assert_eq!(last["author_bot"], true);
     assert!(!history.contains("counted to"), "the ephemeral answer went to bob only");
+
+    // A bot may answer with a stream: it arrives on stdout, then the answer.
+    let (out, _) = run(&bob, &["Family/general", "/logs"]);
+    assert_eq!(out, "line one\nline two\nthat was the log\n");
 
     // Every member sees what is offered; a wrong call says how to call it.
     let list = kith(&carol, &["bot", "list", "Family"], "");
