@@ -137,6 +137,14 @@ fn a_member_who_may_manage_bots_makes_one_that_signs_in_with_its_token_only() {
     );
     // Its name is a username like anyone's: taken names stay taken.
     assert_eq!(make_bot(&mut w, owner, c.id, "bob").unwrap_err().0, ErrorCode::Taken);
+    // Every member's snapshot lists the bots' commands: their number is capped.
+    for i in 1..kith_core::hub::MAX_BOTS_PER_COMMUNITY {
+        w.now = w.now.plus_ms(1000); // within the change rate
+        make_bot(&mut w, owner, c.id, &format!("bot{i}")).unwrap();
+    }
+    let (code, why) = make_bot(&mut w, owner, c.id, "one-too-many").unwrap_err();
+    assert_eq!(code, ErrorCode::Invalid);
+    assert!(why.contains("most bots"), "{why}");
 
     w.ids.insert("weather".into(), bot.id);
     let (_, ready) = w.login("weather");

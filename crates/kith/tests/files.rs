@@ -7,22 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-/// A file of `len` bytes that compresses to nothing useful (so no layer
-/// can cheat by shrinking it).
-fn random_file(path: &Path, len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(path, &bytes).unwrap();
-    bytes
-}
-
 /// A real 8×8 JPEG, with no metadata to take out.
 pub fn tiny_jpeg() -> Vec<u8> {
     let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 120, 40]));

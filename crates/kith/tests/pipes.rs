@@ -24,19 +24,7 @@ fn a_hundred_mebibytes_pipe_through_the_server_paced_by_the_receiver() {
     let server = serve(&tmp.path().join("data"));
     let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
     let file = tmp.path().join("photos.tar");
-    let sent = {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let bytes: Vec<u8> = (0..100 << 20)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        std::fs::write(&file, &bytes).unwrap();
-        blake3::hash(&bytes)
-    };
+    let sent = blake3::hash(&random_file(&file, 100 << 20));
     let pid = server.child.id();
     let idle = rss_kib(pid);
 

@@ -24,6 +24,9 @@ use crate::text::{Body, CommandName, Username, look_alike_keys};
 pub const CALL_TIMEOUT_MS: u64 = 10_000;
 /// Calls one bot may have unanswered at once; more wait (rate-limited).
 pub const MAX_CALLS_PER_BOT: usize = 100;
+/// Bots one community may have: every member's snapshot lists their
+/// commands, so what a member with MANAGE_BOTS can add is capped.
+pub const MAX_BOTS_PER_COMMUNITY: usize = 50;
 
 #[derive(Debug)]
 struct Call {
@@ -115,6 +118,10 @@ impl Hub {
         token_hash: TokenHash,
     ) -> Outcome {
         self.require(community, cx.me, cx.now, Permissions::MANAGE_BOTS, "make bots in this community")?;
+        let bots = self.communities[&community].members.keys().filter(|u| self.is_bot(**u)).count();
+        if bots >= MAX_BOTS_PER_COMMUNITY {
+            return Err(Refusal::Invalid("this community has the most bots it may have (50)"));
+        }
         let [typed, _] = look_alike_keys(&name.name);
         if self.by_skeleton.contains_key(&name.skeleton)
             || self.by_skeleton.contains_key(&typed)

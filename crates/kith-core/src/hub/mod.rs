@@ -31,7 +31,7 @@
 
 mod account;
 mod bots;
-pub use bots::{CALL_TIMEOUT_MS, MAX_CALLS_PER_BOT};
+pub use bots::{CALL_TIMEOUT_MS, MAX_BOTS_PER_COMMUNITY, MAX_CALLS_PER_BOT};
 mod community;
 mod direct;
 mod files;

@@ -168,3 +168,19 @@ pub fn have(test: &str, programs: &[&str]) -> bool {
     eprintln!("SKIPPED: {test} needs {}", missing.join(", "));
     false
 }
+
+/// A file of `len` bytes that compresses to nothing useful (so no layer
+/// can cheat by shrinking it); returns the bytes.
+pub fn random_file(path: &Path, len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
