@@ -323,6 +323,22 @@ impl Client {
         expect_ready(self.request(Request::Login(r)).await?)
     }
 
+    /// Sets a new password with a reset code from the server owner, and
+    /// signs in (every other login of the account ends).
+    pub async fn redeem_reset_code(
+        &self,
+        username: &str,
+        code: &str,
+        password: &str,
+    ) -> Result<v1::Ready, Error> {
+        let r = v1::RedeemResetCodeRequest {
+            username: username.into(),
+            code: code.into(),
+            new_password: password.into(),
+        };
+        expect_ready(self.request(Request::RedeemResetCode(r)).await?)
+    }
+
     pub async fn authenticate(&self, token: &str) -> Result<v1::Ready, Error> {
         expect_ready(
             self.request(Request::Authenticate(v1::AuthenticateRequest { token: token.into() })).await?,

@@ -50,6 +50,18 @@ pub enum AuthRequest {
     /// A bot's new token is minted at the edge (the hub has no randomness
     /// to spare on secrets).
     BotToken(BotTokenFor),
+    /// The server owner asks for a password reset code: minted, and
+    /// hashed, at the edge.
+    ResetCode {
+        username_fold: String,
+    },
+    /// A reset code redeemed: the edge checks it against the store before
+    /// hashing the new password, so a wrong code costs no hashing.
+    Redeem {
+        username_fold: String,
+        code: String,
+        password: Password,
+    },
 }
 
 /// What a bot token is minted for.
@@ -93,6 +105,23 @@ pub enum Request {
     },
     Authenticate {
         token_hash: TokenHash,
+    },
+    /// The edge checked `code_hash` against the store and hashed the new
+    /// password; the hub uses the code up (if it still stands), sets the
+    /// password, revokes the account's logins and signs in with `token`.
+    RedeemResetCode {
+        user: UserId,
+        code_hash: TokenHash,
+        password_hash: String,
+        token: String,
+        token_hash: TokenHash,
+    },
+    /// The server owner's: a reset code for the account `username_fold`
+    /// (the edge minted `code`; the hub keeps only `code_hash`).
+    IssueResetCode {
+        username_fold: String,
+        code: String,
+        code_hash: TokenHash,
     },
     /// Sign in as a new guest of the community named `community` (see
     /// `hub::guest`). Never parsed from the wire: only a gateway whose
@@ -522,6 +551,14 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
             password: r.password,
         })),
         Wire::Authenticate(r) => Ok(Parsed::Auth(AuthRequest::Authenticate { token: r.token })),
+        Wire::RedeemResetCode(r) => Ok(Parsed::Auth(AuthRequest::Redeem {
+            username_fold: Username::fold(&r.username),
+            code: r.code,
+            password: Password::parse(r.new_password)?,
+        })),
+        Wire::ResetPassword(r) => {
+            Ok(Parsed::Auth(AuthRequest::ResetCode { username_fold: Username::parse(&r.username)?.fold }))
+        }
         Wire::Resume(r) => {
             if r.session_id.len() > 64 {
                 return Err(invalid("session_id is malformed"));

@@ -29,6 +29,18 @@ pub enum Write {
     RevokeToken {
         id: TokenId,
     },
+    /// A password reset code for `user` (only its hash), replacing any
+    /// earlier one.
+    SetResetCode {
+        user: UserId,
+        hash: TokenHash,
+        expires_at: Timestamp,
+    },
+    /// A new password for `user`; their reset code is used up.
+    SetPassword {
+        user: UserId,
+        password_hash: String,
+    },
     UpdateUser {
         id: UserId,
         display_name: String,
@@ -162,6 +174,8 @@ impl Write {
             | Write::DeleteChannel { .. } => true,
             Write::CreateUser { .. }
             | Write::CreateToken { .. }
+            | Write::SetResetCode { .. }
+            | Write::SetPassword { .. }
             | Write::UpdateUser { .. }
             | Write::CreateCommunity { .. }
             | Write::AddMember { .. }
@@ -199,6 +213,8 @@ pub struct StoredState {
     pub read_states: Vec<(UserId, ChannelId, MessageId)>,
     /// Each bot's commands, as `Write::PutCommands` stored them.
     pub commands: Vec<(UserId, Vec<u8>)>,
+    /// Password reset codes not yet used: whose, the code's hash, until when.
+    pub reset_codes: Vec<(UserId, TokenHash, Timestamp)>,
     /// The highest id ever issued, so new ids stay unique after a restart.
     pub max_id: u64,
 }

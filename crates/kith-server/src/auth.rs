@@ -154,6 +154,13 @@ pub fn random_code(len: usize) -> String {
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
+/// A one-time code for a person to type: 12 characters of
+/// [`random_code`] in groups of four (`7KQ2-MXNB-4HTR`).
+pub fn grouped_code() -> String {
+    let c = random_code(12);
+    format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

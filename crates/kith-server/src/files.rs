@@ -297,6 +297,51 @@ impl Files {
         std::fs::rename(tmp, path)
     }
 
+    /// Takes a file from elsewhere (an import) into the store exactly as it
+    /// is, once its bytes are checked against `blake3`; makes its preview.
+    /// Blocking.
+    pub fn adopt(&self, source: &Path, blake3: &[u8; 32]) -> Result<(), String> {
+        let blob = self.blob(blake3);
+        if blob.exists() {
+            return Ok(());
+        }
+        let (hash, head, _) = hash_file(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+        if &hash != blake3 {
+            return Err(format!("{} does not match its BLAKE3: the export is damaged", source.display()));
+        }
+        let partial = self.root.join("partial").join(format!("import-{}", hex(blake3)));
+        std::fs::copy(source, &partial)
+            .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+            .map_err(|e| format!("copying {}: {e}", source.display()))?;
+        let dir = blob.parent().expect("blobs have a parent");
+        std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::rename(&partial, &blob))
+            .and_then(|_| sync_dir(dir))
+            .map_err(|e| format!("storing {}: {e}", source.display()))?;
+        // Only the type matters to the preview.
+        let stored = Stored {
+            content_type: kith_media::content_type(&head),
+            blake3: *blake3,
+            size: 0,
+            width: 0,
+            height: 0,
+        };
+        if let Err(e) = self.make_preview(&blob, &stored) {
+            tracing::warn!(error = %e, "making a preview failed");
+        }
+        Ok(())
+    }
+
+    /// Takes a file from elsewhere (an import from another service) into
+    /// the store as an upload would be: typed, its metadata removed, its
+    /// preview made. Blocking.
+    pub fn take(&self, source: &Path) -> Result<Stored, String> {
+        let (blake3, _, _) = hash_file(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+        let partial = self.root.join("partial").join(format!("import-{}", hex(&blake3)));
+        std::fs::copy(source, &partial).map_err(|e| format!("copying {}: {e}", source.display()))?;
+        self.commit(&partial, &blake3)
+    }
+
     /// What a stored blob is (for an upload the store already holds):
     /// its type, and a picture's size in pixels, read again from its bytes.
     /// Blocking.
@@ -501,6 +546,13 @@ mod tests {
 
     impl Reader for Naming {
         fn credentials(&self, _: &str) -> Result<Option<(UserId, String)>, crate::store::StoreError> {
+            Ok(None)
+        }
+        fn reset_code(
+            &self,
+            _: &str,
+        ) -> Result<Option<(UserId, kith_core::request::TokenHash, Timestamp)>, crate::store::StoreError>
+        {
             Ok(None)
         }
         fn history(

@@ -19,6 +19,7 @@ pub mod edge;
 pub mod export;
 pub mod files;
 pub mod identity;
+pub mod import;
 pub mod metrics;
 pub mod store;
 pub mod voice;
@@ -33,6 +34,7 @@ use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result, anyhow};
 use kith_core::rate::RateLimit;
+use kith_core::store::StoredState;
 use kith_core::{Hub, HubConfig};
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio::sync::mpsc;
@@ -237,6 +239,7 @@ pub struct Server {
     public_address: String,
     fingerprint: String,
     setup_code: Option<String>,
+    owner_code: Option<(String, String)>,
     endpoint: quinn::Endpoint,
     hub: mpsc::Sender<ToHub>,
     actor: tokio::task::JoinHandle<Result<(), StoreError>>,
@@ -299,13 +302,11 @@ impl Server {
         let db = config.data_dir.join("kith.db");
         private_database(&db)?;
         let store = Arc::new(Sqlite { path: db.clone(), sync: config.sync });
-        let (writer, state) = store.open_writer().with_context(|| format!("opening {}", db.display()))?;
+        let (writer, mut state) = store.open_writer().with_context(|| format!("opening {}", db.display()))?;
 
         let needs_owner = !state.users.iter().any(|u| u.server_owner);
-        let setup_code = needs_owner.then(|| {
-            let c = auth::random_code(12);
-            format!("{}-{}-{}", &c[..4], &c[4..8], &c[8..])
-        });
+        let setup_code = needs_owner.then(auth::grouped_code);
+        let owner_code = owner_reset_code(&db, &mut state).context("making the owner's reset code")?;
         // Bound before the hub exists, so that invites name the real port.
         let (socket, tcp) = bind_ports(&config).await?;
         let public_address = match &config.public_address {
@@ -438,6 +439,7 @@ impl Server {
             local_addr,
             fingerprint: identity.fingerprint,
             setup_code,
+            owner_code,
             endpoint,
             hub: hub_tx,
             actor,
@@ -482,6 +484,12 @@ impl Server {
     /// The one-time owner setup code, while the server has no owner.
     pub fn setup_code(&self) -> Option<&str> {
         self.setup_code.as_deref()
+    }
+
+    /// The owner's name and a password reset code, while the owner has no
+    /// password (their account was imported): nobody else could give them one.
+    pub fn owner_code(&self) -> Option<(&str, &str)> {
+        self.owner_code.as_ref().map(|(name, code)| (name.as_str(), code.as_str()))
     }
 
     /// Resolves if the server stops on its own (a store failure).
@@ -624,6 +632,32 @@ async fn bind_ports(config: &Config) -> Result<(std::net::UdpSocket, Option<toki
 /// writes this process's id in it. Two servers on one database would each
 /// believe their memory is the truth (edits answered "no such message",
 /// ids minted twice); the second one is refused, naming the first.
+/// While the server owner has no password (an imported account), a fresh
+/// reset code for them at every start, stored before the hub loads `state`:
+/// the owner is the one who hands out codes, so the server must hand them
+/// theirs. Returns their name and the code.
+fn owner_reset_code(db: &std::path::Path, state: &mut StoredState) -> Result<Option<(String, String)>> {
+    use rusqlite::OptionalExtension as _;
+    let conn = rusqlite::Connection::open(db)?;
+    let owner: Option<(i64, String)> = conn
+        .query_row("SELECT id, username FROM users WHERE server_owner AND password_hash = ''", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((id, name)) = owner else { return Ok(None) };
+    let code = auth::grouped_code();
+    let hash = auth::token_hash(&kith_core::request::code_key(&code));
+    let until = actor::now().plus_ms(kith_core::hub::RESET_CODE_MS);
+    conn.execute(
+        "INSERT OR REPLACE INTO reset_codes (user_id, hash, expires_at) VALUES (?1, ?2, ?3)",
+        rusqlite::params![id, &hash.0[..], until.0 as i64],
+    )?;
+    let user = kith_core::UserId(id as u64);
+    state.reset_codes.retain(|(u, _, _)| *u != user);
+    state.reset_codes.push((user, hash, until));
+    Ok(Some((name, code)))
+}
+
 pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     let path = dir.join("kith.lock");

@@ -11,6 +11,19 @@ use serde_json::json;
 use crate::commands::{Ctx, find_channel, find_community, session};
 use crate::output::{print_json, rfc3339, sanitize};
 
+/// The server owner's commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make a one-time code (valid a day) with which someone chooses a new
+    /// password: for people whose accounts were imported, or who forgot
+    /// theirs. Their old password works until the code is used.
+    ResetPassword {
+        user: String,
+        #[command(flatten)]
+        json: crate::Json,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
     /// List a community's roles, highest rank first.
@@ -172,6 +185,43 @@ fn print_role(r: &v1::Role, json: bool) {
     } else {
         println!("{:>7}  {}  {}", r.rank, sanitize(&r.name), permission_list(r.permissions));
     }
+}
+
+pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
+    let (client, _, profile) = session(&ctx).await?;
+    match command {
+        AdminCommand::ResetPassword { user, json } => {
+            let username = user.trim_start_matches('@').to_owned();
+            let R::ResetCode(answer) = call(
+                &client,
+                Request::ResetPassword(v1::ResetPasswordRequest { username: username.clone() }),
+            )
+            .await?
+            else {
+                bail!("the server answered a reset with something else");
+            };
+            let name = answer.user.map(|u| u.username).unwrap_or(username);
+            if json.json {
+                print_json(&json!({
+                    "user": name, "code": answer.code, "expires_at": rfc3339(answer.expires_at_ms),
+                    "server": profile.server,
+                }));
+            } else {
+                println!(
+                    "A one-time code for {name}, valid until {}:\n\n    {}\n\nGive it to {name} (in person, or \
+                     another way you trust); they choose a password with it:\n\n    kith login {name} --server {} \
+                     --code {}",
+                    rfc3339(answer.expires_at_ms),
+                    answer.code,
+                    profile.server,
+                    answer.code,
+                    name = sanitize(&name)
+                );
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
 }
 
 async fn call(client: &Client, request: Request) -> Result<R> {

@@ -56,6 +56,11 @@ pub struct LoginArgs {
     /// of stdin instead of a password.
     #[arg(long, conflicts_with = "password_stdin")]
     token_stdin: bool,
+    /// Choose a new password with a one-time code from the server's owner
+    /// (`kith admin reset-password`): for an imported account, or a
+    /// forgotten password. Ends every other login of the account.
+    #[arg(long, conflicts_with = "token_stdin")]
+    code: Option<String>,
     #[command(flatten)]
     json: crate::Json,
 }
@@ -355,7 +360,7 @@ pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
         ready.token = token.to_owned();
         return logged_in(&ctx, client, &server, &ready, args.json.json).await;
     }
-    let password = read_password(args.password_stdin, false)?;
+    let password = read_password(args.password_stdin, args.code.is_some())?;
     // No account can have it; sending it would only overflow a frame.
     if password.len() > kith_proto::limits::PASSWORD_MAX_BYTES {
         bail!(
@@ -364,7 +369,20 @@ pub async fn login(ctx: Ctx, args: LoginArgs) -> Result<()> {
         );
     }
     let client = connect(&ctx, &server, None).await?;
-    let ready = client.login(&args.username, &password).await?;
+    let ready = match &args.code {
+        Some(code) => client.redeem_reset_code(&args.username, code, &password).await.map_err(|e| {
+            if e.code() == Some(v1::ErrorCode::BadCredentials) {
+                anyhow::anyhow!(
+                    "that code is not {}'s, was used already, or has expired (codes last a day): ask the \
+                     server's owner for a new one",
+                    sanitize(&args.username)
+                )
+            } else {
+                e.into()
+            }
+        })?,
+        None => client.login(&args.username, &password).await?,
+    };
     logged_in(&ctx, client, &server, &ready, args.json.json).await
 }
 

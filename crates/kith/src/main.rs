@@ -236,6 +236,31 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// The server owner's administration: password resets.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Bring an export into a server, with the server stopped: a kith export
+    /// (ids and times kept, so a community can move hosts), or with
+    /// --discord a DiscordChatExporter JSON export. Running it twice changes
+    /// nothing; a damaged export is refused whole. Imported people sign in
+    /// with a code from `kith admin reset-password`.
+    Import {
+        /// The export's directory (for --discord, a directory of .json
+        /// files or one file).
+        dir: PathBuf,
+        /// The export is DiscordChatExporter's JSON.
+        #[arg(long)]
+        discord: bool,
+        /// Who owns the communities a Discord import makes [default: the
+        /// server owner].
+        #[arg(long, requires = "discord", value_name = "USER")]
+        owner: Option<String>,
+        /// Give someone in the import another name here: `--rename alice=alice_k`.
+        #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename)]
+        rename: Vec<(String, String)>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Put a backup in place of a data directory, with the server stopped;
     /// a damaged or foreign backup is refused, and what was there is kept
     /// aside.
@@ -412,6 +437,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { out, community, data } => {
             export(&serve::data_dir(data)?, &out, community.as_deref())
         }
+        Command::Admin(c) => admin::admin(ctx()?, c).await,
+        Command::Import { dir, discord, owner, rename, data } => {
+            import(&serve::data_dir(data)?, &dir, discord, owner.as_deref(), &rename)
+        }
         Command::Restore { backup, data } => restore(&backup, &serve::data_dir(data)?),
         Command::Run { channel, command, options, bot, json } => {
             bots::run(ctx()?, &channel, &command, &options, bot.as_deref(), json.json).await
@@ -443,6 +472,68 @@ fn restore(backup: &std::path::Path, data: &std::path::Path) -> anyhow::Result<(
     );
     if let Some(aside) = aside {
         println!("what {} held before is in {}", data.display(), aside.display());
+    }
+    Ok(())
+}
+
+fn parse_rename(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.to_owned(), to.to_owned())),
+        _ => Err("give OLD=NEW, e.g. alice=alice_k".to_owned()),
+    }
+}
+
+fn import(
+    data: &std::path::Path,
+    dir: &std::path::Path,
+    discord: bool,
+    owner: Option<&str>,
+    renames: &[(String, String)],
+) -> anyhow::Result<()> {
+    let bar = output::counter("messages");
+    let progress = |n| bar.set_position(n);
+    let (done, discord) = if discord {
+        let report = kith_server::import::discord::import(data, dir, owner, renames, progress)?;
+        (report.imported, Some(report))
+    } else {
+        (kith_server::import::import(data, dir, renames, progress)?, None)
+    };
+    bar.finish_and_clear();
+    println!(
+        "imported {} people, {} communities, {} channels, {} messages and {} files into {}",
+        done.users,
+        done.communities,
+        done.channels,
+        done.messages,
+        done.files,
+        data.display()
+    );
+    if done.present > 0 {
+        println!("{} messages were already there, and were left as they are", done.present);
+    }
+    if let Some(r) = discord {
+        if r.skipped > 0 {
+            println!(
+                "{} messages had neither text nor files (calls, pins, joins) and were left out",
+                r.skipped
+            );
+        }
+        if r.missing_files > 0 {
+            println!(
+                "{} attachments were not next to the export (DiscordChatExporter's --media saves them); \
+                 their messages say so",
+                r.missing_files
+            );
+        }
+        if r.reactions > 0 {
+            println!("{} reactions were left out: kith has none", r.reactions);
+        }
+    }
+    if done.users > 0 {
+        println!(
+            "imported people have no password yet: give each a code from `kith admin reset-password NAME` \
+             (as the server owner, with the server running)"
+        );
     }
     Ok(())
 }

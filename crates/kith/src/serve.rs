@@ -357,6 +357,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         eprintln!();
         eprintln!("  The code works once, and only until an owner exists.");
         eprintln!();
+    } else if let Some((owner, code)) = server.owner_code() {
+        eprintln!();
+        eprintln!("  This server's owner, {owner}, was imported and has no password yet. Choose one with:");
+        eprintln!();
+        eprintln!("      kith login {owner} --server {hint_addr} --code {code}");
+        eprintln!();
+        eprintln!("  The code works once, for a day; each start makes a new one until it is used.");
+        eprintln!();
     } else {
         eprintln!("Connect with: kith login <name> --server {hint_addr}");
     }

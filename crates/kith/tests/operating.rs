@@ -1,8 +1,9 @@
 //! Running a server: backups end to end (`kith backup` copies a running
 //! server's data while people keep chatting, `kith restore` puts it back on a
 //! stopped one, and the restored server is the same server with the same
-//! history and files), exports in the documented format, and what it reports
-//! on `--metrics`.
+//! history and files), exports in the documented format, imports (a kith
+//! export moving hosts, a Discord archive coming in) with the reset codes
+//! that let imported people in, and what it reports on `--metrics`.
 
 mod common;
 
@@ -286,4 +287,367 @@ fn validator_for_message(schema: &serde_json::Value) -> jsonschema::Validator {
     let defs = schema["$defs"].clone();
     message = serde_json::json!({"$schema": message["$schema"], "$defs": defs, "$ref": "#/$defs/message"});
     jsonschema::validator_for(&message).unwrap()
+}
+
+/// Every file under `dir`, by its path inside it, with its bytes; the
+/// snapshot's `exported_at` (the one thing that differs between two
+/// exports of the same data) taken out.
+fn export_contents(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .map(|f| {
+            let name = f.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let mut bytes = std::fs::read(&f).unwrap();
+            if name == "snapshot.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                v.as_object_mut().unwrap().remove("exported_at");
+                bytes = serde_json::to_vec_pretty(&v).unwrap();
+            }
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = backup(args);
+    assert!(out.status.success(), "kith {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_community_moves_hosts_through_export_and_import_and_its_people_sign_in_with_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old_host = tmp.path().join("old");
+    let server = serve(&old_host);
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+    let file = tmp.path().join("recipe.txt");
+    std::fs::write(&file, "flour, eggs, love").unwrap();
+    let first =
+        kith(&alice, &["send", "Family/general", "--file", file.to_str().unwrap(), "grandma's recipe"], "");
+    kith(&bob, &["send", "Family/general", "@alice thanks!", "--reply-to", first.trim()], "");
+    let typo = kith(&carol, &["send", "Family/general", "tpyo"], "");
+    kith(&carol, &["edit", "Family/general", typo.trim(), "typo"], "");
+    let gone = kith(&carol, &["send", "Family/general", "oops"], "");
+    kith(&carol, &["delete", "Family/general", gone.trim()], "");
+    kith(&bob, &["send", "@carol", "psst"], "");
+    kith(&alice, &["channel", "create", "Family/staff"], "");
+    kith(&alice, &["override", "set", "Family/staff", "--role", "@everyone", "--deny", "view_channel"], "");
+    kith(&alice, &["role", "create", "Family", "cooks", "--permissions", "manage_messages"], "");
+    kith(&alice, &["role", "grant", "Family", "bob", "cooks"], "");
+    kith(&alice, &["nick", "Family", "Grandma Bob", "--user", "bob"], "");
+    drop(server);
+
+    let export = |data: &Path, name: &str| {
+        let out = tmp.path().join(name);
+        run_ok(&["export", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+        out
+    };
+    let first_export = export(&old_host, "export-1");
+
+    // Into a fresh data directory: a new host.
+    let new_host = tmp.path().join("new");
+    let said = run_ok(&["import", first_export.to_str().unwrap(), "--data", new_host.to_str().unwrap()]);
+    assert!(said.contains("imported 3 people, 1 communities, 3 channels, 5 messages and 1 files"), "{said}");
+    let second_export = export(&new_host, "export-2");
+    assert_eq!(
+        export_contents(&first_export),
+        export_contents(&second_export),
+        "export → import → export gives the same files"
+    );
+
+    // Again: nothing changes.
+    let said = run_ok(&["import", first_export.to_str().unwrap(), "--data", new_host.to_str().unwrap()]);
+    assert!(said.contains("imported 0 people, 0 communities, 0 channels, 0 messages and 0 files"), "{said}");
+    assert!(said.contains("5 messages were already there"), "{said}");
+    assert_eq!(export_contents(&first_export), export_contents(&export(&new_host, "export-3")));
+
+    // The new host starts; its owner was imported without a password, so
+    // the server hands them a code, and they hand the others theirs.
+    let server = serve(&new_host);
+    assert!(server.setup_code.is_none(), "the imported owner is the owner");
+    let new_alice = tmp.path().join("alice-new");
+    let refused = kith_fails_given(
+        &new_alice,
+        &["login", "alice", "--server", &server.addr, "--password-stdin"],
+        b"alice's password\n",
+    );
+    assert!(refused.contains("wrong username or password") || refused.contains("password"), "{refused}");
+    let code = server.owner_code.clone().expect("the server prints the owner's code");
+    kith(
+        &new_alice,
+        &["login", "alice", "--server", &server.addr, "--code", &code, "--password-stdin"],
+        "alice's new password\n",
+    );
+    let reset: serde_json::Value =
+        serde_json::from_str(&kith(&new_alice, &["admin", "reset-password", "bob", "--json"], "")).unwrap();
+    let bob_code = reset["code"].as_str().unwrap();
+    let new_bob = tmp.path().join("bob-new");
+    let wrong = kith_fails_given(
+        &new_bob,
+        &["login", "bob", "--server", &server.addr, "--code", "AAAA-BBBB-CCCC", "--password-stdin"],
+        b"bob's new password\n",
+    );
+    assert!(wrong.contains("was used already, or has expired"), "{wrong}");
+    kith(
+        &new_bob,
+        &["login", "bob", "--server", &server.addr, "--code", bob_code, "--password-stdin"],
+        "bob's new password\n",
+    );
+    let used = kith_fails_given(
+        &tmp.path().join("bob-again"),
+        &["login", "bob", "--server", &server.addr, "--code", bob_code, "--password-stdin"],
+        b"bob's other password\n",
+    );
+    assert!(used.contains("was used already"), "a code works once: {used}");
+    let not_owner = kith_fails(&new_bob, &["admin", "reset-password", "carol"]);
+    assert!(not_owner.contains("only the server's owner"), "{not_owner}");
+
+    // The history is there, with its times, files, replies, edits and names.
+    let moved = history(&new_bob);
+    let bodies: Vec<&str> = moved.iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["grandma's recipe", "@alice thanks!", "typo"]);
+    assert_eq!(moved[0]["id"], first.trim(), "ids kept");
+    let channel = moved[0]["channel_id"].as_str().unwrap();
+    let old: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(first_export.join("history").join(format!("{channel}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(moved[0]["time"], old[0]["time"], "original times kept");
+    assert_eq!(moved[1]["reply_to"], first.trim());
+    assert!(moved[2]["edited_ms"].is_u64(), "{}", moved[2]);
+    let saved = tmp.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    kith(&new_bob, &["download", "Family/general", first.trim(), "--out", saved.to_str().unwrap()], "");
+    assert_eq!(std::fs::read(saved.join("recipe.txt")).unwrap(), b"flour, eggs, love");
+    let members = kith(&new_bob, &["members", "Family", "--json"], "");
+    assert!(members.contains("Grandma Bob") && members.contains("cooks"), "{members}");
+    let dms = kith(&new_bob, &["history", "@carol", "--json"], "");
+    assert!(dms.contains("psst"), "{dms}");
+    drop(server);
+}
+
+#[test]
+fn a_damaged_export_is_refused_whole_with_the_file_and_field_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, bob, _] = family_from_the_shell(tmp.path(), &server);
+    for n in 0..3 {
+        kith(&alice, &["send", "Family/general", &format!("hello {n}")], "");
+    }
+    kith(&bob, &["send", "@alice", "hi"], "");
+    drop(server);
+    let export = tmp.path().join("export");
+    run_ok(&["export", export.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("snapshot.json")).unwrap()).unwrap();
+    let general = snapshot["communities"][0]["channels"][0]["history"].as_str().unwrap().to_owned();
+
+    let target = tmp.path().join("target");
+    let refused = |why: &str| {
+        let out = backup(&["import", export.to_str().unwrap(), "--data", target.to_str().unwrap()]);
+        assert!(!out.status.success(), "{why}: the import should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Nothing half-imported: no community, no message.
+        if target.join("kith.db").exists() {
+            let db = rusqlite::Connection::open(target.join("kith.db")).unwrap();
+            let rows: i64 = db
+                .query_row("SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM users)", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(rows, 0, "{why}: nothing half-imported");
+        }
+        stderr
+    };
+
+    // A message whose author is a number, not an id string, on line 3 of
+    // the channel's history (the conversation after it would import fine).
+    let history_path = export.join(&general);
+    let original = std::fs::read_to_string(&history_path).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    let author =
+        serde_json::from_str::<serde_json::Value>(lines[2].trim_end_matches(',')).unwrap()["author_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    lines[2] = lines[2].replace(&format!("\"author_id\":\"{author}\""), &format!("\"author_id\":{author}"));
+    std::fs::write(&history_path, lines.join("\n")).unwrap();
+    let e = refused("a malformed history");
+    assert!(e.contains(&general) && e.contains("[1].author_id") && e.contains("line 3"), "{e}");
+    std::fs::write(&history_path, &original).unwrap();
+
+    // A snapshot pointing a history outside the export.
+    let mut bad = snapshot.clone();
+    bad["communities"][0]["channels"][0]["history"] = "../../etc/passwd".into();
+    std::fs::write(export.join("snapshot.json"), serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let e = refused("a history outside the export");
+    assert!(e.contains("the format puts it at"), "{e}");
+
+    // A member who is nobody.
+    let mut bad = snapshot.clone();
+    bad["communities"][0]["members"][1]["user_id"] = "12345".into();
+    std::fs::write(export.join("snapshot.json"), serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let e = refused("an unknown member");
+    assert!(e.contains("communities[0].members[1].user_id is 12345, who is not among its users"), "{e}");
+
+    // The repaired export goes in.
+    std::fs::write(export.join("snapshot.json"), serde_json::to_vec_pretty(&snapshot).unwrap()).unwrap();
+    let said = run_ok(&["import", export.to_str().unwrap(), "--data", target.to_str().unwrap()]);
+    assert!(said.contains("4 messages"), "{said}");
+}
+
+const DISCORD_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/discord");
+
+#[test]
+fn a_discord_export_comes_in_with_its_times_replies_mentions_and_photos() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
+    let addr = server.addr.clone();
+    drop(server);
+
+    let import = || run_ok(&["import", "--discord", DISCORD_SAMPLE, "--data", data.to_str().unwrap()]);
+    let said = import();
+    assert!(said.contains("imported 5 people, 1 communities, 2 channels, 11 messages and 2 files"), "{said}");
+    assert!(said.contains("2 messages had neither text nor files"), "the join and the pin: {said}");
+    assert!(said.contains("1 attachments were not next to the export"), "{said}");
+    assert!(said.contains("2 reactions were left out"), "{said}");
+    let again = import();
+    assert!(
+        again.contains("imported 0 people, 0 communities, 0 channels, 0 messages and 0 files"),
+        "{again}"
+    );
+    assert!(again.contains("11 messages were already there"), "{again}");
+
+    let server = serve_on(&addr, &data, &[]);
+    let history = |channel: &str| -> Vec<serde_json::Value> {
+        kith(&alice, &["history", channel, "--json", "--limit", "100"], "")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let general = history("The Hendersons/general");
+    let said: Vec<(&str, &str)> =
+        general.iter().map(|m| (m["author"].as_str().unwrap(), m["body"].as_str().unwrap())).collect();
+    assert_eq!(said.len(), 8, "{said:#?}");
+    assert_eq!(said[0], ("marta", "Welcome to our family server everyone! 🎉 Please be nice."));
+    assert_eq!(said[3].0, "Grandpa_Joe", "a name Discord allowed and kith does not, cleaned");
+    assert_eq!(general[0]["time"], "2020-05-15T19:02:11.482Z", "the original time");
+    assert_eq!(general[3]["edited_ms"], 1_589_571_418_112u64, "the edit's time");
+    assert_eq!(general[2]["reply_to"], general[1]["id"], "a reply points at what it answered");
+    assert_eq!(general[4]["reply_to"], general[3]["id"]);
+    let marta = &general[0]["author_id"];
+    assert_eq!(general[1]["mentions"][0], *marta, "@Mom is marta");
+    assert_eq!(general[5]["author"], "Carl-bot");
+    assert_eq!(general[5]["author_bot"], true);
+    assert_eq!(
+        general[6]["body"],
+        "what are we getting her\n[gift_ideas.pdf (48213 bytes) was not in the Discord export]"
+    );
+    assert_eq!(general[7]["time"], "2023-05-10T08:14:02.640Z");
+
+    let photos = history("The Hendersons/photos");
+    assert_eq!(photos.len(), 3);
+    let sunset = &photos[0]["attachments"][0];
+    assert_eq!(
+        (sunset["name"].as_str(), sunset["content_type"].as_str()),
+        (Some("sunset.jpg"), Some("image/jpeg"))
+    );
+    assert_eq!((sunset["width"].as_u64(), sunset["height"].as_u64()), (Some(96), Some(64)));
+    assert_eq!(photos[1]["reply_to"], photos[0]["id"]);
+    assert_eq!(photos[2]["body"], "", "a photo alone");
+    let saved = tmp.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    kith(
+        &alice,
+        &[
+            "download",
+            "The Hendersons/photos",
+            photos[2]["id"].as_str().unwrap(),
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(image::open(saved.join("IMG_4471.jpg")).is_ok(), "the photo itself came in");
+
+    // The people are placeholders until claimed: marta gets in with a code
+    // from the owner, and her messages are hers.
+    let members = kith(&alice, &["members", "The Hendersons", "--json"], "");
+    for name in ["marta", "jake_h", "lily.h", "Grandpa_Joe", "Carl-bot"] {
+        assert!(members.contains(&format!("\"{name}\"")), "{name} in {members}");
+    }
+    let reset: serde_json::Value =
+        serde_json::from_str(&kith(&alice, &["admin", "reset-password", "marta", "--json"], "")).unwrap();
+    let marta_config = tmp.path().join("marta");
+    kith(
+        &marta_config,
+        &[
+            "login",
+            "marta",
+            "--server",
+            &server.addr,
+            "--code",
+            reset["code"].as_str().unwrap(),
+            "--password-stdin",
+        ],
+        "marta's own password\n",
+    );
+    let mine = kith(&marta_config, &["history", "The Hendersons/general", "--json"], "");
+    assert!(mine.contains("Welcome to our family server"), "{mine}");
+    drop(server);
+}
+
+#[test]
+fn a_hostile_discord_export_reads_nothing_outside_itself_and_is_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
+    let addr = server.addr.clone();
+    drop(server);
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "the server's own file").unwrap();
+    let export = tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let author = serde_json::json!({"id": "1", "name": "mallory\u{202e}", "isBot": false});
+    let message = |id: &str, content: &str, url: &str| {
+        serde_json::json!({"id": id, "type": "Default", "timestamp": "2022-01-01T00:00:00+00:00",
+            "content": content, "author": author,
+            "attachments": [{"url": url, "fileName": "x.txt", "fileSizeBytes": 21}]})
+    };
+    let file = serde_json::json!({
+        "guild": {"id": "9", "name": "Evil"}, "channel": {"id": "10", "name": "general"},
+        "messages": [
+            message("100", "look", "../secret.txt"),
+            message("101", &format!("{}\u{7}", "a".repeat(2_000_000)), &secret.display().to_string()),
+        ],
+    });
+    std::fs::write(export.join("evil.json"), serde_json::to_vec(&file).unwrap()).unwrap();
+    let said = run_ok(&["import", "--discord", export.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(said.contains("2 attachments were not next to the export"), "neither path is read: {said}");
+
+    let server = serve_on(&addr, &data, &[]);
+    let history: Vec<serde_json::Value> = kith(&alice, &["history", "Evil/general", "--json"], "")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|m| m["attachments"].is_null()), "no file came in");
+    let long = history[1]["body"].as_str().unwrap();
+    assert_eq!(long.chars().count(), 4000, "a message's length at most");
+    assert!(!long.contains('\u{7}'));
+    assert_eq!(history[0]["author"], "mallory", "the bidi override is not part of the name");
+    drop(server);
+
+    // A time that is not one: refused whole, the file and message named.
+    let mut bad = file.clone();
+    bad["messages"][0]["timestamp"] = "yesterday".into();
+    bad["messages"][0]["id"] = "200".into();
+    std::fs::write(export.join("evil.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
+    let out = backup(&["import", "--discord", export.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("evil.json") && e.contains("\"yesterday\""), "{e}");
 }

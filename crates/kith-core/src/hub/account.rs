@@ -11,6 +11,9 @@ use crate::request::{Chosen, Credential, Registration, TokenHash, code_key};
 use crate::store::{StoredToken, StoredUser, Write};
 use crate::text::{DisplayName, StatusText, look_alike_keys};
 
+/// How long a password reset code stands.
+pub const RESET_CODE_MS: u64 = 24 * 3600 * 1000;
+
 impl Hub {
     pub(super) fn register(
         &mut self,
@@ -130,6 +133,74 @@ impl Hub {
         }
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
+        self.tokens.insert(token_hash, (stored.id, user));
+        self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
+        Ok(())
+    }
+
+    /// The server owner's: a one-time code with which someone sets a new
+    /// password (an imported account has none; people forget theirs).
+    pub(super) fn issue_reset_code(
+        &mut self,
+        cx: Cx,
+        username_fold: &str,
+        code: String,
+        code_hash: TokenHash,
+    ) -> Outcome {
+        if self.owner != Some(cx.me) {
+            return Err(forbidden("only the server's owner can reset a password"));
+        }
+        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        if self.is_bot(user) {
+            return Err(Refusal::Invalid("a bot has no password: give it a new token instead"));
+        }
+        if self.is_guest(user) {
+            return Err(Refusal::Invalid("a guest has no account to reset"));
+        }
+        let expires_at = cx.now.plus_ms(RESET_CODE_MS);
+        self.reset_codes.insert(user, (code_hash, expires_at));
+        self.persist(vec![Write::SetResetCode { user, hash: code_hash, expires_at }]);
+        let answer = v1::ResetCode { user: Some(self.user_wire(user)), code, expires_at_ms: expires_at.0 };
+        self.reply(cx.session, cx.rid, ReplyResult::ResetCode(answer));
+        Ok(())
+    }
+
+    /// A reset code used: the new password replaces the old, every earlier
+    /// login of the account ends, and this session signs in.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn redeem_reset_code(
+        &mut self,
+        now: Timestamp,
+        session: SessionId,
+        rid: u64,
+        user: UserId,
+        code_hash: TokenHash,
+        password_hash: String,
+        token: String,
+        token_hash: TokenHash,
+    ) -> Outcome {
+        match self.reset_codes.get(&user) {
+            Some((hash, until)) if *hash == code_hash && now < *until => {}
+            _ => return Err(Refusal::BadCredentials),
+        }
+        self.reset_codes.remove(&user);
+        let revoked: BTreeSet<TokenId> =
+            self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
+        let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
+        let mut writes = vec![Write::SetPassword { user, password_hash }];
+        writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
+        writes.push(Write::CreateToken { token: stored.clone(), created_at: now });
+        self.persist(writes);
+        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
+        let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
+        for s in sessions {
+            self.drop_session(s);
+            self.emit(Output::Close {
+                session: s,
+                code: CloseCode::TokenRevoked,
+                reason: "this account's password was reset".into(),
+            });
+        }
         self.tokens.insert(token_hash, (stored.id, user));
         self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())

@@ -41,6 +41,7 @@ impl RateClass {
             | Request::Authenticate { .. }
             | Request::Guest { .. }
             | Request::Resume { .. }
+            | Request::RedeemResetCode { .. }
             | Request::ServerInfo
             | Request::Logout { .. } => return None,
             // An upload is the first half of sending a message.
@@ -73,7 +74,8 @@ impl RateClass {
             | Request::ModerateVoice { .. }
             | Request::CreateBot { .. }
             | Request::RotateBotToken { .. }
-            | Request::RegisterCommands { .. } => Changes,
+            | Request::RegisterCommands { .. }
+            | Request::IssueResetCode { .. } => Changes,
             // Invoking a command is a member speaking in a channel; so is
             // offering someone a pipe.
             Request::InvokeCommand { .. } | Request::OpenPipe { .. } | Request::AcceptPipe { .. } => Messages,

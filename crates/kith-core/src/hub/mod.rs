@@ -43,6 +43,7 @@ mod moderation;
 mod outbox;
 mod outgoing;
 mod pipes;
+pub use account::RESET_CODE_MS;
 pub use files::Grant;
 pub use outgoing::{Encoded, Outgoing};
 pub use pipes::OFFER_MS;
@@ -427,6 +428,8 @@ pub struct Hub {
     /// nowhere: a later guest gets one of these rather than a new row.
     idle_guests: BTreeSet<UserId>,
     tokens: HashMap<TokenHash, (TokenId, UserId)>,
+    /// Password reset codes not yet used (their hashes), and until when.
+    reset_codes: HashMap<UserId, (TokenHash, Timestamp)>,
     communities: BTreeMap<CommunityId, Community>,
     /// Who is in which community and conversation, by user.
     memberships: Memberships,
@@ -494,6 +497,7 @@ impl Hub {
             next_guest: 1,
             idle_guests: BTreeSet::new(),
             tokens: HashMap::new(),
+            reset_codes: state.reset_codes.iter().map(|&(user, hash, until)| (user, (hash, until))).collect(),
             communities: BTreeMap::new(),
             memberships: Memberships::default(),
             channels: HashMap::new(),
@@ -864,6 +868,21 @@ impl Hub {
                 let (user, token, token_hash) = (*user, token.clone(), *token_hash);
                 return self.login(now, session, rid, user, token, token_hash);
             }
+            (Request::RedeemResetCode { .. }, Some(_)) => return Err(Refusal::AlreadyAuthenticated),
+            (Request::RedeemResetCode { user, code_hash, password_hash, token, token_hash }, None) => {
+                let (user, code_hash, token, token_hash) = (*user, *code_hash, token.clone(), *token_hash);
+                let password_hash = password_hash.clone();
+                return self.redeem_reset_code(
+                    now,
+                    session,
+                    rid,
+                    user,
+                    code_hash,
+                    password_hash,
+                    token,
+                    token_hash,
+                );
+            }
             (Request::Authenticate { token_hash }, None) => {
                 let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
                 self.bind(session, rid, Auth { user, token: Some(id) }, String::new(), String::new());
@@ -896,8 +915,12 @@ impl Hub {
             | Request::Authenticate { .. }
             | Request::Guest { .. }
             | Request::Resume { .. }
+            | Request::RedeemResetCode { .. }
             | Request::ServerInfo => {
                 unreachable!("handled above")
+            }
+            Request::IssueResetCode { username_fold, code, code_hash } => {
+                self.issue_reset_code(cx, &username_fold, code, code_hash)
             }
             Request::Logout { everywhere } => self.logout(session, rid, user, everywhere),
             Request::UpdateProfile { display_name, status_text } => {

@@ -214,13 +214,42 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
         || (ErrorCode::RateLimited, "the server is busy signing people in; try again in a moment".to_owned());
     match &request {
         AuthRequest::Register { .. } => edge.admission.login(ip, None).map_err(Failed::Refused)?,
-        AuthRequest::Login { username_fold, .. } => {
+        AuthRequest::Login { username_fold, .. } | AuthRequest::Redeem { username_fold, .. } => {
             edge.admission.login(ip, Some(username_fold)).map_err(Failed::Refused)?
         }
         // An authenticated member's request; the hub's rate limits apply.
-        AuthRequest::Authenticate { .. } | AuthRequest::Resume { .. } | AuthRequest::BotToken(_) => {}
+        AuthRequest::Authenticate { .. }
+        | AuthRequest::Resume { .. }
+        | AuthRequest::BotToken(_)
+        | AuthRequest::ResetCode { .. } => {}
     }
+    let store_failed = |e: ReadFailed| match e {
+        ReadFailed::Busy => (ErrorCode::RateLimited, e.to_string()),
+        ReadFailed::Store(e) => {
+            tracing::error!(error = %e, "reading credentials failed");
+            (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
+        }
+    };
     match request {
+        AuthRequest::ResetCode { username_fold } => {
+            let code = auth::grouped_code();
+            let code_hash = auth::token_hash(&kith_core::request::code_key(&code));
+            Ok(Request::IssueResetCode { username_fold, code, code_hash })
+        }
+        AuthRequest::Redeem { username_fold, code, password } => {
+            // The code is checked before any hashing: a wrong one costs nothing.
+            let code_hash = auth::token_hash(&kith_core::request::code_key(&code));
+            let found =
+                edge.readers.run(move |db| db.reset_code(&username_fold)).await.map_err(store_failed)?;
+            let now = crate::actor::now();
+            let Some((user, _, _)) = found.filter(|(_, hash, until)| *hash == code_hash && now < *until)
+            else {
+                return Err(bad_credentials().into());
+            };
+            let password_hash = edge.hashers.hash(password.0).await.map_err(|_| busy())?;
+            let (token, token_hash) = auth::new_token();
+            Ok(Request::RedeemResetCode { user, code_hash, password_hash, token, token_hash })
+        }
         AuthRequest::BotToken(wanted) => {
             let (token, token_hash) = auth::new_token();
             Ok(wanted.with(token, token_hash))
@@ -259,13 +288,7 @@ async fn authenticate(request: AuthRequest, ip: IpAddr, edge: &Edge) -> Result<R
                 return Err(bad_credentials().into());
             }
             let found =
-                edge.readers.run(move |db| db.credentials(&username_fold)).await.map_err(|e| match e {
-                    ReadFailed::Busy => (ErrorCode::RateLimited, e.to_string()),
-                    ReadFailed::Store(e) => {
-                        tracing::error!(error = %e, "reading credentials failed");
-                        (ErrorCode::Internal, "the server could not read its store; try again".to_owned())
-                    }
-                })?;
+                edge.readers.run(move |db| db.credentials(&username_fold)).await.map_err(store_failed)?;
 
             let (user, phc) = match found {
                 Some((user, phc)) => (Some(user), Some(phc)),

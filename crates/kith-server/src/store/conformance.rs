@@ -129,6 +129,10 @@ fn scenario() -> Vec<Batch> {
             created_at: Timestamp(100),
         },
         Write::RevokeToken { id: TokenId(11) },
+        // A reset code standing; another used up by a new password.
+        Write::SetResetCode { user: ANN, hash: TokenHash([7; 32]), expires_at: Timestamp(500) },
+        Write::SetResetCode { user: BOB, hash: TokenHash([8; 32]), expires_at: Timestamp(600) },
+        Write::SetPassword { user: BOB, password_hash: "hash-bob-2".into() },
         Write::UpdateUser { id: BOB, display_name: "Bobby".into(), status_text: "gone fishing".into() },
         Write::SetPresence { user: BOB, status: Chosen::Dnd },
         // A bot's commands, replaced; another's, withdrawn.
@@ -393,6 +397,7 @@ fn expected() -> StoredState {
         ],
         read_states: vec![(ANN, GENERAL, MessageId(52))],
         commands: vec![(CAT, vec![4, 5])],
+        reset_codes: vec![(ANN, TokenHash([7; 32]), Timestamp(500))],
         max_id: HIGHEST_LIVE_ID,
     }
 }
@@ -413,6 +418,7 @@ fn canonical(mut state: StoredState) -> StoredState {
     state.messages.sort_by_key(|m| m.id);
     state.directs.sort_by_key(|d| d.id);
     state.read_states.sort();
+    state.reset_codes.sort_by_key(|(user, _, _)| *user);
     state
 }
 
@@ -459,9 +465,11 @@ fn kind(write: &Write) -> usize {
         Write::SetReadState { .. } => 25,
         Write::SetPresence { .. } => 26,
         Write::PutCommands { .. } => 27,
+        Write::SetResetCode { .. } => 28,
+        Write::SetPassword { .. } => 29,
     }
 }
-const KINDS: usize = 28;
+const KINDS: usize = 30;
 
 #[test]
 fn every_kind_of_write_is_in_the_scenario() {
@@ -540,6 +548,9 @@ pub fn reads_answer_from_what_was_written(store: &impl Backend) {
 
     assert_eq!(reader.credentials("ann").unwrap(), Some((ANN, "hash-ann".to_owned())));
     assert_eq!(reader.credentials("nobody").unwrap(), None);
+    assert_eq!(reader.credentials("bob").unwrap(), Some((BOB, "hash-bob-2".to_owned())), "a new password");
+    assert_eq!(reader.reset_code("ann").unwrap(), Some((ANN, TokenHash([7; 32]), Timestamp(500))));
+    assert_eq!(reader.reset_code("bob").unwrap(), None, "used up by the new password");
 
     assert_eq!(page(&reader, Anchor::Latest, 10), [50, 51, 52, 54, 55], "53 was deleted");
     assert_eq!(page(&reader, Anchor::Latest, 2), [54, 55]);

@@ -15,9 +15,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use kith_core::request::{AuditQuery, HistoryQuery};
+use kith_core::request::{AuditQuery, HistoryQuery, TokenHash};
 use kith_core::store::{AttachmentMeta, AuditRow, MessageRow, StoredState, Write};
-use kith_core::{MessageId, UserId};
+use kith_core::{MessageId, Timestamp, UserId};
 use tokio::sync::mpsc;
 
 #[cfg(test)]
@@ -54,6 +54,9 @@ pub trait Writer: Send + 'static {
 pub trait Reader {
     /// The account id and password hash for a case-folded username.
     fn credentials(&self, fold: &str) -> Result<Option<(UserId, String)>, StoreError>;
+    /// The standing password reset code of a case-folded username: whose,
+    /// its hash, and until when.
+    fn reset_code(&self, fold: &str) -> Result<Option<(UserId, TokenHash, Timestamp)>, StoreError>;
     /// One page of a channel's history, oldest first, without deleted messages.
     fn history(&self, query: HistoryQuery) -> Result<Vec<MessageRow>, StoreError>;
     /// One message by id, deleted or not (a deleted one has an empty body).

@@ -240,6 +240,24 @@ CREATE TABLE bot_commands (
 );
 UPDATE roles SET permissions = permissions | 524288 WHERE id = community_id;
 "#,
+    // Imports from other services: which kith id each of their ids became,
+    // so importing the same archive again changes nothing. Password reset
+    // codes (how imported people, who have no password, get in).
+    r#"
+CREATE TABLE imported (
+    source     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    foreign_id TEXT NOT NULL,
+    kith_id    INTEGER NOT NULL,
+    PRIMARY KEY (source, kind, foreign_id)
+) WITHOUT ROWID;
+-- Password reset codes (their SHA-256), one per account at most.
+CREATE TABLE reset_codes (
+    user_id    INTEGER PRIMARY KEY REFERENCES users(id),
+    hash       BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -270,6 +288,14 @@ fn id(v: i64) -> u64 {
     v as u64
 }
 
+/// A stored SHA-256 (a token's or a reset code's).
+fn token_hash(bytes: Vec<u8>) -> Result<TokenHash, rusqlite::Error> {
+    bytes
+        .try_into()
+        .map(TokenHash)
+        .map_err(|_| rusqlite::Error::InvalidColumnType(2, "hash".into(), rusqlite::types::Type::Blob))
+}
+
 fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
     let mut q = conn.prepare(
@@ -293,13 +319,10 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut q = conn.prepare("SELECT id, user_id, hash FROM tokens")?;
     state.tokens = q
         .query_map([], |r| {
-            let hash: Vec<u8> = r.get(2)?;
             Ok(StoredToken {
                 id: TokenId(id(r.get(0)?)),
                 user: UserId(id(r.get(1)?)),
-                hash: TokenHash(hash.try_into().map_err(|_| {
-                    rusqlite::Error::InvalidColumnType(2, "hash".into(), rusqlite::types::Type::Blob)
-                })?),
+                hash: token_hash(r.get(2)?)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -451,18 +474,34 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut q = conn.prepare("SELECT bot_id, commands FROM bot_commands")?;
     state.commands =
         q.query_map([], |r| Ok((UserId(id(r.get(0)?)), r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT user_id, hash, expires_at FROM reset_codes")?;
+    state.reset_codes = q
+        .query_map([], |r| Ok((UserId(id(r.get(0)?)), token_hash(r.get(1)?)?, Timestamp(id(r.get(2)?)))))?
+        .collect::<Result<_, _>>()?;
+    state.max_id = max_id(conn)?;
+    Ok(state)
+}
+
+/// The highest id any table holds: where minting continues.
+pub fn max_id(conn: &Connection) -> Result<u64, rusqlite::Error> {
     let max = |table: &str| -> Result<i64, rusqlite::Error> {
         conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0))
     };
-    state.max_id =
-        ["users", "tokens", "communities", "channels", "messages", "roles", "audit_log", "direct_channels"]
-            .into_iter()
-            .map(max)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .max()
-            .map_or(0, id);
-    Ok(state)
+    Ok(["users", "tokens", "communities", "channels", "messages", "roles", "audit_log", "direct_channels"]
+        .into_iter()
+        .map(max)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .max()
+        .map_or(0, id))
+}
+
+/// The database at `path`, brought up to this version's schema, for a
+/// tool that writes it with no server running (`kith import`).
+pub fn open_migrated(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = open(path, Sync::Full)?;
+    migrate(&mut conn)?;
+    Ok(conn)
 }
 
 fn mentions_text(mentions: &[UserId]) -> String {
@@ -496,6 +535,14 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             params![i(token.id.0), i(token.user.0), &token.hash.0[..], i(created_at.0)],
         ),
         Write::RevokeToken { id } => tx.execute("DELETE FROM tokens WHERE id = ?1", [i(id.0)]),
+        Write::SetResetCode { user, hash, expires_at } => tx.execute(
+            "INSERT OR REPLACE INTO reset_codes (user_id, hash, expires_at) VALUES (?1, ?2, ?3)",
+            params![i(user.0), &hash.0[..], i(expires_at.0)],
+        ),
+        Write::SetPassword { user, password_hash } => {
+            tx.execute("DELETE FROM reset_codes WHERE user_id = ?1", [i(user.0)])?;
+            tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![i(user.0), password_hash])
+        }
         Write::UpdateUser { id, display_name, status_text } => tx.execute(
             "UPDATE users SET display_name = ?2, status_text = ?3 WHERE id = ?1",
             params![i(id.0), display_name, status_text],
@@ -735,6 +782,18 @@ const MESSAGE_COLUMNS: &str = "SELECT m.id, m.channel_id, m.author_id, u.usernam
     FROM messages m JOIN users u ON u.id = m.author_id";
 
 impl Reader for SqliteReader {
+    fn reset_code(&self, fold: &str) -> Result<Option<(UserId, TokenHash, Timestamp)>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT c.user_id, c.hash, c.expires_at FROM reset_codes c JOIN users u ON u.id = c.user_id
+                 WHERE u.fold = ?1",
+                [fold],
+                |r| Ok((UserId(id(r.get(0)?)), token_hash(r.get(1)?)?, Timestamp(id(r.get(2)?)))),
+            )
+            .optional()?)
+    }
+
     fn credentials(&self, fold: &str) -> Result<Option<(UserId, String)>, StoreError> {
         Ok(self
             .0

@@ -15,6 +15,8 @@ pub struct Served {
     pub addr: String,
     pub fingerprint: String,
     pub setup_code: Option<String>,
+    /// The reset code printed for an owner without a password (imported).
+    pub owner_code: Option<String>,
     /// The telnet gateway's address, when it was asked for.
     pub telnet: Option<String>,
     /// `https://HOST:PORT/`: the browser client, unless `--no-web`.
@@ -62,21 +64,26 @@ pub fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Served {
     assert!(ready.starts_with("kith ready "), "{ready}");
     let (addr, fingerprint) = (field("quic="), field("fingerprint="));
     assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 71);
-    // The setup code (if any) was printed to stderr before the ready line.
+    // The setup code or the owner's reset code (if any) was printed to
+    // stderr before the ready line.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(code) = line.split("--setup-code ").nth(1) {
-                let _ = tx.send(code.trim().to_owned());
+                let _ = tx.send((true, code.trim().to_owned()));
+            } else if let Some(code) = line.split(" --code ").nth(1) {
+                let _ = tx.send((false, code.trim().to_owned()));
             }
         }
     });
-    let setup_code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
+    let code = rx.recv_timeout(std::time::Duration::from_millis(500)).ok();
+    let setup_code = code.clone().filter(|(setup, _)| *setup).map(|(_, c)| c);
+    let owner_code = code.filter(|(setup, _)| !*setup).map(|(_, c)| c);
     let telnet = ready.split_whitespace().find_map(|w| w.strip_prefix("telnet=")).map(str::to_owned);
     let web = ready.split_whitespace().find_map(|w| w.strip_prefix("web=")).map(str::to_owned);
     let metrics = ready.split_whitespace().find_map(|w| w.strip_prefix("metrics=")).map(str::to_owned);
-    Served { child, addr, fingerprint, setup_code, telnet, web, metrics }
+    Served { child, addr, fingerprint, setup_code, owner_code, telnet, web, metrics }
 }
 
 /// Runs a CLI command with its own config dir; returns stdout, panics with

@@ -1,0 +1,107 @@
+//! Specs for password reset codes: only the server owner makes them, the
+//! hub keeps only their hash, one works once and for a day, and using one
+//! sets the password and ends every other login of the account.
+
+mod world;
+
+use kith_core::hub::RESET_CODE_MS;
+use world::*;
+
+fn issue(w: &mut World, s: SessionId, name: &str, code: &str) -> Result<R, (ErrorCode, String)> {
+    w.call(
+        s,
+        Request::IssueResetCode {
+            username_fold: name.into(),
+            code: code.into(),
+            code_hash: TokenHash(*blake(code)),
+        },
+    )
+}
+
+/// A new connection redeeming `code` for `name`, signing in with `token`.
+fn redeem(w: &mut World, name: &str, code: &str, token: &str) -> (SessionId, Result<R, (ErrorCode, String)>) {
+    let s = w.connect();
+    let user = UserId(w.id(name));
+    let answer = w.call(
+        s,
+        Request::RedeemResetCode {
+            user,
+            code_hash: TokenHash(*blake(code)),
+            password_hash: format!("$argon2id${token}"),
+            token: token.into(),
+            token_hash: TokenHash(*blake(token)),
+        },
+    );
+    (s, answer)
+}
+
+#[test]
+fn only_the_server_owner_makes_reset_codes_and_the_hub_keeps_only_their_hash() {
+    let mut w = World::default();
+    let (owner, _, members) = w.family(&["bob", "carol"]);
+    let e = issue(&mut w, members[0], "carol", "CODE-1").unwrap_err();
+    assert_eq!(e.0, ErrorCode::Forbidden);
+    assert!(e.1.contains("only the server's owner"), "{}", e.1);
+    let e = issue(&mut w, owner, "nobody", "CODE-1").unwrap_err();
+    assert_eq!(e.0, ErrorCode::NotFound);
+
+    let Ok(R::ResetCode(answer)) = issue(&mut w, owner, "carol", "CODE-1") else { panic!() };
+    assert_eq!(answer.code, "CODE-1");
+    assert_eq!(answer.user.unwrap().username, "carol");
+    assert_eq!(answer.expires_at_ms, w.now.0 + RESET_CODE_MS);
+    // Stored as its hash only.
+    let stored: Vec<&Write> = w.writes.iter().map(|(_, wr)| wr).collect();
+    assert!(
+        stored
+            .iter()
+            .any(|wr| matches!(wr, Write::SetResetCode { hash, .. } if *hash == TokenHash(*blake("CODE-1"))))
+    );
+    assert!(!format!("{stored:?}").contains("CODE-1"), "the code itself is never stored");
+}
+
+#[test]
+fn a_code_sets_the_password_once_and_ends_every_other_login() {
+    let mut w = World::default();
+    let (owner, _, members) = w.family(&["bob"]);
+    let bob = members[0];
+    let (bob_phone, _) = w.login("bob");
+    issue(&mut w, owner, "bob", "CODE-1").unwrap();
+
+    let (_, wrong) = redeem(&mut w, "bob", "CODE-2", "new-token");
+    assert_eq!(wrong.unwrap_err().0, ErrorCode::BadCredentials);
+    assert!(w.closes.is_empty(), "a wrong code changes nothing");
+
+    let (fresh, answer) = redeem(&mut w, "bob", "CODE-1", "new-token");
+    let Ok(R::Ready(ready)) = answer else { panic!("{answer:?}") };
+    assert_eq!(ready.user.unwrap().username, "bob");
+    assert!(w.writes.iter().any(|(_, wr)| matches!(wr,
+        Write::SetPassword { user, password_hash } if user.0 == w.id("bob") && password_hash == "$argon2id$new-token")));
+    for s in [bob, bob_phone] {
+        assert!(w.closes.contains(&(s, v1::CloseCode::TokenRevoked)), "{s:?} was signed out");
+    }
+    assert!(!w.closes.iter().any(|(s, _)| *s == fresh));
+    // The old token is gone; the new one works.
+    let s = w.connect();
+    let old = w.call(s, Request::Authenticate { token_hash: TokenHash(*blake("bob")) });
+    assert_eq!(old.unwrap_err().0, ErrorCode::BadCredentials);
+    let (_, again) = w.login("new-token");
+    assert_eq!(again.user.unwrap().username, "bob");
+
+    let (_, reused) = redeem(&mut w, "bob", "CODE-1", "third-token");
+    assert_eq!(reused.unwrap_err().0, ErrorCode::BadCredentials, "a code works once");
+}
+
+#[test]
+fn a_code_lasts_a_day_and_a_new_one_replaces_it() {
+    let mut w = World::default();
+    let (owner, _, _) = w.family(&["bob", "carol"]);
+    issue(&mut w, owner, "bob", "OLD").unwrap();
+    issue(&mut w, owner, "bob", "NEW").unwrap();
+    let (_, old) = redeem(&mut w, "bob", "OLD", "t1");
+    assert_eq!(old.unwrap_err().0, ErrorCode::BadCredentials, "the later code replaced it");
+
+    issue(&mut w, owner, "carol", "CAROL").unwrap();
+    w.now = w.now.plus_ms(RESET_CODE_MS);
+    let (_, late) = redeem(&mut w, "carol", "CAROL", "t2");
+    assert_eq!(late.unwrap_err().0, ErrorCode::BadCredentials, "expired");
+}
