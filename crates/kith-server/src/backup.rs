@@ -178,6 +178,81 @@ pub fn backup(data: &Path, out: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// Backups the server takes by itself (`[backups]` in kith.toml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Each backup is a new directory in here, `kith-<UTC time>`.
+    pub dir: PathBuf,
+    pub every: Duration,
+    /// How many to keep: older ones are removed once a new one is whole.
+    pub keep: usize,
+}
+
+/// The prefix of a scheduled backup's directory name; only these are ever
+/// removed by retention.
+const SCHEDULED: &str = "kith-";
+
+/// Takes a backup of `data` into `schedule.dir` every `schedule.every` (the
+/// first one period after start), then keeps the newest `schedule.keep`.
+/// A failure is logged and counted, and the next one is tried on time.
+pub async fn every(data: PathBuf, schedule: Schedule, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + schedule.every, schedule.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (data, schedule) = (data.clone(), schedule.clone());
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || scheduled(&data, &schedule)).await;
+        match done {
+            Ok(Ok((out, m, removed))) => {
+                metrics.backup_done(crate::actor::now().0);
+                tracing::info!(
+                    into = %out.display(), files = m.files, bytes = m.database_bytes + m.file_bytes,
+                    secs = started.elapsed().as_secs_f64(), removed, "backed up"
+                );
+            }
+            Ok(Err(e)) => {
+                metrics.backup_failed();
+                tracing::error!(error = format!("{e:#}"), "a scheduled backup failed");
+            }
+            Err(e) => {
+                metrics.backup_failed();
+                tracing::error!(error = %e, "a scheduled backup failed");
+            }
+        }
+    }
+}
+
+/// One scheduled backup and the retention after it: where it went, what
+/// it holds, and how many old ones were removed.
+pub fn scheduled(data: &Path, schedule: &Schedule) -> Result<(PathBuf, Manifest, usize)> {
+    std::fs::create_dir_all(&schedule.dir).with_context(|| format!("creating {}", schedule.dir.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let out = schedule.dir.join(format!("{SCHEDULED}{stamp}"));
+    let manifest = match backup(data, &out) {
+        Ok(m) => m,
+        Err(e) => {
+            // A half-made backup is not one.
+            let _ = std::fs::remove_dir_all(&out);
+            return Err(e);
+        }
+    };
+    // Whole ones only, oldest first (the names sort by time).
+    let mut whole: Vec<PathBuf> = std::fs::read_dir(&schedule.dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(SCHEDULED))
+                && p.join("manifest.json").exists()
+        })
+        .collect();
+    whole.sort();
+    let excess = whole.len().saturating_sub(schedule.keep.max(1));
+    for old in &whole[..excess] {
+        std::fs::remove_dir_all(old).with_context(|| format!("removing the old backup {}", old.display()))?;
+    }
+    Ok((out, manifest, excess))
+}
+
 /// Checks a backup whole: its manifest, its database's integrity, and
 /// every attachment it names present and matching its BLAKE3.
 pub fn verify(backup: &Path) -> Result<Manifest> {

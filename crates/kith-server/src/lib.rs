@@ -87,6 +87,8 @@ pub struct Config {
     /// Keep photos' metadata (GPS, camera, time) as uploaded. Off by
     /// default: it is taken out before anyone else can fetch the photo.
     pub keep_photo_metadata: bool,
+    /// Backups the server takes itself, if asked for.
+    pub backups: Option<backup::Schedule>,
 }
 
 /// Rate limits and admission control. The defaults suit a server reachable
@@ -224,6 +226,7 @@ impl Config {
             web: true,
             acme: None,
             keep_photo_metadata: false,
+            backups: None,
         }
     }
 }
@@ -251,6 +254,8 @@ pub struct Server {
     acme: Option<tokio::task::JoinHandle<()>>,
     /// Sweeps the file store of what no message names.
     sweeper: tokio::task::JoinHandle<()>,
+    /// Scheduled backups, if asked for.
+    backups: Option<tokio::task::JoinHandle<()>>,
     /// `/metrics` and `/health`, if asked for.
     metrics: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
@@ -367,6 +372,10 @@ impl Server {
             metrics.clone(),
         ));
         let sweeper = tokio::spawn(files::sweep_every(files.clone(), readers.clone(), files::SWEEP_EVERY));
+        let backups = config
+            .backups
+            .clone()
+            .map(|schedule| tokio::spawn(backup::every(config.data_dir.clone(), schedule, metrics.clone())));
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // Without an operator's certificate, browsers get WebTransport by hash.
@@ -449,6 +458,7 @@ impl Server {
             web,
             acme,
             sweeper,
+            backups,
         })
     }
 
@@ -516,6 +526,9 @@ impl Server {
             acme.abort();
         }
         self.sweeper.abort();
+        if let Some(backups) = &self.backups {
+            backups.abort();
+        }
         let _ = self.hub.send(ToHub::Shutdown).await;
         let result = if self.actor.is_finished() { Ok(()) } else { self.actor.await? };
         let writer = self.writer;

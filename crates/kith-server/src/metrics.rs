@@ -44,6 +44,11 @@ pub struct Metrics {
     /// Attachments stored, and their bytes.
     pub uploads: Counter,
     pub upload_bytes: Counter,
+    /// Scheduled backups made and failed, and when the last one was made
+    /// (Unix seconds): alert on its age.
+    backups: Counter,
+    backup_failures: Counter,
+    last_backup: Gauge,
     /// The server's resident memory, read at each scrape.
     resident: Gauge,
     /// The store writer is alive (it stops for good on a disk error).
@@ -72,6 +77,9 @@ impl Metrics {
             voice_dropped: Counter::default(),
             uploads: Counter::default(),
             upload_bytes: Counter::default(),
+            backups: Counter::default(),
+            backup_failures: Counter::default(),
+            last_backup: Gauge::default(),
             resident: Gauge::default(),
             store_ok: AtomicBool::new(true),
             registry: Registry::default(),
@@ -103,6 +111,13 @@ impl Metrics {
         registry.register("voice_dropped", "Voice packets dropped on a full queue", m.voice_dropped.clone());
         registry.register("uploads", "Attachments stored", m.uploads.clone());
         registry.register("upload_bytes", "Bytes of attachments stored", m.upload_bytes.clone());
+        registry.register("backups", "Scheduled backups made", m.backups.clone());
+        registry.register("backup_failures", "Scheduled backups that failed", m.backup_failures.clone());
+        registry.register(
+            "last_backup_timestamp_seconds",
+            "When the last scheduled backup was made (Unix time; 0: none yet)",
+            m.last_backup.clone(),
+        );
         registry.register("resident_bytes", "Resident memory of the server process", m.resident.clone());
         Metrics { registry, ..m }
     }
@@ -110,6 +125,16 @@ impl Metrics {
     /// Counts a new connection on `transport`.
     pub fn connected(&self, transport: &str) {
         self.connections.get_or_create(&Transport { transport: transport.to_owned() }).inc();
+    }
+
+    /// A scheduled backup was made at `at_ms`.
+    pub fn backup_done(&self, at_ms: u64) {
+        self.backups.inc();
+        self.last_backup.set((at_ms / 1000) as i64);
+    }
+
+    pub fn backup_failed(&self) {
+        self.backup_failures.inc();
     }
 
     /// The text exposition format, as Prometheus scrapes it.

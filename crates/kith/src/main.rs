@@ -236,12 +236,23 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Print a shell completion script: `kith completions bash >
+    /// ~/.local/share/bash-completion/completions/kith` (zsh: into a
+    /// directory on $fpath as `_kith`; fish: ~/.config/fish/completions/kith.fish).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (`kith man | man -l -`), or write one page per
+    /// command into a directory (`kith man --out /usr/local/share/man/man1`).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// The server owner's administration: password resets.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
-    /// Bring an export into a server, with the server stopped: a kith export
-    /// (ids and times kept, so a community can move hosts), or with
-    /// --discord a DiscordChatExporter JSON export. Running it twice changes
+    /// Bring an export into a stopped server: kith's own, or Discord's (--discord).
+    ///
+    /// A kith export keeps its ids and times, so a community can move hosts;
+    /// --discord reads DiscordChatExporter's JSON. Running it twice changes
     /// nothing; a damaged export is refused whole. Imported people sign in
     /// with a code from `kith admin reset-password`.
     Import {
@@ -438,6 +449,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             export(&serve::data_dir(data)?, &out, community.as_deref())
         }
         Command::Admin(c) => admin::admin(ctx()?, c).await,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::command(), "kith", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(())
+        }
+        Command::Man { out } => man(out.as_deref()),
         Command::Import { dir, discord, owner, rename, data } => {
             import(&serve::data_dir(data)?, &dir, discord, owner.as_deref(), &rename)
         }
@@ -474,6 +492,38 @@ fn restore(backup: &std::path::Path, data: &std::path::Path) -> anyhow::Result<(
         println!("what {} held before is in {}", data.display(), aside.display());
     }
     Ok(())
+}
+
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let cmd = command();
+    match out {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let n = man_pages(&cmd, "", dir)?;
+            println!("wrote {n} manual pages into {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// `kith.1`, `kith-serve.1`, `kith-role-create.1`, …: one page per command,
+/// without clap's `help` subcommands.
+fn man_pages(cmd: &clap::Command, parent: &str, dir: &std::path::Path) -> anyhow::Result<usize> {
+    let name =
+        if parent.is_empty() { cmd.get_name().to_owned() } else { format!("{parent}-{}", cmd.get_name()) };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).title(&name).render(&mut page)?;
+    std::fs::write(dir.join(format!("{name}.1")), page)?;
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        n += man_pages(sub, &name, dir)?;
+    }
+    Ok(n)
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {

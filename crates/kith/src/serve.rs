@@ -95,6 +95,157 @@ pub struct ServeArgs {
     /// WebTransport on the UDP port stays, for pages served elsewhere.
     #[arg(long, env = "KITH_NO_WEB")]
     no_web: bool,
+    /// Print a commented kith.toml with every key at its default, and exit
+    /// (`kith serve --print-config > DATA/kith.toml`, then edit).
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// A kith.toml with every key, each at its default (taken from the code
+/// that applies it, so it cannot drift) and commented; keys without a
+/// default are shown commented out.
+pub fn example_config() -> String {
+    let l = Limits::default();
+    let base = Config::new("[::]:7443".parse().expect("a valid address"), PathBuf::new());
+    let telnet = TelnetConfig::new("127.0.0.1:2323".parse().expect("a valid address"));
+    let rate = |r: RateLimit| format!("{{ burst = {}, every_ms = {} }}", r.burst, r.every_ms);
+    let quota = |q: Option<u64>| q.unwrap_or(0);
+    format!(
+        r#"# kith.toml: the settings of `kith serve`, read from DATA/kith.toml (or
+# --config FILE). Every key is optional and shown at its default; flags and
+# KITH_* environment variables win over this file. See the README's
+# "Running a server".
+
+# UDP address for QUIC and WebTransport; the browser client is served over
+# HTTPS on TCP at the same port number.
+listen = "{listen}"
+# The name or address people elsewhere reach this server at; invites name it.
+# public_address = "chat.example.org"
+# Let anyone register without an invite (once an owner exists).
+open_registration = {open}
+# Who may create communities: "everyone" or "owner" (the server owner only).
+community_creation = "everyone"
+# "full": fsync every commit (survives power loss); "normal": survives a
+# crash of kith, not of the machine.
+sync = "full"
+# Bytes of kernel buffer for the UDP socket, each way.
+udp_buffer = {udp}
+# Serve the browser client.
+web = {web}
+# Keep photos' and videos' Exif, GPS, XMP and the like as uploaded.
+keep_photo_metadata = {keep}
+# Prometheus /metrics and /health over plain HTTP (keep it private).
+# metrics = "127.0.0.1:9464"
+# A certificate of your own instead of the generated identity.
+# tls_cert = "/etc/kith/fullchain.pem"
+# tls_key = "/etc/kith/privkey.pem"
+# Or one by ACME for this domain (TLS-ALPN-01 on the HTTPS port).
+# domain = "chat.example.org"
+# acme_directory = "{acme}"
+# acme_contact = "you@example.org"
+
+# Rates are {{ burst = N, every_ms = M }}: N at once, one more every M ms;
+# burst = 0 turns one off.
+[limits]
+# Messages sent, edited or deleted, per account.
+messages = {messages}
+# The same per telnet guest, on top of `messages`.
+guest_messages = {guest_messages}
+# Typing notices, per account.
+typing = {typing}
+# History pages, audit log, bans and read marks, per account.
+reads = {reads}
+# Community changes (channels, roles, members, invites, moderation), per account.
+changes = {changes}
+# Profile and presence changes, per account.
+profile = {profile}
+# Opening and changing conversations, per account.
+groups = {groups}
+# Joining, leaving and muting in voice, per account.
+voice = {voice}
+# A bot's answers to calls, per bot.
+answers = {answers}
+# Login attempts per username from one address, before any hashing.
+logins_per_account = {logins_per_account}
+# Login, registration and guest sign-ins per address.
+logins_per_ip = {logins_per_ip}
+# New connections per address.
+connects_per_ip = {connects_per_ip}
+# Server-wide handshakes; above it, new clients first pass a QUIC Retry.
+handshakes = {handshakes}
+# Open connections per address.
+connections_per_ip = {connections_per_ip}
+# Connections not signed in by then are closed.
+auth_deadline_secs = {auth_deadline}
+# People in one voice channel at most.
+voice_room = {voice_room}
+# Per-address limits count an IPv6 address by its first this many bits.
+ipv6_prefix = {ipv6_prefix}
+# The largest file one upload may be, and all of one message's files.
+attachment_bytes = {attachment_bytes}
+message_attachment_bytes = {message_attachment_bytes}
+# Bytes of files one account's, and one community's, messages may carry (0: no quota).
+attachment_quota_per_user = {quota_user}
+attachment_quota_per_community = {quota_community}
+# Uploads are refused while less than this would stay free on the disk.
+disk_reserve_bytes = {disk_reserve}
+
+# The chat over plain telnet (unencrypted): off unless `listen` is set.
+[telnet]
+# listen = "127.0.0.1:2323"
+# Allow a non-loopback address, knowing passwords cross the network in clear.
+public = {telnet_public}
+sign_in_deadline_secs = {sign_in}
+write_deadline_secs = {write}
+# Offer password sign-in (false: guest access only).
+passwords = {passwords}
+# Guests without an account: "read-only" or "chat", in this community.
+# guests = "read-only"
+# guest_community = "Family"
+
+# Backups the server takes itself, each a new directory kith-<UTC time> in
+# `dir` (as `kith backup` makes; `kith restore` puts one back). Off unless
+# `dir` is set.
+[backups]
+# dir = "/var/backups/kith"
+every = "{backup_every}"
+keep = {backups_kept}
+"#,
+        backup_every = humantime::format_duration(BACKUP_EVERY),
+        backups_kept = BACKUPS_KEPT,
+        listen = base.listen,
+        open = base.open_registration,
+        udp = base.udp_buffer,
+        web = base.web,
+        keep = base.keep_photo_metadata,
+        acme = kith_server::acme::LETS_ENCRYPT,
+        messages = rate(l.messages),
+        guest_messages = rate(l.guest_messages),
+        typing = rate(l.typing),
+        reads = rate(l.reads),
+        changes = rate(l.changes),
+        profile = rate(l.profile),
+        groups = rate(l.groups),
+        voice = rate(l.voice),
+        answers = rate(l.answers),
+        logins_per_account = rate(l.logins_per_account),
+        logins_per_ip = rate(l.logins_per_ip),
+        connects_per_ip = rate(l.connects_per_ip),
+        handshakes = rate(l.handshakes),
+        connections_per_ip = l.connections_per_ip,
+        auth_deadline = l.auth_deadline.as_secs(),
+        voice_room = l.voice_room,
+        ipv6_prefix = l.ipv6_prefix,
+        attachment_bytes = l.attachment_bytes,
+        message_attachment_bytes = l.message_attachment_bytes,
+        quota_user = quota(l.attachment_quota_per_user),
+        quota_community = quota(l.attachment_quota_per_community),
+        disk_reserve = l.disk_reserve,
+        telnet_public = telnet.allow_public,
+        sign_in = telnet.sign_in_deadline.as_secs(),
+        write = telnet.write_deadline.as_secs(),
+        passwords = telnet.passwords,
+    )
 }
 
 /// Who may create communities (`community_creation`).
@@ -163,7 +314,36 @@ struct FileConfig {
     #[serde(default)]
     limits: FileLimits,
     telnet: Option<FileTelnet>,
+    backups: Option<FileBackups>,
 }
+
+/// `[backups]` in kith.toml: the server backs itself up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackups {
+    /// Unset: no scheduled backups.
+    dir: Option<PathBuf>,
+    /// A duration: `24h`, `6h`, `30m`.
+    every: Option<String>,
+    keep: Option<usize>,
+}
+
+impl FileBackups {
+    fn schedule(self) -> Result<Option<kith_server::backup::Schedule>> {
+        let Some(dir) = self.dir else { return Ok(None) };
+        let every = match &self.every {
+            Some(e) => humantime::parse_duration(e).with_context(|| format!("[backups] every = {e:?}"))?,
+            None => BACKUP_EVERY,
+        };
+        if every < std::time::Duration::from_secs(1) {
+            bail!("[backups] every must be at least a second");
+        }
+        Ok(Some(kith_server::backup::Schedule { dir, every, keep: self.keep.unwrap_or(BACKUPS_KEPT) }))
+    }
+}
+
+const BACKUP_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const BACKUPS_KEPT: usize = 7;
 
 /// `[telnet]` in kith.toml.
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +448,10 @@ pub fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    if args.print_config {
+        print!("{}", example_config());
+        return Ok(());
+    }
     let data_dir = data_dir(args.data)?;
     let file = match &args.config {
         Some(path) => read_file_config(path, true)?,
@@ -306,6 +490,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         metrics: args.metrics.or(file.metrics),
         web: !args.no_web && file.web.unwrap_or(true),
         keep_photo_metadata: file.keep_photo_metadata.unwrap_or(false),
+        backups: match file.backups {
+            Some(b) => b.schedule()?,
+            None => None,
+        },
         // Invites name the domain the certificate is for.
         public_address: config.public_address.or(domain),
         acme,
@@ -410,4 +598,30 @@ async fn shutdown_signal() -> Result<()> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_config_names_every_key_and_reads_back_as_the_defaults() {
+        let text = example_config();
+        // deny_unknown_fields: every key printed is one the server reads.
+        let file: FileConfig = toml::from_str(&text).expect("the example parses");
+        // Every limit is set in it, and to what the server uses anyway.
+        let limits = format!("{:?}", file.limits);
+        assert!(!limits.contains("None"), "a [limits] key is missing from the example: {limits}");
+        assert_eq!(format!("{:?}", file.limits.apply(Limits::default())), format!("{:?}", Limits::default()));
+        let telnet = file.telnet.expect("a [telnet] table");
+        assert!(telnet.listen.is_none(), "telnet stays off");
+        let base = Config::new("[::]:7443".parse().unwrap(), PathBuf::new());
+        assert_eq!(file.listen, Some(base.listen));
+        assert_eq!(file.udp_buffer, Some(base.udp_buffer));
+        assert_eq!(file.sync, Some(Sync::Full));
+        let backups = file.backups.expect("a [backups] table");
+        assert!(backups.dir.is_none(), "backups stay off until a directory is named");
+        assert_eq!(backups.every.as_deref().map(humantime::parse_duration).unwrap().unwrap(), BACKUP_EVERY);
+        assert_eq!(backups.keep, Some(BACKUPS_KEPT));
+    }
 }

@@ -651,3 +651,42 @@ fn a_hostile_discord_export_reads_nothing_outside_itself_and_is_bounded() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("evil.json") && e.contains("\"yesterday\""), "{e}");
 }
+
+#[test]
+fn a_server_backs_itself_up_on_schedule_and_keeps_the_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let backups = tmp.path().join("backups");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("kith.toml"),
+        format!("[backups]\ndir = {:?}\nevery = \"1s\"\nkeep = 2\n", backups.to_str().unwrap()),
+    )
+    .unwrap();
+    let server = serve_with(&data, &["--metrics", "127.0.0.1:0"]);
+    let base = server.metrics.clone().unwrap();
+    let [alice, _, _] = family_from_the_shell(tmp.path(), &server);
+    kith(&alice, &["send", "Family/general", "before the backups"], "");
+    let made = || sample(&get(&base, "/metrics").1, "kith_backups_total");
+    let start = made();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while made() < start + 3.0 {
+        assert!(std::time::Instant::now() < deadline, "three more backups within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let text = get(&base, "/metrics").1;
+    assert_eq!(sample(&text, "kith_backup_failures_total"), 0.0);
+    assert!(sample(&text, "kith_last_backup_timestamp_seconds") > 1.7e9);
+    drop(server);
+
+    let mut kept: Vec<_> = std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().path()).collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2, "only the newest two are kept: {kept:?}");
+    let newest = kept.last().unwrap();
+    let restored = tmp.path().join("restored");
+    run_ok(&["restore", newest.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    let db = rusqlite::Connection::open(restored.join("kith.db")).unwrap();
+    let said: String =
+        db.query_row("SELECT body FROM messages ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert_eq!(said, "before the backups");
+}
