@@ -73,6 +73,11 @@ enum Kind {
         /// default 212992 to compare.
         #[arg(long, value_name = "BYTES")]
         server_udp_buffer: Option<usize>,
+        /// Back the server's data up (`kith backup`'s code) again and again
+        /// during each run, its database first padded to this many MB, to
+        /// see what a backup costs the chat.
+        #[arg(long, value_name = "MB")]
+        backups_during: Option<u64>,
     },
     /// Reconnect cost: resume after missing M events vs. a fresh session.
     Resume {
@@ -208,8 +213,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: BenchArgs) -> Result<()> {
     match args.kind {
-        Kind::Chat { clients, senders, rate, duration, stalled, body, server_udp_buffer } => {
-            let load = Load { stalled, body, server_udp_buffer };
+        Kind::Chat { clients, senders, rate, duration, stalled, body, server_udp_buffer, backups_during } => {
+            let load = Load { stalled, body, server_udp_buffer, backups_during };
             chat(clients, senders, &rate, duration, load, args.json).await
         }
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
@@ -243,6 +248,48 @@ struct Load {
     stalled: usize,
     body: usize,
     server_udp_buffer: Option<usize>,
+    backups_during: Option<u64>,
+}
+
+/// Pads a server's database with `mb` megabytes of rows no one reads, so a
+/// backup of it copies as much as a server with that much history would.
+fn pad_database(data: &std::path::Path, mb: u64) -> Result<()> {
+    let db = rusqlite::Connection::open(data.join("kith.db"))?;
+    db.busy_timeout(Duration::from_secs(30))?;
+    db.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS bench_filler (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO bench_filler (body) SELECT printf('%0100d', i) FROM n;",
+        rows = mb * 8_000
+    ))?;
+    Ok(())
+}
+
+/// Backs up `data` over and over (`kith backup`) until `stop`; how long
+/// each took.
+fn keep_backing_up(data: std::path::PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<f64> {
+    let mut took = Vec::new();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let out = scratch.path().join(format!("b{}", took.len()));
+        let started = Instant::now();
+        // `kith backup`, as an operator runs it.
+        let Ok(kith) = server::kith_binary() else { break };
+        let status = std::process::Command::new(kith)
+            .arg("backup")
+            .arg(&out)
+            .arg("--data")
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("a backup failed");
+            break;
+        }
+        took.push(started.elapsed().as_secs_f64());
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    took
 }
 
 /// A client that authenticates, then never reads: its connection's close
@@ -285,6 +332,9 @@ async fn chat(
     let world = world(&server, senders.max(clients.min(50)), 8).await?;
     let clients = Arc::new(sessions(&server, &world, clients, 64).await?);
     let general = world.general;
+    if let Some(mb) = load.backups_during {
+        pad_database(server.data_dir(), mb)?;
+    }
     if !json_out {
         println!(
             "{:>6} {:>7} {:>10} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6}",
@@ -340,6 +390,11 @@ async fn chat(
         let (cpu0, _) = server.usage();
         let drops0 = server.udp_drops();
         let (gen0, _) = proc_usage("self");
+        let backing_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backups = load.backups_during.map(|_| {
+            let (data, stop) = (server.data_dir().to_owned(), backing_up.clone());
+            std::thread::spawn(move || keep_backing_up(data, stop))
+        });
         let started = Instant::now();
         let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
         let mut sends = tokio::task::JoinSet::new();
@@ -390,6 +445,11 @@ async fn chat(
         let (cpu1, rss) = server.usage();
         let (gen1, _) = proc_usage("self");
         let generator_pct = (gen1 - gen0) / elapsed * 100.0;
+        backing_up.store(true, std::sync::atomic::Ordering::Relaxed);
+        let backup_secs = match backups {
+            Some(t) => t.join().map_err(|_| anyhow::anyhow!("the backup thread panicked"))?,
+            None => Vec::new(),
+        };
         // Let deliveries in flight land, then stop listening.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = stop_tx.send(true);
@@ -425,6 +485,7 @@ async fn chat(
                     "generator_cpu_pct": generator_pct, "body_bytes": load.body,
                     "stalled": load.stalled, "stalled_cut": cut_json,
                     "server_udp_drops": udp_drops,
+                    "backups": backup_secs.len(), "backup_s": backup_secs,
                 })
             );
         } else {
@@ -442,6 +503,15 @@ async fn chat(
                 q(&recv),
                 rss as f64 / 1024.0
             );
+            if !backup_secs.is_empty() {
+                let mut sorted = backup_secs.clone();
+                sorted.sort_by(f64::total_cmp);
+                println!(
+                    "       {} backups during the run, {:.2} s each (median)",
+                    sorted.len(),
+                    sorted[sorted.len() / 2]
+                );
+            }
             if let Some(n) = udp_drops.filter(|n| *n > 0) {
                 println!("       the kernel dropped {n} datagrams at the server's UDP socket");
             }

@@ -23,7 +23,7 @@ pub struct ServerProcess {
     pub telnet: Option<String>,
     /// `https://HOST:PORT/`, the web client, unless started `--no-web`.
     pub web: Option<String>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Drop for ServerProcess {
@@ -96,7 +96,12 @@ impl ServerProcess {
             .context("no setup code")?;
         let telnet = field("telnet=");
         let web = field("web=");
-        Ok(Self { child, addr, fingerprint, setup_code, telnet, web, _data: data })
+        Ok(Self { child, addr, fingerprint, setup_code, telnet, web, data })
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// `sha256:<hex>` of the server's identity.
@@ -220,7 +225,7 @@ pub fn quantiles_ms(h: &Histogram<u64>) -> serde_json::Value {
 
 /// The `kith` binary to serve with: `KITH_BIN`, or the one beside this
 /// program (cargo puts them in the same directory).
-fn kith_binary() -> Result<std::path::PathBuf> {
+pub fn kith_binary() -> Result<std::path::PathBuf> {
     if let Some(path) = std::env::var_os("KITH_BIN") {
         return Ok(path.into());
     }
