@@ -195,6 +195,18 @@ pub enum Request {
     JoinCommunity {
         code: String,
     },
+    ListInvites {
+        community: CommunityId,
+    },
+    RevokeInvite {
+        code: String,
+    },
+    /// The server owner's: suspend (or lift a suspension of) an account.
+    SuspendUser {
+        username_fold: String,
+        suspended: bool,
+        reason: Reason,
+    },
     LeaveCommunity {
         community: CommunityId,
     },
@@ -579,6 +591,15 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
             code: new_code(12),
         }),
         Wire::JoinCommunity(r) => hub(Request::JoinCommunity { code: code(r.code, "invite code")? }),
+        Wire::ListInvites(r) => {
+            hub(Request::ListInvites { community: CommunityId(required(r.community_id, "community_id")?) })
+        }
+        Wire::RevokeInvite(r) => hub(Request::RevokeInvite { code: code(r.code, "invite code")? }),
+        Wire::SuspendUser(r) => hub(Request::SuspendUser {
+            username_fold: Username::parse(&r.username)?.fold,
+            suspended: r.suspended,
+            reason: Reason::parse(&r.reason)?,
+        }),
         Wire::LeaveCommunity(r) => {
             hub(Request::LeaveCommunity { community: CommunityId(required(r.community_id, "community_id")?) })
         }

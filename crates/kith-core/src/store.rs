@@ -36,6 +36,18 @@ pub enum Write {
         hash: TokenHash,
         expires_at: Timestamp,
     },
+    /// `user` is suspended server-wide, for `reason`.
+    Suspend {
+        user: UserId,
+        reason: String,
+        at: Timestamp,
+    },
+    Unsuspend {
+        user: UserId,
+    },
+    RevokeInvite {
+        code: String,
+    },
     /// A new password for `user`; their reset code is used up.
     SetPassword {
         user: UserId,
@@ -176,6 +188,9 @@ impl Write {
             | Write::CreateToken { .. }
             | Write::SetResetCode { .. }
             | Write::SetPassword { .. }
+            | Write::Suspend { .. }
+            | Write::Unsuspend { .. }
+            | Write::RevokeInvite { .. }
             | Write::UpdateUser { .. }
             | Write::CreateCommunity { .. }
             | Write::AddMember { .. }
@@ -213,6 +228,8 @@ pub struct StoredState {
     pub read_states: Vec<(UserId, ChannelId, MessageId)>,
     /// Each bot's commands, as `Write::PutCommands` stored them.
     pub commands: Vec<(UserId, Vec<u8>)>,
+    /// Accounts suspended server-wide, and why.
+    pub suspended: Vec<(UserId, String)>,
     /// Password reset codes not yet used: whose, the code's hash, until when.
     pub reset_codes: Vec<(UserId, TokenHash, Timestamp)>,
     /// The highest id ever issued, so new ids stay unique after a restart.

@@ -22,6 +22,17 @@ pub enum AdminCommand {
         #[command(flatten)]
         json: crate::Json,
     },
+    /// Suspend an account across the whole server: its logins end now, and
+    /// it cannot sign in until `kith admin unsuspend`. Its memberships and
+    /// messages stay.
+    Suspend {
+        user: String,
+        /// Shown to them when they try to sign in.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a suspension.
+    Unsuspend { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +229,18 @@ pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
                     name = sanitize(&name)
                 );
             }
+        }
+        AdminCommand::Suspend { user, reason } => {
+            let username = user.trim_start_matches('@').to_owned();
+            let r = v1::SuspendUserRequest { username, suspended: true, reason };
+            call(&client, Request::SuspendUser(r)).await?;
+            eprintln!("suspended {}: their logins ended, and they cannot sign in", sanitize(&user));
+        }
+        AdminCommand::Unsuspend { user } => {
+            let username = user.trim_start_matches('@').to_owned();
+            let r = v1::SuspendUserRequest { username, suspended: false, reason: String::new() };
+            call(&client, Request::SuspendUser(r)).await?;
+            eprintln!("{} may sign in again", sanitize(&user));
         }
     }
     client.close().await;

@@ -9,7 +9,7 @@ use kith_client::proto::{self as v1, client_message::Request, event::Body as Ev,
 use kith_client::{Client, Trust};
 use serde_json::json;
 
-use crate::output::{MessageJson, human, print_json, sanitize};
+use crate::output::{MessageJson, human, print_json, rfc3339, sanitize};
 use crate::profile::{ConfigDir, Profile};
 use kith_proto::invite::{InviteLink, with_default_port};
 
@@ -90,6 +90,19 @@ pub enum InviteCommand {
         expires: Option<std::time::Duration>,
         #[command(flatten)]
         json: crate::Json,
+    },
+    /// List a community's invites that still work: all of them if you may
+    /// ban members, else yours.
+    List {
+        community: String,
+        #[command(flatten)]
+        json: crate::Json,
+    },
+    /// Make an invite stop working (who joined with it stays): yours, or
+    /// anyone's if you may ban members.
+    Revoke {
+        /// The invite, as a link or its code.
+        invite: String,
     },
 }
 
@@ -538,7 +551,11 @@ fn print_web_link(invite: &v1::Invite) {
 }
 
 pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
-    let InviteCommand::Create { community, max_uses, expires, json } = command;
+    let (community, max_uses, expires, json) = match command {
+        InviteCommand::Create { community, max_uses, expires, json } => (community, max_uses, expires, json),
+        InviteCommand::List { community, json } => return list_invites(ctx, &community, json.json).await,
+        InviteCommand::Revoke { invite } => return revoke_invite(ctx, &invite).await,
+    };
     let (client, ready, profile) = session(&ctx).await?;
     let c = find_community(&ready, &community)?;
     let (invite, text) = create_invite(&client, &profile, &ctx.dir, c.id, max_uses, expires).await?;
@@ -552,6 +569,50 @@ pub async fn invite(ctx: Ctx, command: InviteCommand) -> Result<()> {
         println!("{text}");
         print_web_link(&invite);
     }
+    client.close().await;
+    Ok(())
+}
+
+async fn list_invites(ctx: Ctx, community: &str, json: bool) -> Result<()> {
+    let (client, ready, _) = session(&ctx).await?;
+    let c = find_community(&ready, community)?;
+    let R::Invites(list) =
+        client.request(Request::ListInvites(v1::ListInvitesRequest { community_id: c.id })).await?
+    else {
+        bail!("unexpected answer")
+    };
+    for i in &list.invites {
+        let uses = if i.max_uses == 0 {
+            format!("{} uses", i.uses)
+        } else {
+            format!("{}/{} uses", i.uses, i.max_uses)
+        };
+        let expires = if i.expires_at_ms == 0 {
+            "never expires".to_owned()
+        } else {
+            format!("expires {}", rfc3339(i.expires_at_ms))
+        };
+        if json {
+            print_json(&json!({
+                "code": i.code, "creator": sanitize(&i.creator_name), "uses": i.uses,
+                "max_uses": i.max_uses, "expires_ms": i.expires_at_ms, "link": sanitize(&i.link),
+            }));
+        } else {
+            println!("{}  by {}, {uses}, {expires}", i.code, sanitize(&i.creator_name));
+        }
+    }
+    if list.invites.is_empty() && !json {
+        eprintln!("no invites that still work in {}", sanitize(&c.name));
+    }
+    client.close().await;
+    Ok(())
+}
+
+async fn revoke_invite(ctx: Ctx, invite: &str) -> Result<()> {
+    let code = InviteLink::parse(invite)?.code;
+    let (client, _, _) = session(&ctx).await?;
+    client.request(Request::RevokeInvite(v1::RevokeInviteRequest { code: code.clone() })).await?;
+    eprintln!("revoked the invite {code}: it no longer works");
     client.close().await;
     Ok(())
 }

@@ -246,7 +246,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// The server owner's administration: password resets.
+    /// The server owner's administration: password resets, suspensions.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Bring an export into a stopped server: kith's own, or Discord's (--discord).

@@ -690,3 +690,44 @@ fn a_server_backs_itself_up_on_schedule_and_keeps_the_newest() {
         db.query_row("SELECT body FROM messages ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
     assert_eq!(said, "before the backups");
 }
+
+#[test]
+fn the_owner_suspends_an_account_and_revokes_invites_from_the_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+
+    let made = kith(&bob, &["invite", "create", "Family", "--json"], "");
+    let code = serde_json::from_str::<serde_json::Value>(&made).unwrap()["code"].as_str().unwrap().to_owned();
+    let listed = kith(&alice, &["invite", "list", "Family"], "");
+    assert!(listed.contains(&format!("{code}  by bob")), "{listed}");
+    let refused = kith_fails(&carol, &["invite", "revoke", &code]);
+    assert!(refused.contains("lack the permission to revoke others' invites"), "{refused}");
+    kith(&bob, &["invite", "revoke", &code], "");
+    assert!(!kith(&alice, &["invite", "list", "Family"], "").contains(&code));
+    let dave = tmp.path().join("dave");
+    let e = kith_fails_given(
+        &dave,
+        &["register", "dave", "--server", &server.addr, "--invite", &code, "--password-stdin"],
+        b"dave's password\n",
+    );
+    assert!(e.to_lowercase().contains("invite"), "{e}");
+
+    kith(&alice, &["admin", "suspend", "carol", "--reason", "spamming the family"], "");
+    let e = kith_fails(&carol, &["whoami"]);
+    assert!(e.contains("signed out") || e.contains("log in"), "carol's saved login is gone: {e}");
+    let e = kith_fails_given(
+        &tmp.path().join("carol-again"),
+        &["login", "carol", "--server", &server.addr, "--password-stdin"],
+        b"carol's password\n",
+    );
+    assert!(e.contains("suspended by the server's owner: spamming the family"), "{e}");
+    kith(&alice, &["admin", "unsuspend", "carol"], "");
+    kith(
+        &tmp.path().join("carol-back"),
+        &["login", "carol", "--server", &server.addr, "--password-stdin"],
+        "carol's password\n",
+    );
+    let e = kith_fails(&bob, &["admin", "suspend", "carol"]);
+    assert!(e.contains("only the server's owner"), "{e}");
+}

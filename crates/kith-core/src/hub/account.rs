@@ -131,11 +131,64 @@ impl Hub {
         if !self.users.contains_key(&user) || self.is_bot(user) {
             return Err(Refusal::BadCredentials);
         }
+        self.refuse_suspended(user)?;
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
         self.tokens.insert(token_hash, (stored.id, user));
         self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())
+    }
+
+    /// The server owner's: an account suspended server-wide cannot sign
+    /// in, and every login it has ends now; lifting it lets it sign in again.
+    pub(super) fn suspend_user(
+        &mut self,
+        cx: Cx,
+        username_fold: &str,
+        suspended: bool,
+        reason: String,
+    ) -> Outcome {
+        if self.owner != Some(cx.me) {
+            return Err(forbidden("only the server's owner can suspend accounts"));
+        }
+        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        if user == cx.me {
+            return Err(Refusal::Invalid("the server's owner cannot suspend their own account"));
+        }
+        if suspended {
+            let revoked: BTreeSet<TokenId> =
+                self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
+            let mut writes = vec![Write::Suspend { user, reason: reason.clone(), at: cx.now }];
+            writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
+            self.persist(writes);
+            self.tokens.retain(|_, (id, _)| !revoked.contains(id));
+            self.suspended.insert(user, reason);
+            let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
+            for s in sessions {
+                self.drop_session(s);
+                self.emit(Output::Close {
+                    session: s,
+                    code: CloseCode::TokenRevoked,
+                    reason: "this account was suspended by the server's owner".into(),
+                });
+            }
+            self.refresh_presence(user);
+        } else if self.suspended.remove(&user).is_some() {
+            self.persist(vec![Write::Unsuspend { user }]);
+        }
+        let wire = self.user_wire(user);
+        self.reply(cx.session, cx.rid, ReplyResult::User(wire));
+        Ok(())
+    }
+
+    /// Refuses a sign-in to a suspended account, saying so: whoever gets
+    /// this far holds the account's password, code or token.
+    pub(super) fn refuse_suspended(&self, user: UserId) -> Outcome {
+        match self.suspended.get(&user).map(String::as_str) {
+            None => Ok(()),
+            Some("") => Err(forbidden("this account is suspended by the server's owner")),
+            Some(why) => Err(forbidden(format!("this account is suspended by the server's owner: {why}"))),
+        }
     }
 
     /// The server owner's: a one-time code with which someone sets a new
@@ -183,6 +236,7 @@ impl Hub {
             Some((hash, until)) if *hash == code_hash && now < *until => {}
             _ => return Err(Refusal::BadCredentials),
         }
+        self.refuse_suspended(user)?;
         self.reset_codes.remove(&user);
         let revoked: BTreeSet<TokenId> =
             self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();

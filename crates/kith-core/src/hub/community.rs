@@ -124,6 +124,41 @@ impl Hub {
         Ok(())
     }
 
+    /// The invites that still work: all of them for a member who may ban
+    /// members, else the caller's own; in code order.
+    pub(super) fn list_invites(&mut self, cx: Cx, community: CommunityId) -> Outcome {
+        let all =
+            self.community_permissions(community, cx.me, Some(cx.now))?.contains(Permissions::BAN_MEMBERS);
+        let mut invites: Vec<&StoredInvite> = self
+            .invites
+            .values()
+            .filter(|i| i.community == community && (all || i.creator == cx.me))
+            .filter(|i| i.expires_at.is_none_or(|t| cx.now < t) && i.max_uses.is_none_or(|max| i.uses < max))
+            .collect();
+        invites.sort_by(|a, b| a.code.cmp(&b.code));
+        let invites = invites.into_iter().map(|i| self.invite_wire(i)).collect();
+        self.reply(cx.session, cx.rid, ReplyResult::Invites(v1::InviteList { invites }));
+        Ok(())
+    }
+
+    /// Revokes an invite: its creator's, or anyone's for a member who may ban.
+    pub(super) fn revoke_invite(&mut self, cx: Cx, code: &str) -> Outcome {
+        let i = self.invite(code).ok_or(Refusal::NotFound("invite"))?;
+        let (community, creator, code) = (i.community, i.creator, i.code.clone());
+        // Outside the community, it does not exist.
+        let p = self
+            .community_permissions(community, cx.me, Some(cx.now))
+            .map_err(|_| Refusal::NotFound("invite"))?;
+        if creator != cx.me && !p.contains(Permissions::BAN_MEMBERS) {
+            return Err(self.lacking(Some(community), cx.me, cx.now, "revoke others' invites"));
+        }
+        let audit = self.audit(cx, community, AuditAction::InviteRevoke, None, String::new(), code.clone());
+        self.persist(vec![Write::RevokeInvite { code: code.clone() }, audit]);
+        self.invites.remove(&code);
+        self.reply_empty(cx.session, cx.rid);
+        Ok(())
+    }
+
     pub(super) fn leave_community(&mut self, cx: Cx, community: CommunityId) -> Outcome {
         let c = self.visible_community(community, cx.me)?;
         if c.owner == cx.me {

@@ -54,7 +54,8 @@ impl RateClass {
             | Request::AuditLog(_)
             | Request::ListBans { .. }
             | Request::Ack { .. }
-            | Request::OpenAttachments { .. } => Reads,
+            | Request::OpenAttachments { .. }
+            | Request::ListInvites { .. } => Reads,
             Request::CreateCommunity { .. }
             | Request::CreateInvite { .. }
             | Request::JoinCommunity { .. }
@@ -75,7 +76,9 @@ impl RateClass {
             | Request::CreateBot { .. }
             | Request::RotateBotToken { .. }
             | Request::RegisterCommands { .. }
-            | Request::IssueResetCode { .. } => Changes,
+            | Request::IssueResetCode { .. }
+            | Request::RevokeInvite { .. }
+            | Request::SuspendUser { .. } => Changes,
             // Invoking a command is a member speaking in a channel; so is
             // offering someone a pipe.
             Request::InvokeCommand { .. } | Request::OpenPipe { .. } | Request::AcceptPipe { .. } => Messages,

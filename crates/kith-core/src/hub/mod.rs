@@ -428,6 +428,8 @@ pub struct Hub {
     /// nowhere: a later guest gets one of these rather than a new row.
     idle_guests: BTreeSet<UserId>,
     tokens: HashMap<TokenHash, (TokenId, UserId)>,
+    /// Accounts suspended server-wide, and why (see `account.rs`).
+    suspended: HashMap<UserId, String>,
     /// Password reset codes not yet used (their hashes), and until when.
     reset_codes: HashMap<UserId, (TokenHash, Timestamp)>,
     communities: BTreeMap<CommunityId, Community>,
@@ -497,6 +499,7 @@ impl Hub {
             next_guest: 1,
             idle_guests: BTreeSet::new(),
             tokens: HashMap::new(),
+            suspended: state.suspended.iter().cloned().collect(),
             reset_codes: state.reset_codes.iter().map(|&(user, hash, until)| (user, (hash, until))).collect(),
             communities: BTreeMap::new(),
             memberships: Memberships::default(),
@@ -885,6 +888,8 @@ impl Hub {
             }
             (Request::Authenticate { token_hash }, None) => {
                 let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
+                // A bot's token rotated after its suspension.
+                self.refuse_suspended(user)?;
                 self.bind(session, rid, Auth { user, token: Some(id) }, String::new(), String::new());
                 return Ok(());
             }
@@ -919,6 +924,11 @@ impl Hub {
             | Request::ServerInfo => {
                 unreachable!("handled above")
             }
+            Request::SuspendUser { username_fold, suspended, reason } => {
+                self.suspend_user(cx, &username_fold, suspended, reason.0)
+            }
+            Request::ListInvites { community } => self.list_invites(cx, community),
+            Request::RevokeInvite { code } => self.revoke_invite(cx, &code),
             Request::IssueResetCode { username_fold, code, code_hash } => {
                 self.issue_reset_code(cx, &username_fold, code, code_hash)
             }

@@ -133,6 +133,7 @@ impl Hub {
             expires_at_ms: i.expires_at.map_or(0, |t| t.0),
             link,
             web_link,
+            creator_name: self.users.get(&i.creator).map(|u| u.stored.username.clone()).unwrap_or_default(),
         }
     }
 

@@ -133,6 +133,10 @@ fn scenario() -> Vec<Batch> {
         Write::SetResetCode { user: ANN, hash: TokenHash([7; 32]), expires_at: Timestamp(500) },
         Write::SetResetCode { user: BOB, hash: TokenHash([8; 32]), expires_at: Timestamp(600) },
         Write::SetPassword { user: BOB, password_hash: "hash-bob-2".into() },
+        // A suspension standing; another lifted.
+        Write::Suspend { user: CAT, reason: "spam".into(), at: Timestamp(700) },
+        Write::Suspend { user: BOB, reason: String::new(), at: Timestamp(700) },
+        Write::Unsuspend { user: BOB },
         Write::UpdateUser { id: BOB, display_name: "Bobby".into(), status_text: "gone fishing".into() },
         Write::SetPresence { user: BOB, status: Chosen::Dnd },
         // A bot's commands, replaced; another's, withdrawn.
@@ -242,6 +246,18 @@ fn scenario() -> Vec<Batch> {
         },
         Write::UseInvite { code: "ABCD".into() },
         Write::UseInvite { code: "ABCD".into() },
+        Write::CreateInvite {
+            invite: StoredInvite {
+                code: "GONE".into(),
+                community: FAMILY,
+                creator: BOB,
+                max_uses: None,
+                uses: 0,
+                expires_at: None,
+            },
+            created_at: Timestamp(402),
+        },
+        Write::RevokeInvite { code: "GONE".into() },
     ];
     let messages = vec![
         insert(NewMessage { nonce: Some("n-50".into()), ..message(50, GENERAL, ANN) }),
@@ -398,6 +414,7 @@ fn expected() -> StoredState {
         read_states: vec![(ANN, GENERAL, MessageId(52))],
         commands: vec![(CAT, vec![4, 5])],
         reset_codes: vec![(ANN, TokenHash([7; 32]), Timestamp(500))],
+        suspended: vec![(CAT, "spam".into())],
         max_id: HIGHEST_LIVE_ID,
     }
 }
@@ -419,6 +436,7 @@ fn canonical(mut state: StoredState) -> StoredState {
     state.directs.sort_by_key(|d| d.id);
     state.read_states.sort();
     state.reset_codes.sort_by_key(|(user, _, _)| *user);
+    state.suspended.sort();
     state
 }
 
@@ -467,9 +485,12 @@ fn kind(write: &Write) -> usize {
         Write::PutCommands { .. } => 27,
         Write::SetResetCode { .. } => 28,
         Write::SetPassword { .. } => 29,
+        Write::Suspend { .. } => 30,
+        Write::Unsuspend { .. } => 31,
+        Write::RevokeInvite { .. } => 32,
     }
 }
-const KINDS: usize = 30;
+const KINDS: usize = 33;
 
 #[test]
 fn every_kind_of_write_is_in_the_scenario() {

@@ -242,7 +242,8 @@ UPDATE roles SET permissions = permissions | 524288 WHERE id = community_id;
 "#,
     // Imports from other services: which kith id each of their ids became,
     // so importing the same archive again changes nothing. Password reset
-    // codes (how imported people, who have no password, get in).
+    // codes (how imported people, who have no password, get in), and
+    // server-wide suspensions.
     r#"
 CREATE TABLE imported (
     source     TEXT NOT NULL,
@@ -251,6 +252,12 @@ CREATE TABLE imported (
     kith_id    INTEGER NOT NULL,
     PRIMARY KEY (source, kind, foreign_id)
 ) WITHOUT ROWID;
+-- Accounts the server owner suspended, server-wide.
+CREATE TABLE suspensions (
+    user_id    INTEGER PRIMARY KEY REFERENCES users(id),
+    reason     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 -- Password reset codes (their SHA-256), one per account at most.
 CREATE TABLE reset_codes (
     user_id    INTEGER PRIMARY KEY REFERENCES users(id),
@@ -474,6 +481,9 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut q = conn.prepare("SELECT bot_id, commands FROM bot_commands")?;
     state.commands =
         q.query_map([], |r| Ok((UserId(id(r.get(0)?)), r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut q = conn.prepare("SELECT user_id, reason FROM suspensions")?;
+    state.suspended =
+        q.query_map([], |r| Ok((UserId(id(r.get(0)?)), r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut q = conn.prepare("SELECT user_id, hash, expires_at FROM reset_codes")?;
     state.reset_codes = q
         .query_map([], |r| Ok((UserId(id(r.get(0)?)), token_hash(r.get(1)?)?, Timestamp(id(r.get(2)?)))))?
@@ -539,6 +549,12 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO reset_codes (user_id, hash, expires_at) VALUES (?1, ?2, ?3)",
             params![i(user.0), &hash.0[..], i(expires_at.0)],
         ),
+        Write::Suspend { user, reason, at } => tx.execute(
+            "INSERT OR REPLACE INTO suspensions (user_id, reason, created_at) VALUES (?1, ?2, ?3)",
+            params![i(user.0), reason, i(at.0)],
+        ),
+        Write::Unsuspend { user } => tx.execute("DELETE FROM suspensions WHERE user_id = ?1", [i(user.0)]),
+        Write::RevokeInvite { code } => tx.execute("DELETE FROM invites WHERE code = ?1", [code]),
         Write::SetPassword { user, password_hash } => {
             tx.execute("DELETE FROM reset_codes WHERE user_id = ?1", [i(user.0)])?;
             tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![i(user.0), password_hash])

@@ -1,6 +1,8 @@
 //! Specs for password reset codes: only the server owner makes them, the
 //! hub keeps only their hash, one works once and for a day, and using one
-//! sets the password and ends every other login of the account.
+//! sets the password and ends every other login of the account; the
+//! owner's other tools: suspending accounts server-wide, and invites listed
+//! and revoked.
 
 mod world;
 
@@ -104,4 +106,100 @@ fn a_code_lasts_a_day_and_a_new_one_replaces_it() {
     w.now = w.now.plus_ms(RESET_CODE_MS);
     let (_, late) = redeem(&mut w, "carol", "CAROL", "t2");
     assert_eq!(late.unwrap_err().0, ErrorCode::BadCredentials, "expired");
+}
+
+fn suspend(
+    w: &mut World,
+    s: SessionId,
+    name: &str,
+    suspended: bool,
+    reason: &str,
+) -> Result<R, (ErrorCode, String)> {
+    w.call(
+        s,
+        Request::SuspendUser {
+            username_fold: name.into(),
+            suspended,
+            reason: kith_core::text::Reason::parse(reason).unwrap(),
+        },
+    )
+}
+
+#[test]
+fn a_suspended_account_is_signed_out_everywhere_and_cannot_sign_in_until_lifted() {
+    let mut w = World::default();
+    let (owner, _, members) = w.family(&["bob", "carol"]);
+    let (bob, carol) = (members[0], members[1]);
+    let (bob_phone, _) = w.login("bob");
+    let e = suspend(&mut w, carol, "bob", true, "").unwrap_err();
+    assert!(e.1.contains("only the server's owner"), "{}", e.1);
+    let e = suspend(&mut w, owner, "owner", true, "").unwrap_err();
+    assert_eq!(e.0, ErrorCode::Invalid, "not the owner's own");
+
+    suspend(&mut w, owner, "bob", true, "spamming the family").unwrap();
+    for s in [bob, bob_phone] {
+        assert!(w.closes.contains(&(s, v1::CloseCode::TokenRevoked)));
+    }
+    let s = w.connect();
+    let e = w.call(s, Request::Authenticate { token_hash: TokenHash(*blake("bob")) }).unwrap_err();
+    assert_eq!(e.0, ErrorCode::BadCredentials, "the old logins are revoked");
+    let s = w.connect();
+    let e = w
+        .call(
+            s,
+            Request::Login {
+                user: UserId(w.id("bob")),
+                token: "new".into(),
+                token_hash: TokenHash(*blake("new")),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.0, ErrorCode::Forbidden);
+    assert!(e.1.contains("suspended by the server's owner: spamming the family"), "{}", e.1);
+    // Nor by a reset code.
+    issue(&mut w, owner, "bob", "CODE").unwrap();
+    let (_, redeemed) = redeem(&mut w, "bob", "CODE", "t1");
+    assert_eq!(redeemed.unwrap_err().0, ErrorCode::Forbidden);
+    assert!(
+        w.writes
+            .iter()
+            .any(|(_, wr)| matches!(wr, Write::Suspend { reason, .. } if reason == "spamming the family"))
+    );
+
+    suspend(&mut w, owner, "bob", false, "").unwrap();
+    let s = w.connect();
+    let back = w.call(
+        s,
+        Request::Login {
+            user: UserId(w.id("bob")),
+            token: "back".into(),
+            token_hash: TokenHash(*blake("back")),
+        },
+    );
+    assert!(matches!(back, Ok(R::Ready(_))), "lifted: {back:?}");
+}
+
+#[test]
+fn invites_are_listed_to_their_makers_and_moderators_and_revoked_at_once() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob", "carol"]);
+    let (bob, carol) = (members[0], members[1]);
+    let mine = w.invite(bob, c.id);
+    let theirs = w.invite(carol, c.id);
+    let list = |w: &mut World, s| match w.call(s, Request::ListInvites { community: CommunityId(c.id) }) {
+        Ok(R::Invites(l)) => l.invites.into_iter().map(|i| (i.code, i.creator_name)).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(list(&mut w, bob), [(mine.clone(), "bob".to_owned())], "a member sees their own");
+    let all = list(&mut w, owner);
+    assert!(all.contains(&(mine.clone(), "bob".into())) && all.contains(&(theirs.clone(), "carol".into())));
+
+    let e = w.call(bob, Request::RevokeInvite { code: theirs.clone() }).unwrap_err();
+    assert_eq!(e.0, ErrorCode::Forbidden, "not someone else's");
+    w.call(bob, Request::RevokeInvite { code: mine.clone() }).unwrap();
+    assert!(w.writes.iter().any(|(_, wr)| matches!(wr, Write::RevokeInvite { code } if *code == mine)));
+    let joined = w.register("dave", Credential::Invite(mine.clone()));
+    assert_eq!(joined.unwrap_err(), ErrorCode::InviteInvalid, "a revoked invite works no more");
+    w.call(owner, Request::RevokeInvite { code: theirs.clone() }).unwrap();
+    assert!(list(&mut w, owner).iter().all(|(code, _)| *code != theirs), "a moderator revokes anyone's");
 }
