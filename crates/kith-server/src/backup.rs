@@ -308,9 +308,8 @@ pub fn scheduled(data: &Path, schedule: &Schedule) -> Result<(PathBuf, Manifest,
     Ok((out, manifest, excess))
 }
 
-/// Checks a backup whole: its manifest, its database's integrity, and
-/// every attachment it names present and matching its BLAKE3.
-pub fn verify(backup: &Path) -> Result<Manifest> {
+/// What a backup's `manifest.json` says, if it is a backup this kith reads.
+pub fn manifest(backup: &Path) -> Result<Manifest> {
     let manifest: Manifest = serde_json::from_slice(
         &std::fs::read(backup.join("manifest.json"))
             .with_context(|| format!("{} is not a kith backup (no manifest.json)", backup.display()))?,
@@ -319,6 +318,13 @@ pub fn verify(backup: &Path) -> Result<Manifest> {
     if manifest.format != FORMAT {
         bail!("this backup is in format {}; this kith reads format {FORMAT}", manifest.format);
     }
+    Ok(manifest)
+}
+
+/// Checks a backup whole: its manifest, its database's integrity, and
+/// every attachment it names present and matching its BLAKE3.
+pub fn verify(backup: &Path) -> Result<Manifest> {
+    let manifest = manifest(backup)?;
     let db = rusqlite::Connection::open_with_flags(
         backup.join("kith.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

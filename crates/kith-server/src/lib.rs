@@ -15,6 +15,7 @@ pub mod actor;
 pub mod admission;
 pub mod auth;
 pub mod backup;
+pub mod doctor;
 pub mod edge;
 pub mod export;
 pub mod files;
@@ -440,6 +441,16 @@ impl Server {
         };
         let accept = tokio::spawn(quic::accept_loop(endpoint.clone(), edge));
         let drops = tokio::spawn(watch_udp_drops(local_addr.port()));
+        // Where this server really listens (port 0 picks one), for `kith
+        // doctor` and the operator; stale once the lock is free.
+        let serving = serde_json::json!({
+            "pid": std::process::id(),
+            "quic": local_addr.to_string(),
+            "https": web.as_ref().map(|(a, _)| a.to_string()),
+            "public": public_address,
+        });
+        std::fs::write(config.data_dir.join(SERVING), serving.to_string())
+            .with_context(|| format!("writing {}", config.data_dir.join(SERVING).display()))?;
         Ok(Server {
             metrics: metrics_listener,
             drops,
@@ -670,6 +681,10 @@ fn owner_reset_code(db: &std::path::Path, state: &mut StoredState) -> Result<Opt
     state.reset_codes.push((user, hash, until));
     Ok(Some((name, code)))
 }
+
+/// The file in the data directory that says where a running server listens
+/// (`{"pid", "quic", "https", "public"}`).
+pub const SERVING: &str = "kith.serving";
 
 pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};

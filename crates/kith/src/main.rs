@@ -5,6 +5,7 @@ mod bots;
 mod bridge;
 mod chat;
 mod commands;
+mod doctor;
 mod output;
 mod pipe;
 mod profile;
@@ -246,6 +247,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Check a server's setup and say what to fix: its data directory
+    /// (permissions, database integrity and schema, disk space, certificate
+    /// validity), its settings, whether it answers locally and at its public
+    /// address, and its backups. Run on the server's machine.
+    Doctor {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The settings file [default: DATA/kith.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// The server owner's administration: password resets, suspensions.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -449,6 +461,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             export(&serve::data_dir(data)?, &out, community.as_deref())
         }
         Command::Admin(c) => admin::admin(ctx()?, c).await,
+        Command::Doctor { data, config } => {
+            doctor::run(
+                &serve::data_dir(data)?,
+                config.as_deref(),
+                cli.timeout.min(std::time::Duration::from_secs(5)),
+            )
+            .await
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut crate::command(), "kith", &mut script);

@@ -428,6 +428,35 @@ impl FileLimits {
     }
 }
 
+/// What `kith doctor` needs of a server's settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_address: Option<String>,
+    pub web: bool,
+    pub disk_reserve: u64,
+    pub backups: Option<kith_server::backup::Schedule>,
+}
+
+/// The settings a `kith serve --data DATA [--config FILE]` would read from
+/// its file (flags and environment aside), or why they cannot be read.
+pub fn file_settings(data: &Path, config: Option<&Path>) -> Result<Settings> {
+    let file = match config {
+        Some(path) => read_file_config(path, true)?,
+        None => read_file_config(&data.join("kith.toml"), false)?,
+    };
+    Ok(Settings {
+        listen: file.listen.unwrap_or_else(|| "[::]:7443".parse().expect("a valid address")),
+        public_address: file.public_address.or(file.domain),
+        web: file.web.unwrap_or(true),
+        disk_reserve: file.limits.apply(Limits::default()).disk_reserve,
+        backups: match file.backups {
+            Some(b) => b.schedule()?,
+            None => None,
+        },
+    })
+}
+
 fn read_file_config(path: &Path, required: bool) -> Result<FileConfig> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display())),

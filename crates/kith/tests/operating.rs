@@ -731,3 +731,34 @@ fn the_owner_suspends_an_account_and_revokes_invites_from_the_shell() {
     let e = kith_fails(&bob, &["admin", "suspend", "carol"]);
     assert!(e.contains("only the server's owner"), "{e}");
 }
+
+#[test]
+fn kith_doctor_checks_a_running_server_and_says_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Invites that name this machine only.
+    let server = serve_with(&data, &["--public-address", "127.0.0.1:9"]);
+    owner_creates_family(&tmp.path().join("alice"), &server);
+    let out = backup(&["doctor", "--data", data.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "ok    a server is running on it",
+        "ok    the database passes its integrity check",
+        &format!("ok    it answers on QUIC at {}", server.addr),
+        "ok    the browser client's HTTPS port is open",
+        "warn  no scheduled backups",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    assert!(said.contains("warn  invites name 127.0.0.1:9, which works only on this machine"), "{said}");
+    drop(server);
+
+    // Stopped, with a broken setting: it says which and how to fix it.
+    std::fs::write(data.join("kith.toml"), "[limits]\nmessages = 5\n").unwrap();
+    let out = backup(&["doctor", "--data", data.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(said.contains("FAIL  the settings cannot be read") && said.contains("--print-config"), "{said}");
+    assert!(said.contains("ok    no server is running on it now"), "{said}");
+}
