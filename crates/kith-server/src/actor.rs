@@ -146,6 +146,8 @@ pub async fn run(
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), StoreError> {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    // The hub's refusal counts as last added to the metrics.
+    let mut refusals_seen: HashMap<&'static str, u64> = HashMap::new();
     let mut rooms = Rooms::default();
     let mut writer = Some(writer);
     let mut result = Ok(());
@@ -201,6 +203,15 @@ pub async fn run(
             }
         }
         metrics.sessions.set(sessions.len() as i64);
+        for (what, n) in hub.rate_refusals() {
+            let before = refusals_seen.insert(what, n).unwrap_or(0);
+            if n > before {
+                metrics
+                    .rate_limited
+                    .get_or_create(&crate::metrics::Limit { limit: what.to_owned() })
+                    .inc_by(n - before);
+            }
+        }
         while let Some(out) = hub.poll_output() {
             match out {
                 Output::Persist { ticket, writes } => {

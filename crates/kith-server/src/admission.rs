@@ -39,6 +39,8 @@ fn wait_ms(d: std::time::Duration) -> u64 {
 
 /// The edge's admission state, shared by every connection task.
 pub struct Admission {
+    /// Refusals, for the metrics.
+    refused: crate::metrics::RateLimited,
     connects: Keyed<IpAddr>,
     logins_ip: Keyed<IpAddr>,
     /// Guesses at one account from one address: tight, so that a stranger's
@@ -99,8 +101,10 @@ impl Drop for Slot {
 const CAP_RETRY_MS: u64 = 5_000;
 
 impl Admission {
-    pub fn new(limits: &Limits) -> Self {
+    /// Counts its refusals in `refused` (`connections`, `logins`).
+    pub fn new(limits: &Limits, refused: crate::metrics::RateLimited) -> Self {
         Admission {
+            refused,
             connects: Keyed::new(limits.connects_per_ip),
             logins_ip: Keyed::new(limits.logins_per_ip),
             logins_account_ip: Keyed::new(limits.logins_per_account),
@@ -122,9 +126,21 @@ impl Admission {
         self.handshakes.as_ref().is_some_and(|h| h.check().is_err())
     }
 
+    fn count(&self, limit: &str) {
+        self.refused.get_or_create(&crate::metrics::Limit { limit: limit.to_owned() }).inc();
+    }
+
     /// Admits a new connection from `ip` (counted until the slot drops), or
     /// refuses it.
     pub fn connect(&self, ip: IpAddr) -> Result<Slot, Refused> {
+        let admitted = self.try_connect(ip);
+        if admitted.is_err() {
+            self.count("connections");
+        }
+        admitted
+    }
+
+    fn try_connect(&self, ip: IpAddr) -> Result<Slot, Refused> {
         let ip = self.key(ip);
         self.connects.check(&ip).map_err(|ms| Refused {
             reason: "too many new connections from your address",
@@ -145,6 +161,14 @@ impl Admission {
     /// Admits a login attempt for `account` from `ip`, or refuses it. Checked
     /// before any password hashing, so a flood costs the server nothing.
     pub fn login(&self, ip: IpAddr, account: Option<&str>) -> Result<(), Refused> {
+        let admitted = self.try_login(ip, account);
+        if admitted.is_err() {
+            self.count("logins");
+        }
+        admitted
+    }
+
+    fn try_login(&self, ip: IpAddr, account: Option<&str>) -> Result<(), Refused> {
         let ip = self.key(ip);
         self.logins_ip.check(&ip).map_err(|ms| Refused {
             reason: "too many login attempts from your address",
@@ -193,7 +217,7 @@ mod tests {
 
     #[test]
     fn an_address_has_a_cap_on_open_connections_that_frees_on_close() {
-        let a = Admission::new(&limits());
+        let a = Admission::new(&limits(), Default::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let first = a.connect(ip).unwrap();
         let _second = a.connect(ip).unwrap();
@@ -206,7 +230,7 @@ mod tests {
 
     #[test]
     fn logins_are_throttled_per_account_and_per_address() {
-        let a = Admission::new(&limits());
+        let a = Admission::new(&limits(), Default::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         a.login(ip, Some("alice")).unwrap();
         a.login(ip, Some("alice")).unwrap();
@@ -226,7 +250,7 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_count_per_64_and_mapped_ones_as_ipv4() {
-        let a = Admission::new(&limits());
+        let a = Admission::new(&limits(), Default::default());
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_home: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let _first = a.connect(one).unwrap();

@@ -408,7 +408,7 @@ impl Server {
             hashers: auth::Hashers::start(HASHER_THREADS, HASH_QUEUE)?,
             next_session: AtomicU64::new(1),
             outbox_bytes: config.outbox_bytes,
-            admission: admission::Admission::new(&config.limits),
+            admission: admission::Admission::new(&config.limits, metrics.rate_limited.clone()),
             frame_deadline: config.limits.frame_deadline,
             files,
             metrics: metrics.clone(),

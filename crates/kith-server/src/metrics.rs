@@ -21,6 +21,16 @@ pub struct Transport {
     pub transport: String,
 }
 
+/// What a rate limit refused too many of: a per-account class (`messages`,
+/// `reads`, …) or the edge's `connections` and `logins` per address.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    pub limit: String,
+}
+
+/// Refusals by limit; the hub's classes and the edge's admission share it.
+pub type RateLimited = Family<Limit, Counter>;
+
 /// One server's figures.
 #[derive(Debug)]
 pub struct Metrics {
@@ -38,6 +48,12 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Sessions cut off for not reading their events.
     pub slow_consumers: Counter,
+    /// Requests and connections refused by a rate limit.
+    pub rate_limited: RateLimited,
+    /// Bytes queued to sessions and not yet written, summed at each scrape
+    /// over the sessions alive (each registers its counter).
+    outbox_bytes: Gauge,
+    outboxes: std::sync::Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicUsize>>>,
     /// Voice packets forwarded to listeners, and dropped (a full queue).
     pub voice_forwarded: Counter,
     pub voice_dropped: Counter,
@@ -73,6 +89,9 @@ impl Metrics {
             // 50 µs to 0.8 s.
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
             slow_consumers: Counter::default(),
+            rate_limited: Family::default(),
+            outbox_bytes: Gauge::default(),
+            outboxes: std::sync::Mutex::default(),
             voice_forwarded: Counter::default(),
             voice_dropped: Counter::default(),
             uploads: Counter::default(),
@@ -103,6 +122,16 @@ impl Metrics {
             m.commit_seconds.clone(),
         );
         registry.register("slow_consumers", "Sessions cut off for not reading", m.slow_consumers.clone());
+        registry.register(
+            "rate_limited",
+            "Requests and connections refused by a rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "outbox_bytes",
+            "Bytes queued to sessions, not yet written",
+            m.outbox_bytes.clone(),
+        );
         registry.register(
             "voice_forwarded",
             "Voice packets forwarded to listeners",
@@ -137,9 +166,25 @@ impl Metrics {
         self.backup_failures.inc();
     }
 
+    /// Counts a session's queued bytes in `kith_outbox_bytes` while it lives.
+    pub fn track_outbox(&self, queued: &Arc<std::sync::atomic::AtomicUsize>) {
+        let mut all = self.outboxes.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the sessions gone since, so the list stays as long as the live ones.
+        if all.len() >= 64 && all.len().is_power_of_two() {
+            all.retain(|w| w.strong_count() > 0);
+        }
+        all.push(Arc::downgrade(queued));
+    }
+
     /// The text exposition format, as Prometheus scrapes it.
     pub fn render(&self) -> String {
         self.resident.set(resident_bytes());
+        let queued: usize = {
+            let mut all = self.outboxes.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|w| w.strong_count() > 0);
+            all.iter().filter_map(std::sync::Weak::upgrade).map(|q| q.load(Ordering::Relaxed)).sum()
+        };
+        self.outbox_bytes.set(queued as i64);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -157,12 +157,33 @@ fn get(base: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
-/// The value of one sample line (`name{labels} value`).
+/// The value of one sample of a scrape, parsed as the Prometheus text
+/// format: `name` or `name{label="value"}`; for a histogram, its count.
+/// Every metric must say what it is (HELP).
 fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    let (metric, label) = match name.split_once('{') {
+        Some((m, l)) => {
+            let (k, v) = l.trim_end_matches('}').split_once('=').expect("label=value");
+            (m, Some((k, v.trim_matches('"'))))
+        }
+        None => (name, None),
+    };
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+    let family = metric.trim_end_matches("_total");
+    assert!(scrape.docs.contains_key(family) || scrape.docs.contains_key(metric), "{metric} has no HELP");
+    match &found.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+        prometheus_parse::Value::Summary(_) => panic!("{name} is a summary"),
+    }
 }
 
 #[test]
@@ -182,10 +203,32 @@ fn an_operator_sees_the_servers_figures_and_health_on_the_metrics_listener() {
     assert!(sample(&text, "kith_connections_total{transport=\"quic\"}") >= 5.0, "every CLI run connects");
     assert_eq!(sample(&text, "kith_uploads_total"), 1.0);
     assert_eq!(sample(&text, "kith_upload_bytes_total"), 10.0);
-    assert!(sample(&text, "kith_commit_seconds_count") >= 2.0);
+    assert!(sample(&text, "kith_commit_seconds") >= 2.0, "commits, each timed");
     assert!(sample(&text, "kith_deliveries_total") > 0.0);
     assert!(sample(&text, "kith_resident_bytes") > 1e6);
     assert_eq!(sample(&text, "kith_slow_consumers_total"), 0.0);
+    assert!(sample(&text, "kith_outbox_bytes") >= 0.0);
+
+    // Refusals by rate limits count, by limit: typing notices past their
+    // burst (per account), and logins past theirs (per address).
+    for _ in 0..12 {
+        let _ = std::process::Command::new(KITH)
+            .args(["typing", "Family/general"])
+            .env("KITH_CONFIG_DIR", &bob)
+            .output()
+            .unwrap();
+    }
+    let stranger = tmp.path().join("stranger");
+    for _ in 0..7 {
+        kith_fails_given(
+            &stranger,
+            &["login", "alice", "--server", &server.addr, "--password-stdin"],
+            b"guess!!!!\n",
+        );
+    }
+    let text = get(&base, "/metrics").1;
+    assert!(sample(&text, "kith_rate_limited_total{limit=\"typing notices\"}") >= 1.0, "{text}");
+    assert!(sample(&text, "kith_rate_limited_total{limit=\"logins\"}") >= 1.0, "{text}");
     let (status, body) = get(&base, "/health");
     assert!(status.contains("200") && body == "ok\n", "{status} {body:?}");
 }

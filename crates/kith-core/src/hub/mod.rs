@@ -452,6 +452,9 @@ pub struct Hub {
     /// Per-account rate classes (see `limits.rs`).
     limits: limits::Limits,
     refusal_limits: Buckets<SessionId>,
+    /// Rate-limit refusals so far, by what there were too many of (for
+    /// the operator's metrics).
+    rate_refusals: BTreeMap<&'static str, u64>,
     /// `ServerInfo` per session: it is answered before login, so no
     /// account's bucket can hold it back.
     info_limits: Buckets<SessionId>,
@@ -485,6 +488,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// Rate-limit refusals so far, by what there were too many of.
+    pub fn rate_refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.rate_refusals.iter().map(|(what, n)| (*what, *n))
+    }
+
     /// A hub continuing from what the store holds.
     pub fn new(state: StoredState, config: HubConfig) -> Self {
         let refusal_rate = config.refusal_rate;
@@ -513,6 +521,7 @@ impl Hub {
             typing: HashMap::new(),
             limits,
             refusal_limits: Buckets::new(refusal_rate),
+            rate_refusals: BTreeMap::new(),
             info_limits: Buckets::new(Some(SERVER_INFO_RATE)),
             voice: BTreeMap::new(),
             rooms: BTreeMap::new(),
@@ -670,6 +679,9 @@ impl Hub {
                     return;
                 }
                 if let Err(refusal) = self.request(now, session, request_id, request) {
+                    if let Refusal::RateLimited(what, _) = refusal {
+                        *self.rate_refusals.entry(what).or_default() += 1;
+                    }
                     let flooding = matches!(refusal, Refusal::RateLimited(..))
                         && self.refusal_limits.check(self.now, &session).is_err();
                     let (code, reason, retry_after_ms) = refusal.wire();

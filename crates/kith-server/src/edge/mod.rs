@@ -133,9 +133,11 @@ impl Edge {
     ) -> Option<Opened> {
         self.metrics.connected(transport);
         let (tx, outbox) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.metrics.track_outbox(&queued);
         let handle = SessionHandle {
             outbox: tx,
-            queued: Arc::new(AtomicUsize::new(0)),
+            queued,
             limit: self.outbox_bytes,
             abort,
             voice,

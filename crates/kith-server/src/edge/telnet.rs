@@ -666,7 +666,7 @@ mod tests {
             hashers: crate::auth::Hashers::start(1, 1).unwrap(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             outbox_bytes: super::super::OUTBOX_BYTES,
-            admission: Admission::new(&limits),
+            admission: Admission::new(&limits, Default::default()),
             frame_deadline: Duration::from_secs(10),
             files: Arc::new(crate::files::Files::open(dir.path(), 0, false).unwrap()),
             metrics: Arc::default(),
