@@ -203,3 +203,21 @@ fn invites_are_listed_to_their_makers_and_moderators_and_revoked_at_once() {
     w.call(owner, Request::RevokeInvite { code: theirs.clone() }).unwrap();
     assert!(list(&mut w, owner).iter().all(|(code, _)| *code != theirs), "a moderator revokes anyone's");
 }
+
+#[test]
+fn settings_that_change_while_running_take_effect_at_once() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob"]);
+    assert_eq!(w.register("dave", Credential::None).unwrap_err(), ErrorCode::RegistrationClosed);
+    w.hub.reconfigure(HubConfig {
+        open_registration: true,
+        message_rate: Some(kith_core::rate::RateLimit::new(1, 60_000)),
+        ..HubConfig::default()
+    });
+    assert!(w.register("dave", Credential::None).is_ok(), "registration opened");
+    let general = c.channels[0].id;
+    assert!(w.say(members[0], general, "one", None).is_ok());
+    let e = w.say(members[0], general, "two", None).unwrap_err();
+    assert_eq!(e.0, ErrorCode::RateLimited, "the new message rate holds");
+    assert!(w.say(owner, general, "mine", None).is_ok(), "per account");
+}

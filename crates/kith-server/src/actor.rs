@@ -100,6 +100,8 @@ pub enum ToHub {
         auth_within: std::time::Duration,
     },
     Input(Input),
+    /// New settings for what may change while running (SIGHUP).
+    Reconfigure(Box<kith_core::HubConfig>),
     /// Stop taking requests, flush the store, close every session.
     Shutdown,
 }
@@ -191,6 +193,7 @@ pub async fn run(
                     }
                     hub.handle(now(), input);
                 }
+                Some(ToHub::Reconfigure(config)) => hub.reconfigure(*config),
                 Some(ToHub::Shutdown) | None => {
                     // Dropping the writer's sender lets it finish its queue and exit;
                     // its last commits still come in above.

@@ -322,28 +322,10 @@ impl Server {
         let hub = Hub::new(
             state,
             HubConfig {
-                open_registration: config.open_registration,
                 setup_code: setup_code.clone(),
-                resume_grace_ms: config.resume_grace.as_millis().try_into().unwrap_or(u64::MAX),
-                message_rate: Some(config.limits.messages),
-                guest_message_rate: Some(config.limits.guest_messages),
-                typing_rate: Some(config.limits.typing),
-                read_rate: Some(config.limits.reads),
-                change_rate: Some(config.limits.changes),
-                profile_rate: Some(config.limits.profile),
-                group_rate: Some(config.limits.groups),
-                voice_rate: Some(config.limits.voice),
-                answer_rate: Some(config.limits.answers),
-                voice_room: config.limits.voice_room,
                 public_address: Some(public_address.clone()),
                 fingerprint: Some(identity.fingerprint.clone()),
-                community_creation: config.community_creation,
-                web: config.web,
-                max_attachment_bytes: config.limits.attachment_bytes,
-                max_message_attachment_bytes: config.limits.message_attachment_bytes,
-                user_files_quota: config.limits.attachment_quota_per_user,
-                community_files_quota: config.limits.attachment_quota_per_community,
-                ..HubConfig::default()
+                ..hub_config(&config)
             },
         );
 
@@ -471,6 +453,14 @@ impl Server {
             sweeper,
             backups,
         })
+    }
+
+    /// Applies what can change while the server runs (`kith serve` on
+    /// SIGHUP): who may register and create communities, the per-account
+    /// rate limits, voice room size, upload limits and quotas. The rest
+    /// (addresses, TLS, per-address admission, storage) waits for a restart.
+    pub async fn reconfigure(&self, config: &Config) {
+        let _ = self.hub.send(ToHub::Reconfigure(Box::new(hub_config(config)))).await;
     }
 
     /// Where `/metrics` and `/health` are served, if enabled.
@@ -656,6 +646,32 @@ async fn bind_ports(config: &Config) -> Result<(std::net::UdpSocket, Option<toki
 /// writes this process's id in it. Two servers on one database would each
 /// believe their memory is the truth (edits answered "no such message",
 /// ids minted twice); the second one is refused, naming the first.
+/// The hub's settings from the server's, but for what only a start knows
+/// (the setup code, the address invites name, the identity).
+fn hub_config(config: &Config) -> HubConfig {
+    HubConfig {
+        open_registration: config.open_registration,
+        resume_grace_ms: config.resume_grace.as_millis().try_into().unwrap_or(u64::MAX),
+        message_rate: Some(config.limits.messages),
+        guest_message_rate: Some(config.limits.guest_messages),
+        typing_rate: Some(config.limits.typing),
+        read_rate: Some(config.limits.reads),
+        change_rate: Some(config.limits.changes),
+        profile_rate: Some(config.limits.profile),
+        group_rate: Some(config.limits.groups),
+        voice_rate: Some(config.limits.voice),
+        answer_rate: Some(config.limits.answers),
+        voice_room: config.limits.voice_room,
+        community_creation: config.community_creation,
+        web: config.web,
+        max_attachment_bytes: config.limits.attachment_bytes,
+        max_message_attachment_bytes: config.limits.message_attachment_bytes,
+        user_files_quota: config.limits.attachment_quota_per_user,
+        community_files_quota: config.limits.attachment_quota_per_community,
+        ..HubConfig::default()
+    }
+}
+
 /// While the server owner has no password (an imported account), a fresh
 /// reset code for them at every start, stored before the hub loads `state`:
 /// the owner is the one who hands out codes, so the server must hand them

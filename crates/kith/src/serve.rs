@@ -476,17 +476,15 @@ pub fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
-    if args.print_config {
-        print!("{}", example_config());
-        return Ok(());
-    }
-    let data_dir = data_dir(args.data)?;
+/// The server's configuration from flags, environment and the file, in
+/// that order of precedence (at start, and again on SIGHUP).
+fn config_of(args: &ServeArgs) -> Result<Config> {
+    let data_dir = data_dir(args.data.clone())?;
     let file = match &args.config {
         Some(path) => read_file_config(path, true)?,
         None => read_file_config(&data_dir.join("kith.toml"), false)?,
     };
-    let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+    let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
         _ => bail!("tls_cert and tls_key go together"),
@@ -497,22 +495,29 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tls,
         sync: args.sync.or(file.sync).unwrap_or(Sync::Full),
         limits: file.limits.apply(Limits::default()),
-        public_address: args.public_address.or(file.public_address),
+        public_address: args.public_address.clone().or(file.public_address),
         community_creation: match args.community_creation.or(file.community_creation) {
             Some(Creation::Owner) => kith_core::CommunityCreation::Owner,
             Some(Creation::Everyone) | None => kith_core::CommunityCreation::Everyone,
         },
         ..Config::new(listen, data_dir)
     };
-    let domain = args.domain.or(file.domain);
+    let domain = args.domain.clone().or(file.domain);
     let acme = domain.clone().map(|domain| kith_server::acme::AcmeConfig {
         domain,
         directory: args
             .acme_directory
+            .clone()
             .or(file.acme_directory)
             .unwrap_or_else(|| kith_server::acme::LETS_ENCRYPT.to_owned()),
-        ca_root: args.acme_ca_root,
-        contact: args.acme_contact.or(file.acme_contact).map(|e| format!("mailto:{e}")).into_iter().collect(),
+        ca_root: args.acme_ca_root.clone(),
+        contact: args
+            .acme_contact
+            .clone()
+            .or(file.acme_contact)
+            .map(|e| format!("mailto:{e}"))
+            .into_iter()
+            .collect(),
     });
     let config = Config {
         udp_buffer: args.udp_buffer.or(file.udp_buffer).unwrap_or(config.udp_buffer),
@@ -531,7 +536,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let telnet_file = file.telnet.unwrap_or_default();
     let guest_mode = args.telnet_guests.or(telnet_file.guests);
-    let guest_community = args.telnet_guest_community.or(telnet_file.guest_community);
+    let guest_community = args.telnet_guest_community.clone().or(telnet_file.guest_community);
     let guests = match (guest_mode, guest_community) {
         (Some(mode), Some(community)) => Some(GuestAccess { community, can_send: mode == GuestMode::Chat }),
         (Some(_), None) => bail!("telnet guests need a community to join: --telnet-guest-community NAME"),
@@ -554,7 +559,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         t.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
         t
     });
-    let config = Config { telnet, ..config };
+    Ok(Config { telnet, ..config })
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    if args.print_config {
+        print!("{}", example_config());
+        return Ok(());
+    }
+    let config = config_of(&args)?;
 
     let mut server = Server::start(config.clone()).await?;
     let addr = server.local_addr();
@@ -601,9 +614,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         server.fingerprint()
     );
 
-    let stop = tokio::select! {
-        signal = shutdown_signal() => Ok(signal),
-        error = server.failed() => Err(error),
+    let stop = loop {
+        tokio::select! {
+            signal = shutdown_signal() => break Ok(signal),
+            error = server.failed() => break Err(error),
+            () = reload_signal() => match config_of(&args) {
+                // What can change while it runs: who may register and create
+                // communities, the per-account rate limits, upload limits.
+                Ok(fresh) => {
+                    server.reconfigure(&fresh).await;
+                    tracing::info!("reloaded the settings");
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "the settings did not reload; the old ones stay"),
+            },
+        }
     };
     match stop {
         Ok(signal) => {
@@ -613,6 +637,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
         Err(error) => Err(error),
     }
+}
+
+/// SIGHUP: the operator asks for the settings to be read again. Never
+/// resolves where there is no such signal.
+async fn reload_signal() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        hup.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
 }
 
 async fn shutdown_signal() -> Result<()> {

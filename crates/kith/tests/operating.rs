@@ -805,3 +805,52 @@ fn kith_doctor_checks_a_running_server_and_says_what_to_fix() {
     assert!(said.contains("FAIL  the settings cannot be read") && said.contains("--print-config"), "{said}");
     assert!(said.contains("ok    no server is running on it now"), "{said}");
 }
+
+#[test]
+fn a_sighup_reloads_who_may_register_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("kith.toml"), "open_registration = false\n").unwrap();
+    let server = serve(&data);
+    owner_creates_family(&tmp.path().join("alice"), &server);
+    let register = |name: &str| {
+        std::process::Command::new(KITH)
+            .args(["register", name, "--server", &server.addr, "--password-stdin"])
+            .env("KITH_CONFIG_DIR", tmp.path().join(name))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(b"a long password\n")?;
+                c.wait_with_output()
+            })
+            .unwrap()
+    };
+    let refused = register("dave");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs an invite"));
+
+    std::fs::write(data.join("kith.toml"), "open_registration = true\n").unwrap();
+    let hup =
+        std::process::Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    // The reload is the server's next turn; a moment at most.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if register(&format!("erin{n}")).status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "registration opened after SIGHUP");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A broken file is refused and the running settings stay.
+    std::fs::write(data.join("kith.toml"), "open_registration = maybe\n").unwrap();
+    std::process::Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(register("frank").status.success(), "still open");
+}

@@ -488,6 +488,26 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// Takes the settings that may change while the server runs from
+    /// `fresh`: who may register and create communities, the per-account
+    /// rate limits (their buckets start full again), voice room size,
+    /// upload limits and quotas. What only a start decides (the setup code,
+    /// the address and identity invites name, the resume window) stays.
+    pub fn reconfigure(&mut self, fresh: HubConfig) {
+        let kept = HubConfig {
+            setup_code: self.config.setup_code.take(),
+            public_address: self.config.public_address.take(),
+            fingerprint: self.config.fingerprint.take(),
+            resume_grace_ms: self.config.resume_grace_ms,
+            replay_events: self.config.replay_events,
+            refusal_rate: self.config.refusal_rate,
+            web: self.config.web,
+            ..fresh
+        };
+        self.config = kept;
+        self.limits = limits::Limits::new(&self.config);
+    }
+
     /// Rate-limit refusals so far, by what there were too many of.
     pub fn rate_refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.rate_refusals.iter().map(|(what, n)| (*what, *n))
