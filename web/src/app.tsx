@@ -19,6 +19,16 @@ let voice: Voice | null = null;
 const TOKEN = "kith.token";
 const params = new URLSearchParams(location.search);
 const inviteCode = location.pathname.match(/^\/invite\/([A-Za-z0-9]+)$/)?.[1] ?? null;
+// A password reset link from the server's owner: /reset/USERNAME/CODE.
+const resetLink = (() => {
+  const m = location.pathname.match(/^\/reset\/([^/]+)\/([A-Za-z0-9-]+)$/);
+  if (!m) return null;
+  try {
+    return { username: decodeURIComponent(m[1]), code: m[2] };
+  } catch {
+    return null;
+  }
+})();
 
 function savedToken(): string | null {
   return localStorage.getItem(TOKEN) ?? sessionStorage.getItem(TOKEN);
@@ -36,11 +46,13 @@ function forgetToken() {
 }
 
 /// A failure, as a person should read it.
-function explain(e: unknown): string {
+function explain(e: unknown, resetting = false): string {
   if (e instanceof RequestError) {
     switch (e.wire.code) {
       case ErrorCode.BAD_CREDENTIALS:
-        return "That username and password do not match. Check both, or ask whoever invited you to reset it.";
+        return resetting
+          ? "That code does not work for that name: it may be mistyped, used already, or more than a day old. Ask the server's owner for a new one."
+          : "That username and password do not match. Check both, or ask the server's owner for a reset code.";
       case ErrorCode.TAKEN:
         return "That name is taken; try another.";
       case ErrorCode.INVITE_INVALID:
@@ -149,7 +161,7 @@ function App() {
     try {
       const c = await connect((why) => setPhase({ kind: "lost", why }));
       const token = savedToken();
-      if (token && !inviteCode) {
+      if (token && !inviteCode && !resetLink) {
         try {
           const r = await c.request({ case: "authenticate", value: { token } });
           if (r.case === "ready") {
@@ -186,8 +198,12 @@ function App() {
   }
 }
 
+type Mode = "login" | "register" | "reset";
+
 function SignIn({ onReady }: { onReady: () => void }) {
-  const [register, setRegister] = useState(inviteCode !== null);
+  const [mode, setMode] = useState<Mode>(resetLink ? "reset" : inviteCode !== null ? "register" : "login");
+  const register = mode === "register";
+  const reset = mode === "reset";
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const [fingerprint, setFingerprint] = useState("");
@@ -213,14 +229,19 @@ function SignIn({ onReady }: { onReady: () => void }) {
               credential: { case: "inviteCode", value: String(f.get("invite") ?? "").trim() },
             },
           })
-        : await conn!.request({ case: "login", value: { username, password } });
+        : reset
+          ? await conn!.request({
+              case: "redeemResetCode",
+              value: { username, code: String(f.get("code") ?? "").trim(), newPassword: password },
+            })
+          : await conn!.request({ case: "login", value: { username, password } });
       if (r.case !== "ready") throw new Error("the server answered something unexpected");
       keepToken(r.value.token, remember);
       store.load(r.value);
-      if (inviteCode) history.replaceState(null, "", "/");
+      if (inviteCode || resetLink) history.replaceState(null, "", "/");
       onReady();
     } catch (err) {
-      setError(explain(err));
+      setError(explain(err, reset));
     } finally {
       setBusy(false);
     }
@@ -228,7 +249,10 @@ function SignIn({ onReady }: { onReady: () => void }) {
   return (
     <main class="signin">
       <form onSubmit={submit} aria-labelledby="signin-title">
-        <h1 id="signin-title">{register ? "Join kith" : "Sign in to kith"}</h1>
+        <h1 id="signin-title">{register ? "Join kith" : reset ? "Choose your password" : "Sign in to kith"}</h1>
+        {reset && (
+          <p class="hint">With the code the server's owner gave you. It works once, for a day, and signs you out everywhere else.</p>
+        )}
         {register && (
           <label>
             Invite code
@@ -237,8 +261,20 @@ function SignIn({ onReady }: { onReady: () => void }) {
         )}
         <label>
           Username
-          <input name="username" required autocomplete="username" autofocus />
+          <input
+            name="username"
+            required
+            autocomplete="username"
+            autofocus={!reset}
+            value={reset ? resetLink?.username ?? "" : undefined}
+          />
         </label>
+        {reset && (
+          <label>
+            Code
+            <input name="code" required value={resetLink?.code ?? ""} autocomplete="one-time-code" />
+          </label>
+        )}
         {register && (
           <label>
             Display name <span class="hint">(optional)</span>
@@ -246,13 +282,14 @@ function SignIn({ onReady }: { onReady: () => void }) {
           </label>
         )}
         <label>
-          Password
+          {reset ? "New password" : "Password"}
           <input
             name="password"
             type="password"
             required
             minLength={8}
-            autocomplete={register ? "new-password" : "current-password"}
+            autofocus={reset}
+            autocomplete={register || reset ? "new-password" : "current-password"}
           />
         </label>
         <label class="check">
@@ -264,11 +301,22 @@ function SignIn({ onReady }: { onReady: () => void }) {
           </p>
         )}
         <button type="submit" disabled={busy}>
-          {register ? "Create account" : "Sign in"}
+          {register ? "Create account" : reset ? "Set password and sign in" : "Sign in"}
         </button>
-        <button type="button" class="link" onClick={() => setRegister(!register)}>
-          {register ? "I already have an account" : "I have an invite"}
-        </button>
+        {mode === "login" ? (
+          <>
+            <button type="button" class="link" onClick={() => setMode("register")}>
+              I have an invite
+            </button>
+            <button type="button" class="link" onClick={() => setMode("reset")}>
+              I have a code from the server's owner
+            </button>
+          </>
+        ) : (
+          <button type="button" class="link" onClick={() => setMode("login")}>
+            {register ? "I already have an account" : "Back to sign in"}
+          </button>
+        )}
         {fingerprint && (
           <p class="hint fingerprint">
             If your browser warned about this site's certificate: this server's identity is{" "}

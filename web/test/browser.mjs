@@ -10,7 +10,8 @@
 //   TRANSPORT      "webtransport" or "websocket" (forced with ?transport=)
 //   SHOTS          where screenshots go
 //   CHROMIUM       the browser binary
-//   SCENARIO       "chat" (the default), "three" (two browsers and alice
+//   SCENARIO       "chat" (the default), "reset" (bob, on the CLI, gets
+//                  a reset link from alice), "three" (two browsers and alice
 //                  in `kith chat` under tmux), "acme" (a CA-signed server,
 //                  whose CA is in the NSS database under HOME; HOSTS maps
 //                  its domain to 127.0.0.1) or "voice"; voice also takes
@@ -288,6 +289,36 @@ async function bots() {
   await shot(page, "bot");
 }
 
+/// A member whose account needs a password (imported, or forgotten) opens
+/// the reset link the owner made, chooses one, and is in; the link works once.
+async function reset() {
+  const made = JSON.parse(alice("admin", "reset-password", "bob", "--json"));
+  expect(made.web_link.startsWith(`${WEB}reset/bob/`), "the owner's reset code comes as a browser link");
+  const bob = await person("bob");
+  await bob.goto(`${made.web_link}${query}`);
+  await bob.getByRole("heading", { name: "Choose your password" }).waitFor();
+  expect((await bob.getByLabel("Username").inputValue()) === "bob", "the link fills in who it is for");
+  await shot(bob, "reset");
+  await bob.getByLabel("New password").fill("bob's new password");
+  await bob.getByRole("button", { name: "Set password and sign in" }).click();
+  await bob.getByRole("textbox", { name: "Message # general" }).waitFor();
+  expect(new URL(bob.url()).pathname === "/", "signed in, and the code is gone from the address bar");
+  await say(bob, "in with my new password");
+  await eventually("alice to see bob's message", () =>
+    aliceHistory("Family/general").some((m) => m.body === "in with my new password"),
+  );
+  expect(true, "bob chats after choosing his password");
+
+  // The same link again: refused, saying what to do.
+  const again = await person("someone with the old link");
+  await again.goto(`${made.web_link}${query}`);
+  await again.getByLabel("New password").fill("another password");
+  await again.getByRole("button", { name: "Set password and sign in" }).click();
+  await again.getByRole("alert").getByText("used already").waitFor();
+  await shot(again, "reset-used");
+  expect(true, "a used link is refused with what to do");
+}
+
 async function acme() {
   const visitor = await person("visitor", undefined, true);
   await visitor.goto(WEB);
@@ -523,7 +554,7 @@ async function chat() {
 }
 
 try {
-  await ({ voice, three, acme, photos, bots, chat }[SCENARIO] ?? chat)();
+  await ({ voice, three, acme, photos, bots, reset, chat }[SCENARIO] ?? chat)();
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

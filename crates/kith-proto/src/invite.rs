@@ -77,6 +77,11 @@ impl InviteLink {
         format!("https://{}/invite/{code}", with_default_port(server))
     }
 
+    /// A password reset code as a link to the browser client.
+    pub fn render_reset(server: &str, username: &str, code: &str) -> String {
+        format!("https://{}/reset/{username}/{code}", with_default_port(server))
+    }
+
     /// Whether the link only works on the machine that made it (it names
     /// `localhost` or a loopback address).
     pub fn is_local(&self) -> bool {

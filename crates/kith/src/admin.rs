@@ -215,7 +215,7 @@ pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
             if json.json {
                 print_json(&json!({
                     "user": name, "code": answer.code, "expires_at": rfc3339(answer.expires_at_ms),
-                    "server": profile.server,
+                    "server": profile.server, "web_link": sanitize(&answer.web_link),
                 }));
             } else {
                 println!(
@@ -228,6 +228,9 @@ pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
                     answer.code,
                     name = sanitize(&name)
                 );
+                if !answer.web_link.is_empty() {
+                    println!("\nor, in a browser:\n\n    {}", sanitize(&answer.web_link));
+                }
             }
         }
         AdminCommand::Suspend { user, reason } => {

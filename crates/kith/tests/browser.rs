@@ -269,3 +269,25 @@ fn a_browser_user_runs_a_bots_slash_commands() {
     let _ = bot.wait();
     report(out, &shots);
 }
+
+#[test]
+fn a_member_sets_a_password_from_the_owners_reset_link() {
+    let Some((web, chromium)) = browser() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) = family(tmp.path());
+    let bob = tmp.path().join("bob");
+    kith(
+        &bob,
+        &["register", "bob", "--server", &server.addr, "--invite", &invite, "--password-stdin"],
+        "bob's old password\n",
+    );
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "reset")
+        .output()
+        .expect("node runs");
+    report(out, &shots);
+    // His old login (the CLI's saved token) ended with the new password.
+    let e = common::kith_fails(&bob, &["whoami"]);
+    assert!(e.contains("signed out"), "{e}");
+}

@@ -213,7 +213,16 @@ impl Hub {
         let expires_at = cx.now.plus_ms(RESET_CODE_MS);
         self.reset_codes.insert(user, (code_hash, expires_at));
         self.persist(vec![Write::SetResetCode { user, hash: code_hash, expires_at }]);
-        let answer = v1::ResetCode { user: Some(self.user_wire(user)), code, expires_at_ms: expires_at.0 };
+        let web_link = match (&self.config.public_address, self.config.web) {
+            (Some(server), true) => kith_proto::invite::InviteLink::render_reset(
+                server,
+                &self.users[&user].stored.username,
+                &code,
+            ),
+            _ => String::new(),
+        };
+        let answer =
+            v1::ResetCode { user: Some(self.user_wire(user)), code, expires_at_ms: expires_at.0, web_link };
         self.reply(cx.session, cx.rid, ReplyResult::ResetCode(answer));
         Ok(())
     }

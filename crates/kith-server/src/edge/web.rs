@@ -158,6 +158,7 @@ fn router() -> Router<Conn> {
     Router::new()
         .route("/", get(index))
         .route("/invite/{code}", get(index))
+        .route("/reset/{user}/{code}", get(index))
         .route("/app.js", get(|h: HeaderMap| async move { APP_JS.respond(&h) }))
         .route("/app.css", get(|h: HeaderMap| async move { APP_CSS.respond(&h) }))
         .route("/worklet.js", get(|h: HeaderMap| async move { WORKLET.respond(&h) }))
