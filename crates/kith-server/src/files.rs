@@ -83,6 +83,10 @@ pub struct Files {
     /// whole file and a preview decodes a whole picture, so a burst of
     /// uploads waits its turn instead of taking every core and gigabytes.
     pub commits: tokio::sync::Semaphore,
+    /// A lock per partial file being received: the same account sending the
+    /// same file on two connections at once takes turns (the second then
+    /// finds it stored) instead of writing one file from both.
+    receiving: Mutex<HashMap<PathBuf, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// A file made durable: what the message will say about it. A photo's
@@ -106,7 +110,14 @@ impl Files {
         std::fs::create_dir_all(root.join("partial"))?;
         std::fs::create_dir_all(root.join("previews"))?;
         let commits = tokio::sync::Semaphore::new(COMMITS);
-        Ok(Files { root, reserve, keep_metadata, keys: Mutex::default(), commits })
+        Ok(Files {
+            root,
+            reserve,
+            keep_metadata,
+            keys: Mutex::default(),
+            commits,
+            receiving: Mutex::default(),
+        })
     }
 
     /// Accepts a key the hub granted.
@@ -200,6 +211,23 @@ impl Files {
             }
         }
         (self.blob(&a.blake3), a.content_type.clone())
+    }
+
+    /// The turn to write the partial file `path`, held until dropped.
+    pub async fn receive_turn(&self, path: &Path) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut all = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|_, w| w.strong_count() > 0);
+            match all.get(path).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+                    all.insert(path.to_owned(), std::sync::Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 
     pub fn partial(&self, user: UserId, blake3: &[u8; 32]) -> PathBuf {

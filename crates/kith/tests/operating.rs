@@ -854,3 +854,107 @@ fn a_sighup_reloads_who_may_register_without_a_restart() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(register("frank").status.success(), "still open");
 }
+
+#[test]
+fn an_export_taken_while_five_people_send_is_one_consistent_instant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = serve(&data);
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+    let first = kith(&alice, &["send", "Family/general", "the first message"], "").trim().to_owned();
+    // History enough that the export takes a while: rows written straight
+    // into the stopped server's database, older than anything sent later.
+    let addr = server.addr.clone();
+    drop(server);
+    {
+        let db = rusqlite::Connection::open(data.join("kith.db")).unwrap();
+        let (channel, author): (i64, i64) = db
+            .query_row("SELECT channel_id, author_id FROM messages WHERE id = ?1", [&first], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        db.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+             INSERT INTO messages (id, channel_id, author_id, body, mentions, created_at, deleted, mention_everyone)
+             SELECT {first} - 200001 + i, {channel}, {author}, 'filler ' || i, '', 0, 0, 0 FROM n;"
+        ))
+        .unwrap();
+    }
+    // Five senders at full speed, two of them the same person.
+    std::fs::write(data.join("kith.toml"), "[limits]\nmessages = { burst = 0, every_ms = 1 }\n").unwrap();
+    let server = serve_on(&addr, &data, &[]);
+    let file = tmp.path().join("note.txt");
+    std::fs::write(&file, "a note").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = [&alice, &bob, &carol, &alice, &bob]
+        .into_iter()
+        .enumerate()
+        .map(|(n, who)| {
+            let (who, stop, file) = (who.clone(), stop.clone(), file.clone());
+            std::thread::spawn(move || {
+                let mut last: Option<String> = None;
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let text = format!("sender {n} message {sent}");
+                    let mut args = vec!["send", "Family/general", text.as_str()];
+                    let reply = last.clone();
+                    if let Some(to) = &reply {
+                        args.extend(["--reply-to", to.as_str()]);
+                    }
+                    if sent % 5 == 0 {
+                        args.extend(["--file", file.to_str().unwrap()]);
+                    }
+                    last = Some(kith(&who, &args, "").trim().to_owned());
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = tmp.path().join("export");
+    run_ok(&["export", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let sent: usize = senders.into_iter().map(|t| t.join().unwrap()).sum();
+    drop(server);
+
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("snapshot.json")).unwrap()).unwrap();
+    let general = &snapshot["communities"][0]["channels"][0];
+    let history: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join(general["history"].as_str().unwrap())).unwrap())
+            .unwrap();
+    assert_eq!(
+        general["messages"].as_u64().unwrap() as usize,
+        history.len(),
+        "the snapshot counts what the history holds"
+    );
+    let ids: std::collections::BTreeSet<u64> =
+        history.iter().map(|m| m["id"].as_str().unwrap().parse().unwrap()).collect();
+    for m in &history {
+        if let Some(to) = m["reply_to"].as_str() {
+            assert!(ids.contains(&to.parse().unwrap()), "a reply's target is in the export: {m}");
+        }
+        for a in m["attachments"].as_array().into_iter().flatten() {
+            assert!(
+                out.join(a["file"].as_str().unwrap()).exists(),
+                "an attachment's file is in the export: {m}"
+            );
+        }
+    }
+    // The same instant as a quiescent read: every message up to the newest
+    // exported one, and none after.
+    let newest = *ids.last().unwrap();
+    let db = rusqlite::Connection::open(data.join("kith.db")).unwrap();
+    let mut q = db.prepare("SELECT id FROM messages WHERE channel_id = (SELECT channel_id FROM messages WHERE id = ?1) AND id <= ?1 ORDER BY id").unwrap();
+    let then: std::collections::BTreeSet<u64> =
+        q.query_map([newest as i64], |r| r.get::<_, i64>(0)).unwrap().map(|r| r.unwrap() as u64).collect();
+    assert_eq!(ids, then, "the export is the channel as of one instant");
+    let during = history.iter().filter(|m| m["body"].as_str().unwrap().starts_with("sender ")).count();
+    assert!(
+        during > 0 && sent > during,
+        "messages were sent during the export ({during} in it of {sent} sent)"
+    );
+}

@@ -117,6 +117,8 @@ pub(super) enum Opened {
 
 /// An upload being received: its partial file, and how much is in it.
 pub(super) struct Receiving {
+    /// Held until the upload ends: one writer per partial file.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
     file: tokio::fs::File,
     partial: std::path::PathBuf,
     pub have: u64,
@@ -132,6 +134,10 @@ pub(super) async fn open_upload(
     key: &str,
     up: crate::files::UploadKey,
 ) -> Result<Opened, Refusal> {
+    let partial = files.partial(up.user, &up.blake3);
+    // Another upload of this file by this account goes first; it may
+    // leave the file stored.
+    let turn = files.receive_turn(&partial).await;
     if files.blob(&up.blake3).exists() {
         let blake3 = up.blake3;
         let f = files.clone();
@@ -142,7 +148,6 @@ pub(super) async fn open_upload(
         stored(edge, key, kept).await?;
         return Ok(Opened::Stored);
     }
-    let partial = files.partial(up.user, &up.blake3);
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -155,7 +160,7 @@ pub(super) async fn open_upload(
         have = 0;
     }
     files.room_for(up.size - have).map_err(|why| (ErrorCode::TooLarge, why))?;
-    Ok(Opened::Receiving(Receiving { file, partial, have, up }))
+    Ok(Opened::Receiving(Receiving { _turn: turn, file, partial, have, up }))
 }
 
 impl Receiving {
