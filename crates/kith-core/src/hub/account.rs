@@ -156,29 +156,31 @@ impl Hub {
             return Err(Refusal::Invalid("the server's owner cannot suspend their own account"));
         }
         if suspended {
-            let revoked: BTreeSet<TokenId> =
-                self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
-            let mut writes = vec![Write::Suspend { user, reason: reason.clone(), at: cx.now }];
-            writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
-            self.persist(writes);
-            self.tokens.retain(|_, (id, _)| !revoked.contains(id));
+            let writes = vec![Write::Suspend { user, reason: reason.clone(), at: cx.now }];
             self.suspended.insert(user, reason);
-            let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
-            for s in sessions {
-                self.drop_session(s);
-                self.emit(Output::Close {
-                    session: s,
-                    code: CloseCode::TokenRevoked,
-                    reason: "this account was suspended by the server's owner".into(),
-                });
-            }
-            self.refresh_presence(user);
+            self.end_every_login(user, writes, "this account was suspended by the server's owner");
         } else if self.suspended.remove(&user).is_some() {
             self.persist(vec![Write::Unsuspend { user }]);
         }
         let wire = self.user_wire(user);
         self.reply(cx.session, cx.rid, ReplyResult::User(wire));
         Ok(())
+    }
+
+    /// Persists `writes` with the revocation of every login `user` has,
+    /// then closes each of their sessions with `reason`.
+    fn end_every_login(&mut self, user: UserId, mut writes: Vec<Write>, reason: &str) {
+        let revoked: BTreeSet<TokenId> =
+            self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
+        writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
+        self.persist(writes);
+        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
+        let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
+        for s in sessions {
+            self.drop_session(s);
+            self.emit(Output::Close { session: s, code: CloseCode::TokenRevoked, reason: reason.into() });
+        }
+        self.refresh_presence(user);
     }
 
     /// Refuses a sign-in to a suspended account, saying so: whoever gets
@@ -247,23 +249,10 @@ impl Hub {
         }
         self.refuse_suspended(user)?;
         self.reset_codes.remove(&user);
-        let revoked: BTreeSet<TokenId> =
-            self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
+        let writes = vec![Write::SetPassword { user, password_hash }];
+        self.end_every_login(user, writes, "this account's password was reset");
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
-        let mut writes = vec![Write::SetPassword { user, password_hash }];
-        writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
-        writes.push(Write::CreateToken { token: stored.clone(), created_at: now });
-        self.persist(writes);
-        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
-        let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
-        for s in sessions {
-            self.drop_session(s);
-            self.emit(Output::Close {
-                session: s,
-                code: CloseCode::TokenRevoked,
-                reason: "this account's password was reset".into(),
-            });
-        }
+        self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
         self.tokens.insert(token_hash, (stored.id, user));
         self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())
