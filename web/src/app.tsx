@@ -1295,10 +1295,7 @@ function Composer(props: {
           case: "invokeCommand",
           value: { channelId: channel.id, botId: command.botId, name: command.name, options },
         });
-        if (answer.case === "callStarted") {
-          store.calls.set(answer.value.callId, command.name);
-          store.notice(`/${command.name}: asked…`);
-        }
+        if (answer.case === "callStarted") store.startCall(answer.value.callId, command.name);
       } catch (e) {
         setText(body);
         store.notice(e instanceof Error && !(e instanceof RequestError) ? e.message : explain(e));

@@ -4,6 +4,7 @@
 // second code path to update the view.
 
 import type {
+  CallUpdate,
   Channel,
   Community,
   Event,
@@ -52,6 +53,30 @@ export class Store {
 
   /// Bot commands this page invoked, by call id, until their final answer.
   calls = new Map<bigint, string>();
+  /// Answers to calls not known yet: a fast bot's first answers can be
+  /// decoded in the same read as the reply that names the call, before the
+  /// code awaiting that reply has run. Kept (a few) until it does.
+  early = new Map<bigint, CallUpdate[]>();
+
+  /// A call this page started: "asked…", then any answers that came early.
+  startCall(id: bigint, name: string) {
+    this.calls.set(id, name);
+    this.notices = [...this.notices.slice(-4), `/${name}: asked…`];
+    const early = this.early.get(id) ?? [];
+    this.early.delete(id);
+    for (const u of early) this.showCall(u);
+    this.changed();
+  }
+
+  private showCall(u: CallUpdate) {
+    const name = this.calls.get(u.callId);
+    if (name === undefined) return;
+    if (u.final) this.calls.delete(u.callId);
+    // Each answer replaces the last one shown for the command.
+    const lead = `/${name}: `;
+    const said = u.error || (u.messageId ? "answered in the channel" : u.text);
+    this.notices = [...this.notices.filter((n) => !n.startsWith(lead)).slice(-4), lead + said];
+  }
 
   notice(text: string) {
     this.notices = [...this.notices.slice(-4), text];
@@ -262,13 +287,13 @@ export class Store {
       }
       case "callUpdate": {
         const u = b.value;
-        const name = this.calls.get(u.callId);
-        if (name === undefined) break;
-        if (u.final) this.calls.delete(u.callId);
-        // Each answer replaces the last one shown for the command.
-        const lead = `/${name}: `;
-        const said = u.error || (u.messageId ? "answered in the channel" : u.text);
-        this.notices = [...this.notices.filter((n) => !n.startsWith(lead)).slice(-4), lead + said];
+        if (this.calls.has(u.callId)) {
+          this.showCall(u);
+        } else {
+          // Bounded: a call this page never hears of is forgotten.
+          this.early.set(u.callId, [...(this.early.get(u.callId) ?? []), u].slice(-8));
+          if (this.early.size > 16) this.early.delete(this.early.keys().next().value!);
+        }
         break;
       }
       default:

@@ -99,10 +99,12 @@ pub(crate) fn into_data_dir(
     progress: &mut dyn FnMut(u64),
     f: impl FnOnce(&mut Target<'_>) -> Result<()>,
 ) -> Result<Imported> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    // Private, as `kith serve` makes it: it will hold every message.
+    crate::create_private_dir(data)?;
     // A running server holds the lock: it would not see the import, and
     // its writes would interleave with it.
     let _lock = crate::lock_data_dir(data)?;
+    crate::private_database(&data.join("kith.db"))?;
     let mut db = crate::store::sqlite::open_migrated(&data.join("kith.db"))
         .map_err(|e| anyhow!("opening {}: {e}", data.join("kith.db").display()))?;
     let files = Files::open(data, 0, false).with_context(|| format!("opening {}/files", data.display()))?;

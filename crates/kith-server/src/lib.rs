@@ -738,7 +738,7 @@ pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
 /// Creates the data directory 0700, or makes an existing one so: it holds
 /// password hashes, tokens and every message. A directory others could read
 /// is fixed, and the log says so.
-fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -764,7 +764,7 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
 /// The database and its WAL and shared-memory files, 0600. SQLite gives the
 /// -wal and -shm files the database file's permissions, so creating that
 /// one 0600 covers all three; existing ones are fixed.
-fn private_database(db: &std::path::Path) -> Result<()> {
+pub(crate) fn private_database(db: &std::path::Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

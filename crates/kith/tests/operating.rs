@@ -391,6 +391,16 @@ fn a_community_moves_hosts_through_export_and_import_and_its_people_sign_in_with
     let new_host = tmp.path().join("new");
     let said = run_ok(&["import", first_export.to_str().unwrap(), "--data", new_host.to_str().unwrap()]);
     assert!(said.contains("imported 3 people, 1 communities, 3 channels, 5 messages and 1 files"), "{said}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            (mode(&new_host), mode(&new_host.join("kith.db"))),
+            (0o700, 0o600),
+            "as private as kith serve makes it"
+        );
+    }
     let second_export = export(&new_host, "export-2");
     assert_eq!(
         export_contents(&first_export),
