@@ -454,6 +454,18 @@ fn a_community_moves_hosts_through_export_and_import_and_its_people_sign_in_with
     assert!(used.contains("was used already"), "a code works once: {used}");
     let not_owner = kith_fails(&new_bob, &["admin", "reset-password", "carol"]);
     assert!(not_owner.contains("only the server's owner"), "{not_owner}");
+    // Guessing carol's code is throttled like guessing a password (A4).
+    kith(&new_alice, &["admin", "reset-password", "carol"], "");
+    let guess = |n: usize| {
+        kith_fails_given(
+            &tmp.path().join(format!("guesser-{n}")),
+            &["login", "carol", "--server", &server.addr, "--code", "AAAA-BBBB-CCCC", "--password-stdin"],
+            b"a guessed password\n",
+        )
+    };
+    let answers: Vec<String> = (0..8).map(guess).collect();
+    assert!(answers[0].contains("was used already, or has expired"), "{}", answers[0]);
+    assert!(answers.last().unwrap().contains("too many login attempts"), "{answers:#?}");
 
     // The history is there, with its times, files, replies, edits and names.
     let moved = history(&new_bob);
