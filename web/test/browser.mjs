@@ -317,6 +317,15 @@ async function reset() {
   await again.getByRole("alert").getByText("used already").waitFor();
   await shot(again, "reset-used");
   expect(true, "a used link is refused with what to do");
+
+  // On a phone: the same page, fitting the screen.
+  const fresh = JSON.parse(alice("admin", "reset-password", "bob", "--json"));
+  const phone = await person("bob on a phone", { width: 390, height: 844 });
+  await phone.goto(`${fresh.web_link}${query}`);
+  await phone.getByRole("button", { name: "Set password and sign in" }).waitFor();
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  expect(!overflow, "the reset page fits a phone's width");
+  await shot(phone, "reset-phone");
 }
 
 async function acme() {
