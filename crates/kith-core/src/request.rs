@@ -207,6 +207,12 @@ pub enum Request {
         suspended: bool,
         reason: Reason,
     },
+    /// The server owner's: delete an account, leaving a tombstone; with
+    /// `remove_messages`, everything it wrote goes too.
+    DeleteAccount {
+        username_fold: String,
+        remove_messages: bool,
+    },
     LeaveCommunity {
         community: CommunityId,
     },
@@ -599,6 +605,10 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
             username_fold: Username::parse(&r.username)?.fold,
             suspended: r.suspended,
             reason: Reason::parse(&r.reason)?,
+        }),
+        Wire::DeleteAccount(r) => hub(Request::DeleteAccount {
+            username_fold: Username::parse(&r.username)?.fold,
+            remove_messages: r.remove_messages,
         }),
         Wire::LeaveCommunity(r) => {
             hub(Request::LeaveCommunity { community: CommunityId(required(r.community_id, "community_id")?) })

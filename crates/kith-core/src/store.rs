@@ -45,6 +45,14 @@ pub enum Write {
     Unsuspend {
         user: UserId,
     },
+    /// `user`'s account is deleted: it becomes the tombstone `name` (no
+    /// password, profile, logins, reset code, suspension or read marks).
+    /// Memberships and messages go by their own writes.
+    DeleteAccount {
+        user: UserId,
+        name: crate::text::Username,
+        at: Timestamp,
+    },
     RevokeInvite {
         code: String,
     },
@@ -190,6 +198,7 @@ impl Write {
             | Write::SetPassword { .. }
             | Write::Suspend { .. }
             | Write::Unsuspend { .. }
+            | Write::DeleteAccount { .. }
             | Write::RevokeInvite { .. }
             | Write::UpdateUser { .. }
             | Write::CreateCommunity { .. }
@@ -249,6 +258,8 @@ pub struct StoredUser {
     pub presence: Chosen,
     /// A bot account: signs in with a token only.
     pub bot: bool,
+    /// What is left of a deleted account.
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

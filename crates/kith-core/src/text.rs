@@ -44,6 +44,7 @@ impl Username {
     /// Names a mention could not tell from a mass mention.
     pub const RESERVED: &[&str] = &["everyone", "here"];
     pub const GUEST_PREFIX: &str = "guest-";
+    pub const DELETED_PREFIX: &str = "deleted-";
 
     pub fn parse(raw: &str) -> Result<Self, TextError> {
         const F: &str = "username";
@@ -68,12 +69,22 @@ impl Username {
         if Self::RESERVED.contains(&fold.as_str()) {
             return refuse(F, format!("{name:?} is reserved"));
         }
-        let guest_key = skeleton(Self::GUEST_PREFIX).collect::<String>();
         let skeleton = skeleton(&fold).collect::<String>().to_lowercase();
-        if fold.starts_with(Self::GUEST_PREFIX) || skeleton.starts_with(&guest_key) {
-            return refuse(F, format!("names starting with {:?} are kept for guests", Self::GUEST_PREFIX));
+        for (prefix, whose) in [(Self::GUEST_PREFIX, "guests"), (Self::DELETED_PREFIX, "deleted accounts")] {
+            let key = self::skeleton(prefix).collect::<String>();
+            if fold.starts_with(prefix) || skeleton.starts_with(&key) {
+                return refuse(F, format!("names starting with {prefix:?} are kept for {whose}"));
+            }
         }
         Ok(Self { name, fold, skeleton })
+    }
+
+    /// The name a deleted account leaves behind: `deleted-ID`. Like a
+    /// guest's, no one can register it or a look-alike of it.
+    pub fn deleted(id: u64) -> Self {
+        let name = format!("{}{id}", Self::DELETED_PREFIX);
+        let skeleton = skeleton(&name).collect::<String>().to_lowercase();
+        Self { fold: name.clone(), name, skeleton }
     }
 
     /// The name the server gives its `n`th guest: `guest-7`. Registration
@@ -433,6 +444,17 @@ mod tests {
         for bad in ["alice\u{200D}", "al\u{202E}ice", "alice\0x", "al ice", "a", "x".repeat(33).as_str()] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_deleted_accounts_name_and_its_look_alikes_cannot_be_registered() {
+        let tombstone = Username::deleted(42);
+        assert_eq!(tombstone.name, "deleted-42");
+        for taken in [tombstone.name.as_str(), "Deleted-1", "de1eted-9", "deleted-bob"] {
+            let refused = Username::parse(taken).unwrap_err().to_string();
+            assert!(refused.contains("kept for deleted accounts"), "{taken:?}: {refused}");
+        }
+        assert!(Username::parse("deleted").is_ok() && Username::parse("undeleted-1").is_ok());
     }
 
     #[test]

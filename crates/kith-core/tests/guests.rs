@@ -171,6 +171,7 @@ fn guest_numbers_continue_after_a_restart() {
         server_owner: false,
         presence: Chosen::Online,
         bot: false,
+        deleted: false,
     };
     let state = StoredState { users: vec![stored(3), stored(41)], ..StoredState::default() };
     let config = HubConfig { setup_code: Some(SETUP.into()), ..HubConfig::default() };
@@ -264,6 +265,7 @@ fn idle_guest_accounts_are_recycled_after_a_restart_too() {
         server_owner: owner,
         presence: Chosen::Online,
         bot: false,
+        deleted: false,
     };
     let state = StoredState {
         users: vec![user(1, "owner", true), user(2, "guest-4", false)],

@@ -1,7 +1,7 @@
 //! Specs for password reset codes: only the server owner makes them, the
 //! hub keeps only their hash, one works once and for a day, and using one
 //! sets the password and ends every other login of the account; the
-//! owner's other tools: suspending accounts server-wide, and invites listed
+//! owner's other tools: suspending and deleting accounts server-wide, and invites listed
 //! and revoked.
 
 mod world;
@@ -220,4 +220,114 @@ fn settings_that_change_while_running_take_effect_at_once() {
     let e = w.say(members[0], general, "two", None).unwrap_err();
     assert_eq!(e.0, ErrorCode::RateLimited, "the new message rate holds");
     assert!(w.say(owner, general, "mine", None).is_ok(), "per account");
+}
+
+fn delete(w: &mut World, s: SessionId, name: &str, remove_messages: bool) -> Result<R, (ErrorCode, String)> {
+    w.call(s, Request::DeleteAccount { username_fold: name.into(), remove_messages })
+}
+
+#[test]
+fn a_deleted_account_leaves_a_tombstone_its_messages_stay_and_its_name_is_free() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob", "carol"]);
+    let (bob, carol) = (members[0], members[1]);
+    let general = c.channels[0].id;
+    let said = message(w.say(bob, general, "hello from bob", None).unwrap());
+    let group = w.call(
+        carol,
+        Request::OpenDirect {
+            users: vec![UserId(w.id("bob")), UserId(w.id("owner"))],
+            name: kith_core::text::GroupName::parse("trip").unwrap(),
+        },
+    );
+    assert!(group.is_ok(), "{group:?}");
+    w.events(carol);
+
+    let e = delete(&mut w, carol, "bob", false).unwrap_err();
+    assert!(e.1.contains("only the server's owner"), "{}", e.1);
+    let Ok(R::User(tomb)) = delete(&mut w, owner, "bob", false) else { panic!() };
+    let bob_id = w.id("bob");
+    assert_eq!(
+        (tomb.id, tomb.username.as_str(), tomb.display_name.as_str(), tomb.deleted),
+        (bob_id, format!("deleted-{bob_id}").as_str(), "Deleted user", true)
+    );
+    assert!(w.closes.contains(&(bob, v1::CloseCode::TokenRevoked)), "signed out");
+    let seen = w.events(carol);
+    let left = seen.iter().any(|e| {
+        matches!(&e.body, Some(v1::event::Body::MemberLeft(l))
+        if l.user_id == bob_id && l.reason() == v1::MemberLeftReason::Deleted)
+    });
+    assert!(left, "carol sees bob leave the community: {seen:?}");
+    let renamed = seen.iter().any(|e| matches!(&e.body, Some(v1::event::Body::UserUpdated(u)) if u.deleted));
+    assert!(renamed, "and sees the tombstone: {seen:?}");
+    assert!(
+        !seen.iter().any(|e| matches!(&e.body, Some(v1::event::Body::MessageDeleted(_)))),
+        "his messages stay"
+    );
+    assert!(
+        w.writes.iter().any(|(_, wr)| matches!(wr, Write::DeleteAccount { user, .. } if user.0 == bob_id))
+    );
+    assert!(!w.writes.iter().any(|(_, wr)| matches!(wr, Write::DeleteMessage { id } if id.0 == said.id)));
+
+    // The old token is revoked; the name is free for a newcomer.
+    let s = w.connect();
+    let old = w.call(s, Request::Authenticate { token_hash: TokenHash(*blake("bob")) });
+    assert_eq!(old.unwrap_err().0, ErrorCode::BadCredentials);
+    let code = w.invite(owner, c.id);
+    assert!(w.register("bob", kith_core::request::Credential::Invite(code)).is_ok(), "a new bob");
+
+    // Nothing more can be done to a tombstone.
+    let tomb_name = format!("deleted-{bob_id}");
+    for e in [
+        delete(&mut w, owner, &tomb_name, false).unwrap_err(),
+        issue(&mut w, owner, &tomb_name, "CODE").unwrap_err(),
+        suspend(&mut w, owner, &tomb_name, true, "").unwrap_err(),
+    ] {
+        assert_eq!(e, (ErrorCode::Invalid, "that account was deleted".into()));
+    }
+}
+
+#[test]
+fn deleting_an_account_with_its_messages_removes_them_everywhere() {
+    let mut w = World::default();
+    let (owner, c, members) = w.family(&["bob", "carol"]);
+    let (bob, carol) = (members[0], members[1]);
+    let general = c.channels[0].id;
+    let gone: Vec<u64> =
+        (0..3).map(|i| message(w.say(bob, general, &format!("bob {i}"), None).unwrap()).id).collect();
+    let kept = message(w.say(carol, general, "carol stays", None).unwrap()).id;
+    w.events(carol);
+
+    delete(&mut w, owner, "bob", true).unwrap();
+    let deleted: Vec<u64> = w
+        .writes
+        .iter()
+        .filter_map(|(_, wr)| match wr {
+            Write::DeleteMessage { id } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, gone);
+    let told: Vec<u64> = w
+        .events(carol)
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Some(v1::event::Body::MessageDeleted(d)) => Some(d.message_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, gone, "carol's view loses them");
+    assert!(!deleted.contains(&kept));
+}
+
+#[test]
+fn the_owner_a_bot_and_a_community_owner_cannot_be_deleted() {
+    let mut w = World::default();
+    let (owner, _, members) = w.family(&["bob"]);
+    let e = delete(&mut w, owner, "owner", false).unwrap_err();
+    assert_eq!(e.0, ErrorCode::Invalid, "{}", e.1);
+    w.community(members[0], "Bobs");
+    let e = delete(&mut w, owner, "bob", false).unwrap_err();
+    assert!(e.1.contains("they own Bobs"), "{}", e.1);
+    assert!(w.closes.is_empty(), "a refusal changes nothing");
 }

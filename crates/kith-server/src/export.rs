@@ -212,15 +212,20 @@ pub fn export(
     let mut users = Vec::new();
     {
         let mut q = tx.prepare(
-            "SELECT id, username, display_name, status_text, bot, server_owner, created_at FROM users WHERE id = ?1",
+            "SELECT id, username, display_name, status_text, bot, server_owner, created_at, deleted_at IS NOT NULL
+             FROM users WHERE id = ?1",
         )?;
         for u in &people {
             let row = q.query_row([u], |r| {
-                Ok(json!({
+                let mut user = json!({
                     "id": id(r.get(0)?), "username": r.get::<_, String>(1)?, "display_name": r.get::<_, String>(2)?,
                     "status_text": r.get::<_, String>(3)?, "bot": r.get::<_, bool>(4)?, "server_owner": r.get::<_, bool>(5)?,
                     "created_at": time(r.get(6)?),
-                }))
+                });
+                if r.get::<_, bool>(7)? {
+                    user["deleted"] = true.into();
+                }
+                Ok(user)
             });
             match row {
                 Ok(user) => users.push(user),

@@ -53,6 +53,8 @@ pub(crate) struct NewUser {
     pub bot: bool,
     pub server_owner: bool,
     pub created_at: i64,
+    /// A deleted account's tombstone (its name is `deleted-ID` here too).
+    pub deleted: bool,
 }
 
 /// A message to import.
@@ -138,8 +140,12 @@ impl Target<'_> {
         if self.tx.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)", [i(u.id)], |r| r.get(0))? {
             return Ok(());
         }
-        let wanted = self.renamed(&u.username);
-        let name = Username::parse(&wanted).map_err(|e| anyhow!("the user {:?}: {e}", u.username))?;
+        let name = if u.deleted {
+            Username::deleted(u.id)
+        } else {
+            let wanted = self.renamed(&u.username);
+            Username::parse(&wanted).map_err(|e| anyhow!("the user {:?}: {e}", u.username))?
+        };
         let clash: Option<String> = self
             .tx
             .query_row(
@@ -165,8 +171,8 @@ impl Target<'_> {
         // with a one-time code from the owner and chooses one.
         self.tx.execute(
             "INSERT INTO users (id, username, fold, skeleton, display_name, password_hash, server_owner,
-                                created_at, bot, status_text)
-             VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9)",
+                                created_at, bot, status_text, deleted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9, CASE WHEN ?10 THEN ?7 END)",
             params![
                 i(u.id),
                 name.name,
@@ -176,7 +182,8 @@ impl Target<'_> {
                 owner,
                 u.created_at,
                 u.bot,
-                status_text
+                status_text,
+                u.deleted
             ],
         )?;
         self.done.users += 1;
@@ -538,6 +545,8 @@ struct SnapshotUser {
     bot: bool,
     server_owner: bool,
     created_at: Time,
+    #[serde(default)]
+    deleted: bool,
 }
 
 #[derive(Deserialize)]
@@ -746,6 +755,7 @@ pub fn import(
                 bot: u.bot,
                 server_owner: u.server_owner,
                 created_at: u.created_at.0,
+                deleted: u.deleted,
             })
             .with_context(|| format!("snapshot.json: users[{n}]"))?;
         }

@@ -26,6 +26,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("delete", "", "delete your newest message here"),
     ("cancel", "", "take back your newest message not sent yet (it goes back to the input)"),
     ("presence", "<online|idle|dnd|invisible>", "how others see you"),
+    (
+        "admin",
+        "reset|suspend|unsuspend|delete <user> …",
+        "the server owner's: a password reset code, a suspension, deleting an account",
+    ),
     ("help", "", "keys and commands"),
     ("quit", "", "leave kith (also /exit)"),
 ];
@@ -201,6 +206,7 @@ impl App {
                     Request::SetPresence(v1::SetPresenceRequest { status: Some(status as i32), afk: None });
                 self.request(request, Pending::Done(format!("you are {}", status_name(status))));
             }
+            ("admin", args) => self.admin_command(args),
             (other, args) => {
                 if !self.bot_command(community, other, args) {
                     self.complain(format!("unknown command /{}; /help lists them", text::clean_line(other)))
@@ -211,6 +217,47 @@ impl App {
 }
 
 impl App {
+    /// The server owner's tools, as `kith admin` has them (the server
+    /// refuses anyone else, saying so).
+    fn admin_command(&mut self, args: &str) {
+        const USAGE: &str = "usage: /admin reset <user> | suspend <user> [reason] | unsuspend <user> | \
+                             delete <user> [--remove-messages] --yes";
+        let mut words = args.split_whitespace();
+        let (Some(verb), Some(user)) = (words.next(), words.next()) else { return self.complain(USAGE) };
+        let username = user.trim_start_matches('@').to_owned();
+        let shown = text::clean_line(&username);
+        let rest: Vec<&str> = words.collect();
+        match verb.to_lowercase().as_str() {
+            "reset" => {
+                let request = Request::ResetPassword(v1::ResetPasswordRequest { username });
+                self.request(request, Pending::ResetCode);
+            }
+            "suspend" | "unsuspend" => {
+                let suspended = verb.eq_ignore_ascii_case("suspend");
+                let reason = rest.join(" ");
+                let request = Request::SuspendUser(v1::SuspendUserRequest { username, suspended, reason });
+                let done = match suspended {
+                    true => format!("suspended {shown}: their logins ended, and they cannot sign in"),
+                    false => format!("{shown} may sign in again"),
+                };
+                self.request(request, Pending::Done(done));
+            }
+            "delete" => {
+                let remove_messages = rest.contains(&"--remove-messages");
+                if !rest.contains(&"--yes") {
+                    let flags = if remove_messages { " --remove-messages" } else { "" };
+                    return self.complain(format!(
+                        "this deletes {shown}'s account for good: type /admin delete {shown}{flags} --yes"
+                    ));
+                }
+                let request = Request::DeleteAccount(v1::DeleteAccountRequest { username, remove_messages });
+                let what = if remove_messages { "account and messages" } else { "account" };
+                self.request(request, Pending::Done(format!("deleted {shown}'s {what}")));
+            }
+            _ => self.complain(USAGE),
+        }
+    }
+
     /// A bot's command typed in a community's channel: invoked if one of
     /// its bots offers it (false: no bot does).
     fn bot_command(&mut self, community: Option<u64>, name: &str, args: &str) -> bool {

@@ -222,6 +222,8 @@ enum Pending {
     Call {
         name: String,
     },
+    /// A password reset code the server owner asked for: show it.
+    ResetCode,
     /// Anything else: say `done` on success.
     Done(String),
     /// How to join the server hosting the sign-in screen.
@@ -682,6 +684,19 @@ impl App {
                         " — it names this machine, so it works only here; the server's operator can set \
                          --public-address",
                     );
+                }
+                self.say(said);
+            }
+            (Pending::ResetCode, Ok(ReplyResult::ResetCode(r))) => {
+                let name = r.user.as_ref().map(|u| text::clean_line(&u.username)).unwrap_or_default();
+                let code = text::clean_line(&r.code);
+                self.actions.push_back(Action::Copy(code.clone()));
+                let mut said = format!(
+                    "reset code for {name} (copied where the terminal allows; works once, for a day): {code} — \
+                     they choose [c] at sign-in, or run `kith login {name} --code {code}`"
+                );
+                if !r.web_link.is_empty() {
+                    said.push_str(&format!(", or open {}", text::clean_line(&r.web_link)));
                 }
                 self.say(said);
             }

@@ -49,6 +49,9 @@ pub struct SignIn {
     pub invite_code: Option<String>,
     /// Register as the server's owner with this code (a fresh server).
     pub setup_code: Option<String>,
+    /// Set `password` as the new one with this code from the server's
+    /// owner (a forgotten password, an imported account), and sign in.
+    pub reset_code: Option<String>,
 }
 
 impl SignIn {
@@ -60,6 +63,30 @@ impl SignIn {
             (None, Some(invite)) => Some(Credential::InviteCode(invite.clone())),
             (None, None) => None,
         }
+    }
+
+    /// The request that signs in this way.
+    pub fn request(&self) -> kith_proto::v1::client_message::Request {
+        use kith_proto::v1::{self, client_message::Request};
+        if let Some(code) = &self.reset_code {
+            return Request::RedeemResetCode(v1::RedeemResetCodeRequest {
+                username: self.username.clone(),
+                code: code.clone(),
+                new_password: self.password.clone(),
+            });
+        }
+        if !self.register {
+            return Request::Login(v1::LoginRequest {
+                username: self.username.clone(),
+                password: self.password.clone(),
+            });
+        }
+        Request::Register(v1::RegisterRequest {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            display_name: String::new(),
+            credential: self.credential(),
+        })
     }
 }
 
@@ -97,6 +124,9 @@ pub enum Step {
     /// Registering needs a code (an invite, or a fresh server's setup code)
     /// that the user has not given yet: asked first, before the password.
     Code,
+    /// Signing in with a password reset code: asked after the username,
+    /// before the new password.
+    ResetCode,
     Busy,
 }
 
@@ -111,6 +141,10 @@ pub struct Setup {
     /// What was typed at the `Code` step: a setup code or an invite's code,
     /// by what the server said registering needs. Only registering uses it.
     code: Option<String>,
+    /// Signing in with a reset code from the server's owner: the code once
+    /// typed, and a new password is chosen (as when registering).
+    resetting: bool,
+    reset_code: Option<String>,
     pub error: Option<String>,
     /// The server is the one hosting this app (the telnet gateway): no
     /// address or trust steps, and registering asks for an invite code.
@@ -132,6 +166,8 @@ impl Default for Setup {
             username: String::new(),
             password: String::new(),
             code: None,
+            resetting: false,
+            reset_code: None,
             error: None,
             fixed: false,
             warning: None,
@@ -170,11 +206,22 @@ impl Setup {
             ),
             Step::Trust => ("Trust this server? [y/n]", "compare it with what the server's owner sees"),
             Step::Choose => match (self.ways.passwords, self.ways.guests) {
-                (true, true) => ("[l] log in   [r] create an account   [g] come in as a guest", ""),
+                (true, true) => (
+                    "[l] log in   [r] create an account   [g] come in as a guest",
+                    "[c] I have a reset code from the server's owner",
+                ),
                 (false, true) => ("[g] come in as a guest", "guests get a name like guest-7"),
-                _ => ("[l] log in   [r] create an account", ""),
+                _ => {
+                    ("[l] log in   [r] create an account", "[c] I have a reset code from the server's owner")
+                }
             },
+            Step::Username if self.resetting => ("Username", "the account the code is for"),
             Step::Username => ("Username", USERNAME_RULES),
+            Step::ResetCode => (
+                "Reset code",
+                "the one-time code the server's owner gave you (case and dashes do not matter)",
+            ),
+            Step::Password if self.resetting => ("Choose a new password", PASSWORD_RULES),
             Step::Password if self.register => ("Choose a password", PASSWORD_RULES),
             Step::Password => ("Password", "not shown as you type"),
             Step::Confirm => ("Password again", "to be sure it is the one you meant"),
@@ -244,6 +291,10 @@ impl Setup {
             self.step = Step::Choose;
             return;
         }
+        if self.resetting && self.reset_code.take().is_some() {
+            self.step = Step::ResetCode;
+            return;
+        }
         if self.register && self.code.take().is_some() {
             self.step = Step::Code;
             return;
@@ -267,12 +318,21 @@ impl Setup {
             Step::Username => {
                 self.username = value;
                 self.field.clear();
+                self.step = if self.resetting { Step::ResetCode } else { Step::Password };
+                None
+            }
+            Step::ResetCode if value.is_empty() => None,
+            Step::ResetCode => {
+                self.error = None;
+                self.reset_code = Some(value);
+                self.field.clear();
                 self.step = Step::Password;
                 None
             }
             Step::Password if self.field.text().is_empty() => None,
             Step::Password => {
-                let problem = if self.register {
+                let choosing = self.register || self.resetting;
+                let problem = if choosing {
                     password_problem(self.field.text())
                 } else if self.field.text().len() > kith_proto::limits::PASSWORD_MAX_BYTES {
                     Some("that is longer than any password can be")
@@ -286,7 +346,7 @@ impl Setup {
                 }
                 self.error = None;
                 self.password = self.field.take_secret();
-                if self.register {
+                if choosing {
                     self.step = Step::Confirm;
                     None
                 } else {
@@ -334,9 +394,11 @@ impl Setup {
                 self.step = Step::Server;
                 self.error = Some("not trusted; nothing was saved".into());
             }
-            (Step::Choose, 'l' | 'r') if self.ways.passwords => {
+            (Step::Choose, 'l' | 'r' | 'c') if self.ways.passwords => {
                 self.register = c.eq_ignore_ascii_case(&'r');
+                self.resetting = c.eq_ignore_ascii_case(&'c');
                 self.code = None;
+                self.reset_code = None;
                 self.step = if self.register && self.needs_code() { Step::Code } else { Step::Username };
                 self.error = None;
             }
@@ -370,6 +432,7 @@ impl Setup {
                 _ => None,
             }),
             setup_code,
+            reset_code: self.reset_code.clone().filter(|_| self.resetting),
         }))
     }
 
@@ -387,6 +450,8 @@ impl Setup {
             Step::Code => Step::Choose,
             Step::Username if self.register && self.needs_code() => Step::Code,
             Step::Username => Step::Choose,
+            Step::ResetCode => Step::Username,
+            Step::Password | Step::Confirm if self.resetting => Step::ResetCode,
             Step::Password | Step::Confirm => Step::Username,
         };
     }

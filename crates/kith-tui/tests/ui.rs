@@ -251,6 +251,48 @@ fn an_invite_that_carries_the_fingerprint_skips_the_trust_question() {
 }
 
 #[test]
+fn someone_with_a_reset_code_from_the_owner_chooses_a_new_password_and_signs_in() {
+    let mut ui = Ui::new(App::first_run(config()));
+    ui.typed("home.example");
+    ui.key(KeyCode::Enter);
+    ui.drain();
+    ui.input(Input::Setup(SetupInput::Probed(Ok(Probe {
+        server: "home.example:7443".into(),
+        fingerprint: "sha256:00".into(),
+        vouched: Some("pinned earlier".into()),
+        invite_code: None,
+        registration: v1::Registration::Invite,
+    }))));
+    let s = ui.screen();
+    assert!(shows(&s, "[c] I have a reset code from the server's owner"), "{s}");
+    ui.key(Key::char('c'));
+    ui.typed("marta");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "Reset code"), "{}", ui.screen());
+    ui.typed("ABCD-EFGH-JKMN");
+    ui.key(KeyCode::Enter);
+    assert!(shows(&ui.screen(), "Choose a new password"), "{}", ui.screen());
+    ui.typed("short");
+    ui.key(KeyCode::Enter);
+    assert!(!shows(&ui.screen(), "Password again"), "the password rules hold: {}", ui.screen());
+    ui.typed("marta's new pw");
+    ui.key(KeyCode::Enter);
+    ui.typed("marta's new pw");
+    ui.key(KeyCode::Enter);
+    let [Action::Setup(SetupAction::SignIn(sign_in))] = &ui.actions()[..] else { panic!("no sign-in") };
+    let Request::RedeemResetCode(r) = sign_in.request() else { panic!("{:?}", sign_in.request()) };
+    assert_eq!(
+        (r.username.as_str(), r.code.as_str(), r.new_password.as_str()),
+        ("marta", "ABCD-EFGH-JKMN", "marta's new pw")
+    );
+
+    // A refused code is asked again; the username stays.
+    ui.input(Input::Setup(SetupInput::Failed("that code does not match".into())));
+    let s = ui.screen();
+    assert!(shows(&s, "that code does not match") && shows(&s, "Reset code"), "{s}");
+}
+
+#[test]
 fn the_gateway_starts_at_sign_in_warns_that_it_is_unencrypted_and_asks_newcomers_for_an_invite() {
     let warning = Some("unencrypted: your password crosses the network in clear".to_owned());
     let mut ui = Ui::new(App::gateway(Config { warning, ..config() }, SignInWays::default()));
@@ -668,6 +710,44 @@ fn a_community_and_its_channels_can_be_made_from_the_chat() {
         result: Err(kith_tui::Failure { code: None, reason: "channel name: lowercase letters".into() }),
     });
     assert!(shows(&ui.screen(), "channel name: lowercase letters"));
+}
+
+#[test]
+fn the_owner_resets_suspends_and_deletes_accounts_from_the_chat() {
+    let mut ui = Ui::chatting(vec![]);
+    ui.typed("/admin reset @marta");
+    ui.key(KeyCode::Enter);
+    let (id, request) = ui.request();
+    assert!(matches!(&request, Request::ResetPassword(r) if r.username == "marta"), "{request:?}");
+    let user = v1::User { username: "marta".into(), ..Default::default() };
+    let code = v1::ResetCode { user: Some(user), code: "ABCD-EFGH".into(), ..Default::default() };
+    ui.answer(id, ReplyResult::ResetCode(code));
+    let s = ui.screen();
+    assert!(shows(&s, "reset code for marta") && shows(&s, "ABCD-EFGH"), "{s}");
+
+    ui.typed("/admin suspend bob spamming the family");
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    assert!(
+        matches!(&request, Request::SuspendUser(r) if r.username == "bob" && r.suspended
+            && r.reason == "spamming the family"),
+        "{request:?}"
+    );
+
+    // Deleting asks to be sure before anything is sent.
+    ui.typed("/admin delete bob --remove-messages");
+    ui.key(KeyCode::Enter);
+    let sent = ui
+        .actions()
+        .into_iter()
+        .any(|a| matches!(a, Action::Request { request: Request::DeleteAccount(_), .. }));
+    assert!(!sent, "nothing sent without --yes");
+    let s = ui.screen();
+    assert!(shows(&s, "this deletes bob's account for good") && shows(&s, "--remove-messages --yes"), "{s}");
+    ui.typed("/admin delete bob --remove-messages --yes");
+    ui.key(KeyCode::Enter);
+    let (_, request) = ui.request();
+    assert!(matches!(&request, Request::DeleteAccount(r) if r.username == "bob" && r.remove_messages));
 }
 
 #[test]

@@ -33,6 +33,20 @@ pub enum AdminCommand {
     },
     /// Lift a suspension.
     Unsuspend { user: String },
+    /// Delete an account for good: its logins end, it leaves every
+    /// community and group, and its name is free again. Its messages stay,
+    /// shown as "Deleted user", unless --remove-messages. Someone who owns
+    /// a community cannot be deleted. This cannot be undone, so it asks for
+    /// --yes.
+    DeleteAccount {
+        user: String,
+        /// Also delete every message they wrote, everywhere.
+        #[arg(long)]
+        remove_messages: bool,
+        /// Yes, delete it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +213,9 @@ fn print_role(r: &v1::Role, json: bool) {
 }
 
 pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
+    if let AdminCommand::DeleteAccount { user, yes: false, .. } = &command {
+        bail!("this deletes the account of {} for good: run it again with --yes", sanitize(user));
+    }
     let (client, _, profile) = session(&ctx).await?;
     match command {
         AdminCommand::ResetPassword { user, json } => {
@@ -244,6 +261,19 @@ pub async fn admin(ctx: Ctx, command: AdminCommand) -> Result<()> {
             let r = v1::SuspendUserRequest { username, suspended: false, reason: String::new() };
             call(&client, Request::SuspendUser(r)).await?;
             eprintln!("{} may sign in again", sanitize(&user));
+        }
+        AdminCommand::DeleteAccount { user, remove_messages, .. } => {
+            let what = if remove_messages { "the account and every message it wrote" } else { "the account" };
+            let username = user.trim_start_matches('@').to_owned();
+            let r = v1::DeleteAccountRequest { username, remove_messages };
+            let R::User(tomb) = call(&client, Request::DeleteAccount(r)).await? else {
+                bail!("the server answered with something other than the account");
+            };
+            eprintln!(
+                "deleted {what} of {}; what is left shows as {}",
+                sanitize(&user),
+                sanitize(&tomb.username)
+            );
         }
     }
     client.close().await;

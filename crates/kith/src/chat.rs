@@ -724,27 +724,14 @@ async fn sign_in_and_start(
         Some(p) if p.server == s.server && p.client.close_reason().is_none() => p.client,
         _ => Client::connect_within(&s.server, Trust::Pin(s.fingerprint.clone()), ctx.timeout).await?.0,
     };
-    let ready = if s.register {
-        let credential = s.credential();
-        let request = v1::RegisterRequest {
-            username: s.username.clone(),
-            password: s.password.clone(),
-            display_name: String::new(),
-            credential,
-        };
-        match client.request(Request::Register(request)).await? {
-            R::Ready(ready) => ready,
-            _ => bail!("the server sent an unexpected answer"),
-        }
-    } else {
-        let ready = client.login(&s.username, &s.password).await?;
-        if let Some(code) = &s.invite_code {
-            // Joining again is harmless: a member stays a member.
-            let join = Request::JoinCommunity(v1::JoinCommunityRequest { code: code.clone() });
-            client.request(join).await.context("logged in, but the invite did not work")?;
-        }
-        ready
+    let R::Ready(ready) = client.request(s.request()).await? else {
+        bail!("the server sent an unexpected answer");
     };
+    if let Some(code) = s.invite_code.as_ref().filter(|_| !s.register) {
+        // Joining again is harmless: a member stays a member.
+        let join = Request::JoinCommunity(v1::JoinCommunityRequest { code: code.clone() });
+        client.request(join).await.context("signed in, but the invite did not work")?;
+    }
     ctx.dir.pin(&s.server, &s.fingerprint)?;
     let username = ready.user.as_ref().map(|u| u.username.clone()).unwrap_or_else(|| s.username.clone());
     ctx.dir.save_profile(

@@ -288,6 +288,41 @@ fn a_fresh_server_is_set_up_from_kith_chat_with_its_setup_code() {
 }
 
 #[test]
+fn someone_who_forgot_their_password_signs_in_to_kith_chat_with_the_owners_reset_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, [alice, _, _]) = family(tmp.path());
+    let made = kith(&alice, &["admin", "reset-password", "bob", "--json"], "");
+    let code = serde_json::from_str::<serde_json::Value>(&made).unwrap()["code"].as_str().unwrap().to_owned();
+    let term = Tmux::chat("reset", &tmp.path().join("bob-laptop"), &[]);
+    term.wait_for("Server address or invite link");
+    term.type_text(&server.addr);
+    term.key("Enter");
+    term.wait_for("Trust this server?");
+    term.key("y");
+    term.wait_for("[c] I have a reset code");
+    term.key("c");
+    term.wait_for("Username");
+    term.type_text("bob");
+    term.key("Enter");
+    term.wait_for("Reset code");
+    term.type_text(&code.to_lowercase());
+    term.key("Enter");
+    term.wait_for("Choose a new password");
+    term.type_text("bob's new password");
+    term.key("Enter");
+    term.wait_for("Password again");
+    term.type_text("bob's new password");
+    term.key("Enter");
+    term.wait_for("#general");
+    // The new password is the one now; the code is used up.
+    kith(
+        &tmp.path().join("bob-phone"),
+        &["login", "bob", "--server", &server.addr, "--password-stdin"],
+        "bob's new password\n",
+    );
+}
+
+#[test]
 fn a_newcomer_joins_from_an_invite_on_the_first_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (_server, [alice, _, _]) = family(tmp.path());

@@ -28,6 +28,7 @@ fn user(id: u64) -> v1::User {
         display_name: evil("display"),
         status_text: evil("status"),
         bot: false,
+        deleted: false,
     }
 }
 

@@ -798,6 +798,71 @@ fn the_owner_suspends_an_account_and_revokes_invites_from_the_shell() {
 }
 
 #[test]
+fn the_owner_deletes_an_account_keeping_or_removing_what_it_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("data"));
+    let [alice, bob, carol] = family_from_the_shell(tmp.path(), &server);
+    kith(&bob, &["send", "Family/general", "bob was here"], "");
+    kith(&carol, &["send", "Family/general", "carol was here"], "");
+
+    let e = kith_fails(&alice, &["admin", "delete-account", "carol"]);
+    assert!(e.contains("run it again with --yes"), "{e}");
+    assert!(kith(&carol, &["whoami"], "").contains("carol"), "nothing happened without --yes");
+    let e = kith_fails(&bob, &["admin", "delete-account", "carol", "--yes"]);
+    assert!(e.contains("only the server's owner"), "{e}");
+
+    kith(&alice, &["admin", "delete-account", "carol", "--yes"], "");
+    let e = kith_fails(&carol, &["whoami"]);
+    assert!(e.contains("signed out") || e.contains("log in"), "carol's saved login is gone: {e}");
+    let e = kith_fails_given(
+        &tmp.path().join("carol-again"),
+        &["login", "carol", "--server", &server.addr, "--password-stdin"],
+        b"carol's password\n",
+    );
+    assert!(e.contains("username and password do not match"), "{e}");
+    let kept = history(&alice);
+    let carols = kept.iter().find(|m| m["body"] == "carol was here").expect("her message stays");
+    assert!(carols["author"].as_str().unwrap().starts_with("deleted-"), "{carols}");
+
+    kith(&alice, &["admin", "delete-account", "bob", "--remove-messages", "--yes"], "");
+    let bodies: Vec<String> =
+        history(&alice).iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        !bodies.iter().any(|b| b == "bob was here") && bodies.contains(&"carol was here".into()),
+        "{bodies:?}"
+    );
+    // The name is free again.
+    let invite = kith(&alice, &["invite", "create", "Family", "--json"], "");
+    let code =
+        serde_json::from_str::<serde_json::Value>(&invite).unwrap()["code"].as_str().unwrap().to_owned();
+    kith(
+        &tmp.path().join("new-bob"),
+        &["register", "bob", "--server", &server.addr, "--invite", &code, "--password-stdin"],
+        "a new bob's password\n",
+    );
+
+    // An export carries the tombstone, marked, and an import keeps it one.
+    let data = tmp.path().join("data");
+    let users = |dir: &Path| {
+        let snapshot: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("snapshot.json")).unwrap()).unwrap();
+        snapshot["users"].as_array().unwrap().clone()
+    };
+    let out = tmp.path().join("export");
+    run_ok(&["export", out.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let exported = users(&out);
+    let tomb = exported.iter().find(|u| u["deleted"] == true).expect("carol's tombstone is exported");
+    assert!(
+        tomb["username"].as_str().unwrap().starts_with("deleted-") && tomb["display_name"] == "Deleted user"
+    );
+    let moved = tmp.path().join("moved");
+    run_ok(&["import", out.to_str().unwrap(), "--data", moved.to_str().unwrap()]);
+    let again = tmp.path().join("again");
+    run_ok(&["export", again.to_str().unwrap(), "--data", moved.to_str().unwrap()]);
+    assert_eq!(users(&again), exported, "the same people, the tombstone still one");
+}
+
+#[test]
 fn kith_doctor_checks_a_running_server_and_says_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

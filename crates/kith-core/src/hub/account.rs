@@ -3,13 +3,18 @@
 
 use std::collections::BTreeSet;
 
-use kith_proto::v1::{self, CloseCode, event::Body as EventBody, reply::Result as ReplyResult};
+use kith_proto::v1::{
+    self, CloseCode, MemberLeftReason, event::Body as EventBody, reply::Result as ReplyResult,
+};
 
 use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User, forbidden};
 use crate::ids::{CommunityId, SessionId, Timestamp, TokenId, UserId};
 use crate::request::{Chosen, Credential, Registration, TokenHash, code_key};
 use crate::store::{StoredToken, StoredUser, Write};
-use crate::text::{DisplayName, StatusText, look_alike_keys};
+use crate::text::{DisplayName, StatusText, Username, look_alike_keys};
+
+/// What a deleted account is called wherever it still shows.
+const DELETED_DISPLAY_NAME: &str = "Deleted user";
 
 /// How long a password reset code stands.
 pub const RESET_CODE_MS: u64 = 24 * 3600 * 1000;
@@ -81,6 +86,7 @@ impl Hub {
             server_owner,
             presence: Chosen::Online,
             bot: false,
+            deleted: false,
         };
         let token = StoredToken { id: TokenId(self.ids.next(now)), user: user.id, hash: reg.token_hash };
         self.persist(vec![
@@ -155,6 +161,7 @@ impl Hub {
         if user == cx.me {
             return Err(Refusal::Invalid("the server's owner cannot suspend their own account"));
         }
+        self.refuse_deleted(user)?;
         if suspended {
             let writes = vec![Write::Suspend { user, reason: reason.clone(), at: cx.now }];
             self.suspended.insert(user, reason);
@@ -165,6 +172,90 @@ impl Hub {
         let wire = self.user_wire(user);
         self.reply(cx.session, cx.rid, ReplyResult::User(wire));
         Ok(())
+    }
+
+    /// The server owner's: deletes an account. What stays is a tombstone
+    /// (`deleted-ID`, "Deleted user", no password) so that replies and
+    /// conversations still read; with `remove_messages`, every message it
+    /// wrote anywhere is deleted too.
+    pub(super) fn delete_account(&mut self, cx: Cx, username_fold: &str, remove_messages: bool) -> Outcome {
+        if self.owner != Some(cx.me) {
+            return Err(forbidden("only the server's owner can delete accounts"));
+        }
+        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        if user == cx.me {
+            return Err(Refusal::Invalid("the server's owner cannot delete their own account"));
+        }
+        if self.is_bot(user) {
+            return Err(Refusal::Invalid(
+                "a bot is not deleted as an account: give it a new token to cut it off, and kick it",
+            ));
+        }
+        if self.is_guest(user) {
+            return Err(Refusal::Invalid("a guest's account ends when they leave"));
+        }
+        self.refuse_deleted(user)?;
+        let owned: Vec<&str> =
+            self.communities.values().filter(|c| c.owner == user).map(|c| c.name.as_str()).collect();
+        if !owned.is_empty() {
+            return Err(Refusal::Unfit(format!(
+                "they own {}: a community's owner cannot be deleted while it exists",
+                owned.join(", ")
+            )));
+        }
+        // Told before they leave: everyone who could see them sees the tombstone.
+        let audience = self.acquaintances(user);
+        let communities: Vec<CommunityId> = self.memberships.communities(user).collect();
+        let mut writes: Vec<Write> =
+            communities.iter().map(|&community| Write::RemoveMember { community, user }).collect();
+        let (groups, group_writes) = self.remove_from_groups(user);
+        writes.extend(group_writes);
+        let tombstone = Username::deleted(user.0);
+        writes.push(Write::DeleteAccount { user, name: tombstone.clone(), at: cx.now });
+        let mut doomed = Vec::new();
+        for (&channel, timeline) in &mut self.timelines {
+            timeline.set_read(user, None);
+            if remove_messages {
+                doomed.extend(timeline.authored_since(user, Timestamp(0)).map(|id| (id, channel)));
+            }
+        }
+        doomed.sort();
+        writes.extend(doomed.iter().map(|&(id, _)| Write::DeleteMessage { id }));
+        self.suspended.remove(&user);
+        self.reset_codes.remove(&user);
+        let u = &mut self.users.get_mut(&user).expect("found by name").stored;
+        self.by_fold.remove(&u.fold);
+        self.by_skeleton.remove(&u.skeleton);
+        self.by_fold.insert(tombstone.fold.clone(), user);
+        self.by_skeleton.insert(tombstone.skeleton.clone(), user);
+        *u = StoredUser {
+            username: tombstone.name,
+            fold: tombstone.fold,
+            skeleton: tombstone.skeleton,
+            display_name: DELETED_DISPLAY_NAME.into(),
+            status_text: String::new(),
+            presence: Chosen::Online,
+            deleted: true,
+            ..u.clone()
+        };
+        self.end_every_login(user, writes, "this account was deleted by the server's owner");
+        let wire = self.user_wire(user);
+        self.reply(cx.session, cx.rid, ReplyResult::User(wire.clone()));
+        for community in communities {
+            self.remove_member(community, user, MemberLeftReason::Deleted, None);
+        }
+        self.removed_from_groups(user, groups);
+        self.messages_deleted(&doomed);
+        self.fan_out(&audience, EventBody::UserUpdated(wire));
+        Ok(())
+    }
+
+    /// A deleted account is a tombstone: nothing more can be done to it.
+    fn refuse_deleted(&self, user: UserId) -> Outcome {
+        match self.users[&user].stored.deleted {
+            true => Err(Refusal::Invalid("that account was deleted")),
+            false => Ok(()),
+        }
     }
 
     /// Persists `writes` with the revocation of every login `user` has,
@@ -212,6 +303,7 @@ impl Hub {
         if self.is_guest(user) {
             return Err(Refusal::Invalid("a guest has no account to reset"));
         }
+        self.refuse_deleted(user)?;
         let expires_at = cx.now.plus_ms(RESET_CODE_MS);
         self.reset_codes.insert(user, (code_hash, expires_at));
         self.persist(vec![Write::SetResetCode { user, hash: code_hash, expires_at }]);

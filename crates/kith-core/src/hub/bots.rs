@@ -142,6 +142,7 @@ impl Hub {
             server_owner: false,
             presence: Chosen::Online,
             bot: true,
+            deleted: false,
         };
         let stored = StoredToken { id: TokenId(self.ids.next(cx.now)), user: bot.id, hash: token_hash };
         // No password: the store keeps an empty hash, which no password matches.

@@ -208,6 +208,17 @@ impl Hub {
         if !self.users.contains_key(&user) {
             return Err(Refusal::NotFound("user"));
         }
+        let (groups, writes) = self.remove_from_groups(user);
+        self.persist(writes);
+        self.reply_empty(cx.session, cx.rid);
+        self.removed_from_groups(user, groups);
+        Ok(())
+    }
+
+    /// Takes `user` out of every group they are in (in memory), passing a
+    /// group they own to the next member; returns the groups and the writes
+    /// that persist it. [`Hub::removed_from_groups`] tells everyone after.
+    pub(super) fn remove_from_groups(&mut self, user: UserId) -> (Vec<ChannelId>, Vec<Write>) {
         let groups: Vec<ChannelId> = self.groups_of(user).collect();
         let mut writes = Vec::new();
         for channel in &groups {
@@ -220,8 +231,10 @@ impl Hub {
             }
             writes.push(Write::PutDirect { direct: self.stored_direct(*channel) });
         }
-        self.persist(writes);
-        self.reply_empty(cx.session, cx.rid);
+        (groups, writes)
+    }
+
+    pub(super) fn removed_from_groups(&mut self, user: UserId, groups: Vec<ChannelId>) {
         for channel in groups {
             let deleted = v1::ChannelDeleted { community_id: 0, channel_id: channel.0 };
             self.fan_out(&[user], EventBody::ChannelDeleted(deleted));
@@ -231,6 +244,5 @@ impl Hub {
             }
             self.fan_out_each(&stayed, |hub, u| EventBody::ChannelUpdated(hub.channel_wire(channel, u)));
         }
-        Ok(())
     }
 }

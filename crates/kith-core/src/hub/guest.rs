@@ -74,6 +74,7 @@ impl Hub {
             server_owner: false,
             presence: Chosen::Online,
             bot: false,
+            deleted: false,
         };
         // An empty hash is no PHC string: every password check fails.
         self.persist(vec![Write::CreateUser {

@@ -78,7 +78,8 @@ impl RateClass {
             | Request::RegisterCommands { .. }
             | Request::IssueResetCode { .. }
             | Request::RevokeInvite { .. }
-            | Request::SuspendUser { .. } => Changes,
+            | Request::SuspendUser { .. }
+            | Request::DeleteAccount { .. } => Changes,
             // Invoking a command is a member speaking in a channel; so is
             // offering someone a pipe.
             Request::InvokeCommand { .. } | Request::OpenPipe { .. } | Request::AcceptPipe { .. } => Messages,

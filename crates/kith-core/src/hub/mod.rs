@@ -959,6 +959,9 @@ impl Hub {
             Request::SuspendUser { username_fold, suspended, reason } => {
                 self.suspend_user(cx, &username_fold, suspended, reason.0)
             }
+            Request::DeleteAccount { username_fold, remove_messages } => {
+                self.delete_account(cx, &username_fold, remove_messages)
+            }
             Request::ListInvites { community } => self.list_invites(cx, community),
             Request::RevokeInvite { code } => self.revoke_invite(cx, &code),
             Request::IssueResetCode { username_fold, code, code_hash } => {

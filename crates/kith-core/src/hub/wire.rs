@@ -18,6 +18,7 @@ impl Hub {
             display_name: u.display_name.clone(),
             status_text: u.status_text.clone(),
             bot: u.bot,
+            deleted: u.deleted,
         }
     }
 

@@ -24,7 +24,7 @@ use kith_core::request::Request as HubRequest;
 use kith_core::{Input as HubInput, SessionId};
 use kith_proto::v1::{self, ClientMessage, ErrorCode, client_message::Request, server_message::Kind};
 use kith_telnet::{Event, Telnet};
-use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignIn, SignInWays};
+use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignInWays};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
@@ -521,7 +521,7 @@ impl Session {
                 // The app offers only what the operator allows; this is the
                 // lock behind that door.
                 Action::Setup(SetupAction::SignIn(_)) if !config.passwords => continue,
-                Action::Setup(SetupAction::SignIn(sign_in)) => (SIGN_IN, sign_in_request(sign_in)),
+                Action::Setup(SetupAction::SignIn(sign_in)) => (SIGN_IN, sign_in.request()),
                 Action::Setup(SetupAction::Guest) => {
                     let Some(guests) = &config.guests else { continue };
                     // A guest costs an account row: throttled like registering.
@@ -624,19 +624,6 @@ fn fixed_terminal(drawn: &Drawn, area: Rect) -> Terminal<CrosstermBackend<Drawn>
 }
 
 /// The login or registration a sign-in asks for.
-fn sign_in_request(s: SignIn) -> Request {
-    if !s.register {
-        return Request::Login(v1::LoginRequest { username: s.username, password: s.password });
-    }
-    let credential = s.credential();
-    Request::Register(v1::RegisterRequest {
-        username: s.username,
-        password: s.password,
-        display_name: String::new(),
-        credential,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,6 +323,7 @@ impl Importer<'_, '_> {
                     bot: a.is_bot,
                     server_owner: false,
                     created_at: snowflake_time(&a.id),
+                    deleted: false,
                 })?;
                 self.t.map(SOURCE, "user", &a.id, id)?;
                 id

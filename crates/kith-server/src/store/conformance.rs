@@ -10,6 +10,7 @@ use kith_core::store::{
     StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState,
     StoredToken, StoredUser, Write,
 };
+use kith_core::text::Username;
 use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1::AuditAction;
 
@@ -18,6 +19,8 @@ use super::{Backend, Batch, Reader, Writer};
 const ANN: UserId = UserId(1);
 const BOB: UserId = UserId(2);
 const CAT: UserId = UserId(3);
+/// Deb's account is deleted: a tombstone stays.
+const DEB: UserId = UserId(4);
 const FAMILY: CommunityId = CommunityId(20);
 const MODS: RoleId = RoleId(21);
 const TEMP: RoleId = RoleId(22);
@@ -42,6 +45,7 @@ fn user(id: UserId, name: &str) -> StoredUser {
         presence: Chosen::Online,
         // Cat is a bot.
         bot: id == CAT,
+        deleted: false,
     }
 }
 
@@ -120,6 +124,10 @@ fn scenario() -> Vec<Batch> {
         create_user(ANN, "ann"),
         create_user(BOB, "bob"),
         create_user(CAT, "cat"),
+        create_user(DEB, "deb"),
+        Write::SetResetCode { user: DEB, hash: TokenHash([9; 32]), expires_at: Timestamp(800) },
+        Write::Suspend { user: DEB, reason: "gone".into(), at: Timestamp(700) },
+        Write::DeleteAccount { user: DEB, name: Username::deleted(DEB.0), at: Timestamp(900) },
         Write::CreateToken {
             token: StoredToken { id: TokenId(10), user: ANN, hash: TokenHash([1; 32]) },
             created_at: Timestamp(100),
@@ -333,6 +341,14 @@ fn expected() -> StoredState {
                 ..user(BOB, "bob")
             },
             user(CAT, "cat"),
+            StoredUser {
+                username: "deleted-4".into(),
+                fold: "deleted-4".into(),
+                skeleton: Username::deleted(DEB.0).skeleton,
+                display_name: "Deleted user".into(),
+                deleted: true,
+                ..user(DEB, "deb")
+            },
         ],
         tokens: vec![StoredToken { id: TokenId(10), user: ANN, hash: TokenHash([1; 32]) }],
         communities: vec![StoredCommunity { id: FAMILY, name: "Family".into(), owner: ANN }],
@@ -488,9 +504,10 @@ fn kind(write: &Write) -> usize {
         Write::Suspend { .. } => 30,
         Write::Unsuspend { .. } => 31,
         Write::RevokeInvite { .. } => 32,
+        Write::DeleteAccount { .. } => 33,
     }
 }
-const KINDS: usize = 33;
+const KINDS: usize = 34;
 
 #[test]
 fn every_kind_of_write_is_in_the_scenario() {
@@ -572,6 +589,9 @@ pub fn reads_answer_from_what_was_written(store: &impl Backend) {
     assert_eq!(reader.credentials("bob").unwrap(), Some((BOB, "hash-bob-2".to_owned())), "a new password");
     assert_eq!(reader.reset_code("ann").unwrap(), Some((ANN, TokenHash([7; 32]), Timestamp(500))));
     assert_eq!(reader.reset_code("bob").unwrap(), None, "used up by the new password");
+    assert_eq!(reader.credentials("deb").unwrap(), None, "a deleted account's name is free");
+    assert_eq!(reader.credentials("deleted-4").unwrap(), Some((DEB, String::new())), "no password");
+    assert_eq!(reader.reset_code("deleted-4").unwrap(), None, "its reset code went with it");
 
     assert_eq!(page(&reader, Anchor::Latest, 10), [50, 51, 52, 54, 55], "53 was deleted");
     assert_eq!(page(&reader, Anchor::Latest, 2), [54, 55]);

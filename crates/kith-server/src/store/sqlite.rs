@@ -265,6 +265,11 @@ CREATE TABLE reset_codes (
     expires_at INTEGER NOT NULL
 );
 "#,
+    // Deleted accounts: the row stays as a tombstone (renamed, no password)
+    // so the messages and conversations that name it still resolve.
+    r#"
+ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -306,7 +311,8 @@ fn token_hash(bytes: Vec<u8>) -> Result<TokenHash, rusqlite::Error> {
 fn load(conn: &Connection) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
     let mut q = conn.prepare(
-        "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence, bot FROM users",
+        "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence, bot,
+                deleted_at IS NOT NULL FROM users",
     )?;
     state.users = q
         .query_map([], |r| {
@@ -320,6 +326,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
                 status_text: r.get(6)?,
                 presence: Chosen::from_code(r.get(7)?),
                 bot: r.get(8)?,
+                deleted: r.get(9)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -554,6 +561,16 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             params![i(user.0), reason, i(at.0)],
         ),
         Write::Unsuspend { user } => tx.execute("DELETE FROM suspensions WHERE user_id = ?1", [i(user.0)]),
+        Write::DeleteAccount { user, name, at } => {
+            for table in ["suspensions", "reset_codes", "read_states"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [i(user.0)])?;
+            }
+            tx.execute(
+                "UPDATE users SET username = ?2, fold = ?3, skeleton = ?4, display_name = ?5, status_text = '',
+                    password_hash = '', presence = ?6, deleted_at = ?7 WHERE id = ?1",
+                params![i(user.0), name.name, name.fold, name.skeleton, "Deleted user", Chosen::Online.code(), i(at.0)],
+            )
+        }
         Write::RevokeInvite { code } => tx.execute("DELETE FROM invites WHERE code = ?1", [code]),
         Write::SetPassword { user, password_hash } => {
             tx.execute("DELETE FROM reset_codes WHERE user_id = ?1", [i(user.0)])?;
