@@ -21,6 +21,8 @@
 
 mod calls;
 mod files;
+mod hub;
+mod pin;
 mod render;
 mod server;
 mod telnet;
@@ -48,10 +50,22 @@ pub struct BenchArgs {
     /// Print one JSON object per run instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Let the server and the load generator share every core (by default,
+    /// with two or more, the server gets the first core to itself).
+    #[arg(long, global = true)]
+    no_pin: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Kind {
+    /// The hub alone (no network, no disk): what a message and a history
+    /// request cost its single task, for channels of each size.
+    Hub {
+        #[arg(long, value_delimiter = ',', default_value = "10,1000")]
+        members: Vec<usize>,
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+    },
     /// N clients in one channel; S senders at an aggregate rate R (messages/s).
     Chat {
         #[arg(long, default_value_t = 100)]
@@ -195,6 +209,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // Before the runtime, so that all its threads inherit the generator's cores.
+    pin::apply(args.no_pin);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -217,6 +233,7 @@ async fn run(args: BenchArgs) -> Result<()> {
             let load = Load { stalled, body, server_udp_buffer, backups_during };
             chat(clients, senders, &rate, duration, load, args.json).await
         }
+        Kind::Hub { members, messages } => hub::run(&members, messages, args.json),
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
         Kind::Files { mib, preview: false } => files::run(mib, args.json).await,
         Kind::Files { preview: true, .. } => files::preview(args.json),
@@ -336,17 +353,20 @@ async fn chat(
         pad_database(server.data_dir(), mb)?;
     }
     if !json_out {
+        println!("{}", pin::describe());
         println!(
-            "{:>6} {:>7} {:>10} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6}",
+            "{:>6} {:>7} {:>10} {:>9} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9}",
             "rate",
             "sent",
             "deliv/s",
+            "µs/deliv",
             "send→ack ms p50/p99/p999",
             "send→recv ms p50/p99/p999",
             "cpu%",
             "rss MiB",
             "lost",
-            "gen%"
+            "gen%",
+            "gen µs/d"
         );
     }
     for &rate in rates {
@@ -462,6 +482,15 @@ async fn chat(
         let lost = expected.saturating_sub(recv.len());
         let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
         let delivered = recv.len() as f64 / elapsed;
+        // The headline: server CPU per delivery to another member (the
+        // sender's own copy counts as its acknowledgement, not a delivery).
+        let per_delivery_us = |cpu_s: f64| cpu_s * 1e6 / recv.len().max(1) as f64;
+        let server_us = per_delivery_us(cpu1 - cpu0);
+        let generator_us = per_delivery_us(gen1 - gen0);
+        // A generator near the end of its cores, not the server, set the pace.
+        let generator_cores = pin::plan()
+            .map_or(std::thread::available_parallelism().map_or(1, |n| n.get()), |p| p.generator.len());
+        let generator_bound = generator_pct >= 90.0 * generator_cores as f64;
         let udp_drops = server.udp_drops().zip(drops0).map(|(b, a)| b.saturating_sub(a));
         // A stalled client still connected after the run was never cut off.
         let mut cut = Vec::new();
@@ -482,6 +511,8 @@ async fn chat(
                     "duration_s": elapsed, "sent": sent, "failed": failed, "delivered_per_s": delivered,
                     "send_to_ack_ms": quantiles_ms(&ack), "send_to_receive_ms": quantiles_ms(&recv),
                     "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
+                    "server_us_per_delivery": server_us, "generator_us_per_delivery": generator_us,
+                    "generator_bound": generator_bound, "pinning": pin::describe(),
                     "generator_cpu_pct": generator_pct, "body_bytes": load.body,
                     "stalled": load.stalled, "stalled_cut": cut_json,
                     "server_udp_drops": udp_drops,
@@ -498,11 +529,15 @@ async fn chat(
                 )
             };
             println!(
-                "{rate:>6} {sent:>7} {delivered:>10.0} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6} {generator_pct:>6.1}",
+                "{rate:>6} {sent:>7} {delivered:>10.0} {server_us:>9.1} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6} \
+                 {generator_pct:>6.1} {generator_us:>9.1}",
                 q(&ack),
                 q(&recv),
                 rss as f64 / 1024.0
             );
+            if generator_bound {
+                println!("       the load generator used its cores up: this run measured it, not the server");
+            }
             if !backup_secs.is_empty() {
                 let mut sorted = backup_secs.clone();
                 sorted.sort_by(f64::total_cmp);

@@ -94,6 +94,7 @@ impl ServerProcess {
             .map_while(Result::ok)
             .find_map(|l| l.split("--setup-code ").nth(1).map(|c| c.trim().to_owned()))
             .context("no setup code")?;
+        crate::pin::server(child.id()).context("pinning the server to its core")?;
         let telnet = field("telnet=");
         let web = field("web=");
         Ok(Self { child, addr, fingerprint, setup_code, telnet, web, data })
