@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use kith_core::SessionId;
+use kith_core::{Outgoing, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
 use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME};
 use prost::Message;
@@ -43,9 +43,9 @@ pub trait Source {
 
 /// The write half of a session transport.
 pub trait Sink: Send {
-    /// Writes one frame: its head, then the body every recipient shares.
-    /// False if the transport is gone.
-    fn send(&mut self, head: &[u8], body: &Bytes) -> impl Future<Output = bool> + Send;
+    /// Writes these frames, in order, each whole: its head, then the body
+    /// every recipient shares. False if the transport is gone.
+    fn send(&mut self, frames: &[Outgoing]) -> impl Future<Output = bool> + Send;
     /// Ends the session with a code after everything written so far.
     fn close(self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
     /// The outbox ended: finish the stream cleanly.
@@ -60,25 +60,56 @@ pub enum End {
     Closed(CloseCode, &'static str),
 }
 
+/// Bytes of frames written in one go, at most (unless one frame is larger).
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Writes the session's outbox to `sink` until the outbox ends, the hub
-/// closes the session, or the transport fails.
+/// closes the session, or the transport fails. What has queued up by the
+/// time the writer runs goes out in one write: one wake of the transport
+/// for a burst, not one per frame.
 pub async fn write_frames<S: Sink>(
     mut sink: S,
     mut outbox: mpsc::UnboundedReceiver<OutItem>,
     queued: Arc<AtomicUsize>,
 ) {
-    while let Some(item) = outbox.recv().await {
-        queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
-        match item {
-            OutItem::Send(out) => {
-                if !sink.send(FrameHead::of(&out).as_bytes(), frame_body(&out)).await {
+    let mut batch = Vec::new();
+    while let Some(first) = outbox.recv().await {
+        let mut item = Some(first);
+        let mut bytes = 0;
+        while let Some(next) = item.take() {
+            let len = next.wire_len();
+            queued.fetch_sub(len, Ordering::Relaxed);
+            match next {
+                OutItem::Send(out) => batch.push(out),
+                OutItem::Close(code, reason) => {
+                    if sink.send(&batch).await {
+                        sink.close(code, &reason).await;
+                    }
                     return;
                 }
             }
-            OutItem::Close(code, reason) => return sink.close(code, &reason).await,
+            bytes += len;
+            if bytes < BATCH_BYTES {
+                item = outbox.try_recv().ok();
+            }
         }
+        if !sink.send(&batch).await {
+            return;
+        }
+        batch.clear();
     }
     sink.finish().await;
+}
+
+/// Frames laid end to end, as a stream carries them.
+pub fn concatenated(frames: &[Outgoing]) -> Bytes {
+    let len = frames.iter().map(super::framed_len).sum();
+    let mut out = bytes::BytesMut::with_capacity(len);
+    for frame in frames {
+        out.extend_from_slice(FrameHead::of(frame).as_bytes());
+        out.extend_from_slice(frame_body(frame));
+    }
+    out.freeze()
 }
 
 /// Reads frames from `source`, decodes them and submits each request, until
@@ -192,4 +223,68 @@ pub async fn run(
         End::Lost => {}
     }
     writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_proto::v1;
+
+    /// A transport that records what it was asked to write.
+    #[derive(Default)]
+    struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Sink for Recorder {
+        async fn send(&mut self, frames: &[Outgoing]) -> bool {
+            let bytes = concatenated(frames);
+            self.0.lock().unwrap().push(format!("{} frames, {} bytes", frames.len(), bytes.len()));
+            true
+        }
+        async fn close(self, code: CloseCode, _: &str) {
+            self.0.lock().unwrap().push(format!("close {code:?}"));
+        }
+        async fn finish(self) {
+            self.0.lock().unwrap().push("finish".into());
+        }
+    }
+
+    fn frame(reason: &str) -> OutItem {
+        OutItem::Send(error_frame(0, ErrorCode::Invalid, reason))
+    }
+
+    #[tokio::test]
+    async fn what_queued_up_goes_out_in_one_write_and_a_close_comes_after_it() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let items =
+            [frame("one"), frame("two"), frame("three"), OutItem::Close(CloseCode::Normal, "bye".into())];
+        let total: usize = items.iter().map(OutItem::wire_len).sum();
+        queued.fetch_add(total, Ordering::Relaxed);
+        for item in items {
+            tx.send(item).unwrap();
+        }
+        write_frames(Recorder(log.clone()), rx, queued.clone()).await;
+        let expected = concatenated(&[
+            error_frame(0, ErrorCode::Invalid, "one"),
+            error_frame(0, ErrorCode::Invalid, "two"),
+            error_frame(0, ErrorCode::Invalid, "three"),
+        ]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [format!("3 frames, {} bytes", expected.len()), "close Normal".into()]
+        );
+        assert_eq!(queued.load(Ordering::Relaxed), 0, "the outbox's count is given back");
+        // The frames are whole and in order, as a reader decodes them.
+        let mut decoder = FrameDecoder::new(kith_proto::MAX_SERVER_FRAME);
+        decoder.extend(&expected);
+        let mut reasons = Vec::new();
+        while let Some(f) = decoder.next_frame().unwrap() {
+            let Some(v1::server_message::Kind::Error(e)) = v1::ServerMessage::decode(f).unwrap().kind else {
+                panic!("not an error frame")
+            };
+            reasons.push(e.reason);
+        }
+        assert_eq!(reasons, ["one", "two", "three"]);
+    }
 }

@@ -16,9 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use kith_core::Outgoing;
 use kith_proto::v1::CloseCode;
 use tokio::net::TcpListener;
 
@@ -286,11 +287,15 @@ fn ws_close(code: CloseCode, reason: &str) -> Message {
 struct WsSink(SplitSink<WebSocket, Message>);
 
 impl Sink for WsSink {
-    async fn send(&mut self, head: &[u8], body: &Bytes) -> bool {
-        let mut frame = BytesMut::with_capacity(head.len() + body.len());
-        frame.put_slice(head);
-        frame.put_slice(body);
-        self.0.send(Message::Binary(frame.freeze())).await.is_ok()
+    async fn send(&mut self, frames: &[Outgoing]) -> bool {
+        // One WebSocket message per frame, as the browser reads them.
+        for frame in frames {
+            let whole = super::stream::concatenated(std::slice::from_ref(frame));
+            if self.0.send(Message::Binary(whole)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     async fn close(mut self, code: CloseCode, reason: &str) {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use kith_core::Outgoing;
 use kith_proto::v1::CloseCode;
 use web_transport_quinn::http::StatusCode;
 
@@ -134,8 +134,8 @@ struct WebSink {
 }
 
 impl Sink for WebSink {
-    async fn send(&mut self, head: &[u8], body: &Bytes) -> bool {
-        self.send.write_all(head).await.is_ok() && self.send.write_all(body).await.is_ok()
+    async fn send(&mut self, frames: &[Outgoing]) -> bool {
+        frames.is_empty() || self.send.write_chunk(stream::concatenated(frames)).await.is_ok()
     }
 
     async fn close(mut self, code: CloseCode, reason: &str) {
