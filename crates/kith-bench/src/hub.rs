@@ -7,10 +7,16 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use kith_core::request::Chosen;
 use kith_core::request::{Anchor, Credential, HistoryQuery, Registration, Request, TokenHash};
-use kith_core::store::StoredState;
+use kith_core::store::{
+    StoredChannel, StoredCommunity, StoredMember, StoredRole, StoredState, StoredToken, StoredUser,
+};
 use kith_core::text::{Body, CommunityName, DisplayName, Username};
-use kith_core::{ChannelId, CommunityId, Hub, HubConfig, Input, Output, SessionId, Timestamp};
+use kith_core::{
+    ChannelId, CommunityId, Hub, HubConfig, Input, Output, Permissions, RoleId, SessionId, Timestamp,
+    TokenId, UserId,
+};
 use kith_proto::v1::{reply::Result as R, server_message::Kind};
 use serde_json::json;
 
@@ -28,11 +34,32 @@ struct Bench {
     /// The reply to the latest request, when asked for.
     answer: Option<Result<R, String>>,
     keep: Option<(SessionId, u64)>,
+    /// Bytes of messages (not events) sent to the kept session.
+    kept_bytes: usize,
+    next_session: u64,
 }
 
 impl Bench {
-    fn new(members: usize) -> Result<Self> {
-        let config = HubConfig {
+    /// A hub that starts from `state`, with no one connected.
+    fn empty(state: StoredState) -> Self {
+        Bench {
+            hub: Hub::new(state, Self::config()),
+            now: Timestamp(1_800_000_000_000),
+            rid: 0,
+            issued: 0,
+            sessions: Vec::new(),
+            general: ChannelId(0),
+            sends: 0,
+            reads: 0,
+            answer: None,
+            keep: None,
+            kept_bytes: 0,
+            next_session: 0,
+        }
+    }
+
+    fn config() -> HubConfig {
+        HubConfig {
             setup_code: Some("SETUP".into()),
             // Load, not people: no rate limits.
             message_rate: None,
@@ -45,19 +72,11 @@ impl Bench {
             answer_rate: None,
             refusal_rate: None,
             ..HubConfig::default()
-        };
-        let mut b = Bench {
-            hub: Hub::new(StoredState::default(), config),
-            now: Timestamp(1_800_000_000_000),
-            rid: 0,
-            issued: 0,
-            sessions: Vec::new(),
-            general: ChannelId(0),
-            sends: 0,
-            reads: 0,
-            answer: None,
-            keep: None,
-        };
+        }
+    }
+
+    fn new(members: usize) -> Result<Self> {
+        let mut b = Self::empty(StoredState::default());
         let owner = b.register("owner", Credential::SetupCode("SETUP".into()))?;
         let R::Community(c) =
             b.call(owner, Request::CreateCommunity { name: CommunityName::parse("Bench").expect("a name") })?
@@ -98,6 +117,9 @@ impl Bench {
                 Output::Send { to, message } => {
                     self.sends += 1;
                     if self.keep.is_some_and(|(s, _)| s == to) {
+                        if let kith_core::Outgoing::Message(m) = &message {
+                            self.kept_bytes += m.len();
+                        }
                         match message.into_server_message().kind {
                             Some(Kind::Reply(r)) if Some(r.request_id) == self.keep.map(|k| k.1) => {
                                 self.answer = r.result.map(Ok);
@@ -135,22 +157,131 @@ impl Bench {
     }
 
     fn register(&mut self, name: &str, credential: Credential) -> Result<SessionId> {
-        let session = SessionId(self.sessions.len() as u64 + 1);
+        self.next_session += 1;
+        let session = SessionId(self.next_session);
         let auth_within_ms = 60_000;
         self.input(Input::Connected { session, resume_key: format!("resume-{name}"), auth_within_ms });
-        let mut token_hash = [0u8; 32];
-        token_hash[..8].copy_from_slice(&session.0.to_le_bytes());
         let registration = Registration {
             username: Username::parse(name)?,
             display_name: DisplayName::parse(name)?,
             password_hash: "$argon2id$bench".into(),
             token: format!("token-{name}"),
-            token_hash: TokenHash(token_hash),
+            token_hash: token_of(name),
             credential,
         };
         self.call(session, Request::Register(Box::new(registration)))?;
         Ok(session)
     }
+}
+
+fn token_of(name: &str) -> TokenHash {
+    TokenHash(*blake3::hash(name.as_bytes()).as_bytes())
+}
+
+/// A stored server of one community with `members` (user ids 1..=members,
+/// user 1 its owner), each with one login: as a hub finds it at start, made
+/// directly because joining one by one checks every newcomer's name against
+/// every member's (each join costs O(members)).
+fn community_of(members: usize) -> StoredState {
+    let (community, general) = (CommunityId(1 << 40), ChannelId((1 << 40) + 1));
+    let name = |i: usize| if i == 1 { "owner".to_owned() } else { format!("member{i}") };
+    let users = (1..=members)
+        .map(|i| {
+            let username = Username::parse(&name(i)).expect("a valid name");
+            StoredUser {
+                id: UserId(i as u64),
+                display_name: username.name.clone(),
+                username: username.name,
+                fold: username.fold,
+                skeleton: username.skeleton,
+                status_text: String::new(),
+                server_owner: i == 1,
+                presence: Chosen::Online,
+                bot: false,
+                deleted: false,
+            }
+        })
+        .collect();
+    let tokens = (1..=members)
+        .map(|i| StoredToken {
+            id: TokenId((1 << 41) + i as u64),
+            user: UserId(i as u64),
+            hash: token_of(&name(i)),
+        })
+        .collect();
+    let members_rows = (1..=members)
+        .map(|i| StoredMember {
+            community,
+            user: UserId(i as u64),
+            joined_at: Timestamp(1_800_000_000_000),
+            nickname: None,
+            timeout_until: None,
+        })
+        .collect();
+    StoredState {
+        users,
+        tokens,
+        communities: vec![StoredCommunity { id: community, name: "Bench".into(), owner: UserId(1) }],
+        members: members_rows,
+        roles: vec![StoredRole {
+            id: RoleId(community.0),
+            community,
+            name: "@everyone".into(),
+            permissions: Permissions::DEFAULT_EVERYONE,
+            rank: 0,
+        }],
+        channels: vec![StoredChannel {
+            id: general,
+            community,
+            name: "general".into(),
+            topic: String::new(),
+            voice: false,
+        }],
+        max_id: 1 << 42,
+        ..StoredState::default()
+    }
+}
+
+/// What signing in costs in a community of `members`, all offline: the
+/// `Ready` snapshot's size and the hub's time to make it (median of five).
+pub fn connect(members_list: &[usize], json_out: bool) -> Result<()> {
+    if !json_out {
+        println!("{:>8} {:>14} {:>12}", "members", "Ready bytes", "connect µs");
+    }
+    for &members in members_list {
+        if members < 2 {
+            bail!("--connect sizes must be at least 2");
+        }
+        let mut b = Bench::empty(community_of(members));
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for trial in 0..5 {
+            b.next_session += 1;
+            let session = SessionId(b.next_session);
+            let resume_key = format!("resume-trial-{trial}");
+            b.input(Input::Connected { session, resume_key, auth_within_ms: 60_000 });
+            b.kept_bytes = 0;
+            let started = Instant::now();
+            let token_hash = token_of(&format!("member{}", 2 + trial % (members - 1)));
+            let R::Ready(_) = b.call(session, Request::Authenticate { token_hash })? else {
+                bail!("no Ready")
+            };
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            bytes = b.kept_bytes;
+            b.input(Input::Closed { session });
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if json_out {
+            println!(
+                "{}",
+                json!({"bench": "hub-connect", "members": members, "ready_bytes": bytes, "connect_us": median})
+            );
+        } else {
+            println!("{members:>8} {bytes:>14} {median:>12.0}");
+        }
+    }
+    Ok(())
 }
 
 /// Sends `messages` into a channel of `members` (from ten of them in turn),

@@ -65,6 +65,10 @@ enum Kind {
         members: Vec<usize>,
         #[arg(long, default_value_t = 20_000)]
         messages: u64,
+        /// Instead: what signing in costs in communities of these sizes
+        /// (the `Ready` snapshot's bytes and the hub's time).
+        #[arg(long, value_delimiter = ',')]
+        connect: Option<Vec<usize>>,
     },
     /// N clients in one channel; S senders at an aggregate rate R (messages/s).
     Chat {
@@ -233,7 +237,8 @@ async fn run(args: BenchArgs) -> Result<()> {
             let load = Load { stalled, body, server_udp_buffer, backups_during };
             chat(clients, senders, &rate, duration, load, args.json).await
         }
-        Kind::Hub { members, messages } => hub::run(&members, messages, args.json),
+        Kind::Hub { connect: Some(sizes), .. } => hub::connect(&sizes, args.json),
+        Kind::Hub { members, messages, connect: None } => hub::run(&members, messages, args.json),
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
         Kind::Files { mib, preview: false } => files::run(mib, args.json).await,
         Kind::Files { preview: true, .. } => files::preview(args.json),
