@@ -756,6 +756,18 @@ fn a_server_backs_itself_up_on_schedule_and_keeps_the_newest() {
     assert_eq!(said, "before the backups");
 }
 
+/// After the owner acted on carol's account: her saved login no longer
+/// works, and signing in again with her password fails; what that said.
+fn carol_is_signed_out(tmp: &Path, server: &Served, carol: &Path) -> String {
+    let e = kith_fails(carol, &["whoami"]);
+    assert!(e.contains("signed out") || e.contains("log in"), "carol's saved login is gone: {e}");
+    kith_fails_given(
+        &tmp.join("carol-again"),
+        &["login", "carol", "--server", &server.addr, "--password-stdin"],
+        b"carol's password\n",
+    )
+}
+
 #[test]
 fn the_owner_suspends_an_account_and_revokes_invites_from_the_shell() {
     let tmp = tempfile::tempdir().unwrap();
@@ -779,13 +791,7 @@ fn the_owner_suspends_an_account_and_revokes_invites_from_the_shell() {
     assert!(e.to_lowercase().contains("invite"), "{e}");
 
     kith(&alice, &["admin", "suspend", "carol", "--reason", "spamming the family"], "");
-    let e = kith_fails(&carol, &["whoami"]);
-    assert!(e.contains("signed out") || e.contains("log in"), "carol's saved login is gone: {e}");
-    let e = kith_fails_given(
-        &tmp.path().join("carol-again"),
-        &["login", "carol", "--server", &server.addr, "--password-stdin"],
-        b"carol's password\n",
-    );
+    let e = carol_is_signed_out(tmp.path(), &server, &carol);
     assert!(e.contains("suspended by the server's owner: spamming the family"), "{e}");
     kith(&alice, &["admin", "unsuspend", "carol"], "");
     kith(
@@ -812,13 +818,7 @@ fn the_owner_deletes_an_account_keeping_or_removing_what_it_wrote() {
     assert!(e.contains("only the server's owner"), "{e}");
 
     kith(&alice, &["admin", "delete-account", "carol", "--yes"], "");
-    let e = kith_fails(&carol, &["whoami"]);
-    assert!(e.contains("signed out") || e.contains("log in"), "carol's saved login is gone: {e}");
-    let e = kith_fails_given(
-        &tmp.path().join("carol-again"),
-        &["login", "carol", "--server", &server.addr, "--password-stdin"],
-        b"carol's password\n",
-    );
+    let e = carol_is_signed_out(tmp.path(), &server, &carol);
     assert!(e.contains("username and password do not match"), "{e}");
     let kept = history(&alice);
     let carols = kept.iter().find(|m| m["body"] == "carol was here").expect("her message stays");
