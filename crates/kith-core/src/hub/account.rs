@@ -7,7 +7,7 @@ use kith_proto::v1::{
     self, CloseCode, MemberLeftReason, event::Body as EventBody, reply::Result as ReplyResult,
 };
 
-use super::{Auth, Cx, Hub, Outcome, Output, Refusal, User, forbidden};
+use super::{Auth, Cx, Hub, Outcome, Output, Refusal, forbidden};
 use crate::ids::{CommunityId, SessionId, Timestamp, TokenId, UserId};
 use crate::request::{Chosen, Credential, Registration, TokenHash, code_key};
 use crate::store::{StoredToken, StoredUser, Write};
@@ -27,17 +27,12 @@ impl Hub {
         rid: u64,
         reg: &Registration,
     ) -> Outcome {
-        let [typed, _] = look_alike_keys(&reg.username.name);
-        if self.by_skeleton.contains_key(&reg.username.skeleton)
-            || self.by_skeleton.contains_key(&typed)
-            || self.by_fold.contains_key(&reg.username.fold)
-        {
+        if !self.directory.name_free(&reg.username) {
             return Err(Refusal::Taken("username"));
         }
         // A display name is what others see: it may not pass for someone
         // else's username.
-        let shown = look_alike_keys(&reg.display_name.0);
-        if shown.iter().any(|k| self.by_skeleton.contains_key(k)) {
+        if self.directory.looks_like_a_username(&reg.display_name.0) {
             return Err(Refusal::Invalid(
                 "that display name looks like another person's username; pick another",
             ));
@@ -46,7 +41,7 @@ impl Hub {
             return Err(Refusal::Invalid("username mixes scripts (e.g. Latin with Cyrillic look-alikes)"));
         }
         let mut join = None;
-        let server_owner = match (&reg.credential, self.owner) {
+        let server_owner = match (&reg.credential, self.directory.owner()) {
             (Credential::SetupCode(code), None)
                 if self.config.setup_code.as_deref().map(code_key) == Some(code_key(code)) =>
             {
@@ -98,11 +93,11 @@ impl Hub {
             Write::CreateToken { token: token.clone(), created_at: now },
         ]);
         let id = user.id;
-        self.add_user(user);
+        self.directory.add(user);
         if server_owner {
             self.config.setup_code = None;
         }
-        self.tokens.insert(token.hash, (token.id, id));
+        self.directory.add_token(token.hash, token.id, id);
         if let Some((community, code)) = join {
             self.add_member(now, community, id, Some(code));
         }
@@ -112,7 +107,7 @@ impl Hub {
 
     /// What creating an account takes right now, and where invites point.
     pub(super) fn server_info(&self) -> v1::ServerInfo {
-        let registration = match self.owner {
+        let registration = match self.directory.owner() {
             None => v1::Registration::SetupCode,
             Some(_) if self.config.open_registration => v1::Registration::Open,
             Some(_) => v1::Registration::Invite,
@@ -134,13 +129,13 @@ impl Hub {
     ) -> Outcome {
         // A bot signs in with its token only (its stored hash is empty, so
         // no password matches it anyway).
-        if !self.users.contains_key(&user) || self.is_bot(user) {
+        if !self.directory.contains(user) || self.is_bot(user) {
             return Err(Refusal::BadCredentials);
         }
         self.refuse_suspended(user)?;
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
-        self.tokens.insert(token_hash, (stored.id, user));
+        self.directory.add_token(token_hash, stored.id, user);
         self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())
     }
@@ -154,19 +149,19 @@ impl Hub {
         suspended: bool,
         reason: String,
     ) -> Outcome {
-        if self.owner != Some(cx.me) {
+        if !self.directory.is_owner(cx.me) {
             return Err(forbidden("only the server's owner can suspend accounts"));
         }
-        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        let user = self.directory.find(username_fold).ok_or(Refusal::NotFound("user"))?;
         if user == cx.me {
             return Err(Refusal::Invalid("the server's owner cannot suspend their own account"));
         }
         self.refuse_deleted(user)?;
         if suspended {
             let writes = vec![Write::Suspend { user, reason: reason.clone(), at: cx.now }];
-            self.suspended.insert(user, reason);
+            self.directory.suspend(user, reason);
             self.end_every_login(user, writes, "this account was suspended by the server's owner");
-        } else if self.suspended.remove(&user).is_some() {
+        } else if self.directory.unsuspend(user) {
             self.persist(vec![Write::Unsuspend { user }]);
         }
         let wire = self.user_wire(user);
@@ -179,10 +174,10 @@ impl Hub {
     /// conversations still read; with `remove_messages`, every message it
     /// wrote anywhere is deleted too.
     pub(super) fn delete_account(&mut self, cx: Cx, username_fold: &str, remove_messages: bool) -> Outcome {
-        if self.owner != Some(cx.me) {
+        if !self.directory.is_owner(cx.me) {
             return Err(forbidden("only the server's owner can delete accounts"));
         }
-        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        let user = self.directory.find(username_fold).ok_or(Refusal::NotFound("user"))?;
         if user == cx.me {
             return Err(Refusal::Invalid("the server's owner cannot delete their own account"));
         }
@@ -221,23 +216,13 @@ impl Hub {
         }
         doomed.sort();
         writes.extend(doomed.iter().map(|&(id, _)| Write::DeleteMessage { id }));
-        self.suspended.remove(&user);
-        self.reset_codes.remove(&user);
-        let u = &mut self.users.get_mut(&user).expect("found by name").stored;
-        self.by_fold.remove(&u.fold);
-        self.by_skeleton.remove(&u.skeleton);
-        self.by_fold.insert(tombstone.fold.clone(), user);
-        self.by_skeleton.insert(tombstone.skeleton.clone(), user);
-        *u = StoredUser {
-            username: tombstone.name,
-            fold: tombstone.fold,
-            skeleton: tombstone.skeleton,
-            display_name: DELETED_DISPLAY_NAME.into(),
-            status_text: String::new(),
-            presence: Chosen::Online,
-            deleted: true,
-            ..u.clone()
-        };
+        self.directory.clear_standing(user);
+        self.directory.rename(user, tombstone, |u| {
+            u.display_name = DELETED_DISPLAY_NAME.into();
+            u.status_text = String::new();
+            u.presence = Chosen::Online;
+            u.deleted = true;
+        });
         self.end_every_login(user, writes, "this account was deleted by the server's owner");
         let wire = self.user_wire(user);
         self.reply(cx.session, cx.rid, ReplyResult::User(wire.clone()));
@@ -252,7 +237,7 @@ impl Hub {
 
     /// A deleted account is a tombstone: nothing more can be done to it.
     fn refuse_deleted(&self, user: UserId) -> Outcome {
-        match self.users[&user].stored.deleted {
+        match self.directory[&user].stored.deleted {
             true => Err(Refusal::Invalid("that account was deleted")),
             false => Ok(()),
         }
@@ -261,11 +246,9 @@ impl Hub {
     /// Persists `writes` with the revocation of every login `user` has,
     /// then closes each of their sessions with `reason`.
     fn end_every_login(&mut self, user: UserId, mut writes: Vec<Write>, reason: &str) {
-        let revoked: BTreeSet<TokenId> =
-            self.tokens.values().filter(|(_, u)| *u == user).map(|(id, _)| *id).collect();
+        let revoked = self.directory.revoke_all(user);
         writes.extend(revoked.iter().map(|&id| Write::RevokeToken { id }));
         self.persist(writes);
-        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
         let sessions: Vec<SessionId> = self.sessions.of_user(user).collect();
         for s in sessions {
             self.drop_session(s);
@@ -277,7 +260,7 @@ impl Hub {
     /// Refuses a sign-in to a suspended account, saying so: whoever gets
     /// this far holds the account's password, code or token.
     pub(super) fn refuse_suspended(&self, user: UserId) -> Outcome {
-        match self.suspended.get(&user).map(String::as_str) {
+        match self.directory.suspension(user) {
             None => Ok(()),
             Some("") => Err(forbidden("this account is suspended by the server's owner")),
             Some(why) => Err(forbidden(format!("this account is suspended by the server's owner: {why}"))),
@@ -293,10 +276,10 @@ impl Hub {
         code: String,
         code_hash: TokenHash,
     ) -> Outcome {
-        if self.owner != Some(cx.me) {
+        if !self.directory.is_owner(cx.me) {
             return Err(forbidden("only the server's owner can reset a password"));
         }
-        let user = *self.by_fold.get(username_fold).ok_or(Refusal::NotFound("user"))?;
+        let user = self.directory.find(username_fold).ok_or(Refusal::NotFound("user"))?;
         if self.is_bot(user) {
             return Err(Refusal::Invalid("a bot has no password: give it a new token instead"));
         }
@@ -305,12 +288,12 @@ impl Hub {
         }
         self.refuse_deleted(user)?;
         let expires_at = cx.now.plus_ms(RESET_CODE_MS);
-        self.reset_codes.insert(user, (code_hash, expires_at));
+        self.directory.set_reset_code(user, code_hash, expires_at);
         self.persist(vec![Write::SetResetCode { user, hash: code_hash, expires_at }]);
         let web_link = match (&self.config.public_address, self.config.web) {
             (Some(server), true) => kith_proto::invite::InviteLink::render_reset(
                 server,
-                &self.users[&user].stored.username,
+                &self.directory[&user].stored.username,
                 &code,
             ),
             _ => String::new(),
@@ -335,17 +318,16 @@ impl Hub {
         token: String,
         token_hash: TokenHash,
     ) -> Outcome {
-        match self.reset_codes.get(&user) {
-            Some((hash, until)) if *hash == code_hash && now < *until => {}
-            _ => return Err(Refusal::BadCredentials),
+        if !self.directory.reset_code_stands(user, &code_hash, now) {
+            return Err(Refusal::BadCredentials);
         }
         self.refuse_suspended(user)?;
-        self.reset_codes.remove(&user);
+        self.directory.clear_reset_code(user);
         let writes = vec![Write::SetPassword { user, password_hash }];
         self.end_every_login(user, writes, "this account's password was reset");
         let stored = StoredToken { id: TokenId(self.ids.next(now)), user, hash: token_hash };
         self.persist(vec![Write::CreateToken { token: stored.clone(), created_at: now }]);
-        self.tokens.insert(token_hash, (stored.id, user));
+        self.directory.add_token(token_hash, stored.id, user);
         self.bind(session, rid, Auth { user, token: Some(stored.id) }, token, String::new());
         Ok(())
     }
@@ -367,7 +349,7 @@ impl Hub {
         let ready = v1::Ready {
             user: Some(self.user_wire(auth.user)),
             token,
-            server_owner: self.owner == Some(auth.user),
+            server_owner: self.directory.is_owner(auth.user),
             communities,
             session_id,
             resume_refused,
@@ -386,15 +368,10 @@ impl Hub {
     }
 
     pub(super) fn logout(&mut self, session: SessionId, rid: u64, auth: Auth, everywhere: bool) -> Outcome {
-        let revoked: BTreeSet<TokenId> = if everywhere {
-            self.tokens.values().filter(|(_, u)| *u == auth.user).map(|(id, _)| *id).collect()
-        } else {
-            auth.token.into_iter().collect()
-        };
+        let revoked = self.directory.revoke(auth.user, |id| everywhere || auth.token == Some(id));
         if !revoked.is_empty() {
             self.persist(revoked.iter().map(|&id| Write::RevokeToken { id }).collect());
         }
-        self.tokens.retain(|_, (id, _)| !revoked.contains(id));
         self.reply_empty(session, rid);
 
         let sessions: Vec<SessionId> = self.sessions.of_user(auth.user).collect();
@@ -430,7 +407,7 @@ impl Hub {
                 self.refuse_look_alike(community, cx.me, d, "display name")?;
             }
         }
-        let u = &mut self.users.get_mut(&cx.me).expect("authenticated user exists").stored;
+        let u = &mut self.directory.get_mut(cx.me).expect("authenticated user exists").stored;
         if let Some(DisplayName(d)) = display_name {
             u.display_name = d;
         }
@@ -462,7 +439,7 @@ impl Hub {
             if *other == user {
                 continue;
             }
-            let u = &self.users[other].stored;
+            let u = &self.directory[other].stored;
             let theirs = [Some(u.username.as_str()), Some(u.display_name.as_str()), m.nickname.as_deref()];
             for shown in theirs.into_iter().flatten() {
                 let keys = look_alike_keys(shown);
@@ -488,17 +465,5 @@ impl Hub {
             all.extend(self.directs[&d].members.iter().copied());
         }
         all.into_iter().collect()
-    }
-
-    pub(super) fn add_user(&mut self, u: StoredUser) {
-        if u.server_owner {
-            self.owner = Some(u.id);
-        }
-        self.by_fold.insert(u.fold.clone(), u.id);
-        self.by_skeleton.insert(u.skeleton.clone(), u.id);
-        // The name as typed has a key of its own (`aIice`: see look_alike_keys).
-        let [typed, _] = look_alike_keys(&u.username);
-        self.by_skeleton.entry(typed).or_insert(u.id);
-        self.users.insert(u.id, User { stored: u, guest: false, authored: false });
     }
 }

@@ -18,7 +18,7 @@ use crate::ids::{ChannelId, CommunityId, Timestamp, TokenId, UserId};
 use crate::permissions::Permissions;
 use crate::request::{Chosen, TokenHash};
 use crate::store::{StoredToken, StoredUser, Write};
-use crate::text::{Body, CommandName, Username, look_alike_keys};
+use crate::text::{Body, CommandName, Username};
 
 /// How long a bot has to answer a call, and then between answers.
 pub const CALL_TIMEOUT_MS: u64 = 10_000;
@@ -102,11 +102,11 @@ impl Bots {
 impl Hub {
     /// A user's name as others see it in a message from the server: `@weather`.
     fn at(&self, user: UserId) -> String {
-        self.users.get(&user).map_or_else(|| "the bot".to_owned(), |u| format!("@{}", u.stored.username))
+        self.directory.get(user).map_or_else(|| "the bot".to_owned(), |u| format!("@{}", u.stored.username))
     }
 
     pub(super) fn is_bot(&self, user: UserId) -> bool {
-        self.users.get(&user).is_some_and(|u| u.stored.bot)
+        self.directory.is_bot(user)
     }
 
     pub(super) fn create_bot(
@@ -122,11 +122,7 @@ impl Hub {
         if bots >= MAX_BOTS_PER_COMMUNITY {
             return Err(Refusal::Invalid("this community has the most bots it may have (50)"));
         }
-        let [typed, _] = look_alike_keys(&name.name);
-        if self.by_skeleton.contains_key(&name.skeleton)
-            || self.by_skeleton.contains_key(&typed)
-            || self.by_fold.contains_key(&name.fold)
-        {
+        if !self.directory.name_free(&name) {
             return Err(Refusal::Taken("username"));
         }
         if name.is_mixed_script() {
@@ -151,8 +147,8 @@ impl Hub {
             Write::CreateToken { token: stored.clone(), created_at: cx.now },
         ]);
         let id = bot.id;
-        self.add_user(bot);
-        self.tokens.insert(stored.hash, (stored.id, id));
+        self.directory.add(bot);
+        self.directory.add_token(stored.hash, stored.id, id);
         self.add_member(cx.now, community, id, None);
         let answer = v1::BotToken { bot: Some(self.user_wire(id)), token };
         self.reply(cx.session, cx.rid, ReplyResult::BotToken(answer));
@@ -174,13 +170,12 @@ impl Hub {
         if !member || !self.is_bot(bot) {
             return Err(Refusal::NotFound("bot"));
         }
-        let old: Vec<TokenId> = self.tokens.values().filter(|(_, u)| *u == bot).map(|(id, _)| *id).collect();
+        let old = self.directory.revoke_all(bot);
         let stored = StoredToken { id: TokenId(self.ids.next(cx.now)), user: bot, hash: token_hash };
         let mut writes: Vec<Write> = old.iter().map(|&id| Write::RevokeToken { id }).collect();
         writes.push(Write::CreateToken { token: stored.clone(), created_at: cx.now });
         self.persist(writes);
-        self.tokens.retain(|_, (_, u)| *u != bot);
-        self.tokens.insert(stored.hash, (stored.id, bot));
+        self.directory.add_token(stored.hash, stored.id, bot);
         let sessions: Vec<_> = self.sessions.of_user(bot).collect();
         for s in sessions {
             self.drop_session(s);

@@ -14,7 +14,9 @@ use crate::text::{ChannelName, CommunityName, Topic};
 
 impl Hub {
     pub(super) fn create_community(&mut self, cx: Cx, name: CommunityName) -> Outcome {
-        if self.config.community_creation == super::CommunityCreation::Owner && self.owner != Some(cx.me) {
+        if self.config.community_creation == super::CommunityCreation::Owner
+            && !self.directory.is_owner(cx.me)
+        {
             return Err(forbidden(
                 "on this server only its owner creates communities; ask them for one, or for an invite",
             ));
@@ -338,7 +340,7 @@ impl Hub {
                 if user != cx.me {
                     self.outrank(community, cx.me, user, "override the permissions of")?;
                 }
-                format!("@{}", self.users[&user].stored.username)
+                format!("@{}", self.directory[&user].stored.username)
             }
         };
         let ch = &self.channels[&channel];

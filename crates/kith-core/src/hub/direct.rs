@@ -45,7 +45,7 @@ impl Hub {
     fn room_in_groups(&self, user: UserId) -> Outcome {
         let groups = self.groups_of(user).count();
         if groups >= super::MAX_GROUPS_PER_USER {
-            let name = self.users.get(&user).map_or("?", |u| u.stored.username.as_str());
+            let name = self.directory.get(user).map_or("?", |u| u.stored.username.as_str());
             return Err(forbidden(format!("{name} is in as many group conversations as one account may be")));
         }
         Ok(())
@@ -76,7 +76,7 @@ impl Hub {
         if self.is_guest(other) {
             return Err(forbidden("guests cannot be in conversations"));
         }
-        if other != me && self.users.contains_key(&other) && self.share_community(me, other) {
+        if other != me && self.directory.contains(other) && self.share_community(me, other) {
             Ok(())
         } else {
             Err(Refusal::NotFound("user"))
@@ -202,10 +202,10 @@ impl Hub {
     /// the server owner's (the operator's remedy for someone others keep
     /// adding to groups).
     pub(super) fn leave_groups(&mut self, cx: Cx, user: UserId) -> Outcome {
-        if user != cx.me && self.owner != Some(cx.me) {
+        if user != cx.me && !self.directory.is_owner(cx.me) {
             return Err(forbidden("only the server's owner can take someone else out of their groups"));
         }
-        if !self.users.contains_key(&user) {
+        if !self.directory.contains(user) {
             return Err(Refusal::NotFound("user"));
         }
         let (groups, writes) = self.remove_from_groups(user);

@@ -17,7 +17,7 @@
 
 use kith_proto::v1::MemberLeftReason;
 
-use super::{Auth, Hub, Member, Outcome, User, forbidden};
+use super::{Auth, Hub, Member, Outcome, forbidden};
 use crate::ids::{CommunityId, SessionId, Timestamp, UserId};
 use crate::permissions::guest_ceiling;
 use crate::request::{Chosen, Request};
@@ -44,26 +44,18 @@ impl Hub {
                  ask the server's owner",
             ));
         };
-        let reused =
-            self.idle_guests.iter().copied().find(|g| !self.communities[&community].bans.contains_key(g));
-        if let Some(id) = reused {
+        let bans = &self.communities[&community].bans;
+        if let Some(id) = self.directory.take_guest(|g| !bans.contains_key(&g)) {
             // A visitor before this one left nothing behind: this visitor
             // takes its account (and name) instead of a new row.
-            self.idle_guests.remove(&id);
             self.forget_read_marks(id, community);
-            self.users.get_mut(&id).expect("an idle guest's account").guest = true;
+            self.directory.get_mut(id).expect("an idle guest's account").guest = true;
             let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
             self.join_without_writing(community, id, member);
             self.bind(session, rid, Auth { user: id, token: None }, String::new(), String::new());
             return Ok(());
         }
-        let username = loop {
-            let name = Username::guest(self.next_guest);
-            self.next_guest += 1;
-            if !self.by_fold.contains_key(&name.fold) && !self.by_skeleton.contains_key(&name.skeleton) {
-                break name;
-            }
-        };
+        let username = self.directory.next_guest_name();
         let user = StoredUser {
             id: UserId(self.ids.next(now)),
             display_name: username.name.clone(),
@@ -83,8 +75,8 @@ impl Hub {
             created_at: now,
         }]);
         let id = user.id;
-        self.add_user(user);
-        self.users.get_mut(&id).expect("just added").guest = true;
+        self.directory.add(user);
+        self.directory.get_mut(id).expect("just added").guest = true;
         // Joined in memory only (see the module docs), with the ceiling.
         let member = Member { ceiling: Some(guest_ceiling(can_send)), ..Member::new(now) };
         self.join_without_writing(community, id, member);
@@ -94,7 +86,7 @@ impl Hub {
     }
 
     pub(super) fn is_guest(&self, user: UserId) -> bool {
-        self.users.get(&user).is_some_and(|u: &User| u.guest)
+        self.directory.is_guest(user)
     }
 
     /// What a guest may ask for: reading, writing (permissions still
@@ -116,14 +108,14 @@ impl Hub {
     /// The guest's last session is gone: it leaves its community, and its
     /// account stays only as the author of what it wrote.
     pub(super) fn end_guest(&mut self, user: UserId) {
-        let Some(u) = self.users.get_mut(&user) else { return };
+        let Some(u) = self.directory.get_mut(user) else { return };
         u.guest = false;
         let joined: Vec<CommunityId> = self.memberships.communities(user).collect();
         for community in joined {
             self.remove_member(community, user, MemberLeftReason::Left, None);
         }
         if self.recyclable_guest(user) {
-            self.idle_guests.insert(user);
+            self.directory.park_guest(user);
         }
     }
 
@@ -131,7 +123,7 @@ impl Hub {
     /// (nobody would take the newcomer for its author) and is banned
     /// nowhere.
     pub(super) fn recyclable_guest(&self, user: UserId) -> bool {
-        self.users.get(&user).is_some_and(|u| !u.authored && !u.guest)
+        self.directory.get(user).is_some_and(|u| !u.authored && !u.guest)
             && !self.communities.values().any(|c| c.bans.contains_key(&user))
     }
 

@@ -91,7 +91,7 @@ impl Hub {
                 attachments: attachments.clone().into(),
             },
         );
-        if let Some(u) = self.users.get_mut(&cx.me) {
+        if let Some(u) = self.directory.get_mut(cx.me) {
             u.authored = true;
         }
         self.usage.add(cx.me, self.community_of(channel), super::files::weight(&attachments));
@@ -155,8 +155,10 @@ impl Hub {
                 Permissions::MANAGE_MESSAGES,
                 "delete other members' messages",
             )?;
-            let detail =
-                format!("by @{} in #{}", self.users[&author].stored.username, self.channels[&channel].name);
+            let detail = format!(
+                "by @{} in #{}",
+                self.directory[&author].stored.username, self.channels[&channel].name
+            );
             writes.push(self.audit(
                 cx,
                 community,
@@ -207,12 +209,8 @@ impl Hub {
             Some(c) => self.communities[&c].members.contains_key(id),
             None => self.directs.get(&channel).is_some_and(|d| d.members.contains(id)),
         };
-        let ids = names
-            .iter()
-            .filter_map(|name| self.by_fold.get(name))
-            .filter(|id| present(id))
-            .copied()
-            .collect();
+        let ids =
+            names.iter().filter_map(|name| self.directory.find(name)).filter(|id| present(id)).collect();
         (ids, everyone)
     }
 

@@ -34,6 +34,7 @@ mod bots;
 pub use bots::{CALL_TIMEOUT_MS, MAX_BOTS_PER_COMMUNITY, MAX_CALLS_PER_BOT};
 mod community;
 mod direct;
+mod directory;
 mod files;
 mod guest;
 pub mod limits;
@@ -52,6 +53,7 @@ pub use presence::TYPING_MS;
 mod roles;
 mod session;
 mod timeline;
+use directory::Directory;
 use memberships::Memberships;
 use session::{Replay, Sessions};
 use timeline::{MessageMeta, Nonces, Timeline};
@@ -66,8 +68,8 @@ use kith_proto::v1::{self, CloseCode, ErrorCode, event::Body as EventBody, reply
 use crate::ids::{ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Timestamp, TokenId, UserId};
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::rate::{Buckets, RateLimit};
-use crate::request::{AuditQuery, HistoryQuery, Request, TokenHash};
-use crate::store::{StoredInvite, StoredState, StoredUser, Write};
+use crate::request::{AuditQuery, HistoryQuery, Request};
+use crate::store::{StoredInvite, StoredState, Write};
 
 /// The one answer to every failed sign-in: a wrong name, a wrong password,
 /// an unknown or revoked token all read the same, so that none can be told
@@ -320,16 +322,6 @@ impl Refusal {
 
 type Outcome = Result<(), Refusal>;
 
-#[derive(Debug)]
-struct User {
-    stored: StoredUser,
-    /// A guest whose session is still going (see `guest.rs`).
-    guest: bool,
-    /// Wrote at least one message (so, for a guest account, it is not
-    /// handed to a later guest).
-    authored: bool,
-}
-
 /// A conversation outside communities: two users, or a group of up to 10.
 #[derive(Debug)]
 struct Direct {
@@ -418,20 +410,8 @@ pub struct Hub {
     config: HubConfig,
     ids: IdGen,
 
-    users: HashMap<UserId, User>,
-    by_fold: HashMap<String, UserId>,
-    by_skeleton: HashMap<String, UserId>,
-    owner: Option<UserId>,
-    /// The number the next guest's name is tried with.
-    next_guest: u64,
-    /// Guest accounts with no session that wrote nothing and are banned
-    /// nowhere: a later guest gets one of these rather than a new row.
-    idle_guests: BTreeSet<UserId>,
-    tokens: HashMap<TokenHash, (TokenId, UserId)>,
-    /// Accounts suspended server-wide, and why (see `account.rs`).
-    suspended: HashMap<UserId, String>,
-    /// Password reset codes not yet used (their hashes), and until when.
-    reset_codes: HashMap<UserId, (TokenHash, Timestamp)>,
+    /// Accounts, their names and logins.
+    directory: Directory,
     communities: BTreeMap<CommunityId, Community>,
     /// Who is in which community and conversation, by user.
     memberships: Memberships,
@@ -514,21 +494,13 @@ impl Hub {
     }
 
     /// A hub continuing from what the store holds.
-    pub fn new(state: StoredState, config: HubConfig) -> Self {
+    pub fn new(mut state: StoredState, config: HubConfig) -> Self {
         let refusal_rate = config.refusal_rate;
         let limits = limits::Limits::new(&config);
         let mut hub = Hub {
             config,
             ids: IdGen::after(state.max_id),
-            users: HashMap::new(),
-            by_fold: HashMap::new(),
-            by_skeleton: HashMap::new(),
-            owner: None,
-            next_guest: 1,
-            idle_guests: BTreeSet::new(),
-            tokens: HashMap::new(),
-            suspended: state.suspended.iter().cloned().collect(),
-            reset_codes: state.reset_codes.iter().map(|&(user, hash, until)| (user, (hash, until))).collect(),
+            directory: Directory::load(&mut state),
             communities: BTreeMap::new(),
             memberships: Memberships::default(),
             channels: HashMap::new(),
@@ -556,18 +528,8 @@ impl Hub {
             now: Timestamp(0),
             outbox: outbox::Outbox::default(),
         };
-        for u in state.users {
-            hub.add_user(u);
-        }
         for (bot, commands) in &state.commands {
             hub.bots.load(*bot, commands);
-        }
-        // Guest names are never reused (a later guest would look like the
-        // author of an earlier one's messages).
-        let guests = hub.by_fold.keys().filter_map(|f| crate::text::Username::guest_number(f));
-        hub.next_guest = guests.max().map_or(1, |n| n.saturating_add(1));
-        for t in state.tokens {
-            hub.tokens.insert(t.hash, (t.id, t.user));
         }
         for c in state.communities {
             hub.communities.insert(
@@ -623,7 +585,7 @@ impl Hub {
             if let Some(nonce) = &m.nonce {
                 hub.nonces.insert(m.author, nonce, m.channel, m.id);
             }
-            if let Some(u) = hub.users.get_mut(&m.author) {
+            if let Some(u) = hub.directory.get_mut(m.author) {
                 u.authored = true;
             }
             if !m.deleted {
@@ -644,20 +606,21 @@ impl Hub {
             );
         }
         let idle: Vec<UserId> = hub
-            .users
-            .iter()
-            .filter(|(_, u)| crate::text::Username::guest_number(&u.stored.fold).is_some())
-            .map(|(id, _)| *id)
+            .directory
+            .ids()
+            .filter(|id| crate::text::Username::guest_number(&hub.directory[id].stored.fold).is_some())
             .filter(|id| hub.recyclable_guest(*id))
             .collect();
-        hub.idle_guests.extend(idle);
+        for guest in idle {
+            hub.directory.park_guest(guest);
+        }
         for d in state.directs {
             hub.add_direct(d);
         }
         for (user, channel, last) in state.read_states {
             hub.timelines.entry(channel).or_default().set_read(user, Some(last));
         }
-        if hub.owner.is_some() {
+        if hub.directory.owner().is_some() {
             hub.config.setup_code = None;
         }
         hub
@@ -665,7 +628,7 @@ impl Hub {
 
     /// True until an owner has registered; the edge then shows the setup code.
     pub fn needs_owner(&self) -> bool {
-        self.owner.is_none()
+        self.directory.owner().is_none()
     }
 
     /// Applies one input. Drain [`Hub::poll_output`] afterwards.
@@ -919,7 +882,7 @@ impl Hub {
                 );
             }
             (Request::Authenticate { token_hash }, None) => {
-                let (id, user) = *self.tokens.get(token_hash).ok_or(Refusal::BadCredentials)?;
+                let (id, user) = self.directory.token(token_hash).ok_or(Refusal::BadCredentials)?;
                 // A bot's token rotated after its suspension.
                 self.refuse_suspended(user)?;
                 self.bind(session, rid, Auth { user, token: Some(id) }, String::new(), String::new());

@@ -74,7 +74,7 @@ impl Hub {
             self.moderate(cx, community, user, Permissions::BAN_MEMBERS, "ban")?;
         } else {
             self.require(community, cx.me, cx.now, Permissions::BAN_MEMBERS, "ban")?;
-            if !self.users.contains_key(&user) {
+            if !self.directory.contains(user) {
                 return Err(Refusal::NotFound("user"));
             }
         }

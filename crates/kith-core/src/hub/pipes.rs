@@ -74,7 +74,7 @@ impl Hub {
         if to == cx.me {
             return Err(Refusal::Invalid("a pipe goes to someone else"));
         }
-        if !self.users.contains_key(&to) || !self.together(cx.me, to) {
+        if !self.directory.contains(to) || !self.together(cx.me, to) {
             return Err(Refusal::NotFound("user"));
         }
         if self.pipes.offers.values().filter(|o| o.from == cx.me).count() >= OFFERS_PER_USER {

@@ -39,7 +39,7 @@ impl Hub {
         if connected.is_empty() {
             return PresenceStatus::Offline;
         }
-        match self.users[&user].stored.presence {
+        match self.directory[&user].stored.presence {
             Chosen::Invisible => PresenceStatus::Invisible,
             Chosen::Dnd => PresenceStatus::Dnd,
             Chosen::Idle => PresenceStatus::Idle,
@@ -117,7 +117,7 @@ impl Hub {
 
     pub(super) fn set_presence(&mut self, cx: Cx, status: Option<Chosen>, afk: Option<bool>) -> Outcome {
         if let Some(status) = status {
-            let stored = &mut self.users.get_mut(&cx.me).expect("authenticated user exists").stored;
+            let stored = &mut self.directory.get_mut(cx.me).expect("authenticated user exists").stored;
             if stored.presence != status {
                 stored.presence = status;
                 self.persist(vec![Write::SetPresence { user: cx.me, status }]);

@@ -244,7 +244,7 @@ impl Hub {
         resume_key: String,
         last_seq: u64,
     ) -> Outcome {
-        let (token, user) = *self.tokens.get(&token_hash).ok_or(Refusal::BadCredentials)?;
+        let (token, user) = self.directory.token(&token_hash).ok_or(Refusal::BadCredentials)?;
         let auth = Auth { user, token: Some(token) };
         let old = self.sessions.by_resume_key(&resume_key);
         let refused = match old.and_then(|id| self.sessions.get(id).map(|s| (id, s))) {

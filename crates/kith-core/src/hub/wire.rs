@@ -11,7 +11,7 @@ use crate::store::StoredInvite;
 
 impl Hub {
     pub(super) fn user_wire(&self, id: UserId) -> v1::User {
-        let u = &self.users[&id].stored;
+        let u = &self.directory[&id].stored;
         v1::User {
             id: id.0,
             username: u.username.clone(),
@@ -134,7 +134,11 @@ impl Hub {
             expires_at_ms: i.expires_at.map_or(0, |t| t.0),
             link,
             web_link,
-            creator_name: self.users.get(&i.creator).map(|u| u.stored.username.clone()).unwrap_or_default(),
+            creator_name: self
+                .directory
+                .get(i.creator)
+                .map(|u| u.stored.username.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -153,8 +157,8 @@ impl Hub {
             id: id.0,
             channel_id: channel.0,
             author_id: author.0,
-            author_name: self.users[&author].stored.username.clone(),
-            author_bot: self.users[&author].stored.bot,
+            author_name: self.directory[&author].stored.username.clone(),
+            author_bot: self.directory[&author].stored.bot,
             body,
             created_at_ms: id.timestamp().0,
             edited_at_ms: 0,
