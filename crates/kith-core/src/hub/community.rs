@@ -56,7 +56,7 @@ impl Hub {
                 name: stored.name,
                 owner: cx.me,
                 members: BTreeMap::from([(cx.me, Member::new(cx.now))]),
-                channels: BTreeSet::new(),
+                channels: BTreeMap::new(),
                 roles: BTreeMap::from([(
                     everyone.id,
                     Role { name: everyone.name, permissions: everyone.permissions, rank: 0 },
@@ -251,7 +251,7 @@ impl Hub {
         {
             return Err(Refusal::Taken("channel name"));
         }
-        let ch = self.channels.get_mut(&channel).expect("visible");
+        let ch = self.channel_mut(channel).expect("visible");
         let mut changes = Vec::new();
         if let Some(ChannelName(name)) = name
             && name != ch.name
@@ -291,11 +291,11 @@ impl Hub {
         let community =
             self.require_in(channel, cx.me, cx.now, Permissions::MANAGE_CHANNELS, "manage channels")?;
         let viewers = self.viewers(channel);
-        let name = format!("#{}", self.channels[&channel].name);
+        let name = format!("#{}", self.channel(channel).expect("visible").name);
         let audit =
             self.audit(cx, community, AuditAction::ChannelDelete, Some(channel.0), String::new(), name);
         self.persist(vec![Write::DeleteChannel { id: channel }, audit]);
-        self.channels.remove(&channel);
+        self.channel_home.remove(&channel);
         self.communities.get_mut(&community).expect("visible").channels.remove(&channel);
         // The channel's own messages and read marks only, not the server's.
         if let Some(timeline) = self.timelines.remove(&channel) {
@@ -343,7 +343,7 @@ impl Hub {
                 format!("@{}", self.directory[&user].stored.username)
             }
         };
-        let ch = &self.channels[&channel];
+        let ch = self.channel(channel).expect("visible");
         let clearing = rule == Override::default();
         if !clearing
             && !ch.overrides.contains_key(&target)
@@ -367,7 +367,7 @@ impl Hub {
         self.persist(vec![Write::SetOverride { rule: stored }, audit]);
         let before = self.views(community);
         let viewers_before = self.viewers(channel);
-        let ch = self.channels.get_mut(&channel).expect("visible");
+        let ch = self.channel_mut(channel).expect("visible");
         if clearing {
             ch.overrides.remove(&target);
         } else {
@@ -410,19 +410,25 @@ impl Hub {
     // ----- state helpers ----------------------------------------------------------
 
     pub(super) fn add_channel(&mut self, ch: StoredChannel) {
-        if let Some(c) = self.communities.get_mut(&ch.community) {
-            c.channels.insert(ch.id);
-        }
-        self.channels.insert(
-            ch.id,
-            Channel {
-                community: ch.community,
-                name: ch.name,
-                topic: ch.topic,
-                overrides: BTreeMap::new(),
-                voice: ch.voice,
-            },
-        );
+        let Some(c) = self.communities.get_mut(&ch.community) else { return };
+        let channel = Channel {
+            community: ch.community,
+            name: ch.name,
+            topic: ch.topic,
+            overrides: BTreeMap::new(),
+            voice: ch.voice,
+        };
+        c.channels.insert(ch.id, channel);
+        self.channel_home.insert(ch.id, ch.community);
+    }
+
+    /// A channel, found through the community that owns it.
+    pub(super) fn channel(&self, id: ChannelId) -> Option<&Channel> {
+        self.communities.get(self.channel_home.get(&id)?)?.channels.get(&id)
+    }
+
+    pub(super) fn channel_mut(&mut self, id: ChannelId) -> Option<&mut Channel> {
+        self.communities.get_mut(self.channel_home.get(&id)?)?.channels.get_mut(&id)
     }
 
     /// Adds a member (consuming an invite use if one is given) and tells the
@@ -494,6 +500,6 @@ impl Hub {
 
     fn channel_named(&self, community: CommunityId, name: &ChannelName) -> Option<ChannelId> {
         let c = self.communities.get(&community)?;
-        c.channels.iter().copied().find(|id| self.channels.get(id).is_some_and(|ch| ch.name == name.0))
+        c.channels.iter().find(|(_, ch)| ch.name == name.0).map(|(id, _)| *id)
     }
 }

@@ -135,7 +135,7 @@ pub(super) fn weight(files: &[AttachmentMeta]) -> u64 {
 impl Hub {
     /// The community a channel belongs to; `None` for a conversation.
     pub(super) fn community_of(&self, channel: ChannelId) -> Option<CommunityId> {
-        self.channels.get(&channel).map(|c| c.community)
+        self.channel(channel).map(|c| c.community)
     }
 
     /// Refuses a message whose files come to more than one message may carry.
@@ -223,7 +223,7 @@ impl Hub {
         if !perms.contains(Permissions::ATTACH_FILES) {
             return Err(self.lacking(community, cx.me, cx.now, "attach files in this channel"));
         }
-        if self.channels.get(&channel).is_some_and(|c| c.voice) {
+        if self.channel(channel).is_some_and(|c| c.voice) {
             return Err(Refusal::Invalid("a voice channel takes no messages"));
         }
         Ok(())

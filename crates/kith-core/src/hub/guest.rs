@@ -130,7 +130,7 @@ impl Hub {
     /// Clears `user`'s read marks in `community`'s channels (persisted), so
     /// that a recycled guest account starts reading afresh.
     fn forget_read_marks(&mut self, user: UserId, community: CommunityId) {
-        let channels: Vec<_> = self.communities[&community].channels.iter().copied().collect();
+        let channels: Vec<_> = self.communities[&community].channels.keys().copied().collect();
         let writes: Vec<Write> = channels
             .into_iter()
             .filter(|ch| self.timelines.get_mut(ch).is_some_and(|t| t.set_read(user, None)))

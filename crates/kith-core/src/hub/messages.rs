@@ -50,7 +50,7 @@ impl Hub {
         if !perms.contains(Permissions::SEND_MESSAGES) {
             return Err(self.lacking(community, cx.me, cx.now, "send messages in this channel"));
         }
-        if self.channels.get(&channel).is_some_and(|c| c.voice) {
+        if self.channel(channel).is_some_and(|c| c.voice) {
             return Err(Refusal::Invalid("a voice channel takes no messages"));
         }
         // The message ends their typing; a new notice may go out at once.
@@ -157,7 +157,8 @@ impl Hub {
             )?;
             let detail = format!(
                 "by @{} in #{}",
-                self.directory[&author].stored.username, self.channels[&channel].name
+                self.directory[&author].stored.username,
+                self.channel(channel).expect("a channel the hub holds").name
             );
             writes.push(self.audit(
                 cx,
@@ -225,7 +226,7 @@ impl Hub {
         // of this community only.
         let mut found: Vec<(MessageId, ChannelId)> = self.communities[&community]
             .channels
-            .iter()
+            .keys()
             .filter_map(|ch| Some((*ch, self.timelines.get(ch)?)))
             .flat_map(|(ch, t)| t.authored_since(user, since).map(move |id| (id, ch)))
             .collect();

@@ -337,7 +337,7 @@ struct Community {
     name: String,
     owner: UserId,
     members: BTreeMap<UserId, Member>,
-    channels: BTreeSet<ChannelId>,
+    channels: BTreeMap<ChannelId, Channel>,
     /// Every role, `@everyone` (keyed by the community's id) included.
     roles: BTreeMap<RoleId, Role>,
     bans: BTreeMap<UserId, Ban>,
@@ -415,7 +415,8 @@ pub struct Hub {
     communities: BTreeMap<CommunityId, Community>,
     /// Who is in which community and conversation, by user.
     memberships: Memberships,
-    channels: HashMap<ChannelId, Channel>,
+    /// The community each channel is in (its owner: see `Community`).
+    channel_home: HashMap<ChannelId, CommunityId>,
     invites: HashMap<String, StoredInvite>,
     /// Each channel's and conversation's messages and read marks.
     timelines: HashMap<ChannelId, Timeline>,
@@ -503,7 +504,7 @@ impl Hub {
             directory: Directory::load(&mut state),
             communities: BTreeMap::new(),
             memberships: Memberships::default(),
-            channels: HashMap::new(),
+            channel_home: HashMap::new(),
             invites: HashMap::new(),
             timelines: HashMap::new(),
             nonces: Nonces::default(),
@@ -538,7 +539,7 @@ impl Hub {
                     name: c.name,
                     owner: c.owner,
                     members: BTreeMap::new(),
-                    channels: BTreeSet::new(),
+                    channels: BTreeMap::new(),
                     roles: BTreeMap::new(),
                     bans: BTreeMap::new(),
                 },
@@ -574,7 +575,7 @@ impl Hub {
             hub.add_channel(ch);
         }
         for o in state.overrides {
-            if let Some(ch) = hub.channels.get_mut(&o.channel) {
+            if let Some(ch) = hub.channel_mut(o.channel) {
                 ch.overrides.insert(o.target, Override { allow: o.allow, deny: o.deny });
             }
         }

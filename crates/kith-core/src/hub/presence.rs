@@ -169,8 +169,7 @@ impl Hub {
         // A newcomer starts reading at their join: what was said before is
         // history to browse, not a pile of unread messages.
         let joined = self
-            .channels
-            .get(&channel)
+            .channel(channel)
             .and_then(|ch| self.communities.get(&ch.community)?.members.get(&user))
             .map_or(0, |m| MessageId::first_at(m.joined_at).0);
         let after = last.map_or(0, |m| m.0 + 1).max(joined);

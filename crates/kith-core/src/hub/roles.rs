@@ -129,7 +129,7 @@ impl Hub {
         if let Some(d) = self.directs.get(&channel) {
             return d.members.contains(&user).then(|| (None, self.direct_permissions(d, user)));
         }
-        let ch = self.channels.get(&channel)?;
+        let ch = self.channel(channel)?;
         let c = self.communities.get(&ch.community)?;
         let s = Self::standing(c, ch.community, user, now)?;
         let p = permissions::channel_permissions(&s, Self::everyone(ch.community), &ch.overrides);
@@ -163,7 +163,7 @@ impl Hub {
         if let Some(d) = self.directs.get(&channel) {
             return d.members.clone();
         }
-        let Some(community) = self.channels.get(&channel).map(|ch| ch.community) else { return Vec::new() };
+        let Some(community) = self.channel(channel).map(|ch| ch.community) else { return Vec::new() };
         self.member_ids(community).into_iter().filter(|u| self.can_view(channel, *u)).collect()
     }
 
@@ -212,7 +212,7 @@ impl Hub {
         // Channel permissions themselves, not just visibility, are part of the view.
         let channels = c
             .channels
-            .iter()
+            .keys()
             .filter_map(|ch| {
                 let (_, p) = self.channel_permissions_at(*ch, user, None)?;
                 (!p.is_empty()).then_some((*ch, p))
@@ -354,11 +354,8 @@ impl Hub {
         for m in c.members.values_mut() {
             m.roles.remove(&role);
         }
-        let channels: Vec<ChannelId> = c.channels.iter().copied().collect();
-        for ch in channels {
-            if let Some(ch) = self.channels.get_mut(&ch) {
-                ch.overrides.remove(&OverrideTarget::Role(role));
-            }
+        for ch in c.channels.values_mut() {
+            ch.overrides.remove(&OverrideTarget::Role(role));
         }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::RoleDeleted { community_id: community.0, role_id: role.0 };

@@ -57,7 +57,7 @@ impl Hub {
         self_deaf: bool,
     ) -> Outcome {
         let (community, p) = self.channel_permissions(channel, cx.me, cx.now)?;
-        if !self.channels.get(&channel).is_some_and(|c| c.voice) {
+        if !self.channel(channel).is_some_and(|c| c.voice) {
             return Err(Refusal::Invalid("that is not a voice channel"));
         }
         if !p.contains(Permissions::CONNECT) {
@@ -112,16 +112,16 @@ impl Hub {
         }
         if let Some(to) = move_to {
             self.moderate(cx, community, user, Permissions::MOVE_MEMBERS, "move members")?;
-            let in_here = self.voice.get(&user).filter(|v| self.channels[&v.channel].community == community);
+            let in_here =
+                self.voice.get(&user).filter(|v| self.channel_home.get(&v.channel) == Some(&community));
             let Some(mut v) = in_here.copied() else {
                 return Err(Refusal::Invalid("that member is not in a voice channel of this community"));
             };
             match to {
                 None => self.set_voice(user, None),
                 Some(to) => {
-                    let in_community = self.channels.get(&to).is_some_and(|c| c.community == community);
                     let (_, mine) = self.channel_permissions(to, cx.me, cx.now)?;
-                    if !in_community || !self.channels[&to].voice {
+                    if !self.channel(to).is_some_and(|c| c.community == community && c.voice) {
                         return Err(Refusal::Invalid(
                             "move members to a voice channel of the same community",
                         ));
@@ -181,7 +181,7 @@ impl Hub {
             .sessions
             .get(v.session)
             .is_some_and(|s| s.detached_at.is_none() && s.auth.is_some_and(|a| a.user == user));
-        let voice_channel = self.channels.get(&v.channel).is_some_and(|c| c.voice);
+        let voice_channel = self.channel(v.channel).is_some_and(|c| c.voice);
         connected
             && voice_channel
             && self
@@ -261,7 +261,7 @@ impl Hub {
     /// `user`'s voice state as everyone sees it; `user` is in voice.
     pub(super) fn voice_wire(&self, user: UserId) -> v1::VoiceState {
         let v = &self.voice[&user];
-        let community = self.channels[&v.channel].community;
+        let community = self.channel_home[&v.channel];
         let moderated = self
             .communities
             .get(&community)
@@ -285,7 +285,7 @@ impl Hub {
     pub(super) fn voice_states_in(&self, community: CommunityId, viewer: UserId) -> Vec<v1::VoiceState> {
         let c = &self.communities[&community];
         c.channels
-            .iter()
+            .keys()
             .filter(|ch| self.rooms.contains_key(ch) && self.can_view(**ch, viewer))
             .flat_map(|ch| &self.rooms[ch])
             .map(|u| self.voice_wire(*u))

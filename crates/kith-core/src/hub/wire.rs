@@ -62,7 +62,7 @@ impl Hub {
                 ..Default::default()
             };
         }
-        let ch = &self.channels[&id];
+        let ch = self.channel(id).expect("a channel the hub holds");
         let overrides = ch
             .overrides
             .iter()
@@ -102,7 +102,7 @@ impl Hub {
             owner_id: c.owner.0,
             channels: c
                 .channels
-                .iter()
+                .keys()
                 .filter(|ch| self.can_view(**ch, viewer))
                 .map(|ch| self.channel_wire(*ch, viewer))
                 .collect(),
