@@ -441,16 +441,7 @@ pub struct Hub {
     info_limits: Buckets<SessionId>,
 
     /// Who is in voice, where (see `hub::voice`).
-    voice: BTreeMap<UserId, voice::InVoice>,
-    /// The users in each voice channel that has any.
-    rooms: BTreeMap<ChannelId, BTreeSet<UserId>>,
-    /// Each user's voice state as last sent to others.
-    voice_shown: BTreeMap<UserId, v1::VoiceState>,
-    /// Each room's routing as last published to the edges.
-    voice_published: BTreeMap<ChannelId, Vec<VoiceRoute>>,
-    /// A session went or came during this input: voice may differ. (Other
-    /// changes that matter to voice are writes: `Outbox::take_access_changed`.)
-    voice_dirty: bool,
+    voice: voice::Voice,
 
     /// Every session, and the indexes that find them.
     sessions: Sessions,
@@ -516,11 +507,7 @@ impl Hub {
             refusal_limits: Buckets::new(refusal_rate),
             rate_refusals: BTreeMap::new(),
             info_limits: Buckets::new(Some(SERVER_INFO_RATE)),
-            voice: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            voice_shown: BTreeMap::new(),
-            voice_published: BTreeMap::new(),
-            voice_dirty: false,
+            voice: voice::Voice::default(),
             bots: bots::Bots::default(),
             pipes: pipes::Pipes::default(),
             sessions: Sessions::default(),
@@ -686,8 +673,7 @@ impl Hub {
         }
         // Voice is re-derived (a diff: only what changed goes out) after any
         // input that may have changed it, whatever the request was.
-        let changed = self.outbox.take_access_changed() | std::mem::take(&mut self.voice_dirty);
-        if changed && !(self.voice.is_empty() && self.voice_shown.is_empty()) {
+        if self.voice.needs_sync(self.outbox.take_access_changed()) {
             self.voice_sync();
         }
         #[cfg(debug_assertions)]
@@ -732,7 +718,7 @@ impl Hub {
     fn drop_session(&mut self, session: SessionId) {
         self.uploads.forget(session);
         let Some(gone) = self.sessions.remove(session) else { return };
-        self.voice_dirty = true;
+        self.voice.sessions_changed();
         if let Some(user) = gone.last_of
             && self.is_bot(user)
         {

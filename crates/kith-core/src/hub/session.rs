@@ -213,7 +213,7 @@ impl Hub {
         let resumable = self.config.resume_grace_ms > 0 && !self.unresumable(session);
         let user = self.sessions.auth(session).map(|a| a.user);
         // Voice needs the connection: it ends now, not when the session expires.
-        self.voice_dirty = true;
+        self.voice.sessions_changed();
         match self.sessions.get(session) {
             Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable => {
                 self.sessions.detach(session, now)

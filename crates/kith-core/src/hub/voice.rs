@@ -48,6 +48,108 @@ pub struct VoiceRoute {
     pub hears: bool,
 }
 
+/// Who is in voice, and what was last shown and published of it.
+#[derive(Debug, Default)]
+pub(super) struct Voice {
+    /// Who is in voice, where.
+    present: BTreeMap<UserId, InVoice>,
+    /// The users in each voice channel that has any.
+    rooms: BTreeMap<ChannelId, BTreeSet<UserId>>,
+    /// Each user's voice state as last sent to others.
+    shown: BTreeMap<UserId, v1::VoiceState>,
+    /// Each room's routing as last published to the edges.
+    published: BTreeMap<ChannelId, Vec<VoiceRoute>>,
+    /// A session went or came during this input: voice may differ. (Other
+    /// changes that matter to voice are writes: `Outbox::take_access_changed`.)
+    sessions_changed: bool,
+}
+
+impl Voice {
+    pub(super) fn get(&self, user: UserId) -> Option<&InVoice> {
+        self.present.get(&user)
+    }
+
+    /// Puts `user` in voice (or out of it), keeping `rooms` in step.
+    fn set(&mut self, user: UserId, to: Option<InVoice>) {
+        if let Some(old) = self.present.remove(&user)
+            && let Some(room) = self.rooms.get_mut(&old.channel)
+        {
+            room.remove(&user);
+            if room.is_empty() {
+                self.rooms.remove(&old.channel);
+            }
+        }
+        if let Some(v) = to {
+            self.rooms.entry(v.channel).or_default().insert(user);
+            self.present.insert(user, v);
+        }
+    }
+
+    /// Who is in voice in `channel`.
+    fn room(&self, channel: ChannelId) -> impl Iterator<Item = UserId> + '_ {
+        self.rooms.get(&channel).into_iter().flatten().copied()
+    }
+
+    fn room_len(&self, channel: ChannelId) -> usize {
+        self.rooms.get(&channel).map_or(0, BTreeSet::len)
+    }
+
+    /// A session came or went: voice is re-derived after this input.
+    pub(super) fn sessions_changed(&mut self) {
+        self.sessions_changed = true;
+    }
+
+    /// Whether voice needs re-deriving after an input, given whether it
+    /// changed anyone's access. Nobody in voice and nothing shown: no.
+    pub(super) fn needs_sync(&mut self, access_changed: bool) -> bool {
+        let changed = access_changed | std::mem::take(&mut self.sessions_changed);
+        changed && !(self.present.is_empty() && self.shown.is_empty())
+    }
+
+    /// Records what `user`'s state is now shown as; `Some(before)` if that
+    /// differs from what was shown.
+    fn show(&mut self, user: UserId, now: Option<v1::VoiceState>) -> Option<Option<v1::VoiceState>> {
+        let before = self.shown.get(&user).copied();
+        if now == before {
+            return None;
+        }
+        match now {
+            Some(s) => self.shown.insert(user, s),
+            None => self.shown.remove(&user),
+        };
+        Some(before)
+    }
+
+    /// The rooms whose routing differs from what was last published, now
+    /// marked published: emptied rooms first, so a moved session's old route
+    /// is withdrawn before its new one is set. Needs every present user's
+    /// state shown ([`Voice::show`]), so no second permission pass is made.
+    fn republish(&mut self) -> Vec<(ChannelId, Vec<VoiceRoute>)> {
+        let mut rooms: BTreeMap<ChannelId, Vec<VoiceRoute>> = BTreeMap::new();
+        for (user, v) in &self.present {
+            let state = &self.shown[user];
+            let speaks = !(state.self_mute || state.self_deaf || state.server_mute);
+            let route = VoiceRoute { session: v.session, user: *user, speaks, hears: !v.self_deaf };
+            rooms.entry(v.channel).or_default().push(route);
+        }
+        let emptied: Vec<ChannelId> =
+            self.published.keys().filter(|c| !rooms.contains_key(c)).copied().collect();
+        let mut changed = Vec::new();
+        for channel in emptied {
+            self.published.remove(&channel);
+            changed.push((channel, Vec::new()));
+        }
+        for (channel, mut members) in rooms {
+            members.sort();
+            if self.published.get(&channel) != Some(&members) {
+                self.published.insert(channel, members.clone());
+                changed.push((channel, members));
+            }
+        }
+        changed
+    }
+}
+
 impl Hub {
     pub(super) fn join_voice(
         &mut self,
@@ -63,7 +165,7 @@ impl Hub {
         if !p.contains(Permissions::CONNECT) {
             return Err(self.lacking(community, cx.me, cx.now, "connect to voice in this channel"));
         }
-        let already = self.voice.get(&cx.me).is_some_and(|v| v.channel == channel);
+        let already = self.voice.get(cx.me).is_some_and(|v| v.channel == channel);
         if !already && self.room_full(channel) {
             return Err(self.full());
         }
@@ -87,7 +189,7 @@ impl Hub {
         self_mute: Option<bool>,
         self_deaf: Option<bool>,
     ) -> Outcome {
-        let Some(mut v) = self.voice.get(&cx.me).copied() else {
+        let Some(mut v) = self.voice.get(cx.me).copied() else {
             return Err(Refusal::Invalid("you are not in a voice channel"));
         };
         v.self_mute = self_mute.unwrap_or(v.self_mute);
@@ -113,7 +215,7 @@ impl Hub {
         if let Some(to) = move_to {
             self.moderate(cx, community, user, Permissions::MOVE_MEMBERS, "move members")?;
             let in_here =
-                self.voice.get(&user).filter(|v| self.channel_home.get(&v.channel) == Some(&community));
+                self.voice.get(user).filter(|v| self.channel_home.get(&v.channel) == Some(&community));
             let Some(mut v) = in_here.copied() else {
                 return Err(Refusal::Invalid("that member is not in a voice channel of this community"));
             };
@@ -151,27 +253,15 @@ impl Hub {
     }
 
     fn room_full(&self, channel: ChannelId) -> bool {
-        self.rooms.get(&channel).is_some_and(|r| r.len() >= self.config.voice_room)
+        self.voice.room_len(channel) >= self.config.voice_room
     }
 
     fn full(&self) -> Refusal {
         forbidden(format!("that voice channel is full ({} people)", self.config.voice_room))
     }
 
-    /// Puts `user` in voice (or out of it), keeping `rooms` in step.
     pub(super) fn set_voice(&mut self, user: UserId, to: Option<InVoice>) {
-        if let Some(old) = self.voice.remove(&user)
-            && let Some(room) = self.rooms.get_mut(&old.channel)
-        {
-            room.remove(&user);
-            if room.is_empty() {
-                self.rooms.remove(&old.channel);
-            }
-        }
-        if let Some(v) = to {
-            self.rooms.entry(v.channel).or_default().insert(user);
-            self.voice.insert(user, v);
-        }
+        self.voice.set(user, to);
     }
 
     /// Whether `user` may still be in voice in `v.channel` now: a live,
@@ -195,19 +285,17 @@ impl Hub {
     /// the one whose request caused the change included.
     pub(super) fn voice_sync(&mut self) {
         let gone: Vec<UserId> =
-            self.voice.iter().filter(|(u, v)| !self.may_stay(**u, v)).map(|(u, _)| *u).collect();
+            self.voice.present.iter().filter(|(u, v)| !self.may_stay(**u, v)).map(|(u, _)| *u).collect();
         for user in gone {
             self.set_voice(user, None);
         }
 
         // Events: each user whose state differs from what was last shown.
-        let users: BTreeSet<UserId> = self.voice.keys().chain(self.voice_shown.keys()).copied().collect();
+        let users: BTreeSet<UserId> =
+            self.voice.present.keys().chain(self.voice.shown.keys()).copied().collect();
         for user in users {
-            let now = self.voice.contains_key(&user).then(|| self.voice_wire(user));
-            let before = self.voice_shown.get(&user).copied();
-            if now == before {
-                continue;
-            }
+            let now = self.voice.present.contains_key(&user).then(|| self.voice_wire(user));
+            let Some(before) = self.voice.show(user, now) else { continue };
             let state = match &now {
                 Some(s) => *s,
                 None => v1::VoiceState {
@@ -224,43 +312,19 @@ impl Hub {
             }
             let to: Vec<UserId> = to.into_iter().collect();
             self.fan_out(&to, EventBody::VoiceStateUpdated(state));
-            match now {
-                Some(s) => self.voice_shown.insert(user, s),
-                None => self.voice_shown.remove(&user),
-            };
         }
 
-        // Routing: rooms that emptied first, so a moved session's old route
-        // is withdrawn before its new one is set.
-        // `voice_shown` now holds every current state: no second permission pass.
-        let mut rooms: BTreeMap<ChannelId, Vec<VoiceRoute>> = BTreeMap::new();
-        for (user, v) in &self.voice {
-            let state = &self.voice_shown[user];
-            let speaks = !(state.self_mute || state.self_deaf || state.server_mute);
-            let route = VoiceRoute { session: v.session, user: *user, speaks, hears: !v.self_deaf };
-            rooms.entry(v.channel).or_default().push(route);
-        }
-        let emptied: Vec<ChannelId> =
-            self.voice_published.keys().filter(|c| !rooms.contains_key(c)).copied().collect();
-        for channel in emptied {
-            self.voice_published.remove(&channel);
-            self.outbox.emit_now(Output::VoiceRoom { channel, members: Vec::new() });
-        }
-        for (channel, mut members) in rooms {
-            members.sort();
-            if self.voice_published.get(&channel) != Some(&members) {
-                self.voice_published.insert(channel, members.clone());
-                // Routing is not durable state and reveals nothing unwritten:
-                // it goes out at once, not behind pending commits, so a mute
-                // takes effect on the next packet.
-                self.outbox.emit_now(Output::VoiceRoom { channel, members });
-            }
+        for (channel, members) in self.voice.republish() {
+            // Routing is not durable state and reveals nothing unwritten:
+            // it goes out at once, not behind pending commits, so a mute
+            // takes effect on the next packet.
+            self.outbox.emit_now(Output::VoiceRoom { channel, members });
         }
     }
 
     /// `user`'s voice state as everyone sees it; `user` is in voice.
     pub(super) fn voice_wire(&self, user: UserId) -> v1::VoiceState {
-        let v = &self.voice[&user];
+        let v = self.voice.get(user).expect("in voice");
         let community = self.channel_home[&v.channel];
         let moderated = self
             .communities
@@ -286,9 +350,60 @@ impl Hub {
         let c = &self.communities[&community];
         c.channels
             .keys()
-            .filter(|ch| self.rooms.contains_key(ch) && self.can_view(**ch, viewer))
-            .flat_map(|ch| &self.rooms[ch])
-            .map(|u| self.voice_wire(*u))
+            .filter(|ch| self.voice.room_len(**ch) > 0 && self.can_view(**ch, viewer))
+            .flat_map(|ch| self.voice.room(*ch))
+            .map(|u| self.voice_wire(u))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_voice(session: u64, channel: u64) -> InVoice {
+        InVoice {
+            session: SessionId(session),
+            channel: ChannelId(channel),
+            self_mute: false,
+            self_deaf: false,
+        }
+    }
+
+    fn shown(voice: &mut Voice, user: u64, channel: u64) {
+        let state = v1::VoiceState { user_id: user, channel_id: channel, ..Default::default() };
+        voice.show(UserId(user), Some(state));
+    }
+
+    #[test]
+    fn only_rooms_that_changed_are_republished_and_emptied_ones_go_first() {
+        let mut voice = Voice::default();
+        voice.set(UserId(1), Some(in_voice(10, 100)));
+        voice.set(UserId(2), Some(in_voice(20, 200)));
+        shown(&mut voice, 1, 100);
+        shown(&mut voice, 2, 200);
+        let first: Vec<ChannelId> = voice.republish().into_iter().map(|(c, _)| c).collect();
+        assert_eq!(first, [ChannelId(100), ChannelId(200)]);
+        assert!(voice.republish().is_empty(), "nothing changed, nothing goes out");
+
+        // User 2 moves from room 200 to room 300 (where nobody was).
+        voice.set(UserId(2), Some(in_voice(20, 300)));
+        shown(&mut voice, 2, 300);
+        let moved = voice.republish();
+        assert_eq!(moved[0], (ChannelId(200), Vec::new()), "the old route is withdrawn first");
+        assert_eq!(moved[1].0, ChannelId(300));
+        assert_eq!(moved.len(), 2, "room 100 is untouched");
+        assert_eq!(voice.room(ChannelId(300)).collect::<Vec<_>>(), [UserId(2)]);
+        assert_eq!(voice.room_len(ChannelId(200)), 0);
+    }
+
+    #[test]
+    fn a_state_is_reported_changed_once() {
+        let mut voice = Voice::default();
+        let state = v1::VoiceState { user_id: 1, channel_id: 5, ..Default::default() };
+        assert_eq!(voice.show(UserId(1), Some(state)), Some(None));
+        assert_eq!(voice.show(UserId(1), Some(state)), None);
+        assert_eq!(voice.show(UserId(1), None), Some(Some(state)));
+        assert!(!voice.needs_sync(true), "nobody in voice, nothing shown: nothing to do");
     }
 }
