@@ -583,7 +583,7 @@ async fn start_telnet(
         .await
         .with_context(|| format!("listening for telnet on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let gateway = Arc::new(telnet::Gateway { config: config.clone(), fingerprint: fingerprint.to_owned() });
+    let gateway = Arc::new(telnet::Gateway::new(config, fingerprint));
     Ok((addr, tokio::spawn(telnet::accept_loop(listener, edge.clone(), gateway))))
 }
 

@@ -10,6 +10,7 @@ pub mod pipes;
 pub mod quic;
 pub mod stream;
 pub mod telnet;
+pub(crate) mod terminal;
 pub mod transfer;
 pub mod web;
 mod web_files;
