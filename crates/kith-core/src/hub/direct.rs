@@ -2,16 +2,81 @@
 //! 10). They carry the same messages as channels; who may take part is the
 //! only difference.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResult};
 
-use super::{Cx, Direct, Hub, Outcome, Refusal, forbidden};
+use super::{Cx, Hub, Outcome, Refusal, forbidden};
 use crate::ids::{ChannelId, UserId};
 use crate::permissions::Permissions;
 use crate::request::MAX_GROUP;
 use crate::store::{StoredDirect, Write};
 use crate::text::GroupName;
+
+/// A conversation outside communities: two users, or a group of up to 10.
+#[derive(Debug)]
+pub(super) struct Direct {
+    pub(super) group: bool,
+    pub(super) name: String,
+    pub(super) owner: Option<UserId>,
+    /// In the order they joined.
+    pub(super) members: Vec<UserId>,
+}
+
+/// Every conversation outside communities, and the one of each pair.
+#[derive(Debug, Default)]
+pub(super) struct Directs {
+    by_id: HashMap<ChannelId, Direct>,
+    /// The conversation of two of each pair (lower id first): there is one.
+    pairs: HashMap<(UserId, UserId), ChannelId>,
+}
+
+impl std::ops::Index<&ChannelId> for Directs {
+    type Output = Direct;
+
+    fn index(&self, id: &ChannelId) -> &Direct {
+        &self.by_id[id]
+    }
+}
+
+impl Directs {
+    fn insert(&mut self, id: ChannelId, d: Direct) {
+        if !d.group
+            && let [a, b] = d.members[..]
+        {
+            self.pairs.insert((a.min(b), a.max(b)), id);
+        }
+        self.by_id.insert(id, d);
+    }
+
+    pub(super) fn get(&self, id: &ChannelId) -> Option<&Direct> {
+        self.by_id.get(id)
+    }
+
+    /// A conversation, to change its name, owner or (for a group) members.
+    fn get_mut(&mut self, id: &ChannelId) -> Option<&mut Direct> {
+        self.by_id.get_mut(id)
+    }
+
+    /// Forgets a conversation nobody is left in (only groups empty).
+    fn remove(&mut self, id: &ChannelId) {
+        if let Some(d) = self.by_id.remove(id)
+            && !d.group
+            && let [a, b] = d.members[..]
+        {
+            self.pairs.remove(&(a.min(b), a.max(b)));
+        }
+    }
+
+    /// The conversation of `a` and `b`, if they have one.
+    fn pair(&self, a: UserId, b: UserId) -> Option<ChannelId> {
+        self.pairs.get(&(a.min(b), a.max(b))).copied()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&ChannelId, &Direct)> {
+        self.by_id.iter()
+    }
+}
 
 impl Hub {
     /// What a participant may do: view and send, except in a direct
@@ -55,11 +120,6 @@ impl Hub {
         if d.members.is_empty() {
             return;
         }
-        if !d.group
-            && let [a, b] = d.members[..]
-        {
-            self.pairs.insert((a.min(b), a.max(b)), d.id);
-        }
         self.memberships.direct_changed(d.id, &[], &d.members);
         self.directs
             .insert(d.id, Direct { group: d.group, name: d.name, owner: d.owner, members: d.members });
@@ -95,13 +155,10 @@ impl Hub {
         if !group && !name.0.is_empty() {
             return Err(Refusal::Invalid("a direct conversation has no name; name only groups"));
         }
-        if !group {
-            let pair = (cx.me.min(others[0]), cx.me.max(others[0]));
-            if let Some(&existing) = self.pairs.get(&pair) {
-                let wire = self.channel_wire(existing, cx.me);
-                self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
-                return Ok(());
-            }
+        if !group && let Some(existing) = self.directs.pair(cx.me, others[0]) {
+            let wire = self.channel_wire(existing, cx.me);
+            self.reply(cx.session, cx.rid, ReplyResult::Channel(wire));
+            return Ok(());
         }
         if group {
             for member in std::iter::once(cx.me).chain(others.iter().copied()) {
@@ -244,5 +301,34 @@ impl Hub {
             }
             self.fan_out_each(&stayed, |hub, u| EventBody::ChannelUpdated(hub.channel_wire(channel, u)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(group: bool, members: &[u64]) -> Direct {
+        Direct {
+            group,
+            name: String::new(),
+            owner: None,
+            members: members.iter().map(|m| UserId(*m)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_pair_has_one_conversation_whichever_way_it_is_asked() {
+        let mut directs = Directs::default();
+        directs.insert(ChannelId(10), direct(false, &[2, 1]));
+        directs.insert(ChannelId(11), direct(true, &[1, 2]));
+        assert_eq!(directs.pair(UserId(1), UserId(2)), Some(ChannelId(10)));
+        assert_eq!(directs.pair(UserId(2), UserId(1)), Some(ChannelId(10)));
+        assert_eq!(directs.pair(UserId(1), UserId(3)), None);
+        directs.remove(&ChannelId(11));
+        assert_eq!(directs.pair(UserId(1), UserId(2)), Some(ChannelId(10)), "a group is not the pair's");
+        directs.remove(&ChannelId(10));
+        assert_eq!(directs.pair(UserId(1), UserId(2)), None, "nothing left behind");
+        assert_eq!(directs.iter().count(), 0);
     }
 }

@@ -322,16 +322,6 @@ impl Refusal {
 
 type Outcome = Result<(), Refusal>;
 
-/// A conversation outside communities: two users, or a group of up to 10.
-#[derive(Debug)]
-struct Direct {
-    group: bool,
-    name: String,
-    owner: Option<UserId>,
-    /// In the order they joined.
-    members: Vec<UserId>,
-}
-
 #[derive(Debug)]
 struct Community {
     name: String,
@@ -421,10 +411,8 @@ pub struct Hub {
     /// Each channel's and conversation's messages and read marks.
     timelines: HashMap<ChannelId, Timeline>,
     nonces: Nonces,
-    /// The newest message each user has read in each channel.
-    directs: HashMap<ChannelId, Direct>,
-    /// The direct conversation of each pair (lower id first).
-    pairs: HashMap<(UserId, UserId), ChannelId>,
+    /// Conversations outside communities.
+    directs: direct::Directs,
     /// The presence each user was last shown with, to their own sessions
     /// (others see `Invisible` as offline). Absent: offline.
     shown: HashMap<UserId, v1::PresenceStatus>,
@@ -499,8 +487,7 @@ impl Hub {
             invites: HashMap::new(),
             timelines: HashMap::new(),
             nonces: Nonces::default(),
-            directs: HashMap::new(),
-            pairs: HashMap::new(),
+            directs: direct::Directs::default(),
             shown: HashMap::new(),
             typing: HashMap::new(),
             limits,
