@@ -191,7 +191,7 @@ impl Hub {
         }
         self.refuse_deleted(user)?;
         let owned: Vec<&str> =
-            self.communities.values().filter(|c| c.owner == user).map(|c| c.name.as_str()).collect();
+            self.memberships.owned(user).map(|c| self.communities[&c].name.as_str()).collect();
         if !owned.is_empty() {
             return Err(Refusal::Unfit(format!(
                 "they own {}: a community's owner cannot be deleted while it exists",

@@ -21,7 +21,7 @@ impl Hub {
                 "on this server only its owner creates communities; ask them for one, or for an invite",
             ));
         }
-        if self.communities.values().filter(|c| c.owner == cx.me).count() >= super::MAX_COMMUNITIES_OWNED {
+        if self.memberships.owned(cx.me).count() >= super::MAX_COMMUNITIES_OWNED {
             return Err(forbidden(format!(
                 "you already own {} communities, the most one account may",
                 super::MAX_COMMUNITIES_OWNED
@@ -50,6 +50,7 @@ impl Hub {
             Write::AddMember { community, user: cx.me, joined_at: cx.now },
             Write::CreateChannel { channel: channel.clone(), created_at: cx.now },
         ]);
+        self.memberships.founded(cx.me, community);
         self.communities.insert(
             community,
             Community {

@@ -124,7 +124,7 @@ impl Hub {
     /// nowhere.
     pub(super) fn recyclable_guest(&self, user: UserId) -> bool {
         self.directory.get(user).is_some_and(|u| !u.authored && !u.guest)
-            && !self.communities.values().any(|c| c.bans.contains_key(&user))
+            && !self.memberships.banned_anywhere(user)
     }
 
     /// Clears `user`'s read marks in `community`'s channels (persisted), so

@@ -507,6 +507,7 @@ impl Hub {
             hub.bots.load(*bot, commands);
         }
         for c in state.communities {
+            hub.memberships.founded(c.owner, c.id);
             hub.communities.insert(
                 c.id,
                 Community {
@@ -543,6 +544,7 @@ impl Hub {
         for b in state.bans {
             if let Some(c) = hub.communities.get_mut(&b.community) {
                 c.bans.insert(b.user, Ban { by: b.by, reason: b.reason, at: b.at });
+                hub.memberships.banned(b.user, b.community);
             }
         }
         for ch in state.channels {
@@ -665,7 +667,7 @@ impl Hub {
         }
         #[cfg(debug_assertions)]
         self.memberships.check(
-            self.communities.iter().flat_map(|(id, c)| c.members.keys().map(move |u| (*id, *u))),
+            self.communities.iter().map(|(id, c)| (*id, c)),
             self.directs.iter().flat_map(|(id, d)| d.members.iter().map(move |u| (*id, *u))),
         );
     }

@@ -99,6 +99,7 @@ impl Hub {
             .expect("visible")
             .bans
             .insert(user, Ban { by: cx.me, reason: reason.0.clone(), at: cx.now });
+        self.memberships.banned(user, community);
         self.reply_empty(cx.session, cx.rid);
         self.messages_deleted(&doomed);
         if member {
@@ -115,6 +116,7 @@ impl Hub {
         let audit = self.audit(cx, community, AuditAction::Unban, Some(user.0), String::new(), String::new());
         self.persist(vec![Write::Unban { community, user }, audit]);
         self.communities.get_mut(&community).expect("visible").bans.remove(&user);
+        self.memberships.unbanned(user, community);
         self.reply_empty(cx.session, cx.rid);
         Ok(())
     }
