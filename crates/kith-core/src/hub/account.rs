@@ -455,11 +455,12 @@ impl Hub {
     }
 
     /// `user` and everyone who shares a community or a conversation with
-    /// them: who sees their profile and presence.
+    /// them: who sees their profile and presence — of those in communities,
+    /// the ones an event can reach ([`Hub::reachable_members`]).
     pub(super) fn acquaintances(&self, user: UserId) -> Vec<UserId> {
         let mut all = BTreeSet::from([user]);
         for c in self.memberships.communities(user) {
-            all.extend(self.communities[&c].members.keys().copied());
+            all.extend(self.reachable_members(c));
         }
         for d in self.memberships.directs(user) {
             all.extend(self.directs[&d].members.iter().copied());

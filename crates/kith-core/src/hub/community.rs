@@ -457,7 +457,7 @@ impl Hub {
     /// The caller persisted what needs persisting.
     pub(super) fn join_without_writing(&mut self, community: CommunityId, user: UserId, member: Member) {
         let known = self.acquaintances(user);
-        let others = self.member_ids(community);
+        let others = self.reachable_members(community);
         let c = self.communities.get_mut(&community).expect("joining a live community");
         c.members.insert(user, member);
         self.memberships.joined(user, community);

@@ -797,7 +797,7 @@ impl Hub {
 
     /// Fans out to every member of a community.
     fn fan_out_community(&mut self, community: CommunityId, body: EventBody) {
-        let members = self.member_ids(community);
+        let members = self.reachable_members(community);
         self.fan_out(&members, body);
     }
 
@@ -815,8 +815,19 @@ impl Hub {
         self.fan_out(&viewers, body);
     }
 
-    fn member_ids(&self, community: CommunityId) -> Vec<UserId> {
-        self.communities.get(&community).map(|c| c.members.keys().copied().collect()).unwrap_or_default()
+    /// The members of `community` an event could reach, in id order: all of
+    /// them, or — when fewer people are signed in than it has members — the
+    /// members among those signed in. So telling a large community costs
+    /// what its online members cost, not its size (members without a
+    /// session have nowhere to be sent anything).
+    fn reachable_members(&self, community: CommunityId) -> Vec<UserId> {
+        let Some(c) = self.communities.get(&community) else { return Vec::new() };
+        if self.sessions.users_len() >= c.members.len() {
+            return c.members.keys().copied().collect();
+        }
+        let mut online: Vec<UserId> = self.sessions.users().filter(|u| c.members.contains_key(u)).collect();
+        online.sort_unstable();
+        online
     }
 
     // ----- requests -------------------------------------------------------------

@@ -164,7 +164,7 @@ impl Hub {
             return d.members.clone();
         }
         let Some(community) = self.channel(channel).map(|ch| ch.community) else { return Vec::new() };
-        self.member_ids(community).into_iter().filter(|u| self.can_view(channel, *u)).collect()
+        self.reachable_members(community).into_iter().filter(|u| self.can_view(channel, *u)).collect()
     }
 
     pub(super) fn rank(&self, community: CommunityId, user: UserId) -> u64 {

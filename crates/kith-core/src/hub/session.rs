@@ -90,6 +90,17 @@ impl Sessions {
         self.by_user.get(&user).into_iter().flatten().copied()
     }
 
+    /// The accounts with at least one session (connected or detached), in
+    /// no particular order: everyone an event can reach.
+    pub(super) fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.by_user.keys().copied()
+    }
+
+    /// How many accounts have a session.
+    pub(super) fn users_len(&self) -> usize {
+        self.by_user.len()
+    }
+
     /// Signs `id` in: its deadline no longer applies, and it is found by its
     /// account and its resume key (returned).
     pub(super) fn bind(&mut self, id: SessionId, auth: Auth) -> Option<String> {
