@@ -30,12 +30,85 @@ impl MessageMeta {
     }
 }
 
+/// Messages per chunk of a [`Messages`] list.
+const CHUNK: usize = 4096;
+
+/// A channel's messages in id order, in chunks of [`CHUNK`]. New messages
+/// have the newest id, so they are appended; an older id (an import's) is
+/// inserted in place. Against a `BTreeMap` this halves the memory per
+/// message (its nodes stay half full when filled in order), and unlike one
+/// `Vec` it never copies the whole history to grow: a channel of ten
+/// million messages grows by one chunk.
+#[derive(Debug, Default)]
+struct Messages {
+    chunks: Vec<Vec<(MessageId, MessageMeta)>>,
+}
+
+impl Messages {
+    fn insert(&mut self, id: MessageId, meta: MessageMeta) {
+        let newest = self.chunks.last().and_then(|c| c.last()).map(|(id, _)| *id);
+        if newest.is_none_or(|newest| id > newest) {
+            match self.chunks.last_mut() {
+                Some(last) if last.len() < CHUNK => last.push((id, meta)),
+                _ => {
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    chunk.push((id, meta));
+                    self.chunks.push(chunk);
+                }
+            }
+            return;
+        }
+        // The chunk whose range takes it: the last one starting at or before it.
+        let c = self.chunks.partition_point(|c| c[0].0 <= id).saturating_sub(1);
+        let chunk = &mut self.chunks[c];
+        match chunk.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => chunk[at].1 = meta,
+            Err(at) => {
+                chunk.insert(at, (id, meta));
+                if chunk.len() > 2 * CHUNK {
+                    let rest = chunk.split_off(CHUNK);
+                    self.chunks.insert(c + 1, rest);
+                }
+            }
+        }
+    }
+
+    /// Where `id` is, or would be: (chunk, index in it).
+    fn find(&self, id: MessageId) -> Result<(usize, usize), (usize, usize)> {
+        let c = self.chunks.partition_point(|c| c[0].0 <= id).saturating_sub(1);
+        let Some(chunk) = self.chunks.get(c) else { return Err((0, 0)) };
+        chunk.binary_search_by_key(&id, |(id, _)| *id).map(|i| (c, i)).map_err(|i| (c, i))
+    }
+
+    fn get(&self, id: MessageId) -> Option<&MessageMeta> {
+        let (c, i) = self.find(id).ok()?;
+        Some(&self.chunks[c][i].1)
+    }
+
+    fn get_mut(&mut self, id: MessageId) -> Option<&mut MessageMeta> {
+        let (c, i) = self.find(id).ok()?;
+        Some(&mut self.chunks[c][i].1)
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &(MessageId, MessageMeta)> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Messages from `from` on, in id order.
+    fn from(&self, from: MessageId) -> impl DoubleEndedIterator<Item = &(MessageId, MessageMeta)> {
+        let (c, i) = self.find(from).unwrap_or_else(|at| at);
+        // `from` may fall past the end of chunk `c` (then `i` is its length).
+        let first = self.chunks.get(c).map_or(&[][..], |chunk| &chunk[i..]);
+        first.iter().chain(self.chunks.iter().skip(c + 1).flatten())
+    }
+}
+
 /// One channel's messages and read marks.
 #[derive(Debug, Default)]
 pub(super) struct Timeline {
     /// Every message, oldest first; deleted ones stay (their nonces still
     /// deduplicate, as the store's rows do).
-    messages: BTreeMap<MessageId, MessageMeta>,
+    messages: Messages,
     /// The newest message each user has read here.
     read: HashMap<UserId, MessageId>,
 }
@@ -47,11 +120,11 @@ impl Timeline {
 
     /// A message here, deleted or not.
     pub fn get(&self, id: MessageId) -> Option<&MessageMeta> {
-        self.messages.get(&id)
+        self.messages.get(id)
     }
 
     pub fn get_mut(&mut self, id: MessageId) -> Option<&mut MessageMeta> {
-        self.messages.get_mut(&id)
+        self.messages.get_mut(id)
     }
 
     /// A message here that is not deleted.
@@ -66,13 +139,13 @@ impl Timeline {
 
     /// Live messages from `from` on, newest first.
     pub fn live_from(&self, from: MessageId) -> impl Iterator<Item = (MessageId, &MessageMeta)> {
-        self.messages.range(from..).rev().filter(|(_, m)| !m.deleted).map(|(id, m)| (*id, m))
+        self.messages.from(from).rev().filter(|(_, m)| !m.deleted).map(|(id, m)| (*id, m))
     }
 
     /// `user`'s live messages created at or after `since`.
     pub fn authored_since(&self, user: UserId, since: Timestamp) -> impl Iterator<Item = MessageId> + '_ {
         self.messages
-            .range(MessageId::first_at(since)..)
+            .from(MessageId::first_at(since))
             .filter(move |(_, m)| m.author == user && !m.deleted)
             .map(|(id, _)| *id)
     }
@@ -212,5 +285,33 @@ mod tests {
         assert_eq!(t.newest(), Some(MessageId(2)));
         assert_eq!(t.live(MessageId(3)).map(|m| m.author), None);
         assert_eq!(t.live_from(MessageId(2)).map(|(id, _)| id.0).collect::<Vec<_>>(), [2]);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// In any order of ids (new ones appended, an import's older ones
+        /// in between, one id given twice), the chunked list answers as an
+        /// ordered map would.
+        #[test]
+        fn chunked_messages_answer_like_an_ordered_map(
+            ids in proptest::collection::vec(0u64..30_000, 1..12_000),
+            probes in proptest::collection::vec(0u64..30_001, 1..50),
+        ) {
+            let mut chunked = Messages::default();
+            let mut model = std::collections::BTreeMap::new();
+            for id in &ids {
+                chunked.insert(MessageId(*id), meta(UserId(*id), None));
+                model.insert(*id, *id);
+            }
+            prop_assert!(chunked.chunks.iter().all(|c| !c.is_empty() && c.len() <= 2 * CHUNK));
+            let all: Vec<u64> = chunked.iter().map(|(id, _)| id.0).collect();
+            prop_assert_eq!(&all, &model.keys().copied().collect::<Vec<_>>());
+            for p in probes {
+                prop_assert_eq!(chunked.get(MessageId(p)).map(|m| m.author.0), model.get(&p).copied());
+                let from: Vec<u64> = chunked.from(MessageId(p)).map(|(id, _)| id.0).collect();
+                prop_assert_eq!(from, model.range(p..).map(|(k, _)| *k).collect::<Vec<_>>());
+            }
+        }
     }
 }
