@@ -454,7 +454,7 @@ function Main() {
       )}
       {community && (
         <aside class="members" aria-label="Members">
-          <h3>Members — {community.members.length}</h3>
+          <h3>Members — {Math.max(community.memberCount, community.members.length)}</h3>
           <ul role="list">
             {community.members.map((m) => {
               const id = m.user!.id;

@@ -235,18 +235,29 @@ export class Store {
         const c = this.communities.get(b.value.communityId);
         if (c && b.value.member) {
           c.members = [...c.members.filter((m) => m.user?.id !== b.value.member?.user?.id), b.value.member];
+          c.memberCount = Math.max(c.memberCount + 1, c.members.length);
         }
         break;
       }
       case "memberLeft": {
         const c = this.communities.get(b.value.communityId);
-        if (c) c.members = c.members.filter((m) => m.user?.id !== b.value.userId);
+        if (c) {
+          c.members = c.members.filter((m) => m.user?.id !== b.value.userId);
+          c.memberCount = Math.max(c.memberCount - 1, c.members.length);
+        }
         break;
       }
       case "memberUpdated": {
         const c = this.communities.get(b.value.communityId);
         const m = b.value.member;
-        if (c && m) c.members = c.members.map((x) => (x.user?.id === m.user?.id ? m : x));
+        // Also how a large community's member who comes online is
+        // introduced (its snapshot lists only who is around): one not
+        // listed yet is added.
+        if (c && m) {
+          const known = c.members.some((x) => x.user?.id === m.user?.id);
+          c.members = known ? c.members.map((x) => (x.user?.id === m.user?.id ? m : x)) : [...c.members, m];
+          c.memberCount = Math.max(c.memberCount, c.members.length);
+        }
         break;
       }
       case "userUpdated": {

@@ -359,6 +359,43 @@ impl Client {
         }
     }
 
+    /// Every member of a community, in id order, page by page (a large
+    /// community's snapshot lists only who is around). Waits out rate-limit
+    /// refusals as the server asks: a very large community takes more
+    /// pages than the read burst allows.
+    pub async fn all_members(&self, community_id: u64) -> Result<Vec<v1::Member>, Error> {
+        let mut members = Vec::new();
+        let mut after_user_id = 0;
+        loop {
+            let r = v1::ListMembersRequest { community_id, after_user_id, limit: 0 };
+            let page = match self.request(Request::ListMembers(r)).await {
+                Ok(ReplyResult::MemberPage(p)) => p,
+                Ok(_) => return Err(Error::Unexpected),
+                Err(e) if e.code() == Some(v1::ErrorCode::RateLimited) => {
+                    tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_millis(100))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            members.extend(page.members);
+            if page.next_after_user_id == 0 {
+                return Ok(members);
+            }
+            after_user_id = page.next_after_user_id;
+        }
+    }
+
+    /// Fills in the member lists of a snapshot's large communities (see
+    /// [`Client::all_members`]), for callers that look people up in it.
+    pub async fn complete_members(&self, ready: &mut v1::Ready) -> Result<(), Error> {
+        for c in &mut ready.communities {
+            if c.members.len() < c.member_count as usize {
+                c.members = self.all_members(c.id).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a community (with a `general` channel); the caller owns it.
     pub async fn create_community(&self, name: &str) -> Result<v1::Community, Error> {
         match self.request(Request::CreateCommunity(v1::CreateCommunityRequest { name: name.into() })).await?

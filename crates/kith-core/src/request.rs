@@ -347,6 +347,13 @@ pub enum Request {
     ListBans {
         community: CommunityId,
     },
+    /// A page of members after `after` (in id order), at most `limit`
+    /// (1..=[`MAX_MEMBER_PAGE`]).
+    ListMembers {
+        community: CommunityId,
+        after: UserId,
+        limit: usize,
+    },
     AuditLog(AuditQuery),
     UpdateProfile {
         display_name: Option<DisplayName>,
@@ -448,6 +455,8 @@ fn role_ids(raw: Vec<u64>, field: &str) -> Result<Vec<RoleId>, ParseError> {
 
 /// The most participants a group conversation may have.
 pub const MAX_GROUP: usize = 10;
+/// Members in one `ListMembers` page at most.
+pub const MAX_MEMBER_PAGE: usize = 1000;
 
 /// Distinct, non-zero user ids, at most a group's worth.
 fn user_ids(raw: Vec<u64>, field: &str) -> Result<Vec<UserId>, ParseError> {
@@ -812,6 +821,14 @@ pub fn parse(request: Option<Wire>, new_code: impl FnOnce(usize) -> String) -> R
                 duration_ms: r.duration_ms,
                 reason: Reason::parse(&r.reason)?,
             })
+        }
+        Wire::ListMembers(r) => {
+            let limit = match r.limit as usize {
+                0 => MAX_MEMBER_PAGE,
+                n => n.min(MAX_MEMBER_PAGE),
+            };
+            let community = CommunityId(required(r.community_id, "community_id")?);
+            hub(Request::ListMembers { community, after: UserId(r.after_user_id), limit })
         }
         Wire::ListBans(r) => {
             hub(Request::ListBans { community: CommunityId(required(r.community_id, "community_id")?) })

@@ -135,6 +135,8 @@ pub struct Limits {
     pub ipv6_prefix: u8,
     /// People in one voice channel at most.
     pub voice_room: usize,
+    /// Communities up to this many members are listed whole in snapshots.
+    pub member_list: usize,
     /// The largest file one upload may be.
     pub attachment_bytes: u64,
     /// The most one message's files may come to.
@@ -172,6 +174,7 @@ impl Default for Limits {
             frame_deadline: quic::FRAME_DEADLINE,
             ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
+            member_list: kith_core::hub::FULL_MEMBER_LIST,
             attachment_bytes: kith_core::hub::DEFAULT_MAX_ATTACHMENT_BYTES,
             message_attachment_bytes: kith_core::hub::DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES,
             attachment_quota_per_user: Some(kith_core::hub::DEFAULT_USER_FILES_QUOTA),
@@ -662,6 +665,7 @@ fn hub_config(config: &Config) -> HubConfig {
         voice_rate: Some(config.limits.voice),
         answer_rate: Some(config.limits.answers),
         voice_room: config.limits.voice_room,
+        full_member_list: config.limits.member_list,
         community_creation: config.community_creation,
         web: config.web,
         max_attachment_bytes: config.limits.attachment_bytes,

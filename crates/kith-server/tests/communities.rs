@@ -169,3 +169,57 @@ async fn roles_bans_and_nicknames_survive_a_restart_and_the_audit_log_tells_the_
     alice.close().await;
     restarted.shutdown().await.unwrap();
 }
+
+/// A large community (here, past `[limits] member_list = 2`): signing in
+/// lists who is around, the client library pages in everyone else, and a
+/// member who comes online is introduced to those already there.
+#[tokio::test]
+async fn a_large_community_is_listed_by_who_is_around_and_paged_for_the_rest() {
+    let server = TestServer::start_with(|c| c.limits.member_list = 2).await;
+    let f = family(&server, &["alice", "bob", "carol"]).await;
+    let [alice, bob, carol] = &f.members[..] else { unreachable!() };
+    bob.close().await;
+    carol.close().await;
+
+    let dave = server.client().await;
+    let mut ready = dave.login("alice", PASSWORD).await.unwrap();
+    let listed: Vec<String> = ready.communities[0]
+        .members
+        .iter()
+        .filter_map(|m| m.user.as_ref())
+        .map(|u| u.username.clone())
+        .collect();
+    assert_eq!(ready.communities[0].member_count, 4);
+    assert_eq!(listed, ["owner", "alice"], "bob and carol are offline: not listed");
+
+    dave.complete_members(&mut ready).await.unwrap();
+    let everyone: Vec<&str> = ready.communities[0]
+        .members
+        .iter()
+        .filter_map(|m| m.user.as_ref())
+        .map(|u| u.username.as_str())
+        .collect();
+    assert_eq!(everyone, ["owner", "alice", "bob", "carol"], "paged in, in id order");
+
+    // Bob comes back: alice's first session hears who he is, then that he is here.
+    let back = server.client().await;
+    back.login("bob", PASSWORD).await.unwrap();
+    let bob_id = user_id(&ready.communities[0], "bob");
+    let mut news = Vec::new();
+    while news.len() < 2 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), alice.next_event())
+            .await
+            .expect("alice hears of bob")
+            .expect("an event");
+        match event.body {
+            Some(Ev::MemberUpdated(m))
+                if m.member.as_ref().and_then(|m| m.user.as_ref()).is_some_and(|u| u.id == bob_id) =>
+            {
+                news.push("member")
+            }
+            Some(Ev::PresenceUpdated(p)) if p.user_id == bob_id => news.push("presence"),
+            _ => {}
+        }
+    }
+    assert_eq!(news, ["member", "presence"]);
+}

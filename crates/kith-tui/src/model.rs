@@ -58,8 +58,11 @@ impl UserInfo {
 pub struct CommunityInfo {
     pub id: u64,
     pub name: String,
-    /// (user id, nickname) in the server's order.
+    /// (user id, nickname) in the server's order. In a large community,
+    /// only who has been around since the snapshot (see `member_count`).
     pub members: Vec<(u64, String)>,
+    /// How many members it has, listed or not.
+    pub member_count: usize,
     pub channels: Vec<u64>,
     /// The slash commands its bots offer (names and texts cleaned).
     pub commands: Vec<v1::Command>,
@@ -299,6 +302,7 @@ impl Model {
                 .collect(),
             channels: Vec::new(),
             commands: clean_commands(&c.commands),
+            member_count: (c.member_count as usize).max(c.members.len()),
         };
         match self.communities.iter_mut().find(|x| x.id == c.id) {
             Some(existing) => {
@@ -410,21 +414,31 @@ impl Model {
                     if let Some(c) = self.communities.iter_mut().find(|c| c.id == j.community_id) {
                         c.members.retain(|(id, _)| *id != u.id);
                         c.members.push((u.id, clean_line(&m.nickname)));
+                        c.member_count += 1;
                     }
                 }
             }
             Body::MemberLeft(l) => {
                 if let Some(c) = self.communities.iter_mut().find(|c| c.id == l.community_id) {
                     c.members.retain(|(id, _)| *id != l.user_id);
+                    c.member_count = c.member_count.saturating_sub(1).max(c.members.len());
                 }
             }
+            // Also how a large community's member who comes online is
+            // introduced: one not listed yet is added.
             Body::MemberUpdated(u) => {
                 if let Some(m) = &u.member
                     && let Some(user) = &m.user
                     && let Some(c) = self.communities.iter_mut().find(|c| c.id == u.community_id)
-                    && let Some(entry) = c.members.iter_mut().find(|(id, _)| *id == user.id)
                 {
-                    entry.1 = clean_line(&m.nickname);
+                    match c.members.iter_mut().find(|(id, _)| *id == user.id) {
+                        Some(entry) => entry.1 = clean_line(&m.nickname),
+                        None => {
+                            self.users.insert(user.id, UserInfo::from_wire(user));
+                            c.members.push((user.id, clean_line(&m.nickname)));
+                            c.member_count = c.member_count.max(c.members.len());
+                        }
+                    }
                 }
             }
             Body::UserUpdated(u) => {
@@ -525,6 +539,15 @@ impl Model {
             self.community(ch.community_id)
                 .map(|c| c.members.iter().map(|(id, _)| *id).collect())
                 .unwrap_or_default()
+        }
+    }
+
+    /// How many people a channel's roster stands for: a large community's
+    /// lists only who has been around.
+    pub fn people_count(&self, ch: &Chan) -> usize {
+        match self.community(ch.community_id) {
+            Some(c) if !ch.is_direct() => c.member_count.max(c.members.len()),
+            _ => ch.recipients.len(),
         }
     }
 

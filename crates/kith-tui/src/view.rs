@@ -746,7 +746,7 @@ impl App {
         let mut lines = vec![];
         for c in &self.model.communities {
             lines.push(Line::styled(
-                format!("{} ({} members)", c.name, c.members.len()),
+                format!("{} ({} members)", c.name, c.member_count),
                 Style::new().add_modifier(Modifier::BOLD),
             ));
             for ch in c.channels.iter().filter_map(|id| self.model.channels.get(id)) {
@@ -1135,7 +1135,8 @@ impl Roster {
             .map(|(u, name)| (model.status(u) == v1::PresenceStatus::Offline, name, u))
             .collect();
         let online = people.iter().filter(|p| !p.0).count();
-        let offline = people.len() - online;
+        // Those a large community's snapshot left out are offline.
+        let offline = model.people_count(ch).max(people.len()) - online;
         let cmp = |a: &(bool, &str, u64), b: &(bool, &str, u64)| {
             // Case-insensitive, comparing the lowercased characters as they
             // come: no copy of either name.

@@ -409,6 +409,29 @@ fn the_chat_shows_channels_messages_members_and_the_connection() {
 }
 
 #[test]
+fn a_large_communitys_roster_counts_everyone_and_takes_in_who_comes_online() {
+    const DAN: u64 = 40;
+    let mut ui = Ui::new(App::new(config()));
+    let mut ready = ready();
+    // 1 500 members, of whom the snapshot lists the three around.
+    ready.communities[0].member_count = 1500;
+    ui.input(Input::Ready(Box::new(ready)));
+    ui.drain();
+    ui.render();
+    let s = ui.screen();
+    assert!(shows(&s, "Online — 2") && shows(&s, "Offline — 1498"), "{s}");
+
+    // Dan, not listed, comes online: introduced, then present.
+    ui.event(Body::MemberUpdated(v1::MemberUpdated {
+        community_id: FAMILY,
+        member: Some(member(DAN, "dan")),
+    }));
+    ui.event(Body::PresenceUpdated(v1::Presence { user_id: DAN, status: v1::PresenceStatus::Online as i32 }));
+    let s = ui.screen();
+    assert!(shows(&s, "Online — 3") && shows(&s, "Offline — 1497") && shows(&s, "dan"), "{s}");
+}
+
+#[test]
 fn switching_channels_loads_their_history_and_clears_their_unread_badge() {
     let mut ui = Ui::chatting(vec![msg(1, GENERAL, BOB, "bob", "in general")]);
     ui.key(Key::alt(KeyCode::Down));

@@ -234,7 +234,10 @@ pub(crate) fn identity_advice(dir: &ConfigDir, alarm: &str, addr: &str, presente
 pub(crate) async fn session(ctx: &Ctx) -> Result<(Client, v1::Ready, Profile)> {
     let profile = ctx.dir.profile(&ctx.profile)?;
     let client = connect(ctx, &profile.server, None).await?;
-    let ready = client.authenticate(&profile.token).await.map_err(|e| signed_out(e, ctx, &profile))?;
+    let mut ready = client.authenticate(&profile.token).await.map_err(|e| signed_out(e, ctx, &profile))?;
+    // Commands find people by name in the snapshot: a large community's
+    // lists only who is around, so the rest is paged in.
+    client.complete_members(&mut ready).await.context("listing the members of a large community")?;
     Ok((client, ready, profile))
 }
 

@@ -179,6 +179,9 @@ connections_per_ip = {connections_per_ip}
 auth_deadline_secs = {auth_deadline}
 # People in one voice channel at most.
 voice_room = {voice_room}
+# Communities up to this many members are listed whole at sign-in; larger
+# ones list who is around, and clients page through the rest.
+member_list = {member_list}
 # Per-address limits count an IPv6 address by its first this many bits.
 ipv6_prefix = {ipv6_prefix}
 # The largest file one upload may be, and all of one message's files.
@@ -235,6 +238,7 @@ keep = {backups_kept}
         connections_per_ip = l.connections_per_ip,
         auth_deadline = l.auth_deadline.as_secs(),
         voice_room = l.voice_room,
+        member_list = l.member_list,
         ipv6_prefix = l.ipv6_prefix,
         attachment_bytes = l.attachment_bytes,
         message_attachment_bytes = l.message_attachment_bytes,
@@ -379,6 +383,7 @@ struct FileLimits {
     connections_per_ip: Option<usize>,
     auth_deadline_secs: Option<u64>,
     voice_room: Option<usize>,
+    member_list: Option<usize>,
     ipv6_prefix: Option<u8>,
     attachment_bytes: Option<u64>,
     message_attachment_bytes: Option<u64>,
@@ -413,6 +418,7 @@ impl FileLimits {
         l.handshakes = rate(self.handshakes, l.handshakes);
         l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
         l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
+        l.member_list = self.member_list.unwrap_or(l.member_list).max(1);
         l.ipv6_prefix = self.ipv6_prefix.unwrap_or(l.ipv6_prefix).min(128);
         l.attachment_bytes = self.attachment_bytes.unwrap_or(l.attachment_bytes);
         l.message_attachment_bytes = self.message_attachment_bytes.unwrap_or(l.message_attachment_bytes);

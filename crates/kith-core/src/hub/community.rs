@@ -162,6 +162,27 @@ impl Hub {
         Ok(())
     }
 
+    /// A page of a community's members, for a member (the snapshot of a
+    /// large community lists only who is around).
+    pub(super) fn list_members(
+        &mut self,
+        cx: Cx,
+        community: CommunityId,
+        after: UserId,
+        limit: usize,
+    ) -> Outcome {
+        let c = self.visible_community(community, cx.me)?;
+        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        let mut page: Vec<UserId> = c.members.range(range).map(|(u, _)| *u).take(limit + 1).collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next_after_user_id = if more { page.last().map_or(0, |u| u.0) } else { 0 };
+        let members = page.iter().map(|u| self.member_wire(community, *u)).collect();
+        let answer = v1::MemberPage { community_id: community.0, members, next_after_user_id };
+        self.reply(cx.session, cx.rid, ReplyResult::MemberPage(answer));
+        Ok(())
+    }
+
     pub(super) fn leave_community(&mut self, cx: Cx, community: CommunityId) -> Outcome {
         let c = self.visible_community(community, cx.me)?;
         if c.owner == cx.me {

@@ -53,6 +53,7 @@ impl RateClass {
             Request::History(_)
             | Request::AuditLog(_)
             | Request::ListBans { .. }
+            | Request::ListMembers { .. }
             | Request::Ack { .. }
             | Request::OpenAttachments { .. }
             | Request::ListInvites { .. } => Reads,

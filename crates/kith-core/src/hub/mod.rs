@@ -81,6 +81,9 @@ pub const BAD_CREDENTIALS: &str = "that username and password do not match (or t
 pub const MAX_CHANNELS_PER_COMMUNITY: usize = 500;
 pub const MAX_ROLES_PER_COMMUNITY: usize = 250;
 pub const MAX_OVERRIDES_PER_CHANNEL: usize = 100;
+/// Communities whose snapshots list every member: up to 1 000 (about 36 KB
+/// of `Ready`); past it, a sign-in costs what the online members cost.
+pub const FULL_MEMBER_LIST: usize = 1000;
 /// Communities one account may own.
 pub const MAX_COMMUNITIES_OWNED: usize = 100;
 /// Usable (unexpired, not used up) invites one community may have.
@@ -128,6 +131,9 @@ pub struct HubConfig {
     pub refusal_rate: Option<RateLimit>,
     /// People in one voice channel at most.
     pub voice_room: usize,
+    /// Snapshots list every member of a community up to this many; a larger
+    /// one lists who is around and the rest is paged (`ListMembers`).
+    pub full_member_list: usize,
     /// The `host:port` invites name: where people elsewhere reach this
     /// server. `None`: invites carry no link (clients build one).
     pub public_address: Option<String>,
@@ -188,6 +194,7 @@ impl Default for HubConfig {
             // A client honouring retry_after_ms collects one refusal per wait.
             refusal_rate: Some(RateLimit::new(50, 1000)),
             voice_room: DEFAULT_VOICE_ROOM,
+            full_member_list: FULL_MEMBER_LIST,
             public_address: None,
             fingerprint: None,
             community_creation: CommunityCreation::Everyone,
@@ -983,6 +990,9 @@ impl Hub {
                 self.timeout(cx, community, user, duration_ms, reason)
             }
             Request::ListBans { community } => self.list_bans(cx, community),
+            Request::ListMembers { community, after, limit } => {
+                self.list_members(cx, community, after, limit)
+            }
             Request::SetPresence { status, afk } => self.set_presence(cx, status, afk),
             Request::OpenDirect { users, name } => self.open_direct(cx, users, name),
             Request::UpdateGroup { channel, name, add, remove } => {

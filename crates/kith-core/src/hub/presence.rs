@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use kith_proto::v1::{self, PresenceStatus, event::Body as EventBody, reply::Result as ReplyResult};
 
 use super::{Cx, Hub, Outcome};
-use crate::ids::{ChannelId, MessageId, UserId};
+use crate::ids::{ChannelId, CommunityId, MessageId, UserId};
 use crate::permissions::Permissions;
 use crate::request::Chosen;
 use crate::store::Write;
@@ -88,6 +88,15 @@ impl Hub {
         if now != PresenceStatus::Offline && before != PresenceStatus::Offline {
             let own = v1::Presence { user_id: user.0, status: now as i32 };
             self.fan_out(&[user], EventBody::PresenceUpdated(own));
+        }
+        if public(before) == PresenceStatus::Offline && public(now) != PresenceStatus::Offline {
+            // Snapshots of large communities list only who is around: the
+            // others there learn who this is before that they are here.
+            let paged: Vec<CommunityId> =
+                self.memberships.communities(user).filter(|c| self.members_paged(*c)).collect();
+            for community in paged {
+                self.member_changed(community, user);
+            }
         }
         if public(now) != public(before) {
             let others: Vec<UserId> = self.acquaintances(user).into_iter().filter(|u| *u != user).collect();

@@ -1,6 +1,8 @@
 //! Domain → wire. Views of communities and channels are per user: they show
 //! only what that user may see, with that user's permissions.
 
+use std::collections::BTreeSet;
+
 use kith_proto::invite::InviteLink;
 use kith_proto::v1;
 
@@ -20,6 +22,28 @@ impl Hub {
             bot: u.bot,
             deleted: u.deleted,
         }
+    }
+
+    /// The members a snapshot of `community` lists for `viewer`: all of
+    /// them, or in a community past `HubConfig::full_member_list`, the
+    /// viewer, the owner and whoever the viewer sees as not offline.
+    fn members_listed(&self, community: CommunityId, viewer: UserId) -> Vec<UserId> {
+        let c = &self.communities[&community];
+        if c.members.len() <= self.config.full_member_list {
+            return c.members.keys().copied().collect();
+        }
+        let mut listed: BTreeSet<UserId> = self
+            .reachable_members(community)
+            .into_iter()
+            .filter(|u| self.presence_seen(*u, viewer) != v1::PresenceStatus::Offline)
+            .collect();
+        listed.extend([viewer, c.owner]);
+        listed.into_iter().collect()
+    }
+
+    /// Whether snapshots of `community` list only part of its members.
+    pub(super) fn members_paged(&self, community: CommunityId) -> bool {
+        self.communities.get(&community).is_some_and(|c| c.members.len() > self.config.full_member_list)
     }
 
     pub(super) fn member_wire(&self, community: CommunityId, user: UserId) -> v1::Member {
@@ -107,7 +131,8 @@ impl Hub {
                 .map(|ch| self.channel_wire(*ch, viewer))
                 .collect(),
             roles: roles.into_iter().map(|(r, _)| self.role_wire(id, *r)).collect(),
-            members: c.members.keys().map(|u| self.member_wire(id, *u)).collect(),
+            members: self.members_listed(id, viewer).into_iter().map(|u| self.member_wire(id, u)).collect(),
+            member_count: u32::try_from(c.members.len()).unwrap_or(u32::MAX),
             permissions: self.community_permissions(id, viewer, None).map_or(0, |p| p.bits()),
             voice_states: self.voice_states_in(id, viewer),
             commands: self.community_commands(id),
