@@ -8,6 +8,7 @@
 
 pub mod pipes;
 pub mod quic;
+mod screen;
 pub mod stream;
 pub mod telnet;
 pub(crate) mod terminal;

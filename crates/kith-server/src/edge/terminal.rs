@@ -27,13 +27,12 @@ use kith_core::request::Request as HubRequest;
 use kith_core::{Input as HubInput, SessionId};
 use kith_proto::v1::{self, ClientMessage, ErrorCode, client_message::Request, server_message::Kind};
 use kith_tui::{Action, App, Bell, Config, Failure, Input, SetupAction, SetupInput, SignInWays};
-use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
-use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::screen::{self, Shown};
 use super::{Edge, Opened, submit};
 use crate::actor::{Abort, OutItem, SessionHandle, ToHub};
 use crate::admission::Slot;
@@ -270,34 +269,14 @@ async fn write_loop(
     let _ = writer.shutdown().await;
 }
 
-/// The ANSI bytes a draw produced. The backend owns its writer, so the
-/// session keeps a second handle to take the bytes out after each draw.
-#[derive(Debug, Clone, Default)]
-struct Drawn(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Drawn {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("screen buffer lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One terminal session's app and screen, apart from its sockets.
 pub(crate) struct Host {
     keys: kith_tui::ansi::Decoder,
     app: App,
-    /// The screen as last drawn, kept for drawing only what changed — once
-    /// signed in. Before that there is none: the sign-in screen is drawn
-    /// whole each time (a few keystrokes' worth), so a connection that never
-    /// signs in costs kilobytes, not two window-sized cell buffers (300×120
-    /// of them were 3 MB a connection).
-    terminal: Option<Terminal<CrosstermBackend<Drawn>>>,
-    /// What the terminal wrote at the last draw (shared with its backend).
-    drawn: Drawn,
+    /// The screen as last drawn, kept (encoded) for drawing only what
+    /// changed — once signed in. The sign-in screen is drawn whole each time
+    /// (a few keystrokes' worth).
+    shown: Shown,
     /// The size the client last reported, applied at the next draw.
     size: (u16, u16),
     dirty: bool,
@@ -338,8 +317,7 @@ impl Host {
                 config,
                 SignInWays { passwords: doors.passwords, guests: doors.guests.is_some() },
             ),
-            terminal: None,
-            drawn: Drawn::default(),
+            shown: Shown::default(),
             size: (80, 24),
             dirty: true,
             last_render: Instant::now(),
@@ -529,41 +507,28 @@ impl Host {
     /// Draws the screen and queues the cells that changed.
     pub(crate) fn render(&mut self) {
         let full = Rect::new(0, 0, self.size.0, self.size.1);
-        let app = &self.app;
-        if self.signed_in {
-            let terminal = self.terminal.get_or_insert_with(|| {
-                // The sign-in screen was drawn without one: start clean.
-                self.screen.extend_from_slice(b"\x1b[H\x1b[2J");
-                fixed_terminal(&self.drawn, full)
-            });
-            if full != terminal.get_frame().area() {
-                // A resize redraws everything (NAWS storms land here at most
-                // once per draw).
-                let _ = terminal.resize(full);
-            }
-            let _ = terminal.draw(|f| app.render(f));
+        let area = if self.signed_in {
+            full
         } else {
-            // The sign-in box, centred, at most 80×24, drawn whole on a
-            // cleared screen into buffers that live for this draw only.
+            // The sign-in box, centred, at most 80×24.
             let (w, h) = (self.size.0.min(80), self.size.1.min(24));
-            let area = Rect::new((self.size.0 - w) / 2, (self.size.1 - h) / 2, w, h);
+            Rect::new((self.size.0 - w) / 2, (self.size.1 - h) / 2, w, h)
+        };
+        if !self.signed_in || !self.shown.is(full) {
+            // The sign-in screen, the first screen after it, and a resize
+            // (NAWS storms land here at most once per draw) are drawn whole
+            // on a cleared screen.
             self.screen.extend_from_slice(b"\x1b[H\x1b[2J");
-            let _ = fixed_terminal(&self.drawn, area).draw(|f| app.render(f));
+            self.shown.forget();
         }
-        let drawn = std::mem::take(&mut *self.drawn.0.lock().expect("screen buffer lock"));
-        self.screen.extend_from_slice(&drawn);
+        let app = &self.app;
+        screen::paint(area, &mut self.shown, |f| app.render(f), &mut self.screen);
+        if !self.signed_in {
+            self.shown.forget();
+        }
         self.dirty = false;
         self.last_render = Instant::now();
     }
-}
-
-/// A terminal drawing `area` of the user's screen into `drawn`.
-fn fixed_terminal(drawn: &Drawn, area: Rect) -> Terminal<CrosstermBackend<Drawn>> {
-    Terminal::with_options(
-        CrosstermBackend::new(drawn.clone()),
-        TerminalOptions { viewport: Viewport::Fixed(area) },
-    )
-    .expect("drawing into memory cannot fail")
 }
 
 #[cfg(test)]
