@@ -2,6 +2,7 @@
 //! done at the edge so the hub never waits on them.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -22,11 +23,13 @@ fn argon2(params: Params) -> Argon2<'static> {
 /// block of memory that it reuses for every hash. argon2 allocating per
 /// call on tokio's blocking threads left its memory in glibc's per-thread
 /// arenas: 30 concurrent logins held 700 MB, waves of failed logins 3.5 GB.
-/// Now the memory is `threads` × 19 MiB, allocated once, whatever arrives;
-/// jobs beyond a short queue are refused as busy rather than queued without end.
+/// Now the memory is at most `threads` × 19 MiB, whatever arrives; jobs
+/// beyond a short queue are refused as busy rather than queued without end.
+/// A hasher gives its memory back after [`Hashers::RELEASE_AFTER`] without a
+/// job: a server nobody is signing in to does not hold 38 MiB for it.
 #[derive(Debug)]
 pub struct Hashers {
-    jobs: std::sync::mpsc::SyncSender<HashJob>,
+    jobs: crossbeam_channel::Sender<HashJob>,
 }
 
 enum HashJob {
@@ -39,20 +42,30 @@ enum HashJob {
 pub struct HashersBusy;
 
 impl Hashers {
-    /// Starts `threads` hashing threads with `queue` jobs' room to wait.
-    pub fn start(threads: usize, queue: usize) -> std::io::Result<Hashers> {
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(queue);
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    /// How long a hasher keeps its memory without a job. Allocating it again
+    /// (19 MiB, mapped fresh) costs a few milliseconds of a first hash's ~40.
+    pub const RELEASE_AFTER: Duration = Duration::from_secs(5);
+
+    /// Starts `threads` hashing threads with `queue` jobs' room to wait,
+    /// each giving its memory back after `release_after` without a job.
+    pub fn start(threads: usize, queue: usize, release_after: Duration) -> std::io::Result<Hashers> {
+        let (jobs, rx) = crossbeam_channel::bounded::<HashJob>(queue);
         for n in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("kith-hasher-{n}")).spawn(move || {
-                let mut memory = vec![Block::default(); params().block_count()];
+                let mut memory = Vec::new();
                 loop {
-                    // A std mutex: held only to take the next job.
-                    let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                    let job = match rx.recv_timeout(release_after) {
                         Ok(job) => job,
-                        Err(_) => return,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            memory = Vec::new();
+                            continue;
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                     };
+                    if memory.is_empty() {
+                        memory = hashing_memory(params().block_count());
+                    }
                     match job {
                         HashJob::Hash { password, reply } => {
                             let _ = reply.send(hash_with(&password, &mut memory));
@@ -81,6 +94,18 @@ impl Hashers {
         self.jobs.try_send(HashJob::Verify { password, stored, reply }).map_err(|_| HashersBusy)?;
         answer.await.map_err(|_| HashersBusy)
     }
+}
+
+/// Room for `blocks` of argon2's memory, which goes back to the system when
+/// dropped. glibc serves an allocation from its own mapping, and unmaps it
+/// when freed, once it is past its mmap threshold; the threshold rises with
+/// what is freed but never past 32 MiB. So the room reserved is past that,
+/// and only the `blocks` written are resident.
+fn hashing_memory(blocks: usize) -> Vec<Block> {
+    const ALWAYS_MAPPED: usize = 32 * 1024 * 1024 / std::mem::size_of::<Block>() + 1;
+    let mut memory = Vec::with_capacity(blocks.max(ALWAYS_MAPPED));
+    memory.resize(blocks, Block::default());
+    memory
 }
 
 /// Hashes a password into a PHC string, in the caller's memory.
@@ -167,9 +192,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hashers = Hashers::start(1, 4).unwrap();
+        let hashers = Hashers::start(1, 4, Duration::from_millis(50)).unwrap();
         let phc = hashers.hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        // The hasher's memory went back meanwhile, and comes again.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(hashers.verify("correct horse".into(), Some(phc.clone())).await.unwrap());
         assert!(!hashers.verify("wrong horse".into(), Some(phc)).await.unwrap());
         assert!(!hashers.verify("not a real password".into(), None).await.unwrap());

@@ -390,7 +390,7 @@ impl Server {
         let edge = Arc::new(edge::Edge {
             hub: hub_tx.clone(),
             readers,
-            hashers: auth::Hashers::start(HASHER_THREADS, HASH_QUEUE)?,
+            hashers: auth::Hashers::start(HASHER_THREADS, HASH_QUEUE, auth::Hashers::RELEASE_AFTER)?,
             next_session: AtomicU64::new(1),
             outbox_bytes: config.outbox_bytes,
             admission: admission::Admission::new(&config.limits, metrics.rate_limited.clone()),

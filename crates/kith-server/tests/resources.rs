@@ -149,6 +149,26 @@ async fn two_hundred_concurrent_failed_logins_cost_two_hashers_worth_of_memory()
     canary_still_sings(&canary, &listener, f.general).await;
 }
 
+/// Hashing memory is held while people sign in, not forever: once nobody
+/// has for a few seconds, each hasher gives its 19 MiB back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_memory_goes_back_once_nobody_is_signing_in() {
+    const HASHERS: u64 = 2;
+    let _alone = SERIAL.lock().await;
+    let server = TestServer::start().await;
+    let f = family(&server, &[]).await;
+    // Two at once, so that both hashers have worked.
+    let (_ada, _bea) = tokio::join!(server.member("ada", &f.invite), server.member("bea", &f.invite));
+    let busy = rss_kib();
+    tokio::time::sleep(kith_server::auth::Hashers::RELEASE_AFTER + Duration::from_secs(2)).await;
+    let rested = rss_kib();
+    eprintln!("RSS {busy} KiB after two sign-ups -> {rested} KiB at rest");
+    assert!(
+        rested + (HASHERS * 19 - 4) * 1024 <= busy,
+        "RSS {busy} -> {rested} KiB: the hashers kept their memory"
+    );
+}
+
 /// A session is never cut off for the size of its own snapshot: a `Ready`
 /// larger than the whole outbox still goes out (only a session that does
 /// not read its events is a slow consumer).

@@ -557,7 +557,7 @@ mod tests {
                 )
                 .unwrap(),
             ),
-            hashers: crate::auth::Hashers::start(1, 1).unwrap(),
+            hashers: crate::auth::Hashers::start(1, 1, crate::auth::Hashers::RELEASE_AFTER).unwrap(),
             next_session: std::sync::atomic::AtomicU64::new(1),
             outbox_bytes: super::super::OUTBOX_BYTES,
             admission: Admission::new(&limits, Default::default()),
