@@ -47,15 +47,13 @@ pub async fn run(sessions: usize, rate: u32, duration: Duration, size: &str, jso
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse::<u8>().ok()?, h.parse::<u8>().ok()?)))
         .context("--size is WIDTHxHEIGHT, each below 255")?;
-    // Argon2's 19 MiB blocks would otherwise stay in glibc's heap after the
-    // sign-ins and swamp the per-session figure: keep large blocks mmapped.
-    let server = ServerProcess::start_with(
-        "full",
-        &["--telnet", "127.0.0.1:0"],
-        &[("MALLOC_MMAP_THRESHOLD_", "1048576")],
-    )?;
+    let server = ServerProcess::start_with("full", &["--telnet", "127.0.0.1:0"], &[])?;
     let addr: SocketAddr = server.telnet.as_deref().context("no telnet= in the ready line")?.parse()?;
     let w = world(&server, 0, 1).await?;
+    // Memory is measured with the password hashers at rest (their argon2
+    // memory given back), before the sign-ins and after them.
+    let hashers_at_rest = kith_server::auth::Hashers::RELEASE_AFTER + Duration::from_secs(1);
+    tokio::time::sleep(hashers_at_rest).await;
     let (_, rss_base) = server.usage();
 
     let counters = Arc::new(Counters::default());
@@ -84,8 +82,8 @@ pub async fn run(sessions: usize, rate: u32, duration: Duration, size: &str, jso
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let sign_in_secs = started.elapsed().as_secs_f64();
-    // Let the last joins' member-list updates settle.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the last joins' member-list updates settle, and the hashers rest.
+    tokio::time::sleep(hashers_at_rest.max(Duration::from_secs(3))).await;
     let (_, rss_ready) = server.usage();
 
     let quiet = measure(&server, &counters, Duration::from_secs(5), || async {}).await;

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
+use compact_str::CompactString;
 use kith_proto::v1::{self, event::Body};
 
 use crate::text::{clean, clean_line};
@@ -17,8 +18,10 @@ pub const PAGE: u32 = 100;
 
 #[derive(Debug, Clone)]
 pub struct UserInfo {
-    pub username: String,
-    pub display_name: String,
+    /// Names are kept inline (up to 24 bytes, past any username): a
+    /// session on the server holds one of these per member it knows of.
+    pub username: CompactString,
+    pub display_name: CompactString,
     pub bot: bool,
 }
 
@@ -46,7 +49,11 @@ fn clean_commands(commands: &[v1::Command]) -> Vec<v1::Command> {
 
 impl UserInfo {
     fn from_wire(u: &v1::User) -> UserInfo {
-        UserInfo { username: clean_line(&u.username), display_name: clean_line(&u.display_name), bot: u.bot }
+        UserInfo {
+            username: clean_line(&u.username).into(),
+            display_name: clean_line(&u.display_name).into(),
+            bot: u.bot,
+        }
     }
 
     pub fn label(&self) -> &str {
