@@ -468,6 +468,11 @@ function Main() {
               );
             })}
           </ul>
+          {community.members.length < community.memberCount && (
+            <button type="button" class="link more-members" onClick={() => void moreMembers(community.id)}>
+              Show {community.memberCount - community.members.length} more
+            </button>
+          )}
         </aside>
       )}
       {switching && (
@@ -824,6 +829,27 @@ function lowerBound(msgs: Message[], id: bigint): number {
     else hi = mid;
   }
   return Math.min(lo, Math.max(0, msgs.length - 1));
+}
+
+/// Where the next page of each large community's members starts (the
+/// server's cursor; absent: the first page).
+const memberPages = new Map<bigint, bigint>();
+
+/// The next page of a large community's members: its snapshot lists only
+/// who is around, and the rest come a page at a time when asked for.
+async function moreMembers(communityId: bigint) {
+  try {
+    const afterUserId = memberPages.get(communityId) ?? 0n;
+    const r = await patiently(() =>
+      conn!.request({ case: "listMembers", value: { communityId, afterUserId, limit: 0 } }),
+    );
+    if (r.case !== "memberPage") return;
+    // Past the last page, the next ask starts over (members come and go).
+    memberPages.set(communityId, r.value.nextAfterUserId);
+    store.addMembers(communityId, r.value.members);
+  } catch (e) {
+    store.notice(explain(e));
+  }
 }
 
 async function loadOlder(channel: bigint) {

@@ -26,6 +26,24 @@ export interface Timeline {
   loading: boolean;
 }
 
+/// Lists `members` in `c`: one already listed is replaced, a new one added
+/// at the end; nobody is dropped.
+function listMembers(c: Community, members: Member[]) {
+  const at = new Map(c.members.map((m, i) => [m.user?.id, i]));
+  const list = [...c.members];
+  for (const m of members) {
+    const i = at.get(m.user?.id);
+    if (i === undefined) {
+      at.set(m.user?.id, list.length);
+      list.push(m);
+    } else {
+      list[i] = m;
+    }
+  }
+  c.members = list;
+  c.memberCount = Math.max(c.memberCount, c.members.length);
+}
+
 export class Store {
   me!: User;
   serverOwner = false;
@@ -49,6 +67,14 @@ export class Store {
   changed() {
     this.version++;
     for (const f of this.listeners) f();
+  }
+
+  /// A page of a large community's members (its snapshot lists only who
+  /// is around).
+  addMembers(communityId: bigint, members: Member[]) {
+    const c = this.communities.get(communityId);
+    if (c) listMembers(c, members);
+    this.changed();
   }
 
   /// Bot commands this page invoked, by call id, until their final answer.
@@ -253,11 +279,7 @@ export class Store {
         // Also how a large community's member who comes online is
         // introduced (its snapshot lists only who is around): one not
         // listed yet is added.
-        if (c && m) {
-          const known = c.members.some((x) => x.user?.id === m.user?.id);
-          c.members = known ? c.members.map((x) => (x.user?.id === m.user?.id ? m : x)) : [...c.members, m];
-          c.memberCount = Math.max(c.memberCount, c.members.length);
-        }
+        if (c && m) listMembers(c, [m]);
         break;
       }
       case "userUpdated": {

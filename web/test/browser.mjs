@@ -11,7 +11,8 @@
 //   SHOTS          where screenshots go
 //   CHROMIUM       the browser binary
 //   SCENARIO       "chat" (the default), "reset" (bob, on the CLI, gets
-//                  a reset link from alice), "three" (two browsers and alice
+//                  a reset link from alice), "large" (Family past the
+//                  server's member_list), "three" (two browsers and alice
 //                  in `kith chat` under tmux), "acme" (a CA-signed server,
 //                  whose CA is in the NSS database under HOME; HOSTS maps
 //                  its domain to 127.0.0.1) or "voice"; voice also takes
@@ -289,6 +290,23 @@ async function bots() {
   await shot(page, "bot");
 }
 
+/// A community past the server's `member_list` (3 here: alice and four
+/// more, made on the CLI and never online, and the newcomer): its list
+/// shows who is around and how many there are, and the rest when asked.
+async function large() {
+  const page = await join("wren");
+  const members = page.getByRole("complementary", { name: "Members" });
+  await members.getByText("Members — 6").waitFor();
+  expect(!(await members.getByText("carol", { exact: true }).isVisible()), "an offline member is not listed at first");
+  await shot(page, "large-at-first");
+  await members.getByRole("button", { name: /^Show \d+ more$/ }).click();
+  for (const name of ["alice", "bob", "carol", "dave", "erin", "wren"]) {
+    await members.getByText(name, { exact: true }).waitFor();
+  }
+  expect((await members.getByRole("button").count()) === 0, "once everyone is listed, there is nothing more to ask for");
+  await shot(page, "large");
+}
+
 /// A member whose account needs a password (imported, or forgotten) opens
 /// the reset link the owner made, chooses one, and is in; the link works once.
 async function reset() {
@@ -563,7 +581,7 @@ async function chat() {
 }
 
 try {
-  await ({ voice, three, acme, photos, bots, reset, chat }[SCENARIO] ?? chat)();
+  await ({ voice, three, acme, photos, bots, reset, large, chat }[SCENARIO] ?? chat)();
 } catch (e) {
   problems.push(e.stack ?? String(e));
 } finally {

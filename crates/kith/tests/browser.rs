@@ -270,6 +270,28 @@ fn a_browser_user_runs_a_bots_slash_commands() {
     report(out, &shots);
 }
 
+/// Past `member_list`, a browser lists who is around and pages the rest.
+#[test]
+fn a_browser_user_in_a_large_community_sees_who_is_around_and_pages_the_rest() {
+    let Some((web, chromium)) = browser() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, alice, invite) = family_with(tmp.path(), "[limits]\nmember_list = 3\n");
+    for name in ["bob", "carol", "dave", "erin"] {
+        let home = tmp.path().join(name);
+        kith(
+            &home,
+            &["register", name, "--server", &server.addr, "--invite", &invite, "--password-stdin"],
+            &format!("{name}'s password\n"),
+        );
+    }
+    let shots = screenshots();
+    let out = spec(&web, &chromium, &server, &alice, &invite, "webtransport")
+        .env("SCENARIO", "large")
+        .output()
+        .expect("node runs");
+    report(out, &shots);
+}
+
 #[test]
 fn a_member_sets_a_password_from_the_owners_reset_link() {
     let Some((web, chromium)) = browser() else { return };
