@@ -43,6 +43,8 @@ impl Backend for Sqlite {
         let mut conn = open(&self.path, self.sync)?;
         migrate(&mut conn)?;
         let state = load(&conn)?;
+        // Room for every statement a commit may run (`exec`), not rusqlite's 16.
+        conn.set_prepared_statement_cache_capacity(WRITE_STATEMENTS);
         Ok((SqliteWriter(conn), state))
     }
 
@@ -529,10 +531,26 @@ fn parse_mentions(text: &str) -> Vec<UserId> {
     text.split(',').filter_map(|m| m.parse().ok()).map(UserId).collect()
 }
 
+/// More than the distinct statements `apply` runs.
+const WRITE_STATEMENTS: usize = 96;
+
+/// Runs one statement of a commit, parsed once per connection and then
+/// taken from its cache: parsing SQL anew for every write was a visible
+/// share of the writer's time under durable ingest.
+trait Run {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+}
+
+impl Run for Transaction<'_> {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+}
+
 fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     let i = |v: u64| v as i64;
     match write {
-        Write::CreateUser { user, password_hash, created_at } => tx.execute(
+        Write::CreateUser { user, password_hash, created_at } => tx.run(
             "INSERT INTO users (id, username, fold, skeleton, display_name, password_hash, server_owner, created_at, bot)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -547,75 +565,75 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 user.bot
             ],
         ),
-        Write::CreateToken { token, created_at } => tx.execute(
+        Write::CreateToken { token, created_at } => tx.run(
             "INSERT INTO tokens (id, user_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![i(token.id.0), i(token.user.0), &token.hash.0[..], i(created_at.0)],
         ),
-        Write::RevokeToken { id } => tx.execute("DELETE FROM tokens WHERE id = ?1", [i(id.0)]),
-        Write::SetResetCode { user, hash, expires_at } => tx.execute(
+        Write::RevokeToken { id } => tx.run("DELETE FROM tokens WHERE id = ?1", [i(id.0)]),
+        Write::SetResetCode { user, hash, expires_at } => tx.run(
             "INSERT OR REPLACE INTO reset_codes (user_id, hash, expires_at) VALUES (?1, ?2, ?3)",
             params![i(user.0), &hash.0[..], i(expires_at.0)],
         ),
-        Write::Suspend { user, reason, at } => tx.execute(
+        Write::Suspend { user, reason, at } => tx.run(
             "INSERT OR REPLACE INTO suspensions (user_id, reason, created_at) VALUES (?1, ?2, ?3)",
             params![i(user.0), reason, i(at.0)],
         ),
-        Write::Unsuspend { user } => tx.execute("DELETE FROM suspensions WHERE user_id = ?1", [i(user.0)]),
+        Write::Unsuspend { user } => tx.run("DELETE FROM suspensions WHERE user_id = ?1", [i(user.0)]),
         Write::DeleteAccount { user, name, at } => {
             for table in ["suspensions", "reset_codes", "read_states"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [i(user.0)])?;
+                tx.run(&format!("DELETE FROM {table} WHERE user_id = ?1"), [i(user.0)])?;
             }
-            tx.execute(
+            tx.run(
                 "UPDATE users SET username = ?2, fold = ?3, skeleton = ?4, display_name = ?5, status_text = '',
                     password_hash = '', presence = ?6, deleted_at = ?7 WHERE id = ?1",
                 params![i(user.0), name.name, name.fold, name.skeleton, "Deleted user", Chosen::Online.code(), i(at.0)],
             )
         }
-        Write::RevokeInvite { code } => tx.execute("DELETE FROM invites WHERE code = ?1", [code]),
+        Write::RevokeInvite { code } => tx.run("DELETE FROM invites WHERE code = ?1", [code]),
         Write::SetPassword { user, password_hash } => {
-            tx.execute("DELETE FROM reset_codes WHERE user_id = ?1", [i(user.0)])?;
-            tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![i(user.0), password_hash])
+            tx.run("DELETE FROM reset_codes WHERE user_id = ?1", [i(user.0)])?;
+            tx.run("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![i(user.0), password_hash])
         }
-        Write::UpdateUser { id, display_name, status_text } => tx.execute(
+        Write::UpdateUser { id, display_name, status_text } => tx.run(
             "UPDATE users SET display_name = ?2, status_text = ?3 WHERE id = ?1",
             params![i(id.0), display_name, status_text],
         ),
-        Write::CreateCommunity { community, created_at } => tx.execute(
+        Write::CreateCommunity { community, created_at } => tx.run(
             "INSERT INTO communities (id, name, owner_id, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![i(community.id.0), community.name, i(community.owner.0), i(created_at.0)],
         ),
-        Write::AddMember { community, user, joined_at } => tx.execute(
+        Write::AddMember { community, user, joined_at } => tx.run(
             "INSERT OR IGNORE INTO members (community_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
             params![i(community.0), i(user.0), i(joined_at.0)],
         ),
         Write::RemoveMember { community, user } => {
-            tx.execute(
+            tx.run(
                 "DELETE FROM member_roles WHERE community_id = ?1 AND user_id = ?2",
                 params![i(community.0), i(user.0)],
             )?;
-            tx.execute(
+            tx.run(
                 "DELETE FROM members WHERE community_id = ?1 AND user_id = ?2",
                 params![i(community.0), i(user.0)],
             )
         }
-        Write::UpdateMember { community, user, nickname, timeout_until } => tx.execute(
+        Write::UpdateMember { community, user, nickname, timeout_until } => tx.run(
             "UPDATE members SET nickname = ?3, timeout_until = ?4 WHERE community_id = ?1 AND user_id = ?2",
             params![i(community.0), i(user.0), nickname, timeout_until.map(|t| i(t.0))],
         ),
-        Write::PutRole { role } => tx.execute(
+        Write::PutRole { role } => tx.run(
             "INSERT OR REPLACE INTO roles (id, community_id, name, permissions, rank) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![i(role.id.0), i(role.community.0), role.name, i(role.permissions.bits()), role.rank],
         ),
         Write::DeleteRole { id } => {
-            tx.execute("DELETE FROM member_roles WHERE role_id = ?1", [i(id.0)])?;
-            tx.execute("DELETE FROM channel_overrides WHERE target_kind = 0 AND target_id = ?1", [i(id.0)])?;
-            tx.execute("DELETE FROM roles WHERE id = ?1", [i(id.0)])
+            tx.run("DELETE FROM member_roles WHERE role_id = ?1", [i(id.0)])?;
+            tx.run("DELETE FROM channel_overrides WHERE target_kind = 0 AND target_id = ?1", [i(id.0)])?;
+            tx.run("DELETE FROM roles WHERE id = ?1", [i(id.0)])
         }
-        Write::AddMemberRole { community, user, role } => tx.execute(
+        Write::AddMemberRole { community, user, role } => tx.run(
             "INSERT OR IGNORE INTO member_roles (community_id, user_id, role_id) VALUES (?1, ?2, ?3)",
             params![i(community.0), i(user.0), i(role.0)],
         ),
-        Write::RemoveMemberRole { community, user, role } => tx.execute(
+        Write::RemoveMemberRole { community, user, role } => tx.run(
             "DELETE FROM member_roles WHERE community_id = ?1 AND user_id = ?2 AND role_id = ?3",
             params![i(community.0), i(user.0), i(role.0)],
         ),
@@ -625,28 +643,28 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 OverrideTarget::Member(u) => (1, u.0),
             };
             if rule.allow.is_empty() && rule.deny.is_empty() {
-                tx.execute(
+                tx.run(
                     "DELETE FROM channel_overrides WHERE channel_id = ?1 AND target_kind = ?2 AND target_id = ?3",
                     params![i(rule.channel.0), kind, i(target)],
                 )
             } else {
-                tx.execute(
+                tx.run(
                     "INSERT OR REPLACE INTO channel_overrides (channel_id, target_kind, target_id, allow, deny)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![i(rule.channel.0), kind, i(target), i(rule.allow.bits()), i(rule.deny.bits())],
                 )
             }
         }
-        Write::Ban { ban } => tx.execute(
+        Write::Ban { ban } => tx.run(
             "INSERT OR REPLACE INTO bans (community_id, user_id, banned_by, reason, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![i(ban.community.0), i(ban.user.0), i(ban.by.0), ban.reason, i(ban.at.0)],
         ),
-        Write::Unban { community, user } => tx.execute(
+        Write::Unban { community, user } => tx.run(
             "DELETE FROM bans WHERE community_id = ?1 AND user_id = ?2",
             params![i(community.0), i(user.0)],
         ),
-        Write::Audit { entry: e } => tx.execute(
+        Write::Audit { entry: e } => tx.run(
             "INSERT INTO audit_log (id, community_id, actor_id, action, target_id, reason, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -659,7 +677,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 e.detail
             ],
         ),
-        Write::CreateChannel { channel, created_at } => tx.execute(
+        Write::CreateChannel { channel, created_at } => tx.run(
             "INSERT INTO channels (id, community_id, name, topic, created_at, voice)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -671,21 +689,21 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 channel.voice
             ],
         ),
-        Write::UpdateChannel { channel } => tx.execute(
+        Write::UpdateChannel { channel } => tx.run(
             "UPDATE channels SET name = ?2, topic = ?3 WHERE id = ?1",
             params![i(channel.id.0), channel.name, channel.topic],
         ),
         Write::DeleteChannel { id } => {
-            tx.execute(
+            tx.run(
                 "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE channel_id = ?1)",
                 [i(id.0)],
             )?;
-            tx.execute("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
-            tx.execute("DELETE FROM read_states WHERE channel_id = ?1", [i(id.0)])?;
-            tx.execute("DELETE FROM channel_overrides WHERE channel_id = ?1", [i(id.0)])?;
-            tx.execute("DELETE FROM channels WHERE id = ?1", [i(id.0)])
+            tx.run("DELETE FROM messages WHERE channel_id = ?1", [i(id.0)])?;
+            tx.run("DELETE FROM read_states WHERE channel_id = ?1", [i(id.0)])?;
+            tx.run("DELETE FROM channel_overrides WHERE channel_id = ?1", [i(id.0)])?;
+            tx.run("DELETE FROM channels WHERE id = ?1", [i(id.0)])
         }
-        Write::CreateInvite { invite, created_at } => tx.execute(
+        Write::CreateInvite { invite, created_at } => tx.run(
             "INSERT INTO invites (code, community_id, creator_id, max_uses, uses, expires_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -698,9 +716,9 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 i(created_at.0)
             ],
         ),
-        Write::UseInvite { code } => tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = ?1", [code]),
+        Write::UseInvite { code } => tx.run("UPDATE invites SET uses = uses + 1 WHERE code = ?1", [code]),
         Write::InsertMessage { message: m } => {
-            tx.execute(
+            tx.run(
                 "INSERT INTO messages (id, channel_id, author_id, body, nonce, reply_to, mentions, created_at,
                  mention_everyone) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -716,7 +734,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 ],
             )?;
             for (position, a) in m.attachments.iter().enumerate() {
-                tx.execute(
+                tx.run(
                     "INSERT INTO attachments (message_id, position, name, size, content_type, blake3, width, height)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
@@ -733,30 +751,30 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             }
             Ok(1)
         }
-        Write::EditMessage { id, body, mentions, mention_everyone, edited_at } => tx.execute(
+        Write::EditMessage { id, body, mentions, mention_everyone, edited_at } => tx.run(
             "UPDATE messages SET body = ?2, mentions = ?3, edited_at = ?4, mention_everyone = ?5 WHERE id = ?1",
             params![i(id.0), body, mentions_text(mentions), i(edited_at.0), mention_everyone],
         ),
         Write::DeleteMessage { id } => {
             // The bytes go once nothing names them (the file store's sweep).
-            tx.execute("DELETE FROM attachments WHERE message_id = ?1", [i(id.0)])?;
-            tx.execute(
+            tx.run("DELETE FROM attachments WHERE message_id = ?1", [i(id.0)])?;
+            tx.run(
                 "UPDATE messages SET body = '', mentions = '', mention_everyone = 0, deleted = 1 WHERE id = ?1",
                 [i(id.0)],
             )
         }
         Write::PutDirect { direct } => {
-            tx.execute("DELETE FROM direct_members WHERE channel_id = ?1", [i(direct.id.0)])?;
+            tx.run("DELETE FROM direct_members WHERE channel_id = ?1", [i(direct.id.0)])?;
             if direct.members.is_empty() {
-                tx.execute("DELETE FROM direct_channels WHERE id = ?1", [i(direct.id.0)])
+                tx.run("DELETE FROM direct_channels WHERE id = ?1", [i(direct.id.0)])
             } else {
-                tx.execute(
+                tx.run(
                     "INSERT INTO direct_channels (id, is_group, name, owner_id) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, owner_id = excluded.owner_id",
                     params![i(direct.id.0), direct.group, direct.name, direct.owner.map(|u| i(u.0))],
                 )?;
                 for (position, user) in direct.members.iter().enumerate() {
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO direct_members (channel_id, user_id, position) VALUES (?1, ?2, ?3)",
                         params![i(direct.id.0), i(user.0), position as i64],
                     )?;
@@ -764,23 +782,23 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 Ok(0)
             }
         }
-        Write::SetReadState { user, channel, last_read: Some(m) } => tx.execute(
+        Write::SetReadState { user, channel, last_read: Some(m) } => tx.run(
             "INSERT INTO read_states (user_id, channel_id, last_read) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, channel_id) DO UPDATE SET last_read = excluded.last_read",
             params![i(user.0), i(channel.0), i(m.0)],
         ),
-        Write::SetReadState { user, channel, last_read: None } => tx.execute(
+        Write::SetReadState { user, channel, last_read: None } => tx.run(
             "DELETE FROM read_states WHERE user_id = ?1 AND channel_id = ?2",
             params![i(user.0), i(channel.0)],
         ),
-        Write::SetPresence { user, status } => tx.execute(
+        Write::SetPresence { user, status } => tx.run(
             "UPDATE users SET presence = ?2 WHERE id = ?1",
             params![i(user.0), status.code()],
         ),
         Write::PutCommands { bot, commands } if commands.is_empty() => {
-            tx.execute("DELETE FROM bot_commands WHERE bot_id = ?1", [i(bot.0)])
+            tx.run("DELETE FROM bot_commands WHERE bot_id = ?1", [i(bot.0)])
         }
-        Write::PutCommands { bot, commands } => tx.execute(
+        Write::PutCommands { bot, commands } => tx.run(
             "INSERT INTO bot_commands (bot_id, commands) VALUES (?1, ?2)
              ON CONFLICT(bot_id) DO UPDATE SET commands = excluded.commands",
             params![i(bot.0), commands],
