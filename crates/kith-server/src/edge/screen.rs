@@ -35,7 +35,7 @@ pub(crate) struct Shown {
 }
 
 const CLUSTER: u8 = 0xFF;
-/// fg and bg (4 bytes each), modifier (2), diff option (3), skip (1).
+/// fg and bg (4 bytes each), modifier (2), diff option (3).
 const STYLE_LEN: usize = 13;
 
 type Style = [u8; STYLE_LEN];
@@ -53,6 +53,7 @@ impl Shown {
         self.area == area && !self.runs.is_empty()
     }
 
+    /// Keeps `buffer` as the screen last drawn.
     pub(crate) fn store(&mut self, buffer: &Buffer) {
         self.area = buffer.area;
         self.runs.clear();
