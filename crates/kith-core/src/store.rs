@@ -232,7 +232,17 @@ pub struct StoredState {
     pub overrides: Vec<StoredOverride>,
     pub bans: Vec<StoredBan>,
     pub invites: Vec<StoredInvite>,
+    /// Each channel's newest messages, at most `recent` of them
+    /// ([`HubConfig::recent_messages`](crate::HubConfig::recent_messages)).
     pub messages: Vec<StoredMessageMeta>,
+    /// The channels that hold older messages than those loaded: each with
+    /// its oldest loaded message's id (everything below it stays on disk).
+    pub floors: Vec<(ChannelId, MessageId)>,
+    /// What each author's live messages carry, in bytes of files, per
+    /// channel: every message's, not only the loaded ones'.
+    pub usage: Vec<(UserId, ChannelId, u64)>,
+    /// Everyone who has ever posted a message, deleted or not.
+    pub authored: Vec<UserId>,
     pub directs: Vec<StoredDirect>,
     pub read_states: Vec<(UserId, ChannelId, MessageId)>,
     /// Each bot's commands, as `Write::PutCommands` stored them.
@@ -398,6 +408,30 @@ pub struct StoredMessageMeta {
     pub mentions: Vec<UserId>,
     pub mention_everyone: bool,
     pub attachments: Vec<AttachmentMeta>,
+}
+
+/// What the hub asks the store for about messages it no longer holds
+/// (older than its channel's floor): the answer comes back as the
+/// matching [`Loaded`], and the request that needed it runs again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Load {
+    /// One message, deleted or not, if it is in `channel`.
+    Message { channel: ChannelId, id: MessageId },
+    /// `author`'s live messages in these channels below each one's floor,
+    /// from `since` on.
+    Authored { author: UserId, channels: Vec<(ChannelId, MessageId)>, since: MessageId },
+    /// What the live messages below `floor` in `channel` carry, in bytes
+    /// of files, by author.
+    Weights { channel: ChannelId, floor: MessageId },
+}
+
+/// The store's answer to a [`Load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Message(Option<StoredMessageMeta>),
+    /// (message, its channel, the bytes of files it carries), in id order.
+    Authored(Vec<(MessageId, ChannelId, u64)>),
+    Weights(Vec<(UserId, u64)>),
 }
 
 /// A conversation outside communities.

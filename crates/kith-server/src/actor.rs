@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kith_core::store::{AuditRow, MessageRow};
+use kith_core::store::{AuditRow, Loaded, MessageRow};
 use kith_core::{Hub, Input, Outgoing, Output, Read, SessionId, Timestamp};
 use kith_proto::v1::{self, CloseCode, ErrorCode, reply::Result as ReplyResult, server_message::Kind};
 use tokio::sync::mpsc;
@@ -158,6 +158,8 @@ pub async fn run(
     let timer = tokio::time::sleep(std::time::Duration::ZERO);
     tokio::pin!(timer);
     let mut armed: Option<Timestamp> = None;
+    // The store's answers to `Output::Load`, from the reader threads.
+    let (loaded_tx, mut loaded_rx) = mpsc::unbounded_channel::<(u64, Option<Loaded>)>();
     loop {
         let next = hub.poll_timeout();
         if next != armed {
@@ -200,6 +202,7 @@ pub async fn run(
                     writer = None;
                 }
             },
+            Some((id, loaded)) = loaded_rx.recv() => hub.handle(now(), Input::Loaded { id, loaded }),
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 hub.handle(now(), Input::Tick);
@@ -244,6 +247,20 @@ pub async fn run(
                     rooms.publish(channel, &members, |s| sessions.get(&s).and_then(|h| h.voice.as_ref()));
                 }
                 Output::Grant(grant) => files.grant(grant),
+                Output::Load { id, load } => {
+                    let tx = loaded_tx.clone();
+                    let job = move |db: &dyn Reader| {
+                        let loaded = db
+                            .load(&load)
+                            .inspect_err(|e| tracing::error!(error = %e, "loading older messages failed"))
+                            .ok();
+                        let _ = tx.send((id, loaded));
+                    };
+                    if readers.submit(job).is_err() {
+                        // The pool is full: the request is told to retry.
+                        let _ = loaded_tx.send((id, None));
+                    }
+                }
                 Output::Read { to, request_id, read } => {
                     let Some(s) = sessions.get(&to).cloned() else { continue };
                     if s.reads.fetch_add(1, Ordering::Relaxed) >= READS_PER_SESSION {

@@ -573,6 +573,12 @@ mod tests {
     struct Naming(Vec<[u8; 32]>);
 
     impl Reader for Naming {
+        fn load(
+            &self,
+            _: &kith_core::store::Load,
+        ) -> Result<kith_core::store::Loaded, crate::store::StoreError> {
+            Err(crate::store::StoreError::Closed)
+        }
         fn credentials(&self, _: &str) -> Result<Option<(UserId, String)>, crate::store::StoreError> {
             Ok(None)
         }

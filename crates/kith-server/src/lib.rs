@@ -137,6 +137,9 @@ pub struct Limits {
     pub voice_room: usize,
     /// Communities up to this many members are listed whole in snapshots.
     pub member_list: usize,
+    /// Messages per channel the hub holds in memory; older ones stay on
+    /// disk until a request needs one.
+    pub recent_messages: usize,
     /// The largest file one upload may be.
     pub attachment_bytes: u64,
     /// The most one message's files may come to.
@@ -175,6 +178,7 @@ impl Default for Limits {
             ipv6_prefix: 64,
             voice_room: kith_core::hub::DEFAULT_VOICE_ROOM,
             member_list: kith_core::hub::FULL_MEMBER_LIST,
+            recent_messages: kith_core::hub::RECENT_MESSAGES,
             attachment_bytes: kith_core::hub::DEFAULT_MAX_ATTACHMENT_BYTES,
             message_attachment_bytes: kith_core::hub::DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES,
             attachment_quota_per_user: Some(kith_core::hub::DEFAULT_USER_FILES_QUOTA),
@@ -311,7 +315,9 @@ impl Server {
         let db = config.data_dir.join("kith.db");
         private_database(&db)?;
         let store = Arc::new(Sqlite { path: db.clone(), sync: config.sync });
-        let (writer, mut state) = store.open_writer().with_context(|| format!("opening {}", db.display()))?;
+        let (writer, mut state) = store
+            .open_writer(config.limits.recent_messages)
+            .with_context(|| format!("opening {}", db.display()))?;
 
         let needs_owner = !state.users.iter().any(|u| u.server_owner);
         let setup_code = needs_owner.then(auth::grouped_code);
@@ -666,6 +672,7 @@ fn hub_config(config: &Config) -> HubConfig {
         answer_rate: Some(config.limits.answers),
         voice_room: config.limits.voice_room,
         full_member_list: config.limits.member_list,
+        recent_messages: config.limits.recent_messages,
         community_creation: config.community_creation,
         web: config.web,
         max_attachment_bytes: config.limits.attachment_bytes,

@@ -182,6 +182,10 @@ voice_room = {voice_room}
 # Communities up to this many members are listed whole at sign-in; larger
 # ones list who is around, and clients page through the rest.
 member_list = {member_list}
+# Messages per channel held in memory (the newest); older ones are read
+# from disk when someone edits, deletes or replies to one. Unread counts
+# and retries' nonces are found among these.
+recent_messages = {recent_messages}
 # Per-address limits count an IPv6 address by its first this many bits.
 ipv6_prefix = {ipv6_prefix}
 # The largest file one upload may be, and all of one message's files.
@@ -239,6 +243,7 @@ keep = {backups_kept}
         auth_deadline = l.auth_deadline.as_secs(),
         voice_room = l.voice_room,
         member_list = l.member_list,
+        recent_messages = l.recent_messages,
         ipv6_prefix = l.ipv6_prefix,
         attachment_bytes = l.attachment_bytes,
         message_attachment_bytes = l.message_attachment_bytes,
@@ -384,6 +389,7 @@ struct FileLimits {
     auth_deadline_secs: Option<u64>,
     voice_room: Option<usize>,
     member_list: Option<usize>,
+    recent_messages: Option<usize>,
     ipv6_prefix: Option<u8>,
     attachment_bytes: Option<u64>,
     message_attachment_bytes: Option<u64>,
@@ -419,6 +425,7 @@ impl FileLimits {
         l.connections_per_ip = self.connections_per_ip.unwrap_or(l.connections_per_ip);
         l.voice_room = self.voice_room.unwrap_or(l.voice_room).max(2);
         l.member_list = self.member_list.unwrap_or(l.member_list).max(1);
+        l.recent_messages = self.recent_messages.unwrap_or(l.recent_messages).max(1);
         l.ipv6_prefix = self.ipv6_prefix.unwrap_or(l.ipv6_prefix).min(128);
         l.attachment_bytes = self.attachment_bytes.unwrap_or(l.attachment_bytes);
         l.message_attachment_bytes = self.message_attachment_bytes.unwrap_or(l.message_attachment_bytes);

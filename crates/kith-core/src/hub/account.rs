@@ -214,7 +214,12 @@ impl Hub {
                 doomed.extend(timeline.authored_since(user, Timestamp(0)).map(|id| (id, channel)));
             }
         }
+        if remove_messages {
+            // Older ones, loaded for this request.
+            doomed.extend(self.stashed_authored(user).iter().map(|&(id, channel, _)| (id, channel)));
+        }
         doomed.sort();
+        doomed.dedup();
         writes.extend(doomed.iter().map(|&(id, _)| Write::DeleteMessage { id }));
         self.directory.clear_standing(user);
         self.directory.rename(user, tombstone, |u| {
@@ -230,7 +235,7 @@ impl Hub {
             self.remove_member(community, user, MemberLeftReason::Deleted, None);
         }
         self.removed_from_groups(user, groups);
-        self.messages_deleted(&doomed);
+        self.messages_deleted(user, &doomed);
         self.fan_out(&audience, EventBody::UserUpdated(wire));
         Ok(())
     }

@@ -326,6 +326,10 @@ impl Hub {
                 self.usage.remove(m.author, Some(community), super::files::weight(&m.attachments));
             }
         }
+        // And the older ones', loaded for this request.
+        for (author, bytes) in self.stashed_weights().to_vec() {
+            self.usage.remove(author, Some(community), bytes);
+        }
         self.reply_empty(cx.session, cx.rid);
         let deleted = v1::ChannelDeleted { community_id: community.0, channel_id: channel.0 };
         self.fan_out(&viewers, EventBody::ChannelDeleted(deleted));

@@ -56,7 +56,7 @@ impl Hub {
         // The message ends their typing; a new notice may go out at once.
         self.typing.remove(&(cx.me, channel));
         if let Some(target) = reply_to
-            && self.timelines.get(&channel).and_then(|t| t.live(target)).is_none()
+            && self.live_message(channel, target).is_none()
         {
             return Err(Refusal::NotFound("message to reply to"));
         }
@@ -79,18 +79,16 @@ impl Hub {
                 attachments: attachments.clone(),
             },
         }]);
-        self.timelines.entry(channel).or_default().insert(
-            id,
-            MessageMeta {
-                author: cx.me,
-                reply_to,
-                deleted: false,
-                mentions: mentions.clone().into(),
-                mention_everyone: everyone,
-                nonce: nonce.as_ref().map(|n| n.0.as_str().into()),
-                attachments: attachments.clone().into(),
-            },
-        );
+        let meta = MessageMeta {
+            author: cx.me,
+            reply_to,
+            deleted: false,
+            mentions: mentions.clone().into(),
+            mention_everyone: everyone,
+            nonce: nonce.as_ref().map(|n| n.0.as_str().into()),
+            attachments: attachments.clone().into(),
+        };
+        self.insert_message(channel, id, meta);
         if let Some(u) = self.directory.get_mut(cx.me) {
             u.authored = true;
         }
@@ -131,7 +129,7 @@ impl Hub {
             mention_everyone: everyone,
             edited_at,
         }]);
-        let meta = self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible");
+        let meta = self.message_mut(channel, message).expect("visible");
         meta.mentions = mentions.clone().into();
         meta.mention_everyone = everyone;
         let attachments = meta.attachments.iter().map(AttachmentMeta::to_wire).collect();
@@ -170,7 +168,7 @@ impl Hub {
             ));
         }
         self.persist(writes);
-        let meta = self.timelines.get_mut(&channel).and_then(|t| t.get_mut(message)).expect("visible");
+        let meta = self.message_mut(channel, message).expect("visible");
         meta.deleted = true;
         let weight = super::files::weight(&meta.attachments);
         self.usage.remove(author, self.community_of(channel), weight);
@@ -191,7 +189,29 @@ impl Hub {
         if !self.can_view(channel, user) {
             return Err(Refusal::NotFound("channel"));
         }
-        self.timelines.get(&channel).and_then(|t| t.live(id)).ok_or(Refusal::NotFound("message"))
+        self.live_message(channel, id).ok_or(Refusal::NotFound("message"))
+    }
+
+    /// A live message in `channel`: held, or loaded for this request.
+    fn live_message(&self, channel: ChannelId, id: MessageId) -> Option<&MessageMeta> {
+        let held = self.timelines.get(&channel).and_then(|t| t.get(id));
+        held.or_else(|| self.stashed(channel, id)).filter(|m| !m.deleted)
+    }
+
+    /// A message in `channel`, held or loaded for this request, to change.
+    fn message_mut(&mut self, channel: ChannelId, id: MessageId) -> Option<&mut MessageMeta> {
+        if self.timelines.get(&channel).is_some_and(|t| t.get(id).is_some()) {
+            return self.timelines.get_mut(&channel).and_then(|t| t.get_mut(id));
+        }
+        self.stashed_mut(channel, id)
+    }
+
+    /// Holds a new message in its channel's timeline. Past
+    /// `recent_messages`, the oldest held go, and their nonces with them.
+    pub(super) fn insert_message(&mut self, channel: ChannelId, id: MessageId, meta: MessageMeta) {
+        let keep = self.config.recent_messages;
+        let gone = self.timelines.entry(channel).or_default().insert(id, meta, keep);
+        self.nonces.remove(&gone);
     }
 
     /// `@name` mentions of members of the community, as ids, and whether the
@@ -224,25 +244,34 @@ impl Hub {
     ) -> Vec<(MessageId, ChannelId)> {
         // Each of the community's channels from `since` on: recent messages
         // of this community only.
-        let mut found: Vec<(MessageId, ChannelId)> = self.communities[&community]
-            .channels
+        let channels = &self.communities[&community].channels;
+        let mut found: Vec<(MessageId, ChannelId)> = channels
             .keys()
             .filter_map(|ch| Some((*ch, self.timelines.get(ch)?)))
             .flat_map(|(ch, t)| t.authored_since(user, since).map(move |id| (id, ch)))
             .collect();
+        // Older ones, loaded for this request.
+        let older = self.stashed_authored(user).iter().map(|&(id, ch, _)| (id, ch));
+        found.extend(older.filter(|(id, ch)| channels.contains_key(ch) && id.timestamp() >= since));
         found.sort();
+        found.dedup();
         found
     }
 
     /// Marks messages deleted (their `DeleteMessage` writes already issued)
     /// and tells each channel's viewers.
-    pub(super) fn messages_deleted(&mut self, deleted: &[(MessageId, ChannelId)]) {
+    pub(super) fn messages_deleted(&mut self, author: UserId, deleted: &[(MessageId, ChannelId)]) {
         for (id, channel) in deleted {
-            if let Some(m) = self.timelines.get_mut(channel).and_then(|t| t.get_mut(*id))
-                && !m.deleted
+            if let Some(m) = self.timelines.get_mut(channel).and_then(|t| t.get_mut(*id)) {
+                if !m.deleted {
+                    m.deleted = true;
+                    let (author, weight) = (m.author, super::files::weight(&m.attachments));
+                    self.usage.remove(author, self.community_of(*channel), weight);
+                }
+            } else if let Some(&(_, _, weight)) =
+                self.stashed_authored(author).iter().find(|(i, c, _)| (i, c) == (id, channel))
             {
-                m.deleted = true;
-                let (author, weight) = (m.author, super::files::weight(&m.attachments));
+                // An older one, loaded for this request.
                 self.usage.remove(author, self.community_of(*channel), weight);
             }
             let event = v1::MessageDeleted { channel_id: channel.0, message_id: id.0 };

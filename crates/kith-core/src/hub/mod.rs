@@ -31,6 +31,7 @@
 
 mod account;
 mod bots;
+mod cold;
 pub use bots::{CALL_TIMEOUT_MS, MAX_BOTS_PER_COMMUNITY, MAX_CALLS_PER_BOT};
 mod community;
 mod direct;
@@ -69,7 +70,7 @@ use crate::ids::{ChannelId, CommunityId, IdGen, MessageId, RoleId, SessionId, Ti
 use crate::permissions::{Override, OverrideTarget, Permissions};
 use crate::rate::{Buckets, RateLimit};
 use crate::request::{AuditQuery, HistoryQuery, Request};
-use crate::store::{StoredInvite, StoredState, Write};
+use crate::store::{Load, Loaded, StoredInvite, StoredState, Write};
 
 /// The one answer to every failed sign-in: a wrong name, a wrong password,
 /// an unknown or revoked token all read the same, so that none can be told
@@ -134,6 +135,9 @@ pub struct HubConfig {
     /// Snapshots list every member of a community up to this many; a larger
     /// one lists who is around and the rest is paged (`ListMembers`).
     pub full_member_list: usize,
+    /// Messages per channel the hub holds in memory (the newest); older
+    /// ones are loaded from the store when a request needs one.
+    pub recent_messages: usize,
     /// The `host:port` invites name: where people elsewhere reach this
     /// server. `None`: invites carry no link (clients build one).
     pub public_address: Option<String>,
@@ -161,6 +165,11 @@ pub const DEFAULT_MAX_MESSAGE_ATTACHMENT_BYTES: u64 = 250 << 20;
 /// The default quotas: 10 GiB of files per account, 100 GiB per community.
 pub const DEFAULT_USER_FILES_QUOTA: u64 = 10 << 30;
 pub const DEFAULT_COMMUNITY_FILES_QUOTA: u64 = 100 << 30;
+
+/// The default of [`HubConfig::recent_messages`]: 8 192 per channel, about
+/// 700 KiB at most for the busiest channel, and four times the unread
+/// messages a client is ever told of.
+pub const RECENT_MESSAGES: usize = 8192;
 
 /// Who may create communities on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,6 +204,7 @@ impl Default for HubConfig {
             refusal_rate: Some(RateLimit::new(50, 1000)),
             voice_room: DEFAULT_VOICE_ROOM,
             full_member_list: FULL_MEMBER_LIST,
+            recent_messages: RECENT_MESSAGES,
             public_address: None,
             fingerprint: None,
             community_creation: CommunityCreation::Everyone,
@@ -230,6 +240,9 @@ pub enum Input {
     Request { session: SessionId, request_id: u64, request: Request },
     /// Every `Persist` up to and including `ticket` is durable.
     Committed { ticket: u64 },
+    /// The store's answer to `Output::Load { id }`; `None`: it could not
+    /// answer now (its readers were busy, or it failed).
+    Loaded { id: u64, loaded: Option<Loaded> },
     /// The bytes of the upload granted with `key` are stored durably and
     /// matched its hash; `content_type` is what the edge found in them, and
     /// `blake3` and `size` are those of what was kept (a photo's metadata
@@ -247,6 +260,10 @@ pub enum Output {
     /// Read from the store and answer `request_id` on `to`. Authorisation was
     /// done here.
     Read { to: SessionId, request_id: u64, read: Read },
+    /// Read this from the store and answer with `Input::Loaded { id }`:
+    /// a request waits for it (messages older than the hub holds). Held
+    /// behind the writes issued before it, so the store has them.
+    Load { id: u64, load: Load },
     /// Close the session's connection with this code and reason.
     Close { session: SessionId, code: CloseCode, reason: String },
     /// Forward voice in `channel` among exactly these sessions from now on
@@ -452,6 +469,10 @@ pub struct Hub {
     now: Timestamp,
 
     outbox: outbox::Outbox,
+    /// Requests waiting for the store (messages older than the hub holds).
+    waiting: cold::Waiting,
+    /// What the request running now loaded, while it runs.
+    stash: Option<cold::Stash>,
 }
 
 impl Hub {
@@ -509,6 +530,8 @@ impl Hub {
             usage: files::Usage::default(),
             now: Timestamp(0),
             outbox: outbox::Outbox::default(),
+            waiting: cold::Waiting::default(),
+            stash: None,
         };
         for (bot, commands) in &state.commands {
             hub.bots.load(*bot, commands);
@@ -565,29 +588,23 @@ impl Hub {
         for i in state.invites {
             hub.invites.insert(i.code.clone(), i);
         }
-        for m in state.messages {
-            if let Some(nonce) = &m.nonce {
-                hub.nonces.insert(m.author, nonce, m.channel, m.id);
-            }
-            if let Some(u) = hub.directory.get_mut(m.author) {
+        for (channel, floor) in state.floors {
+            hub.timelines.entry(channel).or_default().set_floor(floor);
+        }
+        for author in state.authored {
+            if let Some(u) = hub.directory.get_mut(author) {
                 u.authored = true;
             }
-            if !m.deleted {
-                let community = hub.community_of(m.channel);
-                hub.usage.add(m.author, community, files::weight(&m.attachments));
+        }
+        for (author, channel, bytes) in state.usage {
+            hub.usage.add(author, hub.community_of(channel), bytes);
+        }
+        for m in state.messages {
+            let (id, channel) = (m.id, m.channel);
+            if let Some(nonce) = &m.nonce {
+                hub.nonces.insert(m.author, nonce, channel, id);
             }
-            hub.timelines.entry(m.channel).or_default().insert(
-                m.id,
-                MessageMeta {
-                    author: m.author,
-                    reply_to: m.reply_to,
-                    deleted: m.deleted,
-                    mentions: m.mentions.into(),
-                    mention_everyone: m.mention_everyone,
-                    nonce: m.nonce.map(Into::into),
-                    attachments: m.attachments.into(),
-                },
-            );
+            hub.insert_message(channel, id, m.into());
         }
         let idle: Vec<UserId> = hub
             .directory
@@ -630,6 +647,7 @@ impl Hub {
             Input::Disconnected { session } => self.detach(session),
             Input::Closed { session } => self.drop_session_now(session),
             Input::Committed { ticket } => self.outbox.committed(ticket),
+            Input::Loaded { id, loaded } => self.loaded(id, loaded),
             Input::UploadStored { key, content_type, blake3, size, width, height } => {
                 let kept = crate::store::AttachmentMeta {
                     name: String::new(),
@@ -646,24 +664,7 @@ impl Hub {
                     return;
                 }
                 if let Err(refusal) = self.request(now, session, request_id, request) {
-                    if let Refusal::RateLimited(what, _) = refusal {
-                        *self.rate_refusals.entry(what).or_default() += 1;
-                    }
-                    let flooding = matches!(refusal, Refusal::RateLimited(..))
-                        && self.refusal_limits.check(self.now, &session).is_err();
-                    let (code, reason, retry_after_ms) = refusal.wire();
-                    self.reply_error(session, request_id, code, reason, retry_after_ms);
-                    if flooding {
-                        // Sustained abuse: cut it off, without a way to resume.
-                        self.drop_session_now(session);
-                        let reason =
-                            "disconnected for flooding: requests kept coming after rate-limit refusals";
-                        self.emit(Output::Close {
-                            session,
-                            code: CloseCode::RateLimited,
-                            reason: reason.into(),
-                        });
-                    }
+                    self.refused(session, request_id, refusal);
                 }
             }
         }
@@ -677,6 +678,24 @@ impl Hub {
             self.communities.iter().map(|(id, c)| (*id, c)),
             self.directs.iter().flat_map(|(id, d)| d.members.iter().map(move |u| (*id, *u))),
         );
+    }
+
+    /// Answers request `rid` with why it was refused; a session that keeps
+    /// sending past rate-limit refusals is cut off.
+    fn refused(&mut self, session: SessionId, rid: u64, refusal: Refusal) {
+        if let Refusal::RateLimited(what, _) = refusal {
+            *self.rate_refusals.entry(what).or_default() += 1;
+        }
+        let flooding = matches!(refusal, Refusal::RateLimited(..))
+            && self.refusal_limits.check(self.now, &session).is_err();
+        let (code, reason, retry_after_ms) = refusal.wire();
+        self.reply_error(session, rid, code, reason, retry_after_ms);
+        if flooding {
+            // Sustained abuse: cut it off, without a way to resume.
+            self.drop_session_now(session);
+            let reason = "disconnected for flooding: requests kept coming after rate-limit refusals";
+            self.emit(Output::Close { session, code: CloseCode::RateLimited, reason: reason.into() });
+        }
     }
 
     /// The next thing to do, in order.
@@ -713,6 +732,7 @@ impl Hub {
     /// Forgets a session for good: it cannot be resumed.
     fn drop_session(&mut self, session: SessionId) {
         self.uploads.forget(session);
+        self.forget_parked(session);
         let Some(gone) = self.sessions.remove(session) else { return };
         self.voice.sessions_changed();
         if let Some(user) = gone.last_of
@@ -903,6 +923,15 @@ impl Hub {
             Self::guest_may(&request)?;
         }
         self.limits.check(now, me, guest, &request)?;
+        if let Some(load) = self.cold_need(me, now, &request) {
+            return self.park(cx, user, request, load);
+        }
+        self.serve(cx, user, request)
+    }
+
+    /// Runs an authenticated request that has what it needs at hand.
+    fn serve(&mut self, cx: Cx, user: Auth, request: Request) -> Outcome {
+        let Cx { now, session, rid, me } = cx;
         match request {
             Request::Register(_)
             | Request::Login { .. }

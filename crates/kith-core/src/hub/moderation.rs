@@ -101,7 +101,7 @@ impl Hub {
             .insert(user, Ban { by: cx.me, reason: reason.0.clone(), at: cx.now });
         self.memberships.banned(user, community);
         self.reply_empty(cx.session, cx.rid);
-        self.messages_deleted(&doomed);
+        self.messages_deleted(user, &doomed);
         if member {
             self.remove_member(community, user, MemberLeftReason::Banned, Some((cx.me, reason.0)));
         }

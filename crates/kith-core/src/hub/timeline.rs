@@ -30,46 +30,60 @@ impl MessageMeta {
     }
 }
 
-/// Messages per chunk of a [`Messages`] list.
+/// Messages per chunk of a [`Messages`] list, at most.
 const CHUNK: usize = 4096;
 
-/// A channel's messages in id order, in chunks of [`CHUNK`]. New messages
-/// have the newest id, so they are appended; an older id (an import's) is
+/// A channel's newest messages in id order, in chunks. New messages have
+/// the newest id, so they are appended; an older id (a late one) is
 /// inserted in place. Against a `BTreeMap` this halves the memory per
 /// message (its nodes stay half full when filled in order), and unlike one
-/// `Vec` it never copies the whole history to grow: a channel of ten
-/// million messages grows by one chunk.
+/// `Vec` it never copies the whole list to grow. Once more than `keep`
+/// messages are held without the oldest chunk, that chunk goes: a busy
+/// channel holds `keep` to `keep` + one chunk, whatever its history.
 #[derive(Debug, Default)]
 struct Messages {
     chunks: Vec<Vec<(MessageId, MessageMeta)>>,
+    len: usize,
 }
 
 impl Messages {
-    fn insert(&mut self, id: MessageId, meta: MessageMeta) {
+    /// Adds (or replaces) a message; returns the chunk that made room, if
+    /// one went.
+    fn insert(&mut self, id: MessageId, meta: MessageMeta, keep: usize) -> Vec<(MessageId, MessageMeta)> {
+        let chunk_len = CHUNK.min(keep.div_ceil(2)).max(1);
         let newest = self.chunks.last().and_then(|c| c.last()).map(|(id, _)| *id);
         if newest.is_none_or(|newest| id > newest) {
             match self.chunks.last_mut() {
-                Some(last) if last.len() < CHUNK => last.push((id, meta)),
+                Some(last) if last.len() < chunk_len => last.push((id, meta)),
                 _ => {
-                    let mut chunk = Vec::with_capacity(CHUNK);
+                    let mut chunk = Vec::with_capacity(chunk_len);
                     chunk.push((id, meta));
                     self.chunks.push(chunk);
                 }
             }
-            return;
-        }
-        // The chunk whose range takes it: the last one starting at or before it.
-        let c = self.chunks.partition_point(|c| c[0].0 <= id).saturating_sub(1);
-        let chunk = &mut self.chunks[c];
-        match chunk.binary_search_by_key(&id, |(id, _)| *id) {
-            Ok(at) => chunk[at].1 = meta,
-            Err(at) => {
-                chunk.insert(at, (id, meta));
-                if chunk.len() > 2 * CHUNK {
-                    let rest = chunk.split_off(CHUNK);
-                    self.chunks.insert(c + 1, rest);
+            self.len += 1;
+        } else {
+            // The chunk whose range takes it: the last one starting at or before it.
+            let c = self.chunks.partition_point(|c| c[0].0 <= id).saturating_sub(1);
+            let chunk = &mut self.chunks[c];
+            match chunk.binary_search_by_key(&id, |(id, _)| *id) {
+                Ok(at) => chunk[at].1 = meta,
+                Err(at) => {
+                    chunk.insert(at, (id, meta));
+                    self.len += 1;
+                    if chunk.len() > 2 * chunk_len {
+                        let rest = chunk.split_off(chunk_len);
+                        self.chunks.insert(c + 1, rest);
+                    }
                 }
             }
+        }
+        match self.chunks.first() {
+            Some(first) if self.chunks.len() > 1 && self.len - first.len() >= keep => {
+                self.len -= first.len();
+                self.chunks.remove(0)
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -94,6 +108,10 @@ impl Messages {
         self.chunks.iter().flatten()
     }
 
+    fn oldest(&self) -> Option<MessageId> {
+        self.chunks.first().and_then(|c| c.first()).map(|(id, _)| *id)
+    }
+
     /// Messages from `from` on, in id order.
     fn from(&self, from: MessageId) -> impl DoubleEndedIterator<Item = &(MessageId, MessageMeta)> {
         let (c, i) = self.find(from).unwrap_or_else(|at| at);
@@ -103,22 +121,51 @@ impl Messages {
     }
 }
 
-/// One channel's messages and read marks.
+/// One channel's newest messages and its read marks. Messages older than
+/// the floor are the store's alone: the hub loads one when a request needs
+/// it (`Load`), and counts unread messages among the newest only.
 #[derive(Debug, Default)]
 pub(super) struct Timeline {
-    /// Every message, oldest first; deleted ones stay (their nonces still
-    /// deduplicate, as the store's rows do).
+    /// The newest messages, oldest first; deleted ones stay (their nonces
+    /// still deduplicate).
     messages: Messages,
+    /// Every message older than this is on disk only; `None`: the channel
+    /// has no such messages.
+    floor: Option<MessageId>,
     /// The newest message each user has read here.
     read: HashMap<UserId, MessageId>,
 }
 
 impl Timeline {
-    pub fn insert(&mut self, id: MessageId, meta: MessageMeta) {
-        self.messages.insert(id, meta);
+    /// Adds a message, keeping at most about `keep`; says which messages
+    /// went to make room (their nonces are unindexed by the caller). A
+    /// message older than the floor stays on disk only.
+    pub fn insert(&mut self, id: MessageId, meta: MessageMeta, keep: usize) -> Vec<(MessageId, MessageMeta)> {
+        if self.is_cold(id) {
+            return Vec::new();
+        }
+        let gone = self.messages.insert(id, meta, keep);
+        if !gone.is_empty() {
+            self.floor = self.messages.oldest();
+        }
+        gone
     }
 
-    /// A message here, deleted or not.
+    /// The channel's messages older than `floor` stay on disk.
+    pub fn set_floor(&mut self, floor: MessageId) {
+        self.floor = Some(floor);
+    }
+
+    pub fn floor(&self) -> Option<MessageId> {
+        self.floor
+    }
+
+    /// Whether `id` is older than what is held, so only the store knows it.
+    pub fn is_cold(&self, id: MessageId) -> bool {
+        self.floor.is_some_and(|floor| id < floor)
+    }
+
+    /// A message held here, deleted or not.
     pub fn get(&self, id: MessageId) -> Option<&MessageMeta> {
         self.messages.get(id)
     }
@@ -127,22 +174,20 @@ impl Timeline {
         self.messages.get_mut(id)
     }
 
-    /// A message here that is not deleted.
-    pub fn live(&self, id: MessageId) -> Option<&MessageMeta> {
-        self.get(id).filter(|m| !m.deleted)
-    }
-
-    /// The newest message that is not deleted.
+    /// The newest message that is not deleted, or, if every message held is
+    /// deleted, the newest one on disk only may be live: the one below the
+    /// floor stands for it.
     pub fn newest(&self) -> Option<MessageId> {
-        self.messages.iter().rev().find(|(_, m)| !m.deleted).map(|(id, _)| *id)
+        let live = self.messages.iter().rev().find(|(_, m)| !m.deleted).map(|(id, _)| *id);
+        live.or_else(|| self.floor.map(|f| MessageId(f.0 - 1)))
     }
 
-    /// Live messages from `from` on, newest first.
+    /// Live messages held from `from` on, newest first.
     pub fn live_from(&self, from: MessageId) -> impl Iterator<Item = (MessageId, &MessageMeta)> {
         self.messages.from(from).rev().filter(|(_, m)| !m.deleted).map(|(id, m)| (*id, m))
     }
 
-    /// `user`'s live messages created at or after `since`.
+    /// `user`'s live messages held here created at or after `since`.
     pub fn authored_since(&self, user: UserId, since: Timestamp) -> impl Iterator<Item = MessageId> + '_ {
         self.messages
             .from(MessageId::first_at(since))
@@ -164,10 +209,16 @@ impl Timeline {
         changed
     }
 
-    /// Every (author, nonce) of the messages here, for unindexing.
+    /// Every (author, nonce) of the messages held here, for unindexing.
     fn nonces(&self) -> impl Iterator<Item = (UserId, &str, MessageId)> {
-        self.messages.iter().filter_map(|(id, m)| m.nonce.as_deref().map(|n| (m.author, n, *id)))
+        nonces_of(self.messages.iter())
     }
+}
+
+fn nonces_of<'a>(
+    messages: impl Iterator<Item = &'a (MessageId, MessageMeta)>,
+) -> impl Iterator<Item = (UserId, &'a str, MessageId)> {
+    messages.filter_map(|(id, m)| m.nonce.as_deref().map(|n| (m.author, n, *id)))
 }
 
 /// Which message each (author, nonce) names, across every channel: a nonce
@@ -215,6 +266,14 @@ impl Nonces {
             self.0.remove(&(author, Self::hash(nonce), id));
         }
     }
+
+    /// Forgets the nonces of messages the hub no longer holds: a retry
+    /// is recognised among a channel's newest messages only.
+    pub fn remove(&mut self, gone: &[(MessageId, MessageMeta)]) {
+        for (author, nonce, id) in nonces_of(gone.iter()) {
+            self.0.remove(&(author, Self::hash(nonce), id));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +299,11 @@ mod tests {
         let mut timelines: HashMap<ChannelId, Timeline> = HashMap::new();
         let mut nonces = Nonces::default();
         for (channel, id, author, nonce) in [(a, 100, ann, "n1"), (b, 101, ann, "n2"), (a, 102, bob, "n1")] {
-            timelines.entry(channel).or_default().insert(MessageId(id), meta(author, Some(nonce)));
+            timelines.entry(channel).or_default().insert(
+                MessageId(id),
+                meta(author, Some(nonce)),
+                usize::MAX,
+            );
             nonces.insert(author, nonce, channel, MessageId(id));
         }
         assert_eq!(nonces.find(ann, "n1", &timelines), Some((a, MessageId(100))));
@@ -268,7 +331,7 @@ mod tests {
         // Two messages indexed under the same hash, as a collision would.
         let h = Nonces::hash("real");
         for (id, nonce) in [(100, "other"), (101, "real")] {
-            timelines.entry(ch).or_default().insert(MessageId(id), meta(ann, Some(nonce)));
+            timelines.entry(ch).or_default().insert(MessageId(id), meta(ann, Some(nonce)), usize::MAX);
             nonces.0.insert((ann, h, MessageId(id)), ch);
         }
         assert_eq!(nonces.find(ann, "real", &timelines), Some((ch, MessageId(101))));
@@ -279,11 +342,11 @@ mod tests {
         let ann = UserId(1);
         let mut t = Timeline::default();
         for id in [1, 2, 3] {
-            t.insert(MessageId(id), meta(ann, None));
+            t.insert(MessageId(id), meta(ann, None), usize::MAX);
         }
         t.get_mut(MessageId(3)).unwrap().deleted = true;
         assert_eq!(t.newest(), Some(MessageId(2)));
-        assert_eq!(t.live(MessageId(3)).map(|m| m.author), None);
+        assert!(t.get(MessageId(3)).is_some_and(|m| m.deleted));
         assert_eq!(t.live_from(MessageId(2)).map(|(id, _)| id.0).collect::<Vec<_>>(), [2]);
     }
 
@@ -301,7 +364,7 @@ mod tests {
             let mut chunked = Messages::default();
             let mut model = std::collections::BTreeMap::new();
             for id in &ids {
-                chunked.insert(MessageId(*id), meta(UserId(*id), None));
+                chunked.insert(MessageId(*id), meta(UserId(*id), None), usize::MAX);
                 model.insert(*id, *id);
             }
             prop_assert!(chunked.chunks.iter().all(|c| !c.is_empty() && c.len() <= 2 * CHUNK));
@@ -312,6 +375,40 @@ mod tests {
                 let from: Vec<u64> = chunked.from(MessageId(p)).map(|(id, _)| id.0).collect();
                 prop_assert_eq!(from, model.range(p..).map(|(k, _)| *k).collect::<Vec<_>>());
             }
+        }
+
+        /// However ids arrive, a timeline holds the newest of them and at
+        /// least `keep` once it has let any go; everything older than its
+        /// floor is on disk only, and nothing at or above it is missing.
+        #[test]
+        fn a_timeline_holds_the_newest_messages_and_knows_where_the_rest_begin(
+            ids in proptest::collection::vec(0u64..5_000, 1..3_000),
+            keep in 1usize..300,
+        ) {
+            let mut t = Timeline::default();
+            let mut model = std::collections::BTreeSet::new();
+            let mut gone = 0;
+            for id in &ids {
+                let was_cold = t.is_cold(MessageId(*id));
+                gone += t.insert(MessageId(*id), meta(UserId(*id), None), keep).len();
+                if !was_cold {
+                    model.insert(*id);
+                }
+            }
+            let held: Vec<u64> = t.messages.iter().map(|(id, _)| id.0).collect();
+            match t.floor() {
+                None => prop_assert_eq!(gone, 0),
+                Some(floor) => {
+                    prop_assert_eq!(held.first().copied(), Some(floor.0));
+                    prop_assert!(held.len() >= keep, "{} held, keep {}", held.len(), keep);
+                    let first = t.messages.chunks[0].len();
+                    prop_assert!(held.len() - first < keep);
+                    prop_assert!(t.is_cold(MessageId(floor.0 - 1)) && !t.is_cold(floor));
+                }
+            }
+            let expected: Vec<u64> =
+                model.range(t.floor().map_or(0, |f| f.0)..).copied().collect();
+            prop_assert_eq!(held, expected);
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct World {
     pub writes: Vec<(u64, Write)>,
     pub inbox: HashMap<SessionId, Vec<Kind>>,
     pub reads: Vec<(SessionId, u64, Read)>,
+    /// Loads asked of the store, not yet answered (tests answer them).
+    pub loads: Vec<(u64, kith_core::store::Load)>,
     pub closes: Vec<(SessionId, v1::CloseCode)>,
     /// Each voice room's routing as last published.
     pub rooms: HashMap<ChannelId, Vec<VoiceRoute>>,
@@ -73,6 +75,7 @@ impl World {
             writes: Vec::new(),
             inbox: HashMap::new(),
             reads: Vec::new(),
+            loads: Vec::new(),
             closes: Vec::new(),
             grants: Vec::new(),
             rooms: HashMap::new(),
@@ -117,6 +120,7 @@ impl World {
                 }
                 Output::Send { to, message } => self.inbox.entry(to).or_default().push(decode(message)),
                 Output::Read { to, request_id, read } => self.reads.push((to, request_id, read)),
+                Output::Load { id, load } => self.loads.push((id, load)),
                 Output::Close { session, code, .. } => self.closes.push((session, code)),
                 Output::Grant(grant) => self.grants.push(grant),
                 Output::VoiceRoom { channel, members } => {

@@ -6,9 +6,9 @@
 use kith_core::permissions::{OverrideTarget, Permissions};
 use kith_core::request::{Anchor, AuditQuery, Chosen, HistoryQuery, TokenHash};
 use kith_core::store::{
-    AttachmentMeta, MessageRow, NewMessage, StoredAudit, StoredBan, StoredChannel, StoredCommunity,
-    StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState,
-    StoredToken, StoredUser, Write,
+    AttachmentMeta, Load, Loaded, MessageRow, NewMessage, StoredAudit, StoredBan, StoredChannel,
+    StoredCommunity, StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole,
+    StoredState, StoredToken, StoredUser, Write,
 };
 use kith_core::text::Username;
 use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
@@ -428,6 +428,10 @@ fn expected() -> StoredState {
             },
         ],
         read_states: vec![(ANN, GENERAL, MessageId(52))],
+        // Every message fits: nothing older stays on disk only.
+        floors: Vec::new(),
+        usage: vec![(ANN, GENERAL, 2003)],
+        authored: vec![ANN, BOB],
         commands: vec![(CAT, vec![4, 5])],
         reset_codes: vec![(ANN, TokenHash([7; 32]), Timestamp(500))],
         suspended: vec![(CAT, "spam".into())],
@@ -453,13 +457,19 @@ fn canonical(mut state: StoredState) -> StoredState {
     state.read_states.sort();
     state.reset_codes.sort_by_key(|(user, _, _)| *user);
     state.suspended.sort();
+    state.floors.sort();
+    state.usage.sort();
+    state.authored.sort();
     state
 }
+
+/// Messages per channel the hub holds, in these tests: all of them.
+const RECENT: usize = 100;
 
 /// Writes the scenario — two commits, the first of two batches — and
 /// closes the writer.
 fn write_scenario(store: &impl Backend) {
-    let (mut writer, state) = store.open_writer().expect("a fresh store opens");
+    let (mut writer, state) = store.open_writer(RECENT).expect("a fresh store opens");
     assert_eq!(state, StoredState::default(), "a fresh store is empty");
     let batches = scenario();
     writer.commit(&batches[..2]).expect("the first commit");
@@ -527,7 +537,7 @@ fn every_kind_of_write_is_in_the_scenario() {
 /// as the hub's start-up state.
 pub fn every_write_survives_a_reopen(store: &impl Backend) {
     write_scenario(store);
-    let (_writer, state) = store.open_writer().expect("the store reopens");
+    let (_writer, state) = store.open_writer(RECENT).expect("the store reopens");
     let state = canonical(state);
     assert!(state.max_id >= HIGHEST_LIVE_ID, "max_id {} is below a live id", state.max_id);
     let expected = expected();
@@ -545,13 +555,54 @@ pub fn every_write_survives_a_reopen(store: &impl Backend) {
     assert_eq!(state.messages, expected.messages, "messages");
     assert_eq!(state.directs, expected.directs, "directs");
     assert_eq!(state.read_states, expected.read_states, "read states");
+    assert_eq!(state.floors, expected.floors, "floors");
+    assert_eq!(state.usage, expected.usage, "usage");
+    assert_eq!(state.authored, expected.authored, "authored");
+}
+
+/// Reopened to hold two messages per channel, the store hands the hub each
+/// channel's newest two and says where the rest begin; the rest are
+/// loaded one by one, by author, or by weight, as the hub asks.
+pub fn a_reopen_holds_each_channels_newest_and_loads_the_rest(store: &impl Backend) {
+    write_scenario(store);
+    let (_writer, state) = store.open_writer(2).expect("the store reopens");
+    let state = canonical(state);
+    let held: Vec<(u64, u64)> = state.messages.iter().map(|m| (m.channel.0, m.id.0)).collect();
+    assert_eq!(held, [(GENERAL.0, 54), (GENERAL.0, 55), (DM.0, HIGHEST_LIVE_ID)]);
+    assert_eq!(state.messages[0].attachments.len(), 2, "a held message has its files");
+    assert_eq!(state.floors, [(GENERAL, MessageId(54))], "only #general has older messages");
+    assert_eq!(state.usage, [(ANN, GENERAL, 2003)], "usage counts every message");
+    assert_eq!(state.authored, [ANN, BOB]);
+
+    let reader = store.open_reader().expect("a reader opens");
+    let one = |channel, id| match reader.load(&Load::Message { channel, id: MessageId(id) }).unwrap() {
+        Loaded::Message(m) => m,
+        other => panic!("{other:?}"),
+    };
+    let reply = one(GENERAL, 51).expect("an older message loads");
+    assert_eq!((reply.author, reply.reply_to, reply.mentions), (BOB, Some(MessageId(50)), vec![ANN]));
+    assert!(one(GENERAL, 53).expect("deleted ones load too").deleted);
+    assert_eq!(one(DM, 51), None, "only in the channel named");
+
+    let authored =
+        Load::Authored { author: ANN, channels: vec![(GENERAL, MessageId(54))], since: MessageId(0) };
+    assert_eq!(
+        reader.load(&authored).unwrap(),
+        Loaded::Authored(vec![(MessageId(50), GENERAL, 0), (MessageId(52), GENERAL, 0)]),
+        "ann's live messages below the floor"
+    );
+    let since =
+        Load::Authored { author: ANN, channels: vec![(GENERAL, MessageId(54))], since: MessageId(51) };
+    assert_eq!(reader.load(&since).unwrap(), Loaded::Authored(vec![(MessageId(52), GENERAL, 0)]));
+    let weights = Load::Weights { channel: GENERAL, floor: MessageId(55) };
+    assert_eq!(reader.load(&weights).unwrap(), Loaded::Weights(vec![(ANN, 2003)]));
 }
 
 /// A commit that fails applies none of its batches, not even those before
 /// the one that failed, and the store still opens with what came before.
 pub fn a_failed_commit_applies_nothing(store: &impl Backend) {
     write_scenario(store);
-    let (mut writer, before) = store.open_writer().expect("the store reopens");
+    let (mut writer, before) = store.open_writer(RECENT).expect("the store reopens");
     let dan = UserId(80);
     let failing = [
         (
@@ -566,7 +617,7 @@ pub fn a_failed_commit_applies_nothing(store: &impl Backend) {
     ];
     assert!(writer.commit(&failing).is_err(), "creating an existing account must fail");
     drop(writer);
-    let (_writer, after) = store.open_writer().expect("the store reopens after a failed commit");
+    let (_writer, after) = store.open_writer(RECENT).expect("the store reopens after a failed commit");
     assert_eq!(canonical(after), canonical(before));
     let reader = store.open_reader().expect("a reader opens");
     assert_eq!(reader.credentials("dan").unwrap(), None);
@@ -653,7 +704,7 @@ pub fn reads_answer_from_what_was_written(store: &impl Backend) {
 
 /// A reader sees each commit once it returns, while the writer stays open.
 pub fn readers_see_commits_as_they_land(store: &impl Backend) {
-    let (mut writer, _) = store.open_writer().expect("a fresh store opens");
+    let (mut writer, _) = store.open_writer(RECENT).expect("a fresh store opens");
     let reader = store.open_reader().expect("a reader opens");
     let batches = scenario();
     writer.commit(&batches[..2]).unwrap();

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 
 use kith_core::request::{AuditQuery, HistoryQuery, TokenHash};
-use kith_core::store::{AttachmentMeta, AuditRow, MessageRow, StoredState, Write};
+use kith_core::store::{AttachmentMeta, AuditRow, Load, Loaded, MessageRow, StoredState, Write};
 use kith_core::{MessageId, Timestamp, UserId};
 use tokio::sync::mpsc;
 
@@ -66,6 +66,8 @@ pub trait Reader {
     fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRow>, StoreError>;
     /// The files a message carries, in order (none once it is deleted).
     fn attachments(&self, id: MessageId) -> Result<Vec<AttachmentMeta>, StoreError>;
+    /// What the hub asks about messages older than it holds.
+    fn load(&self, load: &Load) -> Result<Loaded, StoreError>;
     /// Whether any message carries the file with this BLAKE3: the file
     /// store's sweep keeps exactly those.
     fn names_file(&self, blake3: &[u8; 32]) -> Result<bool, StoreError>;
@@ -76,8 +78,9 @@ pub trait Backend: Send + Sync + 'static {
     type Writer: Writer;
     type Reader: Reader;
     /// Opens the store for writing (creating or upgrading it as needed) and
-    /// loads what the hub keeps in memory. There is one writer at a time.
-    fn open_writer(&self) -> Result<(Self::Writer, StoredState), StoreError>;
+    /// loads what the hub keeps in memory, with each channel's newest
+    /// `recent` messages. There is one writer at a time.
+    fn open_writer(&self, recent: usize) -> Result<(Self::Writer, StoredState), StoreError>;
     /// Opens one more reader; readers run alongside the writer.
     fn open_reader(&self) -> Result<Self::Reader, StoreError>;
 }

@@ -16,6 +16,7 @@ use kith_core::store::{
     StoredDirect, StoredInvite, StoredMember, StoredMessageMeta, StoredOverride, StoredRole, StoredState,
     StoredToken, StoredUser, Write,
 };
+use kith_core::store::{Load, Loaded};
 use kith_core::{AuditId, ChannelId, CommunityId, MessageId, RoleId, Timestamp, TokenId, UserId};
 use kith_proto::v1::AuditAction;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -39,10 +40,10 @@ impl Backend for Sqlite {
     type Writer = SqliteWriter;
     type Reader = SqliteReader;
 
-    fn open_writer(&self) -> Result<(SqliteWriter, StoredState), StoreError> {
+    fn open_writer(&self, recent: usize) -> Result<(SqliteWriter, StoredState), StoreError> {
         let mut conn = open(&self.path, self.sync)?;
         migrate(&mut conn)?;
-        let state = load(&conn)?;
+        let state = load(&conn, recent)?;
         // Room for every statement a commit may run (`exec`), not rusqlite's 16.
         conn.set_prepared_statement_cache_capacity(WRITE_STATEMENTS);
         Ok((SqliteWriter(conn), state))
@@ -272,6 +273,15 @@ CREATE TABLE reset_codes (
     r#"
 ALTER TABLE users ADD COLUMN deleted_at INTEGER;
 "#,
+    // The hub holds each channel's newest messages only (decision 6), and
+    // recognises a retry's nonce among those: the store no longer insists
+    // a nonce is unique forever. What it is asked instead is an author's
+    // older messages (a ban's or an account deletion's) and whether
+    // someone ever posted.
+    r#"
+DROP INDEX messages_by_nonce;
+CREATE INDEX messages_by_author ON messages(author_id, id);
+"#,
 ];
 
 fn open(path: &Path, sync: Sync) -> Result<Connection, StoreError> {
@@ -310,7 +320,7 @@ fn token_hash(bytes: Vec<u8>) -> Result<TokenHash, rusqlite::Error> {
         .map_err(|_| rusqlite::Error::InvalidColumnType(2, "hash".into(), rusqlite::types::Type::Blob))
 }
 
-fn load(conn: &Connection) -> Result<StoredState, StoreError> {
+fn load(conn: &Connection, recent: usize) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
     let mut q = conn.prepare(
         "SELECT id, username, fold, skeleton, display_name, server_owner, status_text, presence, bot,
@@ -435,32 +445,7 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut files: std::collections::HashMap<i64, Vec<AttachmentMeta>> = std::collections::HashMap::new();
-    let mut q = conn.prepare(
-        "SELECT message_id, name, size, content_type, blake3, width, height FROM attachments ORDER BY message_id, position",
-    )?;
-    for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)?, row_to_attachment(r, 1)?)))? {
-        let (message, attachment) = row?;
-        files.entry(message).or_default().push(attachment);
-    }
-    let mut q = conn.prepare(
-        "SELECT id, channel_id, author_id, reply_to, nonce, deleted, mentions, mention_everyone FROM messages",
-    )?;
-    state.messages = q
-        .query_map([], |r| {
-            Ok(StoredMessageMeta {
-                id: MessageId(id(r.get(0)?)),
-                channel: ChannelId(id(r.get(1)?)),
-                author: UserId(id(r.get(2)?)),
-                reply_to: r.get::<_, Option<i64>>(3)?.map(|m| MessageId(id(m))),
-                nonce: r.get(4)?,
-                deleted: r.get(5)?,
-                mentions: parse_mentions(&r.get::<_, String>(6)?),
-                mention_everyone: r.get(7)?,
-                attachments: files.remove(&r.get::<_, i64>(0)?).unwrap_or_default(),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    load_messages(conn, recent, &mut state)?;
     let mut q = conn.prepare("SELECT id, is_group, name, owner_id FROM direct_channels")?;
     let mut directs: Vec<StoredDirect> = q
         .query_map([], |r| {
@@ -499,6 +484,71 @@ fn load(conn: &Connection) -> Result<StoredState, StoreError> {
         .collect::<Result<_, _>>()?;
     state.max_id = max_id(conn)?;
     Ok(state)
+}
+
+/// The columns [`row_to_meta`] reads, from `messages`.
+const META_COLUMNS: &str =
+    "SELECT id, channel_id, author_id, reply_to, nonce, deleted, mentions, mention_everyone FROM messages";
+
+fn row_to_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessageMeta> {
+    Ok(StoredMessageMeta {
+        id: MessageId(id(r.get(0)?)),
+        channel: ChannelId(id(r.get(1)?)),
+        author: UserId(id(r.get(2)?)),
+        reply_to: r.get::<_, Option<i64>>(3)?.map(|m| MessageId(id(m))),
+        nonce: r.get(4)?,
+        deleted: r.get(5)?,
+        mentions: parse_mentions(&r.get::<_, String>(6)?),
+        mention_everyone: r.get(7)?,
+        attachments: Vec::new(),
+    })
+}
+
+/// What the hub holds of messages: each channel's newest `recent`, with
+/// their files, and where older ones begin; and, over every message, what
+/// each author's files weigh and who ever posted. Each query reads an
+/// index range or the attachments, never every message.
+fn load_messages(conn: &Connection, recent: usize, state: &mut StoredState) -> Result<(), StoreError> {
+    let recent = i64::try_from(recent).unwrap_or(i64::MAX);
+    let mut q = conn.prepare("SELECT id FROM channels UNION SELECT id FROM direct_channels")?;
+    let channels: Vec<i64> = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut newest =
+        conn.prepare(&format!("{META_COLUMNS} WHERE channel_id = ?1 ORDER BY id DESC LIMIT ?2"))?;
+    let mut files = conn.prepare(
+        "SELECT a.message_id, a.name, a.size, a.content_type, a.blake3, a.width, a.height
+         FROM messages m JOIN attachments a ON a.message_id = m.id
+         WHERE m.channel_id = ?1 AND m.id >= ?2 ORDER BY a.message_id, a.position",
+    )?;
+    let mut older = conn.prepare("SELECT 1 FROM messages WHERE channel_id = ?1 AND id < ?2 LIMIT 1")?;
+    for channel in channels {
+        let mut rows: Vec<StoredMessageMeta> =
+            newest.query_map(params![channel, recent], row_to_meta)?.collect::<Result<_, _>>()?;
+        let Some(oldest) = rows.last().map(|m| m.id.0 as i64) else { continue };
+        rows.reverse();
+        for row in files
+            .query_map(params![channel, oldest], |r| Ok((r.get::<_, i64>(0)?, row_to_attachment(r, 1)?)))?
+        {
+            let (message, attachment) = row?;
+            if let Ok(at) = rows.binary_search_by_key(&id(message), |m| m.id.0) {
+                rows[at].attachments.push(attachment);
+            }
+        }
+        if older.exists(params![channel, oldest])? {
+            state.floors.push((ChannelId(id(channel)), MessageId(id(oldest))));
+        }
+        state.messages.extend(rows);
+    }
+    let mut q = conn.prepare(
+        "SELECT m.author_id, m.channel_id, SUM(a.size) FROM attachments a JOIN messages m ON m.id = a.message_id
+         WHERE m.deleted = 0 GROUP BY m.author_id, m.channel_id",
+    )?;
+    state.usage = q
+        .query_map([], |r| Ok((UserId(id(r.get(0)?)), ChannelId(id(r.get(1)?)), id(r.get(2)?))))?
+        .collect::<Result<_, _>>()?;
+    let mut q = conn
+        .prepare("SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM messages m WHERE m.author_id = u.id)")?;
+    state.authored = q.query_map([], |r| Ok(UserId(id(r.get(0)?))))?.collect::<Result<_, _>>()?;
+    Ok(())
 }
 
 /// The highest id any table holds: where minting continues.
@@ -907,6 +957,52 @@ impl Reader for SqliteReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn load(&self, load: &Load) -> Result<Loaded, StoreError> {
+        Ok(match load {
+            Load::Message { channel, id: message } => {
+                let mut stmt =
+                    self.0.prepare_cached(&format!("{META_COLUMNS} WHERE id = ?1 AND channel_id = ?2"))?;
+                let meta =
+                    stmt.query_row(params![message.0 as i64, channel.0 as i64], row_to_meta).optional()?;
+                Loaded::Message(match meta {
+                    Some(mut meta) => {
+                        meta.attachments = self.attachments(*message)?;
+                        Some(meta)
+                    }
+                    None => None,
+                })
+            }
+            Load::Authored { author, channels, since } => {
+                let mut stmt = self.0.prepare_cached(
+                    "SELECT m.id, (SELECT COALESCE(SUM(a.size), 0) FROM attachments a WHERE a.message_id = m.id)
+                     FROM messages m WHERE m.author_id = ?1 AND m.id >= ?2 AND m.id < ?3
+                     AND m.channel_id = ?4 AND m.deleted = 0 ORDER BY m.id",
+                )?;
+                let mut found = Vec::new();
+                for (channel, floor) in channels {
+                    let args = params![author.0 as i64, since.0 as i64, floor.0 as i64, channel.0 as i64];
+                    for row in
+                        stmt.query_map(args, |r| Ok((MessageId(id(r.get(0)?)), *channel, id(r.get(1)?))))?
+                    {
+                        found.push(row?);
+                    }
+                }
+                found.sort();
+                Loaded::Authored(found)
+            }
+            Load::Weights { channel, floor } => {
+                let mut stmt = self.0.prepare_cached(
+                    "SELECT m.author_id, SUM(a.size) FROM messages m JOIN attachments a ON a.message_id = m.id
+                     WHERE m.channel_id = ?1 AND m.id < ?2 AND m.deleted = 0 GROUP BY m.author_id",
+                )?;
+                let rows = stmt.query_map(params![channel.0 as i64, floor.0 as i64], |r| {
+                    Ok((UserId(id(r.get(0)?)), id(r.get(1)?)))
+                })?;
+                Loaded::Weights(rows.collect::<Result<_, _>>()?)
+            }
+        })
+    }
+
     fn names_file(&self, blake3: &[u8; 32]) -> Result<bool, StoreError> {
         let mut stmt = self.0.prepare_cached("SELECT 1 FROM attachments WHERE blake3 = ?1 LIMIT 1")?;
         Ok(stmt.exists([&blake3[..]])?)
@@ -998,6 +1094,11 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_holds_each_channels_newest_and_loads_the_rest() {
+        conformance::a_reopen_holds_each_channels_newest_and_loads_the_rest(&fresh().1);
+    }
+
+    #[test]
     fn sqlite_applies_nothing_of_a_failed_commit() {
         conformance::a_failed_commit_applies_nothing(&fresh().1);
     }
@@ -1033,7 +1134,7 @@ mod tests {
             .unwrap();
         }
         let store = Sqlite { path, sync: Sync::Normal };
-        let (_, state) = store.open_writer().unwrap();
+        let (_, state) = store.open_writer(kith_core::hub::RECENT_MESSAGES).unwrap();
         assert_eq!(state.roles.len(), 1);
         let everyone = &state.roles[0];
         assert_eq!((everyone.id.0, everyone.community.0, everyone.rank), (2, 2, 0));
