@@ -314,6 +314,81 @@ async fn the_identity_and_everything_acknowledged_survive_a_restart() {
     assert_eq!(ids.len(), 1);
 }
 
+/// A server holds only each channel's newest `recent_messages`; older ones
+/// are read from the store when a request names one, before and after a
+/// restart, and nobody can tell the difference.
+#[tokio::test]
+async fn messages_older_than_the_held_window_can_still_be_edited_deleted_and_replied_to() {
+    let server = TestServer::start_with(|c| c.limits.recent_messages = 4).await;
+    let f = family(&server, &["bob"]).await;
+    let bob = &f.members[0];
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(f.owner.send_message(f.general, &format!("m{n}"), &format!("n{n}")).await.unwrap().id);
+    }
+    let edit = |id, body: &str| {
+        Request::EditMessage(v1::EditMessageRequest {
+            channel_id: f.general,
+            message_id: id,
+            body: body.into(),
+        })
+    };
+    let delete =
+        |id| Request::DeleteMessage(v1::DeleteMessageRequest { channel_id: f.general, message_id: id });
+    let reply_to = |id| {
+        Request::SendMessage(v1::SendMessageRequest {
+            channel_id: f.general,
+            body: "re".into(),
+            nonce: String::new(),
+            reply_to: id,
+            uploads: Vec::new(),
+        })
+    };
+
+    let R::Message(edited) = f.owner.request(edit(ids[0], "m0 fixed")).await.unwrap() else { panic!() };
+    assert_eq!((edited.id, edited.body.as_str()), (ids[0], "m0 fixed"));
+    assert!(edited.edited_at_ms > 0);
+    assert_eq!(code_of(bob.request(edit(ids[1], "mine now")).await), ErrorCode::Forbidden);
+    f.owner.request(delete(ids[1])).await.unwrap();
+    assert_eq!(code_of(f.owner.request(delete(ids[1])).await), ErrorCode::NotFound, "deleted once");
+    let R::Message(reply) = bob.request(reply_to(ids[2])).await.unwrap() else { panic!() };
+    assert_eq!(reply.reply_to, ids[2]);
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), bob.next_event()).await.unwrap().unwrap();
+        match e.body {
+            Some(Ev::MessageUpdated(u)) => seen.push(format!("edit {} {}", u.id == ids[0], u.body)),
+            Some(Ev::MessageDeleted(d)) => seen.push(format!("delete {}", d.message_id == ids[1])),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["edit true m0 fixed", "delete true"]);
+    // A retry of a message that left the window is not recognised (the
+    // window is what a nonce is checked against), and makes a new message.
+    assert_ne!(f.owner.send_message(f.general, "m0", "n0").await.unwrap().id, ids[0]);
+
+    let (addr, fp) = (server.addr.clone(), server.fingerprint.clone());
+    let TestServer { server: s, dir, .. } = server;
+    s.shutdown().await.unwrap();
+    let mut config = kith_server::Config::new(addr.parse().unwrap(), dir.path().join("data"));
+    config.limits = kith_server::Limits::unlimited();
+    config.limits.recent_messages = 4;
+    let _restarted = start_retrying(config).await;
+    let owner = Client::connect(&addr, Trust::Pin(fp)).await.unwrap().0;
+    owner.login("owner", PASSWORD).await.unwrap();
+
+    let R::Message(again) = owner.request(edit(ids[3], "m3 fixed")).await.unwrap() else { panic!() };
+    assert_eq!(again.body, "m3 fixed");
+    let bodies: Vec<String> =
+        owner.history(f.general, None, 100).await.unwrap().into_iter().map(|m| m.body).collect();
+    assert_eq!(
+        bodies,
+        ["m0 fixed", "m2", "m3 fixed", "m4", "m5", "m6", "m7", "m8", "m9", "re", "m0"],
+        "history in order, with the edits and without the deleted message"
+    );
+}
+
 /// The client library, for programs built on it: submit many requests now,
 /// await the answers later, and they are carried out in submission order.
 #[tokio::test]
