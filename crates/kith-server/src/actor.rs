@@ -23,6 +23,9 @@ use crate::voice::{Rooms, VoiceLink};
 #[derive(Debug)]
 pub enum OutItem {
     Send(Outgoing),
+    /// Write what the transport holds of a frame the hub's turn began to
+    /// write ([`crate::edge::stream::Tried::Partly`]): these many bytes.
+    Flush(usize),
     /// Flush what came before, then close the connection.
     Close(CloseCode, String),
 }
@@ -32,7 +35,9 @@ impl OutItem {
     pub fn wire_len(&self) -> usize {
         match self {
             OutItem::Send(out) => crate::edge::framed_len(out),
-            OutItem::Close(_, reason) => reason.len(),
+            OutItem::Flush(rest) => *rest,
+            // Never zero: a queued close keeps the hub from writing past it.
+            OutItem::Close(_, reason) => reason.len() + 1,
         }
     }
 }
@@ -50,6 +55,8 @@ pub struct SessionHandle {
     /// The most `queued` may reach.
     pub limit: usize,
     pub abort: Abort,
+    /// The transport itself, if the hub may write to it past an empty outbox.
+    pub direct: Option<Arc<dyn crate::edge::stream::Direct>>,
     /// Where voice for this session is sent, if its transport carries voice.
     pub voice: Option<VoiceLink>,
     /// The session's reads queued or running (at most [`READS_PER_SESSION`]).
@@ -76,6 +83,13 @@ impl SessionHandle {
     /// always taken, whatever its size: a session is never cut off for the
     /// size of one answer (its own snapshot), only for not reading.
     pub fn push(&self, item: OutItem) {
+        // The common case at steady rates: nothing queued, room in the
+        // transport. Written now, it wakes no writer and crosses no channel.
+        if let (OutItem::Send(frame), Some(direct)) = (&item, &self.direct)
+            && direct.try_send(frame, self)
+        {
+            return;
+        }
         let len = item.wire_len();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before > 0 && before + len > self.limit {

@@ -121,7 +121,8 @@ impl Edge {
 
     /// Registers `session` with the hub: its outbox (bounded by
     /// `outbox_bytes`), how to close its connection at once, its voice link
-    /// if the transport carries voice, and how long it has to authenticate
+    /// if the transport carries voice, its transport if the hub may write
+    /// to it directly ([`stream::Direct`]), and how long it has to authenticate
     /// (the hub keeps that deadline). `None` if the hub is gone.
     /// `transport` names it in the metrics (`quic`, `webtransport`,
     /// `websocket`, `telnet`).
@@ -131,6 +132,7 @@ impl Edge {
         transport: &str,
         abort: Abort,
         voice: Option<VoiceLink>,
+        direct: Option<Arc<dyn stream::Direct>>,
         auth_within: Duration,
     ) -> Option<Opened> {
         self.metrics.connected(transport);
@@ -142,6 +144,7 @@ impl Edge {
             queued,
             limit: self.outbox_bytes,
             abort,
+            direct,
             voice,
             reads: Arc::default(),
             slow: self.metrics.slow_consumers.clone(),

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_core::Outgoing;
 use kith_proto::v1::CloseCode;
 
 use super::Edge;
-use super::stream::{self, Chunk, Sink, Source};
+use super::stream::{self, Chunk, Shared, Source, StreamSink};
 use crate::actor::Abort;
 use crate::admission::{Refused, Slot};
 use crate::voice::{self, Datagrams, VoiceLink};
@@ -104,13 +103,13 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let abort_conn = conn.clone();
     let abort: Abort =
         Arc::new(move |code, reason| abort_conn.close((code as u32).into(), reason.as_bytes()));
+    let sink = Arc::new(Shared::new(StreamSink::new(send, abort.clone())));
+    let direct: Arc<dyn stream::Direct> = sink.clone();
     // The hub closes the session if it is still unauthenticated by then.
-    let Some(opened) = edge.open(session, "quic", abort, voice, edge.admission.auth_deadline).await else {
-        return;
-    };
+    let opened = edge.open(session, "quic", abort, voice, Some(direct), edge.admission.auth_deadline);
+    let Some(opened) = opened.await else { return };
     let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route, edge.metrics.clone()));
     let extra = tokio::spawn(transfers(conn.clone(), edge.clone(), session));
-    let sink = QuicSink { send, conn: conn.clone() };
     let source = QuicSource(recv);
     stream::run(&edge, session, ip, opened, source, sink, |code, reason| {
         conn.close((code as u32).into(), reason.as_bytes())
@@ -120,26 +119,17 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     extra.abort();
 }
 
-/// A session's control stream, written.
-struct QuicSink {
-    send: quinn::SendStream,
-    conn: quinn::Connection,
-}
-
-impl Sink for QuicSink {
-    async fn send(&mut self, frames: &[Outgoing]) -> bool {
-        frames.is_empty() || self.send.write_chunk(stream::concatenated(frames)).await.is_ok()
+impl stream::ByteStream for quinn::SendStream {
+    async fn write<'a>(&'a mut self, chunk: &'a mut bytes::Bytes) -> Result<(), ()> {
+        self.write_chunks(std::slice::from_mut(chunk)).await.map(drop).map_err(drop)
     }
 
-    async fn close(mut self, code: CloseCode, reason: &str) {
-        // Make sure what came before (say, a logout's reply) arrives first.
-        let _ = self.send.finish();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
-        self.conn.close((code as u32).into(), reason.as_bytes());
+    fn finish(&mut self) {
+        let _ = quinn::SendStream::finish(self);
     }
 
-    async fn finish(mut self) {
-        let _ = self.send.finish();
+    async fn stopped(&mut self) {
+        let _ = quinn::SendStream::stopped(self).await;
     }
 }
 

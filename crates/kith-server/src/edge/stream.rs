@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
 use bytes::Bytes;
 use kith_core::{Outgoing, SessionId};
@@ -19,7 +20,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::{Edge, FrameHead, frame_body, submit};
-use crate::actor::{OutItem, SessionHandle, error_frame};
+use crate::actor::{Abort, OutItem, SessionHandle, error_frame};
 
 /// Undecodable frames tolerated before the connection is closed (Q8).
 const MAX_PROTOCOL_ERRORS: u32 = 3;
@@ -46,10 +47,153 @@ pub trait Sink: Send {
     /// Writes these frames, in order, each whole: its head, then the body
     /// every recipient shares. False if the transport is gone.
     fn send(&mut self, frames: &[Outgoing]) -> impl Future<Output = bool> + Send;
+    /// Writes `frame` now, if the transport can take it without waiting —
+    /// so the hub's turn can write it, with no task woken in between. A
+    /// transport that cannot says [`Tried::Full`] (the default), and the
+    /// frame goes through the session's writer.
+    fn try_send(&mut self, _frame: &Outgoing) -> Tried {
+        Tried::Full
+    }
     /// Ends the session with a code after everything written so far.
-    fn close(self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
+    fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
     /// The outbox ended: finish the stream cleanly.
-    fn finish(self) -> impl Future<Output = ()> + Send;
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// What [`Sink::try_send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tried {
+    Wrote,
+    /// The transport took the first part of the frame; it holds these many
+    /// bytes of the rest, which its next `send` writes before anything else.
+    Partly(usize),
+    /// Nothing was written: the transport would have to wait.
+    Full,
+    /// The transport is gone.
+    Gone,
+}
+
+/// A session transport's write half, shared by its writer task and the hub.
+pub type Shared<S> = tokio::sync::Mutex<S>;
+
+/// A write half the hub's turn may write to directly.
+pub trait Direct: Send + Sync {
+    /// Writes `frame` at once if nothing is queued before it and the
+    /// transport has room for it; false if it must be queued.
+    fn try_send(&self, frame: &Outgoing, me: &SessionHandle) -> bool;
+}
+
+impl<S: Sink> Direct for Shared<S> {
+    fn try_send(&self, frame: &Outgoing, me: &SessionHandle) -> bool {
+        // The writer holds the lock while it writes: what it writes was
+        // queued first, so this frame goes after it.
+        let Ok(mut sink) = self.try_lock() else { return false };
+        // Bytes leave the count only once written (`write_frames`): zero
+        // here, under the lock, means nothing pushed before is still unwritten.
+        if me.queued.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        match sink.try_send(frame) {
+            // A gone transport drops what it is given, as a closed outbox does.
+            Tried::Wrote | Tried::Gone => true,
+            Tried::Partly(rest) => {
+                // Still under the lock: the rest is written before anything
+                // pushed after this, and the writer is woken to write it.
+                me.push(OutItem::Flush(rest));
+                true
+            }
+            Tried::Full => false,
+        }
+    }
+}
+
+/// The sending half of a QUIC stream — a native session's control stream,
+/// or a WebTransport one (a QUIC stream underneath).
+pub trait ByteStream: Send {
+    /// Writes from the front of `chunk` what the stream takes, waiting until
+    /// it takes some; `chunk` keeps the rest. Err if the stream is gone.
+    fn write<'a>(&'a mut self, chunk: &'a mut Bytes) -> impl Future<Output = Result<(), ()>> + Send + 'a;
+    /// Ends the stream after what was written.
+    fn finish(&mut self);
+    /// Resolves once the peer has everything, or stopped reading.
+    fn stopped(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// A session written on a [`ByteStream`]; `close` closes its connection
+/// (the session's [`Abort`]: after `finish`, nothing is left unsent).
+pub struct StreamSink<W> {
+    stream: W,
+    /// What a [`Tried::Partly`] left of its frame.
+    rest: Option<Bytes>,
+    close: Abort,
+}
+
+impl<W> std::fmt::Debug for StreamSink<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSink")
+            .field("rest", &self.rest.as_ref().map(Bytes::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: ByteStream> StreamSink<W> {
+    pub fn new(stream: W, close: Abort) -> Self {
+        StreamSink { stream, rest: None, close }
+    }
+
+    async fn write_all(&mut self, mut chunk: Bytes) -> bool {
+        while !chunk.is_empty() {
+            if self.stream.write(&mut chunk).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl<W: ByteStream> Sink for StreamSink<W> {
+    async fn send(&mut self, frames: &[Outgoing]) -> bool {
+        if let Some(rest) = self.rest.take()
+            && !self.write_all(rest).await
+        {
+            return false;
+        }
+        frames.is_empty() || self.write_all(concatenated(frames)).await
+    }
+
+    fn try_send(&mut self, frame: &Outgoing) -> Tried {
+        if self.rest.is_some() {
+            return Tried::Full;
+        }
+        let mut chunk = concatenated(std::slice::from_ref(frame));
+        // Polled once: a QUIC stream with room takes the bytes at once; one
+        // without says so and has written nothing.
+        let polled = {
+            let write = std::pin::pin!(self.stream.write(&mut chunk));
+            write.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        };
+        match polled {
+            Poll::Pending => Tried::Full,
+            Poll::Ready(Err(())) => Tried::Gone,
+            Poll::Ready(Ok(())) if chunk.is_empty() => Tried::Wrote,
+            Poll::Ready(Ok(())) => {
+                let rest = chunk.len();
+                self.rest = Some(chunk);
+                Tried::Partly(rest)
+            }
+        }
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        // Make sure what came before (say, a logout's reply) arrives first.
+        self.stream.finish();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.stream.stopped()).await;
+        (self.close)(code, reason);
+    }
+
+    async fn finish(&mut self) {
+        self.stream.finish();
+    }
 }
 
 /// Why a connection's read side ended.
@@ -66,39 +210,46 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Writes the session's outbox to `sink` until the outbox ends, the hub
 /// closes the session, or the transport fails. What has queued up by the
 /// time the writer runs goes out in one write: one wake of the transport
-/// for a burst, not one per frame.
+/// for a burst, not one per frame. The writer holds the sink while it
+/// writes, and gives the bytes back to `queued` only once they are
+/// written, which is what lets the hub write past an empty outbox
+/// ([`Direct`]) without overtaking it.
 pub async fn write_frames<S: Sink>(
-    mut sink: S,
+    sink: Arc<Shared<S>>,
     mut outbox: mpsc::UnboundedReceiver<OutItem>,
     queued: Arc<AtomicUsize>,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = outbox.recv().await {
+        let mut sink = sink.lock().await;
         let mut item = Some(first);
         let mut bytes = 0;
         while let Some(next) = item.take() {
-            let len = next.wire_len();
-            queued.fetch_sub(len, Ordering::Relaxed);
+            bytes += next.wire_len();
             match next {
                 OutItem::Send(out) => batch.push(out),
+                // The sink holds the bytes; its `send` writes them first.
+                OutItem::Flush(_) => {}
                 OutItem::Close(code, reason) => {
                     if sink.send(&batch).await {
                         sink.close(code, &reason).await;
                     }
+                    queued.fetch_sub(bytes, Ordering::Release);
                     return;
                 }
             }
-            bytes += len;
             if bytes < BATCH_BYTES {
                 item = outbox.try_recv().ok();
             }
         }
-        if !sink.send(&batch).await {
+        let sent = sink.send(&batch).await;
+        queued.fetch_sub(bytes, Ordering::Release);
+        if !sent {
             return;
         }
         batch.clear();
     }
-    sink.finish().await;
+    sink.lock().await.finish().await;
 }
 
 /// Frames laid end to end, as a stream carries them.
@@ -194,7 +345,7 @@ pub async fn run(
     ip: IpAddr,
     opened: super::Opened,
     mut source: impl Source,
-    sink: impl Sink + 'static,
+    sink: Arc<Shared<impl Sink + 'static>>,
     close: impl FnOnce(CloseCode, &str),
 ) {
     let super::Opened { handle, outbox } = opened;
@@ -240,10 +391,10 @@ mod tests {
             self.0.lock().unwrap().push(format!("{} frames, {} bytes", frames.len(), bytes.len()));
             true
         }
-        async fn close(self, code: CloseCode, _: &str) {
+        async fn close(&mut self, code: CloseCode, _: &str) {
             self.0.lock().unwrap().push(format!("close {code:?}"));
         }
-        async fn finish(self) {
+        async fn finish(&mut self) {
             self.0.lock().unwrap().push("finish".into());
         }
     }
@@ -264,7 +415,7 @@ mod tests {
         for item in items {
             tx.send(item).unwrap();
         }
-        write_frames(Recorder(log.clone()), rx, queued.clone()).await;
+        write_frames(Arc::new(Shared::new(Recorder(log.clone()))), rx, queued.clone()).await;
         let expected = concatenated(&[
             error_frame(0, ErrorCode::Invalid, "one"),
             error_frame(0, ErrorCode::Invalid, "two"),
@@ -286,5 +437,114 @@ mod tests {
             reasons.push(e.reason);
         }
         assert_eq!(reasons, ["one", "two", "three"]);
+    }
+}
+
+#[cfg(test)]
+mod direct {
+    use super::*;
+    use kith_proto::v1;
+    use std::sync::Mutex;
+    use std::task::Waker;
+
+    /// A stream that takes at most `room` bytes until given more, and says
+    /// "wait" (remembering who to wake) when it has none.
+    #[derive(Default, Clone)]
+    struct Window(Arc<Mutex<WindowState>>);
+
+    #[derive(Default)]
+    struct WindowState {
+        written: Vec<u8>,
+        room: usize,
+        waiting: Option<Waker>,
+    }
+
+    impl Window {
+        fn give(&self, room: usize) {
+            let mut w = self.0.lock().unwrap();
+            w.room = room;
+            if let Some(waker) = w.waiting.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    impl ByteStream for Window {
+        fn write<'a>(&'a mut self, chunk: &'a mut Bytes) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+            std::future::poll_fn(move |cx| {
+                let mut w = self.0.lock().unwrap();
+                if w.room == 0 {
+                    w.waiting = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                let n = w.room.min(chunk.len());
+                w.room -= n;
+                let taken = chunk.split_to(n);
+                w.written.extend_from_slice(&taken);
+                Poll::Ready(Ok(()))
+            })
+        }
+        fn finish(&mut self) {}
+        async fn stopped(&mut self) {}
+    }
+
+    fn reason(frame: &Outgoing) -> String {
+        let Some(v1::server_message::Kind::Error(e)) = frame.clone().into_server_message().kind else {
+            panic!()
+        };
+        e.reason
+    }
+
+    #[tokio::test]
+    async fn frames_written_by_the_hub_and_frames_queued_arrive_whole_and_in_order() {
+        let window = Window::default();
+        let sink = Arc::new(Shared::new(StreamSink::new(window.clone(), Arc::new(|_, _| {}))));
+        let (tx, outbox) = mpsc::unbounded_channel();
+        let me = SessionHandle {
+            outbox: tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: 1 << 20,
+            abort: Arc::new(|_, _| {}),
+            direct: Some(sink.clone()),
+            voice: None,
+            reads: Arc::default(),
+            slow: Default::default(),
+        };
+        let frames: Vec<Outgoing> =
+            ["one", "two", "three", "four"].map(|r| error_frame(0, ErrorCode::Invalid, r)).into();
+
+        // Room: written during the push, nothing queued.
+        window.give(1000);
+        me.push(OutItem::Send(frames[0].clone()));
+        assert_eq!(me.queued.load(Ordering::Relaxed), 0);
+        // Room for three bytes of the next frame: the rest waits in the sink,
+        // counted, and the frame after it queues behind it.
+        window.give(3);
+        me.push(OutItem::Send(frames[1].clone()));
+        let rest = crate::edge::framed_len(&frames[1]) - 3;
+        assert_eq!(me.queued.load(Ordering::Relaxed), rest);
+        me.push(OutItem::Send(frames[2].clone()));
+        // No room at all: queued too.
+        me.push(OutItem::Send(frames[3].clone()));
+        let queued = rest + crate::edge::framed_len(&frames[2]) + crate::edge::framed_len(&frames[3]);
+        assert_eq!(me.queued.load(Ordering::Relaxed), queued);
+
+        let queued_count = me.queued.clone();
+        let writer = tokio::spawn(write_frames(sink.clone(), outbox, queued_count.clone()));
+        window.give(1 << 20);
+        drop(me);
+        writer.await.unwrap();
+        assert_eq!(queued_count.load(Ordering::Relaxed), 0, "every byte counted is given back");
+
+        let mut decoder = kith_proto::FrameDecoder::new(kith_proto::MAX_SERVER_FRAME);
+        decoder.extend(&window.0.lock().unwrap().written);
+        let mut got = Vec::new();
+        while let Some(f) = decoder.next_frame().unwrap() {
+            let Some(v1::server_message::Kind::Error(e)) = v1::ServerMessage::decode(f).unwrap().kind else {
+                panic!("not an error frame")
+            };
+            got.push(e.reason);
+        }
+        assert_eq!(got, frames.iter().map(reason).collect::<Vec<_>>());
     }
 }

@@ -160,7 +160,7 @@ pub(crate) async fn run(
     // A person signs in at this prompt: the hub gives them the transport's
     // (longer) deadline. No voice: a terminal connection carries no sound.
     let Some(Opened { handle, outbox: mut from_hub }) =
-        edge.open(session, doors.transport, abort, None, doors.sign_in_deadline).await
+        edge.open(session, doors.transport, abort, None, None, doors.sign_in_deadline).await
     else {
         return;
     };
@@ -406,6 +406,8 @@ impl Host {
         let message = match item {
             OutItem::Send(out) => out.into_server_message().kind,
             OutItem::Close(_, reason) => return Err(End::Closed(reason)),
+            // Only a transport the hub writes to directly is sent these.
+            OutItem::Flush(_) => return Ok(()),
         };
         let input = match message {
             Some(Kind::Reply(v1::Reply {

@@ -264,14 +264,15 @@ async fn serve_websocket(socket: WebSocket, conn: Conn) {
         abort_tx.send_replace(Some((code, reason.to_owned())));
     });
     // A WebSocket carries no datagrams: its sessions have no voice.
-    let Some(opened) = edge.open(session, "websocket", abort, None, edge.admission.auth_deadline).await
+    let Some(opened) = edge.open(session, "websocket", abort, None, None, edge.admission.auth_deadline).await
     else {
         return;
     };
     // An abort ends the read side at once ([`WsSource`]), and the write
     // side with it.
     let source = WsSource { stream: source, abort: abort_rx };
-    stream::run(&edge, session, ip, opened, source, WsSink(sink), |_, _| {}).await;
+    let sink = Arc::new(stream::Shared::new(WsSink(sink)));
+    stream::run(&edge, session, ip, opened, source, sink, |_, _| {}).await;
 }
 
 /// Kith's close codes, in the WebSocket range for applications.
@@ -298,11 +299,11 @@ impl Sink for WsSink {
         true
     }
 
-    async fn close(mut self, code: CloseCode, reason: &str) {
+    async fn close(&mut self, code: CloseCode, reason: &str) {
         let _ = self.0.send(ws_close(code, reason)).await;
     }
 
-    async fn finish(mut self) {
+    async fn finish(&mut self) {
         let _ = self.0.send(ws_close(CloseCode::Normal, "bye")).await;
     }
 }

@@ -87,7 +87,7 @@ pub async fn post(
     let edge = conn.edge.clone();
     let session = edge.session_id();
     let abort: crate::actor::Abort = Arc::new(|_, _| {});
-    let Some(mut opened) = edge.open(session, "webhook", abort, None, WITHIN).await else {
+    let Some(mut opened) = edge.open(session, "webhook", abort, None, None, WITHIN).await else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
     };
     let steps = [

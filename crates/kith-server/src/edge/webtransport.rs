@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kith_core::Outgoing;
 use kith_proto::v1::CloseCode;
 use web_transport_quinn::http::StatusCode;
 
 use super::Edge;
-use super::stream::{self, Chunk, Sink, Source};
+use super::stream::{self, Chunk, Shared, Source, StreamSink};
 use crate::actor::Abort;
 use crate::admission::Slot;
 use crate::voice::{self, Datagrams, VoiceLink};
@@ -53,14 +52,14 @@ pub(super) async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot)
     let (voice, route) = VoiceLink::new(Datagrams::Web(Box::new(session.clone())));
     let abort_session = session.clone();
     let abort: Abort = Arc::new(move |code, reason| abort_session.close(code as u32, reason.as_bytes()));
-    let Some(opened) = edge.open(id, "webtransport", abort, Some(voice), edge.admission.auth_deadline).await
-    else {
-        return;
-    };
+    let sink = Arc::new(Shared::new(StreamSink::new(send, abort.clone())));
+    let direct: Arc<dyn stream::Direct> = sink.clone();
+    let opened =
+        edge.open(id, "webtransport", abort, Some(voice), Some(direct), edge.admission.auth_deadline);
+    let Some(opened) = opened.await else { return };
     let voice =
         tokio::spawn(voice::receive(Datagrams::Web(Box::new(session.clone())), route, edge.metrics.clone()));
     let extra = tokio::spawn(refuse_streams(session.clone()));
-    let sink = WebSink { send, session: session.clone() };
     stream::run(&edge, id, ip, opened, WebSource(recv), sink, |code, reason| {
         session.close(code as u32, reason.as_bytes())
     })
@@ -128,24 +127,17 @@ async fn refuse_streams(session: web_transport_quinn::Session) {
     }
 }
 
-struct WebSink {
-    send: web_transport_quinn::SendStream,
-    session: web_transport_quinn::Session,
-}
-
-impl Sink for WebSink {
-    async fn send(&mut self, frames: &[Outgoing]) -> bool {
-        frames.is_empty() || self.send.write_chunk(stream::concatenated(frames)).await.is_ok()
+impl stream::ByteStream for web_transport_quinn::SendStream {
+    async fn write<'a>(&'a mut self, chunk: &'a mut bytes::Bytes) -> Result<(), ()> {
+        self.write_chunks(std::slice::from_mut(chunk)).await.map(drop).map_err(drop)
     }
 
-    async fn close(mut self, code: CloseCode, reason: &str) {
-        let _ = self.send.finish();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.stopped()).await;
-        self.session.close(code as u32, reason.as_bytes());
+    fn finish(&mut self) {
+        let _ = web_transport_quinn::SendStream::finish(self);
     }
 
-    async fn finish(mut self) {
-        let _ = self.send.finish();
+    async fn stopped(&mut self) {
+        let _ = web_transport_quinn::SendStream::stopped(self).await;
     }
 }
 
