@@ -13,6 +13,8 @@
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
 //! - `telnet`: N telnet sessions in one busy channel (`telnet.rs`).
 //! - `voice`: rooms of voice clients; loss, forwarding delay, CPU per packet (`voice.rs`).
+//! - `irc`: the `chat` workload against InspIRCd, measured the same way, for
+//!   comparison (`irc.rs`).
 //! - `render`: the terminal client's frame time with a busy channel loaded
 //!   (no server; see `render.rs`).
 //!
@@ -22,6 +24,7 @@
 mod calls;
 mod files;
 mod hub;
+mod irc;
 mod pin;
 mod render;
 mod server;
@@ -96,6 +99,24 @@ enum Kind {
         /// see what a backup costs the chat.
         #[arg(long, value_name = "MB")]
         backups_during: Option<u64>,
+    },
+    /// The `chat` workload against an IRC server (InspIRCd), measured the
+    /// same way, to compare kith with it on this machine.
+    Irc {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        #[arg(long, value_delimiter = ',', default_value = "50")]
+        rate: Vec<u32>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// Message body size in bytes (at least the timing header).
+        #[arg(long, default_value_t = 64)]
+        body: usize,
+        /// The InspIRCd binary (Debian: `apt-get install inspircd`).
+        #[arg(long, default_value = "/usr/sbin/inspircd")]
+        inspircd: String,
     },
     /// Reconnect cost: resume after missing M events vs. a fresh session.
     Resume {
@@ -236,6 +257,9 @@ async fn run(args: BenchArgs) -> Result<()> {
         Kind::Chat { clients, senders, rate, duration, stalled, body, server_udp_buffer, backups_during } => {
             let load = Load { stalled, body, server_udp_buffer, backups_during };
             chat(clients, senders, &rate, duration, load, args.json).await
+        }
+        Kind::Irc { clients, senders, rate, duration, body, inspircd } => {
+            irc::run(&inspircd, clients, senders, &rate, duration, body, args.json).await
         }
         Kind::Hub { connect: Some(sizes), .. } => hub::connect(&sizes, args.json),
         Kind::Hub { members, messages, connect: None } => hub::run(&members, messages, args.json),
