@@ -368,7 +368,9 @@ impl Hub {
         self.reply(session, rid, ReplyResult::Ready(ready));
         // Pipes offered while this user was away: this session hears of them.
         for offer in self.offers_for(auth.user) {
-            self.deliver(session, &super::Outgoing::event(EventBody::PipeOffered(offer)));
+            let event = super::Outgoing::event(EventBody::PipeOffered(offer));
+            let entry = self.journal(&event);
+            self.deliver(session, entry, &event);
         }
     }
 

@@ -50,13 +50,14 @@ pub use files::Grant;
 pub use outgoing::{Encoded, Outgoing};
 pub use pipes::OFFER_MS;
 mod presence;
+mod replay;
 pub use presence::TYPING_MS;
 mod roles;
 mod session;
 mod timeline;
 use directory::Directory;
 use memberships::Memberships;
-use session::{Replay, Sessions};
+use session::Sessions;
 use timeline::{MessageMeta, Nonces, Timeline};
 mod voice;
 pub use voice::{DEFAULT_VOICE_ROOM, VoiceRoute};
@@ -457,6 +458,8 @@ pub struct Hub {
 
     /// Every session, and the indexes that find them.
     sessions: Sessions,
+    /// The events recently sent, which sessions' replays point into.
+    journal: replay::Journal,
     /// Uploads granted and not yet attached.
     uploads: files::Uploads,
     /// Bytes of files per account and per community, for the quotas.
@@ -526,6 +529,7 @@ impl Hub {
             bots: bots::Bots::default(),
             pipes: pipes::Pipes::default(),
             sessions: Sessions::default(),
+            journal: replay::Journal::default(),
             uploads: files::Uploads::default(),
             usage: files::Usage::default(),
             now: Timestamp(0),
@@ -797,13 +801,24 @@ impl Hub {
     fn fan_out<'a>(&mut self, users: impl IntoIterator<Item = &'a UserId>, body: EventBody) {
         let event = Outgoing::event(body);
         let targets: Vec<SessionId> = users.into_iter().flat_map(|u| self.sessions.of_user(*u)).collect();
+        let entry = self.journal(&event);
         for to in targets {
-            self.deliver(to, &event);
+            self.deliver(to, entry, &event);
         }
     }
 
-    /// Sends one session an event (numbered, and kept for a resume).
-    fn deliver(&mut self, to: SessionId, event: &std::sync::Arc<Encoded<v1::Event>>) {
+    /// Puts `event` in the journal every session's replay points into, and
+    /// says where. The journal keeps what the longest window (a detached
+    /// session's grace) still reaches.
+    fn journal(&mut self, event: &std::sync::Arc<Encoded<v1::Event>>) -> u64 {
+        let window = self.config.resume_grace_ms.max(REPLAY_WHILE_CONNECTED_MS);
+        let oldest = Timestamp(self.now.0.saturating_sub(window));
+        self.journal.append(self.now, oldest, event.clone())
+    }
+
+    /// Sends one session an event (numbered, and kept for a resume) that is
+    /// journal `entry`.
+    fn deliver(&mut self, to: SessionId, entry: u64, event: &std::sync::Arc<Encoded<v1::Event>>) {
         let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
         let Some(session) = self.sessions.get_mut(to) else { return };
         session.seq += 1;
@@ -811,12 +826,7 @@ impl Hub {
         // What a resume could need: recent enough, and not too much of it.
         let window = if session.detached_at.is_some() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
         let oldest = Timestamp(now.0.saturating_sub(window));
-        while session.replay.front().is_some_and(|r| r.at < oldest) || session.replay.len() >= keep {
-            session.replay.pop_front();
-        }
-        if keep > 0 {
-            session.replay.push_back(Replay { seq, at: now, event: event.clone() });
-        }
+        session.replay.push(seq, entry, keep, oldest, &self.journal);
         if session.detached_at.is_none() {
             self.emit(Output::Send { to, message: Outgoing::Event { seq, event: event.clone() } });
         }

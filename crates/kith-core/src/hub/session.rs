@@ -5,11 +5,11 @@
 //! resuming without a gap.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
 
 use kith_proto::v1::{self, CloseCode, reply::Result as ReplyResult};
 
-use super::{Auth, Encoded, Hub, Outcome, Outgoing, Output, Refusal};
+use super::replay::Replay;
+use super::{Auth, Hub, Outcome, Outgoing, Output, Refusal};
 use crate::ids::{SessionId, Timestamp, UserId};
 use crate::request::TokenHash;
 
@@ -20,21 +20,14 @@ pub(super) struct Session {
     pub(super) seq: u64,
     /// The secret a reconnecting client names this session by.
     pub(super) resume_key: String,
-    /// Recent events, oldest first, for replay on resume.
-    pub(super) replay: VecDeque<Replay>,
+    /// Recent events, for replay on resume.
+    pub(super) replay: Replay,
     /// When the connection dropped, while the session waits to be resumed.
     pub(super) detached_at: Option<Timestamp>,
     /// The user said they are away from this connection.
     pub(super) afk: bool,
     /// While unauthenticated: when its time to do so is up.
     auth_by: Option<Timestamp>,
-}
-
-#[derive(Debug)]
-pub(super) struct Replay {
-    pub(super) seq: u64,
-    pub(super) at: Timestamp,
-    pub(super) event: Arc<Encoded<v1::Event>>,
 }
 
 /// A session forgotten by [`Sessions::remove`].
@@ -64,7 +57,7 @@ impl Sessions {
             auth: None,
             seq: 0,
             resume_key,
-            replay: VecDeque::new(),
+            replay: Replay::default(),
             detached_at: None,
             afk: false,
             auth_by: Some(auth_by),
@@ -258,17 +251,22 @@ impl Hub {
         let (token, user) = self.directory.token(&token_hash).ok_or(Refusal::BadCredentials)?;
         let auth = Auth { user, token: Some(token) };
         let old = self.sessions.by_resume_key(&resume_key);
-        let refused = match old.and_then(|id| self.sessions.get(id).map(|s| (id, s))) {
+        let journal = &self.journal;
+        let mut missed = Vec::new();
+        let refused = match old.and_then(|id| self.sessions.get_mut(id)) {
             // Unknown, expired, or someone else's: all look the same.
             None => Some("the session is unknown or expired"),
-            Some((_, s)) if s.auth.and_then(|a| a.token) != Some(token) => {
+            Some(s) if s.auth.and_then(|a| a.token) != Some(token) => {
                 Some("the session is unknown or expired")
             }
-            Some((_, s)) if last_seq > s.seq => Some("last_seq is ahead of the session"),
-            Some((_, s)) => {
-                let oldest_kept = s.replay.front().map_or(s.seq + 1, |r| r.seq);
-                (last_seq + 1 < oldest_kept).then_some("too many events were missed to replay them")
-            }
+            Some(s) if last_seq > s.seq => Some("last_seq is ahead of the session"),
+            Some(s) => match s.replay.since(last_seq, s.seq + 1, journal) {
+                Some(events) => {
+                    missed = events;
+                    None
+                }
+                None => Some("too many events were missed to replay them"),
+            },
         };
         if let Some(reason) = refused {
             self.bind(session, rid, auth, String::new(), reason.into());
@@ -281,15 +279,8 @@ impl Hub {
             let reason = "the session was resumed on another connection".to_owned();
             self.emit(Output::Close { session: old, code: CloseCode::SessionTakenOver, reason });
         }
-        let missed: Vec<Outgoing> = self
-            .sessions
-            .get(session)
-            .expect("just moved here")
-            .replay
-            .iter()
-            .filter(|r| r.seq > last_seq)
-            .map(|r| Outgoing::Event { seq: r.seq, event: r.event.clone() })
-            .collect();
+        let missed: Vec<Outgoing> =
+            missed.into_iter().map(|(seq, event)| Outgoing::Event { seq, event }).collect();
         let replayed = missed.len() as u64;
         for message in missed {
             self.emit(Output::Send { to: session, message });
