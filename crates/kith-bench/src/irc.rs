@@ -121,11 +121,8 @@ async fn join(port: u16, i: usize) -> Result<Member> {
 /// `(sent time in µs, sender)` from `:nick!user@host PRIVMSG #bench :bench {t} {s}:{n} …`.
 fn timing(line: &[u8]) -> Option<(u64, usize)> {
     let line = std::str::from_utf8(line).ok()?;
-    let (_, text) = line.split_once(" PRIVMSG #bench :bench ")?;
-    let mut words = text.split(' ');
-    let sent = words.next()?.parse().ok()?;
-    let sender = words.next()?.split(':').next()?.parse().ok()?;
-    Some((sent, sender))
+    let (_, text) = line.split_once(" PRIVMSG #bench :")?;
+    crate::timed(text)
 }
 
 pub async fn run(
@@ -220,18 +217,13 @@ pub async fn run(
         let mut sends = tokio::task::JoinSet::new();
         for (s, write) in writers.iter().take(senders).cloned().enumerate() {
             sends.spawn(async move {
-                let phase = per_sender.mul_f64(s as f64 / senders as f64);
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, per_sender);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut tick = crate::sender_ticks(s, senders, per_sender);
                 let mut n = 0u64;
                 let mut failed = 0u64;
                 while started.elapsed() < duration {
                     tick.tick().await;
                     n += 1;
-                    let t = origin.elapsed().as_micros() as u64;
-                    let mut text = format!("bench {t} {s}:{n} ");
-                    let pad = body.saturating_sub(text.len()).max(8);
-                    text.extend(std::iter::repeat_n('.', pad));
+                    let text = crate::timed_body(origin.elapsed().as_micros() as u64, s, n, body);
                     let line = format!("PRIVMSG {CHANNEL} :{text}\r\n");
                     if write.lock().await.write_all(line.as_bytes()).await.is_err() {
                         failed += 1;

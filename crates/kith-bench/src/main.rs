@@ -422,13 +422,8 @@ async fn chat(
                     // `bench {sent_us} {sender}:{n}`. A sender's own message
                     // comes back to it as well (decision 23); that is its
                     // acknowledgement, measured as send→ack, not a delivery.
-                    let mut words = m.body.strip_prefix("bench ").unwrap_or("").split(' ');
-                    let sent = words.next().and_then(|t| t.parse::<u64>().ok());
-                    let sender = words.next().and_then(|w| w.split(':').next()?.parse::<usize>().ok());
-                    if sender == Some(i) {
-                        continue;
-                    }
-                    if let Some(sent_us) = sent {
+                    let Some((sent_us, sender)) = timed(&m.body) else { continue };
+                    if sender != i {
                         let now_us = origin.elapsed().as_micros() as u64;
                         let _ = h.record(now_us.saturating_sub(sent_us).max(1));
                     }
@@ -450,11 +445,7 @@ async fn chat(
         for s in 0..senders {
             let clients = clients.clone();
             sends.spawn(async move {
-                // Spread the senders' phases so the aggregate rate is steady, not
-                // a burst of S messages every S/R seconds.
-                let phase = per_sender.mul_f64(s as f64 / senders as f64);
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, per_sender);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut tick = sender_ticks(s, senders, per_sender);
                 let mut inflight = tokio::task::JoinSet::new();
                 let mut n = 0u64;
                 while started.elapsed() < duration {
@@ -463,9 +454,7 @@ async fn chat(
                     n += 1;
                     inflight.spawn(async move {
                         let t = origin.elapsed().as_micros() as u64;
-                        let mut body = format!("bench {t} {s}:{n} ");
-                        let pad = load.body.saturating_sub(body.len()).max(8);
-                        body.extend(std::iter::repeat_n('.', pad));
+                        let body = timed_body(t, s, n, load.body);
                         let ok = clients[s].send_message(general, &body, "").await.is_ok();
                         (ok, origin.elapsed().as_micros() as u64 - t)
                     });
@@ -589,6 +578,33 @@ async fn chat(
     }
     drop(world);
     Ok(())
+}
+
+/// When sender `s` of `senders` sends, every `per_sender`: the senders'
+/// phases spread so the aggregate rate is steady, not a burst of S messages
+/// every S/R seconds.
+fn sender_ticks(s: usize, senders: usize, per_sender: Duration) -> tokio::time::Interval {
+    let phase = per_sender.mul_f64(s as f64 / senders as f64);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, per_sender);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    tick
+}
+
+/// A message body that says when it was sent (µs since the run's origin) and
+/// by whom: `bench {t} {s}:{n} ` padded with dots to `len` bytes.
+fn timed_body(t: u64, s: usize, n: u64, len: usize) -> String {
+    let mut body = format!("bench {t} {s}:{n} ");
+    let pad = len.saturating_sub(body.len()).max(8);
+    body.extend(std::iter::repeat_n('.', pad));
+    body
+}
+
+/// `(sent time in µs, sender)` of a [`timed_body`].
+fn timed(body: &str) -> Option<(u64, usize)> {
+    let mut words = body.strip_prefix("bench ")?.split(' ');
+    let sent = words.next()?.parse().ok()?;
+    let sender = words.next()?.split(':').next()?.parse().ok()?;
+    Some((sent, sender))
 }
 
 fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
