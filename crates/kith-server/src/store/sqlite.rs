@@ -538,9 +538,12 @@ fn load_messages(conn: &Connection, recent: usize, state: &mut StoredState) -> R
         }
         state.messages.extend(rows);
     }
+    // CROSS JOIN keeps attachments the outer loop: left to itself, SQLite
+    // walked every message (by author, for the GROUP BY) and looked each up
+    // in attachments, 0.8 s of a start with 10 M messages and no files.
     let mut q = conn.prepare(
-        "SELECT m.author_id, m.channel_id, SUM(a.size) FROM attachments a JOIN messages m ON m.id = a.message_id
-         WHERE m.deleted = 0 GROUP BY m.author_id, m.channel_id",
+        "SELECT m.author_id, m.channel_id, SUM(a.size) FROM attachments a CROSS JOIN messages m
+         ON m.id = a.message_id WHERE m.deleted = 0 GROUP BY m.author_id, m.channel_id",
     )?;
     state.usage = q
         .query_map([], |r| Ok((UserId(id(r.get(0)?)), ChannelId(id(r.get(1)?)), id(r.get(2)?))))?
