@@ -86,10 +86,30 @@ impl SessionHandle {
         // The common case at steady rates: nothing queued, room in the
         // transport. Written now, it wakes no writer and crosses no channel.
         if let (OutItem::Send(frame), Some(direct)) = (&item, &self.direct)
-            && direct.try_send(frame, self)
+            && direct.try_send(std::slice::from_ref(frame), self)
         {
             return;
         }
+        self.enqueue(item);
+    }
+
+    /// Sends `frames`, in order, written to the transport in one go if it
+    /// can take them at once; `frames` is left empty.
+    pub fn push_frames(&self, frames: &mut Vec<Outgoing>) {
+        if let Some(direct) = &self.direct
+            && !frames.is_empty()
+            && direct.try_send(frames, self)
+        {
+            frames.clear();
+            return;
+        }
+        for frame in frames.drain(..) {
+            self.enqueue(OutItem::Send(frame));
+        }
+    }
+
+    /// Puts an item in the outbox, for the session's writer (see `push`).
+    pub(crate) fn enqueue(&self, item: OutItem) {
         let len = item.wire_len();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before > 0 && before + len > self.limit {
@@ -101,6 +121,61 @@ impl SessionHandle {
         if self.outbox.send(item).is_err() {
             self.queued.fetch_sub(len, Ordering::Relaxed);
         }
+    }
+}
+
+/// Frames for each session, gathered over one turn of the hub and written
+/// once per session when the turn ends: a commit that releases many
+/// replies and events to one connection costs one stream write, not one
+/// each. Anything that must come after a session's frames (a close, a read
+/// answered from another thread) flushes that session's first.
+#[derive(Default)]
+struct Gathered {
+    /// The first `used` are this turn's, in the order each session first
+    /// got a frame; the rest keep their vectors for the next turn.
+    slots: Vec<(SessionId, Vec<Outgoing>)>,
+    used: usize,
+    index: HashMap<SessionId, usize>,
+}
+
+impl Gathered {
+    fn add(&mut self, to: SessionId, frame: Outgoing) {
+        let slot = match self.index.get(&to) {
+            Some(&slot) => slot,
+            None => {
+                if self.used == self.slots.len() {
+                    self.slots.push((to, Vec::new()));
+                }
+                self.slots[self.used].0 = to;
+                self.index.insert(to, self.used);
+                self.used += 1;
+                self.used - 1
+            }
+        };
+        self.slots[slot].1.push(frame);
+    }
+
+    /// Writes what `to` has gathered, before something that must follow it.
+    fn flush_one(&mut self, to: SessionId, sessions: &HashMap<SessionId, SessionHandle>) {
+        if let Some(slot) = self.index.remove(&to) {
+            let frames = &mut self.slots[slot].1;
+            match sessions.get(&to) {
+                Some(s) => s.push_frames(frames),
+                None => frames.clear(),
+            }
+        }
+    }
+
+    /// Writes everything gathered, in the order the sessions first got a frame.
+    fn flush(&mut self, sessions: &HashMap<SessionId, SessionHandle>) {
+        for (to, frames) in &mut self.slots[..self.used] {
+            match sessions.get(to) {
+                Some(s) if !frames.is_empty() => s.push_frames(frames),
+                _ => frames.clear(),
+            }
+        }
+        self.used = 0;
+        self.index.clear();
     }
 }
 
@@ -174,6 +249,7 @@ pub async fn run(
     let mut armed: Option<Timestamp> = None;
     // The store's answers to `Output::Load`, from the reader threads.
     let (loaded_tx, mut loaded_rx) = mpsc::unbounded_channel::<(u64, Option<Loaded>)>();
+    let mut gathered = Gathered::default();
     loop {
         let next = hub.poll_timeout();
         if next != armed {
@@ -241,18 +317,30 @@ pub async fn run(
                         // right: it was not made durable.
                         continue;
                     };
-                    if w.send((ticket, writes)).await.is_err() {
+                    // Waiting for room in the writer's queue (the disk pushing
+                    // back) must not hold up what this turn has already released.
+                    let permit = match w.try_reserve() {
+                        Ok(permit) => Ok(permit),
+                        Err(mpsc::error::TrySendError::Full(())) => {
+                            gathered.flush(&sessions);
+                            w.reserve().await
+                        }
+                        Err(mpsc::error::TrySendError::Closed(())) => Err(mpsc::error::SendError(())),
+                    };
+                    let Ok(permit) = permit else {
                         // The writer died; its error report is already queued.
                         break;
-                    }
+                    };
+                    permit.send((ticket, writes));
                 }
                 Output::Send { to, message } => {
-                    if let Some(s) = sessions.get(&to) {
+                    if sessions.contains_key(&to) {
                         metrics.deliveries.inc();
-                        s.push(OutItem::Send(message));
+                        gathered.add(to, message);
                     }
                 }
                 Output::Close { session, code, reason } => {
+                    gathered.flush_one(session, &sessions);
                     if let Some(s) = sessions.get(&session) {
                         s.push(OutItem::Close(code, reason));
                     }
@@ -276,6 +364,8 @@ pub async fn run(
                     }
                 }
                 Output::Read { to, request_id, read } => {
+                    // The answer comes from a reader thread, after what came before.
+                    gathered.flush_one(to, &sessions);
                     let Some(s) = sessions.get(&to).cloned() else { continue };
                     if s.reads.fetch_add(1, Ordering::Relaxed) >= READS_PER_SESSION {
                         s.reads.fetch_sub(1, Ordering::Relaxed);
@@ -300,6 +390,7 @@ pub async fn run(
                 }
             }
         }
+        gathered.flush(&sessions);
     }
     let (code, reason) = match &result {
         Ok(()) => (CloseCode::Shutdown, "the server is shutting down"),

@@ -47,11 +47,11 @@ pub trait Sink: Send {
     /// Writes these frames, in order, each whole: its head, then the body
     /// every recipient shares. False if the transport is gone.
     fn send(&mut self, frames: &[Outgoing]) -> impl Future<Output = bool> + Send;
-    /// Writes `frame` now, if the transport can take it without waiting —
-    /// so the hub's turn can write it, with no task woken in between. A
+    /// Writes `frames` now, if the transport can take them without waiting
+    /// — so the hub's turn can write them, with no task woken in between. A
     /// transport that cannot says [`Tried::Full`] (the default), and the
-    /// frame goes through the session's writer.
-    fn try_send(&mut self, _frame: &Outgoing) -> Tried {
+    /// frames go through the session's writer.
+    fn try_send(&mut self, _frames: &[Outgoing]) -> Tried {
         Tried::Full
     }
     /// Ends the session with a code after everything written so far.
@@ -64,7 +64,7 @@ pub trait Sink: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tried {
     Wrote,
-    /// The transport took the first part of the frame; it holds these many
+    /// The transport took the first part of the frames; it holds these many
     /// bytes of the rest, which its next `send` writes before anything else.
     Partly(usize),
     /// Nothing was written: the transport would have to wait.
@@ -78,28 +78,28 @@ pub type Shared<S> = tokio::sync::Mutex<S>;
 
 /// A write half the hub's turn may write to directly.
 pub trait Direct: Send + Sync {
-    /// Writes `frame` at once if nothing is queued before it and the
-    /// transport has room for it; false if it must be queued.
-    fn try_send(&self, frame: &Outgoing, me: &SessionHandle) -> bool;
+    /// Writes `frames` at once if nothing is queued before them and the
+    /// transport has room for them; false if they must be queued.
+    fn try_send(&self, frames: &[Outgoing], me: &SessionHandle) -> bool;
 }
 
 impl<S: Sink> Direct for Shared<S> {
-    fn try_send(&self, frame: &Outgoing, me: &SessionHandle) -> bool {
+    fn try_send(&self, frames: &[Outgoing], me: &SessionHandle) -> bool {
         // The writer holds the lock while it writes: what it writes was
-        // queued first, so this frame goes after it.
+        // queued first, so these frames go after it.
         let Ok(mut sink) = self.try_lock() else { return false };
         // Bytes leave the count only once written (`write_frames`): zero
         // here, under the lock, means nothing pushed before is still unwritten.
         if me.queued.load(Ordering::Acquire) != 0 {
             return false;
         }
-        match sink.try_send(frame) {
+        match sink.try_send(frames) {
             // A gone transport drops what it is given, as a closed outbox does.
             Tried::Wrote | Tried::Gone => true,
             Tried::Partly(rest) => {
                 // Still under the lock: the rest is written before anything
                 // pushed after this, and the writer is woken to write it.
-                me.push(OutItem::Flush(rest));
+                me.enqueue(OutItem::Flush(rest));
                 true
             }
             Tried::Full => false,
@@ -161,11 +161,11 @@ impl<W: ByteStream> Sink for StreamSink<W> {
         frames.is_empty() || self.write_all(concatenated(frames)).await
     }
 
-    fn try_send(&mut self, frame: &Outgoing) -> Tried {
+    fn try_send(&mut self, frames: &[Outgoing]) -> Tried {
         if self.rest.is_some() {
             return Tried::Full;
         }
-        let mut chunk = concatenated(std::slice::from_ref(frame));
+        let mut chunk = concatenated(frames);
         // Polled once: a QUIC stream with room takes the bytes at once; one
         // without says so and has written nothing.
         let polled = {
@@ -511,22 +511,24 @@ mod direct {
             slow: Default::default(),
         };
         let frames: Vec<Outgoing> =
-            ["one", "two", "three", "four"].map(|r| error_frame(0, ErrorCode::Invalid, r)).into();
+            ["zero", "one", "two", "three", "four"].map(|r| error_frame(0, ErrorCode::Invalid, r)).into();
 
-        // Room: written during the push, nothing queued.
+        // Room: written during the push (the first two in one write), nothing queued.
         window.give(1000);
-        me.push(OutItem::Send(frames[0].clone()));
+        let mut two = frames[..2].to_vec();
+        me.push_frames(&mut two);
+        assert!(two.is_empty());
         assert_eq!(me.queued.load(Ordering::Relaxed), 0);
         // Room for three bytes of the next frame: the rest waits in the sink,
         // counted, and the frame after it queues behind it.
         window.give(3);
-        me.push(OutItem::Send(frames[1].clone()));
-        let rest = crate::edge::framed_len(&frames[1]) - 3;
-        assert_eq!(me.queued.load(Ordering::Relaxed), rest);
         me.push(OutItem::Send(frames[2].clone()));
-        // No room at all: queued too.
+        let rest = crate::edge::framed_len(&frames[2]) - 3;
+        assert_eq!(me.queued.load(Ordering::Relaxed), rest);
         me.push(OutItem::Send(frames[3].clone()));
-        let queued = rest + crate::edge::framed_len(&frames[2]) + crate::edge::framed_len(&frames[3]);
+        // No room at all: queued too.
+        me.push_frames(&mut vec![frames[4].clone()]);
+        let queued = rest + crate::edge::framed_len(&frames[3]) + crate::edge::framed_len(&frames[4]);
         assert_eq!(me.queued.load(Ordering::Relaxed), queued);
 
         let queued_count = me.queued.clone();
