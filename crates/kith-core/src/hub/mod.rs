@@ -808,10 +808,12 @@ impl Hub {
     }
 
     /// Puts `event` in the journal every session's replay points into, and
-    /// says where. The journal keeps what the longest window (a detached
-    /// session's grace) still reaches.
+    /// says where. The journal keeps what the longest window in use still
+    /// reaches: a detached session's grace if there may be one, else a
+    /// connected session's.
     fn journal(&mut self, event: &std::sync::Arc<Encoded<v1::Event>>) -> u64 {
-        let window = self.config.resume_grace_ms.max(REPLAY_WHILE_CONNECTED_MS);
+        let grace = self.config.resume_grace_ms;
+        let window = if self.sessions.any_detached() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
         let oldest = Timestamp(self.now.0.saturating_sub(window));
         self.journal.append(self.now, oldest, event.clone())
     }

@@ -11,10 +11,11 @@
 //! members) has shorter runs, at worst one per event — what it cost before.
 //!
 //! The journal forgets entries no session's window reaches any more, and
-//! keeps at most [`JOURNAL_EVENTS`]: a session can replay its last
-//! `replay_events` if they are among the last 65 536 the server sent
-//! anyone. One that missed more gets a fresh snapshot, as one that missed
-//! more than `replay_events` always has.
+//! keeps at most [`JOURNAL_EVENTS`] events and [`JOURNAL_BYTES`] of them: a
+//! session can replay its last `replay_events` if they are among the last
+//! 65 536 the server sent anyone (fewer, if they were large). One that
+//! missed more gets a fresh snapshot, as one that missed more than
+//! `replay_events` always has.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,12 +27,18 @@ use crate::ids::Timestamp;
 
 /// Entries the journal keeps at most, whatever their age.
 pub const JOURNAL_EVENTS: usize = 65_536;
+/// Encoded bytes of the events the journal keeps at most: a flood of the
+/// largest messages cannot make it hold more than this.
+pub const JOURNAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Every event sent, recently, in the order sent.
 #[derive(Debug)]
 pub(super) struct Journal {
     /// Entries kept at most ([`JOURNAL_EVENTS`]).
     cap: usize,
+    /// Their encoded bytes at most ([`JOURNAL_BYTES`]), and now.
+    max_bytes: usize,
+    bytes: usize,
     /// The number of the entry at the front.
     first: u64,
     entries: VecDeque<(Timestamp, Arc<Encoded<v1::Event>>)>,
@@ -39,27 +46,33 @@ pub(super) struct Journal {
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal::new(JOURNAL_EVENTS)
+        Journal::new(JOURNAL_EVENTS, JOURNAL_BYTES)
     }
 }
 
 impl Journal {
-    fn new(cap: usize) -> Self {
-        Journal { cap: cap.max(1), first: 0, entries: VecDeque::new() }
+    fn new(cap: usize, max_bytes: usize) -> Self {
+        Journal { cap: cap.max(1), max_bytes, bytes: 0, first: 0, entries: VecDeque::new() }
     }
 
     /// Appends `event`, sent at `now`, and returns its number. What is older
-    /// than `oldest` goes, and the oldest past the journal's capacity.
+    /// than `oldest` goes, and the oldest past the journal's capacity (an
+    /// event larger than all of it is kept alone).
     pub(super) fn append(
         &mut self,
         now: Timestamp,
         oldest: Timestamp,
         event: Arc<Encoded<v1::Event>>,
     ) -> u64 {
-        while self.entries.front().is_some_and(|(at, _)| *at < oldest) || self.entries.len() >= self.cap {
+        let len = event.len();
+        while let Some((at, front)) = self.entries.front()
+            && (*at < oldest || self.entries.len() >= self.cap || self.bytes + len > self.max_bytes)
+        {
+            self.bytes -= front.len();
             self.entries.pop_front();
             self.first += 1;
         }
+        self.bytes += len;
         self.entries.push_back((now, event));
         self.first + self.entries.len() as u64 - 1
     }
@@ -187,15 +200,17 @@ mod tests {
             keep in 0usize..40,
             window in 1u64..50,
             cap in 1usize..120,
+            max_bytes in 1usize..400,
             resume in 0usize..4,
             back in 0u64..60,
         ) {
-            let mut journal = Journal::new(cap);
+            let mut journal = Journal::new(cap, max_bytes);
             let mut replays: Vec<Replay> = (0..4).map(|_| Replay::default()).collect();
             let mut seqs = [0u64; 4];
-            // The model: (seq, time, entry) per session, and (entry, time) in the journal.
+            // The model: (seq, time, entry) per session, and (entry, time,
+            // bytes) in the journal.
             let mut model: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); 4];
-            let mut live: Vec<(u64, u64)> = Vec::new();
+            let mut live: Vec<(u64, u64, usize)> = Vec::new();
             let mut now = 0;
             for (n, (to, dt)) in steps.into_iter().enumerate() {
                 now += dt;
@@ -203,13 +218,19 @@ mod tests {
                 // (as a detached session's grace does past a connected one's).
                 let oldest = Timestamp(now.saturating_sub(window));
                 let journal_oldest = Timestamp(now.saturating_sub(2 * window));
-                let entry = journal.append(Timestamp(now), journal_oldest, event(n as u64));
+                let e = event(n as u64);
+                let len = e.len();
+                let entry = journal.append(Timestamp(now), journal_oldest, e);
                 prop_assert_eq!(entry, n as u64);
-                live.retain(|&(_, at)| at >= journal_oldest.0);
-                if live.len() >= cap {
-                    live.drain(..=live.len() - cap);
+                // Oldest first, while too old, too many or too large.
+                while let Some(&(_, at, _)) = live.first() {
+                    let bytes: usize = live.iter().map(|l| l.2).sum();
+                    if at >= journal_oldest.0 && live.len() < cap && bytes + len <= max_bytes {
+                        break;
+                    }
+                    live.remove(0);
                 }
-                live.push((entry, now));
+                live.push((entry, now, len));
                 for s in (0..4).filter(|s| to & (1 << s) != 0) {
                     seqs[s] += 1;
                     replays[s].push(seqs[s], entry, keep, oldest, &journal);
@@ -252,5 +273,21 @@ mod tests {
         }
         assert!(replays.iter().all(|r| r.runs.len() == 1 && r.len == 500));
         assert_eq!(journal.entries.len(), 500, "each event once");
+    }
+
+    /// A member flooding the largest messages cannot make the journal hold
+    /// more than its bytes, however recent they are.
+    #[test]
+    fn a_flood_of_large_messages_keeps_the_journal_within_its_bytes() {
+        let mut journal = Journal::default();
+        let big = v1::Message { body: "x".repeat(8000), ..Default::default() };
+        for n in 0..10_000 {
+            let event = super::super::Outgoing::event(v1::event::Body::MessageCreated(big.clone()));
+            journal.append(Timestamp(n), Timestamp(0), event);
+        }
+        let held: usize = journal.entries.iter().map(|(_, e)| e.len()).sum();
+        assert_eq!(held, journal.bytes);
+        assert!(held <= JOURNAL_BYTES, "{held} bytes held");
+        assert!(held > JOURNAL_BYTES - 9000, "and it keeps as many as fit: {held}");
     }
 }

@@ -203,6 +203,12 @@ impl Sessions {
         Some(was_attached)
     }
 
+    /// Whether any session may be detached (some that were may have
+    /// resumed since): cheap, for the replay journal's window.
+    pub(super) fn any_detached(&self) -> bool {
+        !self.detached.is_empty()
+    }
+
     fn detached_count(&self) -> usize {
         self.all.values().filter(|s| s.detached_at.is_some()).count()
     }
