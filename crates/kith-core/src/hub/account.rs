@@ -371,6 +371,7 @@ impl Hub {
             let event = super::Outgoing::event(EventBody::PipeOffered(offer));
             let entry = self.journal(&event);
             self.deliver(session, entry, &event);
+            self.journal.settle(entry);
         }
     }
 

@@ -738,6 +738,7 @@ impl Hub {
         self.uploads.forget(session);
         self.forget_parked(session);
         let Some(gone) = self.sessions.remove(session) else { return };
+        gone.replay.release(&mut self.journal);
         self.voice.sessions_changed();
         if let Some(user) = gone.last_of
             && self.is_bot(user)
@@ -805,6 +806,7 @@ impl Hub {
         for to in targets {
             self.deliver(to, entry, &event);
         }
+        self.journal.settle(entry);
     }
 
     /// Puts `event` in the journal every session's replay points into, and
@@ -828,7 +830,7 @@ impl Hub {
         // What a resume could need: recent enough, and not too much of it.
         let window = if session.detached_at.is_some() { grace } else { grace.min(REPLAY_WHILE_CONNECTED_MS) };
         let oldest = Timestamp(now.0.saturating_sub(window));
-        session.replay.push(seq, entry, keep, oldest, &self.journal);
+        session.replay.push(seq, entry, keep, oldest, &mut self.journal);
         if session.detached_at.is_none() {
             self.emit(Output::Send { to, message: Outgoing::Event { seq, event: event.clone() } });
         }

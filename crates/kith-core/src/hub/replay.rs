@@ -10,6 +10,11 @@
 //! whose events are interleaved with others' (many channels, different
 //! members) has shorter runs, at worst one per event — what it cost before.
 //!
+//! Each entry counts the sessions whose runs include it, and lets go of its
+//! event when none does (a session that left, or trimmed it away): events
+//! live as long as someone could replay them, as when each session held its
+//! own, and the entry itself (a few bytes) until it leaves the journal.
+//!
 //! The journal forgets entries no session's window reaches any more, and
 //! keeps at most [`JOURNAL_EVENTS`] events and [`JOURNAL_BYTES`] of them: a
 //! session can replay its last `replay_events` if they are among the last
@@ -36,12 +41,21 @@ pub const JOURNAL_BYTES: usize = 16 * 1024 * 1024;
 pub(super) struct Journal {
     /// Entries kept at most ([`JOURNAL_EVENTS`]).
     cap: usize,
-    /// Their encoded bytes at most ([`JOURNAL_BYTES`]), and now.
+    /// The encoded bytes of the events still held at most ([`JOURNAL_BYTES`]), and now.
     max_bytes: usize,
     bytes: usize,
     /// The number of the entry at the front.
     first: u64,
-    entries: VecDeque<(Timestamp, Arc<Encoded<v1::Event>>)>,
+    entries: VecDeque<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Timestamp,
+    /// Sessions whose replay includes this entry.
+    refs: u32,
+    /// `None` once no session does.
+    event: Option<Arc<Encoded<v1::Event>>>,
 }
 
 impl Default for Journal {
@@ -57,7 +71,8 @@ impl Journal {
 
     /// Appends `event`, sent at `now`, and returns its number. What is older
     /// than `oldest` goes, and the oldest past the journal's capacity (an
-    /// event larger than all of it is kept alone).
+    /// event larger than all of it is kept alone). Sessions take it with
+    /// [`Replay::push`]; then [`Journal::settle`] lets it go if none did.
     pub(super) fn append(
         &mut self,
         now: Timestamp,
@@ -65,21 +80,51 @@ impl Journal {
         event: Arc<Encoded<v1::Event>>,
     ) -> u64 {
         let len = event.len();
-        while let Some((at, front)) = self.entries.front()
-            && (*at < oldest || self.entries.len() >= self.cap || self.bytes + len > self.max_bytes)
+        while let Some(front) = self.entries.front()
+            && (front.at < oldest || self.entries.len() >= self.cap || self.bytes + len > self.max_bytes)
         {
-            self.bytes -= front.len();
+            if let Some(e) = &front.event {
+                self.bytes -= e.len();
+            }
             self.entries.pop_front();
             self.first += 1;
         }
         self.bytes += len;
-        self.entries.push_back((now, event));
+        self.entries.push_back(Entry { at: now, refs: 0, event: Some(event) });
         self.first + self.entries.len() as u64 - 1
     }
 
-    fn get(&self, entry: u64) -> Option<&(Timestamp, Arc<Encoded<v1::Event>>)> {
+    /// Lets `entry`'s event go if no session took it.
+    pub(super) fn settle(&mut self, entry: u64) {
+        self.unref(entry, 0);
+    }
+
+    fn entry_mut(&mut self, entry: u64) -> Option<&mut Entry> {
         let offset = entry.checked_sub(self.first)?;
-        self.entries.get(usize::try_from(offset).ok()?)
+        self.entries.get_mut(usize::try_from(offset).ok()?)
+    }
+
+    fn get(&self, entry: u64) -> Option<(Timestamp, &Arc<Encoded<v1::Event>>)> {
+        let offset = entry.checked_sub(self.first)?;
+        let e = self.entries.get(usize::try_from(offset).ok()?)?;
+        Some((e.at, e.event.as_ref()?))
+    }
+
+    fn take_ref(&mut self, entry: u64) {
+        if let Some(e) = self.entry_mut(entry) {
+            e.refs += 1;
+        }
+    }
+
+    /// Drops `n` references to `entry`, and its event with the last.
+    fn unref(&mut self, entry: u64, n: u32) {
+        let Some(e) = self.entry_mut(entry) else { return };
+        e.refs = e.refs.saturating_sub(n);
+        if e.refs == 0
+            && let Some(event) = e.event.take()
+        {
+            self.bytes -= event.len();
+        }
     }
 }
 
@@ -103,11 +148,19 @@ impl Replay {
     /// Records that the session was sent journal `entry` as `seq` (one more
     /// than the last seq recorded), first letting go of what is older than
     /// `oldest`, gone from the journal, or past `keep` events.
-    pub(super) fn push(&mut self, seq: u64, entry: u64, keep: usize, oldest: Timestamp, journal: &Journal) {
+    pub(super) fn push(
+        &mut self,
+        seq: u64,
+        entry: u64,
+        keep: usize,
+        oldest: Timestamp,
+        journal: &mut Journal,
+    ) {
         self.trim(keep.saturating_sub(1), oldest, journal);
         if keep == 0 {
             return;
         }
+        journal.take_ref(entry);
         self.len += 1;
         if let Some(last) = self.runs.back_mut()
             && last.seq + u64::from(last.len) == seq
@@ -122,15 +175,16 @@ impl Replay {
 
     /// Lets go of the oldest events until at most `keep` are left, none
     /// older than `oldest`, and every one still in the journal.
-    fn trim(&mut self, keep: usize, oldest: Timestamp, journal: &Journal) {
+    fn trim(&mut self, keep: usize, oldest: Timestamp, journal: &mut Journal) {
         while let Some(front) = self.runs.front_mut() {
             let gone = match journal.get(front.entry) {
                 None => true,
-                Some((at, _)) => *at < oldest,
+                Some((at, _)) => at < oldest,
             };
             if !gone && self.len <= keep {
                 return;
             }
+            journal.unref(front.entry, 1);
             front.seq += 1;
             front.entry += 1;
             front.len -= 1;
@@ -148,7 +202,7 @@ impl Replay {
         &mut self,
         last_seq: u64,
         next_seq: u64,
-        journal: &Journal,
+        journal: &mut Journal,
     ) -> Option<Vec<(u64, Arc<Encoded<v1::Event>>)>> {
         // Only what fell out of the journal since the last push goes here.
         self.trim(usize::MAX, Timestamp(0), journal);
@@ -167,6 +221,15 @@ impl Replay {
             }
         }
         Some(missed)
+    }
+
+    /// The session is gone: its events need not be kept for it.
+    pub(super) fn release(self, journal: &mut Journal) {
+        for run in self.runs {
+            for i in 0..u64::from(run.len) {
+                journal.unref(run.entry + i, 1);
+            }
+        }
     }
 }
 
@@ -233,7 +296,7 @@ mod tests {
                 live.push((entry, now, len));
                 for s in (0..4).filter(|s| to & (1 << s) != 0) {
                     seqs[s] += 1;
-                    replays[s].push(seqs[s], entry, keep, oldest, &journal);
+                    replays[s].push(seqs[s], entry, keep, oldest, &mut journal);
                     let m = &mut model[s];
                     m.retain(|&(_, at, e)| at >= oldest.0 && live.iter().any(|l| l.0 == e));
                     while !m.is_empty() && m.len() >= keep {
@@ -245,7 +308,7 @@ mod tests {
                 }
             }
             let last_seq = seqs[resume].saturating_sub(back);
-            let got = replays[resume].since(last_seq, seqs[resume] + 1, &journal);
+            let got = replays[resume].since(last_seq, seqs[resume] + 1, &mut journal);
             let m: Vec<_> =
                 model[resume].iter().filter(|r| live.iter().any(|l| l.0 == r.2)).copied().collect();
             let oldest_kept = m.first().map_or(seqs[resume] + 1, |r| r.0);
@@ -268,11 +331,36 @@ mod tests {
         for n in 0..500 {
             let entry = journal.append(Timestamp(n), Timestamp(0), event(n));
             for r in &mut replays {
-                r.push(n + 1, entry, 4096, Timestamp(0), &journal);
+                r.push(n + 1, entry, 4096, Timestamp(0), &mut journal);
             }
         }
         assert!(replays.iter().all(|r| r.runs.len() == 1 && r.len == 500));
         assert_eq!(journal.entries.len(), 500, "each event once");
+    }
+
+    /// Events live as long as a session could replay them: not past the
+    /// last session that left, nor a moment for an event nobody took.
+    #[test]
+    fn an_event_goes_with_the_last_session_that_could_replay_it() {
+        let mut journal = Journal::default();
+        let (mut a, mut b) = (Replay::default(), Replay::default());
+        for n in 0..10 {
+            let entry = journal.append(Timestamp(n), Timestamp(0), event(n));
+            a.push(n + 1, entry, 4096, Timestamp(0), &mut journal);
+            if n < 5 {
+                b.push(n + 1, entry, 4096, Timestamp(0), &mut journal);
+            }
+            journal.settle(entry);
+        }
+        let nobody = journal.append(Timestamp(10), Timestamp(0), event(10));
+        journal.settle(nobody);
+        let held = |j: &Journal| j.entries.iter().filter(|e| e.event.is_some()).count();
+        assert_eq!(held(&journal), 10, "the event nobody took is gone");
+        a.release(&mut journal);
+        assert_eq!(held(&journal), 5, "b's are still there");
+        assert_eq!(b.since(0, 6, &mut journal).map(|m| m.len()), Some(5));
+        b.release(&mut journal);
+        assert_eq!((held(&journal), journal.bytes), (0, 0));
     }
 
     /// A member flooding the largest messages cannot make the journal hold
@@ -285,7 +373,7 @@ mod tests {
             let event = super::super::Outgoing::event(v1::event::Body::MessageCreated(big.clone()));
             journal.append(Timestamp(n), Timestamp(0), event);
         }
-        let held: usize = journal.entries.iter().map(|(_, e)| e.len()).sum();
+        let held: usize = journal.entries.iter().filter_map(|e| e.event.as_ref()).map(|e| e.len()).sum();
         assert_eq!(held, journal.bytes);
         assert!(held <= JOURNAL_BYTES, "{held} bytes held");
         assert!(held > JOURNAL_BYTES - 9000, "and it keeps as many as fit: {held}");

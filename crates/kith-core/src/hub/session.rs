@@ -34,6 +34,8 @@ pub(super) struct Session {
 pub(super) struct Removed {
     /// Its account, if this was that account's last session.
     pub(super) last_of: Option<UserId>,
+    /// What it could have replayed, for the journal to let go of.
+    pub(super) replay: Replay,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +128,7 @@ impl Sessions {
                 last_of = Some(auth.user);
             }
         }
-        Some(Removed { last_of })
+        Some(Removed { last_of, replay: s.replay })
     }
 
     /// Marks a connected session detached at `now`, to expire after the grace.
@@ -257,7 +259,7 @@ impl Hub {
         let (token, user) = self.directory.token(&token_hash).ok_or(Refusal::BadCredentials)?;
         let auth = Auth { user, token: Some(token) };
         let old = self.sessions.by_resume_key(&resume_key);
-        let journal = &self.journal;
+        let journal = &mut self.journal;
         let mut missed = Vec::new();
         let refused = match old.and_then(|id| self.sessions.get_mut(id)) {
             // Unknown, expired, or someone else's: all look the same.
