@@ -25,6 +25,7 @@ mod calls;
 mod files;
 mod hub;
 mod irc;
+mod mumble;
 mod pin;
 mod render;
 mod server;
@@ -117,6 +118,20 @@ enum Kind {
         /// The InspIRCd binary (Debian: `apt-get install inspircd`).
         #[arg(long, default_value = "/usr/sbin/inspircd")]
         inspircd: String,
+    },
+    /// The `voice` workload against Mumble's server (murmur), measured the
+    /// same way: one room, some of it speaking.
+    Mumble {
+        /// Clients in the room.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        #[arg(long, default_value_t = 4)]
+        speakers: usize,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        duration: Duration,
+        /// The murmur binary (Debian: `apt-get install mumble-server`).
+        #[arg(long, default_value = "/usr/sbin/murmurd")]
+        murmurd: String,
     },
     /// Reconnect cost: resume after missing M events vs. a fresh session.
     Resume {
@@ -260,6 +275,9 @@ async fn run(args: BenchArgs) -> Result<()> {
         }
         Kind::Irc { clients, senders, rate, duration, body, inspircd } => {
             irc::run(&inspircd, clients, senders, &rate, duration, body, args.json).await
+        }
+        Kind::Mumble { size, speakers, duration, murmurd } => {
+            mumble::run(&murmurd, size, speakers, duration, args.json).await
         }
         Kind::Hub { connect: Some(sizes), .. } => hub::connect(&sizes, args.json),
         Kind::Hub { members, messages, connect: None } => hub::run(&members, messages, args.json),

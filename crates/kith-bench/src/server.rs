@@ -175,6 +175,13 @@ pub async fn world(server: &ServerProcess, accounts: usize, connectors: usize) -
     let mut tokens = vec![ready.token];
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..accounts {
+        // As many sign-ups in flight as connectors: the server refuses
+        // password hashing beyond its queue, as it would a crowd.
+        if tasks.len() >= connectors.len()
+            && let Some(token) = tasks.join_next().await
+        {
+            tokens.push(token??);
+        }
         let (client, _) = connectors[i % connectors.len()].connect(&server.addr).await?;
         let code = invite.code.clone();
         tasks.spawn(async move {

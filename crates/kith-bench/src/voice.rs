@@ -11,7 +11,6 @@
 //! Opus between two clients; `--latency --browser` between the web client in
 //! headless Chromium and a native client, both ways.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +25,10 @@ use serde_json::json;
 use crate::server::{ServerProcess, World, sessions, world};
 
 /// Opus bytes in one 20 ms packet at 32 kb/s.
-const PACKET_BYTES: usize = 80;
+pub(crate) const PACKET_BYTES: usize = 80;
+
+/// How often a speaker sends a packet.
+pub(crate) const PACKET_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -36,32 +38,34 @@ pub struct Shape {
     pub duration: Duration,
 }
 
-/// What one run measured.
+/// What one run measured, of either server (`kith-bench voice` or `mumble`).
 #[derive(Debug)]
-struct Outcome {
-    sent: u64,
-    expected: u64,
-    received: u64,
-    delay: Histogram<u64>,
-    cpu_s: f64,
-    elapsed_s: f64,
-    rss_kib: u64,
+pub(crate) struct Outcome {
+    pub sent: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub delay: Histogram<u64>,
+    pub cpu_s: f64,
+    pub elapsed_s: f64,
+    pub rss_kib: u64,
+    /// Acknowledgement frames the clients sent (QUIC's; Mumble's UDP has none).
+    pub acks: Option<u64>,
 }
 
 impl Outcome {
-    fn loss_pct(&self) -> f64 {
+    pub fn loss_pct(&self) -> f64 {
         if self.expected == 0 { 0.0 } else { 100.0 * (1.0 - self.received as f64 / self.expected as f64) }
     }
 
-    fn json(&self, shape: Shape) -> serde_json::Value {
+    fn json(&self, bench: &str, shape: Shape) -> serde_json::Value {
         let q = |p: f64| self.delay.value_at_quantile(p) as f64 / 1000.0;
-        json!({"bench": "voice", "rooms": shape.rooms, "size": shape.size, "speakers": shape.speakers,
+        json!({"bench": bench, "rooms": shape.rooms, "size": shape.size, "speakers": shape.speakers,
                "sent": self.sent, "forwarded_expected": self.expected, "received": self.received,
                "loss_pct": self.loss_pct(),
                "forward_delay_ms": {"p50": q(0.5), "p99": q(0.99), "max": self.delay.max() as f64 / 1000.0},
                "server_cpu_pct": self.cpu_s / self.elapsed_s * 100.0,
                "server_cpu_us_per_forwarded": self.cpu_s * 1e6 / self.received.max(1) as f64,
-               "server_rss_kib": self.rss_kib})
+               "server_rss_kib": self.rss_kib, "client_acks_per_s": self.acks.map(|a| a as f64 / self.elapsed_s)})
     }
 
     fn line(&self, shape: Shape) -> String {
@@ -78,7 +82,10 @@ impl Outcome {
             q(0.99),
             self.cpu_s / self.elapsed_s * 100.0,
             self.cpu_s * 1e6 / self.received.max(1) as f64
-        )
+        ) + &self
+            .acks
+            .map(|a| format!(", clients sent {:.0} ACKs/s", a as f64 / self.elapsed_s))
+            .unwrap_or_default()
     }
 }
 
@@ -105,11 +112,26 @@ pub async fn run(shape: Shape, ramp: bool, json_out: bool) -> Result<()> {
 }
 
 fn print(out: &Outcome, shape: Shape, json_out: bool) {
+    print_as("voice", out, shape, json_out);
+}
+
+pub(crate) fn print_as(bench: &str, out: &Outcome, shape: Shape, json_out: bool) {
     if json_out {
-        println!("{}", out.json(shape));
+        println!("{}", out.json(bench, shape));
     } else {
         println!("{}", out.line(shape));
     }
+}
+
+/// The time a packet was sent, in µs since `origin`: the first 8 bytes of
+/// its Opus payload, as [`stamp`] wrote them.
+pub(crate) fn sent_at(opus: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(opus.get(..8)?.try_into().ok()?))
+}
+
+/// A packet's payload, stamped with its send time.
+pub(crate) fn stamp(payload: &mut [u8; PACKET_BYTES], origin: Instant) {
+    payload[..8].copy_from_slice(&(origin.elapsed().as_micros() as u64).to_be_bytes());
 }
 
 async fn voice_channel(owner: &Client, community_id: u64, name: String) -> Result<u64> {
@@ -148,18 +170,17 @@ async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outc
         let (c, received) = (c.clone(), received.clone());
         listeners.spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let mut from: HashMap<u64, u64> = HashMap::new();
             while let Some(d) = c.read_datagram().await {
                 let Ok(p) = parse_forwarded(d) else { continue };
-                let sent_us = u64::from_be_bytes(p.opus[..8].try_into().expect("8 bytes"));
+                let Some(sent_us) = sent_at(&p.opus) else { continue };
                 let now_us = origin.elapsed().as_micros() as u64;
                 let _ = h.record(now_us.saturating_sub(sent_us).max(1));
-                *from.entry(p.sender).or_default() += 1;
                 received.fetch_add(1, Ordering::Relaxed);
             }
             h
         });
     }
+    let acks0: Vec<u64> = clients.iter().map(|c| c.transport_stats().frame_tx.acks).collect();
     let (cpu0, _) = server.usage();
     let started = Instant::now();
     // Speakers: the first `speakers` clients of each room, paced at 20 ms.
@@ -169,12 +190,12 @@ async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outc
             let c = clients[r * shape.size + s].clone();
             let duration = shape.duration;
             talkers.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut tick = tokio::time::interval(PACKET_INTERVAL);
                 let mut sent = 0u64;
                 let mut payload = [0x5au8; PACKET_BYTES];
                 while started.elapsed() < duration {
                     tick.tick().await;
-                    payload[..8].copy_from_slice(&(origin.elapsed().as_micros() as u64).to_be_bytes());
+                    stamp(&mut payload, origin);
                     let header = VoiceHeader { seq: sent as u16, timestamp: (sent * 960) as u32 };
                     if c.send_datagram(client_datagram(header, &payload)).is_ok() {
                         sent += 1;
@@ -192,6 +213,7 @@ async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outc
     // Let what is in flight arrive, then stop the listeners by closing.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (cpu1, rss_kib) = server.usage();
+    let acks = clients.iter().zip(&acks0).map(|(c, a0)| c.transport_stats().frame_tx.acks - a0).sum();
     for c in &clients {
         c.abort();
     }
@@ -208,6 +230,7 @@ async fn measure(server: &ServerProcess, w: &World, shape: Shape) -> Result<Outc
         cpu_s: cpu1 - cpu0,
         elapsed_s,
         rss_kib,
+        acks: Some(acks),
     })
 }
 

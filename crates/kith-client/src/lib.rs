@@ -179,6 +179,12 @@ impl Client {
         self.conn.send_datagram(datagram).map_err(|e| Error::Closed(e.to_string()))
     }
 
+    /// What the transport has sent and received so far: packets, frames by
+    /// kind (acknowledgements among them), losses, the path's RTT.
+    pub fn transport_stats(&self) -> quinn::ConnectionStats {
+        self.conn.stats()
+    }
+
     /// The next datagram from the server, or `None` once the connection is gone.
     pub async fn read_datagram(&self) -> Option<bytes::Bytes> {
         self.conn.read_datagram().await.ok()
