@@ -3,6 +3,16 @@
 
 use std::fmt;
 
+/// A map keyed by ids the server mints (users, channels, sessions, token
+/// hashes), hashed with foldhash. An id is one integer, and std's SipHash,
+/// built to resist keys chosen to collide, took a fifth of the hub's time
+/// in `kith-bench hub`. No peer can choose an id, so that resistance buys
+/// nothing here; maps keyed by what peers send (names, invite and resume
+/// codes) keep std's hasher.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of ids the server mints; see [`IdMap`].
+pub type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// Milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);

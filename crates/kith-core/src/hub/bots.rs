@@ -7,7 +7,8 @@
 //! keeps every call's deadline (time comes in with inputs; nothing here
 //! reads a clock) and bounds how many one bot has in flight.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::ids::IdMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResult};
 use prost::Message as _;
@@ -41,11 +42,11 @@ struct Call {
 #[derive(Debug, Default)]
 pub(super) struct Bots {
     /// Each bot's declared commands (`bot_id` set), as stored.
-    commands: HashMap<UserId, Vec<v1::Command>>,
+    commands: IdMap<UserId, Vec<v1::Command>>,
     calls: BTreeMap<u64, Call>,
     /// (deadline, call), for the next one due.
     due: BTreeSet<(Timestamp, u64)>,
-    in_flight: HashMap<UserId, usize>,
+    in_flight: IdMap<UserId, usize>,
 }
 
 impl Bots {

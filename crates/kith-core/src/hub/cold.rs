@@ -11,7 +11,7 @@
 //! it at hand ([`Hub::stashed`]), and the answer is dropped after — the
 //! hub keeps no copy that could go stale.
 
-use std::collections::HashMap;
+use crate::ids::IdMap;
 
 use super::{Auth, Cx, Hub, MessageMeta, Outcome, Output, Refusal};
 use crate::ids::{ChannelId, CommunityId, MessageId, SessionId, Timestamp, UserId};
@@ -39,8 +39,8 @@ struct Parked {
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
     next: u64,
-    parked: HashMap<u64, Parked>,
-    per_session: HashMap<SessionId, usize>,
+    parked: IdMap<u64, Parked>,
+    per_session: IdMap<SessionId, usize>,
 }
 
 /// What a request runs with once its load came back.

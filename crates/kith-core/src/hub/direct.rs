@@ -2,7 +2,8 @@
 //! 10). They carry the same messages as channels; who may take part is the
 //! only difference.
 
-use std::collections::{BTreeSet, HashMap};
+use crate::ids::IdMap;
+use std::collections::BTreeSet;
 
 use kith_proto::v1::{self, event::Body as EventBody, reply::Result as ReplyResult};
 
@@ -26,9 +27,9 @@ pub(super) struct Direct {
 /// Every conversation outside communities, and the one of each pair.
 #[derive(Debug, Default)]
 pub(super) struct Directs {
-    by_id: HashMap<ChannelId, Direct>,
+    by_id: IdMap<ChannelId, Direct>,
     /// The conversation of two of each pair (lower id first): there is one.
-    pairs: HashMap<(UserId, UserId), ChannelId>,
+    pairs: IdMap<(UserId, UserId), ChannelId>,
 }
 
 impl std::ops::Index<&ChannelId> for Directs {

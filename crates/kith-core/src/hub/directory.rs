@@ -5,7 +5,8 @@
 //! account (a tombstone) or a revoked login leaves nothing behind; the
 //! rules about names — what counts as taken — have one implementation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::ids::{IdMap, IdSet};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::ids::{Timestamp, TokenId, UserId};
 use crate::request::TokenHash;
@@ -24,7 +25,7 @@ pub(super) struct User {
 
 #[derive(Debug)]
 pub(super) struct Directory {
-    users: HashMap<UserId, User>,
+    users: IdMap<UserId, User>,
     by_fold: HashMap<String, UserId>,
     /// Every look-alike key of every username (see `look_alike_keys`).
     by_skeleton: HashMap<String, UserId>,
@@ -34,14 +35,14 @@ pub(super) struct Directory {
     /// Guest accounts with no session that wrote nothing and are banned
     /// nowhere: a later guest gets one of these rather than a new row.
     idle_guests: BTreeSet<UserId>,
-    tokens: HashMap<TokenHash, (TokenId, UserId)>,
+    tokens: IdMap<TokenHash, (TokenId, UserId)>,
     /// Each account's logins, so that ending them all is not a scan of
     /// every login on the server.
-    tokens_of: HashMap<UserId, HashSet<TokenHash>>,
+    tokens_of: IdMap<UserId, IdSet<TokenHash>>,
     /// Accounts suspended server-wide, and why (see `account.rs`).
-    suspended: HashMap<UserId, String>,
+    suspended: IdMap<UserId, String>,
     /// Password reset codes not yet used (their hashes), and until when.
-    reset_codes: HashMap<UserId, (TokenHash, Timestamp)>,
+    reset_codes: IdMap<UserId, (TokenHash, Timestamp)>,
 }
 
 impl std::ops::Index<&UserId> for Directory {
@@ -59,14 +60,14 @@ impl Directory {
     /// earlier one's messages), so numbering continues after the highest.
     pub(super) fn load(state: &mut StoredState) -> Self {
         let mut d = Directory {
-            users: HashMap::new(),
+            users: IdMap::default(),
             by_fold: HashMap::new(),
             by_skeleton: HashMap::new(),
             owner: None,
             next_guest: 1,
             idle_guests: BTreeSet::new(),
-            tokens: HashMap::new(),
-            tokens_of: HashMap::new(),
+            tokens: IdMap::default(),
+            tokens_of: IdMap::default(),
             suspended: state.suspended.drain(..).collect(),
             reset_codes: state
                 .reset_codes

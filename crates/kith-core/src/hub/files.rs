@@ -5,6 +5,7 @@
 //! ([`Input::UploadStored`]). A message may name an upload only after that,
 //! so no message ever points at bytes that are not on disk.
 
+use crate::ids::IdMap;
 use std::collections::HashMap;
 
 use kith_proto::v1::reply::Result as ReplyResult;
@@ -49,7 +50,7 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct Uploads {
     by_key: HashMap<String, Pending>,
-    by_session: HashMap<SessionId, Vec<String>>,
+    by_session: IdMap<SessionId, Vec<String>>,
 }
 
 impl Uploads {
@@ -91,8 +92,8 @@ impl Uploads {
 /// carry, for the quotas (a deleted message's files stop counting).
 #[derive(Debug, Default)]
 pub(super) struct Usage {
-    by_user: HashMap<UserId, u64>,
-    by_community: HashMap<CommunityId, u64>,
+    by_user: IdMap<UserId, u64>,
+    by_community: IdMap<CommunityId, u64>,
 }
 
 impl Usage {
@@ -107,7 +108,7 @@ impl Usage {
     }
 
     pub(super) fn remove(&mut self, user: UserId, community: Option<CommunityId>, bytes: u64) {
-        fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, bytes: u64) {
+        fn take<K: std::hash::Hash + Eq>(map: &mut IdMap<K, u64>, key: K, bytes: u64) {
             if let Some(used) = map.get_mut(&key) {
                 *used = used.saturating_sub(bytes);
                 if *used == 0 {

@@ -9,17 +9,18 @@
 //! change membership, and checked against them after every input in debug
 //! builds (the tests and the fuzzer run those).
 
-use std::collections::{BTreeSet, HashMap};
+use crate::ids::IdMap;
+use std::collections::BTreeSet;
 
 use crate::ids::{ChannelId, CommunityId, UserId};
 
 /// One relation, by user: no empty sets are kept.
 #[derive(Debug, PartialEq, Eq)]
-struct ByUser<K>(HashMap<UserId, BTreeSet<K>>);
+struct ByUser<K>(IdMap<UserId, BTreeSet<K>>);
 
 impl<K> Default for ByUser<K> {
     fn default() -> Self {
-        ByUser(HashMap::new())
+        ByUser(IdMap::default())
     }
 }
 

@@ -55,6 +55,7 @@ pub use presence::TYPING_MS;
 mod roles;
 mod session;
 mod timeline;
+use crate::ids::IdMap;
 use directory::Directory;
 use memberships::Memberships;
 use session::Sessions;
@@ -431,18 +432,18 @@ pub struct Hub {
     /// Who is in which community and conversation, by user.
     memberships: Memberships,
     /// The community each channel is in (its owner: see `Community`).
-    channel_home: HashMap<ChannelId, CommunityId>,
+    channel_home: IdMap<ChannelId, CommunityId>,
     invites: HashMap<String, StoredInvite>,
     /// Each channel's and conversation's messages and read marks.
-    timelines: HashMap<ChannelId, Timeline>,
+    timelines: IdMap<ChannelId, Timeline>,
     nonces: Nonces,
     /// Conversations outside communities.
     directs: direct::Directs,
     /// The presence each user was last shown with, to their own sessions
     /// (others see `Invisible` as offline). Absent: offline.
-    shown: HashMap<UserId, v1::PresenceStatus>,
+    shown: IdMap<UserId, v1::PresenceStatus>,
     /// When each user last had a typing notice passed on, per channel.
-    typing: HashMap<(UserId, ChannelId), Timestamp>,
+    typing: IdMap<(UserId, ChannelId), Timestamp>,
     /// Per-account rate classes (see `limits.rs`).
     limits: limits::Limits,
     refusal_limits: Buckets<SessionId>,
@@ -514,13 +515,13 @@ impl Hub {
             directory: Directory::load(&mut state),
             communities: BTreeMap::new(),
             memberships: Memberships::default(),
-            channel_home: HashMap::new(),
+            channel_home: IdMap::default(),
             invites: HashMap::new(),
-            timelines: HashMap::new(),
+            timelines: IdMap::default(),
             nonces: Nonces::default(),
             directs: direct::Directs::default(),
-            shown: HashMap::new(),
-            typing: HashMap::new(),
+            shown: IdMap::default(),
+            typing: IdMap::default(),
             limits,
             refusal_limits: Buckets::new(refusal_rate),
             rate_refusals: BTreeMap::new(),

@@ -4,6 +4,7 @@
 //! detaching when a connection drops, expiring after the grace window, and
 //! resuming without a gap.
 
+use crate::ids::IdMap;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kith_proto::v1::{self, CloseCode, reply::Result as ReplyResult};
@@ -40,10 +41,10 @@ pub(super) struct Removed {
 
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
-    all: HashMap<SessionId, Session>,
+    all: IdMap<SessionId, Session>,
     /// Authenticated sessions per user (detached ones included). Ordered so
     /// fan-out order is deterministic.
-    by_user: HashMap<UserId, BTreeSet<SessionId>>,
+    by_user: IdMap<UserId, BTreeSet<SessionId>>,
     by_resume_key: HashMap<String, SessionId>,
     /// When each unauthenticated session's time to sign in is up.
     auth_deadlines: BTreeSet<(Timestamp, SessionId)>,

@@ -3,7 +3,8 @@
 //! one channel — deleting it, counting unread, a ban's clean-up — touches
 //! that channel's messages only, never the whole server's.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::ids::IdMap;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use crate::ids::{ChannelId, MessageId, Timestamp, UserId};
@@ -133,7 +134,7 @@ pub(super) struct Timeline {
     /// has no such messages.
     floor: Option<MessageId>,
     /// The newest message each user has read here.
-    read: HashMap<UserId, MessageId>,
+    read: IdMap<UserId, MessageId>,
 }
 
 impl Timeline {
@@ -248,7 +249,7 @@ impl Nonces {
         &self,
         author: UserId,
         nonce: &str,
-        timelines: &HashMap<ChannelId, Timeline>,
+        timelines: &IdMap<ChannelId, Timeline>,
     ) -> Option<(ChannelId, MessageId)> {
         let h = Self::hash(nonce);
         self.0
@@ -296,7 +297,7 @@ mod tests {
     fn a_nonce_names_one_message_per_author_across_channels_until_its_channel_goes() {
         let (ann, bob) = (UserId(1), UserId(2));
         let (a, b) = (ChannelId(10), ChannelId(11));
-        let mut timelines: HashMap<ChannelId, Timeline> = HashMap::new();
+        let mut timelines: IdMap<ChannelId, Timeline> = IdMap::default();
         let mut nonces = Nonces::default();
         for (channel, id, author, nonce) in [(a, 100, ann, "n1"), (b, 101, ann, "n2"), (a, 102, bob, "n1")] {
             timelines.entry(channel).or_default().insert(
@@ -326,7 +327,7 @@ mod tests {
     fn candidates_with_one_hash_are_told_apart_by_the_nonce_itself() {
         let ann = UserId(1);
         let ch = ChannelId(10);
-        let mut timelines: HashMap<ChannelId, Timeline> = HashMap::new();
+        let mut timelines: IdMap<ChannelId, Timeline> = IdMap::default();
         let mut nonces = Nonces::default();
         // Two messages indexed under the same hash, as a collision would.
         let h = Nonces::hash("real");
