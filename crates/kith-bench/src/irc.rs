@@ -20,23 +20,16 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, watch};
 
 use crate::pin;
-use crate::server::{histogram, proc_usage, quantiles_ms};
+use crate::server::{Reaped, histogram, proc_usage, quantiles_ms};
 
 /// The channel every client joins.
 const CHANNEL: &str = "#bench";
 
 /// An InspIRCd child process in a temporary directory; killed on drop.
 struct Ircd {
-    child: std::process::Child,
+    child: Reaped,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Ircd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Ircd {
@@ -70,7 +63,7 @@ impl Ircd {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {binary} (Debian: apt-get install inspircd)"))?;
-        let ircd = Ircd { child, port, _dir: dir };
+        let ircd = Ircd { child: Reaped(child), port, _dir: dir };
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 pin::server(ircd.child.id())?;
@@ -82,7 +75,7 @@ impl Ircd {
     }
 
     fn usage(&self) -> (f64, u64) {
-        proc_usage(&self.child.id().to_string())
+        self.child.usage()
     }
 }
 

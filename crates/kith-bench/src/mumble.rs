@@ -24,21 +24,14 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::pin;
-use crate::server::{histogram, proc_usage};
+use crate::server::{Reaped, histogram};
 use crate::voice::{Outcome, PACKET_BYTES, PACKET_INTERVAL, Shape, print_as, sent_at, stamp};
 
 /// A murmur child process in a temporary directory; killed on drop.
 struct Murmur {
-    child: std::process::Child,
+    child: Reaped,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Murmur {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Murmur {
@@ -71,7 +64,7 @@ impl Murmur {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {binary} (Debian: apt-get install mumble-server)"))?;
-        let murmur = Murmur { child, port, _dir: dir };
+        let murmur = Murmur { child: Reaped(child), port, _dir: dir };
         // It listens before it has made its certificate: ready is when a
         // TLS handshake succeeds.
         let tls = connector();
@@ -88,7 +81,7 @@ impl Murmur {
     }
 
     fn usage(&self) -> (f64, u64) {
-        proc_usage(&self.child.id().to_string())
+        self.child.usage()
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 /// A `kith serve` child on 127.0.0.1:0 with a temporary data directory.
 pub struct ServerProcess {
-    child: Child,
+    child: Reaped,
     pub addr: String,
     fingerprint: String,
     setup_code: String,
@@ -26,10 +26,26 @@ pub struct ServerProcess {
     data: tempfile::TempDir,
 }
 
-impl Drop for ServerProcess {
+/// A server the bench started (kith, or one it is compared with): killed
+/// and reaped when dropped, measured from /proc.
+#[derive(Debug)]
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// (user + system CPU seconds, resident memory in KiB) from /proc.
+    pub fn usage(&self) -> (f64, u64) {
+        proc_usage(&self.0.id().to_string())
+    }
+}
+
+impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -97,7 +113,7 @@ impl ServerProcess {
         crate::pin::server(child.id()).context("pinning the server to its core")?;
         let telnet = field("telnet=");
         let web = field("web=");
-        Ok(Self { child, addr, fingerprint, setup_code, telnet, web, data })
+        Ok(Self { child: Reaped(child), addr, fingerprint, setup_code, telnet, web, data })
     }
 
     /// The server's data directory.
@@ -112,7 +128,7 @@ impl ServerProcess {
 
     /// (user + system CPU seconds, resident memory in KiB) from /proc.
     pub fn usage(&self) -> (f64, u64) {
-        proc_usage(&self.child.id().to_string())
+        self.child.usage()
     }
 }
 
