@@ -414,7 +414,7 @@ impl Open {
     }
 }
 
-/// One connected bot: its session, its UDP path proven both ways.
+/// One connected bot, its UDP path proven both ways.
 struct Bot {
     udp: Arc<UdpSocket>,
     seal: Seal,
@@ -642,6 +642,18 @@ mod tests {
                 assert_eq!(open.open(&bad), None, "length {len}");
             }
         }
+    }
+
+    #[test]
+    fn a_plaintext_murmur_would_alter_is_refused_not_sent() {
+        let ocb = Ocb2::new(&[1; 16]);
+        let mut guarded = vec![0u8; 20];
+        assert!(ocb.seal(&[0; 16], &guarded).is_err(), "second-last block starts with eight zeros");
+        guarded[3] = 1;
+        assert!(ocb.seal(&[0; 16], &guarded).is_ok());
+        let mut first_block_zero = [0u8; 40];
+        first_block_zero[16] = 1;
+        assert!(ocb.seal(&[0; 16], &first_block_zero).is_ok(), "only the second-last block is guarded");
     }
 
     #[test]
