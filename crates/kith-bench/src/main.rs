@@ -122,13 +122,8 @@ enum Kind {
     /// The `voice` workload against Mumble's server (murmur), measured the
     /// same way: one room, some of it speaking.
     Mumble {
-        /// Clients in the room.
-        #[arg(long, default_value_t = 20)]
-        size: usize,
-        #[arg(long, default_value_t = 4)]
-        speakers: usize,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-        duration: Duration,
+        #[command(flatten)]
+        room: Room,
         /// The murmur binary (Debian: `apt-get install mumble-server`).
         #[arg(long, default_value = "/usr/sbin/murmurd")]
         murmurd: String,
@@ -201,18 +196,12 @@ enum Kind {
         size: String,
     },
     /// Voice forwarding: rooms of clients, some speaking; loss, forwarding
-    /// delay and server CPU per forwarded packet (`voice_bench.rs`).
+    /// delay and server CPU per forwarded packet (`src/voice.rs`).
     Voice {
         #[arg(long, default_value_t = 1)]
         rooms: usize,
-        /// Clients per room.
-        #[arg(long, default_value_t = 20)]
-        size: usize,
-        /// Speakers per room.
-        #[arg(long, default_value_t = 4)]
-        speakers: usize,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-        duration: Duration,
+        #[command(flatten)]
+        room: Room,
         /// One speaker to ever more listeners, until loss passes 0.5 %.
         #[arg(long)]
         ramp: bool,
@@ -238,6 +227,25 @@ enum Kind {
         #[arg(long, default_value = "full")]
         sync: String,
     },
+}
+
+/// A voice room's shape, as `voice` and `mumble` take it.
+#[derive(Debug, clap::Args)]
+struct Room {
+    /// Clients per room.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Speakers per room.
+    #[arg(long, default_value_t = 4)]
+    speakers: usize,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+}
+
+impl Room {
+    fn shape(&self, rooms: usize) -> voice::Shape {
+        voice::Shape { rooms, size: self.size, speakers: self.speakers, duration: self.duration }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -276,9 +284,7 @@ async fn run(args: BenchArgs) -> Result<()> {
         Kind::Irc { clients, senders, rate, duration, body, inspircd } => {
             irc::run(&inspircd, clients, senders, &rate, duration, body, args.json).await
         }
-        Kind::Mumble { size, speakers, duration, murmurd } => {
-            mumble::run(&murmurd, size, speakers, duration, args.json).await
-        }
+        Kind::Mumble { room, murmurd } => mumble::run(&murmurd, room.shape(1), args.json).await,
         Kind::Hub { connect: Some(sizes), .. } => hub::connect(&sizes, args.json),
         Kind::Hub { members, messages, connect: None } => hub::run(&members, messages, args.json),
         Kind::Idle { clients, transport } => idle(clients, &transport, args.json).await,
@@ -292,8 +298,8 @@ async fn run(args: BenchArgs) -> Result<()> {
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
         }
-        Kind::Voice { rooms, size, speakers, duration, ramp, latency, browser } => {
-            let shape = voice::Shape { rooms, size, speakers, duration };
+        Kind::Voice { rooms, room, ramp, latency, browser } => {
+            let shape = room.shape(rooms);
             match (latency, browser) {
                 (true, true) => voice::browser_mouth_to_ear(args.json).await,
                 (true, false) => voice::mouth_to_ear(args.json).await,

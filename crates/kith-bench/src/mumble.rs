@@ -503,13 +503,9 @@ async fn join(
 
 /// One room of `size` bots in murmur's root channel, `speakers` of them
 /// speaking, measured as `kith-bench voice` measures kith.
-pub async fn run(
-    binary: &str,
-    size: usize,
-    speakers: usize,
-    duration: Duration,
-    json_out: bool,
-) -> Result<()> {
+pub async fn run(binary: &str, shape: Shape, json_out: bool) -> Result<()> {
+    let Shape { size, speakers, duration, .. } = shape;
+    ensure!(shape.rooms == 1, "murmur's root channel is the one room");
     ensure!(size >= 2 && speakers >= 1 && speakers <= size, "a room needs a speaker and a listener");
     let murmur = Murmur::start(binary, size).await?;
     let tls = connector();
@@ -590,7 +586,7 @@ pub async fn run(
         rss_kib,
         acks: None,
     };
-    print_as("mumble", &out, Shape { rooms: 1, size, speakers, duration }, json_out);
+    print_as("mumble", &out, shape, json_out);
     let tunneled = tunneled.load(Ordering::Relaxed);
     if tunneled > 0 {
         eprintln!("kith-bench: {tunneled} voice packets came over TCP instead of UDP (not counted)");
