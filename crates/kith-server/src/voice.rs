@@ -4,16 +4,15 @@
 //! The hub decides who is in which room and who may speak or hear; it
 //! publishes each room's list ([`kith_core::Output::VoiceRoom`]). The actor
 //! turns that into one [`Route`] per speaking session and hands it to the
-//! session's connection task through a `watch` channel. The connection task
+//! session's connection task through a [`RouteSlot`]. The connection task
 //! then forwards every packet by reading its route: no message to the hub and
 //! no lock shared with other rooms on the per-packet path.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use kith_core::{ChannelId, SessionId, UserId, VoiceRoute};
-use tokio::sync::watch;
 
 /// Packets per second a sender may average: a 20 ms codec sends 50, a 10 ms
 /// one 100; anything above is a misbehaving or hostile client (Q11).
@@ -78,14 +77,33 @@ impl Datagrams {
 #[derive(Debug, Clone)]
 pub struct VoiceLink {
     pub conn: Datagrams,
-    pub route: Arc<watch::Sender<Option<Arc<Route>>>>,
+    pub route: RouteSlot,
 }
 
 impl VoiceLink {
-    /// A link for `conn`, and the receiving end its connection task reads.
-    pub fn new(conn: Datagrams) -> (VoiceLink, watch::Receiver<Option<Arc<Route>>>) {
-        let (tx, rx) = watch::channel(None);
-        (VoiceLink { conn, route: Arc::new(tx) }, rx)
+    /// A link for `conn`, and the slot its connection task reads.
+    pub fn new(conn: Datagrams) -> (VoiceLink, RouteSlot) {
+        let route = RouteSlot::default();
+        (VoiceLink { conn, route: route.clone() }, route)
+    }
+}
+
+/// A session's current route: set by the actor, read for every packet by
+/// the session's connection task. Nobody waits for it to change, so a lock
+/// is all it takes: a `watch` channel's wakers cost every connection some
+/// 350 bytes, voice or not.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSlot(Arc<RwLock<Option<Arc<Route>>>>);
+
+impl RouteSlot {
+    pub fn set(&self, route: Option<Arc<Route>>) {
+        // A panic elsewhere cannot leave an `Option` half-written.
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = route;
+    }
+
+    /// The route now, cloned out so that no lock is held while sending.
+    pub fn get(&self) -> Option<Arc<Route>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -107,7 +125,7 @@ impl Rooms {
         let old = self.members.remove(&channel).unwrap_or_default();
         for gone in old.iter().filter(|s| !members.iter().any(|m| m.session == **s)) {
             if let Some(l) = link(*gone) {
-                l.route.send_replace(None);
+                l.route.set(None);
             }
         }
         if members.is_empty() {
@@ -123,7 +141,7 @@ impl Rooms {
             if let Some(l) = link(m.session) {
                 let route =
                     m.speaks.then(|| Arc::new(Route { sender: m.user, room: room.clone(), from: m.session }));
-                l.route.send_replace(route);
+                l.route.set(route);
             }
         }
         self.members.insert(channel, members.iter().map(|m| m.session).collect());
@@ -159,19 +177,14 @@ impl PacketBudget {
 
 /// Forwards the session's voice datagrams by the route the hub last
 /// published for it; without one (not in voice, or muted) they are dropped.
-pub async fn receive(
-    conn: Datagrams,
-    route: watch::Receiver<Option<Arc<Route>>>,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
+pub async fn receive(conn: Datagrams, route: RouteSlot, metrics: Arc<crate::metrics::Metrics>) {
     let mut budget = PacketBudget::default();
     while let Some(datagram) = conn.receive().await {
         if !budget.take(Instant::now()) {
             metrics.voice_dropped.inc();
             continue;
         }
-        // Clone the Arc out so the watch's lock is not held while sending.
-        let current = route.borrow().clone();
+        let current = route.get();
         match forward(current.as_deref(), &datagram) {
             Some(n) => metrics.voice_forwarded.inc_by(n),
             None => metrics.voice_dropped.inc(),
