@@ -183,7 +183,9 @@ pub(crate) async fn submit(
     }
     let request = match parse(msg.request, auth::random_code) {
         Ok(Parsed::Hub(request)) => request,
-        Ok(Parsed::Auth(auth)) => match authenticate(auth, ip, edge).await {
+        // Boxed: a session signs in once, and its reader's future would
+        // otherwise keep room for authentication's state for its lifetime.
+        Ok(Parsed::Auth(auth)) => match Box::pin(authenticate(auth, ip, edge)).await {
             Ok(request) => request,
             Err(Failed::Refused(refused)) => {
                 let reason = refused.to_string();
@@ -200,7 +202,13 @@ pub(crate) async fn submit(
             return true;
         }
     };
-    edge.hub.send(ToHub::Input(Input::Request { session, request_id: rid, request })).await.is_ok()
+    match edge.hub.try_send(ToHub::Input(Input::Request { session, request_id: rid, request })) {
+        Ok(()) => true,
+        // The hub is behind: wait for room (backpressure on this peer). Boxed
+        // like authentication: the wait is rare, its future some 450 bytes.
+        Err(mpsc::error::TrySendError::Full(input)) => Box::pin(edge.hub.send(input)).await.is_ok(),
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
 }
 
 /// Why the edge's part of authentication failed.

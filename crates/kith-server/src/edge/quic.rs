@@ -1,6 +1,7 @@
 //! The QUIC edge: accepts connections, turns frames into hub inputs, and
-//! writes each session's outbox back out. One task reads and one writes per
-//! connection; neither shares state with another connection.
+//! writes each session's outbox back out. Per connection a handshake task
+//! starts the session's: one task reads and one writes; neither shares state
+//! with another connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,23 +54,32 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
             let _ = incoming.retry();
             continue;
         }
-        let edge = edge.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            let admitted = edge.admission.connect(remote.ip());
-            match incoming.await {
-                Ok(conn) => match admitted {
-                    // One UDP port, two protocols: browsers ask for HTTP/3
-                    // (WebTransport), native clients for kith's own.
-                    Ok(slot) if alpn(&conn).as_deref() == Some(super::webtransport::ALPN) => {
-                        super::webtransport::serve(conn, edge, slot).await
-                    }
-                    Ok(slot) => serve(conn, edge, slot).await,
-                    Err(refused) => refuse(conn, refused),
-                },
-                Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
-            }
-        });
+        tokio::spawn(handshake(incoming, edge.clone()));
+    }
+}
+
+/// Completes one handshake and starts the connection's session task. The
+/// session gets a task of its own rather than continuing in this one: a
+/// task's memory is the largest state its future can be in, and a session
+/// lasting hours should not carry the handshake's (some 400 bytes) nor the
+/// other protocol's (a WebTransport session's is twice a native one's).
+async fn handshake(incoming: quinn::Incoming, edge: Arc<Edge>) {
+    let remote = incoming.remote_address();
+    let admitted = edge.admission.connect(remote.ip());
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => return tracing::debug!(%remote, error = %e, "handshake failed"),
+    };
+    match admitted {
+        // One UDP port, two protocols: browsers ask for HTTP/3
+        // (WebTransport), native clients for kith's own.
+        Ok(slot) if alpn(&conn).as_deref() == Some(super::webtransport::ALPN) => {
+            tokio::spawn(super::webtransport::serve(conn, edge, slot));
+        }
+        Ok(slot) => {
+            tokio::spawn(serve(conn, edge, slot));
+        }
+        Err(refused) => refuse(conn, refused),
     }
 }
 
