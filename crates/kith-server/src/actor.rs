@@ -46,10 +46,17 @@ impl OutItem {
 /// so other edges (telnet, web) can register sessions too.
 pub type Abort = Arc<dyn Fn(CloseCode, &str) + Send + Sync>;
 
+/// A session's queue of what the hub could not write to its transport at
+/// once. futures' channel, not tokio's: tokio's allocates a first block of
+/// 32 items (over 1 KiB) with every channel, and every connection has one,
+/// mostly empty — this one allocates per queued item, which only the
+/// writer's slow path pays.
+pub type Outbox = futures_channel::mpsc::UnboundedSender<OutItem>;
+
 /// A session's handles, as the actor keeps them.
 #[derive(Clone)]
 pub struct SessionHandle {
-    pub outbox: mpsc::UnboundedSender<OutItem>,
+    pub outbox: Outbox,
     /// Bytes in the outbox, shared with the session's writer task.
     pub queued: Arc<AtomicUsize>,
     /// The most `queued` may reach.
@@ -118,7 +125,7 @@ impl SessionHandle {
             (self.abort)(CloseCode::SlowConsumer, "slow consumer: events were not read fast enough");
             return;
         }
-        if self.outbox.send(item).is_err() {
+        if self.outbox.unbounded_send(item).is_err() {
             self.queued.fetch_sub(len, Ordering::Relaxed);
         }
     }

@@ -110,7 +110,7 @@ pub struct Edge {
 pub struct Opened {
     pub handle: SessionHandle,
     /// What the hub (and the edge itself) sends the session, in order.
-    pub outbox: mpsc::UnboundedReceiver<OutItem>,
+    pub outbox: futures_channel::mpsc::UnboundedReceiver<OutItem>,
 }
 
 impl Edge {
@@ -136,7 +136,7 @@ impl Edge {
         auth_within: Duration,
     ) -> Option<Opened> {
         self.metrics.connected(transport);
-        let (tx, outbox) = mpsc::unbounded_channel();
+        let (tx, outbox) = futures_channel::mpsc::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
         self.metrics.track_outbox(&queued);
         let handle = SessionHandle {

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures_channel::mpsc;
 use kith_core::{Outgoing, SessionId};
 use kith_proto::v1::{ClientMessage, CloseCode, ErrorCode};
 use kith_proto::{FrameDecoder, MAX_CLIENT_FRAME};
 use prost::Message;
-use tokio::sync::mpsc;
 
 use super::{Edge, FrameHead, frame_body, submit};
 use crate::actor::{Abort, OutItem, SessionHandle, error_frame};
@@ -220,7 +220,7 @@ pub async fn write_frames<S: Sink>(
     queued: Arc<AtomicUsize>,
 ) {
     let mut batch = Vec::new();
-    while let Some(first) = outbox.recv().await {
+    while let Ok(first) = outbox.recv().await {
         let mut sink = sink.lock().await;
         let mut item = Some(first);
         let mut bytes = 0;
@@ -406,14 +406,14 @@ mod tests {
     #[tokio::test]
     async fn what_queued_up_goes_out_in_one_write_and_a_close_comes_after_it() {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
         let items =
             [frame("one"), frame("two"), frame("three"), OutItem::Close(CloseCode::Normal, "bye".into())];
         let total: usize = items.iter().map(OutItem::wire_len).sum();
         queued.fetch_add(total, Ordering::Relaxed);
         for item in items {
-            tx.send(item).unwrap();
+            tx.unbounded_send(item).unwrap();
         }
         write_frames(Arc::new(Shared::new(Recorder(log.clone()))), rx, queued.clone()).await;
         let expected = concatenated(&[
@@ -499,7 +499,7 @@ mod direct {
     async fn frames_written_by_the_hub_and_frames_queued_arrive_whole_and_in_order() {
         let window = Window::default();
         let sink = Arc::new(Shared::new(StreamSink::new(window.clone(), Arc::new(|_, _| {}))));
-        let (tx, outbox) = mpsc::unbounded_channel();
+        let (tx, outbox) = mpsc::unbounded();
         let me = SessionHandle {
             outbox: tx,
             queued: Arc::new(AtomicUsize::new(0)),

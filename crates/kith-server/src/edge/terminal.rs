@@ -181,11 +181,11 @@ pub(crate) async fn run(
                 Ok(n) => wire.received(&buf[..n], &mut s, &mut backlog),
             },
             item = from_hub.recv() => match item {
-                Some(item) => {
+                Ok(item) => {
                     queued.fetch_sub(item.wire_len(), Ordering::Relaxed);
                     s.hub_sent(item)
                 }
-                None => Err(End::Closed("the server is shutting down".into())),
+                Err(_) => Err(End::Closed("the server is shutting down".into())),
             },
             Some(reason) = aborts.recv() => Err(End::Closed(reason)),
             _ = tokio::time::sleep_until(render_at) => {

@@ -136,11 +136,11 @@ pub async fn post(
 
 /// The answer to request `rid` on a webhook's session (events skipped).
 async fn reply(
-    outbox: &mut tokio::sync::mpsc::UnboundedReceiver<OutItem>,
+    outbox: &mut futures_channel::mpsc::UnboundedReceiver<OutItem>,
     queued: &std::sync::atomic::AtomicUsize,
     rid: u64,
 ) -> Option<Result<v1::reply::Result, v1::Error>> {
-    while let Some(item) = outbox.recv().await {
+    while let Ok(item) = outbox.recv().await {
         // Taken here, not by a writer task: count it out as one would.
         queued.fetch_sub(item.wire_len(), std::sync::atomic::Ordering::Relaxed);
         let OutItem::Send(out) = item else { return None };
