@@ -231,8 +231,10 @@ pub async fn write_frames<S: Sink>(
                 // The sink holds the bytes; its `send` writes them first.
                 OutItem::Flush(_) => {}
                 OutItem::Close(code, reason) => {
+                    // Boxed: once per session, and its deadline's timer
+                    // would otherwise be room every writer keeps.
                     if sink.send(&batch).await {
-                        sink.close(code, &reason).await;
+                        Box::pin(sink.close(code, &reason)).await;
                     }
                     queued.fetch_sub(bytes, Ordering::Release);
                     return;
