@@ -113,7 +113,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, gateway:
                     stream.local_addr().map_or_else(|_| gateway.listen.to_string(), |a| a.to_string());
                 let (reader, writer) = stream.into_split();
                 let doors = gateway.doors.clone();
-                let task = terminal::run(
+                let task = tokio::spawn(terminal::run(
                     reader,
                     writer,
                     TelnetWire::new(),
@@ -122,7 +122,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, edge: Arc<Edge>, gateway:
                     session,
                     edge.clone(),
                     doors,
-                );
+                ));
                 tokio::spawn(terminal::supervise(task, remote, slot, edge.clone(), session));
             }
             Err(refused) => {

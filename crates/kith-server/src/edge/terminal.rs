@@ -118,17 +118,18 @@ fn now_ms() -> u64 {
     crate::actor::now().0
 }
 
-/// Runs one session in its own task and cleans up after it however it ends:
-/// a panic closes this connection only, and the hub always hears that the
-/// session is gone.
+/// Waits for one session's task and cleans up after it however it ends: a
+/// panic closes this connection only, and the hub always hears that the
+/// session is gone. The caller spawns the session: handed its future
+/// instead, this task would keep room for all of it (some 6 KiB) while the
+/// session runs elsewhere.
 pub(crate) async fn supervise(
-    task: impl std::future::Future<Output = ()> + Send + 'static,
+    task: tokio::task::JoinHandle<()>,
     remote: SocketAddr,
     slot: Slot,
     edge: Arc<Edge>,
     session: SessionId,
 ) {
-    let task = tokio::spawn(task);
     if let Err(e) = task.await
         && e.is_panic()
     {
@@ -153,9 +154,11 @@ pub(crate) async fn run(
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(OUT_CHUNKS);
     let write_task = tokio::spawn(write_loop(writer, out_rx, doors.write_deadline));
 
-    let (abort_tx, mut aborts) = mpsc::unbounded_channel::<String>();
+    // futures' channel, like the outbox's: tokio's would allocate 32 slots
+    // up front for what is at most a reason or two.
+    let (abort_tx, mut aborts) = futures_channel::mpsc::unbounded::<String>();
     let abort: Abort = Arc::new(move |_code, reason| {
-        let _ = abort_tx.send(reason.to_owned());
+        let _ = abort_tx.unbounded_send(reason.to_owned());
     });
     // A person signs in at this prompt: the hub gives them the transport's
     // (longer) deadline. No voice: a terminal connection carries no sound.
@@ -187,7 +190,7 @@ pub(crate) async fn run(
                 }
                 Err(_) => Err(End::Closed("the server is shutting down".into())),
             },
-            Some(reason) = aborts.recv() => Err(End::Closed(reason)),
+            Ok(reason) = aborts.recv() => Err(End::Closed(reason)),
             _ = tokio::time::sleep_until(render_at) => {
                 s.render();
                 Ok(())
@@ -571,7 +574,8 @@ mod tests {
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let slot = edge.admission.connect(remote.ip()).unwrap();
         assert!(edge.admission.connect(remote.ip()).is_err(), "the cap is one");
-        supervise(async { panic!("a bug in one session") }, remote, slot, edge.clone(), SessionId(7)).await;
+        let task = tokio::spawn(async { panic!("a bug in one session") });
+        supervise(task, remote, slot, edge.clone(), SessionId(7)).await;
         assert!(matches!(
             heard.recv().await,
             Some(ToHub::Input(HubInput::Disconnected { session: SessionId(7) }))
