@@ -113,6 +113,7 @@ pub fn run(messages: u64, width: u16, height: u16, frames: u64, json_out: bool) 
         bell: Bell::Never,
         utc_offset_secs: 0,
         nonce_prefix: "bench".into(),
+        names: kith_tui::Names::default(),
         voice: kith_tui::VoiceSupport::Unavailable("a benchmark makes no sound".into()),
         pictures: None,
     };

@@ -117,13 +117,7 @@ impl App {
                 if who.is_empty() {
                     return self.complain("usage: /dm <user> [message]");
                 }
-                let Some(id) = self
-                    .model
-                    .users
-                    .iter()
-                    .find(|(_, u)| u.username.eq_ignore_ascii_case(who))
-                    .map(|(id, _)| *id)
-                else {
+                let Some(id) = self.model.find_username(who) else {
                     return self.complain(format!(
                         "nobody called {} shares a community with you",
                         text::clean_line(who)

@@ -32,6 +32,7 @@ pub use setup::{Probe, SetupAction, SetupInput, SignIn, SignInWays};
 pub use voice::{TalkMode, VoiceAction, VoiceControls, VoiceInput, VoiceSupport};
 
 use editor::Editor;
+pub use model::Names;
 use model::{Model, Older, Sending};
 use setup::Setup;
 
@@ -54,6 +55,9 @@ pub struct Config {
     /// How the terminal draws pictures, if it can and the user wants them;
     /// `None` shows every photo as its file line.
     pub pictures: Option<Picker>,
+    /// Where users' names are kept: one per app, or one shared by every
+    /// session a server hosts (see [`Names`]).
+    pub names: Names,
 }
 
 /// When to ring the terminal bell.
@@ -305,9 +309,9 @@ impl App {
     pub fn new(config: Config) -> App {
         App {
             pictures: pictures::Pictures::new(config.pictures.clone()),
+            model: Model::new(config.names.clone()),
             calls: HashMap::new(),
             config,
-            model: Model::default(),
             screen: Screen::Chat,
             overlay: Overlay::None,
             connection: Connection::Connecting,
@@ -518,15 +522,11 @@ impl App {
             _ => return,
         };
         let Some(community) = self.model.community(left.community_id) else { return };
-        let by = community
-            .members
-            .iter()
-            .find(|(id, _)| *id == left.by_user_id)
-            .map(
-                |(id, nick)| {
-                    if nick.is_empty() { self.model.users.get(id).map_or("?", |u| u.label()) } else { nick }
-                },
-            )
+        let by = Some(left.by_user_id)
+            .filter(|&id| community.has_member(id))
+            .map(|id| {
+                community.nickname(id).or_else(|| self.model.user(id).map(|u| u.label())).unwrap_or("?")
+            })
             .unwrap_or("a moderator");
         let mut said = format!("you were {verb} {} by {by}", community.name);
         if !left.moderator_reason.is_empty() {

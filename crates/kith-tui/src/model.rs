@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use compact_str::CompactString;
 use kith_proto::v1::{self, event::Body};
@@ -16,10 +17,10 @@ pub const WINDOW: usize = 1000;
 /// Messages per history request.
 pub const PAGE: u32 = 100;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
-    /// Names are kept inline (up to 24 bytes, past any username): a
-    /// session on the server holds one of these per member it knows of.
+    /// Names are kept inline (up to 24 bytes, past any username), and
+    /// shared between the models a [`Names`] serves.
     pub username: CompactString,
     pub display_name: CompactString,
     pub bot: bool,
@@ -61,18 +62,108 @@ impl UserInfo {
     }
 }
 
+/// Users' names, kept once for all the models given the same `Names`: a
+/// server that hosts many terminal sessions gives them one, so that a
+/// community's names are not copied into every member's session.
+///
+/// Sharing only deduplicates equal values. Each model still maps ids to
+/// names from its own snapshot and events, so a session never shows a name
+/// its own stream has not told it (a rename reaches each session in its
+/// turn), and looking someone up by name (`/dm`) finds only people that
+/// session knows of.
+#[derive(Debug, Clone, Default)]
+pub struct Names(Arc<Mutex<Interned>>);
+
+#[derive(Debug, Default)]
+struct Interned {
+    /// The latest names given for each user id.
+    latest: HashMap<u64, Arc<UserInfo>>,
+    /// How many entries the last sweep kept.
+    kept: usize,
+}
+
+impl Names {
+    fn intern(&self, id: u64, info: UserInfo) -> Arc<UserInfo> {
+        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = names.latest.get(&id)
+            && **known == info
+        {
+            return known.clone();
+        }
+        let shared = Arc::new(info);
+        names.latest.insert(id, shared.clone());
+        // Names no model holds any more are forgotten once the table has
+        // doubled since the last sweep: O(1) per name, amortised, and the
+        // table stays within twice what the models hold.
+        if names.latest.len() > 2 * names.kept + 64 {
+            names.latest.retain(|_, n| Arc::strong_count(n) > 1);
+            names.kept = names.latest.len();
+        }
+        shared
+    }
+
+    /// How many users' names are held (for tests of the sweep).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).latest.len()
+    }
+}
+
+/// Someone this session knows of.
+#[derive(Debug, Clone)]
+struct Person {
+    /// `None` while only a presence has been heard of them.
+    info: Option<Arc<UserInfo>>,
+    presence: v1::PresenceStatus,
+}
+
 #[derive(Debug, Clone)]
 pub struct CommunityInfo {
     pub id: u64,
     pub name: String,
-    /// (user id, nickname) in the server's order. In a large community,
-    /// only who has been around since the snapshot (see `member_count`).
-    pub members: Vec<(u64, String)>,
+    /// Member ids in the server's order. In a large community, only who
+    /// has been around since the snapshot (see `member_count`).
+    pub members: Vec<u64>,
+    /// The nicknames of the members who have one (most have none, and a
+    /// session holds this for every community it is in).
+    nicknames: HashMap<u64, String>,
     /// How many members it has, listed or not.
     pub member_count: usize,
     pub channels: Vec<u64>,
     /// The slash commands its bots offer (names and texts cleaned).
     pub commands: Vec<v1::Command>,
+}
+
+impl CommunityInfo {
+    /// A member's nickname here, if they have one.
+    pub fn nickname(&self, user: u64) -> Option<&str> {
+        self.nicknames.get(&user).map(String::as_str)
+    }
+
+    pub fn has_member(&self, user: u64) -> bool {
+        self.members.contains(&user)
+    }
+
+    fn set_nickname(&mut self, user: u64, nickname: &str) {
+        let nickname = clean_line(nickname);
+        if nickname.is_empty() {
+            self.nicknames.remove(&user);
+        } else {
+            self.nicknames.insert(user, nickname);
+        }
+    }
+
+    fn add_member(&mut self, user: u64, nickname: &str) {
+        if !self.has_member(user) {
+            self.members.push(user);
+        }
+        self.set_nickname(user, nickname);
+    }
+
+    fn remove_member(&mut self, user: u64) {
+        self.members.retain(|&id| id != user);
+        self.nicknames.remove(&user);
+    }
 }
 
 /// One message, cleaned for display.
@@ -242,8 +333,9 @@ impl Chan {
 #[derive(Debug, Default)]
 pub struct Model {
     pub me: u64,
-    pub users: HashMap<u64, UserInfo>,
-    pub presence: HashMap<u64, v1::PresenceStatus>,
+    /// Everyone this session knows of (names and presence), by user id.
+    people: HashMap<u64, Person>,
+    names: Names,
     pub communities: Vec<CommunityInfo>,
     /// Direct and group conversations, in the server's order.
     pub directs: Vec<u64>,
@@ -266,17 +358,55 @@ pub struct Effect {
 }
 
 impl Model {
+    /// A model whose users' names are kept in `names`.
+    pub fn new(names: Names) -> Model {
+        Model { names, ..Model::default() }
+    }
+
     /// Whether `user` is a bot account.
     pub fn is_bot(&self, user: u64) -> bool {
-        self.users.get(&user).is_some_and(|u| u.bot)
+        self.user(user).is_some_and(|u| u.bot)
+    }
+
+    /// What this session knows of a user's names.
+    pub fn user(&self, id: u64) -> Option<&UserInfo> {
+        self.people.get(&id)?.info.as_deref()
+    }
+
+    /// Someone this session knows of, by username (any case).
+    pub fn find_username(&self, username: &str) -> Option<u64> {
+        self.people
+            .iter()
+            .find(|(_, p)| p.info.as_ref().is_some_and(|u| u.username.eq_ignore_ascii_case(username)))
+            .map(|(id, _)| *id)
+    }
+
+    fn know(&mut self, u: &v1::User) {
+        let info = self.names.intern(u.id, UserInfo::from_wire(u));
+        self.people
+            .entry(u.id)
+            .or_insert(Person { info: None, presence: v1::PresenceStatus::Offline })
+            .info = Some(info);
+    }
+
+    fn set_presence(&mut self, user: u64, presence: v1::PresenceStatus) {
+        match self.people.get_mut(&user) {
+            Some(p) => p.presence = presence,
+            // Offline is what an unknown user already is.
+            None if presence == v1::PresenceStatus::Offline => {}
+            None => {
+                self.people.insert(user, Person { info: None, presence });
+            }
+        }
     }
 
     /// Replaces everything with a snapshot. History is refetched on show.
     pub fn load(&mut self, ready: &v1::Ready) {
         let me = ready.user.as_ref().map_or(0, |u| u.id);
-        *self = Model { me, people_gen: self.people_gen + 1, ..Model::default() };
+        let names = std::mem::take(&mut self.names);
+        *self = Model { me, names, people_gen: self.people_gen + 1, ..Model::default() };
         if let Some(u) = &ready.user {
-            self.users.insert(u.id, UserInfo::from_wire(u));
+            self.know(u);
         }
         for c in &ready.communities {
             self.add_community(c);
@@ -285,7 +415,7 @@ impl Model {
             self.add_channel(d);
         }
         for p in &ready.presences {
-            self.presence.insert(p.user_id, p.status());
+            self.set_presence(p.user_id, p.status());
         }
     }
 
@@ -294,23 +424,21 @@ impl Model {
         for v in &c.voice_states {
             self.voice.insert(v.user_id, *v);
         }
-        for m in &c.members {
-            if let Some(u) = &m.user {
-                self.users.insert(u.id, UserInfo::from_wire(u));
-            }
-        }
-        let info = CommunityInfo {
+        let mut info = CommunityInfo {
             id: c.id,
             name: clean_line(&c.name),
-            members: c
-                .members
-                .iter()
-                .filter_map(|m| Some((m.user.as_ref()?.id, clean_line(&m.nickname))))
-                .collect(),
+            members: Vec::with_capacity(c.members.len()),
+            nicknames: HashMap::new(),
             channels: Vec::new(),
             commands: clean_commands(&c.commands),
             member_count: (c.member_count as usize).max(c.members.len()),
         };
+        for m in &c.members {
+            if let Some(u) = &m.user {
+                self.know(u);
+                info.add_member(u.id, &m.nickname);
+            }
+        }
         match self.communities.iter_mut().find(|x| x.id == c.id) {
             Some(existing) => {
                 let channels = std::mem::take(&mut existing.channels);
@@ -325,7 +453,7 @@ impl Model {
 
     fn add_channel(&mut self, c: &v1::Channel) {
         for u in &c.recipients {
-            self.users.insert(u.id, UserInfo::from_wire(u));
+            self.know(u);
         }
         if let Some(existing) = self.channels.get_mut(&c.id) {
             existing.update_meta(c);
@@ -417,17 +545,16 @@ impl Model {
                 if let Some(m) = &j.member
                     && let Some(u) = &m.user
                 {
-                    self.users.insert(u.id, UserInfo::from_wire(u));
+                    self.know(u);
                     if let Some(c) = self.communities.iter_mut().find(|c| c.id == j.community_id) {
-                        c.members.retain(|(id, _)| *id != u.id);
-                        c.members.push((u.id, clean_line(&m.nickname)));
+                        c.add_member(u.id, &m.nickname);
                         c.member_count += 1;
                     }
                 }
             }
             Body::MemberLeft(l) => {
                 if let Some(c) = self.communities.iter_mut().find(|c| c.id == l.community_id) {
-                    c.members.retain(|(id, _)| *id != l.user_id);
+                    c.remove_member(l.user_id);
                     c.member_count = c.member_count.saturating_sub(1).max(c.members.len());
                 }
             }
@@ -436,24 +563,18 @@ impl Model {
             Body::MemberUpdated(u) => {
                 if let Some(m) = &u.member
                     && let Some(user) = &m.user
-                    && let Some(c) = self.communities.iter_mut().find(|c| c.id == u.community_id)
+                    && let Some(i) = self.communities.iter().position(|c| c.id == u.community_id)
                 {
-                    match c.members.iter_mut().find(|(id, _)| *id == user.id) {
-                        Some(entry) => entry.1 = clean_line(&m.nickname),
-                        None => {
-                            self.users.insert(user.id, UserInfo::from_wire(user));
-                            c.members.push((user.id, clean_line(&m.nickname)));
-                            c.member_count = c.member_count.max(c.members.len());
-                        }
+                    if !self.communities[i].has_member(user.id) {
+                        self.know(user);
                     }
+                    let c = &mut self.communities[i];
+                    c.add_member(user.id, &m.nickname);
+                    c.member_count = c.member_count.max(c.members.len());
                 }
             }
-            Body::UserUpdated(u) => {
-                self.users.insert(u.id, UserInfo::from_wire(u));
-            }
-            Body::PresenceUpdated(p) => {
-                self.presence.insert(p.user_id, p.status());
-            }
+            Body::UserUpdated(u) => self.know(u),
+            Body::PresenceUpdated(p) => self.set_presence(p.user_id, p.status()),
             Body::TypingStarted(t) => {
                 if t.user_id != self.me
                     && t.until_ms > now_ms
@@ -502,19 +623,17 @@ impl Model {
     }
 
     pub fn username(&self, id: u64) -> Option<&str> {
-        self.users.get(&id).map(|u| u.username.as_str())
+        self.user(id).map(|u| u.username.as_str())
     }
 
     /// How `user` is called in `channel`: nickname, display name, username.
     pub fn name_in(&self, channel: &Chan, user: u64) -> Option<&str> {
         if !channel.is_direct()
-            && let Some(c) = self.communities.iter().find(|c| c.id == channel.community_id)
-            && let Some((_, nick)) = c.members.iter().find(|(id, _)| *id == user)
-            && !nick.is_empty()
+            && let Some(nick) = self.community(channel.community_id).and_then(|c| c.nickname(user))
         {
             return Some(nick);
         }
-        self.users.get(&user).map(UserInfo::label)
+        self.user(user).map(UserInfo::label)
     }
 
     pub fn community(&self, id: u64) -> Option<&CommunityInfo> {
@@ -543,9 +662,7 @@ impl Model {
         if ch.is_direct() {
             ch.recipients.clone()
         } else {
-            self.community(ch.community_id)
-                .map(|c| c.members.iter().map(|(id, _)| *id).collect())
-                .unwrap_or_default()
+            self.community(ch.community_id).map(|c| c.members.clone()).unwrap_or_default()
         }
     }
 
@@ -561,22 +678,17 @@ impl Model {
     /// Everyone in a channel with the name shown for them, in one pass (a
     /// community of a thousand is a thousand lookups, not a million).
     pub fn roster(&self, ch: &Chan) -> Vec<(u64, &str)> {
-        let label = |u: u64| self.users.get(&u).map_or("?", UserInfo::label);
+        let label = |u: u64| self.user(u).map_or("?", UserInfo::label);
         if ch.is_direct() {
             return ch.recipients.iter().map(|&u| (u, label(u))).collect();
         }
         self.community(ch.community_id)
-            .map(|c| {
-                c.members
-                    .iter()
-                    .map(|(u, nick)| (*u, if nick.is_empty() { label(*u) } else { nick.as_str() }))
-                    .collect()
-            })
+            .map(|c| c.members.iter().map(|&u| (u, c.nickname(u).unwrap_or_else(|| label(u)))).collect())
             .unwrap_or_default()
     }
 
     pub fn status(&self, user: u64) -> v1::PresenceStatus {
-        self.presence.get(&user).copied().unwrap_or(v1::PresenceStatus::Offline)
+        self.people.get(&user).map_or(v1::PresenceStatus::Offline, |p| p.presence)
     }
 
     /// Channels in sidebar order: each community's, then the conversations.
@@ -584,5 +696,154 @@ impl Model {
         let mut order: Vec<u64> = self.communities.iter().flat_map(|c| c.channels.iter().copied()).collect();
         order.extend(&self.directs);
         order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAMILY: u64 = 10;
+    const WORK: u64 = 20;
+
+    fn user(id: u64, name: &str) -> v1::User {
+        v1::User { id, username: name.into(), ..Default::default() }
+    }
+
+    fn member(id: u64, name: &str, nickname: &str) -> v1::Member {
+        v1::Member { user: Some(user(id, name)), nickname: nickname.into(), ..Default::default() }
+    }
+
+    /// `me` signed in, in one community with `members`.
+    fn signed_in(names: &Names, me: (u64, &str), community: u64, members: Vec<v1::Member>) -> Model {
+        let mut model = Model::new(names.clone());
+        model.load(&v1::Ready {
+            user: Some(user(me.0, me.1)),
+            communities: vec![v1::Community {
+                id: community,
+                name: "c".into(),
+                members,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        model
+    }
+
+    fn shared(a: &Model, b: &Model, id: u64) -> bool {
+        let info = |m: &Model| m.people.get(&id).and_then(|p| p.info.clone());
+        matches!((info(a), info(b)), (Some(x), Some(y)) if Arc::ptr_eq(&x, &y))
+    }
+
+    #[test]
+    fn sessions_given_one_names_keep_one_copy_of_each_persons_names() {
+        let names = Names::default();
+        let family = || vec![member(1, "alice", ""), member(2, "bob", "")];
+        let alice = signed_in(&names, (1, "alice"), FAMILY, family());
+        let bob = signed_in(&names, (2, "bob"), FAMILY, family());
+        assert!(shared(&alice, &bob, 1) && shared(&alice, &bob, 2));
+        assert_eq!(names.len(), 2);
+        // Apps that are not given the same `Names` share nothing.
+        let apart = signed_in(&Names::default(), (2, "bob"), FAMILY, family());
+        assert!(!shared(&alice, &apart, 1));
+    }
+
+    #[test]
+    fn a_rename_reaches_each_session_with_its_own_events() {
+        let names = Names::default();
+        let family = || vec![member(1, "alice", ""), member(2, "bob", "")];
+        let mut alice = signed_in(&names, (1, "alice"), FAMILY, family());
+        let bob = signed_in(&names, (2, "bob"), FAMILY, family());
+        let renamed = v1::User { display_name: "Al".into(), ..user(1, "alice") };
+        alice.apply(0, &Body::UserUpdated(renamed.clone()));
+        assert_eq!(alice.user(1).map(UserInfo::label), Some("Al"));
+        // Bob's session has not been told yet: it shows what it was told.
+        assert_eq!(bob.user(1).map(UserInfo::label), Some("alice"));
+        let mut bob = bob;
+        bob.apply(0, &Body::UserUpdated(renamed));
+        assert_eq!(bob.user(1).map(UserInfo::label), Some("Al"));
+        assert!(shared(&alice, &bob, 1), "the new names are shared again");
+    }
+
+    #[test]
+    fn nobody_is_found_by_name_whom_only_another_session_knows() {
+        let names = Names::default();
+        let alice =
+            signed_in(&names, (1, "alice"), FAMILY, vec![member(1, "alice", ""), member(3, "carol", "")]);
+        let bob = signed_in(&names, (2, "bob"), WORK, vec![member(2, "bob", "")]);
+        assert_eq!(alice.find_username("Carol"), Some(3));
+        assert_eq!(bob.find_username("carol"), None);
+        assert_eq!(bob.find_username("alice"), None);
+    }
+
+    #[test]
+    fn names_no_session_holds_any_more_are_forgotten() {
+        let names = Names::default();
+        let kept = signed_in(&names, (1, "alice"), FAMILY, vec![member(1, "alice", "")]);
+        let mut most = 0;
+        for i in 0..10_000u64 {
+            let id = 100 + i;
+            let gone = signed_in(&names, (id, &format!("u{id}")), FAMILY, vec![member(id, "x", "")]);
+            drop(gone);
+            most = most.max(names.len());
+        }
+        // Two held at any time (alice, and whoever is signing in): the
+        // table stays within twice that, plus the sweep's slack.
+        assert!(most <= 2 * 2 + 64 + 1, "the table held {most} names for two that are held");
+        assert_eq!(kept.user(1).map(|u| u.username.as_str()), Some("alice"));
+    }
+
+    #[test]
+    fn nicknames_are_kept_for_those_who_have_one() {
+        let names = Names::default();
+        let mut model = signed_in(
+            &names,
+            (1, "alice"),
+            FAMILY,
+            vec![member(1, "alice", ""), member(2, "bob", "Bobby"), member(3, "carol", "")],
+        );
+        let ch = Chan::from_wire(&v1::Channel { id: 5, community_id: FAMILY, ..Default::default() });
+        assert_eq!(model.name_in(&ch, 2), Some("Bobby"));
+        assert_eq!(model.name_in(&ch, 3), Some("carol"));
+        assert_eq!(model.communities[0].nicknames.len(), 1);
+        let renamed = |nickname: &str| {
+            Body::MemberUpdated(v1::MemberUpdated {
+                community_id: FAMILY,
+                member: Some(member(2, "bob", nickname)),
+            })
+        };
+        model.apply(0, &renamed(""));
+        assert_eq!(model.name_in(&ch, 2), Some("bob"));
+        assert!(model.communities[0].nicknames.is_empty());
+        model.apply(0, &renamed("B"));
+        model.apply(
+            0,
+            &Body::MemberLeft(v1::MemberLeft { community_id: FAMILY, user_id: 2, ..Default::default() }),
+        );
+        assert!(model.communities[0].nicknames.is_empty(), "a nickname leaves with its member");
+        assert_eq!(model.communities[0].members, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_presence_heard_before_the_person_is_kept() {
+        let names = Names::default();
+        let mut model = signed_in(&names, (1, "alice"), FAMILY, vec![member(1, "alice", "")]);
+        let online = v1::Presence { user_id: 2, status: v1::PresenceStatus::Online as i32 };
+        model.apply(0, &Body::PresenceUpdated(online));
+        assert_eq!(model.status(2), v1::PresenceStatus::Online);
+        assert_eq!(model.user(2), None);
+        model.apply(
+            0,
+            &Body::MemberJoined(v1::MemberJoined {
+                community_id: FAMILY,
+                member: Some(member(2, "bob", "")),
+            }),
+        );
+        assert_eq!(model.status(2), v1::PresenceStatus::Online);
+        assert_eq!(model.username(2), Some("bob"));
+        // Someone unknown going offline leaves nothing behind.
+        let offline = v1::Presence { user_id: 9, status: v1::PresenceStatus::Offline as i32 };
+        model.apply(0, &Body::PresenceUpdated(offline));
+        assert!(!model.people.contains_key(&9));
     }
 }

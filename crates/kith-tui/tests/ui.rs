@@ -28,6 +28,7 @@ fn config() -> Config {
         bell: Bell::MentionsAndDirect,
         utc_offset_secs: 0,
         nonce_prefix: "t".into(),
+        names: kith_tui::Names::default(),
         voice: kith_tui::VoiceSupport::Available,
         pictures: None,
     }

@@ -89,6 +89,7 @@ pub async fn run(ctx: Ctx, args: ChatArgs) -> Result<()> {
         nonce_prefix: format!("{:016x}", rand::random::<u64>()),
         voice: Sound::support(&args),
         pictures: None,
+        names: kith_tui::Names::default(),
     };
     let sound = Sound::new(&args)?;
     // With a saved profile, connect before taking over the screen, so that a

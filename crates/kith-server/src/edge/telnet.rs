@@ -60,7 +60,7 @@ const ECHOES_WARNING: &str = "unencrypted, and your telnet client shows what you
      on your screen (use guest access or `kith chat`)";
 /// The status bar's marker on every telnet screen.
 const UNENCRYPTED: &str = "unencrypted";
-/// The screen is redrawn at most this often (about 30 times a second).
+
 /// What every telnet session shares.
 #[derive(Debug)]
 pub(crate) struct Gateway {
@@ -80,6 +80,7 @@ impl Gateway {
             sign_in_deadline: config.sign_in_deadline,
             write_deadline: config.write_deadline,
             utc_offset_secs: config.utc_offset_secs,
+            names: kith_tui::Names::default(),
         };
         Gateway { listen: config.listen, doors: Arc::new(doors) }
     }

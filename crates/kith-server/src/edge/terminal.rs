@@ -92,6 +92,8 @@ pub(crate) struct Doors {
     pub write_deadline: Duration,
     /// Timestamps are shown in this offset from UTC.
     pub utc_offset_secs: i32,
+    /// Users' names, kept once for all of this door's sessions.
+    pub names: kith_tui::Names,
 }
 
 /// The protocol under the terminal: what the bytes from the socket mean,
@@ -315,6 +317,7 @@ impl Host {
             // Photos stay file lines: the user's terminal is not asked what
             // it can draw, and pictures would cost the host their bytes.
             pictures: None,
+            names: doors.names.clone(),
         };
         Host {
             keys: kith_tui::ansi::Decoder::new(),
