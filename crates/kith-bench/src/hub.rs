@@ -160,7 +160,7 @@ impl Bench {
         self.next_session += 1;
         let session = SessionId(self.next_session);
         let auth_within_ms = 60_000;
-        self.input(Input::Connected { session, resume_key: format!("resume-{name}"), auth_within_ms });
+        self.input(Input::Connected { session, resume_key: Some(format!("resume-{name}")), auth_within_ms });
         let registration = Registration {
             username: Username::parse(name)?,
             display_name: DisplayName::parse(name)?,
@@ -258,7 +258,7 @@ pub fn connect(members_list: &[usize], json_out: bool) -> Result<()> {
         for trial in 0..5 {
             b.next_session += 1;
             let session = SessionId(b.next_session);
-            let resume_key = format!("resume-trial-{trial}");
+            let resume_key = Some(format!("resume-trial-{trial}"));
             b.input(Input::Connected { session, resume_key, auth_within_ms: 60_000 });
             b.kept_bytes = 0;
             let started = Instant::now();

@@ -154,6 +154,36 @@ fn a_session_that_missed_more_than_the_replay_buffer_starts_afresh() {
 }
 
 #[test]
+fn a_session_whose_transport_cannot_come_back_keeps_nothing_for_a_resume() {
+    let mut w = World::default();
+    let (owner, general, _, bob) = bobs_session(&mut w);
+    // Bob signs in at a terminal as well: that connection is never resumed.
+    let terminal = w.connect_once();
+    let Ok(R::Ready(ready)) =
+        w.call(terminal, Request::Authenticate { token_hash: TokenHash(*blake("bob")) })
+    else {
+        panic!("bob signs in")
+    };
+    assert_eq!(ready.session_id, "", "there is nothing to resume it by");
+    w.events(bob);
+    for i in 0..5 {
+        w.say(owner, general, &format!("m{i}"), None).unwrap();
+    }
+    let got: Vec<Kind> = w.events(terminal).into_iter().map(Kind::Event).collect();
+    assert_eq!(bodies(&got), ["m0", "m1", "m2", "m3", "m4"], "it gets every event");
+    assert_eq!(w.hub.replayable_events(terminal), 0, "and keeps none of them");
+    assert!(w.hub.replayable_events(bob) >= 5, "bob's other session keeps what it was sent");
+
+    w.input(Input::Disconnected { session: terminal });
+    assert_eq!(w.hub.detached_sessions(), 0, "it ended with its connection");
+    let (_, inbox) = resume(&mut w, "bob", "", 0);
+    assert!(
+        matches!(&inbox[..], [Kind::Reply(v1::Reply { result: Some(R::Ready(r)), .. })] if !r.resume_refused.is_empty()),
+        "an empty session id names no session"
+    );
+}
+
+#[test]
 fn a_logged_out_session_cannot_be_resumed() {
     let mut w = World::default();
     let (_, _, session_id, bob) = bobs_session(&mut w);

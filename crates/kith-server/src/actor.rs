@@ -187,13 +187,23 @@ impl Gathered {
 }
 
 /// Messages to the actor.
+/// What a new session is given, which depends on its transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    /// How long it has to authenticate (the hub keeps the deadline).
+    pub auth_within: std::time::Duration,
+    /// Whether its client can come back to it after the connection drops. A
+    /// terminal's or a webhook's cannot, and the hub keeps nothing for them
+    /// to resume with.
+    pub resumable: bool,
+}
+
 #[derive(Debug)]
 pub enum ToHub {
     Open {
         session: SessionId,
         handle: SessionHandle,
-        /// How long it has to authenticate (the hub keeps the deadline).
-        auth_within: std::time::Duration,
+        terms: Terms,
     },
     Input(Input),
     /// New settings for what may change while running (SIGHUP).
@@ -280,10 +290,10 @@ pub async fn run(
                 None => break,
             },
             msg = inbox.recv(), if writer.is_some() => match msg {
-                Some(ToHub::Open { session, handle, auth_within }) => {
+                Some(ToHub::Open { session, handle, terms }) => {
                     sessions.insert(session, handle);
-                    let auth_within_ms = u64::try_from(auth_within.as_millis()).unwrap_or(u64::MAX);
-                    let resume_key = crate::auth::random_code(32);
+                    let auth_within_ms = u64::try_from(terms.auth_within.as_millis()).unwrap_or(u64::MAX);
+                    let resume_key = terms.resumable.then(|| crate::auth::random_code(32));
                     hub.handle(now(), Input::Connected { session, resume_key, auth_within_ms });
                 }
                 Some(ToHub::Input(input)) => {

@@ -140,10 +140,4 @@ impl Hub {
             self.persist(writes);
         }
     }
-
-    /// Whether the guest session `session` should end instead of waiting to
-    /// be resumed.
-    pub(super) fn unresumable(&self, session: SessionId) -> bool {
-        self.sessions.auth(session).is_some_and(|a| self.is_guest(a.user))
-    }
 }

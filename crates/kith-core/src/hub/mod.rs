@@ -224,11 +224,13 @@ impl Default for HubConfig {
 pub enum Input {
     /// A connection was accepted and may now send requests. `resume_key` is
     /// fresh randomness from the edge (the hub has none): the secret
-    /// `session_id` a client later resumes with. A session that has not
+    /// `session_id` a client later resumes with; `None` if the transport
+    /// never comes back to a session (a terminal), which then keeps nothing
+    /// for a resume. A session that has not
     /// authenticated `auth_within_ms` later is closed (the transport says
     /// how long: a person typing at a telnet prompt needs longer than a
     /// program).
-    Connected { session: SessionId, resume_key: String, auth_within_ms: u64 },
+    Connected { session: SessionId, resume_key: Option<String>, auth_within_ms: u64 },
     /// Time passed with nothing else happening: the hub's deadlines
     /// ([`Hub::poll_timeout`]) up to `now` are carried out.
     Tick,
@@ -826,6 +828,7 @@ impl Hub {
     fn deliver(&mut self, to: SessionId, entry: u64, event: &std::sync::Arc<Encoded<v1::Event>>) {
         let (now, keep, grace) = (self.now, self.config.replay_events, self.config.resume_grace_ms);
         let Some(session) = self.sessions.get_mut(to) else { return };
+        let keep = if session.resumable() { keep } else { 0 };
         session.seq += 1;
         let seq = session.seq;
         // What a resume could need: recent enough, and not too much of it.

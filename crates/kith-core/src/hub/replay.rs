@@ -145,6 +145,11 @@ pub(super) struct Replay {
 }
 
 impl Replay {
+    /// Events it could replay.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Records that the session was sent journal `entry` as `seq` (one more
     /// than the last seq recorded), first letting go of what is older than
     /// `oldest`, gone from the journal, or past `keep` events.

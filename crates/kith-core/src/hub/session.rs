@@ -19,8 +19,11 @@ pub(super) struct Session {
     pub(super) auth: Option<Auth>,
     /// The seq of the last event sent to this session.
     pub(super) seq: u64,
-    /// The secret a reconnecting client names this session by.
-    pub(super) resume_key: String,
+    /// The secret a reconnecting client names this session by. `None` for
+    /// one that is never resumed (its transport cannot come back, or it has
+    /// no token to come back with: a guest's): it keeps no events for a
+    /// replay, and ends with its connection.
+    resume_key: Option<String>,
     /// Recent events, for replay on resume.
     pub(super) replay: Replay,
     /// When the connection dropped, while the session waits to be resumed.
@@ -29,6 +32,14 @@ pub(super) struct Session {
     pub(super) afk: bool,
     /// While unauthenticated: when its time to do so is up.
     auth_by: Option<Timestamp>,
+}
+
+impl Session {
+    /// Whether a client could come back to this session after its
+    /// connection drops.
+    pub(super) fn resumable(&self) -> bool {
+        self.resume_key.is_some()
+    }
 }
 
 /// A session forgotten by [`Sessions::remove`].
@@ -54,7 +65,7 @@ pub(super) struct Sessions {
 
 impl Sessions {
     /// A new connection's session, which must authenticate by `auth_by`.
-    pub(super) fn connect(&mut self, id: SessionId, resume_key: String, auth_by: Timestamp) {
+    pub(super) fn connect(&mut self, id: SessionId, resume_key: Option<String>, auth_by: Timestamp) {
         self.auth_deadlines.insert((auth_by, id));
         let s = Session {
             auth: None,
@@ -105,9 +116,15 @@ impl Sessions {
         if let Some(at) = s.auth_by.take() {
             self.auth_deadlines.remove(&(at, id));
         }
-        self.by_resume_key.insert(s.resume_key.clone(), id);
+        // A resume names the token it continues: without one, none can.
+        if auth.token.is_none() {
+            s.resume_key = None;
+        }
+        if let Some(key) = &s.resume_key {
+            self.by_resume_key.insert(key.clone(), id);
+        }
         self.by_user.entry(auth.user).or_default().insert(id);
-        Some(s.resume_key.clone())
+        Some(s.resume_key.clone().unwrap_or_default())
     }
 
     /// Forgets a session for good, with every index that names it.
@@ -116,8 +133,10 @@ impl Sessions {
         if let Some(at) = s.auth_by {
             self.auth_deadlines.remove(&(at, id));
         }
-        if self.by_resume_key.get(&s.resume_key) == Some(&id) {
-            self.by_resume_key.remove(&s.resume_key);
+        if let Some(key) = &s.resume_key
+            && self.by_resume_key.get(key) == Some(&id)
+        {
+            self.by_resume_key.remove(key);
         }
         let mut last_of = None;
         if let Some(auth) = s.auth
@@ -196,7 +215,9 @@ impl Sessions {
         {
             self.auth_deadlines.remove(&(at, new));
         }
-        self.by_resume_key.insert(state.resume_key.clone(), new);
+        if let Some(key) = &state.resume_key {
+            self.by_resume_key.insert(key.clone(), new);
+        }
         if let Some(auth) = state.auth {
             let set = self.by_user.entry(auth.user).or_default();
             set.remove(&old);
@@ -223,12 +244,12 @@ impl Hub {
     /// forgotten.
     pub(super) fn detach(&mut self, session: SessionId) {
         let now = self.now;
-        let resumable = self.config.resume_grace_ms > 0 && !self.unresumable(session);
+        let resumable = self.config.resume_grace_ms > 0;
         let user = self.sessions.auth(session).map(|a| a.user);
         // Voice needs the connection: it ends now, not when the session expires.
         self.voice.sessions_changed();
         match self.sessions.get(session) {
-            Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable => {
+            Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable && s.resumable() => {
                 self.sessions.detach(session, now)
             }
             Some(s) if s.detached_at.is_some() => return,
@@ -303,6 +324,11 @@ impl Hub {
     pub fn detached_sessions(&self) -> usize {
         self.sessions.detached_count()
     }
+
+    /// How many events `session` keeps for a resume (for tests).
+    pub fn replayable_events(&self, session: SessionId) -> usize {
+        self.sessions.get(session).map_or(0, |s| s.replay.len())
+    }
 }
 
 #[cfg(test)]
@@ -311,7 +337,7 @@ mod tests {
     use crate::ids::TokenId;
 
     fn signed_in(sessions: &mut Sessions, id: u64, user: u64, key: &str) {
-        sessions.connect(SessionId(id), key.into(), Timestamp(1_000));
+        sessions.connect(SessionId(id), Some(key.into()), Timestamp(1_000));
         sessions.bind(SessionId(id), Auth { user: UserId(user), token: Some(TokenId(id)) }).unwrap();
     }
 
@@ -320,7 +346,7 @@ mod tests {
         let mut s = Sessions::default();
         signed_in(&mut s, 1, 7, "k1");
         signed_in(&mut s, 2, 7, "k2");
-        s.connect(SessionId(3), "k3".into(), Timestamp(500));
+        s.connect(SessionId(3), Some("k3".into()), Timestamp(500));
         assert_eq!(s.of_user(UserId(7)).collect::<Vec<_>>(), [SessionId(1), SessionId(2)]);
         assert_eq!(s.next_deadline(60_000), Some(Timestamp(500)), "only the unauthenticated one's deadline");
         assert!(s.remove(SessionId(1)).unwrap().last_of.is_none());
@@ -337,7 +363,7 @@ mod tests {
         signed_in(&mut s, 1, 7, "k1");
         s.get_mut(SessionId(1)).unwrap().seq = 41;
         s.detach(SessionId(1), Timestamp(2_000));
-        s.connect(SessionId(2), "fresh".into(), Timestamp(3_000));
+        s.connect(SessionId(2), Some("fresh".into()), Timestamp(3_000));
         assert_eq!(s.take_over(SessionId(1), SessionId(2)), Some(false), "it was detached");
         assert_eq!(s.get(SessionId(2)).unwrap().seq, 41);
         assert_eq!(s.by_resume_key("k1"), Some(SessionId(2)), "the session keeps its name");

@@ -135,11 +135,21 @@ impl World {
     }
 
     pub fn connect(&mut self) -> SessionId {
+        self.connect_with(|s| Some(format!("resume-{}", s.0)))
+    }
+
+    /// A connection whose transport never comes back to its session (a
+    /// terminal's).
+    pub fn connect_once(&mut self) -> SessionId {
+        self.connect_with(|_| None)
+    }
+
+    fn connect_with(&mut self, resume_key: impl FnOnce(SessionId) -> Option<String>) -> SessionId {
         self.next_session += 1;
         let s = SessionId(self.next_session);
         self.input(Input::Connected {
             session: s,
-            resume_key: format!("resume-{}", s.0),
+            resume_key: resume_key(s),
             auth_within_ms: AUTH_WITHIN_MS,
         });
         s

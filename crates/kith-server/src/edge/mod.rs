@@ -122,8 +122,9 @@ impl Edge {
     /// Registers `session` with the hub: its outbox (bounded by
     /// `outbox_bytes`), how to close its connection at once, its voice link
     /// if the transport carries voice, its transport if the hub may write
-    /// to it directly ([`stream::Direct`]), and how long it has to authenticate
-    /// (the hub keeps that deadline). `None` if the hub is gone.
+    /// to it directly ([`stream::Direct`]), and its [`Terms`](crate::actor::Terms)
+    /// (how long it has to authenticate, whether it can be resumed). `None`
+    /// if the hub is gone.
     /// `transport` names it in the metrics (`quic`, `webtransport`,
     /// `websocket`, `telnet`).
     pub async fn open(
@@ -133,7 +134,7 @@ impl Edge {
         abort: Abort,
         voice: Option<VoiceLink>,
         direct: Option<Arc<dyn stream::Direct>>,
-        auth_within: Duration,
+        terms: crate::actor::Terms,
     ) -> Option<Opened> {
         self.metrics.connected(transport);
         let (tx, outbox) = futures_channel::mpsc::unbounded();
@@ -149,7 +150,7 @@ impl Edge {
             reads: Arc::default(),
             slow: self.metrics.slow_consumers.clone(),
         };
-        let open = ToHub::Open { session, handle: handle.clone(), auth_within };
+        let open = ToHub::Open { session, handle: handle.clone(), terms };
         self.hub.send(open).await.ok()?;
         Some(Opened { handle, outbox })
     }

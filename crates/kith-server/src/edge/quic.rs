@@ -10,7 +10,7 @@ use kith_proto::v1::CloseCode;
 
 use super::Edge;
 use super::stream::{self, Chunk, Shared, Source, StreamSink};
-use crate::actor::Abort;
+use crate::actor::{Abort, Terms};
 use crate::admission::{Refused, Slot};
 use crate::voice::{self, Datagrams, VoiceLink};
 
@@ -116,7 +116,8 @@ async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot) {
     let sink = Arc::new(Shared::new(StreamSink::new(send, abort.clone())));
     let direct: Arc<dyn stream::Direct> = sink.clone();
     // The hub closes the session if it is still unauthenticated by then.
-    let opened = edge.open(session, "quic", abort, voice, Some(direct), edge.admission.auth_deadline);
+    let terms = Terms { auth_within: edge.admission.auth_deadline, resumable: true };
+    let opened = edge.open(session, "quic", abort, voice, Some(direct), terms);
     let Some(opened) = opened.await else { return };
     let voice = tokio::spawn(voice::receive(Datagrams::Quic(conn.clone()), route, edge.metrics.clone()));
     let extra = tokio::spawn(transfers(conn.clone(), edge.clone(), session));

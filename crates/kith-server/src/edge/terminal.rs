@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use super::screen::{self, Shown};
 use super::{Edge, Opened, submit};
-use crate::actor::{Abort, OutItem, SessionHandle, ToHub};
+use crate::actor::{Abort, OutItem, SessionHandle, Terms, ToHub};
 use crate::admission::Slot;
 
 /// How often a changing screen is redrawn at most.
@@ -166,8 +166,10 @@ pub(crate) async fn run(
     });
     // A person signs in at this prompt: the hub gives them the transport's
     // (longer) deadline. No voice: a terminal connection carries no sound.
+    // Nothing comes back to a terminal session once its connection is gone.
+    let terms = Terms { auth_within: doors.sign_in_deadline, resumable: false };
     let Some(Opened { handle, outbox: mut from_hub }) =
-        edge.open(session, doors.transport, abort, None, None, doors.sign_in_deadline).await
+        edge.open(session, doors.transport, abort, None, None, terms).await
     else {
         return;
     };

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 
 use super::Edge;
 use super::stream::{self, Chunk, Sink, Source};
-use crate::actor::Abort;
+use crate::actor::{Abort, Terms};
 use crate::webcert::Resolver;
 
 /// How long a browser has for the TLS handshake, and for each request's headers.
@@ -264,8 +264,8 @@ async fn serve_websocket(socket: WebSocket, conn: Conn) {
         abort_tx.send_replace(Some((code, reason.to_owned())));
     });
     // A WebSocket carries no datagrams: its sessions have no voice.
-    let Some(opened) = edge.open(session, "websocket", abort, None, None, edge.admission.auth_deadline).await
-    else {
+    let terms = Terms { auth_within: edge.admission.auth_deadline, resumable: true };
+    let Some(opened) = edge.open(session, "websocket", abort, None, None, terms).await else {
         return;
     };
     // An abort ends the read side at once ([`WsSource`]), and the write

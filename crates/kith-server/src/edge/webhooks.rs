@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use kith_proto::v1::{self, ErrorCode, client_message::Request, server_message::Kind};
 
 use super::web::Conn;
-use crate::actor::{OutItem, ToHub};
+use crate::actor::{OutItem, Terms, ToHub};
 
 /// The largest body a webhook takes: a message is at most 4000 characters.
 pub const MAX_BODY: usize = 32 * 1024;
@@ -87,7 +87,9 @@ pub async fn post(
     let edge = conn.edge.clone();
     let session = edge.session_id();
     let abort: crate::actor::Abort = Arc::new(|_, _| {});
-    let Some(mut opened) = edge.open(session, "webhook", abort, None, None, WITHIN).await else {
+    // One request per session: nothing to come back to.
+    let terms = Terms { auth_within: WITHIN, resumable: false };
+    let Some(mut opened) = edge.open(session, "webhook", abort, None, None, terms).await else {
         return answer(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping");
     };
     let steps = [

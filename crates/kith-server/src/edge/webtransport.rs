@@ -12,7 +12,7 @@ use web_transport_quinn::http::StatusCode;
 
 use super::Edge;
 use super::stream::{self, Chunk, Shared, Source, StreamSink};
-use crate::actor::Abort;
+use crate::actor::{Abort, Terms};
 use crate::admission::Slot;
 use crate::voice::{self, Datagrams, VoiceLink};
 
@@ -54,8 +54,8 @@ pub(super) async fn serve(conn: quinn::Connection, edge: Arc<Edge>, _slot: Slot)
     let abort: Abort = Arc::new(move |code, reason| abort_session.close(code as u32, reason.as_bytes()));
     let sink = Arc::new(Shared::new(StreamSink::new(send, abort.clone())));
     let direct: Arc<dyn stream::Direct> = sink.clone();
-    let opened =
-        edge.open(id, "webtransport", abort, Some(voice), Some(direct), edge.admission.auth_deadline);
+    let terms = Terms { auth_within: edge.admission.auth_deadline, resumable: true };
+    let opened = edge.open(id, "webtransport", abort, Some(voice), Some(direct), terms);
     let Some(opened) = opened.await else { return };
     let voice =
         tokio::spawn(voice::receive(Datagrams::Web(Box::new(session.clone())), route, edge.metrics.clone()));
