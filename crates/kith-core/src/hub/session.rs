@@ -244,12 +244,12 @@ impl Hub {
     /// forgotten.
     pub(super) fn detach(&mut self, session: SessionId) {
         let now = self.now;
-        let resumable = self.config.resume_grace_ms > 0;
+        let grace = self.config.resume_grace_ms > 0;
         let user = self.sessions.auth(session).map(|a| a.user);
         // Voice needs the connection: it ends now, not when the session expires.
         self.voice.sessions_changed();
         match self.sessions.get(session) {
-            Some(s) if s.auth.is_some() && s.detached_at.is_none() && resumable && s.resumable() => {
+            Some(s) if s.auth.is_some() && s.detached_at.is_none() && grace && s.resumable() => {
                 self.sessions.detach(session, now)
             }
             Some(s) if s.detached_at.is_some() => return,
