@@ -433,10 +433,13 @@ impl Model {
             commands: clean_commands(&c.commands),
             member_count: (c.member_count as usize).max(c.members.len()),
         };
+        // The snapshot lists each member once: no search of the list so far
+        // (which would make a large community's snapshot quadratic).
         for m in &c.members {
             if let Some(u) = &m.user {
                 self.know(u);
-                info.add_member(u.id, &m.nickname);
+                info.members.push(u.id);
+                info.set_nickname(u.id, &m.nickname);
             }
         }
         match self.communities.iter_mut().find(|x| x.id == c.id) {
