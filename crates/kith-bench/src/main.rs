@@ -11,6 +11,8 @@
 //! - `resume`: what reconnecting costs: resuming a session that missed M
 //!   events, against starting afresh (snapshot plus a page of history).
 //! - `ingest`: closed-loop senders; durably acknowledged messages per second.
+//! - `scale`: how costs grow with history, community size and channel size
+//!   (`scale.rs`).
 //! - `telnet`: N telnet sessions in one busy channel (`telnet.rs`).
 //! - `voice`: rooms of voice clients; loss, forwarding delay, CPU per packet (`voice.rs`).
 //! - `irc`: the `chat` workload against InspIRCd, measured the same way, for
@@ -28,6 +30,7 @@ mod irc;
 mod mumble;
 mod pin;
 mod render;
+mod scale;
 mod server;
 mod telnet;
 mod voice;
@@ -214,6 +217,10 @@ enum Kind {
         #[arg(long, requires = "latency")]
         browser: bool,
     },
+    /// How costs grow with the server: start-up against stored messages,
+    /// signing in against community size, CPU per delivery against channel
+    /// size (`src/scale.rs`).
+    Scale(scale::Curves),
     /// Durable ingest: closed-loop senders, acknowledged messages per second.
     Ingest {
         #[arg(long, default_value_t = 16)]
@@ -295,6 +302,7 @@ async fn run(args: BenchArgs) -> Result<()> {
             render::run(messages, width, height, frames, args.json)
         }
         Kind::Resume { missed, trials, members } => resume(&missed, trials, members, args.json).await,
+        Kind::Scale(curves) => scale::run(&curves, args.json).await,
         Kind::Ingest { senders, in_flight, duration, sync } => {
             ingest(senders, in_flight, duration, &sync, args.json).await
         }
@@ -401,14 +409,13 @@ async fn chat(
     let server = ServerProcess::start_with("full", &flags, &[])?;
     let world = world(&server, senders.max(clients.min(50)), 8).await?;
     let clients = Arc::new(sessions(&server, &world, clients, 64).await?);
-    let general = world.general;
     if let Some(mb) = load.backups_during {
         pad_database(server.data_dir(), mb)?;
     }
     if !json_out {
         println!("{}", pin::describe());
         println!(
-            "{:>6} {:>7} {:>10} {:>9} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9}",
+            "{:>6} {:>7} {:>10} {:>9} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9} {:>6}",
             "rate",
             "sent",
             "deliv/s",
@@ -419,189 +426,281 @@ async fn chat(
             "rss MiB",
             "lost",
             "gen%",
-            "gen µs/d"
+            "gen µs/d",
+            "ACK/d"
         );
     }
     for &rate in rates {
-        let origin = Instant::now();
-        let mut stalled = Vec::new();
-        for i in 0..load.stalled {
-            stalled.push(stall(&server, &world, i, origin).await?);
-        }
-        let (stop_tx, stop_rx) = watch::channel(false);
-        // Every session listens (the owner's too: it is a member).
-        let mut listeners = tokio::task::JoinSet::new();
-        for i in 0..clients.len() {
-            let clients = clients.clone();
-            let mut stop = stop_rx.clone();
-            listeners.spawn(async move {
-                let mut h = histogram();
-                let c = &clients[i];
-                loop {
-                    let event = tokio::select! {
-                        _ = stop.changed() => break,
-                        e = c.next_event() => e,
-                    };
-                    let Some(v1::Event { body: Some(Ev::MessageCreated(m)), .. }) = event else { continue };
-                    // `bench {sent_us} {sender}:{n}`. A sender's own message
-                    // comes back to it as well (decision 23); that is its
-                    // acknowledgement, measured as send→ack, not a delivery.
-                    let Some((sent_us, sender)) = timed(&m.body) else { continue };
-                    if sender != i {
-                        let now_us = origin.elapsed().as_micros() as u64;
-                        let _ = h.record(now_us.saturating_sub(sent_us).max(1));
-                    }
-                }
-                h
-            });
-        }
-        let (cpu0, _) = server.usage();
-        let drops0 = server.udp_drops();
-        let (gen0, _) = proc_usage("self");
-        let backing_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let backups = load.backups_during.map(|_| {
-            let (data, stop) = (server.data_dir().to_owned(), backing_up.clone());
-            std::thread::spawn(move || keep_backing_up(data, stop))
-        });
-        let started = Instant::now();
-        let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
-        let mut sends = tokio::task::JoinSet::new();
-        for s in 0..senders {
-            let clients = clients.clone();
-            sends.spawn(async move {
-                let mut tick = sender_ticks(s, senders, per_sender);
-                let mut inflight = tokio::task::JoinSet::new();
-                let mut n = 0u64;
-                while started.elapsed() < duration {
-                    tick.tick().await;
-                    let clients = clients.clone();
-                    n += 1;
-                    inflight.spawn(async move {
-                        let t = origin.elapsed().as_micros() as u64;
-                        let body = timed_body(t, s, n, load.body);
-                        let ok = clients[s].send_message(general, &body, "").await.is_ok();
-                        (ok, origin.elapsed().as_micros() as u64 - t)
-                    });
-                }
-                let mut h = histogram();
-                let mut failed = 0u64;
-                while let Some(r) = inflight.join_next().await {
-                    match r {
-                        Ok((true, us)) => {
-                            let _ = h.record(us.max(1));
-                        }
-                        _ => failed += 1,
-                    }
-                }
-                (h, failed)
-            });
-        }
-        let mut ack = histogram();
-        let mut failed = 0;
-        while let Some(r) = sends.join_next().await {
-            let (h, f) = r?;
-            ack.add(&h)?;
-            failed += f;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let (cpu1, rss) = server.usage();
-        let (gen1, _) = proc_usage("self");
-        let generator_pct = (gen1 - gen0) / elapsed * 100.0;
-        backing_up.store(true, std::sync::atomic::Ordering::Relaxed);
-        let backup_secs = match backups {
-            Some(t) => t.join().map_err(|_| anyhow::anyhow!("the backup thread panicked"))?,
-            None => Vec::new(),
-        };
-        // Let deliveries in flight land, then stop listening.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = stop_tx.send(true);
-        let mut recv = histogram();
-        while let Some(h) = listeners.join_next().await {
-            recv.add(&h?)?;
-        }
-        let sent = ack.len() + failed;
-        let expected = ack.len() * (clients.len() as u64 - 1);
-        let lost = expected.saturating_sub(recv.len());
-        let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
-        let delivered = recv.len() as f64 / elapsed;
-        // The headline: server CPU per delivery to another member (the
-        // sender's own copy counts as its acknowledgement, not a delivery).
-        let per_delivery_us = |cpu_s: f64| cpu_s * 1e6 / recv.len().max(1) as f64;
-        let server_us = per_delivery_us(cpu1 - cpu0);
-        let generator_us = per_delivery_us(gen1 - gen0);
-        // A generator near the end of its cores, not the server, set the pace.
-        let generator_cores = pin::plan()
-            .map_or(std::thread::available_parallelism().map_or(1, |n| n.get()), |p| p.generator.len());
-        let generator_bound = generator_pct >= 90.0 * generator_cores as f64;
-        let udp_drops = server.udp_drops().zip(drops0).map(|(b, a)| b.saturating_sub(a));
-        // A stalled client still connected after the run was never cut off.
-        let mut cut = Vec::new();
-        for handle in stalled {
-            if handle.is_finished() {
-                cut.push(handle.await?);
-            } else {
-                handle.abort();
-            }
-        }
-        let cut_json: Vec<serde_json::Value> =
-            cut.iter().map(|(reason, at)| json!({"reason": reason, "at_s": at})).collect();
+        let round = chat_round(&server, &world, &clients, senders, rate, duration, load).await?;
         if json_out {
+            println!("{}", round.json());
+            continue;
+        }
+        println!(
+            "{rate:>6} {:>7} {:>10.0} {:>9.1} {:>28} {:>28} {:>7.1} {:>8.1} {:>6} {:>6.1} {:>9.1} {:>6.2}",
+            round.sent,
+            round.delivered_per_s,
+            round.server_us,
+            ms3(&round.ack),
+            ms3(&round.recv),
+            round.cpu_pct,
+            round.rss_kib as f64 / 1024.0,
+            round.lost,
+            round.generator_pct,
+            round.generator_us,
+            round.acks_per_delivery,
+        );
+        if round.generator_bound {
+            println!("       the load generator used its cores up: this run measured it, not the server");
+        }
+        if !round.backup_s.is_empty() {
+            let mut sorted = round.backup_s.clone();
+            sorted.sort_by(f64::total_cmp);
             println!(
-                "{}",
-                json!({
-                    "bench": "chat", "clients": clients.len(), "senders": senders, "rate": rate,
-                    "duration_s": elapsed, "sent": sent, "failed": failed, "delivered_per_s": delivered,
-                    "send_to_ack_ms": quantiles_ms(&ack), "send_to_receive_ms": quantiles_ms(&recv),
-                    "server_cpu_pct": cpu_pct, "server_rss_kib": rss, "lost": lost,
-                    "server_us_per_delivery": server_us, "generator_us_per_delivery": generator_us,
-                    "generator_bound": generator_bound, "pinning": pin::describe(),
-                    "generator_cpu_pct": generator_pct, "body_bytes": load.body,
-                    "stalled": load.stalled, "stalled_cut": cut_json,
-                    "server_udp_drops": udp_drops,
-                    "backups": backup_secs.len(), "backup_s": backup_secs,
-                })
+                "       {} backups during the run, {:.2} s each (median)",
+                sorted.len(),
+                sorted[sorted.len() / 2]
             );
-        } else {
-            let q = |h: &Histogram<u64>| {
-                format!(
-                    "{:.1}/{:.1}/{:.1}",
-                    h.value_at_quantile(0.5) as f64 / 1e3,
-                    h.value_at_quantile(0.99) as f64 / 1e3,
-                    h.value_at_quantile(0.999) as f64 / 1e3
-                )
-            };
-            println!(
-                "{rate:>6} {sent:>7} {delivered:>10.0} {server_us:>9.1} {:>28} {:>28} {cpu_pct:>7.1} {:>8.1} {lost:>6} \
-                 {generator_pct:>6.1} {generator_us:>9.1}",
-                q(&ack),
-                q(&recv),
-                rss as f64 / 1024.0
-            );
-            if generator_bound {
-                println!("       the load generator used its cores up: this run measured it, not the server");
-            }
-            if !backup_secs.is_empty() {
-                let mut sorted = backup_secs.clone();
-                sorted.sort_by(f64::total_cmp);
-                println!(
-                    "       {} backups during the run, {:.2} s each (median)",
-                    sorted.len(),
-                    sorted[sorted.len() / 2]
-                );
-            }
-            if let Some(n) = udp_drops.filter(|n| *n > 0) {
-                println!("       the kernel dropped {n} datagrams at the server's UDP socket");
-            }
-            for (reason, at) in &cut {
-                println!("       stalled client cut after {at:.1} s: {reason}");
-            }
-            if cut.len() < load.stalled {
-                println!("       {} stalled client(s) were never cut off", load.stalled - cut.len());
-            }
+        }
+        round.print_drops();
+        for (reason, at) in &round.cut {
+            println!("       stalled client cut after {at:.1} s: {reason}");
+        }
+        if round.cut.len() < load.stalled {
+            println!("       {} stalled client(s) were never cut off", load.stalled - round.cut.len());
         }
     }
     drop(world);
     Ok(())
+}
+
+/// `p50/p99/p999` of a histogram of µs, in ms.
+fn ms3(h: &Histogram<u64>) -> String {
+    format!(
+        "{:.1}/{:.1}/{:.1}",
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3
+    )
+}
+
+/// What one `chat` run at one rate measured.
+struct Round {
+    clients: usize,
+    senders: usize,
+    rate: u32,
+    load: Load,
+    elapsed_s: f64,
+    sent: u64,
+    failed: u64,
+    delivered_per_s: f64,
+    /// QUIC ACK frames the clients sent over the run, per delivery: each
+    /// is a packet the server receives, decrypts and processes.
+    acks_per_delivery: f64,
+    /// Send→acknowledgement and send→receive, µs.
+    ack: Histogram<u64>,
+    recv: Histogram<u64>,
+    cpu_pct: f64,
+    rss_kib: u64,
+    lost: u64,
+    /// The headline: server CPU per delivery to another member.
+    server_us: f64,
+    generator_us: f64,
+    generator_pct: f64,
+    /// The generator, not the server, set the pace.
+    generator_bound: bool,
+    udp_drops: Option<u64>,
+    /// Datagrams the kernel dropped at the generator's sockets: deliveries
+    /// QUIC had to send again, late, for the generator's sake.
+    generator_udp_drops: Option<u64>,
+    backup_s: Vec<f64>,
+    /// Stalled clients the server cut off: why, and when (s).
+    cut: Vec<(String, f64)>,
+}
+
+impl Round {
+    fn print_drops(&self) {
+        if let Some(n) = self.udp_drops.filter(|n| *n > 0) {
+            println!("       the kernel dropped {n} datagrams at the server's UDP socket");
+        }
+        if let Some(n) = self.generator_udp_drops.filter(|n| *n > 0) {
+            println!("       the kernel dropped {n} datagrams at the load generator's sockets");
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let cut: Vec<serde_json::Value> =
+            self.cut.iter().map(|(reason, at)| json!({"reason": reason, "at_s": at})).collect();
+        json!({
+            "bench": "chat", "clients": self.clients, "senders": self.senders, "rate": self.rate,
+            "duration_s": self.elapsed_s, "sent": self.sent, "failed": self.failed,
+            "delivered_per_s": self.delivered_per_s, "client_acks_per_delivery": self.acks_per_delivery,
+            "send_to_ack_ms": quantiles_ms(&self.ack), "send_to_receive_ms": quantiles_ms(&self.recv),
+            "server_cpu_pct": self.cpu_pct, "server_rss_kib": self.rss_kib, "lost": self.lost,
+            "server_us_per_delivery": self.server_us, "generator_us_per_delivery": self.generator_us,
+            "generator_bound": self.generator_bound, "pinning": pin::describe(),
+            "generator_cpu_pct": self.generator_pct, "body_bytes": self.load.body,
+            "stalled": self.load.stalled, "stalled_cut": cut,
+            "server_udp_drops": self.udp_drops, "generator_udp_drops": self.generator_udp_drops,
+            "backups": self.backup_s.len(), "backup_s": self.backup_s,
+        })
+    }
+}
+
+/// One run of the chat workload at `rate` messages/s: the first `senders`
+/// of `clients` send into #general, and every client listens.
+async fn chat_round(
+    server: &ServerProcess,
+    world: &World,
+    clients: &Arc<Vec<kith_client::Client>>,
+    senders: usize,
+    rate: u32,
+    duration: Duration,
+    load: Load,
+) -> Result<Round> {
+    let general = world.general;
+    let origin = Instant::now();
+    let mut stalled = Vec::new();
+    for i in 0..load.stalled {
+        stalled.push(stall(server, world, i, origin).await?);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every session listens (the owner's too: it is a member).
+    let mut listeners = tokio::task::JoinSet::new();
+    for i in 0..clients.len() {
+        let clients = clients.clone();
+        let mut stop = stop_rx.clone();
+        listeners.spawn(async move {
+            let mut h = histogram();
+            let c = &clients[i];
+            loop {
+                let event = tokio::select! {
+                    _ = stop.changed() => break,
+                    e = c.next_event() => e,
+                };
+                let Some(v1::Event { body: Some(Ev::MessageCreated(m)), .. }) = event else { continue };
+                // `bench {sent_us} {sender}:{n}`. A sender's own message
+                // comes back to it as well (decision 23); that is its
+                // acknowledgement, measured as send→ack, not a delivery.
+                let Some((sent_us, sender)) = timed(&m.body) else { continue };
+                if sender != i {
+                    let now_us = origin.elapsed().as_micros() as u64;
+                    let _ = h.record(now_us.saturating_sub(sent_us).max(1));
+                }
+            }
+            h
+        });
+    }
+    let (cpu0, _) = server.usage();
+    let drops0 = server.udp_drops();
+    let (gen0, _) = proc_usage("self");
+    let acks = || clients.iter().map(|c| c.transport_stats().frame_tx.acks).sum::<u64>();
+    let acks0 = acks();
+    let generator_drops = || -> Option<u64> {
+        let ports = world.connectors.iter().map(|c| c.local_addr().ok().map(|a| a.port()));
+        ports.map(|p| kith_server::udp_drops(p?)).sum()
+    };
+    let generator_drops0 = generator_drops();
+    let backing_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backups = load.backups_during.map(|_| {
+        let (data, stop) = (server.data_dir().to_owned(), backing_up.clone());
+        std::thread::spawn(move || keep_backing_up(data, stop))
+    });
+    let started = Instant::now();
+    let per_sender = Duration::from_secs_f64(senders as f64 / f64::from(rate.max(1)));
+    let mut sends = tokio::task::JoinSet::new();
+    for s in 0..senders {
+        let clients = clients.clone();
+        sends.spawn(async move {
+            let mut tick = sender_ticks(s, senders, per_sender);
+            let mut inflight = tokio::task::JoinSet::new();
+            let mut n = 0u64;
+            while started.elapsed() < duration {
+                tick.tick().await;
+                let clients = clients.clone();
+                n += 1;
+                inflight.spawn(async move {
+                    let t = origin.elapsed().as_micros() as u64;
+                    let body = timed_body(t, s, n, load.body);
+                    let ok = clients[s].send_message(general, &body, "").await.is_ok();
+                    (ok, origin.elapsed().as_micros() as u64 - t)
+                });
+            }
+            let mut h = histogram();
+            let mut failed = 0u64;
+            while let Some(r) = inflight.join_next().await {
+                match r {
+                    Ok((true, us)) => {
+                        let _ = h.record(us.max(1));
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (h, failed)
+        });
+    }
+    let mut ack = histogram();
+    let mut failed = 0;
+    while let Some(r) = sends.join_next().await {
+        let (h, f) = r?;
+        ack.add(&h)?;
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu1, rss_kib) = server.usage();
+    let (gen1, _) = proc_usage("self");
+    let client_acks = acks() - acks0;
+    let generator_pct = (gen1 - gen0) / elapsed * 100.0;
+    backing_up.store(true, std::sync::atomic::Ordering::Relaxed);
+    let backup_s = match backups {
+        Some(t) => t.join().map_err(|_| anyhow::anyhow!("the backup thread panicked"))?,
+        None => Vec::new(),
+    };
+    // Let deliveries in flight land, then stop listening.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let mut recv = histogram();
+    while let Some(h) = listeners.join_next().await {
+        recv.add(&h?)?;
+    }
+    let expected = ack.len() * (clients.len() as u64 - 1);
+    let per_delivery_us = |cpu_s: f64| cpu_s * 1e6 / recv.len().max(1) as f64;
+    // A generator near the end of its cores, not the server, set the pace.
+    let generator_cores = pin::plan()
+        .map_or(std::thread::available_parallelism().map_or(1, |n| n.get()), |p| p.generator.len());
+    // A stalled client still connected after the run was never cut off.
+    let mut cut = Vec::new();
+    for handle in stalled {
+        if handle.is_finished() {
+            cut.push(handle.await?);
+        } else {
+            handle.abort();
+        }
+    }
+    Ok(Round {
+        clients: clients.len(),
+        senders,
+        rate,
+        load,
+        elapsed_s: elapsed,
+        sent: ack.len() + failed,
+        failed,
+        delivered_per_s: recv.len() as f64 / elapsed,
+        acks_per_delivery: client_acks as f64 / recv.len().max(1) as f64,
+        lost: expected.saturating_sub(recv.len()),
+        cpu_pct: (cpu1 - cpu0) / elapsed * 100.0,
+        rss_kib,
+        server_us: per_delivery_us(cpu1 - cpu0),
+        generator_us: per_delivery_us(gen1 - gen0),
+        generator_pct,
+        generator_bound: generator_pct >= 90.0 * generator_cores as f64,
+        udp_drops: server.udp_drops().zip(drops0).map(|(b, a)| b.saturating_sub(a)),
+        generator_udp_drops: generator_drops().zip(generator_drops0).map(|(b, a)| b.saturating_sub(a)),
+        backup_s,
+        cut,
+        ack,
+        recv,
+    })
 }
 
 /// When sender `s` of `senders` sends, every `per_sender`: the senders'

@@ -19,6 +19,8 @@ pub struct ServerProcess {
     pub addr: String,
     fingerprint: String,
     setup_code: String,
+    /// `--sync`: full or normal.
+    sync: String,
     /// The telnet gateway's address, if it was started with one.
     pub telnet: Option<String>,
     /// `https://HOST:PORT/`, the web client, unless started `--no-web`.
@@ -88,32 +90,39 @@ impl ServerProcess {
                 "[limits]\n{limits}connections_per_ip = 1000000\nvoice_room = 1000\nattachment_bytes = 1099511627776\n"
             ),
         )?;
-        let mut child = Command::new(kith_binary()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
-            .arg(data.path())
-            .args(flags)
-            .envs(env.iter().copied())
-            .env("KITH_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting kith serve")?;
+        let mut child = spawn(data.path(), sync, flags, env, Stdio::piped())?;
         let stderr = BufReader::new(child.stderr.take().context("stderr")?);
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut ready)?;
-        let field = |key: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_owned);
-        let (Some(addr), Some(fingerprint)) = (field("quic="), field("fingerprint=")) else {
-            bail!("kith serve did not announce itself: {ready:?}");
-        };
+        let ready = announced(&mut child)?;
         let setup_code = stderr
             .lines()
             .map_while(Result::ok)
             .find_map(|l| l.split("--setup-code ").nth(1).map(|c| c.trim().to_owned()))
             .context("no setup code")?;
+        Self::running(child, &ready, setup_code, sync.to_owned(), data)
+    }
+
+    /// Stops the server and keeps its data directory, to change it with
+    /// no server running and start the server on it again.
+    pub fn stop(self) -> Stopped {
+        drop(self.child);
+        Stopped { data: self.data, setup_code: self.setup_code, sync: self.sync }
+    }
+
+    fn running(
+        child: Child,
+        ready: &str,
+        setup_code: String,
+        sync: String,
+        data: tempfile::TempDir,
+    ) -> Result<Self> {
+        let field = |key: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_owned);
+        let (Some(addr), Some(fingerprint)) = (field("quic="), field("fingerprint=")) else {
+            bail!("kith serve did not announce itself: {ready:?}");
+        };
         crate::pin::server(child.id()).context("pinning the server to its core")?;
         let telnet = field("telnet=");
         let web = field("web=");
-        Ok(Self { child: Reaped(child), addr, fingerprint, setup_code, telnet, web, data })
+        Ok(Self { child: Reaped(child), addr, fingerprint, setup_code, sync, telnet, web, data })
     }
 
     /// The server's data directory.
@@ -130,6 +139,59 @@ impl ServerProcess {
     pub fn usage(&self) -> (f64, u64) {
         self.child.usage()
     }
+}
+
+/// A stopped server's data directory.
+pub struct Stopped {
+    data: tempfile::TempDir,
+    setup_code: String,
+    sync: String,
+}
+
+impl Stopped {
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// Starts `kith serve` on the directory again, and how long it took
+    /// from exec to announcing itself ready.
+    pub fn start(self) -> Result<(ServerProcess, std::time::Duration)> {
+        let started = std::time::Instant::now();
+        // No setup code to read this time, and its banner would repeat at
+        // every start: its stderr goes nowhere (a failed start still shows,
+        // as a missing ready line).
+        let mut child = spawn(self.data.path(), &self.sync, &[], &[], Stdio::null())?;
+        let ready = announced(&mut child)?;
+        let took = started.elapsed();
+        Ok((ServerProcess::running(child, &ready, self.setup_code, self.sync, self.data)?, took))
+    }
+}
+
+/// `kith serve` on `data`, on 127.0.0.1:0, with its stdout piped.
+fn spawn(
+    data: &std::path::Path,
+    sync: &str,
+    flags: &[&str],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> Result<Child> {
+    Command::new(kith_binary()?)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sync", sync, "--data"])
+        .arg(data)
+        .args(flags)
+        .envs(env.iter().copied())
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .context("starting kith serve")
+}
+
+/// The line a server prints on stdout once it is ready.
+fn announced(child: &mut Child) -> Result<String> {
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut ready)?;
+    Ok(ready)
 }
 
 /// (user + system CPU seconds, resident memory in KiB) of a process, from /proc.

@@ -590,6 +590,11 @@ impl Connector {
 }
 
 impl Connector {
+    /// The UDP address its connections share.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
     /// A bare connection and its control stream, for tools and tests that
     /// write and read frames themselves.
     pub async fn connect_raw(
