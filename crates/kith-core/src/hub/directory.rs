@@ -54,6 +54,18 @@ impl std::ops::Index<&UserId> for Directory {
     }
 }
 
+/// The look-alike key of a username as typed (`aIice`: see
+/// `look_alike_keys`), when it is not its skeleton already. A name typed in
+/// lower case — most are — is its own fold, and then its typed key is the
+/// skeleton of its fold, which the account holds: computing it again (NFKC
+/// and UTS #39 for every account at start-up) would find nothing new.
+fn typed_key(u: &StoredUser) -> Option<String> {
+    (u.username != u.fold).then(|| {
+        let [typed, _] = look_alike_keys(&u.username);
+        typed
+    })
+}
+
 impl Directory {
     /// Everything the store keeps about accounts and logins. Guest names
     /// are never reused (a later guest would look like the author of an
@@ -92,9 +104,9 @@ impl Directory {
         }
         self.by_fold.insert(u.fold.clone(), u.id);
         self.by_skeleton.insert(u.skeleton.clone(), u.id);
-        // The name as typed has a key of its own (`aIice`: see look_alike_keys).
-        let [typed, _] = look_alike_keys(&u.username);
-        self.by_skeleton.entry(typed).or_insert(u.id);
+        if let Some(typed) = typed_key(&u) {
+            self.by_skeleton.entry(typed).or_insert(u.id);
+        }
         self.users.insert(u.id, User { stored: u, guest: false, authored: false });
     }
 
@@ -154,10 +166,9 @@ impl Directory {
     /// `update` the rest of it.
     pub(super) fn rename(&mut self, id: UserId, name: Username, update: impl FnOnce(&mut StoredUser)) {
         let Some(u) = self.users.get_mut(&id) else { return };
-        let [typed, _] = look_alike_keys(&u.stored.username);
-        for key in [&u.stored.skeleton, &typed] {
-            if self.by_skeleton.get(key) == Some(&id) {
-                self.by_skeleton.remove(key);
+        for key in [Some(u.stored.skeleton.clone()), typed_key(&u.stored)].into_iter().flatten() {
+            if self.by_skeleton.get(&key) == Some(&id) {
+                self.by_skeleton.remove(&key);
             }
         }
         self.by_fold.remove(&u.stored.fold);
@@ -168,8 +179,9 @@ impl Directory {
         let stored = &u.stored;
         self.by_fold.insert(stored.fold.clone(), id);
         self.by_skeleton.insert(stored.skeleton.clone(), id);
-        let [typed, _] = look_alike_keys(&stored.username);
-        self.by_skeleton.entry(typed).or_insert(id);
+        if let Some(typed) = typed_key(stored) {
+            self.by_skeleton.entry(typed).or_insert(id);
+        }
     }
 
     // ----- logins ------------------------------------------------------------
@@ -315,6 +327,28 @@ mod tests {
         assert!(d.name_free(&Username::parse("bob").unwrap()));
         assert!(d.looks_like_a_username("Alice"));
         assert_eq!(d.find("alice"), Some(UserId(1)));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Skipping the typed key of a name that is its own fold loses
+        /// nothing: for any username, the keys the directory holds are its
+        /// skeleton and both of `look_alike_keys`.
+        #[test]
+        fn an_account_holds_every_look_alike_key_of_its_name(
+            raw in "[a-zA-Z0-9_.\\-ıİßſǅǆКкΑαＡａ]{2,12}"
+        ) {
+            let Ok(name) = Username::parse(&raw) else { return Ok(()) };
+            let d = directory(&[(1, &name.name)]);
+            let mut held: Vec<&String> = d.by_skeleton.keys().collect();
+            held.sort();
+            let mut expected: Vec<String> = look_alike_keys(&name.name).into();
+            expected.push(name.skeleton.clone());
+            expected.sort();
+            expected.dedup();
+            prop_assert_eq!(held, expected.iter().collect::<Vec<_>>());
+        }
     }
 
     #[test]
