@@ -415,7 +415,7 @@ async fn chat(
     if !json_out {
         println!("{}", pin::describe());
         println!(
-            "{:>6} {:>7} {:>10} {:>9} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9} {:>6}",
+            "{:>6} {:>7} {:>10} {:>9} {:>28} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9} {:>6} {:>6}",
             "rate",
             "sent",
             "deliv/s",
@@ -427,6 +427,7 @@ async fn chat(
             "lost",
             "gen%",
             "gen µs/d",
+            "pkt/d",
             "ACK/d"
         );
     }
@@ -437,7 +438,7 @@ async fn chat(
             continue;
         }
         println!(
-            "{rate:>6} {:>7} {:>10.0} {:>9.1} {:>28} {:>28} {:>7.1} {:>8.1} {:>6} {:>6.1} {:>9.1} {:>6.2}",
+            "{rate:>6} {:>7} {:>10.0} {:>9.1} {:>28} {:>28} {:>7.1} {:>8.1} {:>6} {:>6.1} {:>9.1} {:>6.2} {:>6.2}",
             round.sent,
             round.delivered_per_s,
             round.server_us,
@@ -448,6 +449,7 @@ async fn chat(
             round.lost,
             round.generator_pct,
             round.generator_us,
+            round.datagrams_per_delivery,
             round.acks_per_delivery,
         );
         if round.generator_bound {
@@ -497,6 +499,11 @@ struct Round {
     /// QUIC ACK frames the clients sent over the run, per delivery: each
     /// is a packet the server receives, decrypts and processes.
     acks_per_delivery: f64,
+    /// Datagrams the clients received, per delivery: under 1 when the
+    /// server packs several messages to one member into a packet (when
+    /// they queue behind a busy core), and over it for acknowledgements
+    /// of the clients' own packets.
+    datagrams_per_delivery: f64,
     /// Send→acknowledgement and send→receive, µs.
     ack: Histogram<u64>,
     recv: Histogram<u64>,
@@ -535,6 +542,7 @@ impl Round {
             "bench": "chat", "clients": self.clients, "senders": self.senders, "rate": self.rate,
             "duration_s": self.elapsed_s, "sent": self.sent, "failed": self.failed,
             "delivered_per_s": self.delivered_per_s, "client_acks_per_delivery": self.acks_per_delivery,
+            "client_datagrams_per_delivery": self.datagrams_per_delivery,
             "send_to_ack_ms": quantiles_ms(&self.ack), "send_to_receive_ms": quantiles_ms(&self.recv),
             "server_cpu_pct": self.cpu_pct, "server_rss_kib": self.rss_kib, "lost": self.lost,
             "server_us_per_delivery": self.server_us, "generator_us_per_delivery": self.generator_us,
@@ -594,8 +602,14 @@ async fn chat_round(
     let (cpu0, _) = server.usage();
     let drops0 = server.udp_drops();
     let (gen0, _) = proc_usage("self");
-    let acks = || clients.iter().map(|c| c.transport_stats().frame_tx.acks).sum::<u64>();
-    let acks0 = acks();
+    // (ACK frames the clients sent, datagrams they received).
+    let transport = || {
+        clients
+            .iter()
+            .map(|c| c.transport_stats())
+            .fold((0u64, 0u64), |(a, d), s| (a + s.frame_tx.acks, d + s.udp_rx.datagrams))
+    };
+    let transport0 = transport();
     let generator_drops = || -> Option<u64> {
         let ports = world.connectors.iter().map(|c| c.local_addr().ok().map(|a| a.port()));
         ports.map(|p| kith_server::udp_drops(p?)).sum()
@@ -649,7 +663,8 @@ async fn chat_round(
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu1, rss_kib) = server.usage();
     let (gen1, _) = proc_usage("self");
-    let client_acks = acks() - acks0;
+    let transport1 = transport();
+    let (client_acks, client_datagrams) = (transport1.0 - transport0.0, transport1.1 - transport0.1);
     let generator_pct = (gen1 - gen0) / elapsed * 100.0;
     backing_up.store(true, std::sync::atomic::Ordering::Relaxed);
     let backup_s = match backups {
@@ -687,6 +702,7 @@ async fn chat_round(
         failed,
         delivered_per_s: recv.len() as f64 / elapsed,
         acks_per_delivery: client_acks as f64 / recv.len().max(1) as f64,
+        datagrams_per_delivery: client_datagrams as f64 / recv.len().max(1) as f64,
         lost: expected.saturating_sub(recv.len()),
         cpu_pct: (cpu1 - cpu0) / elapsed * 100.0,
         rss_kib,

@@ -278,7 +278,7 @@ async fn online(sizes: &[usize], deliveries: u32, duration: Duration, json_out: 
             println!("{j}");
         } else {
             println!(
-                "{n:>7} {rate:>6} {:>10.0} {:>9.1} {:>28} {:>7.1} {:>8.1} {:>6} {:>6.1} {:>9.1} {:>6.2}",
+                "{n:>7} {rate:>6} {:>10.0} {:>9.1} {:>28} {:>7.1} {:>8.1} {:>6} {:>6.1} {:>9.1} {:>6.2} {:>6.2}",
                 round.delivered_per_s,
                 round.server_us,
                 ms3(&round.recv),
@@ -287,6 +287,7 @@ async fn online(sizes: &[usize], deliveries: u32, duration: Duration, json_out: 
                 round.lost,
                 round.generator_pct,
                 round.generator_us,
+                round.datagrams_per_delivery,
                 round.acks_per_delivery
             );
             if round.generator_bound {
