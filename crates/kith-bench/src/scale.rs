@@ -251,7 +251,7 @@ async fn online(sizes: &[usize], deliveries: u32, duration: Duration, json_out: 
             "fan-out against channel size ({deliveries} deliveries/s, {SENDERS} senders, 100-byte messages)"
         );
         println!(
-            "{:>7} {:>6} {:>10} {:>9} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9}",
+            "{:>7} {:>6} {:>10} {:>9} {:>28} {:>7} {:>8} {:>6} {:>6} {:>9} {:>6} {:>6}",
             "online",
             "rate",
             "deliv/s",
@@ -261,7 +261,9 @@ async fn online(sizes: &[usize], deliveries: u32, duration: Duration, json_out: 
             "rss MiB",
             "lost",
             "gen%",
-            "gen µs/d"
+            "gen µs/d",
+            "pkt/d",
+            "ACK/d"
         );
     }
     for &n in sizes {
@@ -295,6 +297,7 @@ async fn online(sizes: &[usize], deliveries: u32, duration: Duration, json_out: 
                     "        the load generator used its cores up: this run measured it, not the server"
                 );
             }
+            round.print_drops();
         }
     }
     Ok(())
